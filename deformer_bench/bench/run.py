@@ -1,0 +1,206 @@
+"""Benchmark orchestration: export (or verify) graph sets, send runner jobs, save one results JSON.
+
+Per configuration (model, k) and batch size:
+  * one timing job: the three paths interleaved in one fresh process (paired samples);
+  * one memory job per path: a fresh process that loads only that path's graphs;
+  * the paper's operator-bytes metric and the FLOP ideal, computed here from graph and config.
+"""
+
+import datetime
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..environment import describe_environment
+from .flops import path_flops
+from .memory import operator_bytes
+from .runner import PATH_GRAPHS, PROTOCOL_VERSION
+from .stats import LatencyStats, paired_speedup
+
+RESULTS_FORMAT_VERSION = 1
+RESULTS_FILE = "results.json"
+PATHS = tuple(PATH_GRAPHS)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One graph set to measure, as its manifest describes it."""
+
+    label: str
+    graphs_dir: Path
+    manifest: dict
+
+
+def graph_input_shapes(manifest: dict, batch: int) -> dict:
+    deformer = manifest["deformer"]
+    question, passage = deformer["question_len"], deformer["passage_len"]
+    hidden = manifest["model"]["hidden_size"]
+    return {
+        "full": {"input_ids": (batch, question + passage), "attention_mask": (batch, question + passage),
+                 "token_type_ids": (batch, question + passage)},
+        "lower_question": {"question_input_ids": (batch, question), "question_attention_mask": (batch, question)},
+        "lower_passage": {"passage_input_ids": (batch, passage), "passage_attention_mask": (batch, passage)},
+        "upper": {"question_hidden": (batch, question, hidden), "question_attention_mask": (batch, question),
+                  "passage_hidden": (batch, passage, hidden), "passage_attention_mask": (batch, passage)},
+    }
+
+
+def paper_memory_metric(config: BenchConfig) -> dict:
+    """Operator bytes of one query (batch 1) on each path."""
+    shapes = graph_input_shapes(config.manifest, 1)
+    per_graph = {graph: operator_bytes(config.graphs_dir / f"{graph}.onnx", shapes[graph]) for graph in shapes}
+    result = {path: sum(per_graph[graph][0] for graph in graphs) for path, graphs in PATH_GRAPHS.items()}
+    result["unresolved_tensors"] = sum(unresolved for _, unresolved in per_graph.values())
+    return result
+
+
+def config_flops(manifest: dict) -> dict:
+    model, deformer = manifest["model"], manifest["deformer"]
+    return path_flops(model["num_layers"], deformer["layer"], model["hidden_size"], model["intermediate_size"],
+                      deformer["question_len"], deformer["passage_len"]).to_dict()
+
+
+def base_job(config: BenchConfig, device, profile, batch: int) -> dict:
+    deformer = config.manifest["deformer"]
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "graphs_dir": str(config.graphs_dir),
+        "batch_size": batch,
+        "question_len": deformer["question_len"],
+        "passage_len": deformer["passage_len"],
+        "passage_token_type": deformer["passage_token_type"],
+        "vocab_size": config.manifest["model"]["vocab_size"],
+        "seed": profile.seed,
+        "session": session_settings(device, profile),
+    }
+
+
+def session_settings(device, profile) -> dict:
+    return {"provider": device.provider, "intra_op_threads": profile.intra_op_threads,
+            "inter_op_threads": profile.inter_op_threads, "allow_spinning": profile.allow_spinning,
+            "graph_optimization": profile.graph_optimization}
+
+
+def measure_batch(config: BenchConfig, device, target, profile, batch: int, scratch: Path) -> dict:
+    cache = scratch / f"passage_cache_b{batch}.npy"
+    timing_job = {
+        **base_job(config, device, profile, batch), "mode": "timing", "paths": list(PATHS),
+        "passage_cache_out": str(cache),
+        "warmup": {"min_count": profile.warmup_min_count, "min_time_s": profile.warmup_min_time_s,
+                   "max_time_s": profile.max_time_s},
+        "measure": {"min_count": profile.min_count, "min_time_s": profile.min_time_s,
+                    "max_time_s": profile.max_time_s},
+    }
+    timing = target.run_job(timing_job)
+    memory = {
+        path: target.run_job({**base_job(config, device, profile, batch), "mode": "memory", "path": path,
+                              "iterations": profile.memory_iterations, "passage_cache_in": str(cache)})
+        for path in PATHS
+    }
+    return summarise_batch(batch, timing, memory)
+
+
+def summarise_batch(batch: int, timing: dict, memory: dict) -> dict:
+    """Figures derived from raw samples; the samples stay in the record."""
+    samples = timing["samples_ns"]
+    stats = {path: LatencyStats(values) for path, values in samples.items()}
+    warnings = [warning for path, stat in stats.items() for warning in stat.warnings(f"batch {batch} {path}")]
+    if timing["stopped_by_time_cap"]:
+        warnings.append(f"batch {batch}: stopped by max_time_s before min_count was reached")
+    for record in memory.values():
+        record["peak_above_load_mb"] = record["peak_rss_mb"] - record["rss_after_load_mb"]
+    return {
+        "batch_size": batch,
+        "samples_ns": samples,
+        "latency": {path: stat.summary() for path, stat in stats.items()},
+        "throughput_per_s": {path: stat.throughput(batch) for path, stat in stats.items()},
+        "speedup_vs_unsplit": {
+            path: paired_speedup(samples["unsplit"], samples[path]).to_dict() for path in PATHS if path != "unsplit"
+        },
+        "memory": memory,
+        "load_s": timing["load_s"],
+        "warnings": warnings,
+    }
+
+
+def describe_batch(config: BenchConfig, record: dict, ideal: float) -> str:
+    latency, speedup = record["latency"], record["speedup_vs_unsplit"]["online"]
+    memory = record["memory"]
+    return (f"{config.label} k={config.manifest['deformer']['layer']} batch {record['batch_size']}: "
+            f"unsplit p50 {latency['unsplit']['p50_ms']:.2f} ms, online {latency['online']['p50_ms']:.2f} ms -> "
+            f"{speedup['ratio']:.2f}x [{speedup['ci95_low']:.2f}, {speedup['ci95_high']:.2f}] "
+            f"(FLOP ideal {ideal:.2f}x); peak RSS unsplit {memory['unsplit']['peak_rss_mb']:.0f} MB, "
+            f"online {memory['online']['peak_rss_mb']:.0f} MB")
+
+
+def measure_config(config: BenchConfig, device, profile, progress: bool) -> dict:
+    target = device.make_target()
+    flops = config_flops(config.manifest)
+    record = {
+        "label": config.label,
+        "device": device.name,
+        "model": config.manifest["model"],
+        "deformer": config.manifest["deformer"],
+        "opset": config.manifest["opset"],
+        "validation": config.manifest["validation"],
+        "flops": flops,
+        "operator_bytes": paper_memory_metric(config),
+        "batches": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="deformer-bench-") as scratch:
+        for batch in profile.batch_sizes:
+            batch_record = measure_batch(config, device, target, profile, batch, Path(scratch))
+            record["batches"].append(batch_record)
+            tqdm.write(describe_batch(config, batch_record, flops["ideal_speedup"]))
+            for warning in batch_record["warnings"]:
+                tqdm.write(f"warning: {warning}")
+    return record
+
+
+def new_results_dir(output_root: Path, profile_name: str, label: str) -> Path:
+    """A new dated directory; an existing run is never overwritten."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{profile_name}-{label}").strip("-").lower()
+    candidate, counter = output_root / f"{stamp}-{slug}", 1
+    while candidate.exists():
+        counter += 1
+        candidate = output_root / f"{stamp}-{slug}-{counter}"
+    return candidate
+
+
+def save_results(results: dict, output_root: Path, label: str) -> Path:
+    """Write results.json and the report into a temporary directory, then rename it into place."""
+    from ..report import write_report
+
+    output_root.mkdir(parents=True, exist_ok=True)
+    final = new_results_dir(output_root, results["profile"]["name"], label)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=output_root))
+    try:
+        (staging / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
+        write_report(staging)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def run_benchmark(configs: list, devices: list, profile, command: list, note: str = "",
+                  progress: bool = True) -> dict:
+    """Measure every config on every device; returns the results document (not yet saved)."""
+    results = {
+        "format_version": RESULTS_FORMAT_VERSION,
+        "environment": describe_environment(command),
+        "profile": profile.to_dict(),
+        "note": note,
+        "configs": [],
+    }
+    jobs = [(config, device) for device in devices for config in configs]
+    for config, device in tqdm(jobs, desc="bench", unit="config", disable=not progress):
+        results["configs"].append(measure_config(config, device, profile, progress))
+    results["warnings"] = [w for config in results["configs"] for batch in config["batches"] for w in batch["warnings"]]
+    return results

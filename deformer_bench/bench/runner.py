@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""The benchmark runner: the only code that runs on the measured machine.
+
+It imports numpy, onnxruntime and the standard library only, reads one JSON job on stdin and
+writes one JSON result on stdout, so any transport (a local process, ssh, adb) can carry it.
+Each job runs in a fresh process: nothing warmed or allocated by an earlier job is reused.
+
+Modes:
+  timing  loads every graph, then times the three paths interleaved round by round, so that the
+          unsplit model and the DeFormer path see the same machine state (paired samples).
+  memory  loads only one path's graphs and records its resident memory: after loading (the
+          weights baseline) and the peak while it runs.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+# Which graphs each measured path runs, in order.
+PATH_GRAPHS = {
+    "unsplit": ("full",),
+    "online": ("lower_question", "upper"),  # question lower layers + cached passage states + upper
+    "passage_precompute": ("lower_passage",),  # offline: passage lower layers, for the cache
+}
+GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                      "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def make_session(path, settings):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = settings["intra_op_threads"]
+    options.inter_op_num_threads = settings["inter_op_threads"]
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel,
+                                               GRAPH_OPTIMIZATION[settings["graph_optimization"]])
+    # Spinning threads keep a core busy after each run; with two sessions back to back they fight.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=[settings["provider"]])
+
+
+def make_inputs(job):
+    """Full-length inputs of one batch: the worst case a deployment pads to."""
+    rng = np.random.default_rng(job["seed"])
+    batch, question_len, passage_len = job["batch_size"], job["question_len"], job["passage_len"]
+    question_ids = rng.integers(3, job["vocab_size"], (batch, question_len), dtype=np.int64)
+    passage_ids = rng.integers(3, job["vocab_size"], (batch, passage_len), dtype=np.int64)
+    question_mask = np.ones((batch, question_len), dtype=np.int64)
+    passage_mask = np.ones((batch, passage_len), dtype=np.int64)
+    return {
+        "question_input_ids": question_ids, "question_attention_mask": question_mask,
+        "passage_input_ids": passage_ids, "passage_attention_mask": passage_mask,
+        "input_ids": np.concatenate([question_ids, passage_ids], axis=1),
+        "attention_mask": np.concatenate([question_mask, passage_mask], axis=1),
+        "token_type_ids": np.concatenate(
+            [np.zeros_like(question_ids), np.full_like(passage_ids, job["passage_token_type"])], axis=1),
+    }
+
+
+def path_call(path, sessions, inputs, passage_cache):
+    """A no-argument function that runs one path once."""
+    if path == "unsplit":
+        feed = {name: inputs[name] for name in ("input_ids", "attention_mask", "token_type_ids")}
+        return lambda: sessions["full"].run(None, feed)
+    if path == "passage_precompute":
+        feed = {name: inputs[name] for name in ("passage_input_ids", "passage_attention_mask")}
+        return lambda: sessions["lower_passage"].run(None, feed)
+    question_feed = {name: inputs[name] for name in ("question_input_ids", "question_attention_mask")}
+
+    def online():
+        question_hidden = sessions["lower_question"].run(None, question_feed)[0]
+        return sessions["upper"].run(None, {
+            "question_hidden": question_hidden,
+            "question_attention_mask": inputs["question_attention_mask"],
+            "passage_hidden": passage_cache,
+            "passage_attention_mask": inputs["passage_attention_mask"],
+        })
+
+    return online
+
+
+def interleave(calls, min_count, min_time_s, max_time_s, clock=time.perf_counter_ns):
+    """Run every call once per round, rotating the order, until each has `min_count` samples and
+    at least `min_time_s` have passed (or `max_time_s`). Returns ({name: [ns, ...]}, stopped_by_cap).
+
+    Round r times call (r + i) mod n at position i, so no path always runs first or after another.
+    """
+    names = list(calls)
+    samples = {name: [] for name in names}
+    start = clock()
+    round_index = 0
+    while True:
+        elapsed_s = (clock() - start) / 1e9
+        if round_index >= min_count and elapsed_s >= min_time_s:
+            return samples, False
+        if elapsed_s >= max_time_s and round_index >= 1:
+            return samples, True
+        for position in range(len(names)):
+            name = names[(round_index + position) % len(names)]
+            before = clock()
+            calls[name]()
+            samples[name].append(clock() - before)
+        round_index += 1
+
+
+def run_timing(job):
+    load_start = time.perf_counter()
+    sessions = {graph: make_session(os.path.join(job["graphs_dir"], graph + ".onnx"), job["session"])
+                for graph in ("full", "lower_question", "lower_passage", "upper")}
+    load_s = time.perf_counter() - load_start
+    inputs = make_inputs(job)
+    passage_cache = path_call("passage_precompute", sessions, inputs, None)()[0]
+    if job.get("passage_cache_out"):
+        np.save(job["passage_cache_out"], passage_cache)
+    calls = {path: path_call(path, sessions, inputs, passage_cache) for path in job["paths"]}
+    warmup = job["warmup"]
+    interleave(calls, warmup["min_count"], warmup["min_time_s"], warmup["max_time_s"])
+    measure = job["measure"]
+    samples, capped = interleave(calls, measure["min_count"], measure["min_time_s"], measure["max_time_s"])
+    return {"samples_ns": samples, "stopped_by_time_cap": capped, "load_s": load_s}
+
+
+def read_status_kb(field):
+    """VmRSS / VmHWM of this process from /proc (Linux); None where unavailable."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss():
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak measured excludes loading."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_memory(job):
+    path = job["path"]
+    sessions = {graph: make_session(os.path.join(job["graphs_dir"], graph + ".onnx"), job["session"])
+                for graph in PATH_GRAPHS[path]}
+    inputs = make_inputs(job)
+    passage_cache = np.load(job["passage_cache_in"]) if path == "online" else None
+    call = path_call(path, sessions, inputs, passage_cache)
+    load_peak_kb = read_status_kb("VmHWM")
+    baseline_kb = read_status_kb("VmRSS")
+    peak_reset = reset_peak_rss()
+    for _ in range(job["iterations"]):
+        call()
+    peak_kb = read_status_kb("VmHWM")
+    if peak_kb is None:  # not Linux: the lifetime peak, loading included
+        import resource
+
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak_reset = False
+    return {
+        "path": path,
+        "rss_after_load_mb": baseline_kb / 1024 if baseline_kb is not None else None,
+        "load_peak_rss_mb": load_peak_kb / 1024 if load_peak_kb is not None else None,
+        "peak_rss_mb": peak_kb / 1024,
+        "peak_excludes_loading": peak_reset,
+        "iterations": job["iterations"],
+    }
+
+
+MODES = {"timing": run_timing, "memory": run_memory}
+
+
+def main():
+    job = json.load(sys.stdin)
+    if job.get("protocol_version") != PROTOCOL_VERSION:
+        raise SystemExit(f"runner speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol_version')!r}")
+    import onnxruntime
+
+    result = MODES[job["mode"]](job)
+    result.update({"protocol_version": PROTOCOL_VERSION, "mode": job["mode"],
+                   "onnxruntime": onnxruntime.__version__, "pid": os.getpid()})
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

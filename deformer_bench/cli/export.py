@@ -1,0 +1,58 @@
+"""deformer-export MODEL_DIR OUT/: split a model into validated ONNX graphs plus manifest.json."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import OutputExistsError
+from ..model import POSITION_OFFSETS
+from .common import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deformer-export",
+        description="Export lower_question, lower_passage, upper and full ONNX graphs of a DeFormer, "
+                    "each validated against PyTorch, with manifest.json.",
+    )
+    parser.add_argument("model_dir", type=Path, help="DeFormer or plain Hugging Face model directory")
+    parser.add_argument("out_dir", type=Path, help="output directory (must not exist unless --overwrite)")
+    parser.add_argument("--layer", "-k", type=int, help="separation layer k (required for a plain HF directory)")
+    parser.add_argument("--question-len", type=int, help="padded question length (default: deformer.json, else 27)")
+    parser.add_argument("--passage-len", type=int, help="padded passage length (default: deformer.json, else 293)")
+    parser.add_argument("--position-offset", choices=POSITION_OFFSETS,
+                        help="where passage position ids start (default: deformer.json, else question_len)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT/ if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def export_main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.out_dir.exists() and not args.overwrite:  # fail before the model loads
+        raise OutputExistsError(f"output directory {args.out_dir} already exists",
+                                "choose a new OUT/ or pass --overwrite to replace it")
+    from exporters.onnx_export import DEFAULT_OPSET, export_graph_set
+
+    from ..model import Deformer
+
+    deformer = Deformer.from_pretrained(args.model_dir, layer=args.layer, question_len=args.question_len,
+                                        passage_len=args.passage_len, passage_position_offset=args.position_offset)
+    if not deformer.qa_head_trained:
+        print(f"note: {args.model_dir} has no trained QA head; a deterministic random head was used "
+              "(fine for speed, meaningless for answers)", file=sys.stderr)
+    manifest = export_graph_set(deformer, args.out_dir, opset=args.opset or DEFAULT_OPSET,
+                                overwrite=args.overwrite, progress=not args.quiet)
+    worst = max(diff for case in manifest["validation"]["cases"] for diff in case["max_abs_diff"].values())
+    print(f"wrote {args.out_dir}: k={deformer.config.layer} of {deformer.num_layers} layers, "
+          f"validated at {len(manifest['validation']['cases'])} shapes (max abs diff {worst:.1e})")
+    return 0
+
+
+def main(argv=None) -> None:
+    sys.exit(run_cli(export_main, argv))
+
+
+if __name__ == "__main__":
+    main()
