@@ -102,16 +102,17 @@ def measure_batch(config: BenchConfig, device, target, profile, batch: int, scra
                               "iterations": profile.memory_iterations, "passage_cache_in": str(cache)})
         for path in PATHS
     }
-    return summarise_batch(batch, timing, memory)
+    case = f"{config.label} k={config.manifest['deformer']['layer']} batch {batch}"
+    return summarise_batch(case, batch, timing, memory)
 
 
-def summarise_batch(batch: int, timing: dict, memory: dict) -> dict:
+def summarise_batch(case: str, batch: int, timing: dict, memory: dict) -> dict:
     """Figures derived from raw samples; the samples stay in the record."""
     samples = timing["samples_ns"]
     stats = {path: LatencyStats(values) for path, values in samples.items()}
-    warnings = [warning for path, stat in stats.items() for warning in stat.warnings(f"batch {batch} {path}")]
+    warnings = [warning for path, stat in stats.items() for warning in stat.warnings(f"{case} {path}")]
     if timing["stopped_by_time_cap"]:
-        warnings.append(f"batch {batch}: stopped by max_time_s before min_count was reached")
+        warnings.append(f"{case}: stopped by max_time_s before min_count was reached")
     for record in memory.values():
         record["peak_above_load_mb"] = record["peak_rss_mb"] - record["rss_after_load_mb"]
     return {

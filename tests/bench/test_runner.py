@@ -1,0 +1,94 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deformer_bench.bench.runner import PROTOCOL_VERSION, interleave
+from deformer_bench.bench.targets import RUNNER_SCRIPT
+
+
+class FakeClock:
+    """Advances only when a fake call runs: each call costs its own fixed number of ns."""
+
+    def __init__(self):
+        self.now = 0
+
+    def __call__(self):
+        return self.now
+
+    def call(self, cost_ns, log, name):
+        def run():
+            log.append(name)
+            self.now += cost_ns
+        return run
+
+
+def make_calls(clock, log, costs):
+    return {name: clock.call(cost, log, name) for name, cost in costs.items()}
+
+
+def test_interleave_reaches_min_count_and_min_time():
+    clock, log = FakeClock(), []
+    calls = make_calls(clock, log, {"unsplit": 30_000_000, "online": 10_000_000})  # 30 ms, 10 ms
+    samples, capped = interleave(calls, min_count=5, min_time_s=1.0, max_time_s=100.0, clock=clock)
+    assert not capped
+    # min_time dominates: each round costs 40 ms, so 25 rounds are needed to pass 1 s.
+    assert len(samples["unsplit"]) == len(samples["online"]) == 25
+    assert set(samples["unsplit"]) == {30_000_000} and set(samples["online"]) == {10_000_000}
+
+
+def test_interleave_min_count_dominates_when_calls_are_slow():
+    clock, log = FakeClock(), []
+    calls = make_calls(clock, log, {"a": 2_000_000_000})
+    samples, capped = interleave(calls, min_count=3, min_time_s=1.0, max_time_s=100.0, clock=clock)
+    assert len(samples["a"]) == 3 and not capped
+
+
+def test_interleave_rotates_the_order_each_round():
+    clock, log = FakeClock(), []
+    calls = make_calls(clock, log, {"a": 1, "b": 1, "c": 1})
+    interleave(calls, min_count=3, min_time_s=0.0, max_time_s=10.0, clock=clock)
+    assert log == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_interleave_stops_at_the_time_cap_and_says_so():
+    clock, log = FakeClock(), []
+    calls = make_calls(clock, log, {"a": 1_000_000_000})
+    samples, capped = interleave(calls, min_count=100, min_time_s=0.0, max_time_s=5.0, clock=clock)
+    assert capped and len(samples["a"]) == 5
+
+
+def run_runner(job):
+    completed = subprocess.run([sys.executable, str(RUNNER_SCRIPT)], input=json.dumps(job), capture_output=True,
+                               text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+def job(tiny_graphs, **extra):
+    return {"protocol_version": PROTOCOL_VERSION, "graphs_dir": str(tiny_graphs), "batch_size": 2,
+            "question_len": 8, "passage_len": 24, "passage_token_type": 1, "vocab_size": 120, "seed": 0,
+            "session": {"provider": "CPUExecutionProvider", "intra_op_threads": 1, "inter_op_threads": 1,
+                        "allow_spinning": False, "graph_optimization": "all"}, **extra}
+
+
+def test_runner_timing_and_memory_jobs_on_a_real_graph_set(tiny_graphs, tmp_path):
+    cache = tmp_path / "cache.npy"
+    timing = run_runner(job(tiny_graphs, mode="timing", paths=["unsplit", "online", "passage_precompute"],
+                            passage_cache_out=str(cache),
+                            warmup={"min_count": 1, "min_time_s": 0.0, "max_time_s": 10.0},
+                            measure={"min_count": 4, "min_time_s": 0.0, "max_time_s": 10.0}))
+    assert timing["protocol_version"] == PROTOCOL_VERSION and timing["mode"] == "timing"
+    assert {len(values) for values in timing["samples_ns"].values()} == {4}
+    assert all(value > 0 for values in timing["samples_ns"].values() for value in values)
+    assert cache.exists()
+    memory = run_runner(job(tiny_graphs, mode="memory", path="online", iterations=2, passage_cache_in=str(cache)))
+    assert memory["peak_rss_mb"] >= memory["rss_after_load_mb"] > 10
+
+
+def test_runner_refuses_another_protocol(tiny_graphs):
+    completed = subprocess.run([sys.executable, str(RUNNER_SCRIPT)],
+                               input=json.dumps({**job(tiny_graphs), "protocol_version": 0}),
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode != 0 and "protocol" in completed.stderr

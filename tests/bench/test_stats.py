@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from deformer_bench.bench.stats import LatencyStats, paired_speedup
+
+
+def test_latency_stats_from_known_values():
+    stats = LatencyStats([i * 1_000_000 for i in range(1, 101)])  # 1..100 ms
+    summary = stats.summary()
+    assert summary["count"] == 100
+    assert summary["p50_ms"] == pytest.approx(50.5)
+    assert summary["p90_ms"] == pytest.approx(90.1)
+    assert summary["p99_ms"] == pytest.approx(99.01)
+    assert summary["mean_ms"] == pytest.approx(50.5)
+    assert summary["std_ms"] == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    assert stats.throughput(batch_size=4) == pytest.approx(4 / 0.0505)
+
+
+def test_empty_samples_are_an_error():
+    with pytest.raises(ValueError):
+        LatencyStats([])
+
+
+def test_stable_samples_give_no_warning_and_noisy_ones_do():
+    assert LatencyStats([10_000_000 + i for i in range(50)]).warnings("x") == []
+    noisy = LatencyStats([10_000_000] * 40 + [50_000_000] * 10).warnings("batch 1 online")
+    assert any("unstable" in warning and "batch 1 online" in warning for warning in noisy)
+    assert any("long tail" in warning for warning in noisy)
+
+
+def test_paired_speedup_of_an_exact_ratio():
+    rng = np.random.default_rng(0)
+    candidate = rng.uniform(9e6, 11e6, 200)
+    speedup = paired_speedup(list(candidate * 3), list(candidate))
+    assert speedup.ratio == pytest.approx(3.0)
+    assert speedup.ci_low == pytest.approx(3.0) and speedup.ci_high == pytest.approx(3.0)
+
+
+def test_paired_speedup_interval_covers_the_truth_and_has_width():
+    rng = np.random.default_rng(1)
+    baseline = rng.normal(30e6, 3e6, 300)
+    candidate = rng.normal(15e6, 1.5e6, 300)
+    speedup = paired_speedup(list(baseline), list(candidate))
+    assert speedup.ci_low < 2.0 < speedup.ci_high
+    assert speedup.ci_high - speedup.ci_low > 0.01
+    assert speedup.pairs == 300

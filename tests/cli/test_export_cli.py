@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deformer_bench.cli.export import export_main
+from deformer_bench.cli.common import run_cli
+
+
+def cli(*args):
+    """The installed entry point's code path, in a fresh process: exit code, stdout, stderr."""
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.export", *map(str, args)],
+                               capture_output=True, text=True, timeout=300)
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+def test_export_a_tiny_model(tiny_model_dir, tmp_path):
+    code, out, err = cli(tiny_model_dir, tmp_path / "graphs", "--layer", 1, "--question-len", 8,
+                         "--passage-len", 24, "--opset", 17, "--quiet")
+    assert code == 0, err
+    assert "validated at 4 shapes" in out
+    manifest = json.loads((tmp_path / "graphs" / "manifest.json").read_text())
+    assert manifest["opset"] == 17 and manifest["deformer"]["layer"] == 1
+
+
+def test_encoder_without_head_says_so(tiny_encoder_dir, tmp_path, capsys):
+    code = run_cli(export_main, [str(tiny_encoder_dir), str(tmp_path / "g"), "-k", "1", "--question-len", "8",
+                                 "--passage-len", "24", "--quiet"])
+    assert code == 0
+    assert "no trained QA head" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("missing dir", ["{tmp}/nope", "--layer", "1"], "does not exist"),
+    ("not a model", ["{tmp}", "--layer", "1"], "no config.json"),
+    ("unsupported", ["{gpt2}", "--layer", "1"], "unsupported architecture 'gpt2'; supported: bert, electra, roberta"),
+    ("k too big", ["{model}", "--layer", "3", "--question-len", "8", "--passage-len", "24"], "outside 0..2"),
+    ("k negative", ["{model}", "--layer", "-1"], "negative"),
+    ("no k", ["{model}"], "give the separation layer"),
+    ("too long", ["{model}", "--layer", "1", "--question-len", "40", "--passage-len", "80"], "position table has 96"),
+])
+def test_bad_input_exits_2_with_one_clear_error(tiny_model_dir, gpt2_dir, tmp_path, case, args, message):
+    args = [arg.format(tmp=tmp_path, gpt2=gpt2_dir, model=tiny_model_dir) for arg in args]
+    out = tmp_path / "out"
+    code, stdout, stderr = cli(args[0], out, *args[1:])
+    assert code == 2, (case, stderr)
+    assert message in stderr
+    assert "Traceback" not in stderr and stderr.startswith("error: ") and "fix: " in stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_existing_output_is_refused(tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, stderr = cli(tiny_model_dir, out, "--layer", "1")
+    assert code == 2 and "already exists" in stderr and "--overwrite" in stderr
+    assert list(out.iterdir()) == []

@@ -1,0 +1,67 @@
+"""Tiny random models (2 layers, hidden 32) for fast tests; the real MiniLM only where named."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SQUAD_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
+TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=96)
+
+
+def tiny_qa_model(model_type: str = "bert", seed: int = 0):
+    from transformers import (BertConfig, BertForQuestionAnswering, ElectraConfig, ElectraForQuestionAnswering,
+                              RobertaConfig, RobertaForQuestionAnswering)
+
+    torch.manual_seed(seed)
+    if model_type == "bert":
+        model = BertForQuestionAnswering(BertConfig(**TINY))
+    elif model_type == "roberta":
+        model = RobertaForQuestionAnswering(RobertaConfig(**{**TINY, "max_position_embeddings": 100},
+                                                          type_vocab_size=1, pad_token_id=1))
+    elif model_type == "electra":
+        model = ElectraForQuestionAnswering(ElectraConfig(**TINY, embedding_size=16))
+    else:
+        raise ValueError(model_type)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A BERT QA model directory with a (random) QA head saved in it."""
+    directory = tmp_path_factory.mktemp("tiny") / "bert-qa"
+    tiny_qa_model().save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """An encoder-only directory (like MiniLM): no QA head in its weights."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    directory = tmp_path_factory.mktemp("tiny") / "bert-encoder"
+    BertModel(BertConfig(**TINY)).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_graphs(tmp_path_factory, tiny_model_dir) -> Path:
+    """An exported, validated graph set of the tiny model at k=1 (lengths 8 + 24)."""
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    out = tmp_path_factory.mktemp("graphs") / "tiny-k1"
+    export_graph_set(deformer, out, progress=False)
+    return out
+
+
+@pytest.fixture
+def gpt2_dir(tmp_path) -> Path:
+    directory = tmp_path / "gpt2"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
+    return directory

@@ -1,0 +1,141 @@
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from deformer_bench.errors import ManifestError, OutputExistsError, ValidationError
+from deformer_bench.model import Deformer
+from exporters.graphs import GRAPHS, example_inputs
+from exporters.manifest import MANIFEST_FILE, load_graph_set
+from exporters.onnx_export import export_graph_set
+from exporters.validate import validate_graph_set
+
+
+def run_graph(directory, name, tensors):
+    session = onnxruntime.InferenceSession(str(directory / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    feed = {key: np.asarray(tensors[key]) for key in GRAPHS[name].inputs}
+    return session.run(list(GRAPHS[name].outputs), feed)
+
+
+def test_graph_set_files_and_manifest(tiny_graphs, tiny_model_dir):
+    assert sorted(p.name for p in tiny_graphs.iterdir()) == [
+        "full.onnx", "lower_passage.onnx", "lower_question.onnx", "manifest.json", "upper.onnx"]
+    manifest = json.loads((tiny_graphs / MANIFEST_FILE).read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["deformer"] == {"layer": 1, "question_len": 8, "passage_len": 24,
+                                    "passage_position_offset": "question_len", "passage_first_position": 8,
+                                    "passage_token_type": 1}
+    assert manifest["model"]["fingerprint_sha256"] == Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8,
+                                                                               passage_len=24).fingerprint()
+    assert manifest["model"]["num_layers"] == 2 and manifest["model"]["hidden_size"] == 32
+    assert manifest["validation"]["passed"]
+    shapes = {(case["batch"], case["question_len"], case["passage_len"]) for case in manifest["validation"]["cases"]}
+    assert {(1, 8, 24), (4, 8, 24)} <= shapes and len(shapes) >= 3
+    for case in manifest["validation"]["cases"]:
+        assert set(case["max_abs_diff"]) == {"lower_question", "lower_passage", "upper", "full", "pipeline"}
+
+
+def test_graph_io_names_are_the_contract(tiny_graphs):
+    for name, spec in GRAPHS.items():
+        model = onnx.load(str(tiny_graphs / f"{name}.onnx"))
+        assert [i.name for i in model.graph.input] == list(spec.inputs)
+        assert [o.name for o in model.graph.output] == list(spec.outputs)
+
+
+def test_split_pipeline_equals_pytorch_deformer_at_a_new_shape(tiny_graphs, tiny_model_dir):
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    tensors = example_inputs(deformer, batch=3, question_len=6, passage_len=17, seed=7)
+    question_hidden, = run_graph(tiny_graphs, "lower_question", tensors)
+    passage_hidden, = run_graph(tiny_graphs, "lower_passage", tensors)
+    start, end = run_graph(tiny_graphs, "upper", {**tensors, "question_hidden": question_hidden,
+                                                  "passage_hidden": passage_hidden})
+    with torch.no_grad():
+        expected_start, expected_end = deformer(tensors["question_input_ids"], tensors["question_attention_mask"],
+                                                tensors["passage_input_ids"], tensors["passage_attention_mask"])
+    np.testing.assert_allclose(start, expected_start.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(end, expected_end.numpy(), atol=1e-4, rtol=0)
+    full_start, _ = run_graph(tiny_graphs, "full", tensors)
+    with torch.no_grad():
+        unsplit_start, _ = deformer.unsplit(tensors["input_ids"], tensors["attention_mask"], tensors["token_type_ids"])
+    np.testing.assert_allclose(full_start, unsplit_start.numpy(), atol=1e-4, rtol=0)
+
+
+def tamper(path):
+    """Negate the largest weight matrix of a graph (a constant shift would vanish after LayerNorm)."""
+    model = onnx.load(str(path))
+    initializer = max(model.graph.initializer, key=lambda tensor: np.prod(tensor.dims))
+    values = -onnx.numpy_helper.to_array(initializer)
+    initializer.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), initializer.name))
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("graph", ["upper", "lower_passage"])
+def test_validation_rejects_a_tampered_graph(tiny_graphs, tiny_model_dir, tmp_path, graph):
+    copy = tmp_path / "graphs"
+    shutil.copytree(tiny_graphs, copy)
+    tamper(copy / f"{graph}.onnx")
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    with pytest.raises(ValidationError, match=graph):
+        validate_graph_set(deformer, copy)
+
+
+def test_manifest_detects_a_changed_graph(tiny_graphs, tmp_path):
+    copy = tmp_path / "graphs"
+    shutil.copytree(tiny_graphs, copy)
+    assert load_graph_set(copy).layer == 1
+    tamper(copy / "upper.onnx")
+    with pytest.raises(ManifestError, match="does not match its manifest"):
+        load_graph_set(copy)
+    (copy / "upper.onnx").unlink()
+    with pytest.raises(ManifestError, match="missing"):
+        load_graph_set(copy)
+
+
+def test_manifest_of_unknown_version_is_refused(tiny_graphs, tmp_path):
+    copy = tmp_path / "graphs"
+    shutil.copytree(tiny_graphs, copy)
+    manifest = json.loads((copy / MANIFEST_FILE).read_text())
+    manifest["format_version"] = 99
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="format_version 99"):
+        load_graph_set(copy)
+
+
+def test_existing_output_is_refused_unless_overwrite(tiny_model_dir, tmp_path):
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=2, question_len=8, passage_len=24)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        export_graph_set(deformer, out, progress=False)
+    assert (out / "keep.txt").exists()
+    export_graph_set(deformer, out, overwrite=True, progress=False)
+    assert not (out / "keep.txt").exists() and load_graph_set(out).layer == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_failed_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypatch):
+    import exporters.onnx_export as onnx_export
+
+    def fail(*args, **kwargs):
+        raise ValidationError("simulated failure")
+
+    monkeypatch.setattr(onnx_export, "validate_graph_set", fail)
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    with pytest.raises(ValidationError):
+        export_graph_set(deformer, tmp_path / "out", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_every_graph_keeps_its_inputs_at_k0_and_kL(tiny_model_dir, tmp_path, layer):
+    """At k=0 the lower graphs ignore their masks, at k=L the upper graph ignores both: names stay."""
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=layer, question_len=8, passage_len=24)
+    export_graph_set(deformer, tmp_path / "out", progress=False)
+    for name, spec in GRAPHS.items():
+        model = onnx.load(str(tmp_path / "out" / f"{name}.onnx"))
+        assert [i.name for i in model.graph.input] == list(spec.inputs)
