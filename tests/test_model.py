@@ -23,7 +23,8 @@ def segments(batch=2, question_len=8, passage_len=24, vocab=120, seed=0, pad_pas
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "electra"])
 def test_k0_equals_the_unsplit_model(model_type):
     qa_model = tiny_qa_model(model_type)
-    deformer = Deformer(qa_model, DeformerConfig(layer=0, question_len=8, passage_len=24))
+    deformer = Deformer(qa_model, DeformerConfig(layer=0, question_len=8, passage_len=24,
+                                                 passage_position_offset="question_len"))
     question, question_mask, passage, passage_mask = segments(pad_passage=model_type != "roberta")
     passage_type = deformer.architecture.passage_token_type(qa_model.config)
     with torch.no_grad():
@@ -41,8 +42,8 @@ def test_k_above_zero_changes_the_model():
     qa_model = tiny_qa_model()
     inputs = segments()
     with torch.no_grad():
-        unsplit = Deformer(qa_model, DeformerConfig(layer=0, question_len=8, passage_len=24))(*inputs)[0]
-        split = Deformer(qa_model, DeformerConfig(layer=2, question_len=8, passage_len=24))(*inputs)[0]
+        unsplit = Deformer(qa_model, DeformerConfig(0, 8, 24, "question_len"))(*inputs)[0]
+        split = Deformer(qa_model, DeformerConfig(1, 8, 24, "question_len"))(*inputs)[0]
     assert (unsplit - split).abs().max() > 1e-3
 
 
@@ -70,7 +71,8 @@ def test_passage_states_do_not_depend_on_the_question(offset, model_type):
 
 
 def test_passage_position_offset_sets_first_position():
-    assert DeformerConfig(layer=1, question_len=30).passage_first_position() == 30
+    assert DeformerConfig(layer=1, question_len=30, passage_position_offset="question_len").passage_first_position() == 30
+    assert DeformerConfig(layer=1, question_len=30).passage_first_position() == 0  # the default
     assert DeformerConfig(layer=1, question_len=30, passage_position_offset="zero").passage_first_position() == 0
 
 

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--passage-len", type=int, help="override the profile's passage length")
     parser.add_argument("--batch-sizes", help="override the profile's batch sizes, e.g. 1,8")
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS, default=None,
-                        help="passage position offset for exported models (default: question_len)")
+                        help="passage position offset for exported models (default: zero)")
     parser.add_argument("--output", type=Path, default=Path("results"), help="results root (default: results/)")
     parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test)")
     parser.add_argument("--note", default="", help="a line to put at the top of the report")
@@ -76,7 +76,7 @@ def export_configs(args, profile, workdir: Path) -> list:
     from exporters.onnx_export import export_graph_set
 
     from ..bench.run import BenchConfig
-    from ..model import Deformer, DeformerConfig
+    from ..model import DEFAULT_POSITION_OFFSET, Deformer, DeformerConfig
 
     label, qa_model, head_trained, source_dir, saved = load_source_model(args)
     num_layers = qa_model.config.num_hidden_layers
@@ -84,7 +84,7 @@ def export_configs(args, profile, workdir: Path) -> list:
         layers = parse_int_list(args.layer, "layer")
     else:
         layers = [saved.layer if saved else int(0.75 * num_layers)]
-    offset = args.position_offset or (saved.passage_position_offset if saved else "question_len")
+    offset = args.position_offset or (saved.passage_position_offset if saved else DEFAULT_POSITION_OFFSET)
     # Build (and so check) every config before the first slow export.
     deformers = []
     for layer in layers:

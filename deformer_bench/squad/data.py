@@ -1,0 +1,74 @@
+"""Read SQuAD v1.1 JSON (.json or .json.gz, any path) into flat, validated examples."""
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DeformerBenchError
+
+
+class DatasetError(DeformerBenchError):
+    """A dataset file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    start: int  # character offset in the context
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    title: str
+    context: str
+    question: str
+    answers: tuple
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise DatasetError(f"dataset {path} does not exist", "give the path of a SQuAD v1.1 .json or .json.gz file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"dataset {path} is not valid (gzipped) JSON: {error}", "give a SQuAD v1.1 file") from None
+
+
+def _require(condition: bool, path: Path, where: str, what: str) -> None:
+    if not condition:
+        raise DatasetError(f"dataset {path}: {where}: {what}", "fix the file, or give the official SQuAD v1.1 JSON")
+
+
+def load_squad(path) -> list:
+    """All questions in file order. Malformed entries raise DatasetError naming the article/question."""
+    path = Path(path)
+    document = _read_json(path)
+    _require(isinstance(document, dict) and isinstance(document.get("data"), list), path, "top level",
+             "expected an object with a 'data' list")
+    examples = []
+    for article_index, article in enumerate(document["data"]):
+        title = article.get("title", f"#{article_index}") if isinstance(article, dict) else f"#{article_index}"
+        where = f"article {article_index} ({title!r})"
+        _require(isinstance(article, dict) and isinstance(article.get("paragraphs"), list), path, where,
+                 "expected a 'paragraphs' list")
+        for paragraph_index, paragraph in enumerate(article["paragraphs"]):
+            here = f"{where}, paragraph {paragraph_index}"
+            _require(isinstance(paragraph, dict) and isinstance(paragraph.get("context"), str)
+                     and isinstance(paragraph.get("qas"), list), path, here, "expected 'context' text and a 'qas' list")
+            for qa in paragraph["qas"]:
+                qid = qa.get("id") if isinstance(qa, dict) else None
+                _require(isinstance(qid, str) and isinstance(qa.get("question"), str)
+                         and isinstance(qa.get("answers"), list), path, f"{here}, question {qid!r}",
+                         "expected 'id', 'question' and an 'answers' list")
+                answers = []
+                for answer in qa["answers"]:
+                    _require(isinstance(answer, dict) and isinstance(answer.get("text"), str)
+                             and isinstance(answer.get("answer_start"), int), path, f"{here}, question {qid!r}",
+                             "each answer needs 'text' and an integer 'answer_start'")
+                    answers.append(Answer(answer["text"], answer["answer_start"]))
+                examples.append(Example(qid, title, paragraph["context"], qa["question"], tuple(answers)))
+    return examples
