@@ -72,23 +72,27 @@ def _case_label(row) -> str:
     return f"{row['model']}\nk={row['layer']}"
 
 
+def _grouped_bars(axis, subset: pd.DataFrame, column: str, upper_error: str = "") -> None:
+    """One group of bars per (model, k, device), one bar per path; optional error bar up to `upper_error`."""
+    cases = subset[["model", "layer", "device"]].drop_duplicates().reset_index(drop=True)
+    width = 0.8 / len(PATH_COLOURS)
+    for offset, (name, colour) in enumerate(PATH_COLOURS.items()):
+        rows = cases.merge(subset[subset["path"] == name], on=["model", "layer", "device"], how="left")
+        error = [[0] * len(rows), (rows[upper_error] - rows[column]).clip(lower=0)] if upper_error else None
+        axis.bar([i + (offset - 1) * width for i in range(len(cases))], rows[column], width, color=colour,
+                 label=name, yerr=error, capsize=2)
+    axis.set_xticks(range(len(cases)))
+    axis.set_xticklabels([_case_label(row) for _, row in cases.iterrows()], fontsize=7)
+    axis.legend(fontsize=7)
+
+
 def plot_latency(frame: pd.DataFrame, path: Path) -> None:
     batches = sorted(frame["batch_size"].unique())
     plt, figure, axes = _figure(len(batches))
     for axis, batch in zip(axes, batches):
-        subset = frame[frame["batch_size"] == batch]
-        cases = subset[["model", "layer", "device"]].drop_duplicates().reset_index(drop=True)
-        width = 0.8 / len(PATH_COLOURS)
-        for offset, (name, colour) in enumerate(PATH_COLOURS.items()):
-            rows = cases.merge(subset[subset["path"] == name], on=["model", "layer", "device"], how="left")
-            positions = [i + (offset - 1) * width for i in range(len(cases))]
-            axis.bar(positions, rows["p50_ms"], width, color=colour, label=name,
-                     yerr=[[0] * len(rows), (rows["p90_ms"] - rows["p50_ms"]).clip(lower=0)], capsize=2)
-        axis.set_xticks(range(len(cases)))
-        axis.set_xticklabels([_case_label(row) for _, row in cases.iterrows()], fontsize=7)
+        _grouped_bars(axis, frame[frame["batch_size"] == batch], "p50_ms", upper_error="p90_ms")
         axis.set_ylabel("latency (ms)")
         axis.set_title(f"batch {batch}")
-        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -118,19 +122,10 @@ def plot_speedup(frame: pd.DataFrame, path: Path) -> None:
 def plot_memory(frame: pd.DataFrame, path: Path) -> None:
     plt, figure, axes = _figure(2)
     batch = frame["batch_size"].min()
-    subset = frame[frame["batch_size"] == batch]
-    cases = subset[["model", "layer", "device"]].drop_duplicates().reset_index(drop=True)
-    width = 0.8 / len(PATH_COLOURS)
     for axis, column, title in ((axes[0], "peak_rss_mb", f"peak RSS, fresh process, batch {batch} (MB)"),
                                 (axes[1], "operator_mb_per_query", "operator bytes per query (MB), paper's metric")):
-        for offset, (name, colour) in enumerate(PATH_COLOURS.items()):
-            rows = cases.merge(subset[subset["path"] == name], on=["model", "layer", "device"], how="left")
-            axis.bar([i + (offset - 1) * width for i in range(len(cases))], rows[column], width, color=colour,
-                     label=name)
-        axis.set_xticks(range(len(cases)))
-        axis.set_xticklabels([_case_label(row) for _, row in cases.iterrows()], fontsize=7)
+        _grouped_bars(axis, frame[frame["batch_size"] == batch], column)
         axis.set_title(title, fontsize=9)
-        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

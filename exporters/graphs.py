@@ -66,34 +66,18 @@ GRAPHS = {
 SPLIT_GRAPHS = ("lower_question", "lower_passage", "upper")
 
 
-class LowerQuestion(nn.Module):
-    def __init__(self, deformer):
+class GraphModule(nn.Module):
+    """One split graph as a module for the exporter: the Deformer method of the same name."""
+
+    def __init__(self, deformer, graph: str):
         super().__init__()
+        if graph not in SPLIT_GRAPHS:
+            raise ValueError(f"{graph!r} is not a split graph: {SPLIT_GRAPHS}")
         self.deformer = deformer
+        self.graph = graph
 
-    def forward(self, question_input_ids, question_attention_mask):
-        return self.deformer.lower_question(question_input_ids, question_attention_mask)
-
-
-class LowerPassage(nn.Module):
-    def __init__(self, deformer):
-        super().__init__()
-        self.deformer = deformer
-
-    def forward(self, passage_input_ids, passage_attention_mask):
-        return self.deformer.lower_passage(passage_input_ids, passage_attention_mask)
-
-
-class Upper(nn.Module):
-    def __init__(self, deformer):
-        super().__init__()
-        self.deformer = deformer
-
-    def forward(self, question_hidden, question_attention_mask, passage_hidden, passage_attention_mask):
-        return self.deformer.upper(question_hidden, question_attention_mask, passage_hidden, passage_attention_mask)
-
-
-SPLIT_MODULES = {"lower_question": LowerQuestion, "lower_passage": LowerPassage, "upper": Upper}
+    def forward(self, *inputs):
+        return getattr(self.deformer, self.graph)(*inputs)
 
 
 def example_inputs(deformer, batch: int, question_len: int, passage_len: int, seed: int = 0) -> dict:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from deformer_bench import __version__
 from deformer_bench.errors import OutputExistsError
 
-from .graphs import GRAPHS, SPLIT_MODULES, example_inputs
+from .graphs import GRAPHS, GraphModule, example_inputs
 from .manifest import build_manifest, write_manifest
 from .validate import ValidationSettings, validate_graph_set
 
@@ -29,7 +29,7 @@ def export_split_graph(deformer, name: str, path: Path, opset: int) -> None:
     spec = GRAPHS[name]
     config = deformer.config
     tensors = example_inputs(deformer, 2, config.question_len, config.passage_len)
-    module = SPLIT_MODULES[name](deformer).eval()
+    module = GraphModule(deformer, name).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(

@@ -1,0 +1,95 @@
+"""The accuracy table of a training queue: F1/EM per run, F1 drop against the teacher, FLOP speed-up per k.
+
+    python -m deformer_bench.accuracy --runs-dir ../runs --out results/accuracy
+
+Reads only what the runs saved (train_config.json, train_log.jsonl, eval.json); writes accuracy.json,
+accuracy.csv and accuracy.png (the analogue of the paper's separation-layer figure).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .bench.flops import path_flops
+from .errors import DeformerBenchError
+
+TEACHER_LAYER = 0
+
+
+def run_record(run_dir: Path) -> dict:
+    train_record = json.loads((run_dir / "train_config.json").read_text())
+    scores = json.loads((run_dir / "eval.json").read_text())
+    config = train_record["config"]
+    model_config = json.loads((run_dir / "model" / "config.json").read_text())
+    log_lines = (run_dir / "train_log.jsonl").read_text().splitlines()
+    flops = path_flops(model_config["num_hidden_layers"], config["layer"], model_config["hidden_size"],
+                       model_config["intermediate_size"], config["question_len"], config["passage_len"])
+    return {
+        "run": run_dir.name, "layer": config["layer"], "gamma": config["gamma"], "alpha": config["alpha"],
+        "beta": config["beta"], "f1": scores["f1"], "exact_match": scores["exact_match"],
+        "dev_questions": scores["questions"], "train_examples": train_record["examples"],
+        "train_windows": train_record["features"], "epochs": config["epochs"],
+        "question_len": config["question_len"], "passage_len": config["passage_len"],
+        "train_minutes": json.loads(log_lines[-1])["elapsed_s"] / 60 if log_lines else None,
+        "flop_ideal_speedup": flops.ideal_speedup, "command": train_record["command"],
+    }
+
+
+def collect(runs_dir: Path) -> list:
+    records = [run_record(path.parent) for path in sorted(runs_dir.glob("*/eval.json"))]
+    teachers = [r for r in records if r["layer"] == TEACHER_LAYER]
+    if not teachers:
+        raise DeformerBenchError(f"no evaluated teacher run (k=0) in {runs_dir}", "train and evaluate the teacher first")
+    for record in records:
+        record["f1_drop"] = teachers[0]["f1"] - record["f1"]
+    return records
+
+
+def write(records: list, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "accuracy.json").write_text(json.dumps({"format_version": 1, "runs": records}, indent=1) + "\n")
+    frame = pd.DataFrame(records)
+    frame.drop(columns=["command"]).to_csv(out_dir / "accuracy.csv", index=False)
+    students = frame[frame["layer"] > TEACHER_LAYER]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for (alpha, beta), rows in students.groupby(["alpha", "beta"]):
+        label = "KD + LRS" if alpha and beta else "KD only" if alpha else "LRS only" if beta else "no distillation"
+        rows = rows.sort_values("layer")
+        axis.plot(rows["layer"], rows["f1_drop"], marker="o", label=f"F1 drop, {label}")
+    axis.set_xlabel("separation layer k")
+    axis.set_ylabel("F1 drop against the unsplit teacher")
+    twin = axis.twinx()
+    ideal = students.drop_duplicates("layer").sort_values("layer")
+    twin.plot(ideal["layer"], ideal["flop_ideal_speedup"], "k--", marker="x", label="FLOP speed-up")
+    twin.set_ylabel("FLOP speed-up (x)")
+    lines, labels = axis.get_legend_handles_labels()
+    more_lines, more_labels = twin.get_legend_handles_labels()
+    axis.legend(lines + more_lines, labels + more_labels, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out_dir / "accuracy.png", dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None) -> None:
+    from .cli.common import run_cli
+
+    def accuracy_main(args_list):
+        parser = argparse.ArgumentParser(prog="python -m deformer_bench.accuracy", description=__doc__.split("\n\n")[0])
+        parser.add_argument("--runs-dir", type=Path, required=True)
+        parser.add_argument("--out", type=Path, required=True)
+        args = parser.parse_args(args_list)
+        write(collect(args.runs_dir), args.out)
+        print(f"wrote {args.out}/accuracy.json")
+
+    sys.exit(run_cli(accuracy_main, argv))
+
+
+if __name__ == "__main__":
+    main()

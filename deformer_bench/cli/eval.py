@@ -1,0 +1,71 @@
+"""deformer-eval: the official SQuAD v1.1 metric on a predictions file, or a model evaluated end to end."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import DeformerBenchError
+from .common import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deformer-eval",
+        description="Score predictions ({question_id: text}) with the official SQuAD v1.1 metric, or evaluate "
+                    "a model directory end to end (PyTorch, or its exported graphs with --onnx).")
+    parser.add_argument("--dataset", type=Path, required=True, help="SQuAD v1.1 .json or .json.gz")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", type=Path, help="predictions JSON to score")
+    source.add_argument("--model", type=Path, help="DeFormer (or HF QA) model directory to evaluate")
+    parser.add_argument("--onnx", type=Path, help="evaluate through this exported graph set of --model")
+    parser.add_argument("--layer", "-k", type=int, help="k for a plain HF directory (0 = unsplit)")
+    parser.add_argument("--limit", type=int, help="first N questions only")
+    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--write-predictions", type=Path, help="save the model's predictions here")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def read_predictions(path: Path) -> dict:
+    try:
+        predictions = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DeformerBenchError(f"cannot read predictions {path}: {error}", "give a JSON object {id: answer}")
+    if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
+        raise DeformerBenchError(f"predictions {path} must be a JSON object of question id -> answer text",
+                                 "write predictions as {\"id\": \"answer\", ...}")
+    return predictions
+
+
+def eval_main(argv=None) -> int:
+    from ..squad.data import load_squad
+    from ..squad.metric import evaluate, warn_to_stderr
+
+    args = build_parser().parse_args(argv)
+    if args.predictions:
+        if args.onnx:
+            raise DeformerBenchError("--onnx needs --model", "give the model directory the graphs came from")
+        scores = evaluate(load_squad(args.dataset), read_predictions(args.predictions), warn=warn_to_stderr)
+        print(json.dumps(scores))
+        return 0
+    from ..evaluate import evaluate_model
+
+    result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, limit=args.limit,
+                            doc_stride=args.doc_stride, layer=args.layer, progress=not args.quiet,
+                            warn=warn_to_stderr)
+    if args.write_predictions:
+        temporary = args.write_predictions.with_name(args.write_predictions.name + ".partial")
+        temporary.write_text(json.dumps(result.predictions))
+        temporary.rename(args.write_predictions)
+    print(json.dumps({**result.scores, "questions": result.questions, "windows": result.windows,
+                      "backend": result.backend}))
+    return 0
+
+
+def main(argv=None) -> None:
+    sys.exit(run_cli(eval_main, argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""deformer-train: one training run, or a resumable queue of runs (teacher first, then students)."""
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from ..errors import ConfigError
+from .common import run_cli
+
+QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deformer-train", description=__doc__)
+    parser.add_argument("--queue", type=Path, help="YAML queue of runs (see experiments/); resumes where it stopped")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where queue runs live (default runs/)")
+    parser.add_argument("--only", help="comma-separated run names of the queue to run")
+    parser.add_argument("--init", type=Path, help="single run: initial weights (default: MiniLM-L6)")
+    parser.add_argument("--output", type=Path, help="single run: output directory")
+    parser.add_argument("--train-file", type=Path, help="single run: SQuAD v1.1 train JSON")
+    parser.add_argument("--teacher", type=Path, help="single run: teacher model directory (KD/LRS)")
+    for field in dataclasses.fields(_config_class()):
+        if field.name in ("output_dir", "init_dir", "train_file", "teacher_dir"):
+            continue
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=_boolean if field.type is bool else field.type,
+                            default=None)
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _config_class():
+    from ..train import TrainConfig
+
+    return TrainConfig
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def make_config(settings: dict):
+    TrainConfig = _config_class()
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"unknown training settings: {', '.join(unknown)}", f"known: {', '.join(sorted(known))}")
+    try:
+        return TrainConfig(**settings)
+    except TypeError as error:
+        raise ConfigError(f"bad training settings: {error}", "see deformer-train --help") from None
+
+
+def queue_configs(queue_path: Path, runs_dir: Path) -> list:
+    """[(name, TrainConfig, eval settings)] in queue order; `init`/`teacher` may name earlier runs."""
+    from ..model import default_model_dir
+
+    try:
+        queue = yaml.safe_load(queue_path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read queue {queue_path}: {error}", "give a YAML queue file") from None
+    if not isinstance(queue, dict) or not isinstance(queue.get("runs"), list):
+        raise ConfigError(f"queue {queue_path} needs a 'runs' list", "see experiments/minilm-squad.yaml")
+    defaults = dict(queue.get("defaults", {}))
+    evaluation = dict(queue.get("evaluation", {}))
+    configs, names = [], set()
+    for run in queue["runs"]:
+        name = run.get("name")
+        if not name or name in names:
+            raise ConfigError(f"queue {queue_path}: every run needs a unique name ({name!r})", "fix the queue")
+        names.add(name)
+
+        def model_of(reference):
+            if reference in (None, "default"):
+                return str(default_model_dir())
+            return str(runs_dir / reference / "model") if reference in names else str(reference)
+
+        settings = {**defaults, **{k: v for k, v in run.items() if k not in QUEUE_KEYS}}
+        settings["init_dir"] = model_of(run.get("init"))
+        if run.get("teacher"):
+            settings["teacher_dir"] = model_of(run["teacher"])
+        settings["output_dir"] = str(runs_dir / name)
+        configs.append((name, make_config(settings), evaluation))
+    return configs
+
+
+def evaluate_run(name: str, config, evaluation: dict, progress: bool) -> dict:
+    from ..evaluate import evaluate_model
+    from ..squad.metric import warn_to_stderr
+
+    output = Path(config.output_dir)
+    result_path = output / "eval.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    result = evaluate_model(output / "model", evaluation["dataset"], limit=evaluation.get("limit") or None,
+                            progress=progress, warn=warn_to_stderr)
+    record = {"name": name, **result.scores, "questions": result.questions, "windows": result.windows,
+              "backend": result.backend, "dataset": str(evaluation["dataset"]), "layer": config.layer,
+              "gamma": config.gamma, "alpha": config.alpha, "beta": config.beta}
+    temporary = result_path.with_name("eval.json.partial")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    temporary.rename(result_path)
+    return record
+
+
+def train_main(argv=None) -> int:
+    from ..model import default_model_dir
+    from ..train import train
+
+    args = build_parser().parse_args(argv)
+    command = ["deformer-train", *(argv if argv is not None else sys.argv[1:])]
+    overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(_config_class())
+                 if getattr(args, field.name, None) is not None}
+    if args.queue:
+        selected = set(args.only.split(",")) if args.only else None
+        for name, config, evaluation in queue_configs(args.queue, args.runs_dir):
+            if selected and name not in selected:
+                continue
+            train(config, command, progress=not args.quiet)
+            if evaluation.get("dataset"):
+                scores = evaluate_run(name, config, evaluation, progress=not args.quiet)
+                print(f"{name}: F1 {scores['f1']:.2f}, EM {scores['exact_match']:.2f} on {scores['questions']} questions")
+        return 0
+    if not args.output or not args.train_file:
+        raise ConfigError("a single run needs --output and --train-file", "or give --queue FILE")
+    settings = {**overrides, "output_dir": str(args.output), "train_file": str(args.train_file),
+                "init_dir": str(args.init or default_model_dir())}
+    if args.teacher:
+        settings["teacher_dir"] = str(args.teacher)
+    model_dir = train(make_config(settings), command, progress=not args.quiet)
+    print(f"model: {model_dir}")
+    return 0
+
+
+def main(argv=None) -> None:
+    sys.exit(run_cli(train_main, argv))
+
+
+if __name__ == "__main__":
+    main()

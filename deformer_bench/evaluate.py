@@ -1,0 +1,102 @@
+"""End-to-end SQuAD evaluation of a model directory, through PyTorch or an exported graph set."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .errors import ModelDirError
+from .model import Deformer, has_tokenizer
+from .squad.data import load_squad
+from .squad.features import featurize
+from .squad.metric import evaluate
+from .squad.postprocess import predictions_from_logits
+
+SPLIT_INPUTS = ("question_input_ids", "question_attention_mask", "passage_input_ids", "passage_attention_mask")
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    if not has_tokenizer(model_dir):
+        raise ModelDirError(f"{model_dir} has no tokenizer (tokenizer.json or vocab file)",
+                            "save the tokenizer into the model directory (tokenizer.save_pretrained)")
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def batches(features, batch_size: int, progress: bool, desc: str):
+    for start in tqdm(range(0, len(features), batch_size), desc=desc, unit="batch", disable=not progress):
+        yield {name: getattr(features, name)[start:start + batch_size] for name in SPLIT_INPUTS}
+
+
+def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress: bool = True):
+    starts, ends = [], []
+    with torch.no_grad():
+        for batch in batches(features, batch_size, progress, "pytorch"):
+            start, end = deformer(*(torch.from_numpy(batch[name]) for name in SPLIT_INPUTS))
+            starts.append(start.numpy())
+            ends.append(end.numpy())
+    return np.concatenate(starts), np.concatenate(ends)
+
+
+def onnx_logits(graph_dir: Path, features, batch_size: int = 64, progress: bool = True):
+    """The serving path: lower_passage (the cache), lower_question, then upper."""
+    import onnxruntime
+
+    from exporters.manifest import load_graph_set
+
+    graph_set = load_graph_set(graph_dir)
+    sessions = {name: onnxruntime.InferenceSession(str(graph_set.path(name)), providers=["CPUExecutionProvider"])
+                for name in ("lower_question", "lower_passage", "upper")}
+    starts, ends = [], []
+    for batch in batches(features, batch_size, progress, "onnx"):
+        question_hidden = sessions["lower_question"].run(None, {
+            "question_input_ids": batch["question_input_ids"],
+            "question_attention_mask": batch["question_attention_mask"]})[0]
+        passage_hidden = sessions["lower_passage"].run(None, {
+            "passage_input_ids": batch["passage_input_ids"],
+            "passage_attention_mask": batch["passage_attention_mask"]})[0]
+        start, end = sessions["upper"].run(None, {
+            "question_hidden": question_hidden, "question_attention_mask": batch["question_attention_mask"],
+            "passage_hidden": passage_hidden, "passage_attention_mask": batch["passage_attention_mask"]})
+        starts.append(start)
+        ends.append(end)
+    return np.concatenate(starts), np.concatenate(ends)
+
+
+@dataclass
+class Evaluation:
+    scores: dict  # {"exact_match": ..., "f1": ...}
+    predictions: dict
+    questions: int
+    windows: int
+    backend: str
+
+
+def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: int = 128, batch_size: int = 64,
+                   layer=None, progress: bool = True, warn=None) -> Evaluation:
+    model_dir = Path(model_dir)
+    deformer = Deformer.from_pretrained(model_dir, layer=layer)
+    tokenizer = load_tokenizer(model_dir)
+    examples = load_squad(dataset)
+    if limit:
+        examples = examples[:limit]
+    config = deformer.config
+    features = featurize(examples, tokenizer, config.question_len, config.passage_len, doc_stride, progress=progress)
+    if onnx_dir is not None:
+        from exporters.manifest import load_graph_set
+
+        manifest = load_graph_set(onnx_dir).manifest
+        if manifest["model"]["fingerprint_sha256"] != deformer.fingerprint() or manifest["deformer"]["layer"] != config.layer:
+            raise ModelDirError(f"graph set {onnx_dir} was not exported from {model_dir} at k={config.layer}",
+                                "export this model with deformer-export, or give the matching model directory")
+        start, end = onnx_logits(Path(onnx_dir), features, batch_size, progress)
+        backend = "onnxruntime"
+    else:
+        start, end = pytorch_logits(deformer, features, batch_size, progress)
+        backend = "pytorch"
+    predictions = predictions_from_logits(examples, features, start, end, config.question_len)
+    scores = evaluate(examples, predictions, warn=warn)
+    return Evaluation(scores, predictions, len(examples), len(features), backend)

@@ -1,0 +1,246 @@
+"""Fine-tune the unsplit teacher, and distil DeFormer students from it: loss = γ·CE + α·KD + β·LRS.
+
+    CE   cross-entropy of the gold start/end positions (mean of the two)
+    KD   T² · KL(teacher ‖ student) of the start/end distributions at temperature T (mean of the two)
+    LRS  mean squared distance between the student's upper-layer outputs (layers k..L-1) and the
+         teacher's outputs of the same layers, over real (unpadded) tokens
+
+The teacher is a DeFormer at k=0 with passage positions after the padded question: exactly the unsplit
+model on `[question; passage]`, in the coordinates the students use. Training is resumable: a checkpoint
+(weights, optimizer, scheduler, step) is written atomically every `checkpoint_every` steps, and a run
+refuses a checkpoint written for another configuration.
+"""
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .errors import ConfigError, DeformerBenchError
+from .model import Deformer, DeformerConfig, load_qa_model
+
+CHECKPOINT_DIR = "checkpoint"
+MODEL_DIR = "model"
+DONE_FILE = "DONE"
+
+
+class CheckpointError(DeformerBenchError):
+    """A checkpoint that belongs to another model, k or training configuration."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    output_dir: str
+    init_dir: str  # where the weights start: the base encoder (teacher) or the teacher (students)
+    train_file: str
+    layer: int = 0  # 0 = the unsplit teacher
+    passage_position_offset: str = "zero"  # students only; the teacher is always "question_len"
+    teacher_dir: str = ""  # needed when alpha or beta > 0
+    gamma: float = 0.7
+    alpha: float = 1.1
+    beta: float = 0.5
+    temperature: float = 2.0
+    question_len: int = 32
+    passage_len: int = 224
+    doc_stride: int = 128
+    max_examples: int = 0  # 0 = all
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    bf16: bool = True
+    checkpoint_every: int = 100
+
+    def __post_init__(self):
+        if min(self.gamma, self.alpha, self.beta) < 0 or self.gamma + self.alpha + self.beta == 0:
+            raise ConfigError("loss weights must be >= 0 and not all 0", "e.g. --gamma 0.7 --alpha 1.1 --beta 0.5")
+        if (self.alpha > 0 or self.beta > 0) and not self.teacher_dir:
+            raise ConfigError("KD and LRS need a teacher", "give --teacher DIR, or set --alpha 0 --beta 0")
+        if self.layer == 0 and (self.alpha > 0 or self.beta > 0):
+            raise ConfigError("k=0 is the teacher itself: nothing to distil", "train it with --alpha 0 --beta 0")
+        if self.temperature <= 0 or self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ConfigError("temperature, epochs, batch size and learning rate must be positive", "fix them")
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.layer == 0
+
+    def deformer_config(self) -> DeformerConfig:
+        offset = "question_len" if self.is_teacher else self.passage_position_offset
+        return DeformerConfig(self.layer, self.question_len, self.passage_len, offset)
+
+
+def distillation_losses(config: TrainConfig, batch: dict, student_logits, student_upper, teacher_logits,
+                        teacher_layers) -> dict:
+    """The three loss terms (unweighted) for one batch."""
+    mask = torch.cat([batch["question_attention_mask"], batch["passage_attention_mask"]], dim=1).bool()  # [B, S]
+    terms = {}
+    ce = [F.cross_entropy(logits.float(), batch[name])
+          for logits, name in zip(student_logits, ("start_positions", "end_positions"))]
+    terms["ce"] = (ce[0] + ce[1]) / 2
+    if config.alpha > 0:
+        temperature = config.temperature
+        kd = []
+        for student, teacher in zip(student_logits, teacher_logits):
+            student = student.float().masked_fill(~mask, -1e4) / temperature
+            teacher = teacher.float().masked_fill(~mask, -1e4) / temperature
+            kd.append(F.kl_div(F.log_softmax(student, -1), F.log_softmax(teacher, -1), log_target=True,
+                               reduction="batchmean") * temperature ** 2)
+        terms["kd"] = (kd[0] + kd[1]) / 2
+    if config.beta > 0:
+        weights = mask.unsqueeze(-1).float()  # [B, S, 1]
+        per_layer = [(((s.float() - t.float()) ** 2) * weights).sum() / (weights.sum() * s.shape[-1])
+                     for s, t in zip(student_upper, teacher_layers[config.layer:])]
+        terms["lrs"] = sum(per_layer) / len(per_layer)
+    return terms
+
+
+def split_forward(deformer: Deformer, batch: dict, collect):
+    question_hidden = deformer.lower_question(batch["question_input_ids"], batch["question_attention_mask"])
+    passage_hidden = deformer.lower_passage(batch["passage_input_ids"], batch["passage_attention_mask"])
+    return deformer.upper(question_hidden, batch["question_attention_mask"], passage_hidden,
+                          batch["passage_attention_mask"], upper_hidden_states=collect)
+
+
+def select_examples(examples, config: TrainConfig):
+    if not config.max_examples or config.max_examples >= len(examples):
+        return examples
+    order = np.random.default_rng(config.seed).permutation(len(examples))[:config.max_examples]
+    return [examples[i] for i in sorted(order)]
+
+
+def save_checkpoint(directory: Path, student: Deformer, optimizer, scheduler, step: int, config: TrainConfig):
+    staging = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    torch.save({"model": student.qa_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "config": dataclasses.asdict(config),
+                "torch_rng": torch.get_rng_state()}, staging / "state.pt")
+    if directory.exists():
+        shutil.rmtree(directory)
+    staging.rename(directory)
+
+
+def load_checkpoint(directory: Path, config: TrainConfig):
+    state = torch.load(directory / "state.pt", weights_only=False)
+    saved = state["config"]
+    mine = dataclasses.asdict(config)
+    differing = sorted(key for key in mine if key not in ("checkpoint_every",) and saved.get(key) != mine[key])
+    if differing:
+        raise CheckpointError(
+            f"checkpoint in {directory} was written for another configuration ({', '.join(differing)} differ)",
+            "resume with the same settings, or give a new --output directory")
+    return state
+
+
+def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
+    """Train (or resume) the run in config.output_dir; returns the saved model directory."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from .evaluate import load_tokenizer
+    from .squad.data import load_squad
+    from .squad.features import featurize
+
+    output = Path(config.output_dir)
+    if (output / DONE_FILE).exists():
+        return output / MODEL_DIR
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    init_dir = Path(config.init_dir)
+    tokenizer = load_tokenizer(init_dir)
+    qa_model, _ = load_qa_model(init_dir)
+    student = Deformer(qa_model, config.deformer_config())
+    teacher = None
+    if config.alpha > 0 or config.beta > 0:
+        teacher = Deformer.from_pretrained(config.teacher_dir, layer=0, question_len=config.question_len,
+                                           passage_len=config.passage_len, passage_position_offset="question_len")
+        teacher.requires_grad_(False)
+
+    examples = select_examples(load_squad(config.train_file), config)
+    features = featurize(examples, tokenizer, config.question_len, config.passage_len, config.doc_stride,
+                         training=True, progress=progress)
+    if features.skipped_examples:
+        print(f"note: skipped {features.skipped_examples} question(s) whose answer text is not at answer_start",
+              file=sys.stderr)
+    tensors = {name: torch.from_numpy(getattr(features, name)) for name in (
+        "question_input_ids", "question_attention_mask", "passage_input_ids", "passage_attention_mask",
+        "start_positions", "end_positions")}
+    steps_per_epoch = math.ceil(len(features) / config.batch_size)
+    total_steps = math.ceil(config.epochs * steps_per_epoch)
+
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in qa_model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": config.weight_decay},
+        {"params": [p for n, p in qa_model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    first_step = 0
+    checkpoint = output / CHECKPOINT_DIR
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint, config)
+        qa_model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        first_step = state["step"]
+    (output / "train_config.json").write_text(json.dumps(
+        {"config": dataclasses.asdict(config), "command": " ".join(command), "features": len(features),
+         "examples": len(examples), "skipped_examples": features.skipped_examples, "total_steps": total_steps,
+         "resumed_from_step": first_step},
+        indent=2) + "\n")
+
+    log = open(output / "train_log.jsonl", "a")
+    student.train()
+    started = time.time()
+    bar = tqdm(range(first_step, total_steps), initial=first_step, total=total_steps, desc=output.name,
+               disable=not progress)
+    for step in bar:
+        epoch, index = divmod(step, steps_per_epoch)
+        order = np.random.default_rng(config.seed + epoch).permutation(len(features))
+        rows = torch.from_numpy(order[index * config.batch_size:(index + 1) * config.batch_size])
+        batch = {name: tensor[rows] for name, tensor in tensors.items()}
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            student_upper = []
+            student_logits = split_forward(student, batch, student_upper)
+            teacher_logits, teacher_layers = None, None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_layers = []
+                    teacher_logits = split_forward(teacher, batch, teacher_layers)
+        terms = distillation_losses(config, batch, student_logits, student_upper, teacher_logits, teacher_layers)
+        loss = config.gamma * terms["ce"] + config.alpha * terms.get("kd", 0.0) + config.beta * terms.get("lrs", 0.0)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(qa_model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        record = {"step": step + 1, "loss": float(loss), **{k: float(v) for k, v in terms.items()},
+                  "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - started, 1)}
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if (step + 1) % 10 == 0 or step + 1 == total_steps:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if (step + 1) % config.checkpoint_every == 0 and step + 1 < total_steps:
+            save_checkpoint(checkpoint, student, optimizer, scheduler, step + 1, config)
+    log.close()
+    student.eval()
+    student.source_dir = init_dir
+    if (output / MODEL_DIR).exists():
+        shutil.rmtree(output / MODEL_DIR)
+    student.save_pretrained(output / MODEL_DIR)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    (output / DONE_FILE).write_text(f"{total_steps} steps\n")
+    return output / MODEL_DIR

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from deformer_bench.model import default_model_dir
+from deformer_bench.squad.data import Answer, Example, load_squad
+from deformer_bench.squad.features import featurize, window_starts
+from deformer_bench.squad.metric import evaluate
+from deformer_bench.squad.postprocess import predictions_from_logits
+from tests.conftest import SQUAD_DIR
+
+QUESTION_LEN, PASSAGE_LEN = 32, 96
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(default_model_dir())
+
+
+@pytest.fixture(scope="module")
+def dev_examples():
+    return load_squad(SQUAD_DIR / "dev-v1.1.json.gz")[:300]
+
+
+def test_window_starts_overlap_by_the_stride():
+    assert window_starts(10, 20, 5) == [0]
+    assert window_starts(50, 20, 5) == [0, 15, 30]  # windows of 20, step 15: the last covers 30..49
+
+
+def test_segments_and_lengths(tokenizer, dev_examples):
+    features = featurize(dev_examples[:20], tokenizer, QUESTION_LEN, PASSAGE_LEN, 32, progress=False)
+    assert features.question_input_ids.shape[1] == QUESTION_LEN and features.passage_input_ids.shape[1] == PASSAGE_LEN
+    assert (features.question_input_ids[:, 0] == tokenizer.cls_token_id).all()
+    for ids, mask in zip(features.passage_input_ids, features.passage_attention_mask):
+        assert ids[mask.sum() - 1] == tokenizer.sep_token_id and tokenizer.cls_token_id not in ids[:mask.sum()]
+    assert len(features) > 20  # long contexts give several windows
+    unsplit = features.unsplit_inputs()
+    assert unsplit["input_ids"].shape[1] == QUESTION_LEN + PASSAGE_LEN
+    assert (unsplit["token_type_ids"][:, QUESTION_LEN:] == 1).all()
+
+
+def test_gold_positions_round_trip_to_the_gold_answers(tokenizer, dev_examples):
+    """Labels point at the answer: logits peaked at them decode to answers that score ~100."""
+    features = featurize(dev_examples, tokenizer, QUESTION_LEN, PASSAGE_LEN, 32, training=True, progress=False)
+    assert features.skipped_examples == 0
+    width = QUESTION_LEN + PASSAGE_LEN
+    start = np.full((len(features), width), -10.0)
+    end = np.full((len(features), width), -10.0)
+    rows = np.arange(len(features))
+    has_answer = features.start_positions > 0
+    start[rows[has_answer], features.start_positions[has_answer]] = 10.0
+    end[rows[has_answer], features.end_positions[has_answer]] = 10.0
+    predictions = predictions_from_logits(dev_examples, features, start, end, QUESTION_LEN)
+    scores = evaluate(dev_examples, predictions)
+    assert scores["exact_match"] > 97 and scores["f1"] > 98  # wordpiece boundaries cost a little
+
+
+def test_answer_not_at_its_start_is_skipped_and_counted(tokenizer):
+    good = Example("a", "t", "Paris is in France.", "Where?", (Answer("France", 12),))
+    bad = Example("b", "t", "Paris is in France.", "Where?", (Answer("France", 3),))
+    features = featurize([good, bad], tokenizer, QUESTION_LEN, PASSAGE_LEN, training=True, progress=False)
+    assert features.skipped_examples == 1 and list(features.example_index) == [0]

@@ -1,0 +1,151 @@
+import json
+
+import pytest
+import torch
+
+from deformer_bench.model import Deformer, DeformerConfig, default_model_dir
+from deformer_bench.train import CheckpointError, TrainConfig, distillation_losses, split_forward, train
+from tests.conftest import SQUAD_DIR, TINY
+
+
+@pytest.fixture(scope="module")
+def tiny_with_tokenizer(tmp_path_factory):
+    """A tiny BERT with MiniLM's vocabulary and tokenizer, so real SQuAD text can be featurized."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny-tok") / "model"
+    BertModel(BertConfig(**{**TINY, "vocab_size": 30522, "max_position_embeddings": 128})).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(default_model_dir()).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def small_train_file(tmp_path_factory):
+    import gzip
+
+    document = json.load(gzip.open(SQUAD_DIR / "dev-v1.1.json.gz"))
+    document["data"] = document["data"][:1]
+    document["data"][0]["paragraphs"] = document["data"][0]["paragraphs"][:4]
+    path = tmp_path_factory.mktemp("squad") / "small.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def config(tmp_path, init, train_file, **changes):
+    settings = dict(output_dir=str(tmp_path), init_dir=str(init), train_file=str(train_file), question_len=16,
+                    passage_len=64, doc_stride=16, batch_size=8, epochs=1.0, checkpoint_every=2, bf16=False,
+                    learning_rate=1e-3, layer=0, gamma=1.0, alpha=0.0, beta=0.0)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def test_losses_vanish_when_student_equals_teacher():
+    from tests.conftest import tiny_qa_model
+
+    qa_model = tiny_qa_model()
+    deformer = Deformer(qa_model, DeformerConfig(0, 8, 24, "question_len"))
+    batch = {"question_input_ids": torch.randint(3, 120, (2, 8)), "question_attention_mask": torch.ones(2, 8, dtype=torch.long),
+             "passage_input_ids": torch.randint(3, 120, (2, 24)), "passage_attention_mask": torch.ones(2, 24, dtype=torch.long),
+             "start_positions": torch.tensor([9, 0]), "end_positions": torch.tensor([10, 0])}
+    cfg = TrainConfig(output_dir="x", init_dir="x", train_file="x", layer=1, teacher_dir="t")
+    layers = []
+    with torch.no_grad():
+        logits = split_forward(deformer, batch, layers)
+    terms = distillation_losses(cfg, batch, logits, layers[1:], logits, layers)
+    assert terms["kd"].abs() < 1e-6 and terms["lrs"] == 0 and terms["ce"] > 0
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(layer=4, alpha=1.1, beta=0.5), "need a teacher"),
+    (dict(layer=0, alpha=1.0, teacher_dir="t"), "nothing to distil"),
+    (dict(gamma=0, alpha=0, beta=0), "not all 0"),
+])
+def test_bad_training_configs(changes, message):
+    from deformer_bench.errors import ConfigError
+
+    base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{**base, **changes})
+
+
+def test_teacher_then_student_train_resume_and_refuse_foreign_checkpoints(tmp_path, tiny_with_tokenizer,
+                                                                          small_train_file, monkeypatch):
+    teacher_dir = train(config(tmp_path / "teacher", tiny_with_tokenizer, small_train_file), ["test"], progress=False)
+    teacher = Deformer.from_pretrained(teacher_dir)
+    assert teacher.config.layer == 0 and teacher.config.passage_position_offset == "question_len"
+    assert (tmp_path / "teacher" / "DONE").exists() and not (tmp_path / "teacher" / "checkpoint").exists()
+
+    student_config = config(tmp_path / "student", teacher_dir, small_train_file, layer=1, gamma=0.7, alpha=1.1,
+                            beta=0.5, teacher_dir=str(teacher_dir))
+    # Interrupt the student after its first checkpoint (step 2) ...
+    import deformer_bench.train as training
+
+    real_save = training.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(student_config, ["test"], progress=False)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    assert (tmp_path / "student" / "checkpoint" / "state.pt").exists()
+    # ... a run with other settings refuses that checkpoint ...
+    other = config(tmp_path / "student", teacher_dir, small_train_file, layer=1, gamma=0.7, alpha=1.1, beta=0.5,
+                   teacher_dir=str(teacher_dir), learning_rate=5e-4)
+    with pytest.raises(CheckpointError, match="learning_rate"):
+        train(other, ["test"], progress=False)
+    # ... and the same settings resume from step 2 to the end.
+    student_dir = train(student_config, ["test"], progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
+    record = json.loads((tmp_path / "student" / "train_config.json").read_text())
+    assert record["resumed_from_step"] == 2
+    assert steps[-1] == record["total_steps"] > 2
+    log = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
+    assert {"ce", "kd", "lrs"} <= set(log[-1])
+    student = Deformer.from_pretrained(student_dir)
+    assert student.config.layer == 1 and student.fingerprint() != teacher.fingerprint()
+
+
+def test_eval_cli_pytorch_and_onnx_agree_and_score_predictions(tmp_path, tiny_with_tokenizer, small_train_file):
+    import subprocess
+    import sys
+
+    from exporters.onnx_export import export_graph_set
+
+    teacher_dir = train(config(tmp_path / "teacher", tiny_with_tokenizer, small_train_file), ["test"], progress=False)
+    student_dir = train(config(tmp_path / "student", teacher_dir, small_train_file, layer=1), ["test"], progress=False)
+    export_graph_set(Deformer.from_pretrained(student_dir), tmp_path / "graphs", progress=False)
+
+    def cli(*args):
+        completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.eval", "--dataset", str(small_train_file),
+                                    *map(str, args), "--quiet"], capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr
+        return json.loads(completed.stdout), completed.stderr
+
+    pytorch, _ = cli("--model", student_dir, "--write-predictions", tmp_path / "pred.json")
+    onnx, _ = cli("--model", student_dir, "--onnx", tmp_path / "graphs")
+    assert pytorch["backend"] == "pytorch" and onnx["backend"] == "onnxruntime"
+    assert abs(pytorch["f1"] - onnx["f1"]) < 0.1
+    scored, warnings = cli("--predictions", tmp_path / "pred.json")
+    assert scored == {"exact_match": pytorch["exact_match"], "f1": pytorch["f1"]}
+    predictions = json.loads((tmp_path / "pred.json").read_text())
+    predictions.pop(next(iter(predictions)))
+    predictions["unknown-id"] = "x"
+    (tmp_path / "pred2.json").write_text(json.dumps(predictions))
+    _, warnings = cli("--predictions", tmp_path / "pred2.json")
+    assert "1 unanswered question(s)" in warnings and "1 prediction(s) for ids not in the dataset" in warnings
+
+
+def test_eval_refuses_a_graph_set_of_another_model(tmp_path, tiny_graphs, tiny_with_tokenizer, small_train_file):
+    import subprocess
+    import sys
+
+    teacher_dir = train(config(tmp_path / "teacher", tiny_with_tokenizer, small_train_file), ["test"], progress=False)
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.eval", "--dataset", str(small_train_file),
+                                "--model", str(teacher_dir), "--onnx", str(tiny_graphs), "--quiet"],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2 and "was not exported from" in completed.stderr
+    assert "Traceback" not in completed.stderr
