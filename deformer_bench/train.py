@@ -228,7 +228,8 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         record = {"step": step + 1, "loss": float(loss.detach()),
-                  **{name: float(value.detach()) for name, value in terms.items()}, "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - started, 1)}
+                  **{name: float(value.detach()) for name, value in terms.items()},
+                  "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - started, 1)}
         bar.set_postfix(loss=f"{record['loss']:.3f}")
         if (step + 1) % 10 == 0 or step + 1 == total_steps:
             log.write(json.dumps(record) + "\n")
