@@ -276,8 +276,10 @@ def load_hf_config(model_dir: Path):
 QA_HEAD_PREFIX = "qa_outputs."
 
 
-def load_qa_model(model_dir: Path):
+def load_qa_model(model_dir: Path, **config_overrides):
     """Load `...ForQuestionAnswering`, checking every ported weight; returns (model, qa_head_trained).
+
+    `config_overrides` change the model config at load (e.g. attention_probs_dropout_prob for training).
 
     Transformers checks shapes (a mismatch raises); we check keys: only the QA head may be missing
     (an encoder checkpoint such as MiniLM has none), and then it is initialised deterministically.
@@ -288,7 +290,8 @@ def load_qa_model(model_dir: Path):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # we report missing weights ourselves, once
     try:
-        qa_model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True)
+        qa_model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True,
+                                                                       **config_overrides)
     except (OSError, ValueError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelDirError(f"cannot load weights from {model_dir}: {first_line}",
