@@ -28,7 +28,7 @@ reference: install
 	$(VENV)/bin/deformer-bench --arch bert-base --layer 9 --batch-sizes 1,4
 	$(VENV)/bin/deformer-bench --layer 1,2,3,4,5
 	$(PY) -m deformer_bench.analysis.position_offset --dataset ../shared/data/squad/dev-v1.1.json.gz \
-		--count 300 --out results/position-offset
+		--count 300 --out results/position-offset-$$(date +%F)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -65,3 +65,17 @@ def gpt2_dir(tmp_path) -> Path:
     directory.mkdir()
     (directory / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_with_tokenizer(tmp_path_factory):
+    """A tiny BERT with MiniLM's vocabulary and tokenizer, so real SQuAD text can be featurized."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from deformer_bench.model import default_model_dir
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny-tok") / "model"
+    BertModel(BertConfig(**{**TINY, "vocab_size": 30522, "max_position_embeddings": 128})).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(default_model_dir()).save_pretrained(directory)
+    return directory

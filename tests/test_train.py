@@ -3,21 +3,9 @@ import json
 import pytest
 import torch
 
-from deformer_bench.model import Deformer, DeformerConfig, default_model_dir
+from deformer_bench.model import Deformer, DeformerConfig
 from deformer_bench.train import CheckpointError, TrainConfig, distillation_losses, split_forward, train
-from tests.conftest import SQUAD_DIR, TINY
-
-
-@pytest.fixture(scope="module")
-def tiny_with_tokenizer(tmp_path_factory):
-    """A tiny BERT with MiniLM's vocabulary and tokenizer, so real SQuAD text can be featurized."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny-tok") / "model"
-    BertModel(BertConfig(**{**TINY, "vocab_size": 30522, "max_position_embeddings": 128})).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(default_model_dir()).save_pretrained(directory)
-    return directory
+from tests.conftest import SQUAD_DIR
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..environment import describe_environment
+from ..errors import OutputExistsError
 from ..model import POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir, load_qa_model
 from ..squad.data import load_squad
 
@@ -103,13 +104,26 @@ def run_study(model_dir: Path, dataset: Path, count: int, question_len: int, pas
 
 
 def write_outputs(result: dict, out_dir: Path) -> None:
+    """JSON, CSV and plot, written to a temporary directory beside OUT and renamed into place."""
+    import shutil
+    import tempfile
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        _write_files(result, staging)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_files(result: dict, out_dir: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS_FILE).write_text(json.dumps(result, indent=1) + "\n")
     frame = pd.DataFrame(result["rows"])
     frame.to_csv(out_dir / "position_offset.csv", index=False)
@@ -139,6 +153,8 @@ def main(argv=None) -> None:
         parser.add_argument("--passage-len", type=int, default=293)
         parser.add_argument("--out", type=Path, required=True)
         args = parser.parse_args(args_list)
+        if args.out.exists():
+            raise OutputExistsError(f"output directory {args.out} already exists", "give a new --out directory")
         model_dir = args.model or default_model_dir()
         result = run_study(model_dir, args.dataset, args.count, args.question_len, args.passage_len)
         result["environment"] = describe_environment(["python", "-m", "deformer_bench.analysis.position_offset",
