@@ -2,7 +2,6 @@ import json
 import subprocess
 import sys
 
-
 from deformer_bench.bench.runner import PROTOCOL_VERSION, interleave
 from deformer_bench.bench.targets import RUNNER_SCRIPT
 
