@@ -213,9 +213,7 @@ class Deformer(nn.Module):
         Arguments given here override what deformer.json says.
         """
         model_dir = Path(model_dir)
-        hf_config = load_hf_config(model_dir)
-        architecture_for(hf_config.model_type)  # unsupported families fail before weights load
-        saved = DeformerConfig.load(model_dir) if (model_dir / DEFORMER_FILE).exists() else None
+        hf_config, saved = read_model_dir(model_dir)
         if saved is None and layer is None:
             raise ConfigError(
                 f"{model_dir} is a plain Hugging Face model directory (no {DEFORMER_FILE}), so k is unknown",
@@ -250,6 +248,14 @@ class Deformer(nn.Module):
             temporary.rename(out_dir)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def read_model_dir(model_dir: Path):
+    """(Hugging Face config, saved DeformerConfig or None), checking the family before any weight loads."""
+    hf_config = load_hf_config(model_dir)
+    architecture_for(hf_config.model_type)
+    saved = DeformerConfig.load(model_dir) if (model_dir / DEFORMER_FILE).exists() else None
+    return hf_config, saved
 
 
 def has_tokenizer(model_dir: Path) -> bool:

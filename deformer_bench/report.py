@@ -68,6 +68,12 @@ def _figure(columns: int):
     return plt, figure, axes[0]
 
 
+def _save(plt, figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def _case_label(row) -> str:
     return f"{row['model']}\nk={row['layer']}"
 
@@ -93,9 +99,7 @@ def plot_latency(frame: pd.DataFrame, path: Path) -> None:
         _grouped_bars(axis, frame[frame["batch_size"] == batch], "p50_ms", upper_error="p90_ms")
         axis.set_ylabel("latency (ms)")
         axis.set_title(f"batch {batch}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(plt, figure, path)
 
 
 def plot_speedup(frame: pd.DataFrame, path: Path) -> None:
@@ -114,9 +118,7 @@ def plot_speedup(frame: pd.DataFrame, path: Path) -> None:
     axis.set_xlabel("separation layer k")
     axis.set_ylabel("speed-up over unsplit (x)")
     axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(plt, figure, path)
 
 
 def plot_memory(frame: pd.DataFrame, path: Path) -> None:
@@ -126,9 +128,7 @@ def plot_memory(frame: pd.DataFrame, path: Path) -> None:
                                 (axes[1], "operator_mb_per_query", "operator bytes per query (MB), paper's metric")):
         _grouped_bars(axis, frame[frame["batch_size"] == batch], column)
         axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(plt, figure, path)
 
 
 def plot_throughput(frame: pd.DataFrame, path: Path) -> None:
@@ -144,9 +144,7 @@ def plot_throughput(frame: pd.DataFrame, path: Path) -> None:
     axis.set_xlabel("batch size")
     axis.set_ylabel("samples / s")
     axis.legend(fontsize=6)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(plt, figure, path)
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:

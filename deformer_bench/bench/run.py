@@ -37,17 +37,15 @@ class BenchConfig:
 
 
 def graph_input_shapes(manifest: dict, batch: int) -> dict:
+    """{graph: {input: concrete shape}} at full length, derived from the graphs' axis names."""
+    from exporters.graphs import BATCH, GRAPHS, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
+
     deformer = manifest["deformer"]
-    question, passage = deformer["question_len"], deformer["passage_len"]
-    hidden = manifest["model"]["hidden_size"]
-    return {
-        "full": {"input_ids": (batch, question + passage), "attention_mask": (batch, question + passage),
-                 "token_type_ids": (batch, question + passage)},
-        "lower_question": {"question_input_ids": (batch, question), "question_attention_mask": (batch, question)},
-        "lower_passage": {"passage_input_ids": (batch, passage), "passage_attention_mask": (batch, passage)},
-        "upper": {"question_hidden": (batch, question, hidden), "question_attention_mask": (batch, question),
-                  "passage_hidden": (batch, passage, hidden), "passage_attention_mask": (batch, passage)},
-    }
+    sizes = {BATCH: batch, QUESTION_LENGTH: deformer["question_len"], PASSAGE_LENGTH: deformer["passage_len"],
+             SEQUENCE_LENGTH: deformer["question_len"] + deformer["passage_len"],
+             "hidden": manifest["model"]["hidden_size"]}
+    return {name: {tensor: tuple(sizes[axis] for axis in axes) for tensor, axes in spec.inputs.items()}
+            for name, spec in GRAPHS.items()}
 
 
 def paper_memory_metric(config: BenchConfig) -> dict:

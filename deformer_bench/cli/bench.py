@@ -57,16 +57,13 @@ def load_source_model(args):
     """(label, qa_model, head_trained, source_dir, saved deformer config or None)."""
     import torch
 
-    from ..model import DEFORMER_FILE, DeformerConfig, default_model_dir, load_hf_config, load_qa_model, random_model
-    from ..architectures import architecture_for
+    from ..model import default_model_dir, load_qa_model, random_model, read_model_dir
 
     if args.arch:
         return f"{args.arch} (random weights)", random_model(args.arch), False, None, None
     model_dir = args.model or default_model_dir()
     label = DEFAULT_MODEL_LABEL if args.model is None else model_dir.resolve().name
-    hf_config = load_hf_config(model_dir)
-    architecture_for(hf_config.model_type)
-    saved = DeformerConfig.load(model_dir) if (model_dir / DEFORMER_FILE).exists() else None
+    _, saved = read_model_dir(model_dir)
     qa_model, head_trained = load_qa_model(model_dir)
     torch.set_grad_enabled(False)
     return label, qa_model, head_trained, model_dir, saved
