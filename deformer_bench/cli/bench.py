@@ -114,6 +114,12 @@ def bench_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     devices = resolve_devices(args.device)
     profile = resolve_profile(args)
+    for device in devices:
+        if device.name != profile.device:
+            from ..errors import ProfileError
+
+            raise ProfileError(f"profile {profile.name!r} is tuned for device {profile.device!r}, not {device.name!r}",
+                               f"pick a profile for {device.name} with --profile")
     if args.graphs and (args.layer or args.question_len or args.passage_len or args.position_offset):
         from ..errors import ConfigError
 

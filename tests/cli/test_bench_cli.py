@@ -76,11 +76,15 @@ def test_a_second_run_never_overwrites_the_first(quick_run, tiny_graphs):
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--device", "cuda"], "'cuda' cannot be benchmarked"),
     (["--profile", "laptop"], "unknown profile 'laptop'"),
+    (["--profile", "{profile_for_cuda}"], "tuned for device 'cuda', not 'cpu'"),
     (["--layer", "7"], "outside 0..2"),
     (["--layer", "x"], "comma-separated integers"),
     (["--passage-len", "200"], "position table has 96"),
 ])
 def test_bad_input_exits_2(tiny_model_dir, tmp_path, args, message):
+    profile_for_cuda = tmp_path / "gpu.yaml"
+    profile_for_cuda.write_text("name: gpu\ndescription: d\ndevice: cuda\nintra_op_threads: 1\nbatch_sizes: [1]\n")
+    args = [arg.format(profile_for_cuda=profile_for_cuda) for arg in args]
     code, _, stderr = cli("--model", tiny_model_dir, "--question-len", "8", "--quick", "--output", tmp_path / "r",
                           *args)
     assert code == 2, stderr
