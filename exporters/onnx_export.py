@@ -49,8 +49,9 @@ def export_split_graph(deformer, name: str, path: Path, opset: int) -> None:
 def restore_unused_inputs(path: Path, spec, hidden_size: int) -> None:
     """Put back inputs the exporter dropped because the graph ignores them.
 
-    At k=0 the lower graphs ignore the mask, at k=L the upper graph ignores both masks; the input
-    names are a contract all the same, so every graph takes every input its spec names, in order.
+    At k=0 the lower graphs ignore the mask, at k=L the upper graph ignores both masks, and optimum's
+    RoBERTa graph has no token_type_ids; the input names are a contract all the same, so every graph
+    takes every input its spec names, in order.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -90,6 +91,8 @@ def export_full_graph(deformer, path: Path, opset: int) -> None:
             for logger, level in zip(quiet, levels):
                 logger.setLevel(level)
         shutil.move(os.path.join(scratch, "model.onnx"), path)
+    # optimum gives RoBERTa no token_type_ids (one token type): the contract keeps the input, unused.
+    restore_unused_inputs(path, GRAPHS["full"], deformer.hidden_size)
 
 
 def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: bool = False,

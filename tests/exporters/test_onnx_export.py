@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deformer_bench.errors import ManifestError, OutputExistsError, ValidationError
-from deformer_bench.model import Deformer
+from deformer_bench.model import Deformer, DeformerConfig
 from exporters.graphs import GRAPHS, example_inputs
 from exporters.manifest import MANIFEST_FILE, load_graph_set
 from exporters.onnx_export import export_graph_set
@@ -139,3 +139,14 @@ def test_every_graph_keeps_its_inputs_at_k0_and_kL(tiny_model_dir, tmp_path, lay
     for name, spec in GRAPHS.items():
         model = onnx.load(str(tmp_path / "out" / f"{name}.onnx"))
         assert [i.name for i in model.graph.input] == list(spec.inputs)
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "electra"])
+def test_other_families_export_and_validate(model_type, tmp_path):
+    from tests.conftest import tiny_qa_model
+
+    deformer = Deformer(tiny_qa_model(model_type), DeformerConfig(layer=1, question_len=8, passage_len=24))
+    manifest = export_graph_set(deformer, tmp_path / model_type, progress=False)
+    assert manifest["model"]["architecture"] == model_type and manifest["validation"]["passed"]
+    expected_type = 0 if model_type == "roberta" else 1  # RoBERTa has a single token type
+    assert manifest["deformer"]["passage_token_type"] == expected_type
