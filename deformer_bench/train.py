@@ -101,7 +101,9 @@ def distillation_losses(config: TrainConfig, batch: dict, student_logits, studen
             kd.append(F.kl_div(F.log_softmax(student, -1), F.log_softmax(teacher, -1), log_target=True,
                                reduction="batchmean") * temperature ** 2)
         terms["kd"] = (kd[0] + kd[1]) / 2
-    if config.beta > 0:
+    if config.beta > 0 and not student_upper:  # k = L: no upper layers to match
+        terms["lrs"] = torch.zeros(())
+    elif config.beta > 0:
         weights = mask.unsqueeze(-1).float()  # [B, S, 1]
         per_layer = [(((s.float() - t.float()) ** 2) * weights).sum() / (weights.sum() * s.shape[-1])
                      for s, t in zip(student_upper, teacher_layers[config.layer:])]
