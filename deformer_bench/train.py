@@ -207,9 +207,12 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
          "resumed_from_step": first_step},
         indent=2) + "\n")
 
-    log = open(output / "train_log.jsonl", "a")
+    log_path = output / "train_log.jsonl"
+    earlier = log_path.read_text().splitlines() if first_step and log_path.exists() else []
+    # Elapsed time counts across resumes: continue from the last logged figure.
+    started = time.time() - (json.loads(earlier[-1])["elapsed_s"] if earlier else 0.0)
+    log = open(log_path, "a")
     student.train()
-    started = time.time()
     bar = tqdm(range(first_step, total_steps), initial=first_step, total=total_steps, desc=output.name,
                disable=not progress)
     for step in bar:
