@@ -76,9 +76,10 @@ class Evaluation:
 
 
 def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: int = 128, batch_size: int = 64,
-                   layer=None, progress: bool = True, warn=None) -> Evaluation:
+                   layer=None, question_len=None, passage_len=None, progress: bool = True,
+                   warn=None) -> Evaluation:
     model_dir = Path(model_dir)
-    deformer = Deformer.from_pretrained(model_dir, layer=layer)
+    deformer = Deformer.from_pretrained(model_dir, layer=layer, question_len=question_len, passage_len=passage_len)
     tokenizer = load_tokenizer(model_dir)
     examples = load_squad(dataset)
     if limit:

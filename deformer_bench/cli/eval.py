@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", type=Path, help="DeFormer (or HF QA) model directory to evaluate")
     parser.add_argument("--onnx", type=Path, help="evaluate through this exported graph set of --model")
     parser.add_argument("--layer", "-k", type=int, help="k for a plain HF directory (0 = unsplit)")
+    parser.add_argument("--question-len", type=int, help="override the model's question length")
+    parser.add_argument("--passage-len", type=int, help="override the model's passage window length")
     parser.add_argument("--limit", type=int, help="first N questions only")
     parser.add_argument("--doc-stride", type=int, default=128)
     parser.add_argument("--write-predictions", type=Path, help="save the model's predictions here")
@@ -52,7 +54,8 @@ def eval_main(argv=None) -> int:
     from ..evaluate import evaluate_model
 
     result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, limit=args.limit,
-                            doc_stride=args.doc_stride, layer=args.layer, progress=not args.quiet,
+                            doc_stride=args.doc_stride, layer=args.layer, question_len=args.question_len,
+                            passage_len=args.passage_len, progress=not args.quiet,
                             warn=warn_to_stderr)
     if args.write_predictions:
         temporary = args.write_predictions.with_name(args.write_predictions.name + ".partial")
