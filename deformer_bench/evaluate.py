@@ -41,13 +41,10 @@ def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress:
     return np.concatenate(starts), np.concatenate(ends)
 
 
-def onnx_logits(graph_dir: Path, features, batch_size: int = 64, progress: bool = True):
-    """The serving path: lower_passage (the cache), lower_question, then upper."""
+def onnx_logits(graph_set, features, batch_size: int = 64, progress: bool = True):
+    """The serving path of a verified GraphSet: lower_passage (the cache), lower_question, then upper."""
     import onnxruntime
 
-    from exporters.manifest import load_graph_set
-
-    graph_set = load_graph_set(graph_dir)
     sessions = {name: onnxruntime.InferenceSession(str(graph_set.path(name)), providers=["CPUExecutionProvider"])
                 for name in ("lower_question", "lower_passage", "upper")}
     starts, ends = [], []
@@ -89,11 +86,13 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     if onnx_dir is not None:
         from exporters.manifest import load_graph_set
 
-        manifest = load_graph_set(onnx_dir).manifest
-        if manifest["model"]["fingerprint_sha256"] != deformer.fingerprint() or manifest["deformer"]["layer"] != config.layer:
+        graph_set = load_graph_set(onnx_dir)  # hashes every graph once
+        manifest = graph_set.manifest
+        if (manifest["model"]["fingerprint_sha256"] != deformer.fingerprint()
+                or manifest["deformer"]["layer"] != config.layer):
             raise ModelDirError(f"graph set {onnx_dir} was not exported from {model_dir} at k={config.layer}",
                                 "export this model with deformer-export, or give the matching model directory")
-        start, end = onnx_logits(Path(onnx_dir), features, batch_size, progress)
+        start, end = onnx_logits(graph_set, features, batch_size, progress)
         backend = "onnxruntime"
     else:
         start, end = pytorch_logits(deformer, features, batch_size, progress)

@@ -262,6 +262,12 @@ def has_tokenizer(model_dir: Path) -> bool:
     return any((Path(model_dir) / name).exists() for name in ("tokenizer.json", "vocab.txt", "vocab.json"))
 
 
+def first_line(error: Exception) -> str:
+    """The first line of a library's error message (transformers' can run to many lines)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def load_hf_config(model_dir: Path):
     from transformers import AutoConfig
 
@@ -275,8 +281,7 @@ def load_hf_config(model_dir: Path):
     try:
         return AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelDirError(f"cannot read {model_dir}/config.json: {first_line}", "fix config.json") from None
+        raise ModelDirError(f"cannot read {model_dir}/config.json: {first_line(error)}", "fix config.json") from None
 
 
 QA_HEAD_PREFIX = "qa_outputs."
@@ -299,8 +304,7 @@ def load_qa_model(model_dir: Path, **config_overrides):
         qa_model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True,
                                                                        **config_overrides)
     except (OSError, ValueError, RuntimeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelDirError(f"cannot load weights from {model_dir}: {first_line}",
+        raise ModelDirError(f"cannot load weights from {model_dir}: {first_line(error)}",
                             "give a directory whose weights match its config.json") from None
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -23,7 +23,6 @@ from .runner import PATH_GRAPHS, PROTOCOL_VERSION
 from .stats import LatencyStats, paired_speedup
 
 RESULTS_FORMAT_VERSION = 1
-RESULTS_FILE = "results.json"
 PATHS = tuple(PATH_GRAPHS)
 
 
@@ -174,7 +173,7 @@ def new_results_dir(output_root: Path, profile_name: str, label: str) -> Path:
 
 def save_results(results: dict, output_root: Path, label: str) -> Path:
     """Write results.json and the report into a temporary directory, then rename it into place."""
-    from ..report import write_report
+    from ..report import RESULTS_FILE, write_report
 
     output_root.mkdir(parents=True, exist_ok=True)
     final = new_results_dir(output_root, results["profile"]["name"], label)
