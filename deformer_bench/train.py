@@ -125,13 +125,14 @@ def select_examples(examples, config: TrainConfig):
     return [examples[i] for i in sorted(order)]
 
 
-def save_checkpoint(directory: Path, student: Deformer, optimizer, scheduler, step: int, config: TrainConfig):
+def save_checkpoint(directory: Path, student: Deformer, optimizer, scheduler, step: int, config: TrainConfig,
+                    elapsed_s: float = 0.0):
     staging = directory.with_name(directory.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     torch.save({"model": student.qa_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "config": dataclasses.asdict(config),
-                "torch_rng": torch.get_rng_state()}, staging / "state.pt")
+                "torch_rng": torch.get_rng_state(), "elapsed_s": elapsed_s}, staging / "state.pt")
     if directory.exists():
         shutil.rmtree(directory)
     staging.rename(directory)
@@ -147,6 +148,36 @@ def load_checkpoint(directory: Path, config: TrainConfig):
             f"checkpoint in {directory} was written for another configuration ({', '.join(differing)} differ)",
             "resume with the same settings, or give a new --output directory")
     return state
+
+
+def rewind_log(log_path: Path, step: int, checkpoint_elapsed_s) -> float:
+    """Drop log lines past `step` (work the interruption lost, redone now); returns the elapsed seconds to
+    continue from: the checkpoint's own figure, or the last kept line's for checkpoints that lack one."""
+    lines = log_path.read_text().splitlines() if log_path.exists() else []
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        staging = log_path.with_name(log_path.name + ".partial")
+        staging.write_text("".join(line + "\n" for line in kept))
+        staging.rename(log_path)
+    if checkpoint_elapsed_s is not None:
+        return checkpoint_elapsed_s
+    return json.loads(kept[-1])["elapsed_s"] if kept else 0.0
+
+
+def write_run_record(output: Path, config: TrainConfig, command: list, features, examples: int, total_steps: int,
+                     first_step: int) -> None:
+    """train_config.json: the settings, the data used, and one entry per start (machine, versions, commit)."""
+    from .environment import describe_environment
+
+    path = output / "train_config.json"
+    starts = json.loads(path.read_text()).get("starts", []) if first_step and path.exists() else []
+    starts.append({"from_step": first_step, "environment": describe_environment(command)})
+    record = {"config": dataclasses.asdict(config), "command": " ".join(command), "features": len(features),
+              "examples": examples, "skipped_examples": features.skipped_examples, "total_steps": total_steps,
+              "resumed_from_step": first_step, "starts": starts}
+    staging = path.with_name(path.name + ".partial")
+    staging.write_text(json.dumps(record, indent=2) + "\n")
+    staging.rename(path)
 
 
 def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
@@ -192,8 +223,9 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    first_step = 0
+    first_step, elapsed_s = 0, 0.0
     checkpoint = output / CHECKPOINT_DIR
+    log_path = output / "train_log.jsonl"
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, config)
         qa_model.load_state_dict(state["model"])
@@ -201,16 +233,13 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         first_step = state["step"]
-    (output / "train_config.json").write_text(json.dumps(
-        {"config": dataclasses.asdict(config), "command": " ".join(command), "features": len(features),
-         "examples": len(examples), "skipped_examples": features.skipped_examples, "total_steps": total_steps,
-         "resumed_from_step": first_step},
-        indent=2) + "\n")
+        # Elapsed time counts the steps kept across resumes, not the work an interruption lost.
+        elapsed_s = rewind_log(log_path, first_step, state.get("elapsed_s"))
+    elif log_path.exists():
+        log_path.unlink()  # a log without a checkpoint belongs to a run that never reached one
+    write_run_record(output, config, command, features, len(examples), total_steps, first_step)
 
-    log_path = output / "train_log.jsonl"
-    earlier = log_path.read_text().splitlines() if first_step and log_path.exists() else []
-    # Elapsed time counts across resumes: continue from the last logged figure.
-    started = time.time() - (json.loads(earlier[-1])["elapsed_s"] if earlier else 0.0)
+    started = time.time() - elapsed_s
     log = open(log_path, "a")
     student.train()
     bar = tqdm(range(first_step, total_steps), initial=first_step, total=total_steps, desc=output.name,
@@ -243,7 +272,7 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
             log.write(json.dumps(record) + "\n")
             log.flush()
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < total_steps:
-            save_checkpoint(checkpoint, student, optimizer, scheduler, step + 1, config)
+            save_checkpoint(checkpoint, student, optimizer, scheduler, step + 1, config, record["elapsed_s"])
     log.close()
     student.eval()
     student.source_dir = init_dir

@@ -79,3 +79,39 @@ def tiny_with_tokenizer(tmp_path_factory):
     BertModel(BertConfig(**{**TINY, "vocab_size": 30522, "max_position_embeddings": 128})).save_pretrained(directory)
     AutoTokenizer.from_pretrained(default_model_dir()).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def small_train_file(tmp_path_factory):
+    """Four paragraphs of the real dev set as a training file: a few dozen questions."""
+    import gzip
+
+    document = json.load(gzip.open(SQUAD_DIR / "dev-v1.1.json.gz"))
+    document["data"] = document["data"][:1]
+    document["data"][0]["paragraphs"] = document["data"][0]["paragraphs"][:4]
+    path = tmp_path_factory.mktemp("squad") / "small.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+TINY_QUEUE = """
+defaults: {{train_file: {train_file}, question_len: 16, passage_len: 64, doc_stride: 16, batch_size: 8,
+           learning_rate: 0.001, bf16: false, checkpoint_every: 2}}
+evaluation: {{dataset: {train_file}, limit: 6}}
+runs:
+  - {{name: teacher, init: {init}, layer: 0, gamma: 1.0, alpha: 0, beta: 0}}
+  - {{name: k1-kd-lrs, init: teacher, teacher: teacher, layer: 1}}
+  - {{name: k1-none, init: teacher, layer: 1, gamma: 1.0, alpha: 0, beta: 0}}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_queue_runs(tmp_path_factory, tiny_with_tokenizer, small_train_file):
+    """A finished, evaluated training queue of the tiny model: a teacher and two k=1 students."""
+    from deformer_bench.cli.train import train_main
+
+    root = tmp_path_factory.mktemp("queue")
+    queue = root / "queue.yaml"
+    queue.write_text(TINY_QUEUE.format(train_file=small_train_file, init=tiny_with_tokenizer))
+    assert train_main(["--queue", str(queue), "--runs-dir", str(root / "runs"), "--quiet"]) == 0
+    return queue, root / "runs"

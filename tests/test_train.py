@@ -5,19 +5,6 @@ import torch
 
 from deformer_bench.model import Deformer, DeformerConfig
 from deformer_bench.train import CheckpointError, TrainConfig, distillation_losses, split_forward, train
-from tests.conftest import SQUAD_DIR
-
-
-@pytest.fixture(scope="module")
-def small_train_file(tmp_path_factory):
-    import gzip
-
-    document = json.load(gzip.open(SQUAD_DIR / "dev-v1.1.json.gz"))
-    document["data"] = document["data"][:1]
-    document["data"][0]["paragraphs"] = document["data"][0]["paragraphs"][:4]
-    path = tmp_path_factory.mktemp("squad") / "small.json"
-    path.write_text(json.dumps(document))
-    return path
 
 
 def config(tmp_path, init, train_file, **changes):
@@ -85,12 +72,19 @@ def test_teacher_then_student_train_resume_and_refuse_foreign_checkpoints(tmp_pa
                    teacher_dir=str(teacher_dir), learning_rate=5e-4)
     with pytest.raises(CheckpointError, match="learning_rate"):
         train(other, ["test"], progress=False)
-    # ... and the same settings resume from step 2 to the end.
+    # ... and the same settings resume from step 2 to the end, dropping log lines of the work the
+    # interruption lost (a line for step 3 stands in for them).
+    log_path = tmp_path / "student" / "train_log.jsonl"
+    with open(log_path, "a") as log:
+        log.write(json.dumps({"step": 3, "loss": 1.0, "elapsed_s": 1e6}) + "\n")
     student_dir = train(student_config, ["test"], progress=False)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in log_path.read_text().splitlines()]
     record = json.loads((tmp_path / "student" / "train_config.json").read_text())
     assert record["resumed_from_step"] == 2
-    assert steps[-1] == record["total_steps"] > 2
+    assert steps == sorted(set(steps)) and steps[-1] == record["total_steps"] > 2
+    assert json.loads(log_path.read_text().splitlines()[-1])["elapsed_s"] < 1e6
+    assert [start["from_step"] for start in record["starts"]] == [0, 2]
+    assert all(start["environment"]["packages"]["torch"] for start in record["starts"])
     log = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
     assert {"ce", "kd", "lrs"} <= set(log[-1])
     student = Deformer.from_pretrained(student_dir)

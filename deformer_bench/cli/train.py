@@ -52,6 +52,11 @@ def make_config(settings: dict):
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(f"unknown training settings: {', '.join(unknown)}", f"known: {', '.join(sorted(known))}")
+    required = [field.name for field in dataclasses.fields(TrainConfig)
+                if field.default is dataclasses.MISSING and field.name not in settings]
+    if required:
+        raise ConfigError(f"missing training settings: {', '.join(required)}",
+                          "give them (for a queue: in its defaults or in the run)")
     try:
         return TrainConfig(**settings)
     except TypeError as error:
@@ -91,7 +96,8 @@ def queue_configs(queue_path: Path, runs_dir: Path) -> list:
     return configs
 
 
-def evaluate_run(name: str, config, evaluation: dict, progress: bool) -> dict:
+def evaluate_run(name: str, config, evaluation: dict, command: list, progress: bool) -> dict:
+    from ..environment import describe_environment
     from ..evaluate import evaluate_model
     from ..squad.metric import warn_to_stderr
 
@@ -103,7 +109,8 @@ def evaluate_run(name: str, config, evaluation: dict, progress: bool) -> dict:
                             progress=progress, warn=warn_to_stderr)
     record = {"name": name, **result.scores, "questions": result.questions, "windows": result.windows,
               "backend": result.backend, "dataset": str(evaluation["dataset"]), "layer": config.layer,
-              "gamma": config.gamma, "alpha": config.alpha, "beta": config.beta}
+              "gamma": config.gamma, "alpha": config.alpha, "beta": config.beta,
+              "environment": describe_environment(command)}
     temporary = result_path.with_name("eval.json.partial")
     temporary.write_text(json.dumps(record, indent=2) + "\n")
     temporary.rename(result_path)
@@ -125,7 +132,7 @@ def train_main(argv=None) -> int:
                 continue
             train(config, command, progress=not args.quiet)
             if evaluation.get("dataset"):
-                scores = evaluate_run(name, config, evaluation, progress=not args.quiet)
+                scores = evaluate_run(name, config, evaluation, command, progress=not args.quiet)
                 print(f"{name}: F1 {scores['f1']:.2f}, EM {scores['exact_match']:.2f} on {scores['questions']} questions")
         return 0
     if not args.output or not args.train_file:

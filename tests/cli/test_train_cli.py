@@ -1,0 +1,48 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deformer_bench.cli.train import train_main
+
+
+def cli(*args):
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.train", *map(str, args)],
+                               capture_output=True, text=True, timeout=300)
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+def test_queue_trains_evaluates_and_skips_finished_runs(tiny_queue_runs, capsys):
+    queue, runs = tiny_queue_runs
+    for name, layer in (("teacher", 0), ("k1-kd-lrs", 1), ("k1-none", 1)):
+        scores = json.loads((runs / name / "eval.json").read_text())
+        assert scores["layer"] == layer and scores["questions"] == 6 and 0 <= scores["f1"] <= 100
+        assert scores["environment"]["git"]["commit"]
+    student = json.loads((runs / "k1-kd-lrs" / "train_config.json").read_text())["config"]
+    assert student["init_dir"] == student["teacher_dir"] == str(runs / "teacher" / "model")
+    assert json.loads((runs / "k1-none" / "train_config.json").read_text())["config"]["teacher_dir"] == ""
+
+    logs = {path: path.stat().st_mtime_ns for path in runs.glob("*/train_log.jsonl")}
+    capsys.readouterr()
+    assert train_main(["--queue", str(queue), "--runs-dir", str(runs), "--quiet"]) == 0
+    assert {path: path.stat().st_mtime_ns for path in runs.glob("*/train_log.jsonl")} == logs  # nothing retrained
+    assert capsys.readouterr().out.count("F1") == 3
+
+
+@pytest.mark.parametrize("text, message", [
+    ("runs: {a: 1}", "needs a 'runs' list"),
+    ("runs: [{name: a, layer: 0, gamma: 1, alpha: 0, beta: 0}]", "missing training settings: train_file"),
+    ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0}, {name: a, gamma: 1, alpha: 0, beta: 0}]}",
+     "unique name"),
+    ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0, lerning_rate: 1}]}",
+     "unknown training settings: lerning_rate"),
+    ("{defaults: {train_file: t.json}, runs: [{name: a, layer: 4}]}", "KD and LRS need a teacher"),
+    ("runs: [{name: a", "cannot read queue"),
+])
+def test_bad_queues(tmp_path, text, message):
+    queue = tmp_path / "queue.yaml"
+    queue.write_text(text)
+    code, _, stderr = cli("--queue", queue, "--runs-dir", tmp_path / "runs")
+    assert code == 2 and message in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists()
