@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="first N questions only")
     parser.add_argument("--doc-stride", type=int, default=128)
     parser.add_argument("--write-predictions", type=Path, help="save the model's predictions here")
+    parser.add_argument("--output", type=Path,
+                        help="also save the scores with the model, graph set, machine, versions and command (JSON)")
     parser.add_argument("--quiet", action="store_true")
     return parser
 
@@ -58,12 +60,36 @@ def eval_main(argv=None) -> int:
                             passage_len=args.passage_len, progress=not args.quiet,
                             warn=warn_to_stderr)
     if args.write_predictions:
-        temporary = args.write_predictions.with_name(args.write_predictions.name + ".partial")
-        temporary.write_text(json.dumps(result.predictions))
-        temporary.rename(args.write_predictions)
-    print(json.dumps({**result.scores, "questions": result.questions, "windows": result.windows,
-                      "backend": result.backend}))
+        write_atomically(args.write_predictions, json.dumps(result.predictions))
+    summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}
+    if args.output:
+        write_atomically(args.output, json.dumps(evaluation_record(args, argv, summary), indent=1) + "\n")
+    print(json.dumps(summary))
     return 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(text)
+    temporary.rename(path)
+
+
+def evaluation_record(args, argv, summary: dict) -> dict:
+    from dataclasses import asdict
+
+    from ..environment import describe_environment
+    from ..model import Deformer
+
+    deformer = Deformer.from_pretrained(args.model, layer=args.layer, question_len=args.question_len,
+                                        passage_len=args.passage_len)
+    record = {"format_version": 1, **summary, "dataset": str(args.dataset), "limit": args.limit,
+              "doc_stride": args.doc_stride, "model_dir": str(args.model),
+              "model_fingerprint_sha256": deformer.fingerprint(), "deformer": asdict(deformer.config),
+              "environment": describe_environment(["deformer-eval", *(argv if argv is not None else sys.argv[1:])])}
+    if args.onnx:
+        record["graph_set"] = {"dir": str(args.onnx),
+                               "manifest": json.loads((args.onnx / "manifest.json").read_text())}
+    return record
 
 
 def main(argv=None) -> None:

@@ -36,3 +36,40 @@ def test_malformed_dataset_names_the_question(tmp_path):
     (tmp_path / "pred.json").write_text("{}")
     code, _, stderr = cli("--dataset", path, "--predictions", tmp_path / "pred.json")
     assert code == 2 and "question 'q9'" in stderr and "Traceback" not in stderr
+
+
+def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_queue_runs, small_train_file):
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    student_dir = tiny_queue_runs[1] / "k1-kd-lrs" / "model"
+    export_graph_set(Deformer.from_pretrained(student_dir), tmp_path / "graphs", progress=False)
+
+    def evaluate(*args):
+        code, stdout, stderr = cli("--dataset", small_train_file, *args, "--quiet")
+        assert code == 0, stderr
+        return json.loads(stdout), stderr
+
+    pytorch, _ = evaluate("--model", student_dir, "--write-predictions", tmp_path / "pred.json")
+    onnx, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--output", tmp_path / "onnx.json")
+    assert pytorch["backend"] == "pytorch" and onnx["backend"] == "onnxruntime"
+    assert abs(pytorch["f1"] - onnx["f1"]) < 0.1
+    record = json.loads((tmp_path / "onnx.json").read_text())
+    assert record["f1"] == onnx["f1"] and record["deformer"]["layer"] == 1
+    assert record["model_fingerprint_sha256"] == record["graph_set"]["manifest"]["model"]["fingerprint_sha256"]
+    assert "--onnx" in record["environment"]["command"] and record["environment"]["packages"]["onnxruntime"]
+
+    scored, _ = evaluate("--predictions", tmp_path / "pred.json")
+    assert scored == {"exact_match": pytorch["exact_match"], "f1": pytorch["f1"]}
+    predictions = json.loads((tmp_path / "pred.json").read_text())
+    predictions.pop(next(iter(predictions)))
+    predictions["unknown-id"] = "x"
+    (tmp_path / "pred2.json").write_text(json.dumps(predictions))
+    _, warnings = evaluate("--predictions", tmp_path / "pred2.json")
+    assert "1 unanswered question(s)" in warnings and "1 prediction(s) for ids not in the dataset" in warnings
+
+
+def test_refuses_a_graph_set_of_another_model(tiny_graphs, tiny_queue_runs, small_train_file):
+    code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "teacher" / "model",
+                          "--onnx", tiny_graphs, "--quiet")
+    assert code == 2 and "was not exported from" in stderr and "Traceback" not in stderr
