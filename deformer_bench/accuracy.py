@@ -2,8 +2,9 @@
 
     python -m deformer_bench.accuracy --runs-dir ../runs --out results/accuracy
 
-Reads only what the runs saved (train_config.json, train_log.jsonl, eval.json); writes accuracy.json,
-accuracy.csv and accuracy.png (the analogue of the paper's separation-layer figure).
+Reads only what the runs saved (train_config.json, train_log.jsonl, eval.json, and eval-onnx.json where
+the run's exported graphs were evaluated with `deformer-eval --onnx ... --output RUN/eval-onnx.json`);
+writes accuracy.json, accuracy.csv and accuracy.png (the analogue of the paper's separation-layer figure).
 """
 
 import argparse
@@ -13,8 +14,10 @@ from pathlib import Path
 
 from .bench.flops import path_flops
 from .errors import DeformerBenchError
+from .files import write_text_atomically
 
 TEACHER_LAYER = 0
+ONNX_EVAL_FILE = "eval-onnx.json"
 
 
 def run_record(run_dir: Path) -> dict:
@@ -33,7 +36,25 @@ def run_record(run_dir: Path) -> dict:
         "question_len": config["question_len"], "passage_len": config["passage_len"],
         "train_minutes": json.loads(log_lines[-1])["elapsed_s"] / 60 if log_lines else None,
         "flop_ideal_speedup": flops.ideal_speedup, "command": train_record["command"],
+        # Commits the run was trained at, one per start (runs from before this record kept none).
+        "train_commits": [start["environment"]["git"]["commit"] for start in train_record.get("starts", [])],
+        **onnx_scores(run_dir),
     }
+
+
+def onnx_scores(run_dir: Path) -> dict:
+    """F1/EM of the run's exported graph set, when it was evaluated; empty otherwise."""
+    path = run_dir / ONNX_EVAL_FILE
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text())
+    from .model import Deformer
+
+    if record["model_fingerprint_sha256"] != Deformer.from_pretrained(run_dir / "model").fingerprint():
+        raise DeformerBenchError(f"{path} scores another model than {run_dir / 'model'}",
+                                 "evaluate this run's exported graphs again, or delete the stale file")
+    return {"onnx_f1": record["f1"], "onnx_exact_match": record["exact_match"],
+            "onnx_command": record["environment"]["command"]}
 
 
 def collect(runs_dir: Path) -> list:
@@ -54,9 +75,10 @@ def write(records: list, out_dir: Path) -> None:
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "accuracy.json").write_text(json.dumps({"format_version": 1, "runs": records}, indent=1) + "\n")
+    write_text_atomically(out_dir / "accuracy.json", json.dumps({"format_version": 1, "runs": records}, indent=1) + "\n")
     frame = pd.DataFrame(records)
-    frame.drop(columns=["command"]).to_csv(out_dir / "accuracy.csv", index=False)
+    columns = [column for column in frame.columns if not column.endswith("command") and column != "train_commits"]
+    write_text_atomically(out_dir / "accuracy.csv", frame[columns].to_csv(index=False))
     students = frame[frame["layer"] > TEACHER_LAYER]
     figure, axis = plt.subplots(figsize=(6, 4))
     for (alpha, beta), rows in students.groupby(["alpha", "beta"]):
@@ -73,8 +95,9 @@ def write(records: list, out_dir: Path) -> None:
     more_lines, more_labels = twin.get_legend_handles_labels()
     axis.legend(lines + more_lines, labels + more_labels, fontsize=8)
     figure.tight_layout()
-    figure.savefig(out_dir / "accuracy.png", dpi=110)
+    figure.savefig(out_dir / "accuracy.png.partial", dpi=110, format="png")
     plt.close(figure)
+    (out_dir / "accuracy.png.partial").rename(out_dir / "accuracy.png")
 
 
 def main(argv=None) -> None:

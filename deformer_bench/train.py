@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import ConfigError, DeformerBenchError
+from .files import write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
 
 CHECKPOINT_DIR = "checkpoint"
@@ -156,9 +157,7 @@ def rewind_log(log_path: Path, step: int, checkpoint_elapsed_s) -> float:
     lines = log_path.read_text().splitlines() if log_path.exists() else []
     kept = [line for line in lines if json.loads(line)["step"] <= step]
     if len(kept) != len(lines):
-        staging = log_path.with_name(log_path.name + ".partial")
-        staging.write_text("".join(line + "\n" for line in kept))
-        staging.rename(log_path)
+        write_text_atomically(log_path, "".join(line + "\n" for line in kept))
     if checkpoint_elapsed_s is not None:
         return checkpoint_elapsed_s
     return json.loads(kept[-1])["elapsed_s"] if kept else 0.0
@@ -175,9 +174,7 @@ def write_run_record(output: Path, config: TrainConfig, command: list, features,
     record = {"config": dataclasses.asdict(config), "command": " ".join(command), "features": len(features),
               "examples": examples, "skipped_examples": features.skipped_examples, "total_steps": total_steps,
               "resumed_from_step": first_step, "starts": starts}
-    staging = path.with_name(path.name + ".partial")
-    staging.write_text(json.dumps(record, indent=2) + "\n")
-    staging.rename(path)
+    write_text_atomically(path, json.dumps(record, indent=2) + "\n")
 
 
 def train(config: TrainConfig, command: list, progress: bool = True) -> Path:

@@ -17,6 +17,7 @@ def test_table_from_a_finished_queue(tiny_queue_runs, tmp_path):
     assert records["teacher"]["flop_ideal_speedup"] == pytest.approx(1.0)
     assert records["k1-none"]["flop_ideal_speedup"] > 1.0
     assert (records["k1-kd-lrs"]["alpha"], records["k1-none"]["alpha"]) == (1.1, 0)
+    assert all(len(record["train_commits"]) == 1 for record in records.values())  # one start each
 
     write(list(records.values()), tmp_path / "out")
     frame = pd.read_csv(tmp_path / "out" / "accuracy.csv")
@@ -31,3 +32,27 @@ def test_no_teacher_is_a_clear_error(tiny_queue_runs, tmp_path):
     shutil.copytree(runs / "k1-none", tmp_path / "k1-none")
     with pytest.raises(DeformerBenchError, match="no evaluated teacher"):
         collect(tmp_path)
+
+
+def test_onnx_scores_join_their_run_and_stale_ones_are_refused(tiny_queue_runs, tmp_path):
+    import shutil
+
+    from deformer_bench.model import Deformer
+
+    _, runs = tiny_queue_runs
+    shutil.copytree(runs, tmp_path / "runs")
+    student = tmp_path / "runs" / "k1-kd-lrs"
+    record = {"f1": 50.0, "exact_match": 40.0, "environment": {"command": "deformer-eval --onnx g"},
+              "model_fingerprint_sha256": Deformer.from_pretrained(student / "model").fingerprint()}
+    (student / "eval-onnx.json").write_text(json.dumps(record))
+    records = {record["run"]: record for record in collect(tmp_path / "runs")}
+    assert (records["k1-kd-lrs"]["onnx_f1"], records["k1-kd-lrs"]["onnx_exact_match"]) == (50.0, 40.0)
+    assert "onnx_f1" not in records["k1-none"]
+    write(list(records.values()), tmp_path / "out")
+    frame = pd.read_csv(tmp_path / "out" / "accuracy.csv").set_index("run")
+    assert frame.loc["k1-kd-lrs", "onnx_f1"] == 50.0 and pd.isna(frame.loc["k1-none", "onnx_f1"])
+
+    record["model_fingerprint_sha256"] = "0" * 64
+    (student / "eval-onnx.json").write_text(json.dumps(record))
+    with pytest.raises(DeformerBenchError, match="scores another model"):
+        collect(tmp_path / "runs")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError
+from ..files import write_text_atomically
 from .common import run_cli
 
 
@@ -60,18 +61,12 @@ def eval_main(argv=None) -> int:
                             passage_len=args.passage_len, progress=not args.quiet,
                             warn=warn_to_stderr)
     if args.write_predictions:
-        write_atomically(args.write_predictions, json.dumps(result.predictions))
+        write_text_atomically(args.write_predictions, json.dumps(result.predictions))
     summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}
     if args.output:
-        write_atomically(args.output, json.dumps(evaluation_record(args, argv, summary), indent=1) + "\n")
+        write_text_atomically(args.output, json.dumps(evaluation_record(args, argv, summary), indent=1) + "\n")
     print(json.dumps(summary))
     return 0
-
-
-def write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(text)
-    temporary.rename(path)
 
 
 def evaluation_record(args, argv, summary: dict) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError
+from ..files import write_text_atomically
 from .common import run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
@@ -111,9 +112,7 @@ def evaluate_run(name: str, config, evaluation: dict, command: list, progress: b
               "backend": result.backend, "dataset": str(evaluation["dataset"]), "layer": config.layer,
               "gamma": config.gamma, "alpha": config.alpha, "beta": config.beta,
               "environment": describe_environment(command)}
-    temporary = result_path.with_name("eval.json.partial")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    temporary.rename(result_path)
+    write_text_atomically(result_path, json.dumps(record, indent=2) + "\n")
     return record
 
 
