@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ..errors import DeformerBenchError
@@ -54,8 +55,12 @@ def eval_main(argv=None) -> int:
         scores = evaluate(load_squad(args.dataset), read_predictions(args.predictions), warn=warn_to_stderr)
         print(json.dumps(scores))
         return 0
+    from ..environment import describe_environment
     from ..evaluate import evaluate_model
 
+    # Taken before the work, so that the commit and tree state are those the figures came from.
+    environment = describe_environment(["deformer-eval", *(argv if argv is not None else sys.argv[1:])])
+    started = time.perf_counter()
     result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, limit=args.limit,
                             doc_stride=args.doc_stride, layer=args.layer, question_len=args.question_len,
                             passage_len=args.passage_len, progress=not args.quiet,
@@ -64,15 +69,15 @@ def eval_main(argv=None) -> int:
         write_text_atomically(args.write_predictions, json.dumps(result.predictions))
     summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}
     if args.output:
-        write_text_atomically(args.output, json.dumps(evaluation_record(args, argv, summary), indent=1) + "\n")
+        record = evaluation_record(args, summary, environment, time.perf_counter() - started)
+        write_text_atomically(args.output, json.dumps(record, indent=1) + "\n")
     print(json.dumps(summary))
     return 0
 
 
-def evaluation_record(args, argv, summary: dict) -> dict:
+def evaluation_record(args, summary: dict, environment: dict, seconds: float) -> dict:
     from dataclasses import asdict
 
-    from ..environment import describe_environment
     from ..model import Deformer
 
     deformer = Deformer.from_pretrained(args.model, layer=args.layer, question_len=args.question_len,
@@ -80,7 +85,7 @@ def evaluation_record(args, argv, summary: dict) -> dict:
     record = {"format_version": 1, **summary, "dataset": str(args.dataset), "limit": args.limit,
               "doc_stride": args.doc_stride, "model_dir": str(args.model),
               "model_fingerprint_sha256": deformer.fingerprint(), "deformer": asdict(deformer.config),
-              "environment": describe_environment(["deformer-eval", *(argv if argv is not None else sys.argv[1:])])}
+              "evaluation_seconds": round(seconds, 1), "environment": environment}
     if args.onnx:
         record["graph_set"] = {"dir": str(args.onnx),
                                "manifest": json.loads((args.onnx / "manifest.json").read_text())}
