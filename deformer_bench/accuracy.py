@@ -4,7 +4,7 @@
 
 Reads only what the runs saved (train_config.json, train_log.jsonl, eval.json, and eval-onnx.json where
 the run's exported graphs were evaluated with `deformer-eval --onnx ... --output RUN/eval-onnx.json`);
-writes accuracy.json, accuracy.csv and accuracy.png (the analogue of the paper's separation-layer figure).
+writes accuracy.json, accuracy.csv, accuracy.md (the table) and accuracy.png (the analogue of the paper's separation-layer figure).
 """
 
 import argparse
@@ -67,6 +67,29 @@ def collect(runs_dir: Path) -> list:
     return records
 
 
+def loss_name(record: dict) -> str:
+    terms = [(record["gamma"], "CE"), (record["alpha"], "KD"), (record["beta"], "LRS")]
+    used = [(weight, name) for weight, name in terms if weight]
+    if len(used) == 1 and used[0][0] == 1:
+        return used[0][1]
+    return " + ".join(f"{weight:g} {name}" for weight, name in used)
+
+
+def markdown_table(records: list) -> str:
+    """The table of accuracy.md: one row per run, teacher first, then by k and loss."""
+    def cell(value, form):
+        return "-" if value is None else form.format(value)
+
+    rows = ["| run | k | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up | training |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for record in sorted(records, key=lambda r: (r["layer"], -r["alpha"], -r["beta"], r["run"])):
+        drop = "-" if record["layer"] == TEACHER_LAYER else f"{record['f1_drop']:.2f}"
+        rows.append(f"| {record['run']} | {record['layer']} | {loss_name(record)} | {record['f1']:.2f} | "
+                    f"{record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
+                    f"{record['flop_ideal_speedup']:.2f}x | {cell(record['train_minutes'], '{:.1f} min')} |")
+    return "\n".join(rows) + "\n"
+
+
 def write(records: list, out_dir: Path) -> None:
     import matplotlib
 
@@ -76,6 +99,7 @@ def write(records: list, out_dir: Path) -> None:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out_dir / "accuracy.json", json.dumps({"format_version": 1, "runs": records}, indent=1) + "\n")
+    write_text_atomically(out_dir / "accuracy.md", markdown_table(records))
     frame = pd.DataFrame(records)
     columns = [column for column in frame.columns if not column.endswith("command") and column != "train_commits"]
     write_text_atomically(out_dir / "accuracy.csv", frame[columns].to_csv(index=False))
