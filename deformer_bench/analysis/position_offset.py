@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..environment import describe_environment
 from ..errors import OutputExistsError
+from ..files import staged_directory
 from ..model import POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir, load_qa_model
 from ..squad.data import load_squad
 
@@ -105,16 +106,8 @@ def run_study(model_dir: Path, dataset: Path, count: int, question_len: int, pas
 
 def write_outputs(result: dict, out_dir: Path) -> None:
     """JSON, CSV and plot, written to a temporary directory beside OUT and renamed into place."""
-    import shutil
-    import tempfile
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir) as staging:
         _write_files(result, staging)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_files(result: dict, out_dir: Path) -> None:
