@@ -29,7 +29,11 @@ def run_record(run_dir: Path) -> dict:
     flops = path_flops(model_config["num_hidden_layers"], config["layer"], model_config["hidden_size"],
                        model_config["intermediate_size"], config["question_len"], config["passage_len"])
     return {
-        "run": run_dir.name, "layer": config["layer"], "gamma": config["gamma"], "alpha": config["alpha"],
+        "run": run_dir.name, "layer": config["layer"],
+        # The teacher always reads [question; passage]; older records name the students' default then ("zero").
+        "passage_position_offset": "question_len" if config["layer"] == TEACHER_LAYER
+        else config.get("passage_position_offset", "zero"),
+        "gamma": config["gamma"], "alpha": config["alpha"],
         "beta": config["beta"], "f1": scores["f1"], "exact_match": scores["exact_match"],
         "dev_questions": scores["questions"], "train_examples": train_record["examples"],
         "train_windows": train_record["features"], "epochs": config["epochs"],
@@ -80,12 +84,13 @@ def markdown_table(records: list) -> str:
     def cell(value, form):
         return "-" if value is None else form.format(value)
 
-    rows = ["| run | k | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up | training |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | k | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up | training |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for record in sorted(records, key=lambda r: (r["layer"], -r["alpha"], -r["beta"], r["run"])):
         drop = "-" if record["layer"] == TEACHER_LAYER else f"{record['f1_drop']:.2f}"
-        rows.append(f"| {record['run']} | {record['layer']} | {loss_name(record)} | {record['f1']:.2f} | "
-                    f"{record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
+        first_position = "question end" if record["passage_position_offset"] == "question_len" else "0"
+        rows.append(f"| {record['run']} | {record['layer']} | {first_position} | {loss_name(record)} | "
+                    f"{record['f1']:.2f} | {record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
                     f"{record['flop_ideal_speedup']:.2f}x | {cell(record['train_minutes'], '{:.1f} min')} |")
     return "\n".join(rows) + "\n"
 
@@ -105,11 +110,14 @@ def write(records: list, out_dir: Path) -> None:
     write_text_atomically(out_dir / "accuracy.csv", frame[columns].to_csv(index=False))
     students = frame[frame["layer"] > TEACHER_LAYER]
     figure, axis = plt.subplots(figsize=(6, 4))
-    for (alpha, beta), rows in students.groupby(["alpha", "beta"]):
+    for (alpha, beta, offset), rows in students.groupby(["alpha", "beta", "passage_position_offset"]):
         label = "KD + LRS" if alpha and beta else "KD only" if alpha else "LRS only" if beta else "no distillation"
+        label += ", passage positions from 0" if offset == "zero" else ""
         rows = rows.sort_values("layer")
         axis.plot(rows["layer"], rows["f1_drop"], marker="o", label=f"F1 drop, {label}")
     axis.set_xlabel("separation layer k")
+    axis.set_xticks(sorted(students["layer"].unique()))
+    axis.set_ylim(bottom=0)
     axis.set_ylabel("F1 drop against the unsplit teacher")
     twin = axis.twinx()
     ideal = students.drop_duplicates("layer").sort_values("layer")

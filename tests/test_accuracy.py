@@ -25,7 +25,7 @@ def test_table_from_a_finished_queue(tiny_queue_runs, tmp_path):
     assert (tmp_path / "out" / "accuracy.png").stat().st_size > 0
     table = (tmp_path / "out" / "accuracy.md").read_text().splitlines()
     assert [line.split(" | ")[0] for line in table[2:]] == ["| teacher", "| k1-kd-lrs", "| k1-none"]
-    assert " | 0.7 CE + 1.1 KD + 0.5 LRS | " in table[3] and " | CE | " in table[4]
+    assert " | question end | 0.7 CE + 1.1 KD + 0.5 LRS | " in table[3] and " | CE | " in table[4]
 
 
 def test_no_teacher_is_a_clear_error(tiny_queue_runs, tmp_path):

@@ -72,7 +72,7 @@ def test_passage_states_do_not_depend_on_the_question(offset, model_type):
 
 def test_passage_position_offset_sets_first_position():
     assert DeformerConfig(layer=1, question_len=30, passage_position_offset="question_len").passage_first_position() == 30
-    assert DeformerConfig(layer=1, question_len=30).passage_first_position() == 0  # the default
+    assert DeformerConfig(layer=1, question_len=30).passage_first_position() == 30  # the default
     assert DeformerConfig(layer=1, question_len=30, passage_position_offset="zero").passage_first_position() == 0
 
 

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--passage-len", type=int, help="override the profile's passage length")
     parser.add_argument("--batch-sizes", help="override the profile's batch sizes, e.g. 1,8")
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS, default=None,
-                        help="passage position offset for exported models (default: zero)")
+                        help="passage position offset for exported models (default: question_len)")
     parser.add_argument("--output", type=Path, default=Path("results"), help="results root (default: results/)")
     parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test)")
     parser.add_argument("--note", default="", help="a line to put at the top of the report")

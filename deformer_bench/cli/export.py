@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question-len", type=int, help="padded question length (default: deformer.json, else 27)")
     parser.add_argument("--passage-len", type=int, help="padded passage length (default: deformer.json, else 293)")
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS,
-                        help="where passage position ids start (default: deformer.json, else zero)")
+                        help="where passage position ids start (default: deformer.json, else question_len)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT/ if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

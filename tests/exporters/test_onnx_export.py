@@ -27,7 +27,7 @@ def test_graph_set_files_and_manifest(tiny_graphs, tiny_model_dir):
     manifest = json.loads((tiny_graphs / MANIFEST_FILE).read_text())
     assert manifest["format_version"] == 1
     assert manifest["deformer"] == {"layer": 1, "question_len": 8, "passage_len": 24,
-                                    "passage_position_offset": "zero", "passage_first_position": 0,
+                                    "passage_position_offset": "question_len", "passage_first_position": 8,
                                     "passage_token_type": 1}
     assert manifest["model"]["fingerprint_sha256"] == Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8,
                                                                                passage_len=24).fingerprint()
