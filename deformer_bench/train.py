@@ -47,7 +47,7 @@ class TrainConfig:
     # Students only; the teacher is always "question_len". A student starts from the teacher, whose
     # upper layers and QA head learned passage positions after the padded question: split at k=4 with
     # no training, that teacher scores F1 20.1 with "question_len" and 5.6 with "zero" (300 dev questions,
-    # results/accuracy/README.md), so students keep the teacher's coordinates.
+    # results/split-teacher/), so students keep the teacher's coordinates.
     passage_position_offset: str = "question_len"
     teacher_dir: str = ""  # needed when alpha or beta > 0
     gamma: float = 0.7
