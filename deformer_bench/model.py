@@ -13,7 +13,6 @@ that moved with the question would make the cache question-dependent.
 
 import hashlib
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import nn
 
 from .architectures import Architecture, architecture_for
 from .errors import ConfigError, ModelDirError
+from .files import staged_directory
 
 DEFORMER_FILE = "deformer.json"
 DEFORMER_FORMAT_VERSION = 1
@@ -236,20 +236,14 @@ class Deformer(nn.Module):
     def save_pretrained(self, out_dir) -> None:
         """A normal Hugging Face directory plus deformer.json, written to a temporary path and renamed."""
         out_dir = Path(out_dir)
-        temporary = out_dir.with_name(f".{out_dir.name}.partial")
-        shutil.rmtree(temporary, ignore_errors=True)
-        try:
-            self.qa_model.save_pretrained(temporary)
-            self.config.save(temporary)
+        with staged_directory(out_dir) as staging:
+            self.qa_model.save_pretrained(staging)
+            self.config.save(staging)
             source = getattr(self, "source_dir", None)
             if source is not None and has_tokenizer(source):
                 from transformers import AutoTokenizer
 
-                AutoTokenizer.from_pretrained(source).save_pretrained(temporary)
-            temporary.rename(out_dir)
-        finally:
-            shutil.rmtree(temporary, ignore_errors=True)
-
+                AutoTokenizer.from_pretrained(source).save_pretrained(staging)
 
 def read_model_dir(model_dir: Path):
     """(Hugging Face config, saved DeformerConfig or None), checking the family before any weight loads."""

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from deformer_bench import __version__
 from deformer_bench.errors import OutputExistsError
+from deformer_bench.files import staged_directory
 
 from .graphs import GRAPHS, GraphModule, example_inputs
 from .manifest import build_manifest, write_manifest
@@ -102,9 +103,7 @@ def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: b
     if out_dir.exists() and not overwrite:
         raise OutputExistsError(f"output directory {out_dir} already exists",
                                 "choose a new OUT/ or pass --overwrite to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir, replace=True) as staging:
         steps = tqdm(list(GRAPHS), desc="export", unit="graph", disable=not progress)
         for name in steps:
             steps.set_postfix_str(name)
@@ -116,18 +115,5 @@ def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: b
         record = validate_graph_set(deformer, staging, validation)
         manifest = build_manifest(deformer, staging, opset, record, __version__)
         write_manifest(staging, manifest)
-        replace_directory(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
-
-def replace_directory(source: Path, target: Path) -> None:
-    """Rename source to target; an existing target is moved aside first and removed only after."""
-    if target.exists():
-        aside = target.with_name(f".{target.name}.replaced-{os.getpid()}")
-        target.rename(aside)
-        source.rename(target)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        source.rename(target)

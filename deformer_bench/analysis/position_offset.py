@@ -10,7 +10,6 @@ by cosine similarity, for every k and both offsets, without any fine-tuning.
         --count 300 --out results/position-offset
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,11 +17,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..environment import describe_environment
-from ..errors import OutputExistsError
 from ..files import staged_directory
 from ..model import POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir, load_qa_model
 from ..squad.data import load_squad
+from .study_cli import run_study_cli
 
 RESULTS_FILE = "position_offset.json"
 
@@ -133,29 +131,19 @@ def _write_files(result: dict, out_dir: Path) -> None:
     plt.close(figure)
 
 
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", type=Path, help="model directory (default: MiniLM-L6)")
+    parser.add_argument("--question-len", type=int, default=27)
+    parser.add_argument("--passage-len", type=int, default=293)
+
+
+def run_from_args(args) -> dict:
+    return run_study(args.model or default_model_dir(), args.dataset, args.count, args.question_len, args.passage_len)
+
+
 def main(argv=None) -> None:
-    from ..cli.common import run_cli
-
-    def study_main(args_list):
-        parser = argparse.ArgumentParser(prog="python -m deformer_bench.analysis.position_offset",
-                                         description=__doc__.split("\n\n")[0])
-        parser.add_argument("--model", type=Path, help="model directory (default: MiniLM-L6)")
-        parser.add_argument("--dataset", type=Path, required=True, help="SQuAD v1.1 .json or .json.gz")
-        parser.add_argument("--count", type=int, default=300, help="first N questions (default 300)")
-        parser.add_argument("--question-len", type=int, default=27)
-        parser.add_argument("--passage-len", type=int, default=293)
-        parser.add_argument("--out", type=Path, required=True)
-        args = parser.parse_args(args_list)
-        if args.out.exists():
-            raise OutputExistsError(f"output directory {args.out} already exists", "give a new --out directory")
-        model_dir = args.model or default_model_dir()
-        result = run_study(model_dir, args.dataset, args.count, args.question_len, args.passage_len)
-        result["environment"] = describe_environment(["python", "-m", "deformer_bench.analysis.position_offset",
-                                                      *(args_list or sys.argv[1:])])
-        write_outputs(result, args.out)
-        print(f"wrote {args.out}/{RESULTS_FILE}")
-
-    sys.exit(run_cli(study_main, argv))
+    sys.exit(run_study_cli("deformer_bench.analysis.position_offset", __doc__.split("\n\n")[0], add_arguments,
+                           run_from_args, write_outputs, RESULTS_FILE, argv))
 
 
 if __name__ == "__main__":

@@ -8,15 +8,12 @@ Same features, post-processing and official metric as `deformer-eval`, on the fi
         --dataset ../shared/data/squad/dev-v1.1.json.gz --count 300 --layers 1,2,3,4,5 --out results/split-teacher
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..environment import describe_environment
-from ..errors import OutputExistsError
 from ..evaluate import load_tokenizer, pytorch_logits
 from ..files import staged_directory
 from ..model import POSITION_OFFSETS, Deformer
@@ -24,6 +21,7 @@ from ..squad.data import load_squad
 from ..squad.features import featurize
 from ..squad.metric import evaluate
 from ..squad.postprocess import predictions_from_logits
+from .study_cli import run_study_cli
 
 RESULTS_FILE = "split_teacher.json"
 TEACHER_OFFSET = "question_len"  # the teacher reads [question; passage]: passage positions follow the question
@@ -72,29 +70,23 @@ def write_outputs(result: dict, out_dir: Path) -> None:
         plt.close(figure)
 
 
+def add_arguments(parser) -> None:
+    parser.add_argument("--teacher", type=Path, required=True, help="the unsplit teacher's model directory")
+    parser.add_argument("--layers", default="1,2,3,4,5", help="separation layers to try (default 1,2,3,4,5)")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run_from_args(args) -> dict:
+    from ..cli.common import parse_int_list
+
+    return run_study(args.teacher, args.dataset, args.count, parse_int_list(args.layers, "layers"),
+                     progress=not args.quiet)
+
+
 def main(argv=None) -> None:
-    from ..cli.common import parse_int_list, run_cli
-
-    def study_main(args_list):
-        parser = argparse.ArgumentParser(prog="python -m deformer_bench.analysis.split_teacher",
-                                         description=__doc__.split("\n\n")[0])
-        parser.add_argument("--teacher", type=Path, required=True, help="the unsplit teacher's model directory")
-        parser.add_argument("--dataset", type=Path, required=True, help="SQuAD v1.1 .json or .json.gz")
-        parser.add_argument("--count", type=int, default=300, help="first N questions (default 300)")
-        parser.add_argument("--layers", default="1,2,3,4,5", help="separation layers to try (default 1,2,3,4,5)")
-        parser.add_argument("--out", type=Path, required=True)
-        parser.add_argument("--quiet", action="store_true")
-        args = parser.parse_args(args_list)
-        if args.out.exists():
-            raise OutputExistsError(f"output directory {args.out} already exists", "give a new --out directory")
-        environment = describe_environment(["python", "-m", "deformer_bench.analysis.split_teacher",
-                                            *(args_list if args_list is not None else sys.argv[1:])])
-        result = run_study(args.teacher, args.dataset, args.count, parse_int_list(args.layers, "layers"),
-                           progress=not args.quiet)
-        write_outputs({**result, "environment": environment}, args.out)
-        print(f"wrote {args.out}/{RESULTS_FILE}")
-
-    sys.exit(run_cli(study_main, argv))
+    sys.exit(run_study_cli("deformer_bench.analysis.split_teacher",
+                           __doc__.split("\n\n")[0], add_arguments, run_from_args, write_outputs,
+                           RESULTS_FILE, argv))
 
 
 if __name__ == "__main__":

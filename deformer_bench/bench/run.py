@@ -9,7 +9,6 @@ Per configuration (model, k) and batch size:
 import datetime
 import json
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..environment import describe_environment
+from ..files import staged_directory
 from .flops import path_flops
 from .memory import operator_bytes
 from .runner import PATH_GRAPHS, PROTOCOL_VERSION
@@ -177,13 +177,9 @@ def save_results(results: dict, output_root: Path, label: str) -> Path:
 
     output_root.mkdir(parents=True, exist_ok=True)
     final = new_results_dir(output_root, results["profile"]["name"], label)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=output_root))
-    try:
+    with staged_directory(final) as staging:
         (staging / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
         write_report(staging)
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return final
 
 
