@@ -1,6 +1,6 @@
 """End-to-end SQuAD evaluation of a model directory, through PyTorch or an exported graph set."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,8 @@ class Evaluation:
     questions: int
     windows: int
     backend: str
+    model_fingerprint_sha256: str  # of the weights and DeFormer config evaluated (Deformer.fingerprint)
+    deformer: dict  # the DeformerConfig evaluated, as a dict
 
 
 def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: int = 128, batch_size: int = 64,
@@ -99,4 +101,5 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
         backend = "pytorch"
     predictions = predictions_from_logits(examples, features, start, end, config.question_len)
     scores = evaluate(examples, predictions, warn=warn)
-    return Evaluation(scores, predictions, len(examples), len(features), backend)
+    return Evaluation(scores, predictions, len(examples), len(features), backend, deformer.fingerprint(),
+                      asdict(config))

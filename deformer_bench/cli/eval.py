@@ -69,22 +69,16 @@ def eval_main(argv=None) -> int:
         write_text_atomically(args.write_predictions, json.dumps(result.predictions))
     summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}
     if args.output:
-        record = evaluation_record(args, summary, environment, time.perf_counter() - started)
+        record = evaluation_record(args, result, summary, environment, time.perf_counter() - started)
         write_text_atomically(args.output, json.dumps(record, indent=1) + "\n")
     print(json.dumps(summary))
     return 0
 
 
-def evaluation_record(args, summary: dict, environment: dict, seconds: float) -> dict:
-    from dataclasses import asdict
-
-    from ..model import Deformer
-
-    deformer = Deformer.from_pretrained(args.model, layer=args.layer, question_len=args.question_len,
-                                        passage_len=args.passage_len)
+def evaluation_record(args, result, summary: dict, environment: dict, seconds: float) -> dict:
     record = {"format_version": 1, **summary, "dataset": str(args.dataset), "limit": args.limit,
               "doc_stride": args.doc_stride, "model_dir": str(args.model),
-              "model_fingerprint_sha256": deformer.fingerprint(), "deformer": asdict(deformer.config),
+              "model_fingerprint_sha256": result.model_fingerprint_sha256, "deformer": result.deformer,
               "evaluation_seconds": round(seconds, 1), "environment": environment}
     if args.onnx:
         record["graph_set"] = {"dir": str(args.onnx),

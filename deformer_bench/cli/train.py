@@ -106,12 +106,13 @@ def evaluate_run(name: str, config, evaluation: dict, command: list, progress: b
     result_path = output / "eval.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
+    environment = describe_environment(command)  # before the work: the commit the figures came from
     result = evaluate_model(output / "model", evaluation["dataset"], limit=evaluation.get("limit") or None,
                             progress=progress, warn=warn_to_stderr)
     record = {"name": name, **result.scores, "questions": result.questions, "windows": result.windows,
               "backend": result.backend, "dataset": str(evaluation["dataset"]), "layer": config.layer,
               "gamma": config.gamma, "alpha": config.alpha, "beta": config.beta,
-              "environment": describe_environment(command)}
+              "model_fingerprint_sha256": result.model_fingerprint_sha256, "environment": environment}
     write_text_atomically(result_path, json.dumps(record, indent=2) + "\n")
     return record
 

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from deformer_bench.cli.train import train_main
+from deformer_bench.model import Deformer
 
 
 def cli(*args):
@@ -19,6 +20,7 @@ def test_queue_trains_evaluates_and_skips_finished_runs(tiny_queue_runs, capsys)
         scores = json.loads((runs / name / "eval.json").read_text())
         assert scores["layer"] == layer and scores["questions"] == 6 and 0 <= scores["f1"] <= 100
         assert scores["environment"]["git"]["commit"]
+        assert scores["model_fingerprint_sha256"] == Deformer.from_pretrained(runs / name / "model").fingerprint()
     student = json.loads((runs / "k1-kd-lrs" / "train_config.json").read_text())["config"]
     assert student["init_dir"] == student["teacher_dir"] == str(runs / "teacher" / "model")
     assert json.loads((runs / "k1-none" / "train_config.json").read_text())["config"]["teacher_dir"] == ""
