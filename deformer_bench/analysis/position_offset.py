@@ -122,6 +122,7 @@ def _write_files(result: dict, out_dir: Path) -> None:
     for axis, where in zip(axes, ("layer_k", "last_layer")):
         for offset, rows in frame[frame["compared_at"] == where].groupby("offset"):
             axis.plot(rows["layer"], rows["mean_cosine"], marker="o", label=f"offset {offset}")
+        axis.set_xticks(sorted(frame["layer"].unique()))
         axis.set_xlabel("separation layer k")
         axis.set_ylabel("mean cosine similarity to the unsplit model")
         axis.set_title(f"passage states at {'layer k' if where == 'layer_k' else 'the last layer'}")

@@ -61,6 +61,7 @@ def write_outputs(result: dict, out_dir: Path) -> None:
         for offset, rows in frame[frame["layer"] > 0].groupby("offset"):
             axis.plot(rows["layer"], rows["f1"], marker="o", label=f"split, passage offset {offset}")
         axis.axhline(unsplit, color="k", linestyle="--", label="unsplit teacher")
+        axis.set_xticks(sorted(frame[frame["layer"] > 0]["layer"].unique()))
         axis.set_xlabel("separation layer k")
         axis.set_ylabel(f"F1, first {result['questions']} dev questions")
         axis.set_title("the teacher split at k, before any training")
