@@ -4,7 +4,8 @@
 
 Reads only what the runs saved (train_config.json, train_log.jsonl, eval.json, and eval-onnx.json where
 the run's exported graphs were evaluated with `deformer-eval --onnx ... --output RUN/eval-onnx.json`);
-writes accuracy.json, accuracy.csv, accuracy.md (the table) and accuracy.png (the analogue of the paper's separation-layer figure).
+writes accuracy.json, accuracy.csv, accuracy.md (the table), accuracy.png (the analogue of the paper's
+separation-layer figure) and training.png (each run's training CE).
 """
 
 import argparse
@@ -18,6 +19,7 @@ from .files import write_text_atomically
 
 TEACHER_LAYER = 0
 ONNX_EVAL_FILE = "eval-onnx.json"
+FINAL_STEPS = 300  # the training CE of a run is its mean over this many last steps
 
 
 def run_record(run_dir: Path) -> dict:
@@ -25,7 +27,7 @@ def run_record(run_dir: Path) -> dict:
     scores = json.loads((run_dir / "eval.json").read_text())
     config = train_record["config"]
     model_config = json.loads((run_dir / "model" / "config.json").read_text())
-    log_lines = (run_dir / "train_log.jsonl").read_text().splitlines()
+    log = read_log(run_dir / "train_log.jsonl")
     flops = path_flops(model_config["num_hidden_layers"], config["layer"], model_config["hidden_size"],
                        model_config["intermediate_size"], config["question_len"], config["passage_len"])
     return {
@@ -38,12 +40,31 @@ def run_record(run_dir: Path) -> dict:
         "dev_questions": scores["questions"], "train_examples": train_record["examples"],
         "train_windows": train_record["features"], "epochs": config["epochs"],
         "question_len": config["question_len"], "passage_len": config["passage_len"],
-        "train_minutes": json.loads(log_lines[-1])["elapsed_s"] / 60 if log_lines else None,
+        "train_minutes": log[-1]["elapsed_s"] / 60 if log else None,
+        "final_train_ce": final_train_ce(log),
+        "train_ce_curve": [[entry["step"], entry["ce"]] for entry in log],  # for training.png; not in the CSV
         "flop_ideal_speedup": flops.ideal_speedup, "command": train_record["command"],
         # Commits the run was trained at, one per start (runs from before this record kept none).
         "train_commits": [start["environment"]["git"]["commit"] for start in train_record.get("starts", [])],
         **onnx_scores(run_dir),
     }
+
+
+def read_log(path: Path) -> list:
+    """Logged steps in order, one entry per step (a step logged twice across a resume keeps its last line)."""
+    by_step = {}
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        by_step[entry["step"]] = entry
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def final_train_ce(log: list):
+    """Mean logged CE of the last FINAL_STEPS steps: how well the run fits the (shared) training data."""
+    if not log:
+        return None
+    last = [entry["ce"] for entry in log if entry["step"] > log[-1]["step"] - FINAL_STEPS]
+    return sum(last) / len(last)
 
 
 def onnx_scores(run_dir: Path) -> dict:
@@ -84,14 +105,16 @@ def markdown_table(records: list) -> str:
     def cell(value, form):
         return "-" if value is None else form.format(value)
 
-    rows = ["| run | k | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up | training |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | k | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up "
+            f"| train CE (last {FINAL_STEPS} steps) | training |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for record in sorted(records, key=lambda r: (r["layer"], -r["alpha"], -r["beta"], r["run"])):
         drop = "-" if record["layer"] == TEACHER_LAYER else f"{record['f1_drop']:.2f}"
         first_position = "question end" if record["passage_position_offset"] == "question_len" else "0"
         rows.append(f"| {record['run']} | {record['layer']} | {first_position} | {loss_name(record)} | "
                     f"{record['f1']:.2f} | {record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
-                    f"{record['flop_ideal_speedup']:.2f}x | {cell(record['train_minutes'], '{:.1f} min')} |")
+                    f"{record['flop_ideal_speedup']:.2f}x | {cell(record['final_train_ce'], '{:.2f}')} | "
+                    f"{cell(record['train_minutes'], '{:.1f} min')} |")
     return "\n".join(rows) + "\n"
 
 
@@ -106,7 +129,8 @@ def write(records: list, out_dir: Path) -> None:
     write_text_atomically(out_dir / "accuracy.json", json.dumps({"format_version": 1, "runs": records}, indent=1) + "\n")
     write_text_atomically(out_dir / "accuracy.md", markdown_table(records))
     frame = pd.DataFrame(records)
-    columns = [column for column in frame.columns if not column.endswith("command") and column != "train_commits"]
+    columns = [column for column in frame.columns
+               if not column.endswith("command") and column not in ("train_commits", "train_ce_curve")]
     write_text_atomically(out_dir / "accuracy.csv", frame[columns].to_csv(index=False))
     students = frame[frame["layer"] > TEACHER_LAYER]
     figure, axis = plt.subplots(figsize=(6, 4))
@@ -130,6 +154,27 @@ def write(records: list, out_dir: Path) -> None:
     figure.savefig(out_dir / "accuracy.png.partial", dpi=110, format="png")
     plt.close(figure)
     (out_dir / "accuracy.png.partial").rename(out_dir / "accuracy.png")
+    plot_training_curves(records, out_dir)
+
+
+def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> None:
+    """training.png: each run's training CE against the step (rolling mean of `smoothing` logged steps)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for record in sorted(records, key=lambda r: (r["layer"], -r["alpha"], -r["beta"], r["run"])):
+        curve = pd.DataFrame(record["train_ce_curve"], columns=["step", "ce"])
+        axis.plot(curve["step"], curve["ce"].rolling(smoothing, min_periods=1).mean(), label=record["run"],
+                  linestyle="-" if record["layer"] == TEACHER_LAYER else "--" if record["alpha"] else ":")
+    axis.set_xlabel("training step")
+    axis.set_ylabel(f"training CE (rolling mean of {smoothing} logged steps)")
+    axis.set_title("start/end cross-entropy on the shared training questions")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out_dir / "training.png.partial", dpi=110, format="png")
+    plt.close(figure)
+    (out_dir / "training.png.partial").rename(out_dir / "training.png")
 
 
 def main(argv=None) -> None:

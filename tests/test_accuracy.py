@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from deformer_bench.accuracy import collect, write
+from deformer_bench.accuracy import FINAL_STEPS, collect, final_train_ce, read_log, write
 from deformer_bench.errors import DeformerBenchError
 
 
@@ -23,9 +23,26 @@ def test_table_from_a_finished_queue(tiny_queue_runs, tmp_path):
     frame = pd.read_csv(tmp_path / "out" / "accuracy.csv")
     assert sorted(frame["run"]) == ["k1-kd-lrs", "k1-none", "teacher"]
     assert (tmp_path / "out" / "accuracy.png").stat().st_size > 0
+    assert (tmp_path / "out" / "training.png").stat().st_size > 0
+    assert "train_ce_curve" not in frame.columns and "final_train_ce" in frame.columns
     table = (tmp_path / "out" / "accuracy.md").read_text().splitlines()
     assert [line.split(" | ")[0] for line in table[2:]] == ["| teacher", "| k1-kd-lrs", "| k1-none"]
     assert " | question end | 0.7 CE + 1.1 KD + 0.5 LRS | " in table[3] and " | CE | " in table[4]
+    teacher_log = read_log(runs / "teacher" / "train_log.jsonl")
+    assert records["teacher"]["train_ce_curve"] == [[entry["step"], entry["ce"]] for entry in teacher_log]
+    assert f" | {records['teacher']['final_train_ce']:.2f} | " in table[2]
+
+
+def test_training_ce_is_read_once_per_step_and_averaged_over_the_last_steps(tmp_path):
+    lines = [{"step": step, "ce": 9.0, "elapsed_s": step} for step in (10, 20, 30)]
+    lines += [{"step": 30, "ce": 3.0, "elapsed_s": 31}]  # step 30 again after a resume: the last line counts
+    lines += [{"step": FINAL_STEPS + 20, "ce": 1.0, "elapsed_s": 99}]
+    path = tmp_path / "train_log.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    log = read_log(path)
+    assert [entry["step"] for entry in log] == [10, 20, 30, FINAL_STEPS + 20]
+    assert final_train_ce(log) == pytest.approx((3.0 + 1.0) / 2)  # steps 30 and FINAL_STEPS + 20, not 20
+    assert final_train_ce([]) is None
 
 
 def test_no_teacher_is_a_clear_error(tiny_queue_runs, tmp_path):
