@@ -126,8 +126,13 @@ def train_main(argv=None) -> int:
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(_config_class())
                  if getattr(args, field.name, None) is not None}
     if args.queue:
-        selected = set(args.only.split(",")) if args.only else None
-        for name, config, evaluation in queue_configs(args.queue, args.runs_dir):
+        configs = queue_configs(args.queue, args.runs_dir)
+        selected = {name.strip() for name in args.only.split(",")} if args.only else None
+        unknown = sorted(selected - {name for name, _, _ in configs}) if selected else []
+        if unknown:
+            raise ConfigError(f"--only names runs not in {args.queue}: {', '.join(unknown)}",
+                              f"runs there: {', '.join(name for name, _, _ in configs)}")
+        for name, config, evaluation in configs:
             if selected and name not in selected:
                 continue
             train(config, command, progress=not args.quiet)

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from deformer_bench.cli.common import run_cli
 from deformer_bench.cli.train import train_main
 from deformer_bench.model import Deformer
 
@@ -47,4 +48,14 @@ def test_bad_queues(tmp_path, text, message):
     queue.write_text(text)
     code, _, stderr = cli("--queue", queue, "--runs-dir", tmp_path / "runs")
     assert code == 2 and message in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_only_refuses_names_not_in_the_queue(tmp_path, capsys):
+    queue = tmp_path / "queue.yaml"
+    queue.write_text("{defaults: {train_file: t.json}, runs: [{name: teacher, gamma: 1, alpha: 0, beta: 0}]}")
+    argv = ["--queue", str(queue), "--runs-dir", str(tmp_path / "runs"), "--only", "teacher,k4-nnoe"]
+    assert run_cli(train_main, argv) == 2
+    err = capsys.readouterr().err
+    assert "--only names runs not in" in err and "k4-nnoe" in err and "runs there: teacher" in err
     assert not (tmp_path / "runs").exists()
