@@ -84,13 +84,14 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     if limit:
         examples = examples[:limit]
     config = deformer.config
+    fingerprint = deformer.fingerprint()  # of the weights and config evaluated, recorded with the scores
     features = featurize(examples, tokenizer, config.question_len, config.passage_len, doc_stride, progress=progress)
     if onnx_dir is not None:
         from exporters.manifest import load_graph_set
 
         graph_set = load_graph_set(onnx_dir)  # hashes every graph once
         manifest = graph_set.manifest
-        if (manifest["model"]["fingerprint_sha256"] != deformer.fingerprint()
+        if (manifest["model"]["fingerprint_sha256"] != fingerprint
                 or manifest["deformer"]["layer"] != config.layer):
             raise ModelDirError(f"graph set {onnx_dir} was not exported from {model_dir} at k={config.layer}",
                                 "export this model with deformer-export, or give the matching model directory")
@@ -101,5 +102,4 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
         backend = "pytorch"
     predictions = predictions_from_logits(examples, features, start, end, config.question_len)
     scores = evaluate(examples, predictions, warn=warn)
-    return Evaluation(scores, predictions, len(examples), len(features), backend, deformer.fingerprint(),
-                      asdict(config))
+    return Evaluation(scores, predictions, len(examples), len(features), backend, fingerprint, asdict(config))

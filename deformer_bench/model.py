@@ -245,6 +245,7 @@ class Deformer(nn.Module):
 
                 AutoTokenizer.from_pretrained(source).save_pretrained(staging)
 
+
 def read_model_dir(model_dir: Path):
     """(Hugging Face config, saved DeformerConfig or None), checking the family before any weight loads."""
     hf_config = load_hf_config(model_dir)
