@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .bench.flops import path_flops
 from .errors import DeformerBenchError
-from .files import write_text_atomically
+from .files import save_figure_atomically, write_text_atomically
 
 TEACHER_LAYER = 0
 ONNX_EVAL_FILE = "eval-onnx.json"
@@ -100,6 +100,11 @@ def loss_name(record: dict) -> str:
     return " + ".join(f"{weight:g} {name}" for weight, name in used)
 
 
+def table_order(record: dict) -> tuple:
+    """Teacher first, then by k, distilled before undistilled, then by name."""
+    return record["layer"], -record["alpha"], -record["beta"], record["run"]
+
+
 def markdown_table(records: list) -> str:
     """The table of accuracy.md: one row per run, teacher first, then by k and loss."""
     def cell(value, form):
@@ -108,7 +113,7 @@ def markdown_table(records: list) -> str:
     rows = ["| run | k | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up "
             f"| train CE (last {FINAL_STEPS} steps) | training |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for record in sorted(records, key=lambda r: (r["layer"], -r["alpha"], -r["beta"], r["run"])):
+    for record in sorted(records, key=table_order):
         drop = "-" if record["layer"] == TEACHER_LAYER else f"{record['f1_drop']:.2f}"
         first_position = "question end" if record["passage_position_offset"] == "question_len" else "0"
         rows.append(f"| {record['run']} | {record['layer']} | {first_position} | {loss_name(record)} | "
@@ -151,9 +156,8 @@ def write(records: list, out_dir: Path) -> None:
     more_lines, more_labels = twin.get_legend_handles_labels()
     axis.legend(lines + more_lines, labels + more_labels, fontsize=8)
     figure.tight_layout()
-    figure.savefig(out_dir / "accuracy.png.partial", dpi=110, format="png")
+    save_figure_atomically(figure, out_dir / "accuracy.png")
     plt.close(figure)
-    (out_dir / "accuracy.png.partial").rename(out_dir / "accuracy.png")
     plot_training_curves(records, out_dir)
 
 
@@ -163,7 +167,7 @@ def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> N
     import pandas as pd
 
     figure, axis = plt.subplots(figsize=(7, 4))
-    for record in sorted(records, key=lambda r: (r["layer"], -r["alpha"], -r["beta"], r["run"])):
+    for record in sorted(records, key=table_order):
         curve = pd.DataFrame(record["train_ce_curve"], columns=["step", "ce"])
         axis.plot(curve["step"], curve["ce"].rolling(smoothing, min_periods=1).mean(), label=record["run"],
                   linestyle="-" if record["layer"] == TEACHER_LAYER else "--" if record["alpha"] else ":")
@@ -172,9 +176,8 @@ def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> N
     axis.set_title("start/end cross-entropy on the shared training questions")
     axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(out_dir / "training.png.partial", dpi=110, format="png")
+    save_figure_atomically(figure, out_dir / "training.png")
     plt.close(figure)
-    (out_dir / "training.png.partial").rename(out_dir / "training.png")
 
 
 def main(argv=None) -> None:

@@ -14,6 +14,14 @@ def write_text_atomically(path: Path, text: str) -> None:
     staging.rename(path)
 
 
+def save_figure_atomically(figure, path: Path) -> None:
+    """A matplotlib figure saved as PNG beside `path`, then renamed over it."""
+    path = Path(path)
+    staging = path.with_name(path.name + ".partial")
+    figure.savefig(staging, dpi=110, format="png")
+    staging.rename(path)
+
+
 @contextlib.contextmanager
 def staged_directory(out_dir: Path, replace: bool = False):
     """Yield an empty directory beside `out_dir`; renamed to `out_dir` if the block succeeds, else removed.
