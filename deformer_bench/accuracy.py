@@ -6,6 +6,9 @@ Reads only what the runs saved (train_config.json, train_log.jsonl, eval.json, a
 the run's exported graphs were evaluated with `deformer-eval --onnx ... --output RUN/eval-onnx.json`);
 writes accuracy.json, accuracy.csv, accuracy.md (the table), accuracy.png (the analogue of the paper's
 separation-layer figure) and training.png (each run's training CE).
+
+With `--bench RESULTS_DIR` (a `deformer-bench` run of the same model shape and lengths), each student also
+gets the measured batch-1 speed-up of its k beside the FLOP ideal.
 """
 
 import argparse
@@ -40,6 +43,8 @@ def run_record(run_dir: Path) -> dict:
         "dev_questions": scores["questions"], "train_examples": train_record["examples"],
         "train_windows": train_record["features"], "epochs": config["epochs"],
         "question_len": config["question_len"], "passage_len": config["passage_len"],
+        "num_layers": model_config["num_hidden_layers"], "hidden_size": model_config["hidden_size"],
+        "intermediate_size": model_config["intermediate_size"],
         "train_minutes": log[-1]["elapsed_s"] / 60 if log else None,
         "final_train_ce": final_train_ce(log),
         "train_ce_curve": [[entry["step"], entry["ce"]] for entry in log],  # for training.png; not in the CSV
@@ -82,13 +87,72 @@ def onnx_scores(run_dir: Path) -> dict:
             "onnx_command": record["environment"]["command"]}
 
 
-def collect(runs_dir: Path) -> list:
+def bench_speedups(bench_dir: Path, records: list) -> dict:
+    """{k: measured batch-1 speed-up of the online path} from a deformer-bench run matching the runs.
+
+    The bench must have measured the runs' model shape (layers, hidden, intermediate size) at their
+    question and passage lengths: speed depends on those, not on the trained weights. A k the bench did
+    not measure is left out (its cell stays empty); a bench of another shape or lengths is refused.
+    """
+    from .report import load_results
+
+    results = load_results(bench_dir)
+    students = [record for record in records if record["layer"] != TEACHER_LAYER]
+    wanted = {shape_key(record) for record in students}
+    if len(wanted) > 1:
+        raise DeformerBenchError(f"the runs differ in model shape or lengths ({sorted(wanted)})",
+                                 "join a bench to runs of one model shape and one pair of lengths")
+    speedups = {}
+    for config in results["configs"]:
+        model, deformer = config["model"], config["deformer"]
+        key = (model["num_layers"], model["hidden_size"], model["intermediate_size"],
+               deformer["question_len"], deformer["passage_len"])
+        if key not in wanted:
+            continue
+        batch = min(config["batches"], key=lambda entry: entry["batch_size"])
+        online = batch["speedup_vs_unsplit"]["online"]
+        speedups[deformer["layer"]] = {
+            "measured_speedup": online["ratio"], "measured_speedup_ci95_low": online["ci95_low"],
+            "measured_speedup_ci95_high": online["ci95_high"], "measured_batch_size": batch["batch_size"],
+        }
+    if not speedups and wanted:
+        layers, hidden, intermediate, question_len, passage_len = next(iter(wanted))
+        raise DeformerBenchError(
+            f"{bench_dir} measured no model of the runs' shape ({layers} layers, hidden {hidden}, intermediate "
+            f"{intermediate}) at their lengths (question {question_len} + passage {passage_len})",
+            f"run deformer-bench --question-len {question_len} --passage-len {passage_len} --layer "
+            f"{','.join(str(k) for k in sorted({record['layer'] for record in students}))} on that model",
+        )
+    return speedups
+
+
+def shape_key(record: dict) -> tuple:
+    return (record["num_layers"], record["hidden_size"], record["intermediate_size"], record["question_len"],
+            record["passage_len"])
+
+
+def bench_provenance(bench_dir: Path) -> dict:
+    from .report import load_results
+
+    results = load_results(bench_dir)
+    environment = results["environment"]
+    return {"directory": str(bench_dir), "command": environment["command"], "commit": environment["git"]["commit"],
+            "profile": results["profile"]["name"], "cpu": environment["cpu"]["model"],
+            "onnxruntime": environment["packages"].get("onnxruntime")}
+
+
+def collect(runs_dir: Path, bench_dir: Path = None) -> list:
     records = [run_record(path.parent) for path in sorted(runs_dir.glob("*/eval.json"))]
     teachers = [r for r in records if r["layer"] == TEACHER_LAYER]
     if not teachers:
         raise DeformerBenchError(f"no evaluated teacher run (k=0) in {runs_dir}", "train and evaluate the teacher first")
     for record in records:
         record["f1_drop"] = teachers[0]["f1"] - record["f1"]
+    if bench_dir is not None:
+        speedups = bench_speedups(bench_dir, records)
+        for record in records:
+            if record["layer"] != TEACHER_LAYER:
+                record.update(speedups.get(record["layer"], {}))
     return records
 
 
@@ -111,19 +175,27 @@ def markdown_table(records: list) -> str:
         return "-" if value is None else form.format(value)
 
     rows = ["| run | k | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up "
-            f"| train CE (last {FINAL_STEPS} steps) | training |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            f"| measured speed-up (batch 1) | train CE (last {FINAL_STEPS} steps) | training |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for record in sorted(records, key=table_order):
         drop = "-" if record["layer"] == TEACHER_LAYER else f"{record['f1_drop']:.2f}"
         first_position = "question end" if record["passage_position_offset"] == "question_len" else "0"
         rows.append(f"| {record['run']} | {record['layer']} | {first_position} | {loss_name(record)} | "
                     f"{record['f1']:.2f} | {record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
-                    f"{record['flop_ideal_speedup']:.2f}x | {cell(record['final_train_ce'], '{:.2f}')} | "
+                    f"{record['flop_ideal_speedup']:.2f}x | {measured_cell(record)} | "
+                    f"{cell(record['final_train_ce'], '{:.2f}')} | "
                     f"{cell(record['train_minutes'], '{:.1f} min')} |")
     return "\n".join(rows) + "\n"
 
 
-def write(records: list, out_dir: Path) -> None:
+def measured_cell(record: dict) -> str:
+    if "measured_speedup" not in record:
+        return "-"
+    return (f"{record['measured_speedup']:.2f}x "
+            f"[{record['measured_speedup_ci95_low']:.2f}, {record['measured_speedup_ci95_high']:.2f}]")
+
+
+def write(records: list, out_dir: Path, bench: dict = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,7 +203,7 @@ def write(records: list, out_dir: Path) -> None:
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out_dir / "accuracy.json", json.dumps({"format_version": 1, "runs": records}, indent=1) + "\n")
+    write_text_atomically(out_dir / "accuracy.json", json.dumps({"format_version": 1, "bench": bench, "runs": records}, indent=1) + "\n")
     write_text_atomically(out_dir / "accuracy.md", markdown_table(records))
     frame = pd.DataFrame(records)
     columns = [column for column in frame.columns
@@ -151,7 +223,13 @@ def write(records: list, out_dir: Path) -> None:
     twin = axis.twinx()
     ideal = students.drop_duplicates("layer").sort_values("layer")
     twin.plot(ideal["layer"], ideal["flop_ideal_speedup"], "k--", marker="x", label="FLOP speed-up")
-    twin.set_ylabel("FLOP speed-up (x)")
+    if "measured_speedup" in ideal and ideal["measured_speedup"].notna().any():
+        measured = ideal[ideal["measured_speedup"].notna()]
+        ci = [measured["measured_speedup"] - measured["measured_speedup_ci95_low"],
+              measured["measured_speedup_ci95_high"] - measured["measured_speedup"]]
+        twin.errorbar(measured["layer"], measured["measured_speedup"], yerr=ci, fmt="k-", marker="s",
+                      markersize=4, capsize=3, label="measured speed-up, batch 1 (95% CI)")
+    twin.set_ylabel("speed-up of the online path (x)")
     lines, labels = axis.get_legend_handles_labels()
     more_lines, more_labels = twin.get_legend_handles_labels()
     axis.legend(lines + more_lines, labels + more_labels, fontsize=8)
@@ -187,8 +265,11 @@ def main(argv=None) -> None:
         parser = argparse.ArgumentParser(prog="python -m deformer_bench.accuracy", description=__doc__.split("\n\n")[0])
         parser.add_argument("--runs-dir", type=Path, required=True)
         parser.add_argument("--out", type=Path, required=True)
+        parser.add_argument("--bench", type=Path, default=None,
+                            help="a deformer-bench results directory of the runs' model shape and lengths")
         args = parser.parse_args(args_list)
-        write(collect(args.runs_dir), args.out)
+        records = collect(args.runs_dir, args.bench)
+        write(records, args.out, bench_provenance(args.bench) if args.bench else None)
         print(f"wrote {args.out}/accuracy.json")
 
     sys.exit(run_cli(accuracy_main, argv))

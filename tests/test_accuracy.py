@@ -76,3 +76,57 @@ def test_onnx_scores_join_their_run_and_stale_ones_are_refused(tiny_queue_runs, 
     (student / "eval-onnx.json").write_text(json.dumps(record))
     with pytest.raises(DeformerBenchError, match="scores another model"):
         collect(tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tiny_queue_runs, tiny_with_tokenizer, tmp_path_factory):
+    """A quick deformer-bench run of the queue's model shape at k=1 and the queue's lengths (16 + 64)."""
+    from deformer_bench.cli.bench import bench_main
+
+    output = tmp_path_factory.mktemp("bench")
+    assert bench_main(["--model", str(tiny_with_tokenizer), "--layer", "1", "--question-len", "16",
+                       "--passage-len", "64", "--quick", "--output", str(output), "--quiet"]) == 0
+    [directory] = list(output.iterdir())
+    return directory
+
+
+def test_measured_speedups_join_the_students_of_their_k(tiny_queue_runs, tiny_bench, tmp_path):
+    from deformer_bench.accuracy import bench_provenance
+
+    _, runs = tiny_queue_runs
+    bench = json.loads((tiny_bench / "results.json").read_text())
+    [config] = bench["configs"]
+    online = config["batches"][0]["speedup_vs_unsplit"]["online"]
+    records = {record["run"]: record for record in collect(runs, tiny_bench)}
+    for name in ("k1-kd-lrs", "k1-none"):
+        assert records[name]["measured_speedup"] == online["ratio"]
+        assert records[name]["measured_speedup_ci95_low"] == online["ci95_low"]
+        assert records[name]["measured_batch_size"] == 1
+    assert "measured_speedup" not in records["teacher"]
+
+    write(list(records.values()), tmp_path / "out", bench_provenance(tiny_bench))
+    table = (tmp_path / "out" / "accuracy.md").read_text().splitlines()
+    assert f" | {online['ratio']:.2f}x [{online['ci95_low']:.2f}, {online['ci95_high']:.2f}] | " in table[3]
+    assert " | 1.00x | - | " in table[2]  # the teacher: FLOP ideal 1, nothing measured
+    saved = json.loads((tmp_path / "out" / "accuracy.json").read_text())
+    assert saved["bench"]["command"] == bench["environment"]["command"]
+    frame = pd.read_csv(tmp_path / "out" / "accuracy.csv").set_index("run")
+    assert frame.loc["k1-none", "measured_speedup"] == pytest.approx(online["ratio"])
+
+
+def test_a_bench_of_other_lengths_is_refused_and_an_unmeasured_k_stays_empty(tiny_queue_runs, tiny_bench, tmp_path):
+    _, runs = tiny_queue_runs
+    results = json.loads((tiny_bench / "results.json").read_text())
+    other_lengths = tmp_path / "other-lengths"
+    other_lengths.mkdir()
+    results["configs"][0]["deformer"]["question_len"] = 27
+    (other_lengths / "results.json").write_text(json.dumps(results))
+    with pytest.raises(DeformerBenchError, match="question 16 \\+ passage 64"):
+        collect(runs, other_lengths)
+
+    other_layer = tmp_path / "other-layer"
+    other_layer.mkdir()
+    results["configs"][0]["deformer"].update(question_len=16, layer=2)
+    (other_layer / "results.json").write_text(json.dumps(results))
+    records = collect(runs, other_layer)
+    assert not any("measured_speedup" in record for record in records)
