@@ -218,7 +218,7 @@ def write(records: list, out_dir: Path, bench: dict = None) -> None:
         axis.plot(rows["layer"], rows["f1_drop"], marker="o", label=f"F1 drop, {label}")
     axis.set_xlabel("separation layer k")
     axis.set_xticks(sorted(students["layer"].unique()))
-    axis.set_ylim(bottom=0)
+    axis.set_ylim(0, students["f1_drop"].max() * 1.35)  # head room for the legend
     axis.set_ylabel("F1 drop against the unsplit teacher")
     twin = axis.twinx()
     ideal = students.drop_duplicates("layer").sort_values("layer")
@@ -229,10 +229,11 @@ def write(records: list, out_dir: Path, bench: dict = None) -> None:
               measured["measured_speedup_ci95_high"] - measured["measured_speedup"]]
         twin.errorbar(measured["layer"], measured["measured_speedup"], yerr=ci, fmt="k-", marker="s",
                       markersize=4, capsize=3, label="measured speed-up, batch 1 (95% CI)")
+    twin.set_ylim(1.0, ideal["flop_ideal_speedup"].max() * 1.1)  # 1x = the unsplit model
     twin.set_ylabel("speed-up of the online path (x)")
     lines, labels = axis.get_legend_handles_labels()
     more_lines, more_labels = twin.get_legend_handles_labels()
-    axis.legend(lines + more_lines, labels + more_labels, fontsize=8)
+    axis.legend(lines + more_lines, labels + more_labels, fontsize=7, loc="upper left")
     figure.tight_layout()
     save_figure_atomically(figure, out_dir / "accuracy.png")
     plt.close(figure)
