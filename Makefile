@@ -27,6 +27,8 @@ test: install
 reference: install
 	$(VENV)/bin/deformer-bench --arch bert-base --layer 9 --batch-sizes 1,4
 	$(VENV)/bin/deformer-bench --layer 1,2,3,4,5
+	$(VENV)/bin/deformer-bench --layer 3,4,5 --question-len 32 --passage-len 224 --position-offset question_len \
+		--batch-sizes 1 --output results/accuracy
 	$(PY) -m deformer_bench.analysis.position_offset --dataset ../shared/data/squad/dev-v1.1.json.gz \
 		--count 300 --out results/position-offset-$$(date +%F)
 
