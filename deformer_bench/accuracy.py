@@ -38,6 +38,7 @@ def run_record(run_dir: Path) -> dict:
         # The teacher always reads [question; passage]; older records name the students' default then ("zero").
         "passage_position_offset": "question_len" if config["layer"] == TEACHER_LAYER
         else config.get("passage_position_offset", "zero"),
+        "init": init_name(Path(config["init_dir"]), run_dir.parent),
         "gamma": config["gamma"], "alpha": config["alpha"],
         "beta": config["beta"], "f1": scores["f1"], "exact_match": scores["exact_match"],
         "dev_questions": scores["questions"], "train_examples": train_record["examples"],
@@ -53,6 +54,14 @@ def run_record(run_dir: Path) -> dict:
         "train_commits": [start["environment"]["git"]["commit"] for start in train_record.get("starts", [])],
         **onnx_scores(run_dir),
     }
+
+
+def init_name(init_dir: Path, runs_dir: Path) -> str:
+    """The run a run started from ("teacher", or e.g. "k4-kd-lrs" for a continuation), else the directory."""
+    # By name, not by full path: a runs directory that was copied or moved keeps its run names.
+    if init_dir.name == "model" and (runs_dir / init_dir.parent.name / "train_config.json").is_file():
+        return init_dir.parent.name
+    return str(init_dir)
 
 
 def read_log(path: Path) -> list:
@@ -174,13 +183,14 @@ def markdown_table(records: list) -> str:
     def cell(value, form):
         return "-" if value is None else form.format(value)
 
-    rows = ["| run | k | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up "
+    rows = ["| run | k | starts from | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up "
             f"| measured speed-up (batch 1) | train CE (last {FINAL_STEPS} steps) | training |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for record in sorted(records, key=table_order):
         drop = "-" if record["layer"] == TEACHER_LAYER else f"{record['f1_drop']:.2f}"
         first_position = "question end" if record["passage_position_offset"] == "question_len" else "0"
-        rows.append(f"| {record['run']} | {record['layer']} | {first_position} | {loss_name(record)} | "
+        start = "/".join(Path(record["init"]).parts[-2:])  # a run's name, or the end of a directory's path
+        rows.append(f"| {record['run']} | {record['layer']} | {start} | {first_position} | {loss_name(record)} | "
                     f"{record['f1']:.2f} | {record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
                     f"{record['flop_ideal_speedup']:.2f}x | {measured_cell(record)} | "
                     f"{cell(record['final_train_ce'], '{:.2f}')} | "
@@ -209,7 +219,7 @@ def write(records: list, out_dir: Path, bench: dict = None) -> None:
     columns = [column for column in frame.columns
                if not column.endswith("command") and column not in ("train_commits", "train_ce_curve")]
     write_text_atomically(out_dir / "accuracy.csv", frame[columns].to_csv(index=False))
-    students = frame[frame["layer"] > TEACHER_LAYER]
+    students = figure_students(frame)
     figure, axis = plt.subplots(figsize=(6, 4))
     for (alpha, beta, offset), rows in students.groupby(["alpha", "beta", "passage_position_offset"]):
         label = "KD + LRS" if alpha and beta else "KD only" if alpha else "LRS only" if beta else "no distillation"
@@ -218,7 +228,7 @@ def write(records: list, out_dir: Path, bench: dict = None) -> None:
         axis.plot(rows["layer"], rows["f1_drop"], marker="o", label=f"F1 drop, {label}")
     axis.set_xlabel("separation layer k")
     axis.set_xticks(sorted(students["layer"].unique()))
-    axis.set_ylim(0, students["f1_drop"].max() * 1.35)  # head room for the legend
+    axis.set_ylim(0, 1.35 * (students["f1_drop"].max() if len(students) else 1.0))  # head room for the legend
     axis.set_ylabel("F1 drop against the unsplit teacher")
     twin = axis.twinx()
     ideal = students.drop_duplicates("layer").sort_values("layer")
@@ -229,7 +239,7 @@ def write(records: list, out_dir: Path, bench: dict = None) -> None:
               measured["measured_speedup_ci95_high"] - measured["measured_speedup"]]
         twin.errorbar(measured["layer"], measured["measured_speedup"], yerr=ci, fmt="k-", marker="s",
                       markersize=4, capsize=3, label="measured speed-up, batch 1 (95% CI)")
-    twin.set_ylim(1.0, ideal["flop_ideal_speedup"].max() * 1.1)  # 1x = the unsplit model
+    twin.set_ylim(1.0, 1.1 * (ideal["flop_ideal_speedup"].max() if len(ideal) else 1.0))  # 1x = the unsplit model
     twin.set_ylabel("speed-up of the online path (x)")
     lines, labels = axis.get_legend_handles_labels()
     more_lines, more_labels = twin.get_legend_handles_labels()
@@ -238,6 +248,13 @@ def write(records: list, out_dir: Path, bench: dict = None) -> None:
     save_figure_atomically(figure, out_dir / "accuracy.png")
     plt.close(figure)
     plot_training_curves(records, out_dir)
+
+
+def figure_students(frame):
+    """The runs of the separation-layer figure: students trained from the teacher (a continuation of a
+    student, which has had more training, is in the table only)."""
+    teacher_runs = frame.loc[frame["layer"] == TEACHER_LAYER, "run"]
+    return frame[(frame["layer"] > TEACHER_LAYER) & frame["init"].isin(teacher_runs)]
 
 
 def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> None:

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from deformer_bench.accuracy import FINAL_STEPS, collect, final_train_ce, read_log, write
+from deformer_bench.accuracy import FINAL_STEPS, collect, figure_students, final_train_ce, init_name, read_log, write
 from deformer_bench.errors import DeformerBenchError
 
 
@@ -27,7 +27,7 @@ def test_table_from_a_finished_queue(tiny_queue_runs, tmp_path):
     assert "train_ce_curve" not in frame.columns and "final_train_ce" in frame.columns
     table = (tmp_path / "out" / "accuracy.md").read_text().splitlines()
     assert [line.split(" | ")[0] for line in table[2:]] == ["| teacher", "| k1-kd-lrs", "| k1-none"]
-    assert " | question end | 0.7 CE + 1.1 KD + 0.5 LRS | " in table[3] and " | CE | " in table[4]
+    assert " | teacher | question end | 0.7 CE + 1.1 KD + 0.5 LRS | " in table[3] and " | CE | " in table[4]
     teacher_log = read_log(runs / "teacher" / "train_log.jsonl")
     assert records["teacher"]["train_ce_curve"] == [[entry["step"], entry["ce"]] for entry in teacher_log]
     assert f" | {records['teacher']['final_train_ce']:.2f} | " in table[2]
@@ -130,3 +130,27 @@ def test_a_bench_of_other_lengths_is_refused_and_an_unmeasured_k_stays_empty(tin
     (other_layer / "results.json").write_text(json.dumps(results))
     records = collect(runs, other_layer)
     assert not any("measured_speedup" in record for record in records)
+
+
+def test_a_continued_student_is_in_the_table_but_not_in_the_separation_layer_figure(tiny_queue_runs, tmp_path):
+    _, runs = tiny_queue_runs
+    assert init_name(runs / "teacher" / "model", runs) == "teacher"
+    assert init_name(tmp_path / "elsewhere" / "teacher" / "model", runs) == "teacher"  # a moved runs directory
+    assert init_name(tmp_path / "encoder" / "model", runs) == str(tmp_path / "encoder" / "model")
+    records = collect(runs)
+    assert {record["run"]: record["init"] for record in records}["k1-none"] == "teacher"
+    continued = {**next(r for r in records if r["run"] == "k1-kd-lrs"), "run": "k1-kd-lrs-more", "init": "k1-kd-lrs"}
+    frame = pd.DataFrame(records + [continued])
+    assert sorted(figure_students(frame)["run"]) == ["k1-kd-lrs", "k1-none"]
+    write(records + [continued], tmp_path / "out")
+    assert "| k1-kd-lrs-more | 1 | k1-kd-lrs | " in (tmp_path / "out" / "accuracy.md").read_text()
+
+
+def test_a_queue_with_only_its_teacher_evaluated_still_writes_the_table_and_figures(tiny_queue_runs, tmp_path):
+    import shutil
+
+    _, runs = tiny_queue_runs
+    shutil.copytree(runs / "teacher", tmp_path / "runs" / "teacher")
+    write(collect(tmp_path / "runs"), tmp_path / "out")
+    assert (tmp_path / "out" / "accuracy.png").stat().st_size > 0
+    assert len((tmp_path / "out" / "accuracy.md").read_text().splitlines()) == 3
