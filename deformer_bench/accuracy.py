@@ -96,23 +96,20 @@ def onnx_scores(run_dir: Path) -> dict:
             "onnx_command": record["environment"]["command"]}
 
 
-def bench_speedups(bench_dir: Path, records: list) -> dict:
-    """{k: measured batch-1 speed-up of the online path} from a deformer-bench run matching the runs.
+def bench_speedups(bench: dict, records: list) -> dict:
+    """{k: measured batch-1 speed-up of the online path} from a deformer-bench run (its results.json) matching the runs.
 
     The bench must have measured the runs' model shape (layers, hidden, intermediate size) at their
     question and passage lengths: speed depends on those, not on the trained weights. A k the bench did
     not measure is left out (its cell stays empty); a bench of another shape or lengths is refused.
     """
-    from .report import load_results
-
-    results = load_results(bench_dir)
     students = [record for record in records if record["layer"] != TEACHER_LAYER]
     wanted = {shape_key(record) for record in students}
     if len(wanted) > 1:
         raise DeformerBenchError(f"the runs differ in model shape or lengths ({sorted(wanted)})",
                                  "join a bench to runs of one model shape and one pair of lengths")
     speedups = {}
-    for config in results["configs"]:
+    for config in bench["configs"]:
         model, deformer = config["model"], config["deformer"]
         key = (model["num_layers"], model["hidden_size"], model["intermediate_size"],
                deformer["question_len"], deformer["passage_len"])
@@ -127,7 +124,7 @@ def bench_speedups(bench_dir: Path, records: list) -> dict:
     if not speedups and wanted:
         layers, hidden, intermediate, question_len, passage_len = next(iter(wanted))
         raise DeformerBenchError(
-            f"{bench_dir} measured no model of the runs' shape ({layers} layers, hidden {hidden}, intermediate "
+            f"{bench['directory']} measured no model of the runs' shape ({layers} layers, hidden {hidden}, intermediate "
             f"{intermediate}) at their lengths (question {question_len} + passage {passage_len})",
             f"run deformer-bench --question-len {question_len} --passage-len {passage_len} --layer "
             f"{','.join(str(k) for k in sorted({record['layer'] for record in students}))} on that model",
@@ -140,25 +137,31 @@ def shape_key(record: dict) -> tuple:
             record["passage_len"])
 
 
-def bench_provenance(bench_dir: Path) -> dict:
+def load_bench(bench_dir: Path) -> dict:
+    """A deformer-bench results.json, with the directory it was read from."""
     from .report import load_results
 
-    results = load_results(bench_dir)
-    environment = results["environment"]
-    return {"directory": str(bench_dir), "command": environment["command"], "commit": environment["git"]["commit"],
-            "profile": results["profile"]["name"], "cpu": environment["cpu"]["model"],
+    return {**load_results(bench_dir), "directory": str(bench_dir)}
+
+
+def bench_provenance(bench: dict) -> dict:
+    """What accuracy.json says of the bench it joined: where, by which command, at which commit, on what."""
+    environment = bench["environment"]
+    return {"directory": bench["directory"], "command": environment["command"], "commit": environment["git"]["commit"],
+            "profile": bench["profile"]["name"], "cpu": environment["cpu"]["model"],
             "onnxruntime": environment["packages"].get("onnxruntime")}
 
 
-def collect(runs_dir: Path, bench_dir: Path = None) -> list:
+def collect(runs_dir: Path, bench: dict = None) -> list:
+    """One record per evaluated run, with its F1 drop; `bench` (load_bench) adds measured speed-ups."""
     records = [run_record(path.parent) for path in sorted(runs_dir.glob("*/eval.json"))]
     teachers = [r for r in records if r["layer"] == TEACHER_LAYER]
     if not teachers:
         raise DeformerBenchError(f"no evaluated teacher run (k=0) in {runs_dir}", "train and evaluate the teacher first")
     for record in records:
         record["f1_drop"] = teachers[0]["f1"] - record["f1"]
-    if bench_dir is not None:
-        speedups = bench_speedups(bench_dir, records)
+    if bench is not None:
+        speedups = bench_speedups(bench, records)
         for record in records:
             if record["layer"] != TEACHER_LAYER:
                 record.update(speedups.get(record["layer"], {}))
@@ -239,7 +242,8 @@ def write(records: list, out_dir: Path, bench: dict = None) -> None:
               measured["measured_speedup_ci95_high"] - measured["measured_speedup"]]
         twin.errorbar(measured["layer"], measured["measured_speedup"], yerr=ci, fmt="k-", marker="s",
                       markersize=4, capsize=3, label="measured speed-up, batch 1 (95% CI)")
-    twin.set_ylim(1.0, 1.1 * (ideal["flop_ideal_speedup"].max() if len(ideal) else 1.0))  # 1x = the unsplit model
+    speedups = ideal[[column for column in ("flop_ideal_speedup", "measured_speedup_ci95_high") if column in ideal]]
+    twin.set_ylim(1.0, 1.1 * (speedups.max().max() if len(ideal) else 1.0))  # 1x = the unsplit model
     twin.set_ylabel("speed-up of the online path (x)")
     lines, labels = axis.get_legend_handles_labels()
     more_lines, more_labels = twin.get_legend_handles_labels()
@@ -286,8 +290,8 @@ def main(argv=None) -> None:
         parser.add_argument("--bench", type=Path, default=None,
                             help="a deformer-bench results directory of the runs' model shape and lengths")
         args = parser.parse_args(args_list)
-        records = collect(args.runs_dir, args.bench)
-        write(records, args.out, bench_provenance(args.bench) if args.bench else None)
+        bench = load_bench(args.bench) if args.bench else None
+        write(collect(args.runs_dir, bench), args.out, bench_provenance(bench) if bench else None)
         print(f"wrote {args.out}/accuracy.json")
 
     sys.exit(run_cli(accuracy_main, argv))

@@ -3,7 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from deformer_bench.accuracy import FINAL_STEPS, collect, figure_students, final_train_ce, init_name, read_log, write
+from deformer_bench.accuracy import (FINAL_STEPS, collect, figure_students, final_train_ce, init_name, load_bench, read_log,
+                                     write)
 from deformer_bench.errors import DeformerBenchError
 
 
@@ -97,14 +98,14 @@ def test_measured_speedups_join_the_students_of_their_k(tiny_queue_runs, tiny_be
     bench = json.loads((tiny_bench / "results.json").read_text())
     [config] = bench["configs"]
     online = config["batches"][0]["speedup_vs_unsplit"]["online"]
-    records = {record["run"]: record for record in collect(runs, tiny_bench)}
+    records = {record["run"]: record for record in collect(runs, load_bench(tiny_bench))}
     for name in ("k1-kd-lrs", "k1-none"):
         assert records[name]["measured_speedup"] == online["ratio"]
         assert records[name]["measured_speedup_ci95_low"] == online["ci95_low"]
         assert records[name]["measured_batch_size"] == 1
     assert "measured_speedup" not in records["teacher"]
 
-    write(list(records.values()), tmp_path / "out", bench_provenance(tiny_bench))
+    write(list(records.values()), tmp_path / "out", bench_provenance(load_bench(tiny_bench)))
     table = (tmp_path / "out" / "accuracy.md").read_text().splitlines()
     assert f" | {online['ratio']:.2f}x [{online['ci95_low']:.2f}, {online['ci95_high']:.2f}] | " in table[3]
     assert " | 1.00x | - | " in table[2]  # the teacher: FLOP ideal 1, nothing measured
@@ -122,13 +123,13 @@ def test_a_bench_of_other_lengths_is_refused_and_an_unmeasured_k_stays_empty(tin
     results["configs"][0]["deformer"]["question_len"] = 27
     (other_lengths / "results.json").write_text(json.dumps(results))
     with pytest.raises(DeformerBenchError, match="question 16 \\+ passage 64"):
-        collect(runs, other_lengths)
+        collect(runs, load_bench(other_lengths))
 
     other_layer = tmp_path / "other-layer"
     other_layer.mkdir()
     results["configs"][0]["deformer"].update(question_len=16, layer=2)
     (other_layer / "results.json").write_text(json.dumps(results))
-    records = collect(runs, other_layer)
+    records = collect(runs, load_bench(other_layer))
     assert not any("measured_speedup" in record for record in records)
 
 
