@@ -87,6 +87,11 @@ def tiny_bench(tiny_queue_runs, tiny_with_tokenizer, tmp_path_factory):
     output = tmp_path_factory.mktemp("bench")
     assert bench_main(["--model", str(tiny_with_tokenizer), "--layer", "1", "--question-len", "16",
                        "--passage-len", "64", "--quick", "--output", str(output), "--quiet"]) == 0
+    # In-process, the bench must leave autograd as it found it (it once disabled it for the whole process,
+    # and every later training test failed).
+    import torch
+
+    assert torch.is_grad_enabled()
     [directory] = list(output.iterdir())
     return directory
 

@@ -55,8 +55,6 @@ def resolve_profile(args):
 
 def load_source_model(args):
     """(label, qa_model, head_trained, source_dir, saved deformer config or None)."""
-    import torch
-
     from ..model import default_model_dir, load_qa_model, random_model, read_model_dir
 
     if args.arch:
@@ -65,11 +63,12 @@ def load_source_model(args):
     label = DEFAULT_MODEL_LABEL if args.model is None else model_dir.resolve().name
     _, saved = read_model_dir(model_dir)
     qa_model, head_trained = load_qa_model(model_dir)
-    torch.set_grad_enabled(False)
     return label, qa_model, head_trained, model_dir, saved
 
 
 def export_configs(args, profile, workdir: Path) -> list:
+    import torch
+
     from exporters.onnx_export import export_graph_set
 
     from ..bench.run import BenchConfig
@@ -93,7 +92,8 @@ def export_configs(args, profile, workdir: Path) -> list:
     configs = []
     for deformer in deformers:
         out = workdir / f"k{deformer.config.layer}"
-        manifest = export_graph_set(deformer, out, progress=not args.quiet)
+        with torch.no_grad():  # here, not process-wide: bench_main may run inside a longer process
+            manifest = export_graph_set(deformer, out, progress=not args.quiet)
         configs.append(BenchConfig(label, out, manifest))
     return configs
 
