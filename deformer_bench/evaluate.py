@@ -41,17 +41,20 @@ def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress:
     return np.concatenate(starts), np.concatenate(ends)
 
 
-def evaluation_session(path: Path):
-    """An ONNX Runtime CPU session with spinning off: three sessions run back to back per batch, and a
-    spinning pool holds the cores the next session (or a training run beside it) needs. At batch 1 the
-    bench measured ORT's default spinning doubling the latency of back-to-back sessions (results/settings);
-    at evaluation's batch 64 beside a training run it saved only ~3% (4 batches: 22.3-23.0 s vs 23.3-23.7 s)."""
-    import onnxruntime
+# ORT's defaults (threads = cores, sequential, all graph optimizations) except spinning, which is off.
+EVALUATION_SESSION = {"intra_op_threads": 0, "inter_op_threads": 0, "graph_optimization": "all",
+                      "allow_spinning": False, "provider": "CPUExecutionProvider"}
 
-    options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+def evaluation_session(path: Path):
+    """An ONNX Runtime CPU session (the bench runner's make_session) with spinning off: three sessions run
+    back to back per batch, and a spinning pool holds the cores the next session (or a training run beside
+    it) needs. At batch 1 the bench measured ORT's default spinning doubling the latency of back-to-back
+    sessions (results/settings); at evaluation's batch 64 beside a training run it saved only ~3%
+    (4 batches: 22.3-23.0 s vs 23.3-23.7 s)."""
+    from .bench.runner import make_session
+
+    return make_session(path, EVALUATION_SESSION)
 
 
 def onnx_logits(graph_set, features, batch_size: int = 64, progress: bool = True):
