@@ -208,7 +208,8 @@ def measured_cell(record: dict) -> str:
             f"[{record['measured_speedup_ci95_low']:.2f}, {record['measured_speedup_ci95_high']:.2f}]")
 
 
-def write(records: list, out_dir: Path, bench: dict = None) -> None:
+def write(records: list, out_dir: Path, bench_source: dict = None) -> None:
+    """The table, CSV, JSON and plots; `bench_source` (bench_provenance) is what accuracy.json says of a joined bench."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,7 +217,7 @@ def write(records: list, out_dir: Path, bench: dict = None) -> None:
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out_dir / "accuracy.json", json.dumps({"format_version": 1, "bench": bench, "runs": records}, indent=1) + "\n")
+    write_text_atomically(out_dir / "accuracy.json", json.dumps({"format_version": 1, "bench": bench_source, "runs": records}, indent=1) + "\n")
     write_text_atomically(out_dir / "accuracy.md", markdown_table(records))
     frame = pd.DataFrame(records)
     columns = [column for column in frame.columns
