@@ -47,3 +47,7 @@ class DeviceError(DeformerBenchError):
 
 class RunnerError(DeformerBenchError):
     """A benchmark runner process failed."""
+
+
+class PassageCacheError(DeformerBenchError):
+    """A passage cache directory is malformed, of another graph set, or lacks the passages asked for."""

@@ -1,5 +1,7 @@
 """End-to-end SQuAD evaluation of a model directory, through PyTorch or an exported graph set."""
 
+import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -7,8 +9,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .errors import ModelDirError
+from .errors import ConfigError, ModelDirError
 from .model import Deformer, has_tokenizer
+from .passage_cache import build_passage_cache, load_passage_cache
 from .squad.data import load_squad
 from .squad.features import featurize
 from .squad.metric import evaluate
@@ -26,16 +29,16 @@ def load_tokenizer(model_dir: Path):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-def batches(features, batch_size: int, progress: bool, desc: str):
-    for start in tqdm(range(0, len(features), batch_size), desc=desc, unit="batch", disable=not progress):
-        yield {name: getattr(features, name)[start:start + batch_size] for name in SPLIT_INPUTS}
+def batch_slices(count: int, batch_size: int, progress: bool, desc: str):
+    for start in tqdm(range(0, count, batch_size), desc=desc, unit="batch", disable=not progress):
+        yield slice(start, start + batch_size)
 
 
 def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress: bool = True):
     starts, ends = [], []
     with torch.no_grad():
-        for batch in batches(features, batch_size, progress, "pytorch"):
-            start, end = deformer(*(torch.from_numpy(batch[name]) for name in SPLIT_INPUTS))
+        for part in batch_slices(len(features), batch_size, progress, "pytorch"):
+            start, end = deformer(*(torch.from_numpy(getattr(features, name)[part]) for name in SPLIT_INPUTS))
             starts.append(start.numpy())
             ends.append(end.numpy())
     return np.concatenate(starts), np.concatenate(ends)
@@ -57,23 +60,48 @@ def evaluation_session(path: Path):
     return make_session(path, EVALUATION_SESSION)
 
 
-def onnx_logits(graph_set, features, batch_size: int = 64, progress: bool = True):
-    """The serving path of a verified GraphSet: lower_passage (the cache), lower_question, then upper."""
-    sessions = {name: evaluation_session(graph_set.path(name)) for name in ("lower_question", "lower_passage", "upper")}
+def onnx_logits(graph_set, features, cache, batch_size: int = 64, progress: bool = True):
+    """The serving path of a verified GraphSet: lower_question online, the passage states read from the
+    PassageCache (built offline by lower_passage), then upper."""
+    sessions = {name: evaluation_session(graph_set.path(name)) for name in ("lower_question", "upper")}
+    rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)  # [N] into the cache
     starts, ends = [], []
-    for batch in batches(features, batch_size, progress, "onnx"):
+    for part in batch_slices(len(features), batch_size, progress, "onnx"):
         question_hidden = sessions["lower_question"].run(None, {
-            "question_input_ids": batch["question_input_ids"],
-            "question_attention_mask": batch["question_attention_mask"]})[0]
-        passage_hidden = sessions["lower_passage"].run(None, {
-            "passage_input_ids": batch["passage_input_ids"],
-            "passage_attention_mask": batch["passage_attention_mask"]})[0]
+            "question_input_ids": features.question_input_ids[part],
+            "question_attention_mask": features.question_attention_mask[part]})[0]
         start, end = sessions["upper"].run(None, {
-            "question_hidden": question_hidden, "question_attention_mask": batch["question_attention_mask"],
-            "passage_hidden": passage_hidden, "passage_attention_mask": batch["passage_attention_mask"]})
+            "question_hidden": question_hidden, "question_attention_mask": features.question_attention_mask[part],
+            "passage_hidden": cache.passage_hidden(rows[part]),
+            "passage_attention_mask": features.passage_attention_mask[part]})
         starts.append(start)
         ends.append(end)
     return np.concatenate(starts), np.concatenate(ends)
+
+
+def open_passage_cache(graph_set, features, directory: Path, batch_size: int, progress: bool):
+    """(cache, built): the cache in `directory` if it exists (it must hold every window), else a new one
+    built there from the features' distinct passage windows."""
+    if directory.exists():
+        return load_passage_cache(directory, graph_set), False
+    return build_passage_cache(graph_set, features.passage_input_ids, features.passage_attention_mask, directory,
+                               evaluation_session, batch_size, progress), True
+
+
+def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: int, progress: bool):
+    """Logits through the graph set, and what the passage cache did: offline build (or reuse of
+    `passage_cache_dir`), then the online path timed alone."""
+    with tempfile.TemporaryDirectory(prefix="deformer-passage-cache-") as scratch:
+        directory = Path(passage_cache_dir) if passage_cache_dir is not None else Path(scratch) / "cache"
+        cache, built = open_passage_cache(graph_set, features, directory, batch_size, progress)
+        started = time.perf_counter()
+        start, end = onnx_logits(graph_set, features, cache, batch_size, progress)
+        record = {"windows": len(features), "distinct_windows": cache.info["windows"], "built": built,
+                  "build_seconds": cache.info["build_seconds"] if built else None,
+                  "online_seconds": round(time.perf_counter() - started, 2),
+                  "directory": str(passage_cache_dir) if passage_cache_dir is not None else None}
+        del cache  # closes the memory map before the scratch directory goes
+    return start, end, record
 
 
 @dataclass
@@ -85,12 +113,15 @@ class Evaluation:
     backend: str
     model_fingerprint_sha256: str  # of the weights and DeFormer config evaluated (Deformer.fingerprint)
     deformer: dict  # the DeformerConfig evaluated, as a dict
+    passage_cache: dict | None = None  # ONNX only: windows, distinct windows, built or reused, seconds
 
 
 def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: int = 128, batch_size: int = 64,
                    layer=None, question_len=None, passage_len=None, progress: bool = True,
-                   warn=None) -> Evaluation:
+                   warn=None, passage_cache_dir=None) -> Evaluation:
     model_dir = Path(model_dir)
+    if passage_cache_dir is not None and onnx_dir is None:
+        raise ConfigError("a passage cache needs an exported graph set", "give --onnx OUT/ with --passage-cache")
     deformer = Deformer.from_pretrained(model_dir, layer=layer, question_len=question_len, passage_len=passage_len)
     tokenizer = load_tokenizer(model_dir)
     examples = load_squad(dataset)
@@ -108,11 +139,13 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
                 or manifest["deformer"]["layer"] != config.layer):
             raise ModelDirError(f"graph set {onnx_dir} was not exported from {model_dir} at k={config.layer}",
                                 "export this model with deformer-export, or give the matching model directory")
-        start, end = onnx_logits(graph_set, features, batch_size, progress)
+        start, end, passage_cache = onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size,
+                                                           progress)
         backend = "onnxruntime"
     else:
         start, end = pytorch_logits(deformer, features, batch_size, progress)
-        backend = "pytorch"
+        backend, passage_cache = "pytorch", None
     predictions = predictions_from_logits(examples, features, start, end, config.question_len)
     scores = evaluate(examples, predictions, warn=warn)
-    return Evaluation(scores, predictions, len(examples), len(features), backend, fingerprint, asdict(config))
+    return Evaluation(scores, predictions, len(examples), len(features), backend, fingerprint, asdict(config),
+                      passage_cache)

@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--predictions", type=Path, help="predictions JSON to score")
     source.add_argument("--model", type=Path, help="DeFormer (or HF QA) model directory to evaluate")
     parser.add_argument("--onnx", type=Path, help="evaluate through this exported graph set of --model")
+    parser.add_argument("--passage-cache", type=Path,
+                        help="with --onnx: keep the passage cache (lower_passage once per distinct window) in this "
+                             "directory, built if it does not exist, reused if it does")
     parser.add_argument("--layer", "-k", type=int, help="k for a plain HF directory (0 = unsplit)")
     parser.add_argument("--question-len", type=int, help="override the model's question length")
     parser.add_argument("--passage-len", type=int, help="override the model's passage window length")
@@ -50,8 +53,9 @@ def eval_main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.predictions:
-        if args.onnx:
-            raise DeformerBenchError("--onnx needs --model", "give the model directory the graphs came from")
+        if args.onnx or args.passage_cache:
+            raise DeformerBenchError("--onnx and --passage-cache need --model",
+                                     "give the model directory the graphs came from")
         scores = evaluate(load_squad(args.dataset), read_predictions(args.predictions), warn=warn_to_stderr)
         print(json.dumps(scores))
         return 0
@@ -64,10 +68,12 @@ def eval_main(argv=None) -> int:
     result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, limit=args.limit,
                             doc_stride=args.doc_stride, layer=args.layer, question_len=args.question_len,
                             passage_len=args.passage_len, progress=not args.quiet,
-                            warn=warn_to_stderr)
+                            warn=warn_to_stderr, passage_cache_dir=args.passage_cache)
     if args.write_predictions:
         write_text_atomically(args.write_predictions, json.dumps(result.predictions))
     summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}
+    if result.passage_cache:
+        summary["passage_cache"] = result.passage_cache
     if args.output:
         record = evaluation_record(args, result, summary, environment, time.perf_counter() - started)
         write_text_atomically(args.output, json.dumps(record, indent=1) + "\n")
@@ -83,6 +89,7 @@ def evaluation_record(args, result, summary: dict, environment: dict, seconds: f
     if args.onnx:
         record["graph_set"] = {"dir": str(args.onnx),
                                "manifest": json.loads((args.onnx / "manifest.json").read_text())}
+        record["passage_cache"] = result.passage_cache
     return record
 
 

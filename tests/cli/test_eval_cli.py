@@ -59,6 +59,14 @@ def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_qu
     assert record["model_fingerprint_sha256"] == record["graph_set"]["manifest"]["model"]["fingerprint_sha256"]
     assert "--onnx" in record["environment"]["command"] and record["environment"]["packages"]["onnxruntime"]
 
+    assert record["passage_cache"]["distinct_windows"] < record["windows"]  # 4 paragraphs, many questions each
+
+    # a kept passage cache: built by the first evaluation, reused by the second, same scores
+    built, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--passage-cache", tmp_path / "cache")
+    reused, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--passage-cache", tmp_path / "cache")
+    assert built["passage_cache"]["built"] and not reused["passage_cache"]["built"]
+    assert built["f1"] == reused["f1"] == onnx["f1"]
+
     scored, _ = evaluate("--predictions", tmp_path / "pred.json")
     assert scored == {"exact_match": pytorch["exact_match"], "f1": pytorch["f1"]}
     predictions = json.loads((tmp_path / "pred.json").read_text())
@@ -73,3 +81,9 @@ def test_refuses_a_graph_set_of_another_model(tiny_graphs, tiny_queue_runs, smal
     code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "teacher" / "model",
                           "--onnx", tiny_graphs, "--quiet")
     assert code == 2 and "was not exported from" in stderr and "Traceback" not in stderr
+
+
+def test_a_passage_cache_needs_a_graph_set(tiny_queue_runs, small_train_file, tmp_path):
+    code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "k1-kd-lrs" / "model",
+                          "--passage-cache", tmp_path / "cache", "--quiet")
+    assert code == 2 and "needs an exported graph set" in stderr and not (tmp_path / "cache").exists()
