@@ -30,6 +30,7 @@ ARRAYS = ("passage_input_ids", "passage_attention_mask", "passage_hidden")
 
 def window_keys(input_ids: np.ndarray, attention_mask: np.ndarray) -> list:
     """One hashable key per window ([N, Lp] ids and mask): the exact tokens, so equal keys mean equal states."""
+    input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
     return [ids.tobytes() + mask.tobytes() for ids, mask in zip(input_ids, attention_mask)]
 
 
@@ -82,7 +83,10 @@ def graph_identity(graph_set) -> dict:
 def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
                         progress: bool = True) -> PassageCache:
     """Run lower_passage once per distinct window of ([N, Lp] ids, mask) and write the cache to `out_dir`."""
+    if Path(out_dir).exists():
+        raise PassageCacheError(f"{out_dir} exists", "give a new directory for the cache, or load this one")
     identity = graph_identity(graph_set)
+    input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
     first, _ = distinct_windows(input_ids, attention_mask)
     distinct_ids, distinct_mask = input_ids[first], attention_mask[first]
     session = session_factory(graph_set.path("lower_passage"))

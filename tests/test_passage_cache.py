@@ -44,6 +44,10 @@ def test_cached_states_are_lower_passage_run_on_every_window(tiny_graphs, tmp_pa
     np.testing.assert_allclose(cache.passage_hidden(cache.rows(ids, mask)), direct, atol=1e-5)
     reopened = load_passage_cache(tmp_path / "cache", graph_set)
     assert np.array_equal(reopened.passage_hidden(reopened.rows(ids[:3], mask[:3])), cache.passage_hidden([0, 0, 1]))
+    # the same tokens as int32 (another tokenizer's output dtype) find the same rows
+    assert (reopened.rows(ids.astype(np.int32), mask.astype(np.int32)) == reopened.rows(ids, mask)).all()
+    with pytest.raises(PassageCacheError, match="exists"):
+        build_passage_cache(graph_set, ids, mask, tmp_path / "cache", evaluation_session, progress=False)
 
 
 def test_refuses_missing_windows_and_foreign_or_broken_caches(tiny_graphs, tmp_path):
