@@ -13,6 +13,7 @@ On disk a cache is a directory, written whole or not at all:
 """
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,16 @@ def graph_identity(graph_set) -> dict:
             "hidden_size": manifest["model"]["hidden_size"]}
 
 
+def check_free_space(out_dir: Path, needed_bytes: int) -> None:
+    """Refuse up front: a memory-mapped file on a full disk fails with SIGBUS mid-write, not with an error."""
+    parent = next(folder for folder in (out_dir, *out_dir.parents) if folder.exists())
+    free = shutil.disk_usage(parent).free
+    if free < needed_bytes:
+        raise PassageCacheError(f"the passage cache needs {needed_bytes:,} bytes ({needed_bytes / 2**20:,.0f} MiB) "
+                                f"and {parent} has {free:,} free",
+                                "give --passage-cache a directory on a disk with room (or set TMPDIR)")
+
+
 def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
                         progress: bool = True) -> PassageCache:
     """Run lower_passage once per distinct window of ([N, Lp] ids, mask) and write the cache to `out_dir`."""
@@ -89,12 +100,13 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
     input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
     first, _ = distinct_windows(input_ids, attention_mask)
     distinct_ids, distinct_mask = input_ids[first], attention_mask[first]
+    shape = (len(first), identity["passage_len"], identity["hidden_size"])
+    check_free_space(Path(out_dir), 4 * int(np.prod(shape)) + distinct_ids.nbytes + distinct_mask.nbytes)
     session = session_factory(graph_set.path("lower_passage"))
     started = time.perf_counter()
     with staged_directory(Path(out_dir)) as staging:
         hidden = np.lib.format.open_memmap(
-            staging / "passage_hidden.npy", mode="w+", dtype=np.float32,
-            shape=(len(first), identity["passage_len"], identity["hidden_size"]))
+            staging / "passage_hidden.npy", mode="w+", dtype=np.float32, shape=shape)
         for start in tqdm(range(0, len(first), batch_size), desc="passage cache", unit="batch",
                           disable=not progress):
             hidden[start:start + batch_size] = session.run(None, {

@@ -1,5 +1,6 @@
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime
@@ -85,5 +86,16 @@ def test_a_failed_build_leaves_no_directory(tiny_graphs, tmp_path):
     ids, mask = windows()
     with pytest.raises(RuntimeError, match="interrupted"):
         build_passage_cache(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache", lambda path: FailingSession(),
+                            progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_without_room_is_refused_before_writing(tiny_graphs, tmp_path, monkeypatch):
+    import deformer_bench.passage_cache as passage_cache
+
+    monkeypatch.setattr(passage_cache.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    ids, mask = windows()  # 4 distinct windows: 4 x 24 x 32 float32 states + 2 x 4 x 24 int64 ids and mask
+    with pytest.raises(PassageCacheError, match=r"needs 13,824 bytes \(0 MiB\) and .* has 1,000 free"):
+        build_passage_cache(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache" / "deeper", evaluation_session,
                             progress=False)
     assert list(tmp_path.iterdir()) == []
