@@ -13,7 +13,7 @@ from .errors import ConfigError, ModelDirError
 from .model import Deformer, has_tokenizer
 from .passage_cache import build_passage_cache, load_passage_cache
 from .squad.data import load_squad
-from .squad.features import featurize
+from .squad.features import check_doc_stride, featurize
 from .squad.metric import evaluate
 from .squad.postprocess import predictions_from_logits
 
@@ -60,11 +60,10 @@ def evaluation_session(path: Path):
     return make_session(path, EVALUATION_SESSION)
 
 
-def onnx_logits(graph_set, features, cache, batch_size: int = 64, progress: bool = True):
+def onnx_logits(graph_set, features, cache, rows, batch_size: int = 64, progress: bool = True):
     """The serving path of a verified GraphSet: lower_question online, the passage states read from the
-    PassageCache (built offline by lower_passage), then upper."""
+    PassageCache (built offline by lower_passage; `rows` [N]: each window's row in it), then upper."""
     sessions = {name: evaluation_session(graph_set.path(name)) for name in ("lower_question", "upper")}
-    rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)  # [N] into the cache
     starts, ends = [], []
     for part in batch_slices(len(features), batch_size, progress, "onnx"):
         question_hidden = sessions["lower_question"].run(None, {
@@ -95,13 +94,27 @@ def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: i
         directory = Path(passage_cache_dir) if passage_cache_dir is not None else Path(scratch) / "cache"
         cache, built = open_passage_cache(graph_set, features, directory, batch_size, progress)
         started = time.perf_counter()
-        start, end = onnx_logits(graph_set, features, cache, batch_size, progress)
-        record = {"windows": len(features), "distinct_windows": cache.info["windows"], "built": built,
+        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)
+        start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)
+        record = {"windows": len(features), "distinct_windows": len(np.unique(rows)),
+                  "cache_windows": cache.info["windows"], "built": built,
                   "build_seconds": cache.info["build_seconds"] if built else None,
                   "online_seconds": round(time.perf_counter() - started, 2),
                   "directory": str(passage_cache_dir) if passage_cache_dir is not None else None}
         del cache  # closes the memory map before the scratch directory goes
     return start, end, record
+
+
+def matching_graph_set(onnx_dir, model_dir, fingerprint: str, layer: int):
+    """The verified graph set in `onnx_dir`, refused unless exported from these weights and config at this k."""
+    from exporters.manifest import load_graph_set
+
+    graph_set = load_graph_set(onnx_dir)  # hashes every graph once
+    manifest = graph_set.manifest
+    if manifest["model"]["fingerprint_sha256"] != fingerprint or manifest["deformer"]["layer"] != layer:
+        raise ModelDirError(f"graph set {onnx_dir} was not exported from {model_dir} at k={layer}",
+                            "export this model with deformer-export, or give the matching model directory")
+    return graph_set
 
 
 @dataclass
@@ -124,21 +137,15 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
         raise ConfigError("a passage cache needs an exported graph set", "give --onnx OUT/ with --passage-cache")
     deformer = Deformer.from_pretrained(model_dir, layer=layer, question_len=question_len, passage_len=passage_len)
     tokenizer = load_tokenizer(model_dir)
+    config = deformer.config
+    check_doc_stride(config.passage_len, doc_stride)
+    fingerprint = deformer.fingerprint()  # of the weights and config evaluated, recorded with the scores
+    graph_set = None if onnx_dir is None else matching_graph_set(onnx_dir, model_dir, fingerprint, config.layer)
     examples = load_squad(dataset)
     if limit:
         examples = examples[:limit]
-    config = deformer.config
-    fingerprint = deformer.fingerprint()  # of the weights and config evaluated, recorded with the scores
     features = featurize(examples, tokenizer, config.question_len, config.passage_len, doc_stride, progress=progress)
-    if onnx_dir is not None:
-        from exporters.manifest import load_graph_set
-
-        graph_set = load_graph_set(onnx_dir)  # hashes every graph once
-        manifest = graph_set.manifest
-        if (manifest["model"]["fingerprint_sha256"] != fingerprint
-                or manifest["deformer"]["layer"] != config.layer):
-            raise ModelDirError(f"graph set {onnx_dir} was not exported from {model_dir} at k={config.layer}",
-                                "export this model with deformer-export, or give the matching model directory")
+    if graph_set is not None:
         start, end, passage_cache = onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size,
                                                            progress)
         backend = "onnxruntime"

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .errors import ConfigError, DeformerBenchError
 from .files import write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
+from .squad.features import check_doc_stride
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
@@ -79,6 +80,7 @@ class TrainConfig:
             raise ConfigError("k=0 is the teacher itself: nothing to distil", "train it with --alpha 0 --beta 0")
         if self.temperature <= 0 or self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("temperature, epochs, batch size and learning rate must be positive", "fix them")
+        check_doc_stride(self.passage_len, self.doc_stride)
 
     @property
     def is_teacher(self) -> bool:

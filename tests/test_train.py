@@ -35,6 +35,7 @@ def test_losses_vanish_when_student_equals_teacher():
     (dict(layer=4, alpha=1.1, beta=0.5), "need a teacher"),
     (dict(layer=0, alpha=1.0, teacher_dir="t"), "nothing to distil"),
     (dict(gamma=0, alpha=0, beta=0), "not all 0"),
+    (dict(passage_len=64, doc_stride=128), "smaller than the passage window of 63"),
 ])
 def test_bad_training_configs(changes, message):
     from deformer_bench.errors import ConfigError

@@ -108,9 +108,10 @@ def evaluate_run(name: str, config, evaluation: dict, command: list, progress: b
         return json.loads(result_path.read_text())
     environment = describe_environment(command)  # before the work: the commit the figures came from
     result = evaluate_model(output / "model", evaluation["dataset"], limit=evaluation.get("limit") or None,
-                            progress=progress, warn=warn_to_stderr)
+                            doc_stride=config.doc_stride, progress=progress, warn=warn_to_stderr)
     record = {"name": name, **result.scores, "questions": result.questions, "windows": result.windows,
-              "backend": result.backend, "dataset": str(evaluation["dataset"]), "layer": config.layer,
+              "backend": result.backend, "dataset": str(evaluation["dataset"]), "doc_stride": config.doc_stride,
+              "layer": config.layer,
               "gamma": config.gamma, "alpha": config.alpha, "beta": config.beta,
               "model_fingerprint_sha256": result.model_fingerprint_sha256, "environment": environment}
     write_text_atomically(result_path, json.dumps(record, indent=2) + "\n")

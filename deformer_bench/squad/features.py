@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import ConfigError
+
 
 @dataclass
 class Features:
@@ -55,9 +57,19 @@ def window_starts(num_tokens: int, window: int, doc_stride: int) -> list:
     return starts
 
 
+def check_doc_stride(passage_len: int, doc_stride: int) -> None:
+    """The overlap must leave each window some new tokens: at or past the window (passage_len - 1 tokens and
+    [SEP]) the windows would slide by one token, one window per passage token."""
+    if not 0 <= doc_stride < passage_len - 1:
+        raise ConfigError(f"doc stride {doc_stride} (the overlap of consecutive windows) must be at least 0 and "
+                          f"smaller than the passage window of {passage_len - 1} tokens",
+                          f"give --doc-stride below {passage_len - 1} (128 for 224-token passages, as in training)")
+
+
 def featurize(examples, tokenizer, question_len: int, passage_len: int, doc_stride: int = 128,
               training: bool = False, progress: bool = True) -> Features:
     """Windows for every example (training: one label per window from the first answer)."""
+    check_doc_stride(passage_len, doc_stride)
     window = passage_len - 1  # room for [SEP]
     rows = {name: [] for name in ("question_input_ids", "question_attention_mask", "passage_input_ids",
                                   "passage_attention_mask", "token_offsets", "start_positions", "end_positions",

@@ -45,8 +45,8 @@ def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_qu
     student_dir = tiny_queue_runs[1] / "k1-kd-lrs" / "model"
     export_graph_set(Deformer.from_pretrained(student_dir), tmp_path / "graphs", progress=False)
 
-    def evaluate(*args):
-        code, stdout, stderr = cli("--dataset", small_train_file, *args, "--quiet")
+    def evaluate(*args):  # the tiny queue's passages are 64 tokens: a 16-token stride, as it trained with
+        code, stdout, stderr = cli("--dataset", small_train_file, *args, "--doc-stride", "16", "--quiet")
         assert code == 0, stderr
         return json.loads(stdout), stderr
 
@@ -66,6 +66,10 @@ def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_qu
     reused, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--passage-cache", tmp_path / "cache")
     assert built["passage_cache"]["built"] and not reused["passage_cache"]["built"]
     assert built["f1"] == reused["f1"] == onnx["f1"]
+    subset, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--passage-cache", tmp_path / "cache",
+                         "--limit", "3")  # three questions on the first paragraph: they share its windows
+    assert subset["windows"] == 3 * subset["passage_cache"]["distinct_windows"]
+    assert subset["passage_cache"]["cache_windows"] == built["passage_cache"]["distinct_windows"] > 1
 
     scored, _ = evaluate("--predictions", tmp_path / "pred.json")
     assert scored == {"exact_match": pytorch["exact_match"], "f1": pytorch["f1"]}
@@ -87,3 +91,10 @@ def test_a_passage_cache_needs_a_graph_set(tiny_queue_runs, small_train_file, tm
     code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "k1-kd-lrs" / "model",
                           "--passage-cache", tmp_path / "cache", "--quiet")
     assert code == 2 and "needs an exported graph set" in stderr and not (tmp_path / "cache").exists()
+
+
+def test_a_doc_stride_past_the_window_is_refused(tiny_queue_runs, small_train_file):
+    code, stdout, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "k1-kd-lrs" / "model",
+                               "--quiet")  # default stride 128, passages of 64 tokens
+    assert code == 2 and "must be at least 0 and smaller than the passage window of 63 tokens" in stderr
+    assert stdout == "" and "Traceback" not in stderr

@@ -63,5 +63,14 @@ def test_gold_positions_round_trip_to_the_gold_answers(tokenizer, dev_examples):
 def test_answer_not_at_its_start_is_skipped_and_counted(tokenizer):
     good = Example("a", "t", "Paris is in France.", "Where?", (Answer("France", 12),))
     bad = Example("b", "t", "Paris is in France.", "Where?", (Answer("France", 3),))
-    features = featurize([good, bad], tokenizer, QUESTION_LEN, PASSAGE_LEN, training=True, progress=False)
+    features = featurize([good, bad], tokenizer, QUESTION_LEN, PASSAGE_LEN, 32, training=True, progress=False)
     assert features.skipped_examples == 1 and list(features.example_index) == [0]
+
+
+@pytest.mark.parametrize("doc_stride", [95, 128, -1])
+def test_a_stride_that_leaves_no_new_tokens_is_refused(tokenizer, doc_stride):
+    from deformer_bench.errors import ConfigError
+
+    example = Example("a", "t", "Paris is in France.", "Where?", (Answer("France", 12),))
+    with pytest.raises(ConfigError, match="smaller than the passage window of 95 tokens"):
+        featurize([example], tokenizer, QUESTION_LEN, PASSAGE_LEN, doc_stride, progress=False)
