@@ -83,7 +83,7 @@ def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_qu
 
 def test_refuses_a_graph_set_of_another_model(tiny_graphs, tiny_queue_runs, small_train_file):
     code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "teacher" / "model",
-                          "--onnx", tiny_graphs, "--quiet")
+                          "--onnx", tiny_graphs, "--doc-stride", "16", "--quiet")
     assert code == 2 and "was not exported from" in stderr and "Traceback" not in stderr
 
 
