@@ -27,11 +27,12 @@ RESULTS_FILE = "split_teacher.json"
 TEACHER_OFFSET = "question_len"  # the teacher reads [question; passage]: passage positions follow the question
 
 
-def run_study(teacher_dir: Path, dataset: Path, count: int, layers: list, progress: bool = True) -> dict:
+def run_study(teacher_dir: Path, dataset: Path, count: int, layers: list, progress: bool = True,
+              doc_stride: int = 128) -> dict:
     teacher = Deformer.from_pretrained(teacher_dir)
     question_len, passage_len = teacher.config.question_len, teacher.config.passage_len
     examples = load_squad(dataset)[:count]
-    features = featurize(examples, load_tokenizer(teacher_dir), question_len, passage_len, doc_stride=128,
+    features = featurize(examples, load_tokenizer(teacher_dir), question_len, passage_len, doc_stride=doc_stride,
                          progress=False)
     cases = [(0, TEACHER_OFFSET)] + [(k, offset) for k in layers for offset in POSITION_OFFSETS]
     rows = []
@@ -42,7 +43,8 @@ def run_study(teacher_dir: Path, dataset: Path, count: int, layers: list, progre
         rows.append({"layer": layer, "offset": offset, **scores})
     return {"format_version": 1, "teacher_dir": str(teacher_dir), "teacher_fingerprint_sha256": teacher.fingerprint(),
             "dataset": str(dataset), "questions": len(examples), "windows": len(features),
-            "question_len": question_len, "passage_len": passage_len, "rows": rows}
+            "question_len": question_len, "passage_len": passage_len, "doc_stride": doc_stride,
+            "rows": rows}
 
 
 def write_outputs(result: dict, out_dir: Path) -> None:
@@ -74,6 +76,7 @@ def write_outputs(result: dict, out_dir: Path) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("--teacher", type=Path, required=True, help="the unsplit teacher's model directory")
     parser.add_argument("--layers", default="1,2,3,4,5", help="separation layers to try (default 1,2,3,4,5)")
+    parser.add_argument("--doc-stride", type=int, default=128, help="window overlap in tokens (default 128)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -81,7 +84,7 @@ def run_from_args(args) -> dict:
     from ..cli.common import parse_int_list
 
     return run_study(args.teacher, args.dataset, args.count, parse_int_list(args.layers, "layers"),
-                     progress=not args.quiet)
+                     progress=not args.quiet, doc_stride=args.doc_stride)
 
 
 def main(argv=None) -> None:

@@ -11,7 +11,7 @@ def test_split_teacher_rows_and_the_unsplit_row_matches_the_queue_evaluation(tin
     out = tmp_path / "study"
     with pytest.raises(SystemExit) as exit_info:
         main(["--teacher", str(runs / "teacher" / "model"), "--dataset", str(small_train_file), "--count", "6",
-              "--layers", "1,2", "--out", str(out), "--quiet"])
+              "--layers", "1,2", "--doc-stride", "16", "--out", str(out), "--quiet"])  # the queue's stride
     assert exit_info.value.code == 0
     result = json.loads((out / RESULTS_FILE).read_text())
     cases = [(row["layer"], row["offset"]) for row in result["rows"]]
