@@ -232,7 +232,9 @@ def write(records: list, out_dir: Path, bench_source: dict = None) -> None:
         axis.plot(rows["layer"], rows["f1_drop"], marker="o", label=f"F1 drop, {label}")
     axis.set_xlabel("separation layer k")
     axis.set_xticks(sorted(students["layer"].unique()))
-    axis.set_ylim(0, 1.35 * (students["f1_drop"].max() if len(students) else 1.0))  # head room for the legend
+    drops = students["f1_drop"] if len(students) else pd.Series([0.0])
+    # from 0 (or below, for a student better than its teacher) with head room for the legend
+    axis.set_ylim(min(0.0, drops.min()), 1.35 * drops.max() if drops.max() > 0 else 1.0)
     axis.set_ylabel("F1 drop against the unsplit teacher")
     twin = axis.twinx()
     ideal = students.drop_duplicates("layer").sort_values("layer")
