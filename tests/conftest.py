@@ -115,3 +115,14 @@ def tiny_queue_runs(tmp_path_factory, tiny_with_tokenizer, small_train_file):
     queue.write_text(TINY_QUEUE.format(train_file=small_train_file, init=tiny_with_tokenizer))
     assert train_main(["--queue", str(queue), "--runs-dir", str(root / "runs"), "--quiet"]) == 0
     return queue, root / "runs"
+
+
+@pytest.fixture(scope="session")
+def tiny_student_graphs(tmp_path_factory, tiny_queue_runs) -> Path:
+    """The exported graph set of the tiny queue's k1-kd-lrs student (a trained QA head, MiniLM's tokenizer)."""
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    out = tmp_path_factory.mktemp("student-graphs") / "k1-kd-lrs"
+    export_graph_set(Deformer.from_pretrained(tiny_queue_runs[1] / "k1-kd-lrs" / "model"), out, progress=False)
+    return out

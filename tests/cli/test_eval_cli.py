@@ -38,12 +38,9 @@ def test_malformed_dataset_names_the_question(tmp_path):
     assert code == 2 and "question 'q9'" in stderr and "Traceback" not in stderr
 
 
-def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_queue_runs, small_train_file):
-    from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
-
+def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_queue_runs, tiny_student_graphs,
+                                                              small_train_file):
     student_dir = tiny_queue_runs[1] / "k1-kd-lrs" / "model"
-    export_graph_set(Deformer.from_pretrained(student_dir), tmp_path / "graphs", progress=False)
 
     def evaluate(*args):  # the tiny queue's passages are 64 tokens: a 16-token stride, as it trained with
         code, stdout, stderr = cli("--dataset", small_train_file, *args, "--doc-stride", "16", "--quiet")
@@ -51,7 +48,7 @@ def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_qu
         return json.loads(stdout), stderr
 
     pytorch, _ = evaluate("--model", student_dir, "--write-predictions", tmp_path / "pred.json")
-    onnx, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--output", tmp_path / "onnx.json")
+    onnx, _ = evaluate("--model", student_dir, "--onnx", tiny_student_graphs, "--output", tmp_path / "onnx.json")
     assert pytorch["backend"] == "pytorch" and onnx["backend"] == "onnxruntime"
     assert abs(pytorch["f1"] - onnx["f1"]) < 0.1
     record = json.loads((tmp_path / "onnx.json").read_text())
@@ -62,11 +59,11 @@ def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_qu
     assert record["passage_cache"]["distinct_windows"] < record["windows"]  # 4 paragraphs, many questions each
 
     # a kept passage cache: built by the first evaluation, reused by the second, same scores
-    built, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--passage-cache", tmp_path / "cache")
-    reused, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--passage-cache", tmp_path / "cache")
+    built, _ = evaluate("--model", student_dir, "--onnx", tiny_student_graphs, "--passage-cache", tmp_path / "cache")
+    reused, _ = evaluate("--model", student_dir, "--onnx", tiny_student_graphs, "--passage-cache", tmp_path / "cache")
     assert built["passage_cache"]["built"] and not reused["passage_cache"]["built"]
     assert built["f1"] == reused["f1"] == onnx["f1"]
-    subset, _ = evaluate("--model", student_dir, "--onnx", tmp_path / "graphs", "--passage-cache", tmp_path / "cache",
+    subset, _ = evaluate("--model", student_dir, "--onnx", tiny_student_graphs, "--passage-cache", tmp_path / "cache",
                          "--limit", "3")  # three questions on the first paragraph: they share its windows
     assert subset["windows"] == 3 * subset["passage_cache"]["distinct_windows"]
     assert subset["passage_cache"]["cache_windows"] == built["passage_cache"]["distinct_windows"] > 1

@@ -1,0 +1,159 @@
+"""Answer questions about your own passages through an exported graph set and a passage cache.
+
+The serving path DeFormer is for, outside SQuAD: offline, every passage is cut into windows and
+`lower_passage` runs once per distinct window (the passage cache); online, a question runs through
+`lower_question`, its passage's windows are read from the cache, `upper` scores spans, and the best span
+across the passage's windows is the answer. The windows, the cache and the span search are those of
+`deformer-eval --onnx`, so a SQuAD paragraph answered here gets the same answer as there.
+
+Inputs are JSON Lines:
+  passages   {"id": "p1", "text": "..."}                            one per line, ids unique
+  questions  {"id": "q1", "question": "...", "passage_id": "p1"}    one per line, ids unique
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DeformerBenchError, ModelDirError
+from .evaluate import evaluation_session, load_tokenizer, onnx_logits
+from .passage_cache import build_passage_cache, load_passage_cache
+from .squad.data import Example
+from .squad.features import check_doc_stride, featurize
+from .squad.postprocess import predictions_from_logits
+
+
+class InputFileError(DeformerBenchError):
+    """A passages or questions file is missing or malformed."""
+
+
+def read_jsonl(path, fields: tuple, what: str) -> list:
+    """The objects of a JSON Lines file, each with string `fields` (blank lines skipped); errors name the line."""
+    path = Path(path)
+    hint = f"write one JSON object per line with {', '.join(repr(field) for field in fields)} (strings)"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputFileError(f"cannot read the {what} file {path}: {error}", hint) from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputFileError(f"{what} file {path}, line {number}: not JSON ({error})", hint) from None
+        if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in fields):
+            raise InputFileError(f"{what} file {path}, line {number}: expected an object with string "
+                                 f"{', '.join(repr(field) for field in fields)}", hint)
+        records.append((number, record))
+    if not records:
+        raise InputFileError(f"{what} file {path} holds no {what}", hint)
+    ids = {}
+    for number, record in records:
+        if record["id"] in ids:
+            raise InputFileError(f"{what} file {path}, line {number}: id {record['id']!r} repeats line "
+                                 f"{ids[record['id']]}", f"give every one of the {what} its own id")
+        ids[record["id"]] = number
+    return [record for _, record in records]
+
+
+def read_passages(path) -> dict:
+    """{passage id: text}; empty texts are refused (they have no span to answer with)."""
+    passages = {}
+    for record in read_jsonl(path, ("id", "text"), "passages"):
+        if not record["text"].strip():
+            raise InputFileError(f"passages file {path}: passage {record['id']!r} has no text",
+                                 "remove it or give it text")
+        passages[record["id"]] = record["text"]
+    return passages
+
+
+def read_questions(path, passages: dict) -> list:
+    """Questions as Examples (no gold answers) over their passage's text; unknown passage ids are refused."""
+    examples = []
+    for record in read_jsonl(path, ("id", "question", "passage_id"), "questions"):
+        if record["passage_id"] not in passages:
+            raise InputFileError(f"questions file {path}: question {record['id']!r} asks about passage "
+                                 f"{record['passage_id']!r}, which the passages file does not have",
+                                 "add the passage, or correct its passage_id")
+        examples.append(Example(record["id"], record["passage_id"], passages[record["passage_id"]],
+                                record["question"], ()))
+    return examples
+
+
+def passage_examples(passages: dict) -> list:
+    """One question-less Example per passage: featurize cuts its windows exactly as it does for questions."""
+    return [Example(passage_id, passage_id, text, "", ()) for passage_id, text in passages.items()]
+
+
+def graph_set_tokenizer(graph_set, tokenizer_dir=None):
+    """The tokenizer of `tokenizer_dir`, else of the model directory the graphs were exported from; refused
+    when its vocabulary does not fit the graphs' embedding table."""
+    manifest = graph_set.manifest
+    directory = Path(tokenizer_dir) if tokenizer_dir is not None else Path(manifest["model"]["source"])
+    if tokenizer_dir is None and not directory.is_dir():
+        raise ModelDirError(f"the graphs were exported from {directory}, which is not here to take the "
+                            "tokenizer from", "give --tokenizer MODEL_DIR (the model directory the graphs came from)")
+    tokenizer = load_tokenizer(directory)
+    vocab_size = manifest["model"]["vocab_size"]
+    if len(tokenizer) > vocab_size:
+        raise ModelDirError(f"the tokenizer of {directory} has {len(tokenizer):,} tokens, more than the "
+                            f"{vocab_size:,} the graphs embed", "give --tokenizer the model directory the graphs came from")
+    return tokenizer
+
+
+@dataclass
+class Answers:
+    answers: dict  # {question id: answer text}; "" when no window had a valid span
+    passage_cache: dict  # passages, windows, distinct windows, built or reused, seconds
+
+
+def cache_passages(graph_set, passages: dict, tokenizer, directory, doc_stride: int, batch_size: int = 64,
+                   progress: bool = True):
+    """(cache, record): the offline step. Builds the passage cache of every passage's windows in `directory`
+    if it does not exist; if it does, checks that it holds them all (one of other passages or another stride
+    is refused)."""
+    deformer = graph_set.manifest["deformer"]
+    check_doc_stride(deformer["passage_len"], doc_stride)
+    windows = featurize(passage_examples(passages), tokenizer, deformer["question_len"], deformer["passage_len"],
+                        doc_stride, progress=progress)
+    directory = Path(directory)
+    built = not directory.exists()
+    if built:
+        cache = build_passage_cache(graph_set, windows.passage_input_ids, windows.passage_attention_mask, directory,
+                                    evaluation_session, batch_size, progress)
+    else:
+        cache = load_passage_cache(directory, graph_set)
+    rows = cache.rows(windows.passage_input_ids, windows.passage_attention_mask)  # refuses missing windows
+    record = {"directory": str(directory), "passages": len(passages), "passage_windows": len(windows),
+              "distinct_windows": int(len(np.unique(rows))), "cache_windows": cache.info["windows"],
+              "built": built, "build_seconds": cache.info["build_seconds"] if built else None}
+    return cache, record
+
+
+def answer_questions(graph_set, passages: dict, questions: list, tokenizer, passage_cache_dir, doc_stride: int = 128,
+                     batch_size: int = 64, progress: bool = True) -> Answers:
+    """Answer `questions` (Examples from read_questions). A cache already in `passage_cache_dir` is read as is
+    (it must hold the windows of the passages asked about; the others are not tokenized); an absent one is
+    built first from every passage."""
+    deformer = graph_set.manifest["deformer"]
+    check_doc_stride(deformer["passage_len"], doc_stride)
+    if Path(passage_cache_dir).exists():
+        cache = load_passage_cache(passage_cache_dir, graph_set)
+        record = {"directory": str(passage_cache_dir), "cache_windows": cache.info["windows"], "built": False}
+    else:
+        cache, record = cache_passages(graph_set, passages, tokenizer, passage_cache_dir, doc_stride, batch_size,
+                                       progress)
+    started = time.perf_counter()
+    features = featurize(questions, tokenizer, deformer["question_len"], deformer["passage_len"], doc_stride,
+                         progress=progress)
+    rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)  # refuses missing windows
+    start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)
+    answers = predictions_from_logits(questions, features, start, end, deformer["question_len"])
+    record.update(questions=len(questions), question_windows=len(features),
+                  online_seconds=round(time.perf_counter() - started, 2))
+    return Answers(answers, record)

@@ -1,0 +1,78 @@
+"""deformer-answer GRAPHS/: answer questions about your own passages through the DeFormer serving path."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import DeformerBenchError
+from ..files import write_text_atomically
+from .common import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deformer-answer",
+        description="Answer questions about your own passages with an exported graph set: lower_passage runs "
+                    "once per passage window into a passage cache (offline), then each question runs "
+                    "lower_question and upper against its passage's cached states (online). Without "
+                    "--questions, only builds (or checks) the cache.")
+    parser.add_argument("graphs", type=Path, help="graph set directory written by deformer-export")
+    parser.add_argument("--passages", type=Path, required=True,
+                        help='JSON Lines, one {"id": ..., "text": ...} per passage')
+    parser.add_argument("--passage-cache", type=Path, required=True,
+                        help="passage cache directory: built from every passage if it does not exist, read if it does")
+    parser.add_argument("--questions", type=Path,
+                        help='JSON Lines, one {"id": ..., "question": ..., "passage_id": ...} per question')
+    parser.add_argument("--output", type=Path,
+                        help="write the answers {question id: answer text} here (JSON; default: standard output)")
+    parser.add_argument("--tokenizer", type=Path,
+                        help="model directory holding the tokenizer (default: the one the graphs were exported from)")
+    parser.add_argument("--doc-stride", type=int, default=128,
+                        help="overlap of consecutive passage windows, in tokens (default 128, as in training)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def answer_main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.output and not args.questions:
+        raise DeformerBenchError("--output holds answers, and no --questions were given",
+                                 "give --questions FILE, or drop --output to only build the cache")
+    if args.batch_size < 1:
+        raise DeformerBenchError(f"--batch-size must be at least 1, got {args.batch_size}", "e.g. --batch-size 64")
+    from exporters.manifest import load_graph_set
+
+    from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
+
+    graph_set = load_graph_set(args.graphs)
+    passages = read_passages(args.passages)
+    questions = read_questions(args.questions, passages) if args.questions else None  # checked before any work
+    tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
+    if not graph_set.manifest["model"].get("qa_head_trained", True):
+        print(f"note: {args.graphs} was exported with a random QA head: its answers are meaningless", file=sys.stderr)
+    progress = not args.quiet
+    if questions is None:
+        _, record = cache_passages(graph_set, passages, tokenizer, args.passage_cache, args.doc_stride,
+                                   args.batch_size, progress)
+        print(json.dumps({"passage_cache": record}))
+        return 0
+    result = answer_questions(graph_set, passages, questions, tokenizer, args.passage_cache, args.doc_stride,
+                              args.batch_size, progress)
+    if args.output:
+        write_text_atomically(args.output, json.dumps(result.answers, indent=1, ensure_ascii=False) + "\n")
+        print(json.dumps({"answers": len(result.answers), "output": str(args.output),
+                          "passage_cache": result.passage_cache}))
+    else:
+        print(json.dumps(result.answers, indent=1, ensure_ascii=False))
+        print(json.dumps({"passage_cache": result.passage_cache}), file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> None:
+    sys.exit(run_cli(answer_main, argv))
+
+
+if __name__ == "__main__":
+    main()

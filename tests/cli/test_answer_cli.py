@@ -1,0 +1,96 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args):
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.answer", *map(str, args)],
+                               capture_output=True, text=True, timeout=300)
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+@pytest.fixture
+def squad_as_jsonl(small_train_file, tmp_path):
+    """The small SQuAD file's paragraphs as a passages file and its questions as a questions file."""
+    document = json.loads(small_train_file.read_text())
+    passages, questions = [], []
+    for index, paragraph in enumerate(document["data"][0]["paragraphs"]):
+        passages.append({"id": f"p{index}", "text": paragraph["context"]})
+        questions += [{"id": qa["id"], "question": qa["question"], "passage_id": f"p{index}"} for qa in paragraph["qas"]]
+    return write_jsonl(tmp_path / "passages.jsonl", passages), write_jsonl(tmp_path / "questions.jsonl", questions)
+
+
+def test_answers_are_those_of_the_squad_evaluation_of_the_same_graphs(tiny_queue_runs, tiny_student_graphs,
+                                                                      small_train_file, squad_as_jsonl, tmp_path):
+    passages, questions = squad_as_jsonl
+    evaluation = subprocess.run(
+        [sys.executable, "-m", "deformer_bench.cli.eval", "--dataset", str(small_train_file), "--model",
+         str(tiny_queue_runs[1] / "k1-kd-lrs" / "model"), "--onnx", str(tiny_student_graphs), "--doc-stride", "16",
+         "--write-predictions", str(tmp_path / "eval-predictions.json"), "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert evaluation.returncode == 0, evaluation.stderr
+
+    # offline: the cache of every passage window; online: the questions against it
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
+                               "--doc-stride", "16", "--quiet")
+    assert code == 0, stderr
+    built = json.loads(stdout)["passage_cache"]
+    assert built["built"] and built["passages"] == 4 and built["distinct_windows"] == built["cache_windows"] > 4
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", passages, "--questions", questions,
+                               "--passage-cache", tmp_path / "cache", "--doc-stride", "16",
+                               "--output", tmp_path / "answers.json", "--quiet")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert not summary["passage_cache"]["built"] and summary["passage_cache"]["cache_windows"] == built["cache_windows"]
+    answers = json.loads((tmp_path / "answers.json").read_text())
+    expected = json.loads((tmp_path / "eval-predictions.json").read_text())
+    assert answers == expected and len(answers) == summary["answers"] > 10
+    assert sum(bool(text) for text in answers.values()) > len(answers) // 2
+
+    # checking an existing cache against the same passages builds nothing
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
+                               "--doc-stride", "16", "--quiet")
+    assert code == 0 and not json.loads(stdout)["passage_cache"]["built"]
+
+    # a cache of these passages, asked about another passage: refused, nothing written
+    other = write_jsonl(tmp_path / "other.jsonl", [{"id": "p0", "text": "Completely different words are here."}])
+    write_jsonl(tmp_path / "q.jsonl", [{"id": "x", "question": "What is here?", "passage_id": "p0"}])
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", other, "--questions", tmp_path / "q.jsonl",
+                               "--passage-cache", tmp_path / "cache", "--doc-stride", "16",
+                               "--output", tmp_path / "x.json", "--quiet")
+    assert code == 2 and "lacks 1 of the 1 passage windows" in stderr and not (tmp_path / "x.json").exists()
+
+
+def test_a_question_about_an_unknown_passage_writes_nothing(tiny_student_graphs, tmp_path):
+    passages = write_jsonl(tmp_path / "passages.jsonl", [{"id": "p0", "text": "A short passage."}])
+    questions = write_jsonl(tmp_path / "questions.jsonl", [{"id": "q", "question": "Why?", "passage_id": "p9"}])
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", passages, "--questions", questions,
+                               "--passage-cache", tmp_path / "cache", "--output", tmp_path / "answers.json", "--quiet")
+    assert code == 2 and "questions file" in stderr and "'p9'" in stderr and "fix:" in stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "answers.json").exists()
+
+
+def test_graphs_of_a_model_without_a_tokenizer_need_one(tiny_graphs, tiny_with_tokenizer, tmp_path):
+    passages = write_jsonl(tmp_path / "passages.jsonl", [{"id": "p0", "text": "A short passage."}])
+    code, _, stderr = cli(tiny_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
+                          "--doc-stride", "8", "--quiet")
+    assert code == 2 and "has no tokenizer" in stderr and not (tmp_path / "cache").exists()
+    # MiniLM's 30,522-token vocabulary does not fit the tiny model's 120 embeddings
+    code, _, stderr = cli(tiny_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
+                          "--tokenizer", tiny_with_tokenizer, "--doc-stride", "8", "--quiet")
+    assert code == 2 and "more than the 120 the graphs embed" in stderr and not (tmp_path / "cache").exists()
+
+
+def test_output_without_questions_is_refused(tiny_student_graphs, tmp_path):
+    passages = write_jsonl(tmp_path / "passages.jsonl", [{"id": "p0", "text": "A short passage."}])
+    code, _, stderr = cli(tiny_student_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
+                          "--output", tmp_path / "answers.json")
+    assert code == 2 and "no --questions were given" in stderr and not (tmp_path / "cache").exists()
