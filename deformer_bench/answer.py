@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DeformerBenchError, ModelDirError
-from .evaluate import evaluation_session, load_tokenizer, onnx_logits
-from .passage_cache import build_passage_cache, load_passage_cache
+from .evaluate import load_tokenizer, onnx_logits, open_passage_cache
+from .passage_cache import load_passage_cache
 from .squad.data import Example
 from .squad.features import check_doc_stride, featurize
 from .squad.postprocess import predictions_from_logits
@@ -118,16 +118,9 @@ def cache_passages(graph_set, passages: dict, tokenizer, directory, doc_stride: 
     if it does not exist; if it does, checks that it holds them all (one of other passages or another stride
     is refused)."""
     deformer = graph_set.manifest["deformer"]
-    check_doc_stride(deformer["passage_len"], doc_stride)
     windows = featurize(passage_examples(passages), tokenizer, deformer["question_len"], deformer["passage_len"],
-                        doc_stride, progress=progress)
-    directory = Path(directory)
-    built = not directory.exists()
-    if built:
-        cache = build_passage_cache(graph_set, windows.passage_input_ids, windows.passage_attention_mask, directory,
-                                    evaluation_session, batch_size, progress)
-    else:
-        cache = load_passage_cache(directory, graph_set)
+                        doc_stride, progress=progress)  # refuses a bad stride before any graph runs
+    cache, built = open_passage_cache(graph_set, windows, Path(directory), batch_size, progress)
     rows = cache.rows(windows.passage_input_ids, windows.passage_attention_mask)  # refuses missing windows
     record = {"directory": str(directory), "passages": len(passages), "passage_windows": len(windows),
               "distinct_windows": int(len(np.unique(rows))), "cache_windows": cache.info["windows"],
