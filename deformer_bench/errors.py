@@ -1,8 +1,21 @@
-"""Typed errors. Library code raises these; the CLIs turn them into one message and exit code 2."""
+"""Typed errors. Library code raises these; the CLIs turn them into one message and an exit code.
+
+Exit codes (cli.common.run_cli, documented in the README):
+  2  the input or the settings: a bad argument, file, model, graph set or output location; fix and rerun
+  3  the work itself failed: a runner process crashed or timed out, exported graphs did not validate,
+     the disk filled up while writing; nothing half-written is left behind
+  130 interrupted (Ctrl-C)
+"""
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 3
+EXIT_INTERRUPTED = 130
 
 
 class DeformerBenchError(Exception):
     """An error the user can fix: `message` says what is wrong, `hint` what to do about it."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
@@ -11,6 +24,12 @@ class DeformerBenchError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class RuntimeFailure(DeformerBenchError):
+    """The work failed while running, through no fault of the input (exit code 3)."""
+
+    exit_code = EXIT_FAILURE
 
 
 class ModelDirError(DeformerBenchError):
@@ -29,7 +48,11 @@ class OutputExistsError(DeformerBenchError):
     """The output directory exists and --overwrite was not given."""
 
 
-class ValidationError(DeformerBenchError):
+class OutputLocationError(DeformerBenchError):
+    """An output path cannot be written: a file where a folder goes, a read-only folder, the model itself."""
+
+
+class ValidationError(RuntimeFailure):
     """An exported graph does not reproduce PyTorch within tolerance."""
 
 
@@ -45,8 +68,16 @@ class DeviceError(DeformerBenchError):
     """An unknown device, or a device this machine cannot run."""
 
 
-class RunnerError(DeformerBenchError):
+class ExportError(RuntimeFailure):
+    """The ONNX exporter failed on a graph (an operator it cannot export at this opset, ...)."""
+
+
+class RunnerError(RuntimeFailure):
     """A benchmark runner process failed."""
+
+
+class DiskFullError(RuntimeFailure):
+    """The disk filled up (or a quota was reached) while writing."""
 
 
 class PassageCacheError(DeformerBenchError):

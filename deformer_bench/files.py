@@ -1,25 +1,150 @@
-"""Files appear whole or not at all: write beside the target, then rename over it (atomic on one filesystem)."""
+"""Files appear whole or not at all: write beside the target, then rename over it (atomic on one filesystem).
+
+Staging names carry the writer's process id (`.NAME.partial-PID-...`, `.NAME.replaced-PID`), so that the
+next writer of the same target can tell the leftovers of a killed process (its PID is gone) from the work
+of a live one, and clean them up: a staging copy is removed, and an old directory moved aside by a
+replacement that was killed mid-swap is put back where it was.
+
+Output locations are checked before any long work (`check_output_file`, `check_output_dir`), so that a
+file where a folder goes, or a read-only folder, is one clear error at the start rather than a traceback
+at the end.
+"""
 
 import contextlib
 import os
+import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+from .errors import OutputExistsError, OutputLocationError
+
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|replaced)-(?P<pid>\d+)(-.*)?$")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: leave it alone
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+def clean_stale_staging(target: Path) -> list:
+    """Remove what killed writers of `target` left beside it; returns the paths acted on.
+
+    A `.NAME.replaced-PID` of a dead process while `target` is missing is the old output, moved aside just
+    before the kill: it is renamed back to `target` (nothing lost), not removed.
+    """
+    target = Path(target)
+    parent = target.parent
+    if not parent.is_dir():
+        return []
+    acted = []
+    for entry in sorted(parent.iterdir()):
+        match = _STAGING.match(entry.name)
+        if not match or match["name"] != target.name or _process_alive(int(match["pid"])):
+            continue
+        if match["kind"] == "replaced" and not target.exists() and not target.is_symlink():
+            entry.rename(target)
+            _note(f"restored {target} from {entry.name}, moved aside by an interrupted replacement")
+        else:
+            _remove(entry)
+            _note(f"removed {entry}, left by an interrupted run (process {match['pid']} is gone)")
+        acted.append(entry)
+    legacy = parent / f"{target.name}.partial"  # the staging name of versions before 0.2
+    if legacy.is_file():
+        legacy.unlink()
+        acted.append(legacy)
+    return acted
+
+
+def _probe_writable(folder: Path, what: str) -> None:
+    """Create and remove a file in `folder`: the one test that read-only mounts and ACLs cannot fool."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".deformer-write-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputLocationError(f"{what}: cannot write in {folder}: {error.strerror or error}",
+                                  "choose a location you can write to") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            return folder
+    return Path.cwd()
+
+
+def check_output_dir(path, what: str = "output directory") -> None:
+    """`path` is, or can become, a directory we can write in; nothing is created."""
+    path = Path(path)
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"has a file in the way ({existing})"
+        raise OutputLocationError(f"{what} {path} {where}", "give a directory path")
+    _probe_writable(existing, f"{what} {path}")
+
+
+def check_output_file(path, what: str = "output file") -> None:
+    """`path` can be written as a file: not a directory, its folder is (or can become) writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputLocationError(f"{what} {path} is a directory", "give the path of a file to write")
+    if path.name in ("", ".", ".."):
+        raise OutputLocationError(f"{what} {path} is not a file name", "give the path of a file to write")
+    check_output_dir(path.parent, f"the folder of {what} {path}")
+
+
+def _staging_file(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
 def write_text_atomically(path: Path, text: str) -> None:
     path = Path(path)
-    staging = path.with_name(path.name + ".partial")
-    staging.write_text(text)
-    staging.rename(path)
+    if path.is_dir():
+        raise OutputLocationError(f"{path} is a directory", "give the path of a file to write")
+    clean_stale_staging(path)
+    staging = _staging_file(path)
+    try:
+        staging.write_text(text)
+        staging.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            staging.unlink()
+        raise
 
 
 def save_figure_atomically(figure, path: Path) -> None:
     """A matplotlib figure saved as PNG beside `path`, then renamed over it."""
     path = Path(path)
-    staging = path.with_name(path.name + ".partial")
-    figure.savefig(staging, dpi=110, format="png")
-    staging.rename(path)
+    clean_stale_staging(path)
+    staging = _staging_file(path)
+    try:
+        figure.savefig(staging, dpi=110, format="png")
+        staging.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            staging.unlink()
+        raise
 
 
 @contextlib.contextmanager
@@ -27,18 +152,22 @@ def staged_directory(out_dir: Path, replace: bool = False):
     """Yield an empty directory beside `out_dir`; renamed to `out_dir` if the block succeeds, else removed.
 
     With `replace`, an existing `out_dir` is moved aside first and removed only once the new one is in place,
-    so a failure at any point leaves either the old directory or the new one, never a mix.
+    so a failure at any point leaves either the old directory or the new one, never a mix (and a kill in the
+    middle of the swap is undone by the next writer: clean_stale_staging).
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    clean_stale_staging(out_dir)
+    if not replace and (out_dir.exists() or out_dir.is_symlink()):
+        raise OutputExistsError(f"{out_dir} already exists", "give a new path")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
     try:
         yield staging
-        if replace and out_dir.exists():
+        if replace and (out_dir.exists() or out_dir.is_symlink()):
             aside = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}")
             out_dir.rename(aside)
             staging.rename(out_dir)
-            shutil.rmtree(aside, ignore_errors=True)
+            _remove(aside)
         else:
             staging.rename(out_dir)
     finally:

@@ -1,6 +1,13 @@
+import errno
+import os
+
 import pytest
 
-from deformer_bench.files import staged_directory, write_text_atomically
+from deformer_bench.errors import OutputExistsError, OutputLocationError
+from deformer_bench.files import (check_output_dir, check_output_file, clean_stale_staging, staged_directory,
+                                  write_text_atomically)
+
+DEAD = 999999999  # a process id that does not exist
 
 
 def test_text_is_written_whole(tmp_path):
@@ -38,12 +45,90 @@ def test_replace_keeps_the_old_directory_until_the_new_one_is_complete(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-def test_without_replace_an_existing_directory_is_not_overwritten(tmp_path):
+@pytest.mark.parametrize("empty", [False, True])
+def test_without_replace_an_existing_directory_is_not_overwritten(tmp_path, empty):
+    """Even an empty one, which a plain rename would silently replace."""
     out = tmp_path / "out"
     out.mkdir()
-    (out / "old.txt").write_text("old")
-    with pytest.raises(OSError):
+    if not empty:
+        (out / "old.txt").write_text("old")
+    with pytest.raises(OutputExistsError):
         with staged_directory(out) as staging:
             (staging / "new.txt").write_text("new")
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert [p.name for p in out.iterdir()] == ([] if empty else ["old.txt"])
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_replace_onto_a_file_leaves_nothing_aside(tmp_path):
+    out = tmp_path / "out"
+    out.write_text("a file")
+    with staged_directory(out, replace=True) as staging:
+        (staging / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and out.is_dir()
+
+
+def test_a_failed_text_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "a.json"
+    path.write_text("old")
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(type(path), "replace", disk_full)
+    with pytest.raises(OSError):
+        write_text_atomically(path, "new")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"] and path.read_text() == "old"
+
+
+def test_a_directory_is_not_written_over_as_a_file(tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OutputLocationError, match="is a directory"):
+        write_text_atomically(tmp_path / "out", "{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_stale_staging_of_dead_processes_is_cleaned_live_kept(tmp_path):
+    target = tmp_path / "out.json"
+    dead_file = tmp_path / f".out.json.partial-{DEAD}"
+    dead_file.write_text("half")
+    legacy = tmp_path / "out.json.partial"  # the staging name of earlier versions
+    legacy.write_text("half")
+    live = tmp_path / f".out.json.partial-{os.getppid()}"
+    live.write_text("being written")
+    other = tmp_path / f".other.json.partial-{DEAD}"  # another target's: not ours to judge here
+    other.write_text("half")
+    clean_stale_staging(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+def test_a_moved_aside_output_is_kept_when_a_new_one_exists(tmp_path):
+    (tmp_path / "out").mkdir()
+    aside = tmp_path / f".out.replaced-{DEAD}"
+    aside.mkdir()
+    clean_stale_staging(tmp_path / "out")  # the swap completed; only the removal of the old one was cut short
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("case", ["a file where a folder goes", "a file on the way", "unwritable"])
+def test_output_locations_are_checked_without_creating_anything(tmp_path, monkeypatch, case):
+    import tempfile
+
+    (tmp_path / "file").write_text("x")
+    target = {"a file where a folder goes": tmp_path / "file", "a file on the way": tmp_path / "file" / "sub",
+              "unwritable": tmp_path / "new" / "deeper"}[case]
+    if case == "unwritable":
+        def read_only(*args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OutputLocationError):
+        check_output_dir(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_output_file_checks(tmp_path):
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(OutputLocationError, match="is a directory"):
+        check_output_file(tmp_path / "dir")
+    check_output_file(tmp_path / "new" / "result.json")  # a folder that does not exist yet is fine
+    assert [p.name for p in tmp_path.iterdir()] == ["dir"]

@@ -1,32 +1,70 @@
-"""What every CLI shares: typed errors become one message and exit code 2, never a traceback."""
+"""What every CLI shares: typed errors become one message and an exit code (errors.py), never a traceback."""
 
+import errno
 import sys
 
-from ..errors import DeformerBenchError
+from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DeformerBenchError
 
-EXIT_USAGE = 2
+# What an interrupted command leaves behind; commands that keep partial work (training) say so.
+NOTHING_WRITTEN = "interrupted: nothing was written"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def run_cli(main_function, argv=None) -> int:
+def os_error_message(error: OSError) -> tuple:
+    """(message, hint, exit code) for a file-system error no check caught earlier."""
+    where = error.filename if error.filename is not None else "a file"
+    reason = error.strerror or str(error)
+    if error.errno in DISK_FULL:
+        return (f"the disk is full writing {where}: {reason}",
+                "free space or write to another disk; nothing half-written was kept", EXIT_FAILURE)
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {where}: {reason}", "choose a location you can write to", EXIT_USAGE
+    return f"{where}: {reason}", "check the path", EXIT_USAGE
+
+
+def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int:
     try:
         return main_function(argv) or 0
     except DeformerBenchError as error:
         print(f"error: {error.message}", file=sys.stderr)
         if error.hint:
             print(f"  fix: {error.hint}", file=sys.stderr)
-        return EXIT_USAGE
+        return error.exit_code
+    except OSError as error:  # a file-system failure no earlier check caught (full or read-only disk, ...)
+        message, hint, code = os_error_message(error)
+        print(f"error: {message}", file=sys.stderr)
+        print(f"  fix: {hint}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
-def parse_int_list(text: str, what: str) -> list:
+def parse_int_list(text: str, what: str, minimum: int = None) -> list:
+    """'1,2,3' -> [1, 2, 3]; an empty list, a non-integer or a value below `minimum` is a ConfigError that
+    names the option (--what), not the profile it would override."""
     from ..errors import ConfigError
 
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}", f"e.g. --{what} 1,2,3") from None
+        raise ConfigError(f"--{what} must be comma-separated integers, got {text!r}",
+                          f"e.g. --{what} 1,2,3") from None
     if not values:
-        raise ConfigError(f"no {what} given", f"e.g. --{what} 1,2,3")
+        raise ConfigError(f"--{what} is empty", f"e.g. --{what} 1,2,3, or leave the option out")
+    if minimum is not None and min(values) < minimum:
+        raise ConfigError(f"--{what} must be at least {minimum}, got {text!r}", f"e.g. --{what} 1,2,3")
     return values
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse itself then reports a bad value with exit code 2)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
