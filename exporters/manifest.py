@@ -66,6 +66,19 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     (Path(directory) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def is_graph_set_dir(directory) -> bool:
+    """True for a directory holding a manifest.json that deformer-export wrote (whatever its state)."""
+    path = Path(directory) / MANIFEST_FILE
+    if not Path(directory).is_dir() or not path.is_file():
+        return False
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and isinstance(manifest.get("tool"), dict) \
+        and manifest["tool"].get("name") == "deformer-bench"
+
+
 @dataclass(frozen=True)
 class GraphSet:
     """An exported, verified graph set on disk."""
@@ -80,32 +93,80 @@ class GraphSet:
     def layer(self) -> int:
         return self.manifest["deformer"]["layer"]
 
+    @property
+    def deformer(self) -> dict:
+        """The DeFormer configuration the graphs were exported with (k, lengths, offset, token type)."""
+        return self.manifest["deformer"]
+
+
+# What readers rely on, with the type each value must have: a manifest that is valid JSON of another
+# shape is refused here, once, instead of failing later with a KeyError or a TypeError.
+INTEGER, TEXT, FLAG = (int,), (str,), (bool,)
+REQUIRED = {
+    "model": {"fingerprint_sha256": TEXT, "architecture": TEXT, "num_layers": INTEGER, "hidden_size": INTEGER,
+              "intermediate_size": INTEGER, "vocab_size": INTEGER, "qa_head_trained": FLAG, "source": TEXT},
+    "deformer": {"layer": INTEGER, "question_len": INTEGER, "passage_len": INTEGER,
+                 "passage_position_offset": TEXT, "passage_first_position": INTEGER, "passage_token_type": INTEGER},
+}
+
+
+def _has_type(value, types) -> bool:
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def check_manifest_shape(manifest, manifest_path: Path) -> None:
+    """Raise ManifestError unless `manifest` has every section, key and type readers use."""
+    def refuse(what):
+        raise ManifestError(f"{manifest_path} is not a deformer-export manifest: {what}", "re-export the graph set")
+
+    if not isinstance(manifest, dict):
+        refuse(f"expected a JSON object, found {type(manifest).__name__}")
+    for section, keys in REQUIRED.items():
+        if not isinstance(manifest.get(section), dict):
+            refuse(f"'{section}' must be an object, found {manifest.get(section)!r}")
+        for key, types in keys.items():
+            if not _has_type(manifest[section].get(key), types):
+                refuse(f"'{section}.{key}' must be {types[0].__name__}, found {manifest[section].get(key)!r}")
+    if not isinstance(manifest.get("opset"), int) or not isinstance(manifest.get("validation"), dict):
+        refuse("'opset' (an integer) and 'validation' (an object) are required")
+    graphs = manifest.get("graphs")
+    if not isinstance(graphs, dict):
+        refuse(f"'graphs' must be an object, found {graphs!r}")
+    for name, spec in GRAPHS.items():
+        entry = graphs.get(name)
+        if entry is None:
+            raise ManifestError(f"{manifest_path} does not list the {name} graph", "re-export the graph set")
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            refuse(f"graph '{name}' needs a 'sha256'")
+        if entry.get("file") != spec.file_name:  # a fixed name: never a path that leaves the directory
+            refuse(f"graph '{name}' must be the file {spec.file_name!r}, found {entry.get('file')!r}")
+
 
 def load_graph_set(directory) -> GraphSet:
-    """Read manifest.json and check that every graph it names is there with the recorded hash."""
+    """Read manifest.json and check its shape, and that every graph it names is there with the recorded hash."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST_FILE
+    if not directory.is_dir():
+        what = "does not exist" if not directory.exists() else "is not a directory"
+        raise ManifestError(f"graph set {directory} {what}", "give a directory written by deformer-export")
     if not manifest_path.is_file():
         raise ManifestError(f"{directory} has no {MANIFEST_FILE}", "give a directory written by deformer-export")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as error:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ManifestError(f"{manifest_path} is not valid JSON: {error}", "re-export the graph set") from None
-    version = manifest.get("format_version")
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != MANIFEST_FORMAT_VERSION:
         raise ManifestError(
             f"{manifest_path} has format_version {version!r}; this version reads {MANIFEST_FORMAT_VERSION}",
             "re-export the graph set with this version of deformer-export",
         )
-    graphs = manifest.get("graphs", {})
+    check_manifest_shape(manifest, manifest_path)
     for name in GRAPHS:
-        entry = graphs.get(name)
-        if entry is None:
-            raise ManifestError(f"{manifest_path} does not list the {name} graph", "re-export the graph set")
-        path = directory / entry["file"]
+        path = directory / manifest["graphs"][name]["file"]
         if not path.is_file():
             raise ManifestError(f"graph {path} named by the manifest is missing", "re-export the graph set")
-        if file_sha256(path) != entry["sha256"]:
+        if file_sha256(path) != manifest["graphs"][name]["sha256"]:
             raise ManifestError(
                 f"graph {path} does not match its manifest (sha256 differs): it changed after export",
                 "re-export the graph set instead of editing its files",

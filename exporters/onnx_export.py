@@ -4,6 +4,7 @@ Everything is written to a hidden temporary directory beside OUT/ and renamed on
 exist and validate, so an interrupted or failed export leaves no OUT/.
 """
 
+import contextlib
 import logging
 import os
 import shutil
@@ -15,14 +16,36 @@ import torch
 from tqdm import tqdm
 
 from deformer_bench import __version__
-from deformer_bench.errors import OutputExistsError
-from deformer_bench.files import staged_directory
+from deformer_bench.errors import ConfigError, ExportError, OutputExistsError, OutputLocationError
+from deformer_bench.files import check_output_dir, clean_stale_staging, staged_directory
 
 from .graphs import GRAPHS, GraphModule, example_inputs
-from .manifest import build_manifest, write_manifest
+from .manifest import build_manifest, is_graph_set_dir, write_manifest
 from .validate import ValidationSettings, validate_graph_set
 
 DEFAULT_OPSET = 18  # optimum's recommended minimum for BERT
+MIN_OPSET = 14  # scaled_dot_product_attention exports from opset 14 on (13 fails in torch's exporter)
+
+
+def check_opset(opset: int) -> None:
+    from torch.onnx._constants import ONNX_MAX_OPSET
+
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= ONNX_MAX_OPSET:
+        raise ConfigError(f"opset {opset!r} is outside what the exporter supports ({MIN_OPSET}..{ONNX_MAX_OPSET})",
+                          f"give --opset between {MIN_OPSET} and {ONNX_MAX_OPSET} (default {DEFAULT_OPSET})")
+
+
+@contextlib.contextmanager
+def exporter_errors(graph: str, opset: int):
+    """An exporter failure becomes one ExportError naming the graph and opset, not a page of TorchScript."""
+    try:
+        yield
+    except (OutputExistsError, OutputLocationError, OSError):
+        raise
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"exporting the {graph} graph at opset {opset} failed: {first}",
+                          "try another --opset, or report the model and opset") from None
 
 
 def export_split_graph(deformer, name: str, path: Path, opset: int) -> None:
@@ -96,22 +119,49 @@ def export_full_graph(deformer, path: Path, opset: int) -> None:
     restore_unused_inputs(path, GRAPHS["full"], deformer.hidden_size)
 
 
+def check_destination(out_dir, model_dir=None, overwrite: bool = False) -> None:
+    """Refuse, before any work, an OUT/ that exporting (and --overwrite's replacing) could harm.
+
+    `--overwrite` replaces only a graph set written by deformer-export, and never one that holds the model
+    being read or lies inside it: `deformer-export /x/model /x --overwrite` would otherwise delete the model.
+    """
+    out_dir = Path(out_dir)
+    clean_stale_staging(out_dir)  # a killed export's leftovers; may put back an OUT/ it had moved aside
+    exists = out_dir.exists() or out_dir.is_symlink()
+    if exists and not overwrite:
+        raise OutputExistsError(f"output directory {out_dir} already exists",
+                                "choose a new OUT/ or pass --overwrite to replace it")
+    if model_dir is not None:
+        out_real, model_real = out_dir.resolve(), Path(model_dir).resolve()
+        if out_real == model_real or out_real in model_real.parents:
+            raise OutputLocationError(f"OUT/ {out_dir} is, or holds, the model directory {model_dir} being exported",
+                                      "give an OUT/ outside the model directory")
+        if exists and model_real in out_real.parents:
+            raise OutputLocationError(f"--overwrite would replace {out_dir}, which lies inside the model directory "
+                                      f"{model_dir} being exported", "give a new OUT/ (or remove the old one yourself)")
+    if exists and not is_graph_set_dir(out_dir):
+        what = "a file" if not out_dir.is_dir() else "not a graph set written by deformer-export (no manifest.json of ours)"
+        raise OutputLocationError(f"--overwrite refuses to replace {out_dir}: it is {what}",
+                                  "--overwrite only replaces graph sets; give a new OUT/")
+    check_output_dir(out_dir.parent, "the folder of OUT/")
+
+
 def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: bool = False,
                      validation: ValidationSettings = ValidationSettings(), progress: bool = True) -> dict:
     """Write OUT/ with the four graphs and manifest.json; returns the manifest."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise OutputExistsError(f"output directory {out_dir} already exists",
-                                "choose a new OUT/ or pass --overwrite to replace it")
+    check_opset(opset)
+    check_destination(out_dir, getattr(deformer, "source_dir", None), overwrite)
     with staged_directory(out_dir, replace=True) as staging:
         steps = tqdm(list(GRAPHS), desc="export", unit="graph", disable=not progress)
         for name in steps:
             steps.set_postfix_str(name)
             path = staging / GRAPHS[name].file_name
-            if name == "full":
-                export_full_graph(deformer, path, opset)
-            else:
-                export_split_graph(deformer, name, path, opset)
+            with exporter_errors(name, opset):
+                if name == "full":
+                    export_full_graph(deformer, path, opset)
+                else:
+                    export_split_graph(deformer, name, path, opset)
         record = validate_graph_set(deformer, staging, validation)
         manifest = build_manifest(deformer, staging, opset, record, __version__)
         write_manifest(staging, manifest)

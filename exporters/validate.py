@@ -65,21 +65,21 @@ def validate_graph_set(deformer, directory, settings: ValidationSettings = Valid
         cases.append({"batch": batch, "question_len": question_len, "passage_len": passage_len,
                       "max_abs_diff": diffs})
 
-    record = {
-        "tolerance": {"logits": settings.logits_tolerance, "hidden": settings.hidden_tolerance},
-        "cases": cases,
-        "passed": True,
-    }
+    tolerance = {"logits": settings.logits_tolerance, "hidden": settings.hidden_tolerance}
+    worst = {kind: max(diff for case in cases for name, diff in case["max_abs_diff"].items()
+                       if (name.startswith("lower")) == (kind == "hidden"))
+             for kind in tolerance}
     failures = [
         f"{name} at batch {case['batch']}, lengths {case['question_len']}+{case['passage_len']}: {diff:.2e}"
         for case in cases
         for name, diff in case["max_abs_diff"].items()
-        if diff > (settings.hidden_tolerance if name.startswith("lower") else settings.logits_tolerance)
-        or not np.isfinite(diff)
+        if not diff <= tolerance["hidden" if name.startswith("lower") else "logits"]  # NaN fails too
     ]
     if failures:
         raise ValidationError(
             "exported graphs differ from PyTorch beyond tolerance: " + "; ".join(failures[:4]),
             "check the model for ops that do not export faithfully, or report the graphs and opset",
         )
-    return record
+    # Only a validation that passed is recorded (a failure raises above), so the record holds the figures
+    # and the tolerances they were held to, not a flag that could only ever be true.
+    return {"tolerance": tolerance, "worst_max_abs_diff": worst, "cases": cases}

@@ -4,7 +4,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import OutputExistsError
 from ..model import POSITION_OFFSETS
 from .common import run_cli
 
@@ -30,10 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.out_dir.exists() and not args.overwrite:  # fail before the model loads
-        raise OutputExistsError(f"output directory {args.out_dir} already exists",
-                                "choose a new OUT/ or pass --overwrite to replace it")
-    from exporters.onnx_export import DEFAULT_OPSET, export_graph_set
+    from exporters.onnx_export import DEFAULT_OPSET, check_destination, check_opset, export_graph_set
+
+    check_opset(DEFAULT_OPSET if args.opset is None else args.opset)  # fail before the model loads
+    check_destination(args.out_dir, args.model_dir, args.overwrite)
 
     from ..model import Deformer
 
@@ -42,7 +41,7 @@ def export_main(argv=None) -> int:
     if not deformer.qa_head_trained:
         print(f"note: {args.model_dir} has no trained QA head; a deterministic random head was used "
               "(fine for speed, meaningless for answers)", file=sys.stderr)
-    manifest = export_graph_set(deformer, args.out_dir, opset=args.opset or DEFAULT_OPSET,
+    manifest = export_graph_set(deformer, args.out_dir, opset=DEFAULT_OPSET if args.opset is None else args.opset,
                                 overwrite=args.overwrite, progress=not args.quiet)
     worst = max(diff for case in manifest["validation"]["cases"] for diff in case["max_abs_diff"].values())
     print(f"wrote {args.out_dir}: k={deformer.config.layer} of {deformer.num_layers} layers, "

@@ -57,3 +57,47 @@ def test_existing_output_is_refused(tiny_model_dir, tmp_path):
     code, _, stderr = cli(tiny_model_dir, out, "--layer", "1")
     assert code == 2 and "already exists" in stderr and "--overwrite" in stderr
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["the model's parent", "the model itself", "a graph set inside the model"])
+def test_overwrite_never_removes_the_model_it_reads(tiny_model_dir, tiny_graphs, tmp_path, where):
+    import shutil
+
+    model = tmp_path / "x" / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "my-notes.txt").write_text("the user's own file")
+    out = {"the model's parent": tmp_path / "x", "the model itself": model,
+           "a graph set inside the model": model / "graphs"}[where]
+    if where == "a graph set inside the model":
+        shutil.copytree(tiny_graphs, out)
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    code, _, stderr = cli(model, out, "--layer", "1", "--question-len", "8", "--passage-len", "24", "--overwrite",
+                          "--quiet")
+    assert code == 2, stderr
+    assert stderr.startswith("error: ") and "Traceback" not in stderr and "model" in stderr
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before
+
+
+def test_a_killed_export_leaves_staging_that_the_next_export_removes(tiny_model_dir, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "deformer_bench.cli.export", str(tiny_model_dir), str(out),
+                                "--layer", "1", "--question-len", "8", "--passage-len", "24", "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.partial-*/*.onnx")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(tmp_path.glob(".out.partial-*")) and not out.exists()  # what a kill -9 leaves
+    code, _, stderr = cli(tiny_model_dir, out, "--layer", "1", "--question-len", "8", "--passage-len", "24", "--quiet")
+    assert code == 0, stderr
+    assert "removed" in stderr and "left by an interrupted run" in stderr
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
+
+
+def test_opset_is_checked_before_the_model_loads(tiny_model_dir, tmp_path):
+    code, _, stderr = cli(tiny_model_dir, tmp_path / "out", "--layer", "1", "--opset", "0")
+    assert code == 2 and "opset 0 is outside" in stderr and not (tmp_path / "out").exists()

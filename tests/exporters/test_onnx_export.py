@@ -1,4 +1,6 @@
 import json
+import os
+import re
 import shutil
 
 import numpy as np
@@ -7,7 +9,7 @@ import onnxruntime
 import pytest
 import torch
 
-from deformer_bench.errors import ManifestError, OutputExistsError, ValidationError
+from deformer_bench.errors import ManifestError, OutputExistsError, OutputLocationError, ValidationError
 from deformer_bench.model import Deformer, DeformerConfig
 from exporters.graphs import GRAPHS, example_inputs
 from exporters.manifest import MANIFEST_FILE, load_graph_set
@@ -32,7 +34,9 @@ def test_graph_set_files_and_manifest(tiny_graphs, tiny_model_dir):
     assert manifest["model"]["fingerprint_sha256"] == Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8,
                                                                                passage_len=24).fingerprint()
     assert manifest["model"]["num_layers"] == 2 and manifest["model"]["hidden_size"] == 32
-    assert manifest["validation"]["passed"]
+    validation = manifest["validation"]
+    assert validation["worst_max_abs_diff"]["logits"] <= validation["tolerance"]["logits"] == 1e-4
+    assert validation["worst_max_abs_diff"]["hidden"] <= validation["tolerance"]["hidden"] == 1e-3
     shapes = {(case["batch"], case["question_len"], case["passage_len"]) for case in manifest["validation"]["cases"]}
     assert {(1, 8, 24), (4, 8, 24)} <= shapes and len(shapes) >= 3
     for case in manifest["validation"]["cases"]:
@@ -105,17 +109,88 @@ def test_manifest_of_unknown_version_is_refused(tiny_graphs, tmp_path):
         load_graph_set(copy)
 
 
-def test_existing_output_is_refused_unless_overwrite(tiny_model_dir, tmp_path):
+def test_existing_output_is_refused_unless_overwrite(tiny_model_dir, tiny_graphs, tmp_path):
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=2, question_len=8, passage_len=24)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    shutil.copytree(tiny_graphs, out)
+    (out / "stale.txt").write_text("left by an older export")
     with pytest.raises(OutputExistsError):
         export_graph_set(deformer, out, progress=False)
-    assert (out / "keep.txt").exists()
+    assert load_graph_set(out).layer == 1
     export_graph_set(deformer, out, overwrite=True, progress=False)
-    assert not (out / "keep.txt").exists() and load_graph_set(out).layer == 2
+    assert not (out / "stale.txt").exists() and load_graph_set(out).layer == 2
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("what", ["a folder of the user's", "a file", "an empty folder"])
+def test_overwrite_replaces_only_graph_sets(tiny_model_dir, tmp_path, what):
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    out = tmp_path / "out"
+    if what == "a file":
+        out.write_text("mine")
+    else:
+        out.mkdir()
+        if what == "a folder of the user's":
+            (out / "keep.txt").write_text("mine")
+            (out / "manifest.json").write_text('{"tool": {"name": "something else"}}')
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    with pytest.raises(OutputLocationError, match="only replaces graph sets"):
+        export_graph_set(deformer, out, overwrite=True, progress=False)
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before
+
+
+def test_a_manifest_of_another_shape_is_refused(tiny_graphs, tmp_path):
+    copy = tmp_path / "graphs"
+    shutil.copytree(tiny_graphs, copy)
+    original = json.loads((copy / MANIFEST_FILE).read_text())
+
+    def with_manifest(manifest):
+        (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+        return copy
+
+    def changed(**sections):
+        return {**original, **sections}
+
+    cases = [
+        ([], "format_version None"),
+        (changed(deformer=None), "'deformer' must be an object, found None"),
+        (changed(deformer={**original["deformer"], "layer": "1"}), "'deformer.layer' must be int"),
+        (changed(model={**original["model"], "qa_head_trained": 1}), "'model.qa_head_trained' must be bool"),
+        (changed(graphs={**original["graphs"], "upper": {"file": "upper.onnx"}}), "graph 'upper' needs a 'sha256'"),
+        (changed(graphs={**original["graphs"], "upper": {**original["graphs"]["upper"], "file": "../upper.onnx"}}),
+         "graph 'upper' must be the file 'upper.onnx'"),
+        (changed(graphs=[]), "'graphs' must be an object"),
+    ]
+    for manifest, message in cases:
+        with pytest.raises(ManifestError, match=re.escape(message)):
+            load_graph_set(with_manifest(manifest))
+    with pytest.raises(ManifestError, match="is not a directory"):
+        load_graph_set(copy / MANIFEST_FILE)
+
+
+def test_stale_staging_of_a_killed_export_is_cleaned_by_the_next(tiny_model_dir, tiny_graphs, tmp_path):
+    """Process 999999999 does not exist: its staging copy goes; the old OUT/ it had moved aside comes back."""
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    staging = tmp_path / ".out.partial-999999999-abc123"
+    staging.mkdir()
+    (staging / "lower_question.onnx").write_bytes(b"half a graph")
+    shutil.copytree(tiny_graphs, tmp_path / ".out.replaced-999999999")
+    with pytest.raises(OutputExistsError):  # the restored OUT/ exists: refused without --overwrite
+        export_graph_set(deformer, tmp_path / "out", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and load_graph_set(tmp_path / "out").layer == 1
+    live = tmp_path / f".other.partial-{os.getpid()}-x"  # a live writer's staging is left alone
+    live.mkdir()
+    export_graph_set(deformer, tmp_path / "other", progress=False)
+    assert live.exists()
+
+
+def test_opset_outside_the_exporters_range_is_refused(tiny_model_dir, tmp_path):
+    from deformer_bench.errors import ConfigError
+
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    with pytest.raises(ConfigError, match="opset 13 is outside"):
+        export_graph_set(deformer, tmp_path / "out", opset=13, progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypatch):
@@ -147,6 +222,7 @@ def test_other_families_export_and_validate(model_type, tmp_path):
 
     deformer = Deformer(tiny_qa_model(model_type), DeformerConfig(layer=1, question_len=8, passage_len=24))
     manifest = export_graph_set(deformer, tmp_path / model_type, progress=False)
-    assert manifest["model"]["architecture"] == model_type and manifest["validation"]["passed"]
+    assert manifest["model"]["architecture"] == model_type
+    assert all(diff <= 1e-3 for case in manifest["validation"]["cases"] for diff in case["max_abs_diff"].values())
     expected_type = 0 if model_type == "roberta" else 1  # RoBERTa has a single token type
     assert manifest["deformer"]["passage_token_type"] == expected_type
