@@ -26,7 +26,12 @@ def load_tokenizer(model_dir: Path):
     if not has_tokenizer(model_dir):
         raise ModelDirError(f"{model_dir} has no tokenizer (tokenizer.json or vocab file)",
                             "save the tokenizer into the model directory (tokenizer.save_pretrained)")
-    return AutoTokenizer.from_pretrained(model_dir)
+    try:
+        return AutoTokenizer.from_pretrained(model_dir)
+    except Exception as error:  # the tokenizers library raises plain Exception on a corrupt tokenizer.json
+        raise ModelDirError(f"cannot load the tokenizer of {model_dir}: {type(error).__name__}: "
+                            f"{str(error).splitlines()[0] if str(error) else ''}",
+                            "save the tokenizer again (tokenizer.save_pretrained) or copy it whole") from None
 
 
 def batch_slices(count: int, batch_size: int, progress: bool, desc: str):
@@ -105,16 +110,34 @@ def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: i
     return start, end, record
 
 
-def matching_graph_set(onnx_dir, model_dir, fingerprint: str, layer: int):
-    """The verified graph set in `onnx_dir`, refused unless exported from these weights and config at this k."""
-    from exporters.manifest import load_graph_set
+# The DeFormer configuration a graph set fixes; an evaluation of other settings would score another model.
+IDENTITY_KEYS = ("layer", "question_len", "passage_len", "passage_position_offset", "passage_first_position",
+                 "passage_token_type")
 
-    graph_set = load_graph_set(onnx_dir)  # hashes every graph once
+
+def deformer_identity(deformer: Deformer) -> dict:
+    """The configuration keys of a graph set's manifest ("deformer"), as this Deformer would write them."""
+    config = deformer.config
+    return {"layer": config.layer, "question_len": config.question_len, "passage_len": config.passage_len,
+            "passage_position_offset": config.passage_position_offset,
+            "passage_first_position": config.passage_first_position(),
+            "passage_token_type": deformer.architecture.passage_token_type(deformer.hf_config)}
+
+
+def check_graph_set_matches(graph_set, deformer: Deformer, fingerprint: str, model_dir) -> None:
+    """Refuse a graph set not exported from these weights (fingerprint) with this whole DeFormer configuration."""
     manifest = graph_set.manifest
-    if manifest["model"]["fingerprint_sha256"] != fingerprint or manifest["deformer"]["layer"] != layer:
-        raise ModelDirError(f"graph set {onnx_dir} was not exported from {model_dir} at k={layer}",
+    if manifest["model"]["fingerprint_sha256"] != fingerprint:
+        raise ModelDirError(f"graph set {graph_set.directory} was not exported from the weights in {model_dir}",
                             "export this model with deformer-export, or give the matching model directory")
-    return graph_set
+    ours = deformer_identity(deformer)
+    differing = [f"{key} {manifest['deformer'][key]!r} in the graph set, {ours[key]!r} asked for"
+                 for key in IDENTITY_KEYS if manifest["deformer"][key] != ours[key]]
+    if differing:
+        raise ConfigError(f"graph set {graph_set.directory} was exported with another DeFormer configuration: "
+                          + "; ".join(differing),
+                          "drop the options that differ (the graph set fixes them), or export the model again "
+                          "with these settings")
 
 
 @dataclass
@@ -124,23 +147,34 @@ class Evaluation:
     questions: int
     windows: int
     backend: str
-    model_fingerprint_sha256: str  # of the weights and DeFormer config evaluated (Deformer.fingerprint)
+    model_fingerprint_sha256: str  # of the weights evaluated (Deformer.fingerprint); the config is `deformer`
     deformer: dict  # the DeformerConfig evaluated, as a dict
     passage_cache: dict | None = None  # ONNX only: windows, distinct windows, built or reused, seconds
 
 
 def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: int = 128, batch_size: int = 64,
                    layer=None, question_len=None, passage_len=None, progress: bool = True,
-                   warn=None, passage_cache_dir=None) -> Evaluation:
+                   warn=None, passage_cache_dir=None, passage_position_offset=None) -> Evaluation:
+    """Score `model_dir` on a SQuAD file. With `onnx_dir`, through that graph set: its manifest fixes k, the
+    lengths and the offset (the defaults here), and any setting given that differs from it is refused."""
+    from exporters.manifest import load_graph_set
+
     model_dir = Path(model_dir)
     if passage_cache_dir is not None and onnx_dir is None:
         raise ConfigError("a passage cache needs an exported graph set", "give --onnx OUT/ with --passage-cache")
-    deformer = Deformer.from_pretrained(model_dir, layer=layer, question_len=question_len, passage_len=passage_len)
+    asked = {"layer": layer, "question_len": question_len, "passage_len": passage_len,
+             "passage_position_offset": passage_position_offset}
+    graph_set = None
+    if onnx_dir is not None:
+        graph_set = load_graph_set(onnx_dir)  # hashes every graph once
+        asked = {key: graph_set.deformer[key] if value is None else value for key, value in asked.items()}
+    deformer = Deformer.from_pretrained(model_dir, **asked)
     tokenizer = load_tokenizer(model_dir)
     config = deformer.config
     check_doc_stride(config.passage_len, doc_stride)
-    fingerprint = deformer.fingerprint()  # of the weights and config evaluated, recorded with the scores
-    graph_set = None if onnx_dir is None else matching_graph_set(onnx_dir, model_dir, fingerprint, config.layer)
+    fingerprint = deformer.fingerprint()  # of the weights evaluated, recorded with the scores and the config
+    if graph_set is not None:
+        check_graph_set_matches(graph_set, deformer, fingerprint, model_dir)
     examples = load_squad(dataset)
     if limit:
         examples = examples[:limit]

@@ -95,9 +95,12 @@ class DeformerConfig:
     def load(cls, directory: Path) -> "DeformerConfig":
         path = Path(directory) / DEFORMER_FILE
         try:
-            payload = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ModelDirError(f"cannot read {path}: {error}", "fix or delete deformer.json") from None
+        if not isinstance(payload, dict):
+            raise ModelDirError(f"{path} must be a JSON object, found {type(payload).__name__}",
+                                "fix or delete deformer.json")
         version = payload.pop("format_version", None)
         if version != DEFORMER_FORMAT_VERSION:
             raise ModelDirError(
@@ -203,6 +206,8 @@ class Deformer(nn.Module):
         return output.start_logits, output.end_logits
 
     def fingerprint(self) -> str:
+        """sha256 of the weights only. The DeFormer configuration (k, lengths, offset, token type) is not in
+        it: readers of a graph set compare it key by key (evaluate.check_graph_set_matches)."""
         return weights_fingerprint(self.qa_model)
 
     # ---- directories ------------------------------------------------------------------------------------
@@ -233,10 +238,11 @@ class Deformer(nn.Module):
         deformer.source_dir = model_dir
         return deformer
 
-    def save_pretrained(self, out_dir) -> None:
-        """A normal Hugging Face directory plus deformer.json, written to a temporary path and renamed."""
+    def save_pretrained(self, out_dir, replace: bool = False) -> None:
+        """A normal Hugging Face directory plus deformer.json, written to a temporary path and renamed (over an
+        existing `out_dir` only with `replace`)."""
         out_dir = Path(out_dir)
-        with staged_directory(out_dir) as staging:
+        with staged_directory(out_dir, replace=replace) as staging:
             self.qa_model.save_pretrained(staging)
             self.config.save(staging)
             source = getattr(self, "source_dir", None)
@@ -276,11 +282,25 @@ def load_hf_config(model_dir: Path):
         )
     try:
         return AutoConfig.from_pretrained(model_dir)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # [] or a truncated file
         raise ModelDirError(f"cannot read {model_dir}/config.json: {first_line(error)}", "fix config.json") from None
 
 
 QA_HEAD_PREFIX = "qa_outputs."
+
+
+def _weight_errors() -> tuple:
+    """What loading a truncated, corrupt or mismatched weights file raises (safetensors' own error included)."""
+    import pickle
+    import zipfile
+
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, RuntimeError, TypeError, KeyError, EOFError, pickle.UnpicklingError,
+            zipfile.BadZipFile, SafetensorError)
+
+
+WEIGHT_ERRORS = _weight_errors()
 
 
 def load_qa_model(model_dir: Path, **config_overrides):
@@ -299,9 +319,10 @@ def load_qa_model(model_dir: Path, **config_overrides):
     try:
         qa_model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True,
                                                                        **config_overrides)
-    except (OSError, ValueError, RuntimeError) as error:
+    except WEIGHT_ERRORS as error:
         raise ModelDirError(f"cannot load weights from {model_dir}: {first_line(error)}",
-                            "give a directory whose weights match its config.json") from None
+                            "give a directory whose weights are whole and match its config.json "
+                            "(a truncated or corrupt weights file must be copied or saved again)") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = [key for key in info["missing_keys"] if not key.startswith(QA_HEAD_PREFIX)]

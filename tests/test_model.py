@@ -150,3 +150,38 @@ def test_weights_that_do_not_fit_the_config_are_refused(tiny_model_dir, tmp_path
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelDirError, match="weights"):
         Deformer.from_pretrained(broken, layer=1, question_len=8, passage_len=24)
+
+
+@pytest.mark.parametrize("damage, file, message", [
+    ("truncated", "model.safetensors", "cannot load weights"),
+    ("garbage", "model.safetensors", "cannot load weights"),
+    ("empty", "model.safetensors", "cannot load weights"),
+    ("a list", "config.json", "cannot read"),
+    ("a list", "deformer.json", "must be a JSON object"),
+])
+def test_damaged_model_files_are_one_clear_error(tiny_model_dir, tmp_path, damage, file, message):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    DeformerConfig(1, 8, 24).save(model)
+    path = model / file
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[:len(data) // 3], "garbage": b"\x00" * 64, "empty": b"",
+                      "a list": b"[]"}[damage])
+    with pytest.raises(ModelDirError, match=message) as raised:
+        Deformer.from_pretrained(model)
+    assert raised.value.hint
+
+
+def test_a_corrupt_tokenizer_is_one_clear_error(tmp_path):
+    import shutil
+
+    from deformer_bench.evaluate import load_tokenizer
+    from deformer_bench.model import default_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    (model / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ModelDirError, match="cannot load the tokenizer"):
+        load_tokenizer(model)

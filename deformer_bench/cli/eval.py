@@ -7,8 +7,14 @@ import time
 from pathlib import Path
 
 from ..errors import DeformerBenchError
-from ..files import write_text_atomically
-from .common import run_cli
+from ..files import check_output_dir, check_output_file, write_text_atomically
+from ..model import POSITION_OFFSETS
+from .common import positive_int, run_cli
+
+DEFAULT_DOC_STRIDE = 128
+# Options that only mean something when a model is evaluated: with --predictions they are refused, not ignored.
+MODEL_OPTIONS = ("onnx", "passage_cache", "layer", "question_len", "passage_len", "position_offset", "limit",
+                 "doc_stride", "write_predictions", "output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--passage-cache", type=Path,
                         help="with --onnx: keep the passage cache (lower_passage once per distinct window) in this "
                              "directory, built if it does not exist, reused if it does")
-    parser.add_argument("--layer", "-k", type=int, help="k for a plain HF directory (0 = unsplit)")
-    parser.add_argument("--question-len", type=int, help="override the model's question length")
-    parser.add_argument("--passage-len", type=int, help="override the model's passage window length")
-    parser.add_argument("--limit", type=int, help="first N questions only")
-    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--layer", "-k", type=int,
+                        help="k for a plain HF directory (0 = unsplit); with --onnx, the graph set's")
+    parser.add_argument("--question-len", type=positive_int,
+                        help="override the model's question length (with --onnx: must equal the graph set's)")
+    parser.add_argument("--passage-len", type=positive_int,
+                        help="override the model's passage window length (with --onnx: must equal the graph set's)")
+    parser.add_argument("--position-offset", choices=POSITION_OFFSETS,
+                        help="override where passage positions start (with --onnx: must equal the graph set's)")
+    parser.add_argument("--limit", type=positive_int, help="first N questions only")
+    parser.add_argument("--doc-stride", type=int, default=None,
+                        help=f"overlap of consecutive passage windows, in tokens (default {DEFAULT_DOC_STRIDE})")
     parser.add_argument("--write-predictions", type=Path, help="save the model's predictions here")
     parser.add_argument("--output", type=Path,
                         help="also save the scores with the model, graph set, machine, versions and command (JSON)")
@@ -38,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_predictions(path: Path) -> dict:
     try:
-        predictions = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        predictions = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DeformerBenchError(f"cannot read predictions {path}: {error}", "give a JSON object {id: answer}")
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise DeformerBenchError(f"predictions {path} must be a JSON object of question id -> answer text",
@@ -53,22 +65,32 @@ def eval_main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.predictions:
-        if args.onnx or args.passage_cache:
-            raise DeformerBenchError("--onnx and --passage-cache need --model",
-                                     "give the model directory the graphs came from")
+        given = [f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise DeformerBenchError(f"{', '.join(given)} evaluate a model and mean nothing with --predictions",
+                                     "drop them, or give --model DIR instead of --predictions")
         scores = evaluate(load_squad(args.dataset), read_predictions(args.predictions), warn=warn_to_stderr)
         print(json.dumps(scores))
         return 0
     from ..environment import describe_environment
     from ..evaluate import evaluate_model
 
+    for path, what in ((args.write_predictions, "--write-predictions"), (args.output, "--output")):
+        if path is not None:
+            check_output_file(path, what)  # before minutes of evaluation, not after
+    if args.passage_cache is not None and not args.passage_cache.exists():
+        check_output_dir(args.passage_cache, "--passage-cache")
+
     # Taken before the work, so that the commit and tree state are those the figures came from.
     environment = describe_environment(["deformer-eval", *(argv if argv is not None else sys.argv[1:])])
+    if args.doc_stride is None:
+        args.doc_stride = DEFAULT_DOC_STRIDE
     started = time.perf_counter()
     result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, limit=args.limit,
                             doc_stride=args.doc_stride, layer=args.layer, question_len=args.question_len,
                             passage_len=args.passage_len, progress=not args.quiet,
-                            warn=warn_to_stderr, passage_cache_dir=args.passage_cache)
+                            warn=warn_to_stderr, passage_cache_dir=args.passage_cache,
+                            passage_position_offset=args.position_offset)
     if args.write_predictions:
         write_text_atomically(args.write_predictions, json.dumps(result.predictions))
     summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}

@@ -29,12 +29,13 @@ class Example:
 
 def _read_json(path: Path):
     if not path.is_file():
-        raise DatasetError(f"dataset {path} does not exist", "give the path of a SQuAD v1.1 .json or .json.gz file")
+        what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise DatasetError(f"dataset {path} {what}", "give the path of a SQuAD v1.1 .json or .json.gz file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
             return json.load(handle)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"dataset {path} is not valid (gzipped) JSON: {error}", "give a SQuAD v1.1 file") from None
 
 

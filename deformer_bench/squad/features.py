@@ -5,6 +5,7 @@ which both the DeFormer and the unsplit baseline read, so teacher and student sh
 position 0 is [CLS] (where an answer outside the window points), passage token j is at Lq + j.
 """
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,21 @@ def check_doc_stride(passage_len: int, doc_stride: int) -> None:
                           f"give --doc-stride below {passage_len - 1} (128 for 224-token passages, as in training)")
 
 
+@contextlib.contextmanager
+def whole_passage_tokenization():
+    """Tokenize a whole passage without transformers' "sequence length is longer than the specified maximum
+    ... will result in indexing errors" warning: the passage is cut into windows of passage_len afterwards, so
+    no sequence that long ever reaches the model."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def featurize(examples, tokenizer, question_len: int, passage_len: int, doc_stride: int = 128,
               training: bool = False, progress: bool = True) -> Features:
     """Windows for every example (training: one label per window from the first answer)."""
@@ -87,7 +103,8 @@ def featurize(examples, tokenizer, question_len: int, passage_len: int, doc_stri
             label = (answer.start, char_end)
         question = tokenizer(example.question, truncation=True, max_length=question_len, padding="max_length")
         if example.context not in passages:
-            encoded = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)
+            with whole_passage_tokenization():
+                encoded = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)
             passages[example.context] = (encoded["input_ids"], encoded["offset_mapping"])
         passage_ids, offsets = passages[example.context]
         span = answer_token_span(offsets, *label) if label else None
@@ -99,7 +116,8 @@ def featurize(examples, tokenizer, question_len: int, passage_len: int, doc_stri
             mask[:len(ids)] = 1
             token_offsets = np.full((passage_len, 2), -1, dtype=np.int64)
             window_offsets = offsets[start:start + window]
-            token_offsets[:len(window_offsets)] = window_offsets
+            if window_offsets:  # a passage the tokenizer reads as no tokens has none
+                token_offsets[:len(window_offsets)] = window_offsets
             start_position = end_position = 0
             if span and start <= span[0] and span[1] < start + len(window_offsets):
                 start_position = question_len + span[0] - start

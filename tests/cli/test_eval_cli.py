@@ -43,7 +43,8 @@ def test_pytorch_and_onnx_agree_and_predictions_score_the_same(tmp_path, tiny_qu
     student_dir = tiny_queue_runs[1] / "k1-kd-lrs" / "model"
 
     def evaluate(*args):  # the tiny queue's passages are 64 tokens: a 16-token stride, as it trained with
-        code, stdout, stderr = cli("--dataset", small_train_file, *args, "--doc-stride", "16", "--quiet")
+        stride = [] if "--predictions" in args else ["--doc-stride", "16"]
+        code, stdout, stderr = cli("--dataset", small_train_file, *args, *stride, "--quiet")
         assert code == 0, stderr
         return json.loads(stdout), stderr
 
@@ -95,3 +96,49 @@ def test_a_doc_stride_past_the_window_is_refused(tiny_queue_runs, small_train_fi
                                "--quiet")  # default stride 128, passages of 64 tokens
     assert code == 2 and "must be at least 0 and smaller than the passage window of 63 tokens" in stderr
     assert stdout == "" and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("option", [["--question-len", "32"], ["--passage-len", "80"], ["--position-offset", "zero"],
+                                    ["--layer", "2"]])
+def test_settings_that_differ_from_the_graph_set_are_refused(tiny_queue_runs, tiny_student_graphs, small_train_file,
+                                                             option):
+    """The graph set (question 16, passage 64, k=1, offset question_len) fixes them; scoring other settings
+    would score another model than the record names."""
+    code, stdout, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "k1-kd-lrs" / "model",
+                               "--onnx", tiny_student_graphs, "--doc-stride", "16", "--limit", "4", "--quiet", *option)
+    assert code == 2 and "another DeFormer configuration" in stderr and "Traceback" not in stderr, stderr
+    assert stdout == ""
+
+
+def test_the_graph_sets_lengths_are_the_default(tiny_queue_runs, small_train_file, tmp_path):
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    student = tiny_queue_runs[1] / "k1-kd-lrs" / "model"  # deformer.json: question 16, passage 64
+    export_graph_set(Deformer.from_pretrained(student, question_len=12, passage_len=48), tmp_path / "g", progress=False)
+    code, stdout, stderr = cli("--dataset", small_train_file, "--model", student, "--onnx", tmp_path / "g",
+                               "--doc-stride", "16", "--limit", "4", "--quiet", "--output", tmp_path / "r.json")
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "r.json").read_text())["deformer"]["question_len"] == 12
+
+
+def test_outputs_are_checked_before_the_work(tiny_queue_runs, small_train_file, tmp_path):
+    (tmp_path / "dir").mkdir()
+    for option in ("--output", "--write-predictions"):
+        code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "k1-kd-lrs" / "model",
+                              "--doc-stride", "16", "--limit", "2", "--quiet", option, tmp_path / "dir")
+        assert code == 2 and f"{option} {tmp_path / 'dir'} is a directory" in stderr and "Traceback" not in stderr
+        assert "featurize" not in stderr
+    assert [path.name for path in tmp_path.iterdir()] == ["dir"]
+
+
+def test_model_options_with_predictions_are_refused(tmp_path):
+    (tmp_path / "pred.json").write_text("{}")
+    code, _, stderr = cli("--dataset", DEV, "--predictions", tmp_path / "pred.json", "--limit", "5")
+    assert code == 2 and "--limit evaluate a model and mean nothing with --predictions" in stderr
+
+
+def test_a_dataset_path_that_is_a_directory_says_so(tmp_path):
+    (tmp_path / "pred.json").write_text("{}")
+    code, _, stderr = cli("--dataset", tmp_path, "--predictions", tmp_path / "pred.json")
+    assert code == 2 and "is a directory" in stderr

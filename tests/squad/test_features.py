@@ -74,3 +74,17 @@ def test_a_stride_that_leaves_no_new_tokens_is_refused(tokenizer, doc_stride):
     example = Example("a", "t", "Paris is in France.", "Where?", (Answer("France", 12),))
     with pytest.raises(ConfigError, match="smaller than the passage window of 95 tokens"):
         featurize([example], tokenizer, QUESTION_LEN, PASSAGE_LEN, doc_stride, progress=False)
+
+
+def test_long_passages_do_not_warn_about_indexing_errors(capfd):
+    """Windows are cut after tokenizing: the 512-token warning of transformers does not apply and misleads."""
+    from transformers import AutoTokenizer
+
+    from deformer_bench.model import default_model_dir
+    from deformer_bench.squad.data import Example
+    from deformer_bench.squad.features import featurize
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir())
+    features = featurize([Example("q", "t", "word " * 700, "Why?", ())], tokenizer, 16, 128, 32, progress=False)
+    assert len(features) > 5
+    assert "indexing errors" not in capfd.readouterr().err
