@@ -90,3 +90,68 @@ def test_teacher_then_student_train_resume_and_refuse_foreign_checkpoints(tmp_pa
     assert {"ce", "kd", "lrs"} <= set(log[-1])
     student = Deformer.from_pretrained(student_dir)
     assert student.config.layer == 1 and student.fingerprint() != teacher.fingerprint()
+
+
+def test_a_run_that_cannot_start_leaves_no_directory(tmp_path, tiny_with_tokenizer):
+    from deformer_bench.squad.data import DatasetError
+
+    run = config(tmp_path / "run", tiny_with_tokenizer, tmp_path / "missing.json")
+    with pytest.raises(DatasetError):
+        train(run, ["test"], progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("where", ["init itself", "holds init", "init's model folder", "foreign folder", "a file"])
+def test_run_directory_that_would_harm_data_is_refused(tmp_path, tiny_with_tokenizer, small_train_file, where):
+    import shutil
+
+    from deformer_bench.errors import OutputLocationError
+
+    model = tmp_path / "x" / "model"
+    shutil.copytree(tiny_with_tokenizer, model)
+    output = {"init itself": model, "holds init": tmp_path / "x", "init's model folder": model / "run",
+              "foreign folder": tmp_path / "mine", "a file": tmp_path / "file"}[where]
+    if where == "foreign folder":
+        output.mkdir()
+        (output / "notes.txt").write_text("mine")
+    if where == "a file":
+        output.write_text("mine")
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    with pytest.raises(OutputLocationError):
+        train(config(output, model, small_train_file), ["test"], progress=False)
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before  # nothing created, nothing removed
+
+
+def test_a_corrupt_checkpoint_is_one_clear_error(tmp_path, tiny_with_tokenizer, small_train_file):
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "train_config.json").write_text("{}")
+    (run / "checkpoint" / "state.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        train(config(run, tiny_with_tokenizer, small_train_file), ["test"], progress=False)
+
+
+def test_a_checkpoint_save_killed_mid_swap_is_put_back(tmp_path):
+    """The old checkpoint was moved aside and the kill came before the new one was renamed in."""
+    from deformer_bench.files import clean_stale_staging
+
+    checkpoint = tmp_path / "checkpoint"
+    aside = tmp_path / ".checkpoint.replaced-999999999"  # a process id that does not exist
+    aside.mkdir()
+    (aside / "state.pt").write_bytes(b"old state")
+    clean_stale_staging(checkpoint)
+    assert (checkpoint / "state.pt").read_bytes() == b"old state" and not aside.exists()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(learning_rate=float("nan")), "learning_rate must be a finite number"),
+    (dict(checkpoint_every=0), "checkpoint_every must be >= 1"),
+    (dict(max_examples=-1), "max_examples must be a whole number"),
+    (dict(bf16="yes"), "bf16 must be true or false"),
+])
+def test_bad_numbers_in_training_configs(changes, message):
+    from deformer_bench.errors import ConfigError
+
+    base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{**base, **changes})

@@ -13,12 +13,18 @@ from ..files import write_text_atomically
 from .common import run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
+QUEUE_SECTIONS = {"defaults", "evaluation", "runs"}
+EVALUATION_KEYS = {"dataset", "limit"}
+# Options of a single run; a queue sets these per run, so with --queue they are refused, never ignored.
+SINGLE_RUN_OPTIONS = ("init", "output", "train_file", "teacher")
+RESUMES = ("interrupted: nothing of the current step was kept; run the same command again to resume from the "
+           "last checkpoint (runs already finished are kept)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deformer-train", description=__doc__)
     parser.add_argument("--queue", type=Path, help="YAML queue of runs (see experiments/); resumes where it stopped")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where queue runs live (default runs/)")
+    parser.add_argument("--runs-dir", type=Path, help="where queue runs live (default runs/)")
     parser.add_argument("--only", help="comma-separated run names of the queue to run")
     parser.add_argument("--init", type=Path, help="single run: initial weights (default: MiniLM-L6)")
     parser.add_argument("--output", type=Path, help="single run: output directory")
@@ -64,23 +70,61 @@ def make_config(settings: dict):
         raise ConfigError(f"bad training settings: {error}", "see deformer-train --help") from None
 
 
+def _queue_error(queue_path: Path, what: str) -> ConfigError:
+    return ConfigError(f"queue {queue_path}: {what}", "see experiments/minilm-squad.yaml for the format")
+
+
+def read_queue(queue_path: Path) -> dict:
+    """The queue file as a mapping with known sections of the right types; anything else is refused."""
+    try:
+        queue = yaml.safe_load(queue_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read queue {queue_path}: {error}", "give a YAML queue file") from None
+    if not isinstance(queue, dict) or not isinstance(queue.get("runs"), list) or not queue["runs"]:
+        raise _queue_error(queue_path, "needs a non-empty 'runs' list")
+    unknown = sorted(set(queue) - QUEUE_SECTIONS)
+    if unknown:  # a typo such as 'defualts:' would otherwise drop every default silently
+        raise _queue_error(queue_path, f"unknown top-level key(s) {', '.join(map(repr, unknown))}; "
+                                       f"known: {', '.join(sorted(QUEUE_SECTIONS))}")
+    for section in ("defaults", "evaluation"):
+        if queue.get(section) is not None and not isinstance(queue[section], dict):
+            raise _queue_error(queue_path, f"'{section}' must be a mapping of settings, "
+                                           f"found {type(queue[section]).__name__}")
+    evaluation = queue.get("evaluation") or {}
+    unknown = sorted(set(evaluation) - EVALUATION_KEYS)
+    if unknown:
+        raise _queue_error(queue_path, f"unknown evaluation key(s) {', '.join(map(repr, unknown))}; "
+                                       f"known: {', '.join(sorted(EVALUATION_KEYS))}")
+    limit = evaluation.get("limit", 0)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise _queue_error(queue_path, f"evaluation limit must be a whole number >= 0 (0 = all), found {limit!r}")
+    if "dataset" in evaluation and not isinstance(evaluation["dataset"], str):
+        raise _queue_error(queue_path, "evaluation dataset must be a path")
+    for index, run in enumerate(queue["runs"], start=1):
+        if not isinstance(run, dict):
+            raise _queue_error(queue_path, f"run {index} must be a mapping such as {{name: k3, layer: 3}}, "
+                                           f"found {run!r}")
+    return queue
+
+
+def check_run_name(queue_path: Path, name) -> None:
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise _queue_error(queue_path, f"run name {name!r} must be a plain folder name (no '/')")
+
+
 def queue_configs(queue_path: Path, runs_dir: Path) -> list:
     """[(name, TrainConfig, eval settings)] in queue order; `init`/`teacher` may name earlier runs."""
     from ..model import default_model_dir
 
-    try:
-        queue = yaml.safe_load(queue_path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read queue {queue_path}: {error}", "give a YAML queue file") from None
-    if not isinstance(queue, dict) or not isinstance(queue.get("runs"), list):
-        raise ConfigError(f"queue {queue_path} needs a 'runs' list", "see experiments/minilm-squad.yaml")
-    defaults = dict(queue.get("defaults", {}))
-    evaluation = dict(queue.get("evaluation", {}))
+    queue = read_queue(queue_path)
+    defaults = dict(queue.get("defaults") or {})
+    evaluation = dict(queue.get("evaluation") or {})
     configs, names = [], set()
     for run in queue["runs"]:
         name = run.get("name")
-        if not name or name in names:
-            raise ConfigError(f"queue {queue_path}: every run needs a unique name ({name!r})", "fix the queue")
+        check_run_name(queue_path, name)
+        if name in names:
+            raise _queue_error(queue_path, f"run name {name!r} is used twice")
         names.add(name)
 
         def model_of(reference):
@@ -95,6 +139,24 @@ def queue_configs(queue_path: Path, runs_dir: Path) -> list:
         settings["output_dir"] = str(runs_dir / name)
         configs.append((name, make_config(settings), evaluation))
     return configs
+
+
+def check_queue_inputs(configs: list, runs_dir: Path) -> None:
+    """Before the first run starts (each takes an hour or more): every file and model a run reads must be
+    there, or be made by an earlier run of the queue."""
+    from ..errors import DeformerBenchError
+
+    made = set()
+    for name, config, evaluation in configs:
+        for path, what in ((config.train_file, "train_file"), (evaluation.get("dataset"), "evaluation dataset")):
+            if path is not None and not Path(path).is_file():
+                raise DeformerBenchError(f"run {name!r}: {what} {path} is not a file",
+                                         "fix the path in the queue (relative paths start where you run the command)")
+        for path, what in ((config.init_dir, "init"), (config.teacher_dir or None, "teacher")):
+            if path is not None and path not in made and not Path(path, "config.json").is_file():
+                raise DeformerBenchError(f"run {name!r}: {what} model {path} is not a model directory",
+                                         "name an earlier run of the queue, or a model directory with config.json")
+        made.add(str(runs_dir / name / "model"))
 
 
 def evaluate_run(name: str, config, evaluation: dict, command: list, progress: bool) -> dict:
@@ -127,12 +189,21 @@ def train_main(argv=None) -> int:
     overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(_config_class())
                  if getattr(args, field.name, None) is not None}
     if args.queue:
-        configs = queue_configs(args.queue, args.runs_dir)
-        selected = {name.strip() for name in args.only.split(",")} if args.only else None
+        given = [f"--{name.replace('_', '-')}" for name in (*SINGLE_RUN_OPTIONS, *overrides)
+                 if getattr(args, name, None) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} set a single run; a queue takes each run's settings from its file",
+                              "put them in the queue (its defaults or a run), or drop --queue")
+        runs_dir = args.runs_dir or Path("runs")
+        configs = queue_configs(args.queue, runs_dir)
+        selected = {name.strip() for name in args.only.split(",") if name.strip()} if args.only is not None else None
+        if selected is not None and not selected:
+            raise ConfigError("--only is empty", f"name runs of {args.queue}, e.g. --only {configs[0][0]}")
         unknown = sorted(selected - {name for name, _, _ in configs}) if selected else []
         if unknown:
             raise ConfigError(f"--only names runs not in {args.queue}: {', '.join(unknown)}",
                               f"runs there: {', '.join(name for name, _, _ in configs)}")
+        check_queue_inputs(configs, runs_dir)
         for name, config, evaluation in configs:
             if selected and name not in selected:
                 continue
@@ -141,6 +212,8 @@ def train_main(argv=None) -> int:
                 scores = evaluate_run(name, config, evaluation, command, progress=not args.quiet)
                 print(f"{name}: F1 {scores['f1']:.2f}, EM {scores['exact_match']:.2f} on {scores['questions']} questions")
         return 0
+    if args.only is not None or args.runs_dir is not None:
+        raise ConfigError("--only and --runs-dir belong to a queue", "give --queue FILE, or drop them")
     if not args.output or not args.train_file:
         raise ConfigError("a single run needs --output and --train-file", "or give --queue FILE")
     settings = {**overrides, "output_dir": str(args.output), "train_file": str(args.train_file),
@@ -153,7 +226,7 @@ def train_main(argv=None) -> int:
 
 
 def main(argv=None) -> None:
-    sys.exit(run_cli(train_main, argv))
+    sys.exit(run_cli(train_main, argv, interrupted=RESUMES))
 
 
 if __name__ == "__main__":

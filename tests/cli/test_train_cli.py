@@ -34,10 +34,24 @@ def test_queue_trains_evaluates_and_skips_finished_runs(tiny_queue_runs, capsys)
 
 
 @pytest.mark.parametrize("text, message", [
-    ("runs: {a: 1}", "needs a 'runs' list"),
+    ("runs: {a: 1}", "needs a non-empty 'runs' list"),
+    ("runs: []", "needs a non-empty 'runs' list"),
+    ("{defualts: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0}]}",
+     "unknown top-level key(s) 'defualts'"),
+    ("{defaults: [train_file, t.json], runs: [{name: a}]}", "'defaults' must be a mapping of settings, found list"),
+    ("{evaluation: {dataset: d.json, limt: 5}, runs: [{name: a}]}", "unknown evaluation key(s) 'limt'"),
+    ("{evaluation: {dataset: d.json, limit: -1}, runs: [{name: a}]}", "evaluation limit must be a whole number"),
+    ("runs: [teacher]", "run 1 must be a mapping"),
+    ("{defaults: {train_file: t.json}, runs: [{name: ../a, gamma: 1, alpha: 0, beta: 0}]}", "plain folder name"),
+    ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0, checkpoint_every: 0}]}",
+     "checkpoint_every must be >= 1"),
+    ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0, learning_rate: .nan}]}",
+     "learning_rate must be a finite number"),
+    ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0}]}",
+     "run 'a': train_file t.json is not a file"),
     ("runs: [{name: a, layer: 0, gamma: 1, alpha: 0, beta: 0}]", "missing training settings: train_file"),
     ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0}, {name: a, gamma: 1, alpha: 0, beta: 0}]}",
-     "unique name"),
+     "is used twice"),
     ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0, lerning_rate: 1}]}",
      "unknown training settings: lerning_rate"),
     ("{defaults: {train_file: t.json}, runs: [{name: a, layer: 4}]}", "KD and LRS need a teacher"),
@@ -59,3 +73,30 @@ def test_only_refuses_names_not_in_the_queue(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--only names runs not in" in err and "k4-nnoe" in err and "runs there: teacher" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("extra", [["--epochs", "2"], ["--init", "some/model"], ["--bf16", "false"],
+                                   ["--output", "o"]])
+def test_queue_refuses_single_run_options(tmp_path, capsys, extra):
+    queue = tmp_path / "queue.yaml"
+    queue.write_text("{defaults: {train_file: t.json}, runs: [{name: teacher, gamma: 1, alpha: 0, beta: 0}]}")
+    assert run_cli(train_main, ["--queue", str(queue), "--runs-dir", str(tmp_path / "runs"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert extra[0] in err and "set a single run" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_queue_options_without_a_queue_are_refused(capsys):
+    assert run_cli(train_main, ["--only", "teacher", "--output", "o", "--train-file", "t.json"]) == 2
+    assert "belong to a queue" in capsys.readouterr().err
+
+
+def test_interrupted_training_says_it_resumes(capsys):
+    from deformer_bench.cli.train import RESUMES
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    assert run_cli(interrupted, [], interrupted=RESUMES) == 130
+    err = capsys.readouterr().err
+    assert "resume from the last checkpoint" in err and "nothing was written" not in err
