@@ -31,7 +31,8 @@ class InputFileError(DeformerBenchError):
 
 
 def read_jsonl(path, fields: tuple, what: str) -> list:
-    """The objects of a JSON Lines file, each with string `fields` (blank lines skipped); errors name the line."""
+    """[(line number, object)] of a JSON Lines file, each object with string `fields` (blank lines skipped);
+    errors name the line."""
     path = Path(path)
     hint = f"write one JSON object per line with {', '.join(repr(field) for field in fields)} (strings)"
     try:
@@ -58,15 +59,25 @@ def read_jsonl(path, fields: tuple, what: str) -> list:
             raise InputFileError(f"{what} file {path}, line {number}: id {record['id']!r} repeats line "
                                  f"{ids[record['id']]}", f"give every one of the {what} its own id")
         ids[record["id"]] = number
-    return [record for _, record in records]
+    return records
 
 
-def read_passages(path) -> dict:
-    """{passage id: text}; empty texts are refused (they have no span to answer with)."""
+def has_tokens(text: str, tokenizer) -> bool:
+    """False for text the tokenizer reads as nothing: whitespace, zero-width or control characters only."""
+    if any(character.isalnum() for character in text):
+        return True  # the common case, without tokenizing twice
+    return bool(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def read_passages(path, tokenizer=None) -> dict:
+    """{passage id: text}; empty texts are refused (they have no span to answer with), and with a tokenizer
+    so are texts it reads as no tokens at all (e.g. only zero-width characters)."""
     passages = {}
-    for record in read_jsonl(path, ("id", "text"), "passages"):
-        if not record["text"].strip():
-            raise InputFileError(f"passages file {path}: passage {record['id']!r} has no text",
+    for number, record in read_jsonl(path, ("id", "text"), "passages"):
+        empty = not record["text"].strip() or (tokenizer is not None and not has_tokens(record["text"], tokenizer))
+        if empty:
+            raise InputFileError(f"passages file {path}, line {number}: passage {record['id']!r} has no text "
+                                 "(nothing but whitespace, zero-width or control characters)",
                                  "remove it or give it text")
         passages[record["id"]] = record["text"]
     return passages
@@ -75,10 +86,13 @@ def read_passages(path) -> dict:
 def read_questions(path, passages: dict) -> list:
     """Questions as Examples (no gold answers) over their passage's text; unknown passage ids are refused."""
     examples = []
-    for record in read_jsonl(path, ("id", "question", "passage_id"), "questions"):
+    for number, record in read_jsonl(path, ("id", "question", "passage_id"), "questions"):
+        if not record["question"].strip():
+            raise InputFileError(f"questions file {path}, line {number}: question {record['id']!r} is empty",
+                                 "remove it or give it text")
         if record["passage_id"] not in passages:
-            raise InputFileError(f"questions file {path}: question {record['id']!r} asks about passage "
-                                 f"{record['passage_id']!r}, which the passages file does not have",
+            raise InputFileError(f"questions file {path}, line {number}: question {record['id']!r} asks about "
+                                 f"passage {record['passage_id']!r}, which the passages file does not have",
                                  "add the passage, or correct its passage_id")
         examples.append(Example(record["id"], record["passage_id"], passages[record["passage_id"]],
                                 record["question"], ()))

@@ -123,6 +123,15 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
     return load_passage_cache(out_dir, graph_set)
 
 
+def _load_array(path: Path) -> np.ndarray:
+    """A memory-mapped .npy; a truncated or corrupt file is a PassageCacheError, not a numpy traceback."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise PassageCacheError(f"passage cache file {path} is damaged ({error})",
+                                "remove the cache directory and rebuild it") from None
+
+
 def load_passage_cache(directory, graph_set) -> PassageCache:
     """Open a cache written by build_passage_cache; refuse one of another format or another lower_passage graph."""
     directory = Path(directory)
@@ -132,9 +141,12 @@ def load_passage_cache(directory, graph_set) -> PassageCache:
                                 f"{', '.join(name + '.npy' for name in ARRAYS)})",
                                 "give a new directory to build a cache in, or one written by deformer-eval")
     try:
-        info = json.loads(info_path.read_text())
-    except json.JSONDecodeError as error:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PassageCacheError(f"{info_path} is not valid JSON: {error}", "remove the directory and rebuild") from None
+    if not isinstance(info, dict) or not isinstance(info.get("windows"), int) or isinstance(info["windows"], bool):
+        raise PassageCacheError(f"{info_path} is not a passage cache record (no 'windows' count)",
+                                "remove the directory and rebuild the cache")
     if info.get("format_version") != FORMAT_VERSION:
         raise PassageCacheError(f"{info_path} has format_version {info.get('format_version')!r}; this version "
                                 f"reads {FORMAT_VERSION}", "remove the directory and rebuild the cache")
@@ -145,7 +157,7 @@ def load_passage_cache(directory, graph_set) -> PassageCache:
             f"{str(info.get('model_fingerprint_sha256'))[:12]}, k={info.get('layer')}) than {graph_set.directory} "
             f"(model {identity['model_fingerprint_sha256'][:12]}, k={identity['layer']})",
             "give a new --passage-cache directory, or the graph set the cache was built with")
-    arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    arrays = {name: _load_array(directory / f"{name}.npy") for name in ARRAYS}
     expected = (info["windows"], identity["passage_len"], identity["hidden_size"])
     if arrays["passage_hidden"].shape != expected or arrays["passage_input_ids"].shape != expected[:2]:
         raise PassageCacheError(f"passage cache {directory} has arrays of the wrong shape "

@@ -5,24 +5,45 @@ from deformer_bench.answer import InputFileError, passage_examples, read_passage
 PASSAGE = '{"id": "p0", "text": "A passage."}\n'
 
 
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    from deformer_bench.model import default_model_dir
+
+    return AutoTokenizer.from_pretrained(default_model_dir())
+
+
+def test_featurize_survives_a_passage_of_no_tokens(minilm_tokenizer):
+    """Zero-width characters only: no tokens, one window of [SEP] alone, no crash (library callers)."""
+    from deformer_bench.squad.data import Example
+    from deformer_bench.squad.features import featurize
+
+    features = featurize([Example("q", "t", "\u200b\u200b", "Why?", ())], minilm_tokenizer, 8, 16, 4, progress=False)
+    assert len(features) == 1 and features.passage_attention_mask[0].sum() == 1
+    assert (features.token_offsets[0] == -1).all()
+
+
 @pytest.mark.parametrize("passages, message", [
     (PASSAGE + '{"id": "p0", "text": "Again."}\n', "line 2: id 'p0' repeats line 1"),
     (PASSAGE + "not json\n", "line 2: not JSON"),
     ('{"id": "p0", "body": "A passage."}\n', "line 1: expected an object with string 'id', 'text'"),
     ('{"id": 7, "text": "A passage."}\n', "line 1: expected an object with string 'id', 'text'"),
     ('["p0", "A passage."]\n', "line 1: expected an object"),
-    ('{"id": "p0", "text": "  "}\n', "passage 'p0' has no text"),
+    ('{"id": "p0", "text": "  "}\n', "line 1: passage 'p0' has no text"),
+    (PASSAGE + '{"id": "p1", "text": "\\u200b\\u200b"}\n', "line 2: passage 'p1' has no text"),
     ("\n\n", "holds no passages"),
 ])
-def test_bad_passages_files_name_the_line(tmp_path, passages, message):
+def test_bad_passages_files_name_the_line(tmp_path, passages, message, minilm_tokenizer):
     (tmp_path / "passages.jsonl").write_text(passages)
     with pytest.raises(InputFileError, match=message) as raised:
-        read_passages(tmp_path / "passages.jsonl")
+        read_passages(tmp_path / "passages.jsonl", minilm_tokenizer)
     assert raised.value.hint
 
 
 @pytest.mark.parametrize("questions, message", [
-    ('{"id": "q", "question": "Why?", "passage_id": "p9"}\n', "asks about passage 'p9', which the passages file"),
+    ('{"id": "q", "question": "Why?", "passage_id": "p9"}\n', "line 1: question 'q' asks about passage 'p9', which"),
+    ('{"id": "q", "question": " ", "passage_id": "p0"}\n', "line 1: question 'q' is empty"),
     ('{"id": "q", "question": "Why?"}\n', "expected an object with string 'id', 'question', 'passage_id'"),
     ('{"id": "q", "question": "Why?", "passage_id": "p0"}\n' * 2, "line 2: id 'q' repeats line 1"),
 ])

@@ -76,6 +76,23 @@ def test_refuses_missing_windows_and_foreign_or_broken_caches(tiny_graphs, tmp_p
     (tmp_path / "empty").mkdir()
     with pytest.raises(PassageCacheError, match="is not a passage cache"):
         load_passage_cache(tmp_path / "empty", graph_set)
+    wrong_shape = tmp_path / "wrong-shape"
+    shutil.copytree(tmp_path / "cache", wrong_shape)
+    (wrong_shape / "passage_cache.json").write_text("[]")
+    with pytest.raises(PassageCacheError, match="not a passage cache record"):
+        load_passage_cache(wrong_shape, graph_set)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_array_file_is_one_clear_error(tiny_graphs, tmp_path, damage):
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    build_passage_cache(graph_set, ids, mask, tmp_path / "cache", evaluation_session, progress=False)
+    hidden = tmp_path / "cache" / "passage_hidden.npy"
+    data = hidden.read_bytes()
+    hidden.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"not numpy at all" * 10, "empty": b""}[damage])
+    with pytest.raises(PassageCacheError, match="passage_hidden.npy is damaged"):
+        load_passage_cache(tmp_path / "cache", graph_set)
 
 
 def test_a_failed_build_leaves_no_directory(tiny_graphs, tmp_path):

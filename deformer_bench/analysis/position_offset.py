@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..architectures import architecture_for
 from ..files import staged_directory
 from ..model import POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir, load_qa_model
 from ..squad.data import load_squad
@@ -41,7 +42,10 @@ def encode(tokenizer, examples, question_len: int, passage_len: int):
 
 
 def unsplit_states(qa_model, question_ids, question_mask, passage_ids, passage_mask):
-    """Hidden states of the unsplit model on the contiguous `[CLS] q [SEP] p [SEP]` (no gap)."""
+    """Hidden states of the unsplit model on the contiguous `[CLS] q [SEP] p [SEP]` (no gap), the passage with
+    the token type its family uses (architectures.py: 1 for BERT, 0 for RoBERTa, which has one type)."""
+    architecture = architecture_for(qa_model.config.model_type)
+    passage_type = architecture.passage_token_type(qa_model.config)
     rows, lengths = [], []
     for q_ids, q_mask, p_ids, p_mask in zip(question_ids, question_mask, passage_ids, passage_mask):
         q_len, p_len = int(q_mask.sum()), int(p_mask.sum())
@@ -54,8 +58,8 @@ def unsplit_states(qa_model, question_ids, question_mask, passage_ids, passage_m
     for row, (sequence, q_len, p_len) in enumerate(rows):
         ids[row, :len(sequence)] = sequence
         mask[row, :len(sequence)] = 1
-        types[row, q_len:len(sequence)] = 1
-    encoder = getattr(qa_model, qa_model.base_model_prefix)
+        types[row, q_len:len(sequence)] = passage_type
+    encoder = architecture.encoder_model(qa_model)
     hidden = encoder(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True).hidden_states
     return hidden, [(q_len, p_len) for _, q_len, p_len in rows]
 
@@ -72,10 +76,10 @@ def passage_cosine(deformer_states, unsplit, spans, question_len: int) -> list:
 
 def run_study(model_dir: Path, dataset: Path, count: int, question_len: int, passage_len: int,
               batch_size: int = 16, progress: bool = True) -> dict:
-    from transformers import AutoTokenizer
+    from ..evaluate import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    qa_model, _ = load_qa_model(model_dir)
+    tokenizer = load_tokenizer(Path(model_dir))
+    qa_model, _ = load_qa_model(Path(model_dir))
     examples = load_squad(dataset)[:count]
     num_layers = qa_model.config.num_hidden_layers
     scores = {(offset, k, where): [] for offset in POSITION_OFFSETS for k in range(1, num_layers + 1)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError
-from ..files import write_text_atomically
+from ..files import check_output_dir, check_output_file, write_text_atomically
 from .common import run_cli
 
 
@@ -46,10 +46,14 @@ def answer_main(argv=None) -> int:
 
     from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
 
+    if args.output:
+        check_output_file(args.output, "--output")  # before any work, not after it
+    if not args.passage_cache.exists():
+        check_output_dir(args.passage_cache, "--passage-cache")
     graph_set = load_graph_set(args.graphs)
-    passages = read_passages(args.passages)
-    questions = read_questions(args.questions, passages) if args.questions else None  # checked before any work
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
+    passages = read_passages(args.passages, tokenizer)
+    questions = read_questions(args.questions, passages) if args.questions else None  # checked before any work
     if not graph_set.manifest["model"].get("qa_head_trained", True):
         print(f"note: {args.graphs} was exported with a random QA head: its answers are meaningless", file=sys.stderr)
     progress = not args.quiet

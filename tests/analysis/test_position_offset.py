@@ -22,3 +22,18 @@ def test_study_compares_both_offsets_at_every_k(tiny_with_tokenizer, tmp_path):
     assert abs(by_cell[("zero", 2, "layer_k")] - by_cell[("zero", 2, "last_layer")]) < 1e-6
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_unsplit_states_use_the_familys_passage_token_type():
+    """RoBERTa has one token type: type 1 would index past its table (the study hard-coded 1)."""
+    import torch
+
+    from deformer_bench.analysis.position_offset import unsplit_states
+    from tests.conftest import tiny_qa_model
+
+    qa_model = tiny_qa_model("roberta")
+    ids = torch.randint(3, 120, (2, 6))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    with torch.no_grad():
+        hidden, spans = unsplit_states(qa_model, ids, mask, ids, mask)
+    assert len(hidden) == 3 and spans == [(6, 6), (6, 6)]

@@ -94,3 +94,20 @@ def test_output_without_questions_is_refused(tiny_student_graphs, tmp_path):
     code, _, stderr = cli(tiny_student_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
                           "--output", tmp_path / "answers.json")
     assert code == 2 and "no --questions were given" in stderr and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("bad", ["output is a directory", "cache under a file"])
+def test_output_locations_are_refused_before_any_work(tiny_student_graphs, squad_as_jsonl, tmp_path, bad):
+    passages, questions = squad_as_jsonl
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    output, cache = tmp_path / "answers.json", tmp_path / "cache"
+    if bad == "output is a directory":
+        output = tmp_path / "dir"
+    else:
+        cache = tmp_path / "file" / "cache"
+    before = sorted(path.name for path in tmp_path.iterdir())
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", passages, "--questions", questions,
+                               "--passage-cache", cache, "--output", output, "--doc-stride", "16", "--quiet")
+    assert code == 2 and stderr.startswith("error: ") and "Traceback" not in stderr, stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == before  # no DIR.partial, no cache
