@@ -1,6 +1,14 @@
-"""Hardware profiles: YAML files in profiles/ turned into a validated dataclass (unknown keys are errors)."""
+"""Hardware profiles: YAML files turned into a validated dataclass (unknown keys are errors).
+
+The built-in profiles live in the repository's top-level profiles/ folder, which setup.cfg installs as the
+package deformer_bench.builtin_profiles; they are read through importlib.resources, so they are found the same
+way in an editable install and in an installed wheel.
+"""
 
 import dataclasses
+import importlib.resources
+import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -8,8 +16,10 @@ import yaml
 
 from .errors import ProfileError
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+BUILTIN_PROFILES_PACKAGE = "deformer_bench.builtin_profiles"
+PROFILE_SUFFIXES = (".yaml", ".yml")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_sizes")
 
 
 @dataclass(frozen=True)
@@ -34,25 +44,35 @@ class Profile:
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
+        for name in ("name", "description", "device"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ProfileError(f"profile {self.name!r}: {name} must be a non-empty string, got {value!r}",
+                                   f"fix {name} in the profile")
         positive_ints = ("intra_op_threads", "inter_op_threads", "question_len", "passage_len",
                          "warmup_min_count", "min_count", "memory_iterations")
         for name in positive_ints:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ProfileError(f"profile {self.name!r}: {name} must be a positive integer, got {value!r}",
                                    f"fix {name} in the profile")
+        # numpy's generators take seeds >= 0; the runner seeds one with it
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ProfileError(f"profile {self.name!r}: seed must be an integer >= 0, got {self.seed!r}",
+                               "fix seed in the profile")
         for name in ("warmup_min_time_s", "min_time_s", "max_time_s"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ProfileError(f"profile {self.name!r}: {name} must be a number >= 0, got {value!r}",
+            # NaN passes every comparison and inf never ends a timed loop: both are refused
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or value < 0):
+                raise ProfileError(f"profile {self.name!r}: {name} must be a finite number >= 0, got {value!r}",
                                    f"fix {name} in the profile")
         if self.max_time_s < self.min_time_s:
             raise ProfileError(f"profile {self.name!r}: max_time_s < min_time_s", "raise max_time_s")
         if (not isinstance(self.batch_sizes, (list, tuple)) or not self.batch_sizes
-                or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1
-                           for size in self.batch_sizes)):
-            raise ProfileError(f"profile {self.name!r}: batch_sizes must be a list of positive integers",
-                               "e.g. batch_sizes: [1, 8, 32]")
+                or not all(_is_int(size) and size >= 1 for size in self.batch_sizes)):
+            raise ProfileError(f"profile {self.name!r}: batch_sizes must be a list of positive integers, "
+                               f"got {self.batch_sizes!r}", "e.g. batch_sizes: [1, 8, 32]")
         if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
             raise ProfileError(f"profile {self.name!r}: graph_optimization {self.graph_optimization!r} is unknown",
                                f"use one of: {', '.join(GRAPH_OPTIMIZATIONS)}")
@@ -69,32 +89,116 @@ class Profile:
         return {**dataclasses.asdict(self), "batch_sizes": list(self.batch_sizes)}
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def builtin_profiles_dir():
+    """The folder of the built-in profiles, as an importlib.resources Traversable."""
+    try:
+        return importlib.resources.files(BUILTIN_PROFILES_PACKAGE)
+    except ModuleNotFoundError:
+        # an editable install made before the profiles became a package maps only the old package list
+        raise ProfileError(f"the built-in profiles (package {BUILTIN_PROFILES_PACKAGE}) are not installed",
+                           "reinstall deformer-bench: `pip install -e .` in the repository, "
+                           "or `pip install --force-reinstall --no-deps` the wheel") from None
+
+
 def available_profiles() -> list:
-    return sorted(path.stem for path in PROFILES_DIR.glob("*.yaml"))
+    """Names of the built-in profiles (what --profile takes besides a path)."""
+    return sorted(entry.name[:-len(".yaml")] for entry in builtin_profiles_dir().iterdir()
+                  if entry.name.endswith(".yaml") and entry.is_file())
+
+
+def _example_profile() -> str:
+    return str(builtin_profiles_dir() / "server-cpu.yaml")
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key, first_line: int, line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_lines:
+                    raise _DuplicateKeyError(key, first_lines[key], line)
+                first_lines[key] = line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_profile_text(name_or_path: str):
+    """(text, source) of a built-in profile by name or of a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix not in PROFILE_SUFFIXES:
+        names = available_profiles()
+        if name_or_path not in names:
+            raise ProfileError(f"unknown profile {name_or_path!r}",
+                               f"use one of: {', '.join(names)}, or the path of a YAML profile (.yaml or .yml)")
+        resource = builtin_profiles_dir() / f"{name_or_path}.yaml"
+        source, read = str(resource), resource.read_bytes
+    else:
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except OSError as error:  # e.g. a name too long for the file system
+            raise ProfileError(f"cannot read profile {path}: {error.strerror or error}", "check the path") from None
+        if is_dir:
+            raise ProfileError(f"profile {path} is a directory, not a YAML file", "give the path of a YAML file")
+        if not is_file:
+            raise ProfileError(f"profile file {path} does not exist",
+                               f"check the path, or give a built-in profile by name (without {path.suffix}): "
+                               f"{', '.join(available_profiles())}")
+        source, read = str(path), path.read_bytes
+    try:
+        raw = read()
+    except OSError as error:
+        raise ProfileError(f"cannot read profile {source}: {error.strerror or error}",
+                           "check the file's permissions") from None
+    try:
+        return raw.decode("utf-8"), source
+    except UnicodeDecodeError as error:
+        raise ProfileError(f"profile {source} is not UTF-8 text (byte {error.start}: {raw[error.start]:#04x})",
+                           "save the file as UTF-8") from None
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (profiles/NAME.yaml) or by path to a YAML file."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PROFILES_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ProfileError(f"unknown profile {name_or_path!r}",
-                           f"use one of: {', '.join(available_profiles())}, or the path of a YAML profile")
+    """A built-in profile by name (see available_profiles) or a profile by path to a .yaml/.yml file."""
+    text, source = _read_profile_text(name_or_path)
+    stream = io.StringIO(text)
+    stream.name = source  # YAML errors then name the file, not "<unicode string>"
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(stream, Loader=_UniqueKeyLoader)
+    except _DuplicateKeyError as error:
+        where = (f"line {error.line}" if error.line == error.first_line
+                 else f"lines {error.first_line} and {error.line}")
+        raise ProfileError(f"profile {source}: {error.key!r} is given twice ({where})", "keep one of them") from None
     except yaml.YAMLError as error:
-        raise ProfileError(f"profile {path} is not valid YAML: {error}", "fix the YAML syntax") from None
+        raise ProfileError(f"profile {source} is not valid YAML: {error}", "fix the YAML syntax") from None
+    if data is None:
+        raise ProfileError(f"profile {source} is empty", f"write its settings; see {_example_profile()}")
     if not isinstance(data, dict):
-        raise ProfileError(f"profile {path} must be a mapping of settings", "see profiles/server-cpu.yaml")
+        raise ProfileError(f"profile {source} must be a mapping of settings, not a {type(data).__name__}",
+                           f"see {_example_profile()}")
     known = {f.name for f in dataclasses.fields(Profile)} - {"source"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(key) for key in data if key not in known)
     if unknown:
-        raise ProfileError(f"profile {path} has unknown keys: {', '.join(unknown)}",
+        raise ProfileError(f"profile {source} has unknown keys: {', '.join(unknown)}",
                            f"known keys: {', '.join(sorted(known))}")
-    missing = sorted(name for name in ("name", "description", "device", "intra_op_threads", "batch_sizes")
-                     if name not in data)
+    missing = [name for name in REQUIRED_KEYS if name not in data]
     if missing:
-        raise ProfileError(f"profile {path} lacks required keys: {', '.join(missing)}", "add them")
-    data["batch_sizes"] = tuple(data["batch_sizes"]) if isinstance(data["batch_sizes"], list) else data["batch_sizes"]
-    return Profile(**data, source=str(path))
+        raise ProfileError(f"profile {source} lacks required keys: {', '.join(missing)}", "add them")
+    if isinstance(data["batch_sizes"], list):
+        data["batch_sizes"] = tuple(data["batch_sizes"])
+    return Profile(**data, source=source)
