@@ -11,6 +11,7 @@ at the end.
 """
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import OutputExistsError, OutputLocationError
+from .errors import DiskFullError, OutputExistsError, OutputLocationError
 
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|replaced)-(?P<pid>\d+)(-.*)?$")
 
@@ -162,7 +163,14 @@ def staged_directory(out_dir: Path, replace: bool = False):
         raise OutputExistsError(f"{out_dir} already exists", "give a new path")
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
     try:
-        yield staging
+        try:
+            yield staging
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"the disk filled up while writing {out_dir} ({error.strerror})",
+                                    f"free space on the disk of {out_dir.parent}, or write elsewhere; "
+                                    "nothing half-written was kept") from None
+            raise
         if replace and (out_dir.exists() or out_dir.is_symlink()):
             aside = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}")
             out_dir.rename(aside)

@@ -132,3 +132,13 @@ def test_output_file_checks(tmp_path):
         check_output_file(tmp_path / "dir")
     check_output_file(tmp_path / "new" / "result.json")  # a folder that does not exist yet is fine
     assert [p.name for p in tmp_path.iterdir()] == ["dir"]
+
+
+def test_a_full_disk_inside_a_staged_directory_is_a_disk_full_error(tmp_path):
+    from deformer_bench.errors import DiskFullError
+
+    with pytest.raises(DiskFullError, match="filled up while writing") as raised:
+        with staged_directory(tmp_path / "out") as staging:
+            (staging / "half.onnx").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert raised.value.exit_code == 3 and list(tmp_path.iterdir()) == []
