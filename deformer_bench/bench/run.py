@@ -1,14 +1,18 @@
 """Benchmark orchestration: export (or verify) graph sets, send runner jobs, save one results JSON.
 
 Per configuration (model, k) and batch size:
-  * one timing job: the three paths interleaved in one fresh process (paired samples);
+  * `processes` timing jobs (default 3), one after another, each a fresh process timing the three paths
+    interleaved (paired samples); the spread of their figures says how far one process can be trusted;
   * one memory job per path: a fresh process that loads only that path's graphs;
   * the paper's operator-bytes metric and the FLOP ideal, computed here from graph and config.
+Around it all, the machine state (load, other busy processes), so a figure from a busy machine is flagged.
 """
 
 import datetime
 import json
+import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +21,16 @@ from tqdm import tqdm
 
 from ..environment import describe_environment
 from ..files import staged_directory
+from . import machine_state
 from .flops import path_flops
 from .memory import operator_bytes
 from .runner import PATH_GRAPHS, PROTOCOL_VERSION
-from .stats import LatencyStats, paired_speedup
+from .summary import HEADLINE_PROCESSES, headline_check, summarise_batch
 
-RESULTS_FORMAT_VERSION = 1
+# 2: several timing processes per batch (`processes`, `across_processes`), `machine_state`, `headline`.
+RESULTS_FORMAT_VERSION = 2
 PATHS = tuple(PATH_GRAPHS)
+DEFAULT_PROCESSES = HEADLINE_PROCESSES
 
 
 @dataclass(frozen=True)
@@ -83,60 +90,50 @@ def session_settings(device, profile) -> dict:
             "graph_optimization": profile.graph_optimization}
 
 
-def measure_batch(config: BenchConfig, device, target, profile, batch: int, scratch: Path) -> dict:
-    cache = scratch / f"passage_cache_b{batch}.npy"
-    timing_job = {
+def timing_job(config: BenchConfig, device, profile, batch: int) -> dict:
+    return {
         **base_job(config, device, profile, batch), "mode": "timing", "paths": list(PATHS),
-        "passage_cache_out": str(cache),
         "warmup": {"min_count": profile.warmup_min_count, "min_time_s": profile.warmup_min_time_s,
                    "max_time_s": profile.max_time_s},
         "measure": {"min_count": profile.min_count, "min_time_s": profile.min_time_s,
                     "max_time_s": profile.max_time_s},
     }
-    timing = target.run_job(timing_job)
+
+
+def measure_batch(config: BenchConfig, device, target, profile, batch: int, scratch: Path,
+                  processes: int = DEFAULT_PROCESSES) -> dict:
+    cache = scratch / f"passage_cache_b{batch}.npy"
+    job = timing_job(config, device, profile, batch)
+    # Every process computes the same passage states (same seed); the first one saves them for the memory jobs.
+    timings = [target.run_job({**job, "passage_cache_out": str(cache) if index == 0 else None})
+               for index in range(processes)]
     memory = {
         path: target.run_job({**base_job(config, device, profile, batch), "mode": "memory", "path": path,
                               "iterations": profile.memory_iterations, "passage_cache_in": str(cache)})
         for path in PATHS
     }
     case = f"{config.label} k={config.manifest['deformer']['layer']} batch {batch}"
-    return summarise_batch(case, batch, timing, memory)
+    return summarise_batch(case, batch, timings, memory)
 
 
-def summarise_batch(case: str, batch: int, timing: dict, memory: dict) -> dict:
-    """Figures derived from raw samples; the samples stay in the record."""
-    samples = timing["samples_ns"]
-    stats = {path: LatencyStats(values) for path, values in samples.items()}
-    warnings = [warning for path, stat in stats.items() for warning in stat.warnings(f"{case} {path}")]
-    if timing["stopped_by_time_cap"]:
-        warnings.append(f"{case}: stopped by max_time_s before min_count was reached")
-    for record in memory.values():
-        record["peak_above_load_mb"] = record["peak_rss_mb"] - record["rss_after_load_mb"]
-    return {
-        "batch_size": batch,
-        "samples_ns": samples,
-        "latency": {path: stat.summary() for path, stat in stats.items()},
-        "throughput_per_s": {path: stat.throughput(batch) for path, stat in stats.items()},
-        "speedup_vs_unsplit": {
-            path: paired_speedup(samples["unsplit"], samples[path]).to_dict() for path in PATHS if path != "unsplit"
-        },
-        "memory": memory,
-        "load_s": timing["load_s"],
-        "warnings": warnings,
-    }
+def _mb(value) -> str:
+    return f"{value:.0f} MB" if value is not None else "n/a"
 
 
 def describe_batch(config: BenchConfig, record: dict, ideal: float) -> str:
-    latency, speedup = record["latency"], record["speedup_vs_unsplit"]["online"]
+    latency, pooled = record["latency"], record["speedup_vs_unsplit"]["online"]
+    across = record["across_processes"]["speedup_vs_unsplit"]["online"]
     memory = record["memory"]
     return (f"{config.label} k={config.manifest['deformer']['layer']} batch {record['batch_size']}: "
             f"unsplit p50 {latency['unsplit']['p50_ms']:.2f} ms, online {latency['online']['p50_ms']:.2f} ms -> "
-            f"{speedup['ratio']:.2f}x [{speedup['ci95_low']:.2f}, {speedup['ci95_high']:.2f}] "
-            f"(FLOP ideal {ideal:.2f}x); peak RSS unsplit {memory['unsplit']['peak_rss_mb']:.0f} MB, "
-            f"online {memory['online']['peak_rss_mb']:.0f} MB")
+            f"{across['median']:.2f}x (processes {across['min']:.2f}..{across['max']:.2f}; pooled "
+            f"{pooled['ratio']:.2f}x [{pooled['ci95_low']:.2f}, {pooled['ci95_high']:.2f}]) "
+            f"(FLOP ideal {ideal:.2f}x); peak RSS unsplit {_mb(memory['unsplit']['peak_rss_mb'])}, "
+            f"online {_mb(memory['online']['peak_rss_mb'])}")
 
 
-def measure_config(config: BenchConfig, device, profile, progress: bool) -> dict:
+def measure_config(config: BenchConfig, device, profile, progress: bool,
+                   processes: int = DEFAULT_PROCESSES) -> dict:
     target = device.make_target()
     flops = config_flops(config.manifest)
     record = {
@@ -152,11 +149,11 @@ def measure_config(config: BenchConfig, device, profile, progress: bool) -> dict
     }
     with tempfile.TemporaryDirectory(prefix="deformer-bench-") as scratch:
         for batch in profile.batch_sizes:
-            batch_record = measure_batch(config, device, target, profile, batch, Path(scratch))
+            batch_record = measure_batch(config, device, target, profile, batch, Path(scratch), processes)
             record["batches"].append(batch_record)
             tqdm.write(describe_batch(config, batch_record, flops["ideal_speedup"]))
             for warning in batch_record["warnings"]:
-                tqdm.write(f"warning: {warning}")
+                tqdm.write(f"warning: {warning}", file=sys.stderr)
     return record
 
 
@@ -183,18 +180,40 @@ def save_results(results: dict, output_root: Path, label: str) -> Path:
     return final
 
 
-def run_benchmark(configs: list, devices: list, profile, command: list, note: str = "",
-                  progress: bool = True) -> dict:
+def start_machine_state(take_snapshot=machine_state.snapshot) -> dict:
+    """The machine before any export or measurement; a busy one is warned about now, not only at the end."""
+    start = take_snapshot()
+    for warning in machine_state.state_warnings(start, None, os.cpu_count() or 1):
+        tqdm.write(f"warning: {warning}", file=sys.stderr)
+    return start
+
+
+def run_benchmark(configs: list, devices: list, profile, command: list, note: str = "", progress: bool = True,
+                  processes: int = DEFAULT_PROCESSES, machine_start: dict = None,
+                  take_snapshot=machine_state.snapshot) -> dict:
     """Measure every config on every device; returns the results document (not yet saved)."""
+    start = machine_start if machine_start is not None else start_machine_state(take_snapshot)
     results = {
         "format_version": RESULTS_FORMAT_VERSION,
         "environment": describe_environment(command),
         "profile": profile.to_dict(),
         "note": note,
+        "timing_processes": processes,
         "configs": [],
     }
     jobs = [(config, device) for device in devices for config in configs]
     for config, device in tqdm(jobs, desc="bench", unit="config", disable=not progress):
-        results["configs"].append(measure_config(config, device, profile, progress))
-    results["warnings"] = [w for config in results["configs"] for batch in config["batches"] for w in batch["warnings"]]
+        results["configs"].append(measure_config(config, device, profile, progress, processes))
+    state = machine_state.machine_state_record(start, take_snapshot())
+    results["machine_state"] = state
+    results["headline"] = headline_check(profile.name, processes, state, results["configs"])
+    results["warnings"] = state["warnings"] + process_count_warnings(profile.name, processes) + [
+        warning for config in results["configs"] for batch in config["batches"] for warning in batch["warnings"]]
     return results
+
+
+def process_count_warnings(profile_name: str, processes: int) -> list:
+    if processes >= HEADLINE_PROCESSES or profile_name.endswith("+quick"):
+        return []
+    return [f"{processes} timing process(es) per case: too few to know how far one process can be trusted; a "
+            f"headline figure needs at least {HEADLINE_PROCESSES} (--processes)"]

@@ -9,7 +9,9 @@ Modes:
   timing  loads every graph, then times the three paths interleaved round by round, so that the
           unsplit model and the DeFormer path see the same machine state (paired samples).
   memory  loads only one path's graphs and records its resident memory: after loading (the
-          weights baseline) and the peak while it runs.
+          weights baseline) and the peak while it runs. Linux: /proc (VmRSS, VmHWM reset after loading);
+          macOS and the BSDs: `ps` for the current RSS and getrusage's lifetime peak (bytes on macOS),
+          which includes loading (`peak_excludes_loading` is then false).
 """
 
 import json
@@ -126,26 +128,74 @@ def run_timing(job):
     return {"samples_ns": samples, "stopped_by_time_cap": capped, "load_s": load_s}
 
 
+PROC_STATUS = "/proc/self/status"  # Linux; absent on macOS and the BSDs
+PROC_CLEAR_REFS = "/proc/self/clear_refs"
+
+
 def read_status_kb(field):
     """VmRSS / VmHWM of this process from /proc (Linux); None where unavailable."""
     try:
-        with open("/proc/self/status") as status:
+        with open(PROC_STATUS) as status:
             for line in status:
                 if line.startswith(field + ":"):
                     return int(line.split()[1])
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def ps_rss_kb():
+    """This process's resident set in KiB from `ps -o rss=` (KiB on macOS, the BSDs and Linux); None if ps fails."""
+    import subprocess
+
+    try:
+        completed = subprocess.run(["ps", "-o", "rss=", "-p", str(os.getpid())], capture_output=True, text=True,
+                                   timeout=30)
+        return int(completed.stdout.split()[0]) if completed.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def ru_maxrss_kb():
+    """Lifetime peak RSS in KiB from getrusage: ru_maxrss is bytes on macOS, KiB on Linux and the BSDs."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform == "darwin" else peak
+
+
+def current_rss():
+    """(KiB, how it was read): /proc on Linux, ps elsewhere; (None, None) if neither works."""
+    kb = read_status_kb("VmRSS")
+    if kb is not None:
+        return kb, "proc"
+    kb = ps_rss_kb()
+    return (kb, "ps") if kb is not None else (None, None)
+
+
+def peak_rss():
+    """(KiB, how it was read): VmHWM on Linux (resettable), else getrusage's lifetime peak."""
+    kb = read_status_kb("VmHWM")
+    if kb is not None:
+        return kb, "proc_vmhwm"
+    kb = ru_maxrss_kb()
+    return (kb, "ru_maxrss") if kb is not None else (None, None)
 
 
 def reset_peak_rss():
     """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak measured excludes loading."""
     try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
+        with open(PROC_CLEAR_REFS, "w") as clear_refs:
             clear_refs.write("5")
         return True
     except OSError:
         return False
+
+
+def megabytes(kb):
+    return kb / 1024 if kb is not None else None
 
 
 def run_memory(job):
@@ -155,23 +205,21 @@ def run_memory(job):
     inputs = make_inputs(job)
     passage_cache = np.load(job["passage_cache_in"]) if path == "online" else None
     call = path_call(path, sessions, inputs, passage_cache)
-    load_peak_kb = read_status_kb("VmHWM")
-    baseline_kb = read_status_kb("VmRSS")
+    load_peak_kb, _ = peak_rss()
+    baseline_kb, rss_source = current_rss()
     peak_reset = reset_peak_rss()
     for _ in range(job["iterations"]):
         call()
-    peak_kb = read_status_kb("VmHWM")
-    if peak_kb is None:  # not Linux: the lifetime peak, loading included
-        import resource
-
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_reset = False
+    peak_kb, peak_source = peak_rss()
     return {
         "path": path,
-        "rss_after_load_mb": baseline_kb / 1024 if baseline_kb is not None else None,
-        "load_peak_rss_mb": load_peak_kb / 1024 if load_peak_kb is not None else None,
-        "peak_rss_mb": peak_kb / 1024,
-        "peak_excludes_loading": peak_reset,
+        "rss_after_load_mb": megabytes(baseline_kb),
+        "rss_source": rss_source,
+        "load_peak_rss_mb": megabytes(load_peak_kb),
+        "peak_rss_mb": megabytes(peak_kb),
+        "peak_source": peak_source,
+        # Only a reset VmHWM excludes loading; getrusage's peak is the process's lifetime peak.
+        "peak_excludes_loading": peak_reset and peak_source == "proc_vmhwm",
         "iterations": job["iterations"],
     }
 

@@ -1,4 +1,5 @@
-"""Latency statistics built from raw samples (kept), paired speed-ups with bootstrap CIs, warnings."""
+"""Latency statistics built from raw samples (kept), paired speed-ups with bootstrap CIs, the spread of a figure
+across fresh processes, warnings."""
 
 from dataclasses import dataclass, field
 
@@ -6,6 +7,7 @@ import numpy as np
 
 UNSTABLE_CV = 0.10  # coefficient of variation above which a figure is flagged
 UNSTABLE_TAIL = 2.0  # p99 / p50 above which the tail is flagged
+UNSTABLE_SPREAD = 0.05  # largest distance of a per-process figure from their median, as a fraction of it
 
 
 @dataclass(frozen=True)
@@ -70,20 +72,61 @@ class SpeedUp:
         return {"ratio": self.ratio, "ci95_low": self.ci_low, "ci95_high": self.ci_high, "pairs": self.pairs}
 
 
+def _pairs(baseline_ns, candidate_ns) -> tuple:
+    pairs = min(len(baseline_ns), len(candidate_ns))
+    if pairs == 0:
+        raise ValueError("no paired samples")
+    return (np.asarray(baseline_ns[:pairs], dtype=np.float64), np.asarray(candidate_ns[:pairs], dtype=np.float64))
+
+
+def median_ratio(baseline_ns, candidate_ns) -> float:
+    """median(baseline) / median(candidate) over the rounds both have: one process's paired speed-up."""
+    baseline, candidate = _pairs(baseline_ns, candidate_ns)
+    return float(np.median(baseline) / np.median(candidate))
+
+
 def paired_speedup(baseline_ns, candidate_ns, confidence=0.95, resamples=2000, seed=0) -> SpeedUp:
     """Speed-up of candidate over baseline from samples taken in the same rounds.
 
     Pairs are resampled together (round i of both), so drift that hits both paths cancels out.
     """
-    pairs = min(len(baseline_ns), len(candidate_ns))
-    if pairs == 0:
-        raise ValueError("no paired samples")
-    baseline = np.asarray(baseline_ns[:pairs], dtype=np.float64)
-    candidate = np.asarray(candidate_ns[:pairs], dtype=np.float64)
-    ratio = float(np.median(baseline) / np.median(candidate))
+    baseline, candidate = _pairs(baseline_ns, candidate_ns)
+    pairs, ratio = len(baseline), median_ratio(baseline, candidate)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, pairs, size=(resamples, pairs))
     ratios = np.median(baseline[picks], axis=1) / np.median(candidate[picks], axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return SpeedUp(ratio, float(low), float(high), pairs)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One figure measured once in each fresh process (a p50, a speed-up): the values kept, their median and range."""
+
+    values: tuple
+
+    def __post_init__(self):
+        if len(self.values) == 0:
+            raise ValueError("no per-process values")
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.values))
+
+    @property
+    def deviation(self) -> float:
+        """How far the farthest value lies from the median, as a fraction of the median."""
+        median = self.median
+        return max(abs(value - median) for value in self.values) / median if median else 0.0
+
+    def to_dict(self) -> dict:
+        return {"values": [float(value) for value in self.values], "median": self.median,
+                "min": float(min(self.values)), "max": float(max(self.values)), "max_deviation": self.deviation}
+
+    def warnings(self, label: str, limit: float = UNSTABLE_SPREAD) -> list:
+        if len(self.values) < 2 or self.deviation <= limit:
+            return []
+        return [f"{label}: the {len(self.values)} timing processes disagree, values {min(self.values):.2f}.."
+                f"{max(self.values):.2f} lie up to {self.deviation:.0%} from their median {self.median:.2f} "
+                f"(limit {limit:.0%})"]

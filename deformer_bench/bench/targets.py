@@ -35,7 +35,19 @@ class LocalProcessTarget:
             tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
             raise RunnerError(f"runner job ({job['mode']}) failed with exit code {completed.returncode}: {tail}",
                               "check the graphs and the runner's onnxruntime installation")
-        return json.loads(completed.stdout)
+        return parse_result(job, completed.stdout)
+
+
+def parse_result(job: dict, stdout: str) -> dict:
+    """The runner's one JSON object; anything else (a stray print, a cut-off write) is a RunnerError."""
+    try:
+        result = json.loads(stdout)
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict) or result.get("mode") != job["mode"]:
+        raise RunnerError(f"runner job ({job['mode']}) returned no {job['mode']} result: {stdout[-200:]!r}",
+                          "check that the runner prints nothing but its JSON result")
+    return result
 
 
 @dataclass(frozen=True)
@@ -56,10 +68,14 @@ PLANNED_DEVICES = {
 
 
 def resolve_devices(text: str) -> list:
-    """'cpu,cuda' -> [Device, ...]; unknown or unavailable devices raise DeviceError."""
+    """'cpu,cuda' -> [Device, ...]; unknown, unavailable or repeated devices raise DeviceError."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise DeviceError("no device given", f"use --device with one of: {', '.join(DEVICES)}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DeviceError(f"device {', '.join(map(repr, repeated))} given more than once in --device {text!r}",
+                          "name each device once, e.g. --device cpu")
     devices = []
     for name in names:
         if name in DEVICES:

@@ -7,9 +7,11 @@ import tempfile
 from pathlib import Path
 
 from ..bench.targets import resolve_devices
+from ..errors import ConfigError, ProfileError
+from ..files import check_output_dir
 from ..model import POSITION_OFFSETS
 from ..profiles import load_profile
-from .common import parse_int_list, run_cli
+from .common import parse_int_list, positive_int, run_cli
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
 
@@ -27,9 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layer", "-k", help="separation layer(s), e.g. 4 or 1,2,3,4,5 (default: 3/4 of the layers)")
     parser.add_argument("--device", default="cpu", help="comma-separated devices (default: cpu)")
     parser.add_argument("--profile", default="server-cpu", help="profile name in profiles/ or a YAML path")
-    parser.add_argument("--question-len", type=int, help="override the profile's question length")
-    parser.add_argument("--passage-len", type=int, help="override the profile's passage length")
+    parser.add_argument("--question-len", type=positive_int, help="override the profile's question length")
+    parser.add_argument("--passage-len", type=positive_int, help="override the profile's passage length")
     parser.add_argument("--batch-sizes", help="override the profile's batch sizes, e.g. 1,8")
+    parser.add_argument("--processes", type=positive_int,
+                        help="fresh timing processes per (config, batch size); the report gives their spread "
+                             "(default: 3, the fewest for a headline figure; 1 with --quick)")
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS, default=None,
                         help="passage position offset for exported models (default: question_len)")
     parser.add_argument("--output", type=Path, default=Path("results"), help="results root (default: results/)")
@@ -46,11 +51,24 @@ def resolve_profile(args):
         overrides["question_len"] = args.question_len
     if args.passage_len is not None:
         overrides["passage_len"] = args.passage_len
-    if args.batch_sizes:
-        overrides["batch_sizes"] = tuple(parse_int_list(args.batch_sizes, "batch-sizes"))
+    if args.batch_sizes is not None:  # an explicit empty value is refused, not replaced by the profile's
+        overrides["batch_sizes"] = tuple(parse_int_list(args.batch_sizes, "batch-sizes", minimum=1))
     if overrides:
         profile = dataclasses.replace(profile, **overrides)
     return profile.quick() if args.quick else profile
+
+
+def resolve_layers(args):
+    """The separation layers asked for, checked before any model is loaded; None: the model's default."""
+    return None if args.layer is None else parse_int_list(args.layer, "layer", minimum=0)
+
+
+def timing_processes(args, profile) -> int:
+    from ..bench.run import DEFAULT_PROCESSES
+
+    if args.processes is not None:
+        return args.processes
+    return 1 if args.quick else getattr(profile, "timing_processes", DEFAULT_PROCESSES)
 
 
 def load_source_model(args):
@@ -66,7 +84,7 @@ def load_source_model(args):
     return label, qa_model, head_trained, model_dir, saved
 
 
-def export_configs(args, profile, workdir: Path) -> list:
+def export_configs(args, profile, workdir: Path, layers=None) -> list:
     import torch
 
     from exporters.onnx_export import export_graph_set
@@ -76,9 +94,7 @@ def export_configs(args, profile, workdir: Path) -> list:
 
     label, qa_model, head_trained, source_dir, saved = load_source_model(args)
     num_layers = qa_model.config.num_hidden_layers
-    if args.layer:
-        layers = parse_int_list(args.layer, "layer")
-    else:
+    if layers is None:
         layers = [saved.layer if saved else int(0.75 * num_layers)]
     offset = args.position_offset or (saved.passage_position_offset if saved else DEFAULT_POSITION_OFFSET)
     # Build (and so check) every config before the first slow export.
@@ -110,27 +126,33 @@ def existing_configs(args) -> list:
     return configs
 
 
+def check_settings(args, devices, profile) -> None:
+    for device in devices:
+        if device.name != profile.device:
+            raise ProfileError(f"profile {profile.name!r} is tuned for device {profile.device!r}, not {device.name!r}",
+                               f"pick a profile for {device.name} with --profile")
+    fixed = (args.layer, args.question_len, args.passage_len, args.position_offset)
+    if args.graphs and any(value is not None for value in fixed):
+        raise ConfigError("--layer, lengths and --position-offset are fixed by an exported graph set",
+                          "drop them, or benchmark a model directory with --model")
+
+
 def bench_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     devices = resolve_devices(args.device)
     profile = resolve_profile(args)
-    for device in devices:
-        if device.name != profile.device:
-            from ..errors import ProfileError
+    layers = resolve_layers(args)
+    check_settings(args, devices, profile)
+    check_output_dir(args.output, "--output")  # now, not after minutes of measurement
+    processes = timing_processes(args, profile)
+    from ..bench.run import run_benchmark, save_results, start_machine_state
 
-            raise ProfileError(f"profile {profile.name!r} is tuned for device {profile.device!r}, not {device.name!r}",
-                               f"pick a profile for {device.name} with --profile")
-    if args.graphs and (args.layer or args.question_len or args.passage_len or args.position_offset):
-        from ..errors import ConfigError
-
-        raise ConfigError("--layer, lengths and --position-offset are fixed by an exported graph set",
-                          "drop them, or benchmark a model directory with --model")
-    from ..bench.run import run_benchmark, save_results
-
+    machine_start = start_machine_state()  # before the export, whose own load would hide the machine's
     with tempfile.TemporaryDirectory(prefix="deformer-bench-graphs-") as workdir:
-        configs = existing_configs(args) if args.graphs else export_configs(args, profile, Path(workdir))
+        configs = existing_configs(args) if args.graphs else export_configs(args, profile, Path(workdir), layers)
         results = run_benchmark(configs, devices, profile, command=["deformer-bench", *(argv or sys.argv[1:])],
-                                note=args.note, progress=not args.quiet)
+                                note=args.note, progress=not args.quiet, processes=processes,
+                                machine_start=machine_start)
         label = "+".join(sorted({config.label for config in configs}))
         directory = save_results(results, args.output, label)
     print(f"results: {directory}/report.md")

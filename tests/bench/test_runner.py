@@ -83,6 +83,8 @@ def test_runner_timing_and_memory_jobs_on_a_real_graph_set(tiny_graphs, tmp_path
     assert cache.exists()
     memory = run_runner(job(tiny_graphs, mode="memory", path="online", iterations=2, passage_cache_in=str(cache)))
     assert memory["peak_rss_mb"] >= memory["rss_after_load_mb"] > 10
+    if sys.platform.startswith("linux"):
+        assert memory["rss_source"] == "proc" and memory["peak_source"] == "proc_vmhwm"
 
 
 def test_runner_refuses_another_protocol(tiny_graphs):
@@ -90,3 +92,75 @@ def test_runner_refuses_another_protocol(tiny_graphs):
                                input=json.dumps({**job(tiny_graphs), "protocol_version": 0}),
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode != 0 and "protocol" in completed.stderr
+
+
+def test_memory_without_proc_on_macos_reads_ps_and_scales_ru_maxrss_from_bytes(tiny_graphs, tmp_path, monkeypatch):
+    """macOS has no /proc: current RSS comes from `ps` (KiB), the peak from ru_maxrss, which is bytes there."""
+    import resource
+    import types
+
+    from deformer_bench.bench import runner
+
+    monkeypatch.setattr(runner, "PROC_STATUS", str(tmp_path / "no-proc" / "status"))
+    monkeypatch.setattr(runner, "PROC_CLEAR_REFS", str(tmp_path / "no-proc" / "clear_refs"))
+    monkeypatch.setattr(runner.sys, "platform", "darwin")
+    monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=300 * 2**20))  # bytes
+    monkeypatch.setattr(runner, "ps_rss_kb", lambda: 200 * 1024)
+    result = runner.run_memory(job(tiny_graphs, mode="memory", path="unsplit", iterations=1))
+    assert result["rss_after_load_mb"] == 200 and result["rss_source"] == "ps"
+    assert result["peak_rss_mb"] == 300 and result["load_peak_rss_mb"] == 300 and result["peak_source"] == "ru_maxrss"
+    assert result["peak_excludes_loading"] is False
+
+
+def test_ru_maxrss_is_kib_on_linux(monkeypatch):
+    import resource
+    import types
+
+    from deformer_bench.bench import runner
+
+    monkeypatch.setattr(runner.sys, "platform", "linux")
+    monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=300 * 1024))
+    assert runner.ru_maxrss_kb() == 300 * 1024
+
+
+def test_ps_reads_this_process_in_kib():
+    import shutil
+
+    import pytest
+
+    from deformer_bench.bench import runner
+
+    if shutil.which("ps") is None:
+        pytest.skip("no ps on this machine (a slim container)")
+    from_ps, from_proc = runner.ps_rss_kb(), runner.read_status_kb("VmRSS")
+    assert from_ps > 1024  # a Python process holds more than 1 MiB
+    if from_proc is not None:  # same unit (KiB) as /proc
+        assert 0.5 < from_ps / from_proc < 2
+
+
+def test_memory_figures_missing_everywhere_are_none_not_a_crash(tiny_graphs, tmp_path, monkeypatch):
+    from deformer_bench.bench import runner
+
+    monkeypatch.setattr(runner, "PROC_STATUS", str(tmp_path / "no-proc" / "status"))
+    monkeypatch.setattr(runner, "PROC_CLEAR_REFS", str(tmp_path / "no-proc" / "clear_refs"))
+    monkeypatch.setattr(runner, "ps_rss_kb", lambda: None)
+    monkeypatch.setattr(runner, "ru_maxrss_kb", lambda: None)
+    result = runner.run_memory(job(tiny_graphs, mode="memory", path="unsplit", iterations=1))
+    assert result["rss_after_load_mb"] is None and result["peak_rss_mb"] is None
+    assert result["peak_excludes_loading"] is False
+
+
+def test_a_graph_onnxruntime_cannot_load_fails_the_runner_with_exit_code_3(tiny_graphs, tmp_path):
+    import shutil
+
+    import pytest
+
+    from deformer_bench.bench.targets import LocalProcessTarget
+    from deformer_bench.errors import EXIT_FAILURE, RunnerError
+
+    broken = tmp_path / "graphs"
+    shutil.copytree(tiny_graphs, broken)
+    (broken / "full.onnx").write_bytes(b"not an onnx graph")
+    with pytest.raises(RunnerError, match=r"runner job \(memory\) failed with exit code 1") as caught:
+        LocalProcessTarget(timeout_s=120).run_job(job(broken, mode="memory", path="unsplit", iterations=1))
+    assert caught.value.exit_code == EXIT_FAILURE

@@ -44,3 +44,28 @@ def test_paired_speedup_interval_covers_the_truth_and_has_width():
     assert speedup.ci_low < 2.0 < speedup.ci_high
     assert speedup.ci_high - speedup.ci_low > 0.01
     assert speedup.pairs == 300
+
+
+def test_median_ratio_pairs_the_rounds_both_paths_have():
+    from deformer_bench.bench.stats import median_ratio
+
+    assert median_ratio([30, 30, 30, 999], [10, 10, 10]) == pytest.approx(3.0)
+
+
+def test_spread_keeps_its_values_and_gives_median_range_and_deviation():
+    from deformer_bench.bench.stats import Spread
+
+    spread = Spread((2.0, 2.1, 1.9))
+    assert spread.to_dict() == {"values": [2.0, 2.1, 1.9], "median": 2.0, "min": 1.9, "max": 2.1,
+                                "max_deviation": pytest.approx(0.05)}
+    with pytest.raises(ValueError):
+        Spread(())
+
+
+def test_spread_warns_only_beyond_five_percent_and_only_with_two_or_more_processes():
+    from deformer_bench.bench.stats import Spread
+
+    assert Spread((2.0, 2.08, 1.95)).warnings("k=4 online speed-up") == []
+    [warning] = Spread((2.0, 2.3, 1.95)).warnings("k=4 online speed-up")
+    assert "k=4 online speed-up" in warning and "3 timing processes" in warning and "15%" in warning
+    assert Spread((2.0,)).warnings("x") == []

@@ -3,9 +3,15 @@ import shutil
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from deformer_bench.bench.targets import LocalProcessTarget
+
+from deformer_bench.cli.bench import bench_main
+from deformer_bench.cli.common import run_cli
 from deformer_bench.report import write_report
 
 
@@ -19,7 +25,7 @@ def cli(*args, timeout=600):
 def quick_run(tiny_model_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("results")
     code, out, err = cli("--model", tiny_model_dir, "--layer", "1,2", "--question-len", "8", "--passage-len", "24",
-                         "--quick", "--output", output, "--quiet")
+                         "--quick", "--processes", "2", "--output", output, "--quiet")
     assert code == 0, err
     [directory] = list(output.iterdir())
     return directory, out
@@ -29,24 +35,36 @@ def test_quick_bench_writes_json_csv_plots_and_report(quick_run):
     directory, out = quick_run
     assert f"results: {directory}/report.md" in out
     names = {path.name for path in directory.iterdir()}
-    assert {"results.json", "results.csv", "report.md", "latency_by_path.png", "speedup_vs_ideal.png",
-            "peak_memory.png", "throughput_vs_batch.png"} <= names
+    assert {"results.json", "results.csv", "processes.csv", "report.md", "latency_by_path.png",
+            "speedup_vs_ideal.png", "peak_memory.png", "throughput_vs_batch.png"} <= names
     results = json.loads((directory / "results.json").read_text())
-    assert results["format_version"] == 1
+    assert results["format_version"] == 2 and results["timing_processes"] == 2
     environment = results["environment"]
     assert environment["packages"]["onnxruntime"] and environment["cpu"]["logical_cores"] >= 1
     assert environment["command"].startswith("deformer-bench --model")
     assert results["profile"]["name"] == "server-cpu+quick"
     assert [config["deformer"]["layer"] for config in results["configs"]] == [1, 2]
     batch = results["configs"][0]["batches"][0]
-    assert set(batch["samples_ns"]) == {"unsplit", "online", "passage_precompute"}
-    assert len(batch["samples_ns"]["unsplit"]) >= 3
+    first, second = batch["processes"]  # two fresh timing processes, each with its own raw samples
+    assert first["pid"] != second["pid"]
+    for process in (first, second):
+        assert set(process["samples_ns"]) == {"unsplit", "online", "passage_precompute"}
+        assert len(process["samples_ns"]["unsplit"]) >= 3
+    assert batch["latency"]["unsplit"]["count"] == sum(len(p["samples_ns"]["unsplit"]) for p in (first, second))
     assert batch["speedup_vs_unsplit"]["online"]["ci95_low"] <= batch["speedup_vs_unsplit"]["online"]["ratio"]
+    online = batch["across_processes"]["speedup_vs_unsplit"]["online"]
+    assert online["values"] == [first["speedup_vs_unsplit"]["online"], second["speedup_vs_unsplit"]["online"]]
     assert batch["memory"]["unsplit"]["peak_rss_mb"] > 0
+    state = results["machine_state"]
+    assert len(state["at_start"]["load_average"]) == 3 and "busy_processes" in state["at_end"]
+    assert results["headline"]["ok"] is False  # --quick, two processes
     frame = pd.read_csv(directory / "results.csv")
     assert len(frame) == 2 * 3  # two k, one batch size, three paths
+    assert (frame["processes"] == 2).all()
+    assert len(pd.read_csv(directory / "processes.csv")) == 2 * 2 * 3  # two k, two processes, three paths
     report = (directory / "report.md").read_text()
     assert "speedup_vs_ideal.png" in report and environment["command"] in report
+    assert "### Per timing process" in report and "## Machine state" in report
 
 
 def test_report_is_redrawn_from_saved_results_only(quick_run, tmp_path):
@@ -56,6 +74,27 @@ def test_report_is_redrawn_from_saved_results_only(quick_run, tmp_path):
     shutil.copy(directory / "results.json", copy)
     write_report(copy)
     assert (copy / "report.md").read_text() == (directory / "report.md").read_text()
+
+
+def test_a_format_1_results_file_still_gets_its_report(quick_run, tmp_path):
+    """Before format 2: one timing process, its samples at the top of each batch, no machine state."""
+    directory, _ = quick_run
+    results = json.loads((directory / "results.json").read_text())
+    results["format_version"] = 1
+    for key in ("timing_processes", "machine_state", "headline"):
+        del results[key]
+    for config in results["configs"]:
+        for batch in config["batches"]:
+            first = batch.pop("processes")[0]
+            batch.pop("across_processes")
+            batch["samples_ns"], batch["load_s"] = first["samples_ns"], first["load_s"]
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps(results))
+    write_report(old)
+    report = (old / "report.md").read_text()
+    assert "results format 1" in report and "Not recorded (results format 1)" in report
+    assert (pd.read_csv(old / "results.csv")["processes"] == 1).all()
 
 
 def test_bench_an_exported_graph_set(tiny_graphs, tmp_path):
@@ -100,3 +139,94 @@ def test_a_changed_graph_set_is_refused(tiny_graphs, tmp_path):
     code, _, stderr = cli("--graphs", copy, "--quick", "--output", tmp_path / "r")
     assert code == 2 and "does not match its manifest" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "r").exists()
+
+
+def in_process(argv, capsys) -> tuple:
+    """(exit code, stderr) of deformer-bench run here: argparse's own errors exit through SystemExit."""
+    try:
+        code = run_cli(bench_main, [str(arg) for arg in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-sizes", ""], "--batch-sizes is empty"),
+    (["--batch-sizes", "0"], "--batch-sizes must be at least 1, got '0'"),
+    (["--batch-sizes", "1,-4"], "--batch-sizes must be at least 1"),
+    (["--layer", ""], "--layer is empty"),
+    (["--layer", "-1"], "--layer must be at least 0"),
+    (["--question-len", "0"], "argument --question-len: must be at least 1, got 0"),
+    (["--passage-len", "0"], "argument --passage-len: must be at least 1, got 0"),
+    (["--processes", "0"], "argument --processes: must be at least 1, got 0"),
+    (["--device", "cpu,cpu"], "device 'cpu' given more than once"),
+])
+def test_a_bad_option_is_blamed_on_the_option_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch, args,
+                                                               message):
+    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    code, stderr = in_process(["--model", tiny_model_dir, "--quick", "--output", tmp_path / "r", *args], capsys)
+    assert code == 2 and message in stderr and "Traceback" not in stderr
+    assert "profile 'server-cpu'" not in stderr  # the option is at fault, not the profile it overrides
+    assert not (tmp_path / "r").exists()
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("slow work started before the settings were checked")
+
+
+def _read_only_location():
+    if not Path("/sys").is_dir():
+        pytest.skip("no /sys here")
+    return Path("/sys") / "deformer-bench-results"
+
+
+@pytest.mark.parametrize("where, message", [
+    ("file", "is a file"),
+    ("under-file", "has a file in the way"),
+    ("read-only", "cannot write in /sys"),
+])
+def test_an_unwritable_output_is_refused_before_any_export_or_measurement(tiny_model_dir, tmp_path, capsys,
+                                                                          monkeypatch, where, message):
+    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.bench.run.run_benchmark", _must_not_run)
+    (tmp_path / "a-file").write_text("")
+    output = {"file": tmp_path / "a-file", "under-file": tmp_path / "a-file" / "results",
+              "read-only": _read_only_location()}[where]
+    code, stderr = in_process(["--model", tiny_model_dir, "--quick", "--output", output], capsys)
+    assert code == 2 and f"error: --output {output}" in stderr and message in stderr
+    assert "fix:" in stderr and "Traceback" not in stderr
+    assert (tmp_path / "a-file").read_text() == ""
+
+
+class MeasuredThenCrashed:
+    """Timing jobs succeed (canned samples); the first memory job runs a runner that crashes."""
+
+    def __init__(self, crashing_python):
+        self.crashing = LocalProcessTarget(python=crashing_python)
+
+    def run_job(self, job):
+        if job["mode"] == "memory":
+            return self.crashing.run_job(job)
+        return {"mode": "timing", "pid": 1, "stopped_by_time_cap": False, "load_s": 0.1,
+                "samples_ns": {path: [1_000_000] * 3 for path in ("unsplit", "online", "passage_precompute")}}
+
+
+@pytest.mark.parametrize("crash_in", ["timing", "memory"])
+def test_a_crashed_runner_exits_3_and_leaves_nothing_in_output(tiny_graphs, tmp_path, capsys, monkeypatch,
+                                                               crash_in):
+    from deformer_bench.bench import targets
+
+    crashing = tmp_path / "crashing-python"
+    crashing.write_text("#!/bin/sh\necho 'Fatal Python error: Segmentation fault' >&2\nexit 139\n")
+    crashing.chmod(0o755)
+    make_target = {"timing": lambda: LocalProcessTarget(python=str(crashing)),
+                   "memory": lambda: MeasuredThenCrashed(str(crashing))}[crash_in]
+    monkeypatch.setitem(targets.DEVICES, "cpu", targets.Device("cpu", "CPUExecutionProvider", make_target))
+    output = tmp_path / "results"
+    earlier = output / "2026-01-01-an-earlier-run"
+    earlier.mkdir(parents=True)
+    code, stderr = in_process(["--graphs", tiny_graphs, "--quick", "--output", output, "--quiet"], capsys)
+    assert code == 3, stderr
+    assert f"error: runner job ({crash_in}) failed with exit code 139: Fatal Python error" in stderr
+    assert "Traceback" not in stderr
+    assert list(output.iterdir()) == [earlier]  # no new run, no staging leftovers

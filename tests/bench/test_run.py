@@ -1,0 +1,87 @@
+"""The orchestration with a fake target: no runner processes, so it stays fast."""
+
+import contextlib
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from deformer_bench.bench.run import BenchConfig, run_benchmark, save_results
+from deformer_bench.bench.targets import Device
+from deformer_bench.profiles import load_profile
+
+MS = 1_000_000
+BUSY = {"recorded_at": "2026-01-01T00:00:00+00:00", "load_average": [3.0, 2.0, 1.0], "sample_s": 0.5,
+        "busy_processes": [{"pid": 9, "name": "trainer", "cpu_percent": 99.0}]}
+QUIET = {"recorded_at": "2026-01-01T00:00:00+00:00", "load_average": [0.0, 0.0, 0.0], "sample_s": 0.5,
+         "busy_processes": []}
+
+
+class FakeTarget:
+    """Timing process i sees the unsplit path take 30 + i ms; memory has no figures (as where nothing can be read)."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def run_job(self, job):
+        self.jobs.append(job)
+        if job["mode"] == "memory":
+            return {"mode": "memory", "path": job["path"], "rss_after_load_mb": None, "peak_rss_mb": None,
+                    "load_peak_rss_mb": None, "peak_excludes_loading": False, "iterations": job["iterations"]}
+        index = sum(1 for earlier in self.jobs if earlier["mode"] == "timing") - 1
+        return {"mode": "timing", "pid": 100 + index, "stopped_by_time_cap": False, "load_s": 0.1,
+                "samples_ns": {"unsplit": [(30 + index) * MS] * 4, "online": [10 * MS] * 4,
+                               "passage_precompute": [5 * MS] * 4}}
+
+
+@pytest.fixture(scope="module")
+def fake_run(tiny_graphs):
+    target = FakeTarget()
+    config = BenchConfig("tiny", tiny_graphs, json.loads((tiny_graphs / "manifest.json").read_text()))
+    profile = load_profile("server-cpu").quick()
+    snapshots = iter([BUSY, QUIET])
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        results = run_benchmark([config], [Device("cpu", "CPUExecutionProvider", lambda: target)], profile,
+                                command=["deformer-bench", "--test"], progress=False, processes=3,
+                                take_snapshot=lambda: next(snapshots))
+    return results, target, stderr.getvalue()
+
+
+def test_every_case_runs_the_asked_number_of_fresh_timing_processes(fake_run):
+    results, target, _ = fake_run
+    modes = [job["mode"] for job in target.jobs]
+    assert modes == ["timing"] * 3 + ["memory"] * 3
+    caches = [job["passage_cache_out"] for job in target.jobs if job["mode"] == "timing"]
+    assert caches[0] and caches[1:] == [None, None]  # the first process saves the passage states
+    [batch] = results["configs"][0]["batches"]
+    assert [process["pid"] for process in batch["processes"]] == [100, 101, 102]
+    assert batch["across_processes"]["speedup_vs_unsplit"]["online"]["values"] == pytest.approx([3.0, 3.1, 3.2])
+    assert results["format_version"] == 2 and results["timing_processes"] == 3
+
+
+def test_the_machine_state_is_recorded_and_a_busy_machine_warned_about(fake_run):
+    results, _, stderr = fake_run
+    state = results["machine_state"]
+    assert state["at_start"] == BUSY and state["at_end"] == QUIET and not state["quiet"]
+    assert results["warnings"][:2] == state["warnings"]
+    assert "1-min load average 3.00" in results["warnings"][0] and "trainer (pid 9)" in results["warnings"][1]
+    assert "machine not quiet at the start" in stderr  # said as the run starts, not only at its end
+    assert not results["headline"]["ok"]
+
+
+def test_the_report_shows_processes_machine_state_and_missing_memory(fake_run, tmp_path):
+    results, _, _ = fake_run
+    directory = save_results(results, tmp_path / "out", "tiny")
+    report = (directory / "report.md").read_text()
+    assert "**Not headline figures:** --quick" in report
+    assert "## Machine state" in report and "**Not quiet**" in report and "trainer (pid 9) 99%" in report
+    assert "| tiny | cpu | 1 | 1 | 3 | 31.00 | 30.00..32.00 | 10.00 | 10.00..10.00 | 3.10 | 3.00..3.20 |" in report
+    assert "peak_above_load_mb` is left empty" in report
+    frame = pd.read_csv(directory / "results.csv")
+    online = frame[frame["path"] == "online"].iloc[0]
+    assert (online["speedup_process_min"], online["speedup_process_max"]) == pytest.approx((3.0, 3.2))
+    assert online["processes"] == 3 and not online["machine_quiet"] and online["load_1m_at_start"] == 3.0
+    assert frame["peak_rss_mb"].isna().all()
+    processes = pd.read_csv(directory / "processes.csv")
+    assert len(processes) == 3 * 3 and sorted(processes["process"].unique()) == [1, 2, 3]
