@@ -1,6 +1,5 @@
 """End-to-end SQuAD evaluation of a model directory, through PyTorch or an exported graph set."""
 
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from tqdm import tqdm
 
 from .errors import ConfigError, ModelDirError
 from .model import Deformer, has_tokenizer
+from .files import scratch_directory
 from .passage_cache import build_passage_cache, load_passage_cache
 from .squad.data import load_squad
 from .squad.features import check_doc_stride, featurize
@@ -95,7 +95,7 @@ def open_passage_cache(graph_set, features, directory: Path, batch_size: int, pr
 def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: int, progress: bool):
     """Logits through the graph set, and what the passage cache did: offline build (or reuse of
     `passage_cache_dir`), then the online path timed alone."""
-    with tempfile.TemporaryDirectory(prefix="deformer-passage-cache-") as scratch:
+    with scratch_directory("deformer-passage-cache-") as scratch:
         directory = Path(passage_cache_dir) if passage_cache_dir is not None else Path(scratch) / "cache"
         cache, built = open_passage_cache(graph_set, features, directory, batch_size, progress)
         started = time.perf_counter()

@@ -180,3 +180,23 @@ def staged_directory(out_dir: Path, replace: bool = False):
             staging.rename(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+_SCRATCH = re.compile(r"^(?P<prefix>deformer-[a-z-]+-)(?P<pid>\d+)-[^/]*$")
+
+
+@contextlib.contextmanager
+def scratch_directory(prefix: str):
+    """A temporary directory (TMPDIR) named `PREFIX-PID-...`, removed afterwards. Those a killed process left
+    (a SIGKILLed evaluation leaves its temporary passage cache: 800 MB for the SQuAD dev set) are removed by
+    the next run that uses the same prefix."""
+    if not _SCRATCH.match(f"{prefix}0-x"):
+        raise ValueError(f"scratch prefix {prefix!r} must look like 'deformer-name-'")
+    root = Path(tempfile.gettempdir())
+    for entry in root.glob(f"{prefix}*"):
+        match = _SCRATCH.match(entry.name)
+        if match and match["prefix"] == prefix and not _process_alive(int(match["pid"])):
+            _remove(entry)
+            _note(f"removed {entry}, left by an interrupted run (process {match['pid']} is gone)")
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as scratch:
+        yield scratch

@@ -142,3 +142,21 @@ def test_a_full_disk_inside_a_staged_directory_is_a_disk_full_error(tmp_path):
             (staging / "half.onnx").write_bytes(b"half")
             raise OSError(errno.ENOSPC, "No space left on device")
     assert raised.value.exit_code == 3 and list(tmp_path.iterdir()) == []
+
+
+def test_scratch_directories_of_dead_processes_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from deformer_bench.files import scratch_directory
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale = tmp_path / f"deformer-passage-cache-{DEAD}-abc"
+    stale.mkdir()
+    (stale / "passage_hidden.npy").write_bytes(b"800 MB in real life")
+    live = tmp_path / f"deformer-passage-cache-{os.getppid()}-def"
+    live.mkdir()
+    other = tmp_path / f"deformer-bench-graphs-{DEAD}-ghi"  # another prefix: its own command cleans it
+    other.mkdir()
+    with scratch_directory("deformer-passage-cache-") as scratch:
+        assert os.path.isdir(scratch) and f"-{os.getpid()}-" in os.path.basename(scratch)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])

@@ -13,14 +13,13 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..environment import describe_environment
-from ..files import staged_directory
+from ..files import scratch_directory, staged_directory
 from . import machine_state
 from .flops import path_flops
 from .memory import operator_bytes
@@ -147,7 +146,7 @@ def measure_config(config: BenchConfig, device, profile, progress: bool,
         "operator_bytes": paper_memory_metric(config),
         "batches": [],
     }
-    with tempfile.TemporaryDirectory(prefix="deformer-bench-") as scratch:
+    with scratch_directory("deformer-bench-scratch-") as scratch:
         for batch in profile.batch_sizes:
             batch_record = measure_batch(config, device, target, profile, batch, Path(scratch), processes)
             record["batches"].append(batch_record)

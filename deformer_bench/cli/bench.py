@@ -3,12 +3,11 @@
 import argparse
 import dataclasses
 import sys
-import tempfile
 from pathlib import Path
 
 from ..bench.targets import resolve_devices
 from ..errors import ConfigError, ProfileError
-from ..files import check_output_dir
+from ..files import check_output_dir, scratch_directory
 from ..model import POSITION_OFFSETS
 from ..profiles import load_profile
 from .common import parse_int_list, positive_int, run_cli
@@ -148,7 +147,7 @@ def bench_main(argv=None) -> int:
     from ..bench.run import run_benchmark, save_results, start_machine_state
 
     machine_start = start_machine_state()  # before the export, whose own load would hide the machine's
-    with tempfile.TemporaryDirectory(prefix="deformer-bench-graphs-") as workdir:
+    with scratch_directory("deformer-bench-graphs-") as workdir:
         configs = existing_configs(args) if args.graphs else export_configs(args, profile, Path(workdir), layers)
         results = run_benchmark(configs, devices, profile, command=["deformer-bench", *(argv or sys.argv[1:])],
                                 note=args.note, progress=not args.quiet, processes=processes,
