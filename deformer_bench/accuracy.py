@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .bench.flops import path_flops
+from .bench.summary import batch_across
 from .errors import DeformerBenchError
 from .files import save_figure_atomically, write_text_atomically
 
@@ -117,9 +118,12 @@ def bench_speedups(bench: dict, records: list) -> dict:
             continue
         batch = min(config["batches"], key=lambda entry: entry["batch_size"])
         online = batch["speedup_vs_unsplit"]["online"]
+        across = batch_across(batch)["speedup_vs_unsplit"]["online"]  # per timing process (one in format-1 runs)
         speedups[deformer["layer"]] = {
             "measured_speedup": online["ratio"], "measured_speedup_ci95_low": online["ci95_low"],
             "measured_speedup_ci95_high": online["ci95_high"], "measured_batch_size": batch["batch_size"],
+            "measured_processes": len(across["values"]), "measured_speedup_process_min": across["min"],
+            "measured_speedup_process_max": across["max"],
         }
     if not speedups and wanted:
         layers, hidden, intermediate, question_len, passage_len = next(iter(wanted))
@@ -168,6 +172,29 @@ def collect(runs_dir: Path, bench: dict = None) -> list:
     return records
 
 
+MEASURED = ("measured_speedup", "measured_speedup_ci95_low", "measured_speedup_ci95_high", "measured_batch_size",
+            "measured_processes", "measured_speedup_process_min", "measured_speedup_process_max")
+
+
+def saved_records(path: Path, bench: dict = None) -> list:
+    """The records of an accuracy.json, with the measured speed-ups of `bench` in place of the old ones."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        records = document["runs"]
+        assert isinstance(records, list) and all(isinstance(record, dict) for record in records)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise DeformerBenchError(f"{path} is not an accuracy.json written by this module",
+                                 "give the accuracy.json of a results/accuracy directory") from None
+    records = [{key: value for key, value in record.items() if key not in MEASURED or bench is None}
+               for record in records]
+    if bench is not None:
+        speedups = bench_speedups(bench, records)
+        for record in records:
+            if record["layer"] != TEACHER_LAYER:
+                record.update(speedups.get(record["layer"], {}))
+    return records
+
+
 def loss_name(record: dict) -> str:
     terms = [(record["gamma"], "CE"), (record["alpha"], "KD"), (record["beta"], "LRS")]
     used = [(weight, name) for weight, name in terms if weight]
@@ -202,10 +229,14 @@ def markdown_table(records: list) -> str:
 
 
 def measured_cell(record: dict) -> str:
-    if "measured_speedup" not in record:
+    if "measured_speedup" not in record or record["measured_speedup"] != record["measured_speedup"]:  # absent, NaN
         return "-"
-    return (f"{record['measured_speedup']:.2f}x "
+    cell = (f"{record['measured_speedup']:.2f}x "
             f"[{record['measured_speedup_ci95_low']:.2f}, {record['measured_speedup_ci95_high']:.2f}]")
+    if record.get("measured_processes", 1) > 1:
+        cell += (f", {record['measured_processes']} processes {record['measured_speedup_process_min']:.2f}-"
+                 f"{record['measured_speedup_process_max']:.2f}")
+    return cell
 
 
 def write(records: list, out_dir: Path, bench_source: dict = None) -> None:
@@ -288,13 +319,18 @@ def main(argv=None) -> None:
 
     def accuracy_main(args_list):
         parser = argparse.ArgumentParser(prog="python -m deformer_bench.accuracy", description=__doc__.split("\n\n")[0])
-        parser.add_argument("--runs-dir", type=Path, required=True)
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--runs-dir", type=Path, help="the queue's runs (train_config.json, eval.json, ...)")
+        source.add_argument("--records", type=Path,
+                            help="an accuracy.json written earlier: rebuild the table from it (the runs may be gone), "
+                                 "e.g. to join a new --bench")
         parser.add_argument("--out", type=Path, required=True)
         parser.add_argument("--bench", type=Path, default=None,
                             help="a deformer-bench results directory of the runs' model shape and lengths")
         args = parser.parse_args(args_list)
         bench = load_bench(args.bench) if args.bench else None
-        write(collect(args.runs_dir, bench), args.out, bench_provenance(bench) if bench else None)
+        records = collect(args.runs_dir, bench) if args.runs_dir else saved_records(args.records, bench)
+        write(records, args.out, bench_provenance(bench) if bench else None)
         print(f"wrote {args.out}/accuracy.json")
 
     sys.exit(run_cli(accuracy_main, argv))

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import DeformerBenchError, ModelDirError
 from .evaluate import load_tokenizer, onnx_logits, open_passage_cache
 from .passage_cache import load_passage_cache
-from .squad.data import Example
+from .squad.data import Example, is_unicode
 from .squad.features import check_doc_stride, featurize
 from .squad.postprocess import predictions_from_logits
 
@@ -36,7 +36,9 @@ def read_jsonl(path, fields: tuple, what: str) -> list:
     path = Path(path)
     hint = f"write one JSON object per line with {', '.join(repr(field) for field in fields)} (strings)"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig reads past a byte-order mark; lines end at \n only (str.splitlines would also cut at the
+        # U+2028 and U+0085 that JSON strings may hold unescaped)
+        lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8-sig").split("\n")]
     except (OSError, UnicodeDecodeError) as error:
         raise InputFileError(f"cannot read the {what} file {path}: {error}", hint) from None
     records = []
@@ -50,6 +52,9 @@ def read_jsonl(path, fields: tuple, what: str) -> list:
         if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in fields):
             raise InputFileError(f"{what} file {path}, line {number}: expected an object with string "
                                  f"{', '.join(repr(field) for field in fields)}", hint)
+        if not all(is_unicode(record[field]) for field in fields):
+            raise InputFileError(f"{what} file {path}, line {number}: a string holds an unpaired surrogate escape "
+                                 "(such as \\ud800), which is not text", "write the text as UTF-8")
         records.append((number, record))
     if not records:
         raise InputFileError(f"{what} file {path} holds no {what}", hint)
@@ -83,11 +88,13 @@ def read_passages(path, tokenizer=None) -> dict:
     return passages
 
 
-def read_questions(path, passages: dict) -> list:
-    """Questions as Examples (no gold answers) over their passage's text; unknown passage ids are refused."""
+def read_questions(path, passages: dict, tokenizer=None) -> list:
+    """Questions as Examples (no gold answers) over their passage's text; unknown passage ids are refused, and
+    empty questions (with a tokenizer: questions it reads as no tokens, such as zero-width characters)."""
     examples = []
     for number, record in read_jsonl(path, ("id", "question", "passage_id"), "questions"):
-        if not record["question"].strip():
+        question = record["question"]
+        if not question.strip() or (tokenizer is not None and not has_tokens(question, tokenizer)):
             raise InputFileError(f"questions file {path}, line {number}: question {record['id']!r} is empty",
                                  "remove it or give it text")
         if record["passage_id"] not in passages:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .errors import ConfigError, ModelDirError
+from .errors import ConfigError, ManifestError, ModelDirError
 from .model import Deformer, has_tokenizer
 from .files import scratch_directory
 from .passage_cache import build_passage_cache, load_passage_cache
@@ -62,7 +62,12 @@ def evaluation_session(path: Path):
     (4 batches: 22.3-23.0 s vs 23.3-23.7 s)."""
     from .bench.runner import make_session
 
-    return make_session(path, EVALUATION_SESSION)
+    try:
+        return make_session(path, EVALUATION_SESSION)
+    except Exception as error:  # onnxruntime's own types (InvalidProtobuf, Fail, ...): a damaged graph
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ManifestError(f"graph {path} cannot be loaded by onnxruntime: {first[:300]}",
+                            "export the graph set again (its files were damaged after export)") from None
 
 
 def onnx_logits(graph_set, features, cache, rows, batch_size: int = 64, progress: bool = True):
@@ -172,6 +177,8 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     tokenizer = load_tokenizer(model_dir)
     config = deformer.config
     check_doc_stride(config.passage_len, doc_stride)
+    if not deformer.qa_head_trained and warn is not None:
+        warn(f"{model_dir} has no trained QA head (a deterministic random one is used): its scores are meaningless")
     fingerprint = deformer.fingerprint()  # of the weights evaluated, recorded with the scores and the config
     if graph_set is not None:
         check_graph_set_matches(graph_set, deformer, fingerprint, model_dir)

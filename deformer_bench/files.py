@@ -100,7 +100,8 @@ def check_output_dir(path, what: str = "output directory") -> None:
     path = Path(path)
     existing = _nearest_existing(path)
     if not existing.is_dir():
-        where = "is a file" if existing == path else f"has a file in the way ({existing})"
+        kind = "a broken symbolic link" if existing.is_symlink() and not existing.exists() else "a file"
+        where = f"is {kind}" if existing == path else f"has {kind} in the way ({existing})"
         raise OutputLocationError(f"{what} {path} {where}", "give a directory path")
     _probe_writable(existing, f"{what} {path}")
 
@@ -115,22 +116,60 @@ def check_output_file(path, what: str = "output file") -> None:
     check_output_dir(path.parent, f"the folder of {what} {path}")
 
 
+def _same_or_inside(path: Path, other: Path) -> bool:
+    return path == other or other in path.parents
+
+
+def check_distinct_paths(outputs: dict, inputs: dict) -> None:
+    """Refuse an output (`{option: path}`, None skipped) that is, or lies inside, one of the command's inputs
+    (`{what: path}`: files, or folders such as the model or the graph set), or that another output also names:
+    writing it would overwrite what the command reads, or one result with another."""
+    resolved = {name: Path(path).resolve() for name, path in outputs.items() if path is not None}
+    for name, path in resolved.items():
+        for what, source in inputs.items():
+            if source is not None and _same_or_inside(path, Path(source).resolve()):
+                how = "would overwrite" if path == Path(source).resolve() else "lies inside"
+                raise OutputLocationError(f"{name} {outputs[name]} {how} {what} {source}, which this command reads",
+                                          f"give {name} a path of its own, outside what the command reads")
+    names = list(resolved)
+    for index, name in enumerate(names):
+        for other in names[index + 1:]:
+            if _same_or_inside(resolved[name], resolved[other]) or _same_or_inside(resolved[other], resolved[name]):
+                raise OutputLocationError(f"{name} and {other} name the same place ({outputs[name]})",
+                                          "give each output a path of its own")
+
+
 def _staging_file(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    path = Path(path)
-    if path.is_dir():
-        raise OutputLocationError(f"{path} is a directory", "give the path of a file to write")
-    clean_stale_staging(path)
-    staging = _staging_file(path)
+    write_texts_atomically({path: text})
+
+
+def write_texts_atomically(texts: dict) -> None:
+    """{path: text}: every file staged first, then all renamed into place, so that a full disk while staging
+    leaves none of them (not the first written and the second missing). Parent folders are created."""
+    staged = []
     try:
-        staging.write_text(text)
-        staging.replace(path)
+        for path, text in texts.items():
+            path = Path(path)
+            if path.is_dir():
+                raise OutputLocationError(f"{path} is a directory", "give the path of a file to write")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            clean_stale_staging(path)
+            staging = _staging_file(path)
+            staged.append((staging, path))
+            try:
+                staging.write_text(text, encoding="utf-8")
+            except OSError as error:  # name the file the user asked for, not our staging name
+                raise OSError(error.errno, error.strerror, str(path)) from None
+        for staging, path in staged:
+            staging.replace(path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            staging.unlink()
+        for staging, _ in staged:
+            with contextlib.suppress(OSError):
+                staging.unlink()
         raise
 
 
@@ -156,7 +195,7 @@ def staged_directory(out_dir: Path, replace: bool = False):
     so a failure at any point leaves either the old directory or the new one, never a mix (and a kill in the
     middle of the swap is undone by the next writer: clean_stale_staging).
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(os.path.abspath(out_dir))  # '.' and '..' get a name; symbolic links are not followed
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(out_dir)
     if not replace and (out_dir.exists() or out_dir.is_symlink()):
@@ -177,7 +216,13 @@ def staged_directory(out_dir: Path, replace: bool = False):
             staging.rename(out_dir)
             _remove(aside)
         else:
-            staging.rename(out_dir)
+            try:
+                staging.rename(out_dir)
+            except OSError as error:
+                if error.errno in (errno.ENOTEMPTY, errno.EEXIST) or out_dir.exists():
+                    raise OutputExistsError(f"{out_dir} was written by another process meanwhile",
+                                            "use it, or give a new path") from None
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

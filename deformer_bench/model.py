@@ -111,6 +111,8 @@ class DeformerConfig:
             return cls(**payload)
         except TypeError as error:
             raise ModelDirError(f"{path} is malformed: {error}", "fix or delete deformer.json") from None
+        except ConfigError as error:  # say which file holds the bad value, not which option to change
+            raise ModelDirError(f"{path}: {error.message}", "fix or delete deformer.json") from None
 
 
 def extended_attention_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -256,6 +258,7 @@ def read_model_dir(model_dir: Path):
     """(Hugging Face config, saved DeformerConfig or None), checking the family before any weight loads."""
     hf_config = load_hf_config(model_dir)
     architecture_for(hf_config.model_type)
+    check_sizes(hf_config, model_dir)
     saved = DeformerConfig.load(model_dir) if (model_dir / DEFORMER_FILE).exists() else None
     return hf_config, saved
 
@@ -267,7 +270,8 @@ def has_tokenizer(model_dir: Path) -> bool:
 def first_line(error: Exception) -> str:
     """The first line of a library's error message (transformers' can run to many lines)."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 300 else line[:300] + " ..."  # transformers lists every model type it knows
 
 
 def load_hf_config(model_dir: Path):
@@ -281,9 +285,24 @@ def load_hf_config(model_dir: Path):
             "give a directory written by save_pretrained (config.json + weights)",
         )
     try:
-        return AutoConfig.from_pretrained(model_dir)
+        hf_config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # [] or a truncated file
         raise ModelDirError(f"cannot read {model_dir}/config.json: {first_line(error)}", "fix config.json") from None
+    return hf_config
+
+
+def check_sizes(hf_config, model_dir: Path) -> None:
+    """Every size a supported family's config.json gives must be a positive integer ("six" layers is not)."""
+    for key in SIZES:
+        value = getattr(hf_config, key, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ModelDirError(f"{model_dir}/config.json: {key} must be a whole number >= 1, got {value!r}",
+                                "fix config.json")
+
+
+# The sizes every supported family's config.json must give as positive integers.
+SIZES = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size",
+         "max_position_embeddings")
 
 
 QA_HEAD_PREFIX = "qa_outputs."

@@ -82,12 +82,19 @@ def graph_identity(graph_set) -> dict:
             "hidden_size": manifest["model"]["hidden_size"]}
 
 
+def human_bytes(count: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count} bytes"
+
+
 def check_free_space(out_dir: Path, needed_bytes: int) -> None:
     """Refuse up front: a memory-mapped file on a full disk fails with SIGBUS mid-write, not with an error."""
     parent = next(folder for folder in (out_dir, *out_dir.parents) if folder.exists())
     free = shutil.disk_usage(parent).free
     if free < needed_bytes:
-        raise PassageCacheError(f"the passage cache needs {needed_bytes:,} bytes ({needed_bytes / 2**20:,.0f} MiB) "
+        raise PassageCacheError(f"the passage cache needs {needed_bytes:,} bytes ({human_bytes(needed_bytes)}) "
                                 f"and {parent} has {free:,} free",
                                 "give --passage-cache a directory on a disk with room (or set TMPDIR)")
 
@@ -158,10 +165,13 @@ def load_passage_cache(directory, graph_set) -> PassageCache:
             f"(model {identity['model_fingerprint_sha256'][:12]}, k={identity['layer']})",
             "give a new --passage-cache directory, or the graph set the cache was built with")
     arrays = {name: _load_array(directory / f"{name}.npy") for name in ARRAYS}
-    expected = (info["windows"], identity["passage_len"], identity["hidden_size"])
-    if arrays["passage_hidden"].shape != expected or arrays["passage_input_ids"].shape != expected[:2]:
-        raise PassageCacheError(f"passage cache {directory} has arrays of the wrong shape "
-                                f"({arrays['passage_hidden'].shape}, expected {expected})",
-                                "remove the directory and rebuild the cache")
+    windows = (info["windows"], identity["passage_len"])
+    expected = {"passage_input_ids": (windows, np.int64), "passage_attention_mask": (windows, np.int64),
+                "passage_hidden": ((*windows, identity["hidden_size"]), np.float32)}
+    for name, (shape, dtype) in expected.items():
+        if arrays[name].shape != shape or arrays[name].dtype != dtype:
+            raise PassageCacheError(f"passage cache file {directory / (name + '.npy')} is damaged: "
+                                    f"{arrays[name].dtype} {arrays[name].shape}, expected {np.dtype(dtype)} {shape}",
+                                    "remove the directory and rebuild the cache")
     return PassageCache(directory, info, np.asarray(arrays["passage_input_ids"]),
                         np.asarray(arrays["passage_attention_mask"]), arrays["passage_hidden"])

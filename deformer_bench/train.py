@@ -25,18 +25,23 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .errors import ConfigError, DeformerBenchError, OutputLocationError
+from .errors import ConfigError, DeformerBenchError, RuntimeFailure
 from .files import clean_stale_staging, staged_directory, write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
 from .squad.features import check_doc_stride
+from .training_checks import (DONE_FILE, MODEL_DIR, check_finished_run, check_room_to_train, check_run_directory,
+                              saving, warn_if_bf16_is_slow)
 
 CHECKPOINT_DIR = "checkpoint"
-MODEL_DIR = "model"
-DONE_FILE = "DONE"
+
 
 
 class CheckpointError(DeformerBenchError):
     """A checkpoint that belongs to another model, k or training configuration."""
+
+
+class TrainingDiverged(RuntimeFailure):
+    """The loss became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,17 @@ class TrainConfig:
             raise ConfigError("KD and LRS need a teacher", "give --teacher DIR, or set --alpha 0 --beta 0")
         if self.layer == 0 and (self.alpha > 0 or self.beta > 0):
             raise ConfigError("k=0 is the teacher itself: nothing to distil", "train it with --alpha 0 --beta 0")
+        if self.teacher_dir and self.alpha == 0 and self.beta == 0:
+            raise ConfigError("a teacher was given but KD and LRS are off (alpha = beta = 0): it would not be used",
+                              "drop --teacher, or give --alpha/--beta above 0")
+        if self.layer == 0 and self.passage_position_offset != "question_len":
+            raise ConfigError(f"the teacher (k=0) always places passages after the padded question; "
+                              f"passage_position_offset {self.passage_position_offset!r} would not be used",
+                              "drop it for the teacher (it applies to students)")
         if self.temperature <= 0 or self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("temperature, epochs, batch size and learning rate must be positive", "fix them")
         check_doc_stride(self.passage_len, self.doc_stride)
+        self.deformer_config()  # an unknown offset or bad lengths are refused here, before any run starts
 
     @property
     def is_teacher(self) -> bool:
@@ -152,7 +165,7 @@ def save_checkpoint(directory: Path, student: Deformer, optimizer, scheduler, st
                     elapsed_s: float = 0.0):
     """Written beside the last checkpoint, which is replaced only once the new one is whole (a kill at any
     point leaves one complete checkpoint: files.staged_directory)."""
-    with staged_directory(directory, replace=True) as staging:
+    with saving(directory.parent, "checkpoint"), staged_directory(directory, replace=True) as staging:
         torch.save({"model": student.qa_model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "config": dataclasses.asdict(config),
                     "torch_rng": torch.get_rng_state(), "elapsed_s": elapsed_s}, staging / "state.pt")
@@ -201,35 +214,6 @@ def write_run_record(output: Path, config: TrainConfig, command: list, features,
     write_text_atomically(path, json.dumps(record, indent=2) + "\n")
 
 
-def check_run_directory(config: TrainConfig) -> None:
-    """Refuse an output directory a run could harm: one that is, holds or lies inside the model it starts from
-    or its teacher (the run writes OUT/model and removes OUT/checkpoint), or an existing folder that is not a
-    training run (its files are not ours)."""
-    output = Path(config.output_dir).resolve()
-    for what, directory in (("init", config.init_dir), ("teacher", config.teacher_dir)):
-        if not directory:
-            continue
-        source = Path(directory).resolve()
-        if source == output or output in source.parents or source in output.parents:
-            raise OutputLocationError(f"the run's output {config.output_dir} overlaps its {what} model {directory}",
-                                      "give --output a new directory outside the models it reads")
-    if output.is_file():
-        raise OutputLocationError(f"the run's output {config.output_dir} is a file", "give a directory path")
-    if output.is_dir() and any(output.iterdir()) and not (output / "train_config.json").is_file():
-        raise OutputLocationError(f"{config.output_dir} holds files but is not a training run (no train_config.json)",
-                                  "give a new --output directory (an interrupted run is resumed from its own)")
-
-
-def warn_if_bf16_is_slow(config: TrainConfig) -> None:
-    """bf16 autocast needs AVX-512 on x86: on an AVX2-only CPU (AMD EPYC Zen 2) one MiniLM step took 110 s in
-    bf16 against 8.4 s in fp32 (batch 32, 32 + 224 tokens, 2 threads)."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    if config.bf16 and capability in ("DEFAULT", "AVX2", "ZVECTOR"):
-        print(f"warning: bf16 is on but this CPU's vector unit is {capability}: bf16 runs emulated, ~13x slower "
-              "than fp32 on MiniLM here; set bf16: false (--bf16 false) unless the CPU has AVX-512 or AMX",
-              file=sys.stderr)
-
-
 def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
     """Train (or resume) the run in config.output_dir; returns the saved model directory."""
     from transformers import get_linear_schedule_with_warmup
@@ -240,8 +224,10 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
 
     output = Path(config.output_dir)
     if (output / DONE_FILE).exists():
+        check_finished_run(output, config)
         return output / MODEL_DIR
     check_run_directory(config)
+    check_room_to_train(config)
     warn_if_bf16_is_slow(config)
     torch.manual_seed(config.seed)
     init_dir = Path(config.init_dir)
@@ -312,6 +298,10 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
                         teacher_logits = split_forward(teacher, batch, teacher_layers)
             terms = distillation_losses(config, batch, student_logits, student_upper, teacher_logits, teacher_layers)
             loss = config.gamma * terms["ce"] + config.alpha * terms.get("kd", 0.0) + config.beta * terms.get("lrs", 0.0)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"the loss became {float(loss.detach())} at step {step + 1} (learning rate "
+                                       f"{scheduler.get_last_lr()[0]:.2e}); the model would be saved broken",
+                                       "lower the learning rate and train into a new --output")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(qa_model.parameters(), 1.0)
             optimizer.step()
@@ -328,7 +318,8 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
                 save_checkpoint(checkpoint, student, optimizer, scheduler, step + 1, config, record["elapsed_s"])
     student.eval()
     student.source_dir = init_dir
-    student.save_pretrained(output / MODEL_DIR, replace=True)
+    with saving(output, "model"):
+        student.save_pretrained(output / MODEL_DIR, replace=True)
     shutil.rmtree(checkpoint, ignore_errors=True)
     (output / DONE_FILE).write_text(f"{total_steps} steps\n")
     return output / MODEL_DIR

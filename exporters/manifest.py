@@ -129,6 +129,21 @@ def check_manifest_shape(manifest, manifest_path: Path) -> None:
                 refuse(f"'{section}.{key}' must be {types[0].__name__}, found {manifest[section].get(key)!r}")
     if not isinstance(manifest.get("opset"), int) or not isinstance(manifest.get("validation"), dict):
         refuse("'opset' (an integer) and 'validation' (an object) are required")
+    model, deformer = manifest["model"], manifest["deformer"]
+    ranges = [
+        (all(model[key] >= 1 for key in ("num_layers", "hidden_size", "intermediate_size", "vocab_size")),
+         "model sizes must be at least 1"),
+        (0 <= deformer["layer"] <= model["num_layers"], f"k={deformer['layer']} is outside 0..{model['num_layers']}"),
+        (deformer["question_len"] >= 2 and deformer["passage_len"] >= 2, "lengths must be at least 2"),
+        (deformer["passage_position_offset"] in ("zero", "question_len"), "unknown passage_position_offset"),
+        (deformer["passage_first_position"] == (deformer["question_len"] if deformer["passage_position_offset"]
+                                                 == "question_len" else 0), "passage_first_position does not follow "
+                                                                             "from the offset"),
+        (deformer["passage_token_type"] in (0, 1), "passage_token_type must be 0 or 1"),
+    ]
+    for holds, what in ranges:
+        if not holds:
+            refuse(what)
     graphs = manifest.get("graphs")
     if not isinstance(graphs, dict):
         refuse(f"'graphs' must be an object, found {graphs!r}")

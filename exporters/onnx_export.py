@@ -20,7 +20,7 @@ from deformer_bench.errors import ConfigError, ExportError, OutputExistsError, O
 from deformer_bench.files import check_output_dir, clean_stale_staging, staged_directory
 
 from .graphs import GRAPHS, GraphModule, example_inputs
-from .manifest import build_manifest, is_graph_set_dir, write_manifest
+from .manifest import MANIFEST_FILE, build_manifest, is_graph_set_dir, write_manifest
 from .validate import ValidationSettings, validate_graph_set
 
 DEFAULT_OPSET = 18  # optimum's recommended minimum for BERT
@@ -122,28 +122,48 @@ def export_full_graph(deformer, path: Path, opset: int) -> None:
 def check_destination(out_dir, model_dir=None, overwrite: bool = False) -> None:
     """Refuse, before any work, an OUT/ that exporting (and --overwrite's replacing) could harm.
 
-    `--overwrite` replaces only a graph set written by deformer-export, and never one that holds the model
-    being read or lies inside it: `deformer-export /x/model /x --overwrite` would otherwise delete the model.
+    `--overwrite` replaces only a graph set written by deformer-export that holds nothing else (no results or
+    caches of yours kept in it), and never one that holds the model being read, lies inside it, or holds the
+    current directory: `deformer-export /x/model /x --overwrite` would otherwise delete the model.
     """
     out_dir = Path(out_dir)
     clean_stale_staging(out_dir)  # a killed export's leftovers; may put back an OUT/ it had moved aside
     exists = out_dir.exists() or out_dir.is_symlink()
+    if exists and not out_dir.is_dir():
+        raise OutputLocationError(f"OUT/ {out_dir} is a file", "give the path of a new directory")
     if exists and not overwrite:
         raise OutputExistsError(f"output directory {out_dir} already exists",
                                 "choose a new OUT/ or pass --overwrite to replace it")
+    out_real = out_dir.resolve()
     if model_dir is not None:
-        out_real, model_real = out_dir.resolve(), Path(model_dir).resolve()
+        model_real = Path(model_dir).resolve()
         if out_real == model_real or out_real in model_real.parents:
             raise OutputLocationError(f"OUT/ {out_dir} is, or holds, the model directory {model_dir} being exported",
                                       "give an OUT/ outside the model directory")
         if exists and model_real in out_real.parents:
             raise OutputLocationError(f"--overwrite would replace {out_dir}, which lies inside the model directory "
                                       f"{model_dir} being exported", "give a new OUT/ (or remove the old one yourself)")
-    if exists and not is_graph_set_dir(out_dir):
-        what = "a file" if not out_dir.is_dir() else "not a graph set written by deformer-export (no manifest.json of ours)"
-        raise OutputLocationError(f"--overwrite refuses to replace {out_dir}: it is {what}",
-                                  "--overwrite only replaces graph sets; give a new OUT/")
+    if exists:
+        check_replaceable(out_dir, out_real)
     check_output_dir(out_dir.parent, "the folder of OUT/")
+
+
+def check_replaceable(out_dir: Path, out_real: Path) -> None:
+    """What --overwrite may remove: a graph set of ours, nothing else in it, not the current directory."""
+    if not is_graph_set_dir(out_dir):
+        raise OutputLocationError(f"--overwrite refuses to replace {out_dir}: it is not a graph set written by "
+                                  "deformer-export (no manifest.json of ours)",
+                                  "--overwrite only replaces graph sets; give a new OUT/")
+    ours = {spec.file_name for spec in GRAPHS.values()} | {MANIFEST_FILE}
+    others = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in ours)
+    if others:
+        raise OutputLocationError(f"--overwrite would delete files that are not the graph set's in {out_dir}: "
+                                  f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}",
+                                  "move them out of OUT/ first, or give a new OUT/")
+    cwd = Path.cwd().resolve()
+    if cwd == out_real or out_real in cwd.parents:
+        raise OutputLocationError(f"--overwrite would replace {out_dir}, the folder this command runs in",
+                                  "run it from another folder")
 
 
 def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: bool = False,

@@ -160,3 +160,21 @@ def test_a_queue_with_only_its_teacher_evaluated_still_writes_the_table_and_figu
     write(collect(tmp_path / "runs"), tmp_path / "out")
     assert (tmp_path / "out" / "accuracy.png").stat().st_size > 0
     assert len((tmp_path / "out" / "accuracy.md").read_text().splitlines()) == 3
+
+
+def test_the_table_is_rebuilt_from_its_saved_records_with_a_new_bench(tiny_queue_runs, tiny_bench, tmp_path):
+    """The runs may be gone (they lived outside the repository): accuracy.json alone rebuilds the table."""
+    from deformer_bench.accuracy import main
+
+    _, runs = tiny_queue_runs
+    write(collect(runs), tmp_path / "without-bench")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--records", str(tmp_path / "without-bench" / "accuracy.json"), "--out", str(tmp_path / "rebuilt"),
+              "--bench", str(tiny_bench)])
+    assert exit_.value.code == 0
+    write(collect(runs, load_bench(tiny_bench)), tmp_path / "from-runs")
+    assert (tmp_path / "rebuilt" / "accuracy.md").read_text() == (tmp_path / "from-runs" / "accuracy.md").read_text()
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--records", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and not (tmp_path / "x").exists()

@@ -44,13 +44,15 @@ def test_bad_passages_files_name_the_line(tmp_path, passages, message, minilm_to
 @pytest.mark.parametrize("questions, message", [
     ('{"id": "q", "question": "Why?", "passage_id": "p9"}\n', "line 1: question 'q' asks about passage 'p9', which"),
     ('{"id": "q", "question": " ", "passage_id": "p0"}\n', "line 1: question 'q' is empty"),
+    ('{"id": "q", "question": "\\u200b\\u2060", "passage_id": "p0"}\n', "line 1: question 'q' is empty"),
+    ('{"id": "q", "question": "When \\ud800?", "passage_id": "p0"}\n', "line 1: a string holds an unpaired surrogate"),
     ('{"id": "q", "question": "Why?"}\n', "expected an object with string 'id', 'question', 'passage_id'"),
     ('{"id": "q", "question": "Why?", "passage_id": "p0"}\n' * 2, "line 2: id 'q' repeats line 1"),
 ])
-def test_bad_questions_files_name_the_line(tmp_path, questions, message):
+def test_bad_questions_files_name_the_line(tmp_path, questions, message, minilm_tokenizer):
     (tmp_path / "questions.jsonl").write_text(questions)
     with pytest.raises(InputFileError, match=message):
-        read_questions(tmp_path / "questions.jsonl", {"p0": "A passage."})
+        read_questions(tmp_path / "questions.jsonl", {"p0": "A passage."}, minilm_tokenizer)
 
 
 def test_missing_file_is_an_input_error(tmp_path):
@@ -67,3 +69,14 @@ def test_questions_become_examples_over_their_passage_text(tmp_path):
     assert (example.id, example.question, example.context, example.answers) == ("q1", "Which?", "Another one.", ())
     assert [(e.id, e.question, e.context) for e in passage_examples(passages)] == [
         ("p0", "", "A passage."), ("p1", "", "Another one.")]
+
+
+def test_line_separators_inside_json_strings_and_a_byte_order_mark(tmp_path):
+    """U+2028 and U+0085 may stand unescaped in JSON strings (ensure_ascii=False writes them so): they are text,
+    not line ends; a UTF-8 byte-order mark is read past; CRLF line ends work."""
+    import json
+
+    lines = [json.dumps({"id": "p0", "text": "One\u2028two\u0085three."}, ensure_ascii=False),
+             json.dumps({"id": "p1", "text": "Four."})]
+    (tmp_path / "passages.jsonl").write_text("\ufeff" + "\r\n".join(lines) + "\r\n", encoding="utf-8")
+    assert read_passages(tmp_path / "passages.jsonl") == {"p0": "One\u2028two\u0085three.", "p1": "Four."}

@@ -160,3 +160,62 @@ def test_scratch_directories_of_dead_processes_are_removed(tmp_path, monkeypatch
     with scratch_directory("deformer-passage-cache-") as scratch:
         assert os.path.isdir(scratch) and f"-{os.getpid()}-" in os.path.basename(scratch)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+def test_outputs_may_not_overwrite_inputs_or_each_other(tmp_path):
+    from deformer_bench.files import check_distinct_paths
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (tmp_path / "data.json").write_text("{}")
+    inputs = {"the dataset": tmp_path / "data.json", "the model directory": model, "the graph set": None}
+    with pytest.raises(OutputLocationError, match="would overwrite the dataset"):
+        check_distinct_paths({"--write-predictions": tmp_path / "data.json"}, inputs)
+    with pytest.raises(OutputLocationError, match="lies inside the model directory"):
+        check_distinct_paths({"--output": model / "config.json"}, inputs)
+    with pytest.raises(OutputLocationError, match="name the same place"):
+        check_distinct_paths({"--output": tmp_path / "a.json", "--write-predictions": tmp_path / "a.json"}, inputs)
+    with pytest.raises(OutputLocationError, match="name the same place"):
+        check_distinct_paths({"--passage-cache": tmp_path / "c", "--output": tmp_path / "c" / "r.json"}, inputs)
+    check_distinct_paths({"--output": tmp_path / "r.json", "--write-predictions": tmp_path / "p.json",
+                          "--passage-cache": None}, inputs)
+
+
+def test_several_files_are_written_all_or_none(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from deformer_bench.files import write_texts_atomically
+
+    real_write = Path.write_text
+
+    def second_fails(self, text, *args, **kwargs):
+        if "second" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", second_fails)
+    with pytest.raises(OSError) as raised:
+        write_texts_atomically({tmp_path / "first.json": "1", tmp_path / "second.json": "2"})
+    assert raised.value.filename == str(tmp_path / "second.json")  # the file asked for, not the staging name
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    write_texts_atomically({tmp_path / "new" / "first.json": "1"})  # a folder that does not exist yet
+    assert (tmp_path / "new" / "first.json").read_text() == "1"
+
+
+def test_a_staged_directory_named_dot_or_by_a_relative_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    with staged_directory("../out") as staging:
+        (staging / "x").write_text("x")
+    assert (tmp_path / "out" / "x").exists()
+    with pytest.raises(OutputExistsError):
+        with staged_directory("."):
+            pass
+
+
+def test_a_broken_symbolic_link_is_named_as_such(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(OutputLocationError, match="broken symbolic link"):
+        check_output_dir(tmp_path / "link")

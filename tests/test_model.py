@@ -185,3 +185,21 @@ def test_a_corrupt_tokenizer_is_one_clear_error(tmp_path):
     (model / "tokenizer.json").write_text("{not json")
     with pytest.raises(ModelDirError, match="cannot load the tokenizer"):
         load_tokenizer(model)
+
+
+@pytest.mark.parametrize("file, change, message", [
+    ("config.json", {"num_hidden_layers": "six"}, "config.json: num_hidden_layers must be a whole number"),
+    ("config.json", {"hidden_size": 0}, "config.json: hidden_size must be a whole number"),
+    ("deformer.json", {"layer": "1"}, r"deformer.json: layer must be an integer"),
+])
+def test_wrong_typed_values_name_their_file(tiny_model_dir, tmp_path, file, change, message):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    DeformerConfig(1, 8, 24).save(model)
+    path = model / file
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    with pytest.raises(ModelDirError, match=message):
+        Deformer.from_pretrained(model)

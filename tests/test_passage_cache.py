@@ -112,7 +112,19 @@ def test_a_disk_without_room_is_refused_before_writing(tiny_graphs, tmp_path, mo
 
     monkeypatch.setattr(passage_cache.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
     ids, mask = windows()  # 4 distinct windows: 4 x 24 x 32 float32 states + 2 x 4 x 24 int64 ids and mask
-    with pytest.raises(PassageCacheError, match=r"needs 13,824 bytes \(0 MiB\) and .* has 1,000 free"):
+    with pytest.raises(PassageCacheError, match=r"needs 13,824 bytes \(13.5 KiB\) and .* has 1,000 free"):
         build_passage_cache(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache" / "deeper", evaluation_session,
                             progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, dtype", [("passage_hidden", np.float64), ("passage_hidden", np.float16),
+                                         ("passage_attention_mask", np.int32)])
+def test_a_cache_array_of_another_dtype_is_damaged(tiny_graphs, tmp_path, name, dtype):
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    build_passage_cache(graph_set, ids, mask, tmp_path / "cache", evaluation_session, progress=False)
+    path = tmp_path / "cache" / f"{name}.npy"
+    np.save(path, np.load(path).astype(dtype))
+    with pytest.raises(PassageCacheError, match=f"{name}.npy is damaged"):
+        load_passage_cache(tmp_path / "cache", graph_set)

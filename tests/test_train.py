@@ -155,3 +155,71 @@ def test_bad_numbers_in_training_configs(changes, message):
     base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**{**base, **changes})
+
+
+def test_a_finished_run_is_reused_only_with_its_own_settings(tmp_path, tiny_with_tokenizer, small_train_file):
+    import shutil
+
+    from deformer_bench.errors import ConfigError, OutputLocationError
+
+    run = config(tmp_path / "run", tiny_with_tokenizer, small_train_file, max_examples=8)
+    model_dir = train(run, ["test"], progress=False)
+    assert train(run, ["test"], progress=False) == model_dir  # the same settings: reused
+    with pytest.raises(ConfigError, match="finished run of other settings .*layer"):
+        train(config(tmp_path / "run", tiny_with_tokenizer, small_train_file, max_examples=8, layer=1), ["test"],
+              progress=False)
+    user = tmp_path / "user"  # a folder that merely holds a file called DONE
+    user.mkdir()
+    (user / "DONE").write_text("mine")
+    with pytest.raises(OutputLocationError, match="not a finished run"):
+        train(config(user, tiny_with_tokenizer, small_train_file), ["test"], progress=False)
+    shutil.rmtree(tmp_path / "run" / "model")
+    with pytest.raises(OutputLocationError, match="holds no model"):
+        train(run, ["test"], progress=False)
+
+
+def test_a_diverging_loss_stops_the_run(tmp_path, tiny_with_tokenizer, small_train_file):
+    from deformer_bench.train import TrainingDiverged
+
+    run = config(tmp_path / "run", tiny_with_tokenizer, small_train_file, learning_rate=1e30, warmup_ratio=0.0,
+                 max_examples=8, batch_size=2)
+    with pytest.raises(TrainingDiverged, match="the loss became nan") as raised:
+        train(run, ["test"], progress=False)
+    assert raised.value.exit_code == 3 and not (tmp_path / "run" / "model").exists()
+
+
+def test_too_little_room_to_train_is_refused_up_front(tmp_path, tiny_with_tokenizer, small_train_file, monkeypatch):
+    from types import SimpleNamespace
+
+    import deformer_bench.training_checks as checks
+    from deformer_bench.errors import DiskFullError
+
+    monkeypatch.setattr(checks.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    with pytest.raises(DiskFullError, match="training needs about"):
+        train(config(tmp_path / "run", tiny_with_tokenizer, small_train_file), ["test"], progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_while_saving_is_a_disk_full_error(tmp_path):
+    from deformer_bench.errors import DiskFullError
+    from deformer_bench.training_checks import saving
+
+    with pytest.raises(DiskFullError, match="while saving the checkpoint"):
+        with saving(tmp_path, "checkpoint"):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos; No space left on device")
+    with pytest.raises(ValueError):  # anything else passes through unchanged
+        with saving(tmp_path, "checkpoint"):
+            raise ValueError("a bug")
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(layer=0, passage_position_offset="zero"), "the teacher .* always places passages"),
+    (dict(layer=1, teacher_dir="t", alpha=0.0, beta=0.0), "it would not be used"),
+    (dict(layer=1, passage_position_offset="zeroo"), "unknown passage position offset"),
+])
+def test_settings_that_would_be_ignored_are_refused(changes, message):
+    from deformer_bench.errors import ConfigError
+
+    base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{**base, **changes})

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..environment import describe_environment
+from ..errors import ManifestError
 from ..files import scratch_directory, staged_directory
 from . import machine_state
 from .flops import path_flops
@@ -53,10 +54,20 @@ def graph_input_shapes(manifest: dict, batch: int) -> dict:
             for name, spec in GRAPHS.items()}
 
 
+def graph_operator_bytes(path: Path, shapes: dict):
+    """operator_bytes of one graph; a graph onnx cannot parse (damaged after export) is a ManifestError."""
+    try:
+        return operator_bytes(path, shapes)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ManifestError(f"graph {path} cannot be read: {first[:300]}",
+                            "export the graph set again (its files were damaged after export)") from None
+
+
 def paper_memory_metric(config: BenchConfig) -> dict:
     """Operator bytes of one query (batch 1) on each path."""
     shapes = graph_input_shapes(config.manifest, 1)
-    per_graph = {graph: operator_bytes(config.graphs_dir / f"{graph}.onnx", shapes[graph]) for graph in shapes}
+    per_graph = {graph: graph_operator_bytes(config.graphs_dir / f"{graph}.onnx", shapes[graph]) for graph in shapes}
     result = {path: sum(per_graph[graph][0] for graph in graphs) for path, graphs in PATH_GRAPHS.items()}
     result["unresolved_tensors"] = sum(unresolved for _, unresolved in per_graph.values())
     return result
@@ -132,7 +143,7 @@ def describe_batch(config: BenchConfig, record: dict, ideal: float) -> str:
 
 
 def measure_config(config: BenchConfig, device, profile, progress: bool,
-                   processes: int = DEFAULT_PROCESSES) -> dict:
+                   processes: int = DEFAULT_PROCESSES, operator_bytes_record: dict = None) -> dict:
     target = device.make_target()
     flops = config_flops(config.manifest)
     record = {
@@ -143,7 +154,7 @@ def measure_config(config: BenchConfig, device, profile, progress: bool,
         "opset": config.manifest["opset"],
         "validation": config.manifest["validation"],
         "flops": flops,
-        "operator_bytes": paper_memory_metric(config),
+        "operator_bytes": operator_bytes_record or paper_memory_metric(config),
         "batches": [],
     }
     with scratch_directory("deformer-bench-scratch-") as scratch:
@@ -168,14 +179,21 @@ def new_results_dir(output_root: Path, profile_name: str, label: str) -> Path:
 
 
 def save_results(results: dict, output_root: Path, label: str) -> Path:
-    """Write results.json and the report into a temporary directory, then rename it into place."""
+    """Write results.json and the report into a temporary directory, then rename it into place. A results
+    root created here and left empty by a failure is removed again."""
     from ..report import RESULTS_FILE, write_report
 
+    created = not output_root.exists()
     output_root.mkdir(parents=True, exist_ok=True)
     final = new_results_dir(output_root, results["profile"]["name"], label)
-    with staged_directory(final) as staging:
-        (staging / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
-        write_report(staging)
+    try:
+        with staged_directory(final) as staging:
+            (staging / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
+            write_report(staging)
+    except BaseException:
+        if created and not any(output_root.iterdir()):
+            output_root.rmdir()
+        raise
     return final
 
 
@@ -200,9 +218,13 @@ def run_benchmark(configs: list, devices: list, profile, command: list, note: st
         "timing_processes": processes,
         "configs": [],
     }
+    # Read every graph (the paper's memory metric) before the first measurement: a damaged graph of the last
+    # config is refused now, not after minutes of timing the others.
+    operator_bytes_records = {id(config): paper_memory_metric(config) for config in configs}
     jobs = [(config, device) for device in devices for config in configs]
     for config, device in tqdm(jobs, desc="bench", unit="config", disable=not progress):
-        results["configs"].append(measure_config(config, device, profile, progress, processes))
+        results["configs"].append(measure_config(config, device, profile, progress, processes,
+                                                 operator_bytes_records[id(config)]))
     state = machine_state.machine_state_record(start, take_snapshot())
     results["machine_state"] = state
     results["headline"] = headline_check(profile.name, processes, state, results["configs"])

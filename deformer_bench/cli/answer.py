@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError
-from ..files import check_output_dir, check_output_file, write_text_atomically
+from ..files import check_distinct_paths, check_output_dir, check_output_file, write_text_atomically
 from .common import run_cli
 
 
@@ -46,14 +46,19 @@ def answer_main(argv=None) -> int:
 
     from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
 
+    new_cache = not (args.passage_cache.exists() or args.passage_cache.is_symlink())
     if args.output:
         check_output_file(args.output, "--output")  # before any work, not after it
-    if not args.passage_cache.exists():
+    if new_cache:
         check_output_dir(args.passage_cache, "--passage-cache")
+    check_distinct_paths({"--output": args.output, "--passage-cache": args.passage_cache if new_cache else None},
+                         {"the graph set": args.graphs, "the passages file": args.passages,
+                          "the questions file": args.questions, "the tokenizer directory": args.tokenizer,
+                          "the passage cache": None if new_cache else args.passage_cache})
     graph_set = load_graph_set(args.graphs)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
     passages = read_passages(args.passages, tokenizer)
-    questions = read_questions(args.questions, passages) if args.questions else None  # checked before any work
+    questions = read_questions(args.questions, passages, tokenizer) if args.questions else None  # before any work
     if not graph_set.manifest["model"].get("qa_head_trained", True):
         print(f"note: {args.graphs} was exported with a random QA head: its answers are meaningless", file=sys.stderr)
     progress = not args.quiet

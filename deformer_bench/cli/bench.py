@@ -54,12 +54,20 @@ def resolve_profile(args):
         overrides["batch_sizes"] = tuple(parse_int_list(args.batch_sizes, "batch-sizes", minimum=1))
     if overrides:
         profile = dataclasses.replace(profile, **overrides)
+    if args.quick and len(profile.batch_sizes) > 1:
+        print(f"note: --quick measures the first batch size only ({profile.batch_sizes[0]} of "
+              f"{', '.join(map(str, profile.batch_sizes))})", file=sys.stderr)
     return profile.quick() if args.quick else profile
 
 
 def resolve_layers(args):
     """The separation layers asked for, checked before any model is loaded; None: the model's default."""
-    return None if args.layer is None else parse_int_list(args.layer, "layer", minimum=0)
+    if args.layer is None:
+        return None
+    layers = parse_int_list(args.layer, "layer", minimum=0)
+    if len(set(layers)) != len(layers):
+        raise ConfigError(f"--layer {args.layer} names a layer more than once", "give each k once, e.g. --layer 3,4")
+    return layers
 
 
 def timing_processes(args, profile) -> int:
@@ -118,11 +126,25 @@ def existing_configs(args) -> list:
 
     from ..bench.run import BenchConfig
 
+    resolved = [Path(directory).resolve() for directory in args.graphs]
+    repeated = sorted({str(path) for path in resolved if resolved.count(path) > 1})
+    if repeated:
+        raise ConfigError(f"--graphs names {', '.join(repeated)} more than once", "give each graph set once")
     configs = []
-    for directory in args.graphs:
+    for directory, label in zip(args.graphs, distinct_labels(resolved)):
         graph_set = load_graph_set(directory)
-        configs.append(BenchConfig(Path(directory).resolve().name, graph_set.directory, graph_set.manifest))
+        configs.append(BenchConfig(label, graph_set.directory, graph_set.manifest))
     return configs
+
+
+def distinct_labels(paths: list) -> list:
+    """The report's row labels: each folder's name, or as much of its path as tells it from the others
+    (two graph sets both called graphs/ become modelA/graphs and modelB/graphs)."""
+    for depth in range(1, max(len(path.parts) for path in paths) + 1):
+        labels = ["/".join(path.parts[-depth:]) for path in paths]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(path) for path in paths]
 
 
 def check_settings(args, devices, profile) -> None:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import DeformerBenchError
-from ..files import check_output_dir, check_output_file, write_text_atomically
+from ..files import check_distinct_paths, check_output_dir, check_output_file, write_texts_atomically
 from ..model import POSITION_OFFSETS
 from .common import positive_int, run_cli
 
@@ -50,13 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_predictions(path: Path) -> dict:
     try:
-        predictions = json.loads(path.read_text(encoding="utf-8"))
+        predictions = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DeformerBenchError(f"cannot read predictions {path}: {error}", "give a JSON object {id: answer}")
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise DeformerBenchError(f"predictions {path} must be a JSON object of question id -> answer text",
                                  "write predictions as {\"id\": \"answer\", ...}")
     return predictions
+
+
+def check_outputs(args) -> None:
+    """Every output can be written, none overwrites an input or another output."""
+    new_cache = args.passage_cache is not None and not (args.passage_cache.exists() or args.passage_cache.is_symlink())
+    for path, what in ((args.write_predictions, "--write-predictions"), (args.output, "--output")):
+        if path is not None:
+            check_output_file(path, what)
+    if new_cache:
+        check_output_dir(args.passage_cache, "--passage-cache")
+    check_distinct_paths(
+        {"--output": args.output, "--write-predictions": args.write_predictions,
+         "--passage-cache": args.passage_cache if new_cache else None},
+        {"the dataset": args.dataset, "the model directory": args.model, "the graph set": args.onnx,
+         "the passage cache": None if new_cache else args.passage_cache})
 
 
 def eval_main(argv=None) -> int:
@@ -75,11 +90,7 @@ def eval_main(argv=None) -> int:
     from ..environment import describe_environment
     from ..evaluate import evaluate_model
 
-    for path, what in ((args.write_predictions, "--write-predictions"), (args.output, "--output")):
-        if path is not None:
-            check_output_file(path, what)  # before minutes of evaluation, not after
-    if args.passage_cache is not None and not args.passage_cache.exists():
-        check_output_dir(args.passage_cache, "--passage-cache")
+    check_outputs(args)  # before minutes of evaluation, not after
 
     # Taken before the work, so that the commit and tree state are those the figures came from.
     environment = describe_environment(["deformer-eval", *(argv if argv is not None else sys.argv[1:])])
@@ -91,14 +102,16 @@ def eval_main(argv=None) -> int:
                             passage_len=args.passage_len, progress=not args.quiet,
                             warn=warn_to_stderr, passage_cache_dir=args.passage_cache,
                             passage_position_offset=args.position_offset)
-    if args.write_predictions:
-        write_text_atomically(args.write_predictions, json.dumps(result.predictions))
     summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}
     if result.passage_cache:
         summary["passage_cache"] = result.passage_cache
+    outputs = {}
+    if args.write_predictions:
+        outputs[args.write_predictions] = json.dumps(result.predictions)
     if args.output:
         record = evaluation_record(args, result, summary, environment, time.perf_counter() - started)
-        write_text_atomically(args.output, json.dumps(record, indent=1) + "\n")
+        outputs[args.output] = json.dumps(record, indent=1) + "\n"
+    write_texts_atomically(outputs)  # both or neither
     print(json.dumps(summary))
     return 0
 

@@ -14,6 +14,7 @@ from .common import run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
 QUEUE_SECTIONS = {"defaults", "evaluation", "runs"}
+QUEUE_MADE = {"output_dir", "init_dir", "teacher_dir"}  # TrainConfig fields the queue fills in itself
 EVALUATION_KEYS = {"dataset", "limit"}
 # Options of a single run; a queue sets these per run, so with --queue they are refused, never ignored.
 SINGLE_RUN_OPTIONS = ("init", "output", "train_file", "teacher")
@@ -132,6 +133,10 @@ def queue_configs(queue_path: Path, runs_dir: Path) -> list:
                 return str(default_model_dir())
             return str(runs_dir / reference / "model") if reference in names else str(reference)
 
+        set_by_queue = sorted((set(run) | set(defaults)) & QUEUE_MADE)
+        if set_by_queue:
+            raise _queue_error(queue_path, f"{', '.join(set_by_queue)} are set by the queue (runs-dir/NAME, init:, "
+                                           "teacher:), not in a run or the defaults")
         settings = {**defaults, **{k: v for k, v in run.items() if k not in QUEUE_KEYS}}
         settings["init_dir"] = model_of(run.get("init"))
         if run.get("teacher"):
@@ -143,20 +148,48 @@ def queue_configs(queue_path: Path, runs_dir: Path) -> list:
 
 def check_queue_inputs(configs: list, runs_dir: Path) -> None:
     """Before the first run starts (each takes an hour or more): every file and model a run reads must be
-    there, or be made by an earlier run of the queue."""
+    there, or be made by an earlier run of the queue; every run's k must fit its model, and its directory
+    must be one it may write."""
+    from ..errors import ConfigError as SettingError
     from ..errors import DeformerBenchError
+    from ..model import load_hf_config
+    from ..training_checks import check_run_directory
 
-    made = set()
+    layers_of = {}  # model directory -> its number of layers (a run's model has its init's)
     for name, config, evaluation in configs:
         for path, what in ((config.train_file, "train_file"), (evaluation.get("dataset"), "evaluation dataset")):
             if path is not None and not Path(path).is_file():
                 raise DeformerBenchError(f"run {name!r}: {what} {path} is not a file",
                                          "fix the path in the queue (relative paths start where you run the command)")
         for path, what in ((config.init_dir, "init"), (config.teacher_dir or None, "teacher")):
-            if path is not None and path not in made and not Path(path, "config.json").is_file():
-                raise DeformerBenchError(f"run {name!r}: {what} model {path} is not a model directory",
-                                         "name an earlier run of the queue, or a model directory with config.json")
-        made.add(str(runs_dir / name / "model"))
+            if path is not None and path not in layers_of:
+                if not Path(path, "config.json").is_file():
+                    raise DeformerBenchError(f"run {name!r}: {what} model {path} is not a model directory",
+                                             "name an earlier run of the queue, or a model directory with config.json")
+                layers_of[path] = load_hf_config(Path(path)).num_hidden_layers
+        if config.layer > layers_of[config.init_dir]:
+            raise SettingError(f"run {name!r}: k={config.layer} is outside 0..{layers_of[config.init_dir]} for its "
+                               f"{layers_of[config.init_dir]}-layer model", "fix its layer")
+        if not (Path(config.output_dir) / "DONE").exists():
+            check_run_directory(config)
+        layers_of[str(runs_dir / name / "model")] = layers_of[config.init_dir]
+
+
+def read_evaluation(path: Path, evaluation: dict, doc_stride: int):
+    """The run's eval.json if it scored this evaluation (dataset, limit, stride); None to evaluate (again)."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        same = (record["dataset"] == str(evaluation["dataset"]) and record.get("limit", 0) == evaluation.get("limit", 0)
+                and record["doc_stride"] == doc_stride)
+    except (OSError, ValueError, KeyError, TypeError):
+        print(f"note: {path} cannot be read; evaluating again", file=sys.stderr)
+        return None
+    if not same:
+        print(f"note: {path} scored another evaluation (dataset, limit or stride); evaluating again", file=sys.stderr)
+        return None
+    return record
 
 
 def evaluate_run(name: str, config, evaluation: dict, command: list, progress: bool) -> dict:
@@ -166,13 +199,15 @@ def evaluate_run(name: str, config, evaluation: dict, command: list, progress: b
 
     output = Path(config.output_dir)
     result_path = output / "eval.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+    kept = read_evaluation(result_path, evaluation, config.doc_stride)
+    if kept is not None:
+        return kept
     environment = describe_environment(command)  # before the work: the commit the figures came from
     result = evaluate_model(output / "model", evaluation["dataset"], limit=evaluation.get("limit") or None,
                             doc_stride=config.doc_stride, progress=progress, warn=warn_to_stderr)
     record = {"name": name, **result.scores, "questions": result.questions, "windows": result.windows,
-              "backend": result.backend, "dataset": str(evaluation["dataset"]), "doc_stride": config.doc_stride,
+              "backend": result.backend, "dataset": str(evaluation["dataset"]), "limit": evaluation.get("limit", 0),
+              "doc_stride": config.doc_stride,
               "layer": config.layer,
               "gamma": config.gamma, "alpha": config.alpha, "beta": config.beta,
               "model_fingerprint_sha256": result.model_fingerprint_sha256, "environment": environment}

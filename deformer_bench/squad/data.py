@@ -33,10 +33,19 @@ def _read_json(path: Path):
         raise DatasetError(f"dataset {path} {what}", "give the path of a SQuAD v1.1 .json or .json.gz file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
+        with opener(path, "rt", encoding="utf-8-sig") as handle:  # a byte-order mark is read past
             return json.load(handle)
     except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"dataset {path} is not valid (gzipped) JSON: {error}", "give a SQuAD v1.1 file") from None
+
+
+def is_unicode(text: str) -> bool:
+    """False for a str holding an unpaired surrogate (JSON's "\\ud800"): not text any tokenizer can read."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _require(condition: bool, path: Path, where: str, what: str) -> None:
@@ -50,7 +59,7 @@ def load_squad(path) -> list:
     document = _read_json(path)
     _require(isinstance(document, dict) and isinstance(document.get("data"), list), path, "top level",
              "expected an object with a 'data' list")
-    examples = []
+    examples, seen = [], {}  # seen: question id -> where it was first
     for article_index, article in enumerate(document["data"]):
         title = article.get("title", f"#{article_index}") if isinstance(article, dict) else f"#{article_index}"
         where = f"article {article_index} ({title!r})"
@@ -71,5 +80,13 @@ def load_squad(path) -> list:
                              and isinstance(answer.get("answer_start"), int), path, f"{here}, question {qid!r}",
                              "each answer needs 'text' and an integer 'answer_start'")
                     answers.append(Answer(answer["text"], answer["answer_start"]))
+                _require(is_unicode(qa["question"]) and is_unicode(paragraph["context"]), path,
+                         f"{here}, question {qid!r}", "an unpaired surrogate escape (such as \\ud800) is not text")
+                _require(bool(answers), path, f"{here}, question {qid!r}",
+                         "no answers (SQuAD v2's unanswerable questions are not supported)")
+                _require(qid not in seen, path, f"{here}, question {qid!r}",
+                         f"the id repeats {seen.get(qid)} (each question needs its own id)")
+                seen[qid] = here
                 examples.append(Example(qid, title, paragraph["context"], qa["question"], tuple(answers)))
+    _require(bool(examples), path, "top level", "holds no questions")
     return examples

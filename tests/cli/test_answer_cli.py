@@ -111,3 +111,18 @@ def test_output_locations_are_refused_before_any_work(tiny_student_graphs, squad
                                "--passage-cache", cache, "--output", output, "--doc-stride", "16", "--quiet")
     assert code == 2 and stderr.startswith("error: ") and "Traceback" not in stderr, stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == before  # no DIR.partial, no cache
+
+
+@pytest.mark.parametrize("target", ["passages", "questions", "cache file"])
+def test_output_may_not_overwrite_an_input(tiny_student_graphs, squad_as_jsonl, tmp_path, target):
+    passages, questions = squad_as_jsonl
+    built = cli(tiny_student_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
+                "--doc-stride", "16", "--quiet")
+    assert built[0] == 0, built[2]
+    output = {"passages": passages, "questions": questions,
+              "cache file": tmp_path / "cache" / "passage_cache.json"}[target]
+    before = output.read_bytes()
+    code, _, stderr = cli(tiny_student_graphs, "--passages", passages, "--questions", questions,
+                          "--passage-cache", tmp_path / "cache", "--output", output, "--doc-stride", "16", "--quiet")
+    assert code == 2 and "--output" in stderr and "Traceback" not in stderr, stderr
+    assert output.read_bytes() == before

@@ -230,3 +230,54 @@ def test_a_crashed_runner_exits_3_and_leaves_nothing_in_output(tiny_graphs, tmp_
     assert f"error: runner job ({crash_in}) failed with exit code 139: Fatal Python error" in stderr
     assert "Traceback" not in stderr
     assert list(output.iterdir()) == [earlier]  # no new run, no staging leftovers
+
+
+def test_graph_sets_of_one_folder_name_get_labels_of_their_own(tiny_graphs, tmp_path):
+    from argparse import Namespace
+
+    from deformer_bench.cli.bench import existing_configs
+
+    for model in ("modelA", "modelB"):
+        shutil.copytree(tiny_graphs, tmp_path / model / "graphs")
+    configs = existing_configs(Namespace(graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelB" / "graphs"]))
+    assert [config.label for config in configs] == ["modelA/graphs", "modelB/graphs"]
+    from deformer_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="more than once"):
+        existing_configs(Namespace(graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelA" / ".." / "modelA" /
+                                           "graphs"]))
+
+
+def test_a_repeated_layer_is_refused_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    code, stderr = in_process(["--model", tiny_model_dir, "--layer", "1,1", "--quick", "--output", tmp_path / "r"],
+                              capsys)
+    assert code == 2 and "names a layer more than once" in stderr and not (tmp_path / "r").exists()
+
+
+def test_a_damaged_graph_is_refused_before_any_measurement(tiny_graphs, tmp_path, capsys, monkeypatch):
+    import hashlib
+
+    monkeypatch.setattr("deformer_bench.bench.run.measure_config", _must_not_run)
+    graphs = tmp_path / "g"
+    shutil.copytree(tiny_graphs, graphs)
+    (graphs / "upper.onnx").write_bytes(b"not a graph")
+    manifest = json.loads((graphs / "manifest.json").read_text())
+    manifest["graphs"]["upper"]["sha256"] = hashlib.sha256(b"not a graph").hexdigest()
+    (graphs / "manifest.json").write_text(json.dumps(manifest))
+    code, stderr = in_process(["--graphs", tiny_graphs, graphs, "--quick", "--output", tmp_path / "r", "--quiet"],
+                              capsys)
+    assert code == 2 and "upper.onnx cannot be read" in stderr and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_results_root_created_for_a_failed_save_is_removed(tmp_path, monkeypatch):
+    from deformer_bench.bench import run
+
+    def report_fails(directory):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("deformer_bench.report.write_report", report_fails)
+    with pytest.raises(Exception):
+        run.save_results({"profile": {"name": "p"}}, tmp_path / "new-root", "label")
+    assert list(tmp_path.iterdir()) == []

@@ -142,3 +142,46 @@ def test_a_dataset_path_that_is_a_directory_says_so(tmp_path):
     (tmp_path / "pred.json").write_text("{}")
     code, _, stderr = cli("--dataset", tmp_path, "--predictions", tmp_path / "pred.json")
     assert code == 2 and "is a directory" in stderr
+
+
+@pytest.mark.parametrize("outputs", ["dataset", "model config", "same twice", "cache and record"])
+def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tiny_queue_runs, small_train_file, tmp_path,
+                                                                      outputs):
+    import shutil
+
+    dataset = tmp_path / "data.json"
+    shutil.copy(small_train_file, dataset)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_queue_runs[1] / "k1-kd-lrs" / "model", model)
+    extra = {"dataset": ["--write-predictions", dataset],
+             "model config": ["--output", model / "config.json"],
+             "same twice": ["--output", tmp_path / "r.json", "--write-predictions", tmp_path / "r.json"],
+             "cache and record": ["--passage-cache", tmp_path / "twin", "--output", tmp_path / "twin"]}[outputs]
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    code, _, stderr = cli("--dataset", dataset, "--model", model, "--doc-stride", "16", "--limit", "2", "--quiet",
+                          *extra)
+    assert code == 2 and "Traceback" not in stderr and "featurize" not in stderr, stderr
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
+def test_a_damaged_graph_whose_hash_was_updated_is_one_clear_error(tiny_queue_runs, tiny_student_graphs,
+                                                                   small_train_file, tmp_path):
+    import hashlib
+    import shutil
+
+    graphs = tmp_path / "g"
+    shutil.copytree(tiny_student_graphs, graphs)
+    upper = graphs / "upper.onnx"
+    upper.write_bytes(upper.read_bytes()[:4000])
+    manifest = json.loads((graphs / "manifest.json").read_text())
+    manifest["graphs"]["upper"]["sha256"] = hashlib.sha256(upper.read_bytes()).hexdigest()
+    (graphs / "manifest.json").write_text(json.dumps(manifest))
+    code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_queue_runs[1] / "k1-kd-lrs" / "model",
+                          "--onnx", graphs, "--doc-stride", "16", "--limit", "2", "--quiet")
+    assert code == 2 and "cannot be loaded by onnxruntime" in stderr and "Traceback" not in stderr, stderr
+
+
+def test_a_model_with_a_random_head_is_warned_about(tiny_with_tokenizer, small_train_file):
+    code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_with_tokenizer, "--layer", "1",
+                          "--question-len", "16", "--passage-len", "64", "--doc-stride", "16", "--limit", "2", "--quiet")
+    assert code == 0 and "no trained QA head" in stderr, stderr

@@ -49,6 +49,8 @@ def test_queue_trains_evaluates_and_skips_finished_runs(tiny_queue_runs, capsys)
      "learning_rate must be a finite number"),
     ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0}]}",
      "run 'a': train_file t.json is not a file"),
+    ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0, init_dir: /x}]}",
+     "init_dir are set by the queue"),
     ("runs: [{name: a, layer: 0, gamma: 1, alpha: 0, beta: 0}]", "missing training settings: train_file"),
     ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0}, {name: a, gamma: 1, alpha: 0, beta: 0}]}",
      "is used twice"),
@@ -100,3 +102,34 @@ def test_interrupted_training_says_it_resumes(capsys):
     assert run_cli(interrupted, [], interrupted=RESUMES) == 130
     err = capsys.readouterr().err
     assert "resume from the last checkpoint" in err and "nothing was written" not in err
+
+
+def test_later_runs_are_checked_before_the_first_starts(tmp_path, tiny_with_tokenizer, small_train_file, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "b").write_text("a file where run b's folder goes")
+    for run_b, message in (("{name: b, init: a, layer: 1, gamma: 1, alpha: 0, beta: 0}", "run's output"),
+                           ("{name: b, init: a, layer: 9, gamma: 1, alpha: 0, beta: 0}", "k=9 is outside 0..2")):
+        queue = tmp_path / "queue.yaml"
+        queue.write_text(f"{{defaults: {{train_file: {small_train_file}, question_len: 16, passage_len: 64, "
+                         f"doc_stride: 16, bf16: false}}, runs: [{{name: a, init: {tiny_with_tokenizer}, layer: 0, "
+                         f"gamma: 1, alpha: 0, beta: 0}}, {run_b}]}}")
+        assert run_cli(train_main, ["--queue", str(queue), "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 2
+        assert message in capsys.readouterr().err
+        assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["b"]  # run a never started
+
+
+def test_a_stale_or_damaged_evaluation_is_redone(tiny_queue_runs, tmp_path, capsys):
+    import shutil
+
+    from deformer_bench.cli.train import queue_configs, read_evaluation
+
+    queue, runs = tiny_queue_runs
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / "teacher", copy / "teacher")
+    (name, config, evaluation), *_ = queue_configs(queue, copy)
+    path = copy / "teacher" / "eval.json"
+    assert read_evaluation(path, evaluation, config.doc_stride)["questions"] == 6
+    assert read_evaluation(path, {**evaluation, "limit": 7}, config.doc_stride) is None
+    path.write_text("[]")
+    assert read_evaluation(path, evaluation, config.doc_stride) is None
+    assert "evaluating again" in capsys.readouterr().err

@@ -113,12 +113,11 @@ def test_existing_output_is_refused_unless_overwrite(tiny_model_dir, tiny_graphs
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=2, question_len=8, passage_len=24)
     out = tmp_path / "out"
     shutil.copytree(tiny_graphs, out)
-    (out / "stale.txt").write_text("left by an older export")
     with pytest.raises(OutputExistsError):
         export_graph_set(deformer, out, progress=False)
     assert load_graph_set(out).layer == 1
     export_graph_set(deformer, out, overwrite=True, progress=False)
-    assert not (out / "stale.txt").exists() and load_graph_set(out).layer == 2
+    assert load_graph_set(out).layer == 2
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -134,7 +133,7 @@ def test_overwrite_replaces_only_graph_sets(tiny_model_dir, tmp_path, what):
             (out / "keep.txt").write_text("mine")
             (out / "manifest.json").write_text('{"tool": {"name": "something else"}}')
     before = sorted(str(path) for path in tmp_path.rglob("*"))
-    with pytest.raises(OutputLocationError, match="only replaces graph sets"):
+    with pytest.raises(OutputLocationError, match="is a file" if what == "a file" else "only replaces graph sets"):
         export_graph_set(deformer, out, overwrite=True, progress=False)
     assert sorted(str(path) for path in tmp_path.rglob("*")) == before
 
@@ -226,3 +225,47 @@ def test_other_families_export_and_validate(model_type, tmp_path):
     assert all(diff <= 1e-3 for case in manifest["validation"]["cases"] for diff in case["max_abs_diff"].values())
     expected_type = 0 if model_type == "roberta" else 1  # RoBERTa has a single token type
     assert manifest["deformer"]["passage_token_type"] == expected_type
+
+
+def test_overwrite_keeps_what_the_user_added_to_a_graph_set(tiny_model_dir, tiny_graphs, tmp_path):
+    """An evaluation record or a passage cache kept inside a graph set is the user's: not deleted silently."""
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    out = tmp_path / "out"
+    shutil.copytree(tiny_graphs, out)
+    (out / "eval-onnx.json").write_text("{}")
+    with pytest.raises(OutputLocationError, match="eval-onnx.json"):
+        export_graph_set(deformer, out, overwrite=True, progress=False)
+    assert (out / "eval-onnx.json").exists()
+
+
+def test_overwrite_of_the_current_directory_is_refused(tiny_model_dir, tiny_graphs, tmp_path, monkeypatch):
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    shutil.copytree(tiny_graphs, tmp_path / "g")
+    monkeypatch.chdir(tmp_path / "g")
+    with pytest.raises(OutputLocationError, match="the folder this command runs in"):
+        export_graph_set(deformer, ".", overwrite=True, progress=False)
+    assert load_graph_set(tmp_path / "g").layer == 1
+
+
+def test_a_file_as_out_is_named_a_file(tiny_model_dir, tmp_path):
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    (tmp_path / "p.jsonl").write_text("{}")
+    with pytest.raises(OutputLocationError, match="is a file"):
+        export_graph_set(deformer, tmp_path / "p.jsonl", progress=False)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("model", "hidden_size", 0, "model sizes must be at least 1"),
+    ("deformer", "layer", 7, "k=7 is outside 0..2"),
+    ("deformer", "question_len", 1, "lengths must be at least 2"),
+    ("deformer", "passage_first_position", 3, "passage_first_position does not follow"),
+    ("deformer", "passage_token_type", 2, "passage_token_type must be 0 or 1"),
+])
+def test_manifest_values_out_of_range_are_refused(tiny_graphs, tmp_path, section, key, value, message):
+    copy = tmp_path / "graphs"
+    shutil.copytree(tiny_graphs, copy)
+    manifest = json.loads((copy / MANIFEST_FILE).read_text())
+    manifest[section][key] = value
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=message):
+        load_graph_set(copy)

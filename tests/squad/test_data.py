@@ -47,3 +47,38 @@ def test_missing_and_invalid_files(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(DatasetError, match="not valid"):
         load_squad(tmp_path / "x.json")
+
+
+def _squad(tmp_path, qas, text=None):
+    import json
+
+    document = {"data": [{"title": "T", "paragraphs": [{"context": "Paris is in France.", "qas": qas}]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(text if text is not None else json.dumps(document), encoding="utf-8")
+    return path
+
+
+QA = {"id": "q1", "question": "Where?", "answers": [{"text": "France", "answer_start": 12}]}
+
+
+@pytest.mark.parametrize("qas, message", [
+    ([QA, {**QA, "question": "Again?"}], "the id repeats"),
+    ([{**QA, "answers": []}], "no answers"),
+    ([], "holds no questions"),
+    ([{**QA, "question": "When \ud800?"}], "unpaired surrogate"),
+])
+def test_datasets_that_cannot_be_scored_honestly_are_refused(tmp_path, qas, message):
+    from deformer_bench.squad.data import DatasetError, load_squad
+
+    with pytest.raises(DatasetError, match=message):
+        load_squad(_squad(tmp_path, qas))
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path):
+    import json
+
+    from deformer_bench.squad.data import load_squad
+
+    document = {"data": [{"title": "T", "paragraphs": [{"context": "Paris is in France.", "qas": [QA]}]}]}
+    path = _squad(tmp_path, [], text="\ufeff" + json.dumps(document))
+    assert [example.id for example in load_squad(path)] == ["q1"]
