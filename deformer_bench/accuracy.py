@@ -164,6 +164,11 @@ def collect(runs_dir: Path, bench: dict = None) -> list:
         raise DeformerBenchError(f"no evaluated teacher run (k=0) in {runs_dir}", "train and evaluate the teacher first")
     for record in records:
         record["f1_drop"] = teachers[0]["f1"] - record["f1"]
+    return join_bench(records, bench)
+
+
+def join_bench(records: list, bench: dict = None) -> list:
+    """Each student gets the measured speed-up of its k from `bench` (load_bench); no bench, no change."""
     if bench is not None:
         speedups = bench_speedups(bench, records)
         for record in records:
@@ -179,20 +184,15 @@ MEASURED = ("measured_speedup", "measured_speedup_ci95_low", "measured_speedup_c
 def saved_records(path: Path, bench: dict = None) -> list:
     """The records of an accuracy.json, with the measured speed-ups of `bench` in place of the old ones."""
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-        records = document["runs"]
-        assert isinstance(records, list) and all(isinstance(record, dict) for record in records)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        records = json.loads(Path(path).read_text(encoding="utf-8"))["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        records = None
+    if not isinstance(records, list) or not all(isinstance(record, dict) and "layer" in record for record in records):
         raise DeformerBenchError(f"{path} is not an accuracy.json written by this module",
-                                 "give the accuracy.json of a results/accuracy directory") from None
+                                 "give the accuracy.json of a results/accuracy directory")
     records = [{key: value for key, value in record.items() if key not in MEASURED or bench is None}
                for record in records]
-    if bench is not None:
-        speedups = bench_speedups(bench, records)
-        for record in records:
-            if record["layer"] != TEACHER_LAYER:
-                record.update(speedups.get(record["layer"], {}))
-    return records
+    return join_bench(records, bench)
 
 
 def loss_name(record: dict) -> str:
