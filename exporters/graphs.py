@@ -1,69 +1,12 @@
-"""The graphs a DeFormer is exported as: names, inputs, outputs and dynamic axes, one entry each.
+"""The torch side of the graph contract: each split graph as a module for the exporter, and example inputs.
 
-These names are a contract (runners, the passage cache and other languages' clients rely on them).
+The contract (names, inputs, outputs, element types, dynamic axes) is deformer_bench.runtime.contract.
 """
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-BATCH = "batch"
-QUESTION_LENGTH = "question_length"
-PASSAGE_LENGTH = "passage_length"
-SEQUENCE_LENGTH = "sequence_length"
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    name: str
-    inputs: dict  # input name -> axis names, in call order
-    outputs: dict  # output name -> axis names
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.name}.onnx"
-
-    def dynamic_axes(self) -> dict:
-        named = {**self.inputs, **self.outputs}
-        return {tensor: {i: axis for i, axis in enumerate(axes) if axis != "hidden"} for tensor, axes in named.items()}
-
-
-GRAPHS = {
-    spec.name: spec
-    for spec in (
-        GraphSpec(
-            "lower_question",
-            inputs={"question_input_ids": (BATCH, QUESTION_LENGTH), "question_attention_mask": (BATCH, QUESTION_LENGTH)},
-            outputs={"question_hidden": (BATCH, QUESTION_LENGTH, "hidden")},
-        ),
-        GraphSpec(
-            "lower_passage",
-            inputs={"passage_input_ids": (BATCH, PASSAGE_LENGTH), "passage_attention_mask": (BATCH, PASSAGE_LENGTH)},
-            outputs={"passage_hidden": (BATCH, PASSAGE_LENGTH, "hidden")},
-        ),
-        GraphSpec(
-            "upper",
-            inputs={
-                "question_hidden": (BATCH, QUESTION_LENGTH, "hidden"),
-                "question_attention_mask": (BATCH, QUESTION_LENGTH),
-                "passage_hidden": (BATCH, PASSAGE_LENGTH, "hidden"),
-                "passage_attention_mask": (BATCH, PASSAGE_LENGTH),
-            },
-            outputs={"start_logits": (BATCH, SEQUENCE_LENGTH), "end_logits": (BATCH, SEQUENCE_LENGTH)},
-        ),
-        GraphSpec(
-            "full",
-            inputs={
-                "input_ids": (BATCH, SEQUENCE_LENGTH),
-                "attention_mask": (BATCH, SEQUENCE_LENGTH),
-                "token_type_ids": (BATCH, SEQUENCE_LENGTH),
-            },
-            outputs={"start_logits": (BATCH, SEQUENCE_LENGTH), "end_logits": (BATCH, SEQUENCE_LENGTH)},
-        ),
-    )
-}
-SPLIT_GRAPHS = ("lower_question", "lower_passage", "upper")
+from deformer_bench.runtime.contract import SPLIT_GRAPHS
 
 
 class GraphModule(nn.Module):

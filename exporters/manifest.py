@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deformer_bench.errors import ManifestError
 
-from .graphs import GRAPHS
+from deformer_bench.runtime.contract import GRAPHS
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT_VERSION = 1

@@ -19,7 +19,9 @@ from deformer_bench import __version__
 from deformer_bench.errors import ConfigError, ExportError, OutputExistsError, OutputLocationError
 from deformer_bench.files import check_output_dir, clean_stale_staging, staged_directory
 
-from .graphs import GRAPHS, GraphModule, example_inputs
+from deformer_bench.runtime.contract import FLOAT32, GRAPHS, HIDDEN
+
+from .graphs import GraphModule, example_inputs
 from .manifest import MANIFEST_FILE, build_manifest, is_graph_set_dir, write_manifest
 from .validate import ValidationSettings, validate_graph_set
 
@@ -89,8 +91,8 @@ def restore_unused_inputs(path: Path, spec, hidden_size: int) -> None:
         if name in present:
             inputs.append(present[name])
             continue
-        element = TensorProto.FLOAT if name.endswith("hidden") else TensorProto.INT64
-        shape = [hidden_size if axis == "hidden" else axis for axis in axes]
+        element = TensorProto.FLOAT if spec.input_dtype(name) == FLOAT32 else TensorProto.INT64
+        shape = [hidden_size if axis == HIDDEN else axis for axis in axes]
         inputs.append(helper.make_tensor_value_info(name, element, shape))
     del model.graph.input[:]
     model.graph.input.extend(inputs)

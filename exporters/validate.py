@@ -7,7 +7,9 @@ import torch
 
 from deformer_bench.errors import ValidationError
 
-from .graphs import GRAPHS, example_inputs
+from deformer_bench.runtime.contract import GRAPHS
+
+from .graphs import example_inputs
 
 
 @dataclass(frozen=True)

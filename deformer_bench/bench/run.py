@@ -44,12 +44,12 @@ class BenchConfig:
 
 def graph_input_shapes(manifest: dict, batch: int) -> dict:
     """{graph: {input: concrete shape}} at full length, derived from the graphs' axis names."""
-    from exporters.graphs import BATCH, GRAPHS, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
+    from ..runtime.contract import BATCH, GRAPHS, HIDDEN, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
 
     deformer = manifest["deformer"]
     sizes = {BATCH: batch, QUESTION_LENGTH: deformer["question_len"], PASSAGE_LENGTH: deformer["passage_len"],
              SEQUENCE_LENGTH: deformer["question_len"] + deformer["passage_len"],
-             "hidden": manifest["model"]["hidden_size"]}
+             HIDDEN: manifest["model"]["hidden_size"]}
     return {name: {tensor: tuple(sizes[axis] for axis in axes) for tensor, axes in spec.inputs.items()}
             for name, spec in GRAPHS.items()}
 

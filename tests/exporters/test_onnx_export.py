@@ -11,7 +11,8 @@ import torch
 
 from deformer_bench.errors import ManifestError, OutputExistsError, OutputLocationError, ValidationError
 from deformer_bench.model import Deformer, DeformerConfig
-from exporters.graphs import GRAPHS, example_inputs
+from deformer_bench.runtime.contract import GRAPHS
+from exporters.graphs import example_inputs
 from exporters.manifest import MANIFEST_FILE, load_graph_set
 from exporters.onnx_export import export_graph_set
 from exporters.validate import validate_graph_set
@@ -269,3 +270,21 @@ def test_manifest_values_out_of_range_are_refused(tiny_graphs, tmp_path, section
     (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(ManifestError, match=message):
         load_graph_set(copy)
+
+
+def test_the_graph_contract_imports_no_torch():
+    """Code that only runs graphs (runner, serving) reads the contract and manifests without torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import deformer_bench.runtime.contract, exporters.manifest; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_every_input_has_an_element_type():
+    assert GRAPHS["upper"].input_dtype("passage_hidden") == "float32"
+    assert {GRAPHS[name].input_dtype(tensor) for name in ("full", "lower_question", "lower_passage")
+            for tensor in GRAPHS[name].inputs} == {"int64"}
+    with pytest.raises(KeyError):
+        GRAPHS["full"].input_dtype("passage_hidden")

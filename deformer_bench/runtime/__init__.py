@@ -1,0 +1,4 @@
+"""What runs exported graphs, on any machine: the standard library, numpy and onnxruntime only (no torch).
+
+contract.py  the graphs a DeFormer is exported as: names, inputs, outputs, dtypes and dynamic axes
+"""
