@@ -44,7 +44,19 @@ def make_session(path, settings):
     # Spinning threads keep a core busy after each run; with two sessions back to back they fight.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=[settings["provider"]])
+    session = onnxruntime.InferenceSession(str(path), options, providers=[settings["provider"]])
+    used = session.get_providers()[0]
+    if used != settings["provider"]:
+        # ONNX Runtime falls back to the CPU when a provider cannot load, with only a warning: a figure taken
+        # then would be the CPU's under another device's name.
+        raise ProviderFallback(f"{settings['provider']} was asked for {os.path.basename(str(path))} but onnxruntime "
+                               f"{onnxruntime.__version__} runs it on {used} (available: "
+                               f"{', '.join(onnxruntime.get_available_providers())})")
+    return session
+
+
+class ProviderFallback(RuntimeError):
+    """ONNX Runtime runs a session on another execution provider than the one asked for."""
 
 
 def make_inputs(job):

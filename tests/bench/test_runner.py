@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from deformer_bench.bench.runner import PROTOCOL_VERSION, interleave
 from deformer_bench.bench.targets import RUNNER_SCRIPT
 
@@ -164,3 +166,16 @@ def test_a_graph_onnxruntime_cannot_load_fails_the_runner_with_exit_code_3(tiny_
     with pytest.raises(RunnerError, match=r"runner job \(memory\) failed with exit code 1") as caught:
         LocalProcessTarget(timeout_s=120).run_job(job(broken, mode="memory", path="unsplit", iterations=1))
     assert caught.value.exit_code == EXIT_FAILURE
+
+
+def test_a_provider_fallback_is_an_error_not_a_figure(tiny_graphs):
+    """The CPU build of onnxruntime has no CUDA provider: asked for it, it would silently run on the CPU."""
+    from deformer_bench.bench.runner import ProviderFallback, make_session
+
+    settings = {"provider": "CUDAExecutionProvider", "intra_op_threads": 1, "inter_op_threads": 1,
+                "allow_spinning": False, "graph_optimization": "all"}
+    with pytest.raises(ProviderFallback, match="CUDAExecutionProvider was asked for upper.onnx but .* runs it on "
+                                               "CPUExecutionProvider"):
+        make_session(tiny_graphs / "upper.onnx", settings)
+    assert make_session(tiny_graphs / "upper.onnx", {**settings, "provider": "CPUExecutionProvider"}).get_providers()[0] \
+        == "CPUExecutionProvider"
