@@ -24,24 +24,32 @@ from .errors import DiskFullError, OutputExistsError, OutputLocationError
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|replaced)-(?P<pid>\d+)(-.*)?$")
 
 
-def _process_alive(pid: int) -> bool:
+# Staging paths this process is writing now: with our own PID on a leftover (PID 1 in every container run,
+# or a reused PID), only these are alive; any other is a dead process's.
+_LIVE = set()
+
+
+def _stale(entry: Path, pid: int) -> bool:
+    """True when the process `pid` that named `entry` is gone (or it is our PID on a path we are not writing)."""
     if pid == os.getpid():
-        return True
+        return entry not in _LIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists (another user's), or cannot tell: leave it alone
-    return True
+        return True
+    except (PermissionError, OverflowError, OSError):
+        return False  # another user's process, or not a PID at all: leave it alone
+    return False
 
 
-def _remove(path: Path) -> None:
+def _remove(path: Path) -> bool:
+    """Remove a file or a folder; True if it is gone."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             path.unlink()
+    return not (path.exists() or path.is_symlink())
 
 
 def _note(text: str) -> None:
@@ -61,19 +69,15 @@ def clean_stale_staging(target: Path) -> list:
     acted = []
     for entry in sorted(parent.iterdir()):
         match = _STAGING.match(entry.name)
-        if not match or match["name"] != target.name or _process_alive(int(match["pid"])):
+        if not match or match["name"] != target.name or not _stale(entry, int(match["pid"])):
             continue
         if match["kind"] == "replaced" and not target.exists() and not target.is_symlink():
             entry.rename(target)
             _note(f"restored {target} from {entry.name}, moved aside by an interrupted replacement")
-        else:
-            _remove(entry)
+            acted.append(entry)
+        elif _remove(entry):
             _note(f"removed {entry}, left by an interrupted run (process {match['pid']} is gone)")
-        acted.append(entry)
-    legacy = parent / f"{target.name}.partial"  # the staging name of versions before 0.2
-    if legacy.is_file():
-        legacy.unlink()
-        acted.append(legacy)
+            acted.append(entry)
     return acted
 
 
@@ -121,22 +125,26 @@ def _same_or_inside(path: Path, other: Path) -> bool:
 
 
 def check_distinct_paths(outputs: dict, inputs: dict) -> None:
-    """Refuse an output (`{option: path}`, None skipped) that is, or lies inside, one of the command's inputs
-    (`{what: path}`: files, or folders such as the model or the graph set), or that another output also names:
-    writing it would overwrite what the command reads, or one result with another."""
+    """Refuse an output (`{option: path}`, None skipped) that is one of the command's inputs (`{what: path}`:
+    files, or folders such as the model or the graph set) or an existing file inside one, or that overlaps
+    another output: writing it would overwrite what the command reads, or one result with another."""
     resolved = {name: Path(path).resolve() for name, path in outputs.items() if path is not None}
     for name, path in resolved.items():
         for what, source in inputs.items():
-            if source is not None and _same_or_inside(path, Path(source).resolve()):
-                how = "would overwrite" if path == Path(source).resolve() else "lies inside"
-                raise OutputLocationError(f"{name} {outputs[name]} {how} {what} {source}, which this command reads",
-                                          f"give {name} a path of its own, outside what the command reads")
+            if source is None:
+                continue
+            source_path = Path(source).resolve()
+            # A new file inside an input folder harms nothing; an existing one there is part of the input.
+            if path == source_path or (source_path in path.parents and (path.exists() or path.is_symlink())):
+                whose = f"{what} {source}" if path == source_path else f"a file of {what} {source}"
+                raise OutputLocationError(f"{name} {outputs[name]} would overwrite {whose}, which this command reads",
+                                          f"give {name} a path of its own")
     names = list(resolved)
     for index, name in enumerate(names):
         for other in names[index + 1:]:
             if _same_or_inside(resolved[name], resolved[other]) or _same_or_inside(resolved[other], resolved[name]):
-                raise OutputLocationError(f"{name} and {other} name the same place ({outputs[name]})",
-                                          "give each output a path of its own")
+                raise OutputLocationError(f"{name} {outputs[name]} and {other} {outputs[other]} overlap (one is, or "
+                                          "lies inside, the other)", "give each output a path of its own")
 
 
 def _staging_file(path: Path) -> Path:
@@ -201,6 +209,7 @@ def staged_directory(out_dir: Path, replace: bool = False):
     if not replace and (out_dir.exists() or out_dir.is_symlink()):
         raise OutputExistsError(f"{out_dir} already exists", "give a new path")
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
+    _LIVE.add(staging)
     try:
         try:
             yield staging
@@ -210,11 +219,9 @@ def staged_directory(out_dir: Path, replace: bool = False):
                                     f"free space on the disk of {out_dir.parent}, or write elsewhere; "
                                     "nothing half-written was kept") from None
             raise
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: the output gets the usual permissions
         if replace and (out_dir.exists() or out_dir.is_symlink()):
-            aside = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}")
-            out_dir.rename(aside)
-            staging.rename(out_dir)
-            _remove(aside)
+            _swap_in(staging, out_dir)
         else:
             try:
                 staging.rename(out_dir)
@@ -224,7 +231,31 @@ def staged_directory(out_dir: Path, replace: bool = False):
                                             "use it, or give a new path") from None
                 raise
     finally:
+        _LIVE.discard(staging)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Move the old `out_dir` aside, the new one in, then remove the old; a failure (or Ctrl-C) between the two
+    renames puts the old one back."""
+    aside = Path(tempfile.mktemp(prefix=f".{out_dir.name}.replaced-{os.getpid()}-", dir=out_dir.parent))
+    _LIVE.add(aside)
+    try:
+        out_dir.rename(aside)
+        try:
+            staging.rename(out_dir)
+        except BaseException:
+            aside.rename(out_dir)
+            raise
+        _remove(aside)
+    finally:
+        _LIVE.discard(aside)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 _SCRATCH = re.compile(r"^(?P<prefix>deformer-[a-z-]+-)(?P<pid>\d+)-[^/]*$")
@@ -240,8 +271,11 @@ def scratch_directory(prefix: str):
     root = Path(tempfile.gettempdir())
     for entry in root.glob(f"{prefix}*"):
         match = _SCRATCH.match(entry.name)
-        if match and match["prefix"] == prefix and not _process_alive(int(match["pid"])):
-            _remove(entry)
+        if match and match["prefix"] == prefix and _stale(entry, int(match["pid"])) and _remove(entry):
             _note(f"removed {entry}, left by an interrupted run (process {match['pid']} is gone)")
     with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as scratch:
-        yield scratch
+        _LIVE.add(Path(scratch))
+        try:
+            yield scratch
+        finally:
+            _LIVE.discard(Path(scratch))

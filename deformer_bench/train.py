@@ -30,7 +30,7 @@ from .files import clean_stale_staging, staged_directory, write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
 from .squad.features import check_doc_stride
 from .training_checks import (DONE_FILE, MODEL_DIR, check_finished_run, check_room_to_train, check_run_directory,
-                              saving, warn_if_bf16_is_slow)
+                              ensure_room, saving, warn_if_bf16_is_slow)
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -165,7 +165,9 @@ def save_checkpoint(directory: Path, student: Deformer, optimizer, scheduler, st
                     elapsed_s: float = 0.0):
     """Written beside the last checkpoint, which is replaced only once the new one is whole (a kill at any
     point leaves one complete checkpoint: files.staged_directory)."""
-    with saving(directory.parent, "checkpoint"), staged_directory(directory, replace=True) as staging:
+    state_bytes = 3 * sum(tensor.numel() * tensor.element_size() for tensor in student.qa_model.state_dict().values())
+    ensure_room(directory.parent, state_bytes + 2**20, "checkpoint")  # weights and two AdamW moments
+    with staged_directory(directory, replace=True) as staging, saving(directory.parent, "checkpoint"):
         torch.save({"model": student.qa_model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "config": dataclasses.asdict(config),
                     "torch_rng": torch.get_rng_state(), "elapsed_s": elapsed_s}, staging / "state.pt")
@@ -318,8 +320,10 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
                 save_checkpoint(checkpoint, student, optimizer, scheduler, step + 1, config, record["elapsed_s"])
     student.eval()
     student.source_dir = init_dir
+    weights_bytes = sum(tensor.numel() * tensor.element_size() for tensor in qa_model.state_dict().values())
+    ensure_room(output, weights_bytes + 2**20, "model")
     with saving(output, "model"):
         student.save_pretrained(output / MODEL_DIR, replace=True)
-    shutil.rmtree(checkpoint, ignore_errors=True)
-    (output / DONE_FILE).write_text(f"{total_steps} steps\n")
+    (output / DONE_FILE).write_text(f"{total_steps} steps\n")  # before the checkpoint goes: a kill between keeps
+    shutil.rmtree(checkpoint, ignore_errors=True)  # the finished model, not a run to train again
     return output / MODEL_DIR

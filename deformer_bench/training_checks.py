@@ -18,9 +18,11 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError, DiskFullError, OutputLocationError
+from .files import check_output_dir
 
 MODEL_DIR = "model"
 DONE_FILE = "DONE"
+UNCOMPARED = ("checkpoint_every", "output_dir", "init_dir", "teacher_dir", "train_file")
 
 
 def is_disk_full(error: Exception, directory: Path) -> bool:
@@ -62,6 +64,7 @@ def check_run_directory(config) -> None:
                                       "give --output a new directory outside the models it reads")
     if output.is_file():
         raise OutputLocationError(f"the run's output {config.output_dir} is a file", "give a directory path")
+    check_output_dir(output, "the run's output")  # a file on the way, a read-only disk: now, not after featurizing
     if output.is_dir() and any(output.iterdir()) and not (output / "train_config.json").is_file():
         raise OutputLocationError(f"{config.output_dir} holds files but is not a training run (no train_config.json)",
                                   "give a new --output directory (an interrupted run is resumed from its own)")
@@ -75,14 +78,26 @@ def check_finished_run(output: Path, config) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         raise OutputLocationError(f"{output} holds a DONE file but no readable train_config.json: it is not a "
                                   "finished run of deformer-train", "give a new --output directory") from None
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
     mine = dataclasses.asdict(config)
-    differing = sorted(key for key in mine if key != "checkpoint_every" and saved.get(key) != mine[key])
+    # Paths may differ (another checkout, venv or runs-dir spelling); the settings that shape the model may not.
+    differing = sorted(key for key in mine if key not in UNCOMPARED and saved.get(key, defaults[key]) != mine[key])
     if differing:
         raise ConfigError(f"{output} is a finished run of other settings ({', '.join(differing)} differ); it would be "
                           "reused as if it were this one", "give a new --output directory, or its own settings")
     if not (output / MODEL_DIR / "config.json").is_file():
         raise OutputLocationError(f"{output} is marked finished but holds no model", f"remove {output / DONE_FILE} "
                                   "to train it again")
+
+
+def ensure_room(directory: Path, needed_bytes: int, what: str) -> None:
+    """Before a save: torch and safetensors report a full disk as an opaque RuntimeError (e.g. "unexpected pos
+    704 vs 598"), and by then the staging copy is gone; so the room is checked first."""
+    free = shutil.disk_usage(directory).free
+    if free < needed_bytes:
+        raise DiskFullError(f"saving the {what} needs about {needed_bytes / 2**20:,.0f} MiB and {directory} has "
+                            f"{free / 2**20:,.0f} MiB free", "free space and run the same command again: it resumes "
+                            "from the last checkpoint")
 
 
 def check_room_to_train(config) -> None:

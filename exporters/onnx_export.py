@@ -30,11 +30,11 @@ MIN_OPSET = 14  # scaled_dot_product_attention exports from opset 14 on (13 fail
 
 
 def check_opset(opset: int) -> None:
-    from torch.onnx._constants import ONNX_MAX_OPSET
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as MAX_OPSET  # dynamo=False's limit
 
-    if not isinstance(opset, int) or not MIN_OPSET <= opset <= ONNX_MAX_OPSET:
-        raise ConfigError(f"opset {opset!r} is outside what the exporter supports ({MIN_OPSET}..{ONNX_MAX_OPSET})",
-                          f"give --opset between {MIN_OPSET} and {ONNX_MAX_OPSET} (default {DEFAULT_OPSET})")
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"opset {opset!r} is outside what the exporter supports ({MIN_OPSET}..{MAX_OPSET})",
+                          f"give --opset between {MIN_OPSET} and {MAX_OPSET} (default {DEFAULT_OPSET})")
 
 
 @contextlib.contextmanager
@@ -152,6 +152,8 @@ def check_destination(out_dir, model_dir=None, overwrite: bool = False) -> None:
 
 def check_replaceable(out_dir: Path, out_real: Path) -> None:
     """What --overwrite may remove: a graph set of ours, nothing else in it, not the current directory."""
+    if not any(out_dir.iterdir()):
+        return  # an empty folder: nothing to lose
     if not is_graph_set_dir(out_dir):
         raise OutputLocationError(f"--overwrite refuses to replace {out_dir}: it is not a graph set written by "
                                   "deformer-export (no manifest.json of ours)",

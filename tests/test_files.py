@@ -91,17 +91,17 @@ def test_stale_staging_of_dead_processes_is_cleaned_live_kept(tmp_path):
     target = tmp_path / "out.json"
     dead_file = tmp_path / f".out.json.partial-{DEAD}"
     dead_file.write_text("half")
-    legacy = tmp_path / "out.json.partial"  # the staging name of earlier versions
-    legacy.write_text("half")
+    users = tmp_path / "out.json.partial"  # not our staging name (any more): maybe the user's, left alone
+    users.write_text("mine")
     live = tmp_path / f".out.json.partial-{os.getppid()}"
     live.write_text("being written")
     other = tmp_path / f".other.json.partial-{DEAD}"  # another target's: not ours to judge here
     other.write_text("half")
     clean_stale_staging(target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, users.name])
 
 
-def test_a_moved_aside_output_is_kept_when_a_new_one_exists(tmp_path):
+def test_a_moved_aside_output_is_removed_once_the_new_one_is_in_place(tmp_path):
     (tmp_path / "out").mkdir()
     aside = tmp_path / f".out.replaced-{DEAD}"
     aside.mkdir()
@@ -167,15 +167,17 @@ def test_outputs_may_not_overwrite_inputs_or_each_other(tmp_path):
 
     model = tmp_path / "model"
     model.mkdir()
+    (model / "config.json").write_text("{}")
     (tmp_path / "data.json").write_text("{}")
     inputs = {"the dataset": tmp_path / "data.json", "the model directory": model, "the graph set": None}
     with pytest.raises(OutputLocationError, match="would overwrite the dataset"):
         check_distinct_paths({"--write-predictions": tmp_path / "data.json"}, inputs)
-    with pytest.raises(OutputLocationError, match="lies inside the model directory"):
+    with pytest.raises(OutputLocationError, match="would overwrite a file of the model directory"):
         check_distinct_paths({"--output": model / "config.json"}, inputs)
-    with pytest.raises(OutputLocationError, match="name the same place"):
+    check_distinct_paths({"--output": model / "eval.json"}, inputs)  # a new file beside the model harms nothing
+    with pytest.raises(OutputLocationError, match="overlap"):
         check_distinct_paths({"--output": tmp_path / "a.json", "--write-predictions": tmp_path / "a.json"}, inputs)
-    with pytest.raises(OutputLocationError, match="name the same place"):
+    with pytest.raises(OutputLocationError, match="overlap"):
         check_distinct_paths({"--passage-cache": tmp_path / "c", "--output": tmp_path / "c" / "r.json"}, inputs)
     check_distinct_paths({"--output": tmp_path / "r.json", "--write-predictions": tmp_path / "p.json",
                           "--passage-cache": None}, inputs)
@@ -219,3 +221,42 @@ def test_a_broken_symbolic_link_is_named_as_such(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "gone")
     with pytest.raises(OutputLocationError, match="broken symbolic link"):
         check_output_dir(tmp_path / "link")
+
+
+def test_our_own_pid_on_a_leftover_is_a_dead_process(tmp_path):
+    """In a container every run may be PID 1: a leftover named with our PID that we are not writing is stale."""
+    leftover = tmp_path / f".out.replaced-{os.getpid()}"
+    leftover.mkdir()
+    (leftover / "old.txt").write_text("old")
+    clean_stale_staging(tmp_path / "out")
+    assert (tmp_path / "out" / "old.txt").read_text() == "old"
+    with staged_directory(tmp_path / "out", replace=True) as staging:  # and replacing works again
+        (staging / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (tmp_path / "out" / "new.txt").exists()
+
+
+def test_a_failed_swap_puts_the_old_output_back(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    real_rename = Path.rename
+
+    def staging_rename_fails(self, target):
+        if ".partial-" in self.name:
+            raise KeyboardInterrupt  # Ctrl-C between the two renames
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", staging_rename_fails)
+    with pytest.raises(KeyboardInterrupt):
+        with staged_directory(out, replace=True) as staging:
+            (staging / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "old.txt").exists()
+
+
+def test_a_huge_number_in_a_staging_name_is_left_alone(tmp_path):
+    odd = tmp_path / ".out.partial-99999999999999999999"
+    odd.mkdir()
+    clean_stale_staging(tmp_path / "out")
+    assert odd.exists()

@@ -165,6 +165,10 @@ def test_a_finished_run_is_reused_only_with_its_own_settings(tmp_path, tiny_with
     run = config(tmp_path / "run", tiny_with_tokenizer, small_train_file, max_examples=8)
     model_dir = train(run, ["test"], progress=False)
     assert train(run, ["test"], progress=False) == model_dir  # the same settings: reused
+    import dataclasses
+
+    moved = dataclasses.replace(run, init_dir=str(tiny_with_tokenizer) + "/.", train_file=str(small_train_file) + "")
+    assert train(moved, ["test"], progress=False) == model_dir  # paths spelled otherwise: still the same run
     with pytest.raises(ConfigError, match="finished run of other settings .*layer"):
         train(config(tmp_path / "run", tiny_with_tokenizer, small_train_file, max_examples=8, layer=1), ["test"],
               progress=False)

@@ -75,7 +75,7 @@ def timing_processes(args, profile) -> int:
 
     if args.processes is not None:
         return args.processes
-    return 1 if args.quick else getattr(profile, "timing_processes", DEFAULT_PROCESSES)
+    return 1 if args.quick else DEFAULT_PROCESSES
 
 
 def load_source_model(args):

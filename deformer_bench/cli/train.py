@@ -83,7 +83,7 @@ def read_queue(queue_path: Path) -> dict:
         raise ConfigError(f"cannot read queue {queue_path}: {error}", "give a YAML queue file") from None
     if not isinstance(queue, dict) or not isinstance(queue.get("runs"), list) or not queue["runs"]:
         raise _queue_error(queue_path, "needs a non-empty 'runs' list")
-    unknown = sorted(set(queue) - QUEUE_SECTIONS)
+    unknown = sorted(set(queue) - QUEUE_SECTIONS, key=str)
     if unknown:  # a typo such as 'defualts:' would otherwise drop every default silently
         raise _queue_error(queue_path, f"unknown top-level key(s) {', '.join(map(repr, unknown))}; "
                                        f"known: {', '.join(sorted(QUEUE_SECTIONS))}")
@@ -92,7 +92,7 @@ def read_queue(queue_path: Path) -> dict:
             raise _queue_error(queue_path, f"'{section}' must be a mapping of settings, "
                                            f"found {type(queue[section]).__name__}")
     evaluation = queue.get("evaluation") or {}
-    unknown = sorted(set(evaluation) - EVALUATION_KEYS)
+    unknown = sorted(set(evaluation) - EVALUATION_KEYS, key=str)
     if unknown:
         raise _queue_error(queue_path, f"unknown evaluation key(s) {', '.join(map(repr, unknown))}; "
                                        f"known: {', '.join(sorted(EVALUATION_KEYS))}")
@@ -133,6 +133,9 @@ def queue_configs(queue_path: Path, runs_dir: Path) -> list:
                 return str(default_model_dir())
             return str(runs_dir / reference / "model") if reference in names else str(reference)
 
+        odd = sorted((key for key in (*run, *defaults) if not isinstance(key, str)), key=str)
+        if odd:  # YAML reads `on:` as True and `3:` as 3
+            raise _queue_error(queue_path, f"setting names must be text, found {', '.join(map(repr, odd))}")
         set_by_queue = sorted((set(run) | set(defaults)) & QUEUE_MADE)
         if set_by_queue:
             raise _queue_error(queue_path, f"{', '.join(set_by_queue)} are set by the queue (runs-dir/NAME, init:, "
@@ -150,7 +153,6 @@ def check_queue_inputs(configs: list, runs_dir: Path) -> None:
     """Before the first run starts (each takes an hour or more): every file and model a run reads must be
     there, or be made by an earlier run of the queue; every run's k must fit its model, and its directory
     must be one it may write."""
-    from ..errors import ConfigError as SettingError
     from ..errors import DeformerBenchError
     from ..model import load_hf_config
     from ..training_checks import check_run_directory
@@ -168,7 +170,7 @@ def check_queue_inputs(configs: list, runs_dir: Path) -> None:
                                              "name an earlier run of the queue, or a model directory with config.json")
                 layers_of[path] = load_hf_config(Path(path)).num_hidden_layers
         if config.layer > layers_of[config.init_dir]:
-            raise SettingError(f"run {name!r}: k={config.layer} is outside 0..{layers_of[config.init_dir]} for its "
+            raise ConfigError(f"run {name!r}: k={config.layer} is outside 0..{layers_of[config.init_dir]} for its "
                                f"{layers_of[config.init_dir]}-layer model", "fix its layer")
         if not (Path(config.output_dir) / "DONE").exists():
             check_run_directory(config)
