@@ -55,15 +55,15 @@ EVALUATION_SESSION = {"intra_op_threads": 0, "inter_op_threads": 0, "graph_optim
 
 
 def evaluation_session(path: Path):
-    """An ONNX Runtime CPU session (the bench runner's make_session) with spinning off: three sessions run
+    """An ONNX Runtime CPU session (runtime.sessions.open_session) with spinning off: three sessions run
     back to back per batch, and a spinning pool holds the cores the next session (or a training run beside
     it) needs. At batch 1 the bench measured ORT's default spinning doubling the latency of back-to-back
     sessions (results/settings); at evaluation's batch 64 beside a training run it saved only ~3%
     (4 batches: 22.3-23.0 s vs 23.3-23.7 s)."""
-    from .bench.runner import make_session
+    from .runtime.sessions import open_session
 
     try:
-        return make_session(path, EVALUATION_SESSION)
+        return open_session(path, EVALUATION_SESSION)
     except Exception as error:  # onnxruntime's own types (InvalidProtobuf, Fail, ...): a damaged graph
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ManifestError(f"graph {path} cannot be loaded by onnxruntime: {first[:300]}",

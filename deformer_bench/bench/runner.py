@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The benchmark runner: the only code that runs on the measured machine.
 
-It imports numpy, onnxruntime and the standard library only, reads one JSON job on stdin and
-writes one JSON result on stdout, so any transport (a local process, ssh, adb) can carry it.
+It imports numpy, onnxruntime, the standard library and deformer_bench.runtime (which imports only
+those), reads one JSON job on stdin and writes one JSON result on stdout, so any transport (a local
+process, ssh, adb) can carry it. Sessions and the three paths are runtime.sessions', as everywhere else.
 Each job runs in a fresh process: nothing warmed or allocated by an earlier job is reused.
 
 Modes:
@@ -21,6 +22,8 @@ import time
 
 import numpy as np
 
+from deformer_bench.runtime.sessions import GraphSetSessions
+
 PROTOCOL_VERSION = 1
 # Which graphs each measured path runs, in order.
 PATH_GRAPHS = {
@@ -28,35 +31,6 @@ PATH_GRAPHS = {
     "online": ("lower_question", "upper"),  # question lower layers + cached passage states + upper
     "passage_precompute": ("lower_passage",),  # offline: passage lower layers, for the cache
 }
-GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-                      "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-
-
-def make_session(path, settings):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = settings["intra_op_threads"]
-    options.inter_op_num_threads = settings["inter_op_threads"]
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel,
-                                               GRAPH_OPTIMIZATION[settings["graph_optimization"]])
-    # Spinning threads keep a core busy after each run; with two sessions back to back they fight.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
-    session = onnxruntime.InferenceSession(str(path), options, providers=[settings["provider"]])
-    used = session.get_providers()[0]
-    if used != settings["provider"]:
-        # ONNX Runtime falls back to the CPU when a provider cannot load, with only a warning: a figure taken
-        # then would be the CPU's under another device's name.
-        raise ProviderFallback(f"{settings['provider']} was asked for {os.path.basename(str(path))} but onnxruntime "
-                               f"{onnxruntime.__version__} runs it on {used} (available: "
-                               f"{', '.join(onnxruntime.get_available_providers())})")
-    return session
-
-
-class ProviderFallback(RuntimeError):
-    """ONNX Runtime runs a session on another execution provider than the one asked for."""
 
 
 def make_inputs(job):
@@ -77,26 +51,14 @@ def make_inputs(job):
     }
 
 
-def path_call(path, sessions, inputs, passage_cache):
-    """A no-argument function that runs one path once."""
+def path_call(path, graph_set, inputs, passage_cache):
+    """A no-argument function that runs one path once on a GraphSetSessions."""
     if path == "unsplit":
-        feed = {name: inputs[name] for name in ("input_ids", "attention_mask", "token_type_ids")}
-        return lambda: sessions["full"].run(None, feed)
+        return lambda: graph_set.unsplit(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
     if path == "passage_precompute":
-        feed = {name: inputs[name] for name in ("passage_input_ids", "passage_attention_mask")}
-        return lambda: sessions["lower_passage"].run(None, feed)
-    question_feed = {name: inputs[name] for name in ("question_input_ids", "question_attention_mask")}
-
-    def online():
-        question_hidden = sessions["lower_question"].run(None, question_feed)[0]
-        return sessions["upper"].run(None, {
-            "question_hidden": question_hidden,
-            "question_attention_mask": inputs["question_attention_mask"],
-            "passage_hidden": passage_cache,
-            "passage_attention_mask": inputs["passage_attention_mask"],
-        })
-
-    return online
+        return lambda: graph_set.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
+    return lambda: graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"], passage_cache,
+                                    inputs["passage_attention_mask"])
 
 
 def interleave(calls, min_count, min_time_s, max_time_s, clock=time.perf_counter_ns):
@@ -125,14 +87,13 @@ def interleave(calls, min_count, min_time_s, max_time_s, clock=time.perf_counter
 
 def run_timing(job):
     load_start = time.perf_counter()
-    sessions = {graph: make_session(os.path.join(job["graphs_dir"], graph + ".onnx"), job["session"])
-                for graph in ("full", "lower_question", "lower_passage", "upper")}
+    graph_set = GraphSetSessions(job["graphs_dir"], settings=job["session"])
     load_s = time.perf_counter() - load_start
     inputs = make_inputs(job)
-    passage_cache = path_call("passage_precompute", sessions, inputs, None)()[0]
+    passage_cache = path_call("passage_precompute", graph_set, inputs, None)()
     if job.get("passage_cache_out"):
         np.save(job["passage_cache_out"], passage_cache)
-    calls = {path: path_call(path, sessions, inputs, passage_cache) for path in job["paths"]}
+    calls = {path: path_call(path, graph_set, inputs, passage_cache) for path in job["paths"]}
     warmup = job["warmup"]
     interleave(calls, warmup["min_count"], warmup["min_time_s"], warmup["max_time_s"])
     measure = job["measure"]
@@ -212,11 +173,10 @@ def megabytes(kb):
 
 def run_memory(job):
     path = job["path"]
-    sessions = {graph: make_session(os.path.join(job["graphs_dir"], graph + ".onnx"), job["session"])
-                for graph in PATH_GRAPHS[path]}
+    graph_set = GraphSetSessions(job["graphs_dir"], PATH_GRAPHS[path], settings=job["session"])
     inputs = make_inputs(job)
     passage_cache = np.load(job["passage_cache_in"]) if path == "online" else None
-    call = path_call(path, sessions, inputs, passage_cache)
+    call = path_call(path, graph_set, inputs, passage_cache)
     load_peak_kb, _ = peak_rss()
     baseline_kb, rss_source = current_rss()
     peak_reset = reset_peak_rss()

@@ -170,7 +170,8 @@ def test_a_graph_onnxruntime_cannot_load_fails_the_runner_with_exit_code_3(tiny_
 
 def test_a_provider_fallback_is_an_error_not_a_figure(tiny_graphs):
     """The CPU build of onnxruntime has no CUDA provider: asked for it, it would silently run on the CPU."""
-    from deformer_bench.bench.runner import ProviderFallback, make_session
+    from deformer_bench.runtime.sessions import ProviderFallback
+    from deformer_bench.runtime.sessions import open_session as make_session
 
     settings = {"provider": "CUDAExecutionProvider", "intra_op_threads": 1, "inter_op_threads": 1,
                 "allow_spinning": False, "graph_optimization": "all"}
@@ -179,3 +180,28 @@ def test_a_provider_fallback_is_an_error_not_a_figure(tiny_graphs):
         make_session(tiny_graphs / "upper.onnx", settings)
     assert make_session(tiny_graphs / "upper.onnx", {**settings, "provider": "CPUExecutionProvider"}).get_providers()[0] \
         == "CPUExecutionProvider"
+
+
+def test_the_runner_imports_no_torch():
+    """It is what ships to a measured machine: numpy, onnxruntime, the standard library and runtime/ only."""
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='not_main'); "
+            "sys.exit(1 if 'torch' in sys.modules or 'transformers' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code, str(RUNNER_SCRIPT)]).returncode == 0
+
+
+def test_the_three_paths_of_a_graph_set(tiny_graphs):
+    import numpy as np
+
+    from deformer_bench.runtime.sessions import GraphSetSessions
+
+    graph_set = GraphSetSessions(tiny_graphs)
+    rng = np.random.default_rng(0)
+    question = rng.integers(3, 120, (2, 8))
+    passage = rng.integers(3, 120, (2, 24))
+    ones_q, ones_p = np.ones_like(question), np.ones_like(passage)
+    passage_hidden = graph_set.lower_passage(passage, ones_p)
+    assert passage_hidden.shape == (2, 24, 32) and passage_hidden.dtype == np.float32
+    start, end = graph_set.online(question, ones_q, passage_hidden, ones_p)
+    assert start.shape == end.shape == (2, 32)
+    with pytest.raises(KeyError, match="not graphs of the contract"):
+        GraphSetSessions(tiny_graphs, ("upper", "middle"))
