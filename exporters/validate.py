@@ -8,6 +8,7 @@ import torch
 from deformer_bench.errors import ValidationError
 
 from deformer_bench.runtime.contract import GRAPHS
+from deformer_bench.runtime.sessions import GraphSetSessions
 
 from .graphs import example_inputs
 
@@ -29,15 +30,9 @@ class ValidationSettings:
         return [(batch, q, p) for batch in self.batches for q, p in ((question_len, passage_len), short)]
 
 
-def _session(path):
-    import onnxruntime
-
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def _run(session, spec, tensors: dict) -> list:
-    feed = {name: tensors[name].numpy() if hasattr(tensors[name], "numpy") else tensors[name] for name in spec.inputs}
-    return session.run(list(spec.outputs), feed)
+def _run(graph_set, name, tensors: dict) -> list:
+    return graph_set.run(name, {key: value.numpy() if hasattr(value, "numpy") else value
+                                for key, value in tensors.items() if key in GRAPHS[name].inputs})
 
 
 def _max_diff(onnx_outputs, torch_outputs) -> float:
@@ -46,7 +41,7 @@ def _max_diff(onnx_outputs, torch_outputs) -> float:
 
 def validate_graph_set(deformer, directory, settings: ValidationSettings = ValidationSettings()) -> dict:
     """Run every graph at each shape; raise ValidationError past tolerance, else return the record."""
-    sessions = {name: _session(directory / spec.file_name) for name, spec in GRAPHS.items()}
+    graph_set = GraphSetSessions(directory, settings={"provider": "CPUExecutionProvider"})
     config = deformer.config
     cases = []
     for batch, question_len, passage_len in settings.shapes(config.question_len, config.passage_len):
@@ -58,12 +53,12 @@ def validate_graph_set(deformer, directory, settings: ValidationSettings = Valid
                 "upper": deformer.upper(*(tensors[name] for name in GRAPHS["upper"].inputs)),
                 "full": deformer.unsplit(*(tensors[name] for name in GRAPHS["full"].inputs)),
             }
-        diffs = {name: _max_diff(_run(sessions[name], GRAPHS[name], tensors), expected[name]) for name in GRAPHS}
+        diffs = {name: _max_diff(_run(graph_set, name, tensors), expected[name]) for name in GRAPHS}
         # The chained pipeline: ONNX lower graphs feed the ONNX upper graph; compare with PyTorch end to end.
         chained = dict(tensors)
-        chained["question_hidden"] = _run(sessions["lower_question"], GRAPHS["lower_question"], tensors)[0]
-        chained["passage_hidden"] = _run(sessions["lower_passage"], GRAPHS["lower_passage"], tensors)[0]
-        diffs["pipeline"] = _max_diff(_run(sessions["upper"], GRAPHS["upper"], chained), expected["upper"])
+        chained["question_hidden"] = _run(graph_set, "lower_question", tensors)[0]
+        chained["passage_hidden"] = _run(graph_set, "lower_passage", tensors)[0]
+        diffs["pipeline"] = _max_diff(_run(graph_set, "upper", chained), expected["upper"])
         cases.append({"batch": batch, "question_len": question_len, "passage_len": passage_len,
                       "max_abs_diff": diffs})
 
