@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DeformerBenchError, ModelDirError
-from .evaluate import load_tokenizer, onnx_logits, open_passage_cache
+from .serving import load_tokenizer, onnx_logits, open_passage_cache
 from .passage_cache import load_passage_cache
 from .squad.data import Example, is_unicode
 from .squad.features import check_doc_stride, featurize

@@ -1,42 +1,20 @@
 """End-to-end SQuAD evaluation of a model directory, through PyTorch or an exported graph set."""
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from .errors import ConfigError, ManifestError, ModelDirError
-from .model import Deformer, has_tokenizer
-from .files import scratch_directory
-from .passage_cache import build_passage_cache, load_passage_cache
+from .errors import ConfigError, ModelDirError
+from .model import Deformer
+from .serving import batch_slices, load_tokenizer, onnx_evaluation_logits
 from .squad.data import load_squad
 from .squad.features import check_doc_stride, featurize
 from .squad.metric import evaluate
 from .squad.postprocess import predictions_from_logits
 
 SPLIT_INPUTS = ("question_input_ids", "question_attention_mask", "passage_input_ids", "passage_attention_mask")
-
-
-def load_tokenizer(model_dir: Path):
-    from transformers import AutoTokenizer
-
-    if not has_tokenizer(model_dir):
-        raise ModelDirError(f"{model_dir} has no tokenizer (tokenizer.json or vocab file)",
-                            "save the tokenizer into the model directory (tokenizer.save_pretrained)")
-    try:
-        return AutoTokenizer.from_pretrained(model_dir)
-    except Exception as error:  # the tokenizers library raises plain Exception on a corrupt tokenizer.json
-        raise ModelDirError(f"cannot load the tokenizer of {model_dir}: {type(error).__name__}: "
-                            f"{str(error).splitlines()[0] if str(error) else ''}",
-                            "save the tokenizer again (tokenizer.save_pretrained) or copy it whole") from None
-
-
-def batch_slices(count: int, batch_size: int, progress: bool, desc: str):
-    for start in tqdm(range(0, count, batch_size), desc=desc, unit="batch", disable=not progress):
-        yield slice(start, start + batch_size)
 
 
 def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress: bool = True):
@@ -47,72 +25,6 @@ def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress:
             starts.append(start.numpy())
             ends.append(end.numpy())
     return np.concatenate(starts), np.concatenate(ends)
-
-
-# ORT's defaults (threads = cores, sequential, all graph optimizations) except spinning, which is off.
-EVALUATION_SESSION = {"intra_op_threads": 0, "inter_op_threads": 0, "graph_optimization": "all",
-                      "allow_spinning": False, "provider": "CPUExecutionProvider"}
-
-
-def evaluation_session(path: Path):
-    """An ONNX Runtime CPU session (runtime.sessions.open_session) with spinning off: three sessions run
-    back to back per batch, and a spinning pool holds the cores the next session (or a training run beside
-    it) needs. At batch 1 the bench measured ORT's default spinning doubling the latency of back-to-back
-    sessions (results/settings); at evaluation's batch 64 beside a training run it saved only ~3%
-    (4 batches: 22.3-23.0 s vs 23.3-23.7 s)."""
-    from .runtime.sessions import open_session
-
-    try:
-        return open_session(path, EVALUATION_SESSION)
-    except Exception as error:  # onnxruntime's own types (InvalidProtobuf, Fail, ...): a damaged graph
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ManifestError(f"graph {path} cannot be loaded by onnxruntime: {first[:300]}",
-                            "export the graph set again (its files were damaged after export)") from None
-
-
-def onnx_logits(graph_set, features, cache, rows, batch_size: int = 64, progress: bool = True):
-    """The serving path of a verified GraphSet: lower_question online, the passage states read from the
-    PassageCache (built offline by lower_passage; `rows` [N]: each window's row in it), then upper."""
-    sessions = {name: evaluation_session(graph_set.path(name)) for name in ("lower_question", "upper")}
-    starts, ends = [], []
-    for part in batch_slices(len(features), batch_size, progress, "onnx"):
-        question_hidden = sessions["lower_question"].run(None, {
-            "question_input_ids": features.question_input_ids[part],
-            "question_attention_mask": features.question_attention_mask[part]})[0]
-        start, end = sessions["upper"].run(None, {
-            "question_hidden": question_hidden, "question_attention_mask": features.question_attention_mask[part],
-            "passage_hidden": cache.passage_hidden(rows[part]),
-            "passage_attention_mask": features.passage_attention_mask[part]})
-        starts.append(start)
-        ends.append(end)
-    return np.concatenate(starts), np.concatenate(ends)
-
-
-def open_passage_cache(graph_set, features, directory: Path, batch_size: int, progress: bool):
-    """(cache, built): the cache in `directory` if it exists (it must hold every window), else a new one
-    built there from the features' distinct passage windows."""
-    if directory.exists():
-        return load_passage_cache(directory, graph_set), False
-    return build_passage_cache(graph_set, features.passage_input_ids, features.passage_attention_mask, directory,
-                               evaluation_session, batch_size, progress), True
-
-
-def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: int, progress: bool):
-    """Logits through the graph set, and what the passage cache did: offline build (or reuse of
-    `passage_cache_dir`), then the online path timed alone."""
-    with scratch_directory("deformer-passage-cache-") as scratch:
-        directory = Path(passage_cache_dir) if passage_cache_dir is not None else Path(scratch) / "cache"
-        cache, built = open_passage_cache(graph_set, features, directory, batch_size, progress)
-        started = time.perf_counter()
-        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)
-        start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)
-        record = {"windows": len(features), "distinct_windows": len(np.unique(rows)),
-                  "cache_windows": cache.info["windows"], "built": built,
-                  "build_seconds": cache.info["build_seconds"] if built else None,
-                  "online_seconds": round(time.perf_counter() - started, 2),
-                  "directory": str(passage_cache_dir) if passage_cache_dir is not None else None}
-        del cache  # closes the memory map before the scratch directory goes
-    return start, end, record
 
 
 # The DeFormer configuration a graph set fixes; an evaluation of other settings would score another model.

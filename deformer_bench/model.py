@@ -22,6 +22,7 @@ from torch import nn
 from .architectures import Architecture, architecture_for
 from .errors import ConfigError, ModelDirError
 from .files import staged_directory
+from .serving import has_tokenizer
 
 DEFORMER_FILE = "deformer.json"
 DEFORMER_FORMAT_VERSION = 1
@@ -261,10 +262,6 @@ def read_model_dir(model_dir: Path):
     check_sizes(hf_config, model_dir)
     saved = DeformerConfig.load(model_dir) if (model_dir / DEFORMER_FILE).exists() else None
     return hf_config, saved
-
-
-def has_tokenizer(model_dir: Path) -> bool:
-    return any((Path(model_dir) / name).exists() for name in ("tokenizer.json", "vocab.txt", "vocab.json"))
 
 
 def first_line(error: Exception) -> str:

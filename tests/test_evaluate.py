@@ -1,4 +1,4 @@
-from deformer_bench.evaluate import evaluation_session
+from deformer_bench.serving import evaluation_session
 
 
 def test_evaluation_sessions_do_not_spin(tiny_graphs):

@@ -7,7 +7,7 @@ import onnxruntime
 import pytest
 
 from deformer_bench.errors import PassageCacheError
-from deformer_bench.evaluate import evaluation_session
+from deformer_bench.serving import evaluation_session
 from deformer_bench.passage_cache import build_passage_cache, distinct_windows, load_passage_cache
 from exporters.manifest import load_graph_set
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..evaluate import load_tokenizer, pytorch_logits
+from ..evaluate import pytorch_logits
+from ..serving import load_tokenizer
 from ..files import staged_directory
 from ..model import POSITION_OFFSETS, Deformer
 from ..squad.data import load_squad

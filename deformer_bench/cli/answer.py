@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def answer_main(argv=None) -> int:
 
 
 def main(argv=None) -> None:
+    # Serving runs graphs, not models: transformers serves only the tokenizer here, and with torch installed it
+    # imports torch (~1 s and hundreds of MB) unless told not to. Set before transformers is first imported
+    # (here, in the command's own process, not at import: a library user's process keeps its torch).
+    os.environ.setdefault("USE_TORCH", "0")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # else: "None of PyTorch ... have been found"
     sys.exit(run_cli(answer_main, argv))
 
 

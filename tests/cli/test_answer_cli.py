@@ -126,3 +126,17 @@ def test_output_may_not_overwrite_an_input(tiny_student_graphs, squad_as_jsonl, 
                           "--passage-cache", tmp_path / "cache", "--output", output, "--doc-stride", "16", "--quiet")
     assert code == 2 and "--output" in stderr and "Traceback" not in stderr, stderr
     assert output.read_bytes() == before
+
+
+def test_answering_imports_no_torch(tiny_student_graphs, squad_as_jsonl, tmp_path):
+    """Serving needs onnxruntime, numpy and a tokenizer, not torch (issue 12): a whole answer run, then a check."""
+    passages, questions = squad_as_jsonl
+    code = ("import sys\nfrom deformer_bench.cli.answer import main\ntry:\n    "
+            f"main([{str(tiny_student_graphs)!r}, '--passages', {str(passages)!r}, '--questions', "
+            f"{str(questions)!r}, '--passage-cache', {str(tmp_path / 'cache')!r}, '--output', "
+            f"{str(tmp_path / 'answers.json')!r}, '--doc-stride', '16', '--quiet'])\n"
+            "except SystemExit as exit_:\n    assert exit_.code == 0, exit_.code\n"
+            "sys.exit(3 if 'torch' in sys.modules else 0)")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads((tmp_path / "answers.json").read_text())
