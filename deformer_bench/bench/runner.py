@@ -199,7 +199,12 @@ def run_memory(job):
 MODES = {"timing": run_timing, "memory": run_memory}
 
 
-def main():
+def main(argv=None):
+    """`runner.py [--result PATH] < job.json`: the result goes to PATH (written whole, then renamed), so that
+    what onnxruntime or a library prints on standard output (ORT prints "EP Error ... Falling back" there)
+    cannot corrupt it; without --result, to standard output (by hand)."""
+    argv = sys.argv[1:] if argv is None else argv
+    result_path = argv[argv.index("--result") + 1] if "--result" in argv else None
     job = json.load(sys.stdin)
     if job.get("protocol_version") != PROTOCOL_VERSION:
         raise SystemExit(f"runner speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol_version')!r}")
@@ -208,7 +213,12 @@ def main():
     result = MODES[job["mode"]](job)
     result.update({"protocol_version": PROTOCOL_VERSION, "mode": job["mode"],
                    "onnxruntime": onnxruntime.__version__, "pid": os.getpid()})
-    json.dump(result, sys.stdout)
+    if result_path is None:
+        json.dump(result, sys.stdout)
+        return
+    with open(result_path + ".partial", "w") as handle:
+        json.dump(result, handle)
+    os.replace(result_path + ".partial", result_path)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -25,28 +26,32 @@ class LocalProcessTarget:
     timeout_s: float = 3600.0
 
     def run_job(self, job: dict) -> dict:
-        try:
-            completed = subprocess.run([self.python, str(RUNNER_SCRIPT)], input=json.dumps(job),
-                                       capture_output=True, text=True, timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            raise RunnerError(f"runner job ({job['mode']}) ran past {self.timeout_s:.0f} s",
-                              "lower max_time_s or the batch sizes in the profile") from None
-        if completed.returncode != 0:
-            tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
-            raise RunnerError(f"runner job ({job['mode']}) failed with exit code {completed.returncode}: {tail}",
-                              "check the graphs and the runner's onnxruntime installation")
-        return parse_result(job, completed.stdout)
+        with tempfile.TemporaryDirectory(prefix="deformer-runner-") as scratch:
+            result_path = Path(scratch) / "result.json"
+            try:
+                completed = subprocess.run([self.python, str(RUNNER_SCRIPT), "--result", str(result_path)],
+                                           input=json.dumps(job), capture_output=True, text=True,
+                                           timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                raise RunnerError(f"runner job ({job['mode']}) ran past {self.timeout_s:.0f} s",
+                                  "lower max_time_s or the batch sizes in the profile") from None
+            if completed.returncode != 0:
+                tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
+                raise RunnerError(f"runner job ({job['mode']}) failed with exit code {completed.returncode}: {tail}",
+                                  "check the graphs and the runner's onnxruntime installation")
+            text = result_path.read_text() if result_path.is_file() else ""
+        return parse_result(job, text)
 
 
-def parse_result(job: dict, stdout: str) -> dict:
-    """The runner's one JSON object; anything else (a stray print, a cut-off write) is a RunnerError."""
+def parse_result(job: dict, text: str) -> dict:
+    """The runner's one JSON object (its result file); anything else (none, a cut-off write) is a RunnerError."""
     try:
-        result = json.loads(stdout)
+        result = json.loads(text)
     except json.JSONDecodeError:
         result = None
     if not isinstance(result, dict) or result.get("mode") != job["mode"]:
-        raise RunnerError(f"runner job ({job['mode']}) returned no {job['mode']} result: {stdout[-200:]!r}",
-                          "check that the runner prints nothing but its JSON result")
+        raise RunnerError(f"runner job ({job['mode']}) returned no {job['mode']} result: {text[-200:]!r}",
+                          "check the runner's onnxruntime installation")
     return result
 
 

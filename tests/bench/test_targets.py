@@ -41,8 +41,17 @@ def test_a_runner_past_its_timeout_is_a_runtime_failure(tmp_path):
     assert caught.value.exit_code == EXIT_FAILURE
 
 
-@pytest.mark.parametrize("stdout", ["not json", '{"mode": "memory"}', "[1, 2]", ""])
-def test_a_runner_without_its_json_result_is_a_runtime_failure(tmp_path, stdout):
-    target = LocalProcessTarget(python=fake_python(tmp_path, f"cat > /dev/null; printf '%s' '{stdout}'"))
+@pytest.mark.parametrize("written", ["not json", '{"mode": "memory"}', "[1, 2]", "", None])
+def test_a_runner_without_its_json_result_is_a_runtime_failure(tmp_path, written):
+    # the fake interpreter gets: runner.py --result PATH
+    body = "cat > /dev/null" + ("" if written is None else f"; printf '%s' '{written}' > \"$3\"")
+    target = LocalProcessTarget(python=fake_python(tmp_path, body))
     with pytest.raises(RunnerError, match="returned no timing result"):
         target.run_job(JOB)
+
+
+def test_what_a_runner_prints_cannot_corrupt_its_result(tmp_path):
+    """onnxruntime prints "EP Error ... Falling back" on standard output: the result travels in a file."""
+    body = ("cat > /dev/null; echo 'EP Error: CUDA not found. Falling back to CPU'; "
+            "printf '%s' '{\"mode\": \"timing\", \"samples_ns\": {}}' > \"$3\"")
+    assert LocalProcessTarget(python=fake_python(tmp_path, body)).run_job(JOB)["mode"] == "timing"
