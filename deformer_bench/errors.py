@@ -7,9 +7,20 @@ Exit codes (cli.common.run_cli, documented in the README):
   130 interrupted (Ctrl-C)
 """
 
+import errno
+
 EXIT_USAGE = 2
 EXIT_FAILURE = 3
 EXIT_INTERRUPTED = 130
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space left, quota reached
+
+
+def first_line(error: Exception) -> str:
+    """The first line of a library's error message (transformers' and torch's can run to pages), at most 300
+    characters; the exception's type name when it has no message."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 300 else line[:300] + " ..."  # transformers lists every model type it knows
 
 
 class DeformerBenchError(Exception):

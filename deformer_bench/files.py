@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import DiskFullError, OutputExistsError, OutputLocationError
+from .errors import DISK_FULL_ERRNOS, DiskFullError, OutputExistsError, OutputLocationError
 
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|replaced)-(?P<pid>\d+)(-.*)?$")
 
@@ -148,6 +148,11 @@ def check_distinct_paths(outputs: dict, inputs: dict) -> None:
 
 
 def _staging_file(path: Path) -> Path:
+    """The staging name beside `path` (its folder created), after removing what a dead writer of it left."""
+    if path.is_dir():
+        raise OutputLocationError(f"{path} is a directory", "give the path of a file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(path)
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
@@ -162,10 +167,6 @@ def write_texts_atomically(texts: dict) -> None:
     try:
         for path, text in texts.items():
             path = Path(path)
-            if path.is_dir():
-                raise OutputLocationError(f"{path} is a directory", "give the path of a file to write")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            clean_stale_staging(path)
             staging = _staging_file(path)
             staged.append((staging, path))
             try:
@@ -184,7 +185,6 @@ def write_texts_atomically(texts: dict) -> None:
 def save_figure_atomically(figure, path: Path) -> None:
     """A matplotlib figure saved as PNG beside `path`, then renamed over it."""
     path = Path(path)
-    clean_stale_staging(path)
     staging = _staging_file(path)
     try:
         figure.savefig(staging, dpi=110, format="png")
@@ -214,7 +214,7 @@ def staged_directory(out_dir: Path, replace: bool = False):
         try:
             yield staging
         except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            if error.errno in DISK_FULL_ERRNOS:
                 raise DiskFullError(f"the disk filled up while writing {out_dir} ({error.strerror})",
                                     f"free space on the disk of {out_dir.parent}, or write elsewhere; "
                                     "nothing half-written was kept") from None

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .architectures import Architecture, architecture_for
-from .errors import ConfigError, ModelDirError
+from .errors import ConfigError, ModelDirError, first_line
 from .files import staged_directory
 from .serving import has_tokenizer
 
@@ -262,13 +262,6 @@ def read_model_dir(model_dir: Path):
     check_sizes(hf_config, model_dir)
     saved = DeformerConfig.load(model_dir) if (model_dir / DEFORMER_FILE).exists() else None
     return hf_config, saved
-
-
-def first_line(error: Exception) -> str:
-    """The first line of a library's error message (transformers' can run to many lines)."""
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if len(line) <= 300 else line[:300] + " ..."  # transformers lists every model type it knows
 
 
 def load_hf_config(model_dir: Path):

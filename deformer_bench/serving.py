@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .errors import ManifestError, ModelDirError
+from .errors import ManifestError, ModelDirError, first_line
 from .files import scratch_directory
 from .passage_cache import build_passage_cache, load_passage_cache
 
@@ -26,8 +26,7 @@ def load_tokenizer(model_dir: Path):
     try:
         return AutoTokenizer.from_pretrained(model_dir)
     except Exception as error:  # the tokenizers library raises plain Exception on a corrupt tokenizer.json
-        raise ModelDirError(f"cannot load the tokenizer of {model_dir}: {type(error).__name__}: "
-                            f"{str(error).splitlines()[0] if str(error) else ''}",
+        raise ModelDirError(f"cannot load the tokenizer of {model_dir}: {type(error).__name__}: {first_line(error)}",
                             "save the tokenizer again (tokenizer.save_pretrained) or copy it whole") from None
 
 
@@ -56,8 +55,7 @@ def evaluation_session(path: Path):
 
 
 def _damaged(where, error: Exception) -> ManifestError:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ManifestError(f"graph {where} cannot be loaded by onnxruntime: {first[:300]}",
+    return ManifestError(f"graph {where} cannot be loaded by onnxruntime: {first_line(error)}",
                          "export the graph set again (its files were damaged after export)")
 
 

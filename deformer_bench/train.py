@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .errors import ConfigError, DeformerBenchError, RuntimeFailure
+from .errors import ConfigError, DeformerBenchError, RuntimeFailure, first_line
 from .files import clean_stale_staging, staged_directory, write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
 from .squad.features import check_doc_stride
@@ -179,7 +179,7 @@ def load_checkpoint(directory: Path, config: TrainConfig):
         saved = state["config"]
     except Exception as error:  # truncated or corrupt: torch raises RuntimeError, EOFError, UnpicklingError...
         raise CheckpointError(f"checkpoint {directory / 'state.pt'} cannot be read ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0] if str(error) else ''})",
+                              f"{first_line(error)})",
                               f"remove {directory} to restart the run from its beginning") from None
     mine = dataclasses.asdict(config)
     differing = sorted(key for key in mine if key not in ("checkpoint_every",) and saved.get(key) != mine[key])

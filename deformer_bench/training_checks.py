@@ -8,7 +8,6 @@ reused that was trained otherwise, a full disk reported as such.
 """
 
 import contextlib
-import errno
 import dataclasses
 import json
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError, DiskFullError, OutputLocationError
+from .errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, OutputLocationError
 from .files import check_output_dir
 
 MODEL_DIR = "model"
@@ -27,7 +26,7 @@ UNCOMPARED = ("checkpoint_every", "output_dir", "init_dir", "teacher_dir", "trai
 
 def is_disk_full(error: Exception, directory: Path) -> bool:
     """torch.save and safetensors report a full disk as RuntimeError / SafetensorError, not OSError(ENOSPC)."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return True
     try:
         return "No space left" in str(error) or shutil.disk_usage(directory).free < 2**20

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from deformer_bench import __version__
-from deformer_bench.errors import ConfigError, ExportError, OutputExistsError, OutputLocationError
+from deformer_bench.errors import ConfigError, ExportError, OutputExistsError, OutputLocationError, first_line
 from deformer_bench.files import check_output_dir, clean_stale_staging, staged_directory
 
 from deformer_bench.runtime.contract import FLOAT32, GRAPHS, HIDDEN
@@ -45,8 +45,7 @@ def exporter_errors(graph: str, opset: int):
     except (OutputExistsError, OutputLocationError, OSError):
         raise
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"exporting the {graph} graph at opset {opset} failed: {first}",
+        raise ExportError(f"exporting the {graph} graph at opset {opset} failed: {first_line(error)}",
                           "try another --opset, or report the model and opset") from None
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..environment import describe_environment
-from ..errors import ManifestError
+from ..errors import ManifestError, first_line
 from ..files import scratch_directory, staged_directory
 from . import machine_state
 from .flops import path_flops
@@ -59,8 +59,7 @@ def graph_operator_bytes(path: Path, shapes: dict):
     try:
         return operator_bytes(path, shapes)
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ManifestError(f"graph {path} cannot be read: {first[:300]}",
+        raise ManifestError(f"graph {path} cannot be read: {first_line(error)}",
                             "export the graph set again (its files were damaged after export)") from None
 
 

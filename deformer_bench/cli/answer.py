@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError
-from ..files import check_distinct_paths, check_output_dir, check_output_file, write_text_atomically
-from .common import run_cli
+from ..files import write_text_atomically
+from .common import check_outputs, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,15 +47,9 @@ def answer_main(argv=None) -> int:
 
     from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
 
-    new_cache = not (args.passage_cache.exists() or args.passage_cache.is_symlink())
-    if args.output:
-        check_output_file(args.output, "--output")  # before any work, not after it
-    if new_cache:
-        check_output_dir(args.passage_cache, "--passage-cache")
-    check_distinct_paths({"--output": args.output, "--passage-cache": args.passage_cache if new_cache else None},
-                         {"the graph set": args.graphs, "the passages file": args.passages,
-                          "the questions file": args.questions, "the tokenizer directory": args.tokenizer,
-                          "the passage cache": None if new_cache else args.passage_cache})
+    check_outputs({"--output": args.output}, args.passage_cache,
+                  {"the graph set": args.graphs, "the passages file": args.passages,
+                   "the questions file": args.questions, "the tokenizer directory": args.tokenizer})
     graph_set = load_graph_set(args.graphs)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
     passages = read_passages(args.passages, tokenizer)

@@ -3,18 +3,17 @@
 import errno
 import sys
 
-from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DeformerBenchError
+from ..errors import DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DeformerBenchError
 
 # What an interrupted command leaves behind; commands that keep partial work (training) say so.
 NOTHING_WRITTEN = "interrupted: nothing was written"
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def os_error_message(error: OSError) -> tuple:
     """(message, hint, exit code) for a file-system error no check caught earlier."""
     where = error.filename if error.filename is not None else "a file"
     reason = error.strerror or str(error)
-    if error.errno in DISK_FULL:
+    if error.errno in DISK_FULL_ERRNOS:
         return (f"the disk is full writing {where}: {reason}",
                 "free space or write to another disk; nothing half-written was kept", EXIT_FAILURE)
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
@@ -38,6 +37,22 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def check_outputs(files: dict, passage_cache, inputs: dict) -> None:
+    """Before any work: every output file (`{option: path}`, None skipped) can be written, a passage cache that
+    does not exist yet can be created there (one that exists is read: an input), and no output overwrites an
+    input (`{what: path}`) or overlaps another output."""
+    from ..files import check_distinct_paths, check_output_dir, check_output_file
+
+    new_cache = passage_cache is not None and not (passage_cache.exists() or passage_cache.is_symlink())
+    for option, path in files.items():
+        if path is not None:
+            check_output_file(path, option)
+    if new_cache:
+        check_output_dir(passage_cache, "--passage-cache")
+    check_distinct_paths({**files, "--passage-cache": passage_cache if new_cache else None},
+                         {**inputs, "the passage cache": None if new_cache else passage_cache})
 
 
 def parse_int_list(text: str, what: str, minimum: int = None) -> list:

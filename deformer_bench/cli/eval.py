@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from ..errors import DeformerBenchError
-from ..files import check_distinct_paths, check_output_dir, check_output_file, write_texts_atomically
+from ..files import write_texts_atomically
 from ..model import POSITION_OFFSETS
-from .common import positive_int, run_cli
+from .common import check_outputs, positive_int, run_cli
 
 DEFAULT_DOC_STRIDE = 128
 # Options that only mean something when a model is evaluated: with --predictions they are refused, not ignored.
@@ -59,21 +59,6 @@ def read_predictions(path: Path) -> dict:
     return predictions
 
 
-def check_outputs(args) -> None:
-    """Every output can be written, none overwrites an input or another output."""
-    new_cache = args.passage_cache is not None and not (args.passage_cache.exists() or args.passage_cache.is_symlink())
-    for path, what in ((args.write_predictions, "--write-predictions"), (args.output, "--output")):
-        if path is not None:
-            check_output_file(path, what)
-    if new_cache:
-        check_output_dir(args.passage_cache, "--passage-cache")
-    check_distinct_paths(
-        {"--output": args.output, "--write-predictions": args.write_predictions,
-         "--passage-cache": args.passage_cache if new_cache else None},
-        {"the dataset": args.dataset, "the model directory": args.model, "the graph set": args.onnx,
-         "the passage cache": None if new_cache else args.passage_cache})
-
-
 def eval_main(argv=None) -> int:
     from ..squad.data import load_squad
     from ..squad.metric import evaluate, warn_to_stderr
@@ -90,7 +75,9 @@ def eval_main(argv=None) -> int:
     from ..environment import describe_environment
     from ..evaluate import evaluate_model
 
-    check_outputs(args)  # before minutes of evaluation, not after
+    # before minutes of evaluation, not after
+    check_outputs({"--write-predictions": args.write_predictions, "--output": args.output}, args.passage_cache,
+                  {"the dataset": args.dataset, "the model directory": args.model, "the graph set": args.onnx})
 
     # Taken before the work, so that the commit and tree state are those the figures came from.
     environment = describe_environment(["deformer-eval", *(argv if argv is not None else sys.argv[1:])])
