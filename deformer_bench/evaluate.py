@@ -27,29 +27,16 @@ def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress:
     return np.concatenate(starts), np.concatenate(ends)
 
 
-# The DeFormer configuration a graph set fixes; an evaluation of other settings would score another model.
-IDENTITY_KEYS = ("layer", "question_len", "passage_len", "passage_position_offset", "passage_first_position",
-                 "passage_token_type")
-
-
-def deformer_identity(deformer: Deformer) -> dict:
-    """The configuration keys of a graph set's manifest ("deformer"), as this Deformer would write them."""
-    config = deformer.config
-    return {"layer": config.layer, "question_len": config.question_len, "passage_len": config.passage_len,
-            "passage_position_offset": config.passage_position_offset,
-            "passage_first_position": config.passage_first_position(),
-            "passage_token_type": deformer.architecture.passage_token_type(deformer.hf_config)}
-
-
 def check_graph_set_matches(graph_set, deformer: Deformer, fingerprint: str, model_dir) -> None:
     """Refuse a graph set not exported from these weights (fingerprint) with this whole DeFormer configuration."""
     manifest = graph_set.manifest
     if manifest["model"]["fingerprint_sha256"] != fingerprint:
         raise ModelDirError(f"graph set {graph_set.directory} was not exported from the weights in {model_dir}",
                             "export this model with deformer-export, or give the matching model directory")
-    ours = deformer_identity(deformer)
+    # The whole configuration the graph set fixes: scoring other settings would score another model.
+    ours = deformer.identity()
     differing = [f"{key} {manifest['deformer'][key]!r} in the graph set, {ours[key]!r} asked for"
-                 for key in IDENTITY_KEYS if manifest["deformer"][key] != ours[key]]
+                 for key in ours if manifest["deformer"][key] != ours[key]]
     if differing:
         raise ConfigError(f"graph set {graph_set.directory} was exported with another DeFormer configuration: "
                           + "; ".join(differing),

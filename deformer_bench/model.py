@@ -208,6 +208,15 @@ class Deformer(nn.Module):
         output = self.qa_model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         return output.start_logits, output.end_logits
 
+    def identity(self) -> dict:
+        """The DeFormer configuration as a graph set's manifest records it ("deformer"), and as readers of a
+        graph set compare it: k, lengths, offset, the passage's first position and its token type."""
+        config = self.config
+        return {"layer": config.layer, "question_len": config.question_len, "passage_len": config.passage_len,
+                "passage_position_offset": config.passage_position_offset,
+                "passage_first_position": config.passage_first_position(),
+                "passage_token_type": self.architecture.passage_token_type(self.hf_config)}
+
     def fingerprint(self) -> str:
         """sha256 of the weights only. The DeFormer configuration (k, lengths, offset, token type) is not in
         it: readers of a graph set compare it key by key (evaluate.check_graph_set_matches)."""

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bench.summary import HEADLINE_PATH, batch_across, batch_processes
+from .bench.stats import UNSTABLE_SPREAD
+from .bench.summary import HEADLINE_PATH, HEADLINE_PROCESSES, batch_across, batch_processes
 from .errors import DeformerBenchError
 from .files import save_figure_atomically, write_text_atomically
 
@@ -234,8 +235,8 @@ def _headline(results: dict) -> list:
     headline = results.get("headline") or {
         "ok": False, "reasons": ["results format 1: one timing process per case, machine state not recorded"]}
     if headline["ok"]:
-        return ["**Headline figures:** a quiet machine, at least 3 fresh timing processes per case, their online "
-                "speed-ups within 5% of their median.", ""]
+        return [f"**Headline figures:** a quiet machine, at least {HEADLINE_PROCESSES} fresh timing processes per case, "
+                f"their online speed-ups within {UNSTABLE_SPREAD:.0%} of their median.", ""]
     return ["**Not headline figures:** " + "; ".join(headline["reasons"]) + ".", ""]
 
 

@@ -25,7 +25,6 @@ def file_sha256(path: Path) -> str:
 
 
 def build_manifest(deformer, directory: Path, opset: int, validation: dict, tool_version: str) -> dict:
-    config = deformer.config
     return {
         "format_version": MANIFEST_FORMAT_VERSION,
         "tool": {"name": "deformer-bench", "version": tool_version},
@@ -39,14 +38,7 @@ def build_manifest(deformer, directory: Path, opset: int, validation: dict, tool
             "qa_head_trained": deformer.qa_head_trained,
             "source": str(getattr(deformer, "source_dir", "") or "in-memory"),
         },
-        "deformer": {
-            "layer": config.layer,
-            "question_len": config.question_len,
-            "passage_len": config.passage_len,
-            "passage_position_offset": config.passage_position_offset,
-            "passage_first_position": config.passage_first_position(),
-            "passage_token_type": deformer.architecture.passage_token_type(deformer.hf_config),
-        },
+        "deformer": deformer.identity(),
         "opset": opset,
         "dtype": "float32",
         "graphs": {
