@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install bench test reference clean
+.PHONY: install bench test test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,34 @@ reference: install
 		--batch-sizes 1 --output results/accuracy
 	$(PY) -m deformer_bench.analysis.position_offset --dataset ../shared/data/squad/dev-v1.1.json.gz \
 		--count 300 --out results/position-offset-$$(date +%F)
+
+# An emulated aarch64 Python with numpy + onnxruntime (qemu-user) for ONNX correctness checks on ARM;
+# never for timing. Independent of the venv. Prints the path of its python3.
+arm-emulator:
+	bash scripts/arm-emulator.sh
+
+# What the ARM tests need besides Python packages (tests/bench/test_ssh_arm.py; .ci/run calls it): Debian's
+# openssh-server (an sshd the tests start on 127.0.0.1) and the emulated aarch64 Python. Needs root for apt.
+test-system: arm-emulator
+	@command -v sshd >/dev/null || test -x /usr/sbin/sshd || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
+
+# The GPU check for a lent GPU machine (scripts/gpu-check.sh). Here: `make gpu-wheels` (the pinned packages that
+# machine lacks, for its Python 3.12, into .whl/); there, in one device call carrying .whl: `make gpu-check`;
+# here again: `make gpu-results FROM=<files_at of that call>` unpacks what it measured under results/gpu/.
+GPU_WHEELS = transformers==4.57.6 tokenizers==0.22.2 huggingface-hub==0.36.2 optimum==2.1.0 optimum-onnx==0.1.0
+gpu-wheels:
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(GPU_WHEELS)
+
+gpu-check:
+	bash scripts/gpu-check.sh
+
+gpu-results:
+	@test -f "$(FROM)/gpu-results.tgz" || { echo "give FROM=<folder holding gpu-results.tgz>"; exit 2; }
+	mkdir -p results/gpu && tar xzf "$(FROM)/gpu-results.tgz" -C results/gpu
+	cp "$(FROM)/gpu-check.log" "$(FROM)/nvidia-smi.txt" results/gpu/ 2>/dev/null || true
 
 clean:
 	rm -rf $(VENV) *.egg-info

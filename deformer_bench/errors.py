@@ -83,6 +83,10 @@ class ExportError(RuntimeFailure):
     """The ONNX exporter failed on a graph (an operator it cannot export at this opset, ...)."""
 
 
+class TargetError(DeformerBenchError):
+    """A device's target cannot be used: an unreachable or refusing host, a missing emulator or Python."""
+
+
 class RunnerError(RuntimeFailure):
     """A benchmark runner process failed."""
 

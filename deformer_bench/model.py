@@ -384,9 +384,11 @@ def random_model(arch: str, seed: int = 0):
     """A model with a known shape and random weights (architecture-only benchmarks)."""
     from transformers import BertConfig, BertForQuestionAnswering
 
-    shapes = {"bert-base": dict()}  # BertConfig's defaults are bert-base-uncased's shape
+    shapes = {"bert-base": dict(),  # BertConfig's defaults are bert-base-uncased's shape
+              # MiniLM-L6-H384's shape (the default model's), for machines that do not have its weights
+              "minilm-l6": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)}
     if arch not in shapes:
-        raise ConfigError(f"unknown --arch {arch!r}; known: {', '.join(shapes)}", "use --arch bert-base")
+        raise ConfigError(f"unknown --arch {arch!r}; known: {', '.join(shapes)}", f"use --arch {' or '.join(shapes)}")
     torch.manual_seed(seed)
     qa_model = BertForQuestionAnswering(BertConfig(**shapes[arch])).eval()
     return qa_model

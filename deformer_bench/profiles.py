@@ -19,6 +19,7 @@ from .errors import ProfileError
 BUILTIN_PROFILES_PACKAGE = "deformer_bench.builtin_profiles"
 PROFILE_SUFFIXES = (".yaml", ".yml")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+TORCH_DTYPES = ("float32", "float16", "bfloat16")
 REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_sizes")
 
 
@@ -41,6 +42,13 @@ class Profile:
     max_time_s: float = 120.0
     memory_iterations: int = 10
     seed: int = 0
+    # Where the device's runner runs (bench/devices.py: transport local/ssh/emulator, python, host, ...).
+    target: dict = None
+    # ONNX Runtime provider options, as given to the session (e.g. CUDA's use_tf32); what the provider really
+    # used is recorded from the session.
+    provider_options: dict = None
+    # The PyTorch backend's precision (--backend torch): float32, float16 or bfloat16, eager mode.
+    torch_dtype: str = "float32"
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -76,6 +84,22 @@ class Profile:
         if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
             raise ProfileError(f"profile {self.name!r}: graph_optimization {self.graph_optimization!r} is unknown",
                                f"use one of: {', '.join(GRAPH_OPTIMIZATIONS)}")
+        from .bench.devices import check_target_settings
+        from .errors import TargetError
+
+        try:
+            check_target_settings(self.target, f"profile {self.name!r}")
+        except TargetError as error:
+            raise ProfileError(error.message, error.hint) from None
+        if self.provider_options is not None and (
+                not isinstance(self.provider_options, dict)
+                or not all(isinstance(key, str) and isinstance(value, (str, int, float)) and not isinstance(value, bool)
+                           for key, value in self.provider_options.items())):
+            raise ProfileError(f"profile {self.name!r}: provider_options must map names to strings or numbers",
+                               "e.g. provider_options: {use_tf32: 0}")
+        if self.torch_dtype not in TORCH_DTYPES:
+            raise ProfileError(f"profile {self.name!r}: torch_dtype {self.torch_dtype!r} is unknown",
+                               f"use one of: {', '.join(TORCH_DTYPES)}")
         if not isinstance(self.allow_spinning, bool):
             raise ProfileError(f"profile {self.name!r}: allow_spinning must be true or false", "fix allow_spinning")
 

@@ -12,12 +12,14 @@ import pandas as pd
 from .bench.stats import UNSTABLE_SPREAD
 from .bench.summary import HEADLINE_PATH, HEADLINE_PROCESSES, batch_across, batch_processes
 from .errors import DeformerBenchError
-from .files import save_figure_atomically, write_text_atomically
+from .files import write_text_atomically
+from .plots import PATH_COLOURS, plot_latency, plot_memory, plot_speedup, plot_throughput
+from .report_devices import device_sections, functional_only_rows
 
 RESULTS_FILE = "results.json"
-KNOWN_FORMAT_VERSIONS = (1, 2)
+KNOWN_FORMAT_VERSIONS = (1, 2, 3)
+FUNCTIONAL_ONLY = "functional only"
 MAYBE_MISSING = ("peak_rss_mb", "rss_after_load_mb", "peak_above_load_mb", "load_1m_at_start")
-PATH_COLOURS = {"unsplit": "#7f7f7f", "online": "#1f77b4", "passage_precompute": "#ff7f0e"}
 PLOTS = {
     "latency_by_path.png": "Latency (p50, bars to p90) of each path",
     "speedup_vs_ideal.png": "Measured speed-up of the online path (median of the timing processes, bar: their "
@@ -66,6 +68,8 @@ def results_frame(results: dict) -> pd.DataFrame:
                 rows.append({
                     "model": config["label"],
                     "device": config["device"],
+                    "backend": config.get("backend", "onnxruntime"),
+                    "transport": config.get("transport", "local"),
                     "layer": config["deformer"]["layer"],
                     "batch_size": batch["batch_size"],
                     "path": path,
@@ -75,18 +79,26 @@ def results_frame(results: dict) -> pd.DataFrame:
                     "speedup_ci95_low": speedup.get("ci95_low"),
                     "speedup_ci95_high": speedup.get("ci95_high"),
                     **_spread_columns(across, path),
-                    "flop_ideal_speedup": config["flops"]["ideal_speedup"] if path == "online" else None,
+                    "flop_ideal_speedup": config["flops"]["ideal_speedup"] if path.startswith("online") else None,
                     "peak_rss_mb": memory.get("peak_rss_mb"),
                     "rss_after_load_mb": memory.get("rss_after_load_mb"),
                     "peak_above_load_mb": memory.get("peak_above_load_mb"),
                     "peak_excludes_loading": memory.get("peak_excludes_loading"),
-                    "operator_mb_per_query": config["operator_bytes"][path] / 2**20,
+                    "operator_mb_per_query": config["operator_bytes"].get(path, float("nan")) / 2**20,
                     **machine,
                 })
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS) if not rows else pd.DataFrame(rows)
     for column in MAYBE_MISSING:  # None where a platform could not measure it: NaN, an empty cell, no bar
         frame[column] = pd.to_numeric(frame[column]).astype(float)
     return frame
+
+
+FRAME_COLUMNS = ["model", "device", "backend", "transport", "layer", "batch_size", "path", "p50_ms", "p90_ms",
+                 "p99_ms", "mean_ms", "std_ms", "count", "throughput_per_s", "speedup", "speedup_ci95_low",
+                 "speedup_ci95_high", "processes", "p50_process_min_ms", "p50_process_max_ms",
+                 "speedup_process_median", "speedup_process_min", "speedup_process_max", "flop_ideal_speedup",
+                 "peak_rss_mb", "rss_after_load_mb", "peak_above_load_mb", "peak_excludes_loading",
+                 "operator_mb_per_query", "machine_quiet", "load_1m_at_start"]
 
 
 def processes_frame(results: dict) -> pd.DataFrame:
@@ -105,104 +117,13 @@ def processes_frame(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _figure(columns: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, columns, figsize=(5.5 * columns, 4.2), squeeze=False)
-    return plt, figure, axes[0]
-
-
-def _save(plt, figure, path: Path) -> None:
-    figure.tight_layout()
-    save_figure_atomically(figure, path)
-    plt.close(figure)
-
-
-def _case_label(row) -> str:
-    return f"{row['model']}\nk={row['layer']}"
-
-
-def _grouped_bars(axis, subset: pd.DataFrame, column: str, upper_error: str = "") -> None:
-    """One group of bars per (model, k, device), one bar per path; optional error bar up to `upper_error`."""
-    cases = subset[["model", "layer", "device"]].drop_duplicates().reset_index(drop=True)
-    width = 0.8 / len(PATH_COLOURS)
-    for offset, (name, colour) in enumerate(PATH_COLOURS.items()):
-        rows = cases.merge(subset[subset["path"] == name], on=["model", "layer", "device"], how="left")
-        error = [[0] * len(rows), (rows[upper_error] - rows[column]).clip(lower=0)] if upper_error else None
-        axis.bar([i + (offset - 1) * width for i in range(len(cases))], rows[column], width, color=colour,
-                 label=name, yerr=error, capsize=2)
-    axis.set_xticks(range(len(cases)))
-    axis.set_xticklabels([_case_label(row) for _, row in cases.iterrows()], fontsize=7)
-    axis.legend(fontsize=7)
-
-
-def plot_latency(frame: pd.DataFrame, path: Path) -> None:
-    batches = sorted(frame["batch_size"].unique())
-    plt, figure, axes = _figure(len(batches))
-    for axis, batch in zip(axes, batches):
-        _grouped_bars(axis, frame[frame["batch_size"] == batch], "p50_ms", upper_error="p90_ms")
-        axis.set_ylabel("latency (ms)")
-        axis.set_title(f"batch {batch}")
-    _save(plt, figure, path)
-
-
-def plot_speedup(frame: pd.DataFrame, path: Path) -> None:
-    online = frame[frame["path"] == "online"]
-    plt, figure, axes = _figure(1)
-    axis = axes[0]
-    for (model, device), group in online.groupby(["model", "device"]):
-        for batch, rows in group.groupby("batch_size"):
-            rows = rows.sort_values("layer")
-            median = rows["speedup_process_median"]
-            line = axis.errorbar(rows["layer"], median, yerr=[median - rows["speedup_process_min"],
-                                                              rows["speedup_process_max"] - median],
-                                 marker="o", elinewidth=5, alpha=0.8, label=f"{model} ({device}) batch {batch}")
-            axis.errorbar(rows["layer"], median, yerr=[(median - rows["speedup_ci95_low"]).clip(lower=0),
-                                                       (rows["speedup_ci95_high"] - median).clip(lower=0)],
-                          fmt="none", capsize=3, color=line[0].get_color())
-        ideal = group.drop_duplicates("layer").sort_values("layer")
-        axis.plot(ideal["layer"], ideal["flop_ideal_speedup"], "k--", marker="x", label=f"{model}: FLOP ideal")
-    axis.axhline(1.0, color="grey", linewidth=0.8)
-    axis.set_xlabel("separation layer k")
-    axis.set_ylabel("speed-up over unsplit (x)")
-    axis.legend(fontsize=7)
-    _save(plt, figure, path)
-
-
-def plot_memory(frame: pd.DataFrame, path: Path) -> None:
-    plt, figure, axes = _figure(2)
-    batch = frame["batch_size"].min()
-    for axis, column, title in ((axes[0], "peak_rss_mb", f"peak RSS, fresh process, batch {batch} (MB)"),
-                                (axes[1], "operator_mb_per_query", "operator bytes per query (MB), paper's metric")):
-        _grouped_bars(axis, frame[frame["batch_size"] == batch], column)
-        axis.set_title(title, fontsize=9)
-    _save(plt, figure, path)
-
-
-def plot_throughput(frame: pd.DataFrame, path: Path) -> None:
-    plt, figure, axes = _figure(1)
-    axis = axes[0]
-    for (model, layer, device, name), rows in frame.groupby(["model", "layer", "device", "path"]):
-        if name == "passage_precompute":
-            continue
-        rows = rows.sort_values("batch_size")
-        style = dict(color=PATH_COLOURS["unsplit"], alpha=0.5) if name == "unsplit" else dict()
-        axis.plot(rows["batch_size"], rows["throughput_per_s"], marker="o", label=f"{model} k={layer} {name}", **style)
-    axis.set_xscale("log", base=2)
-    axis.set_xlabel("batch size")
-    axis.set_ylabel("samples / s")
-    axis.legend(fontsize=6)
-    _save(plt, figure, path)
-
-
 def _markdown_table(frame: pd.DataFrame) -> str:
     def cell(value):
         if value is None or (isinstance(value, float) and pd.isna(value)):
             return ""
-        return f"{value:.2f}" if isinstance(value, float) else str(value)
+        if isinstance(value, float):  # small values (differences from a reference) keep their digits
+            return f"{value:.2g}" if 0 < abs(value) < 0.01 else f"{value:.2f}"
+        return str(value)
 
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in frame.itertuples(index=False)]
@@ -219,16 +140,20 @@ def _header(results: dict) -> list:
         f"- machine: {cpu['model']} ({cpu['logical_cores']} logical cores, flags {', '.join(cpu['flags']) or 'none'}),"
         f" {cpu['memory_gb']} GB, {environment['os']}, host `{environment['hostname']}`",
         f"- versions: Python {environment['python']}, " + ", ".join(f"{k} {v}" for k, v in packages.items() if v),
-        f"- profile: `{profile['name']}` — {profile['intra_op_threads']} intra-op threads, "
-        f"{profile['inter_op_threads']} inter-op, spinning {'on' if profile['allow_spinning'] else 'off'}, "
-        f"graph optimization `{profile['graph_optimization']}`, at least {profile['min_count']} runs and "
-        f"{profile['min_time_s']} s per case after warm-up, in each of "
-        f"{results.get('timing_processes', 1)} fresh timing process(es)",
+        *[_profile_line(device, profile, results.get("timing_processes", 1))
+          for device, profile in results.get("profiles", {profile["device"]: profile}).items()],
         f"- git: `{environment['git']['commit']}`{' (uncommitted changes)' if environment['git']['dirty'] else ''}",
         f"- command: `{environment['command']}`",
         f"- recorded: {environment['recorded_at']}",
         "",
     ]
+
+
+def _profile_line(device: str, profile: dict, processes: int) -> str:
+    return (f"- profile ({device}): `{profile['name']}` — {profile['intra_op_threads']} intra-op threads, "
+            f"{profile['inter_op_threads']} inter-op, spinning {'on' if profile['allow_spinning'] else 'off'}, "
+            f"graph optimization `{profile['graph_optimization']}`, at least {profile['min_count']} runs and "
+            f"{profile['min_time_s']} s per case after warm-up, in each of {processes} fresh timing process(es)")
 
 
 def _headline(results: dict) -> list:
@@ -311,9 +236,15 @@ def report_markdown(results: dict, frame: pd.DataFrame, processes: pd.DataFrame)
               "`speedup`: the median of the processes' speed-ups, `speedup_range`: their min..max; "
               "`*_p50_ms`: p50 of all processes' samples pooled, `*_p50_range_ms`: min..max of the per-process "
               "p50s; `pooled_speedup_ci95`: the paired ratio over all rounds pooled, with its 95% bootstrap CI.", ""]
-    lines += [_markdown_table(speedup_table(frame)), ""]
-    lines += ["### Per timing process", "", _markdown_table(process_table(processes)), ""]
+    speedups = pd.concat([speedup_table(frame) if not frame.empty else None, functional_only_rows(results)])
+    lines += [_markdown_table(speedups.astype(object).where(speedups.notna(), None)) if not speedups.empty
+              else "No device was timed.", ""]
+    if not frame.empty:
+        lines += ["### Per timing process", "", _markdown_table(process_table(processes)), ""]
+    lines += device_sections(results, _markdown_table)
     lines += _machine_state(results)
+    if frame.empty:
+        return "\n".join(lines + _warnings(results))
     lines += ["## Memory", "",
               "Peak RSS: a fresh process that loads only that path's graphs (after load, and the peak while "
               "running). Operator bytes: the paper's metric, the sum of all operator outputs for one query.", ""]
@@ -326,9 +257,13 @@ def report_markdown(results: dict, frame: pd.DataFrame, processes: pd.DataFrame)
               _markdown_table(frame[["model", "layer", "batch_size", "path", "p50_ms", "p90_ms", "p99_ms",
                                      "mean_ms", "std_ms", "count", "throughput_per_s"]]), ""]
     lines += ["## Plots", ""] + [f"![{title}]({name})\n" for name, title in PLOTS.items()]
-    if results.get("warnings"):
-        lines += ["## Warnings", ""] + [f"- {warning}" for warning in results["warnings"]] + [""]
-    return "\n".join(lines)
+    return "\n".join(lines + _warnings(results))
+
+
+def _warnings(results: dict) -> list:
+    if not results.get("warnings"):
+        return []
+    return ["## Warnings", ""] + [f"- {warning}" for warning in results["warnings"]] + [""]
 
 
 def write_report(directory) -> None:
@@ -338,8 +273,9 @@ def write_report(directory) -> None:
     frame, processes = results_frame(results), processes_frame(results)
     write_text_atomically(directory / "results.csv", frame.to_csv(index=False))
     write_text_atomically(directory / "processes.csv", processes.to_csv(index=False))
-    plot_latency(frame, directory / "latency_by_path.png")
-    plot_speedup(frame, directory / "speedup_vs_ideal.png")
-    plot_memory(frame, directory / "peak_memory.png")
-    plot_throughput(frame, directory / "throughput_vs_batch.png")
+    if not frame.empty:  # an emulated-only run has no figure to draw
+        plot_latency(frame, directory / "latency_by_path.png")
+        plot_speedup(frame, directory / "speedup_vs_ideal.png")
+        plot_memory(frame, directory / "peak_memory.png")
+        plot_throughput(frame, directory / "throughput_vs_batch.png")
     write_text_atomically(directory / "report.md", report_markdown(results, frame, processes))

@@ -62,6 +62,14 @@ def test_profile_from_a_path(tmp_path):
     # PyYAML silently keeps the last of two equal keys
     ("min_count: 3\nmin_count: 50\n", r"'min_count' is given twice \(lines 6 and 7\)"),
     ("x: {a: 1, a: 2}\n", r"'a' is given twice \(line 6\)"),
+    # where the runner runs, and what it runs with
+    ("target: {hots: x}\n", "target has unknown keys: hots"),
+    ("target: {transport: adb}\n", "target.transport 'adb' is unknown"),
+    ("target: [ssh]\n", "target must be a mapping"),
+    ("target: {port: 70000}\n", "is not a port number"),
+    ("torch_dtype: float8\n", "torch_dtype 'float8' is unknown"),
+    ("provider_options: {use_tf32: [1]}\n", "provider_options must map names to strings or numbers"),
+    ("provider_options: use_tf32\n", "provider_options must map names to strings or numbers"),
 ])
 def test_bad_profiles(tmp_path, extra, message):
     with pytest.raises(ProfileError, match=message):
@@ -151,3 +159,14 @@ def test_builtin_profiles_not_installed(monkeypatch, tmp_path):
         load_profile("server-cpu")
     assert "pip install -e ." in error.value.hint
     assert load_profile(write(tmp_path, BASE)).name == "t"  # a profile given by path does not need them
+
+
+def test_every_builtin_profile_loads_and_names_a_known_device():
+    from deformer_bench.bench.devices import DEVICES
+
+    for name in available_profiles():
+        profile = load_profile(name)
+        assert profile.device in DEVICES, name
+    assert {"gpu-cuda", "gpu-cuda-torch", "arm-mobile", "arm-mobile-1thread", "arm-emulated"} <= set(available_profiles())
+    assert load_profile("arm-emulated").target["transport"] == "emulator"
+    assert load_profile("gpu-cuda-torch").torch_dtype == "float16"

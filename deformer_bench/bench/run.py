@@ -1,6 +1,8 @@
-"""Benchmark orchestration: export (or verify) graph sets, send runner jobs, save one results JSON.
+"""Benchmark orchestration: send runner jobs to each device's target, save one results JSON.
 
-Per configuration (model, k) and batch size:
+Per device: stage the runner on its target, probe the target (what it is, which providers it has: a device
+without its provider is skipped), then per configuration (model, k): stage the graph set, check the device's
+outputs against this host's CPU (parity; all an emulated target runs), and per batch size:
   * `processes` timing jobs (default 3), one after another, each a fresh process timing the three paths
     interleaved (paired samples); the spread of their figures says how far one process can be trusted;
   * one memory job per path: a fresh process that loads only that path's graphs;
@@ -19,17 +21,23 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..environment import describe_environment
-from ..errors import ManifestError, first_line
-from ..files import scratch_directory, staged_directory
+from ..errors import ManifestError, RunnerError, TargetError, first_line
+from ..files import staged_directory
 from . import machine_state
 from .flops import path_flops
+from .devices import ARM_MACHINES
 from .memory import operator_bytes
-from .runner import PATH_GRAPHS, PROTOCOL_VERSION
+from .parity import PARITY_BATCH, check_device, parity_inputs, reference_outputs
+from .runner import PATH_GRAPHS, PROTOCOL_VERSION, STANDARD_PATHS
+
+TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
 from .summary import HEADLINE_PROCESSES, headline_check, summarise_batch
 
 # 2: several timing processes per batch (`processes`, `across_processes`), `machine_state`, `headline`.
-RESULTS_FORMAT_VERSION = 2
-PATHS = tuple(PATH_GRAPHS)
+# 3: `devices` (target, transport, emulated, status, the target's own environment), `profiles` per device,
+#    per config `backend`, `transport`, `emulated`, `providers`, `parity`, `failures`; `failures` overall.
+RESULTS_FORMAT_VERSION = 3
+PATHS = STANDARD_PATHS
 DEFAULT_PROCESSES = HEADLINE_PROCESSES
 
 
@@ -67,7 +75,7 @@ def paper_memory_metric(config: BenchConfig) -> dict:
     """Operator bytes of one query (batch 1) on each path."""
     shapes = graph_input_shapes(config.manifest, 1)
     per_graph = {graph: graph_operator_bytes(config.graphs_dir / f"{graph}.onnx", shapes[graph]) for graph in shapes}
-    result = {path: sum(per_graph[graph][0] for graph in graphs) for path, graphs in PATH_GRAPHS.items()}
+    result = {path: sum(per_graph[graph][0] for graph in graphs) for path, graphs in PATH_GRAPHS.items() if path in PATHS}
     result["unresolved_tensors"] = sum(unresolved for _, unresolved in per_graph.values())
     return result
 
@@ -78,30 +86,41 @@ def config_flops(manifest: dict) -> dict:
                       deformer["question_len"], deformer["passage_len"]).to_dict()
 
 
-def base_job(config: BenchConfig, device, profile, batch: int) -> dict:
+def base_job(config: BenchConfig, plan, batch: int) -> dict:
     deformer = config.manifest["deformer"]
-    return {
+    torch_fields = {} if plan.backend != "torch" else {
+        "source": plan.torch_source, "deformer": deformer, "device": "cuda" if plan.device.name == "cuda" else "cpu",
+        "dtype": plan.profile.torch_dtype}
+    return {**torch_fields,
         "protocol_version": PROTOCOL_VERSION,
-        "graphs_dir": str(config.graphs_dir),
         "batch_size": batch,
         "question_len": deformer["question_len"],
         "passage_len": deformer["passage_len"],
         "passage_token_type": deformer["passage_token_type"],
         "vocab_size": config.manifest["model"]["vocab_size"],
-        "seed": profile.seed,
-        "session": session_settings(device, profile),
+        "seed": plan.profile.seed,
+        "session": session_settings(plan.device, plan.profile),
     }
 
 
 def session_settings(device, profile) -> dict:
-    return {"provider": device.provider, "intra_op_threads": profile.intra_op_threads,
-            "inter_op_threads": profile.inter_op_threads, "allow_spinning": profile.allow_spinning,
-            "graph_optimization": profile.graph_optimization}
+    settings = {"provider": device.provider, "intra_op_threads": profile.intra_op_threads,
+                "inter_op_threads": profile.inter_op_threads, "allow_spinning": profile.allow_spinning,
+                "graph_optimization": profile.graph_optimization}
+    if profile.provider_options:
+        settings["provider_options"] = dict(profile.provider_options)
+    return settings
 
 
-def timing_job(config: BenchConfig, device, profile, batch: int) -> dict:
+def measured_paths(plan) -> list:
+    """Every device's three paths, and the ones of its own (cuda's online_device_io, an onnxruntime IO binding)."""
+    return [*PATHS, *(plan.device.extra_paths if plan.backend == "onnxruntime" else ())]
+
+
+def timing_job(config: BenchConfig, plan, batch: int, graphs: str) -> dict:
+    profile = plan.profile
     return {
-        **base_job(config, device, profile, batch), "mode": "timing", "paths": list(PATHS),
+        **base_job(config, plan, batch), "mode": "timing", "graphs_dir": graphs, "paths": measured_paths(plan),
         "warmup": {"min_count": profile.warmup_min_count, "min_time_s": profile.warmup_min_time_s,
                    "max_time_s": profile.max_time_s},
         "measure": {"min_count": profile.min_count, "min_time_s": profile.min_time_s,
@@ -109,31 +128,35 @@ def timing_job(config: BenchConfig, device, profile, batch: int) -> dict:
     }
 
 
-def measure_batch(config: BenchConfig, device, target, profile, batch: int, scratch: Path,
+def measure_batch(config: BenchConfig, plan, work, graphs: str, batch: int,
                   processes: int = DEFAULT_PROCESSES) -> dict:
-    cache = scratch / f"passage_cache_b{batch}.npy"
-    job = timing_job(config, device, profile, batch)
+    """`processes` fresh timing processes, then one memory process per path, all in the target's work directory."""
+    cache = f"passage_cache_{graphs.replace('/', '_')}_b{batch}.npy"
+    job = timing_job(config, plan, batch, graphs)
     # Every process computes the same passage states (same seed); the first one saves them for the memory jobs.
-    timings = [target.run_job({**job, "passage_cache_out": str(cache) if index == 0 else None})
+    timings = [work.run_job({**job, "passage_cache_out": cache if index == 0 else None})
                for index in range(processes)]
     memory = {
-        path: target.run_job({**base_job(config, device, profile, batch), "mode": "memory", "path": path,
-                              "iterations": profile.memory_iterations, "passage_cache_in": str(cache)})
-        for path in PATHS
+        path: work.run_job({**base_job(config, plan, batch), "mode": "memory", "graphs_dir": graphs, "path": path,
+                            "iterations": plan.profile.memory_iterations, "passage_cache_in": cache})
+        for path in measured_paths(plan)
     }
-    case = f"{config.label} k={config.manifest['deformer']['layer']} batch {batch}"
-    return summarise_batch(case, batch, timings, memory)
+    case = f"{config.label} k={config.manifest['deformer']['layer']} batch {batch} on {plan.device.name}"
+    record = summarise_batch(case, batch, timings, memory)
+    record["thermal_c"] = [{"before": timing.get("thermal_before_c"), "after": timing.get("thermal_after_c")}
+                           for timing in timings]
+    return record
 
 
 def _mb(value) -> str:
     return f"{value:.0f} MB" if value is not None else "n/a"
 
 
-def describe_batch(config: BenchConfig, record: dict, ideal: float) -> str:
+def describe_batch(config: BenchConfig, device: str, record: dict, ideal: float) -> str:
     latency, pooled = record["latency"], record["speedup_vs_unsplit"]["online"]
     across = record["across_processes"]["speedup_vs_unsplit"]["online"]
     memory = record["memory"]
-    return (f"{config.label} k={config.manifest['deformer']['layer']} batch {record['batch_size']}: "
+    return (f"{device}: {config.label} k={config.manifest['deformer']['layer']} batch {record['batch_size']}: "
             f"unsplit p50 {latency['unsplit']['p50_ms']:.2f} ms, online {latency['online']['p50_ms']:.2f} ms -> "
             f"{across['median']:.2f}x (processes {across['min']:.2f}..{across['max']:.2f}; pooled "
             f"{pooled['ratio']:.2f}x [{pooled['ci95_low']:.2f}, {pooled['ci95_high']:.2f}]) "
@@ -141,29 +164,116 @@ def describe_batch(config: BenchConfig, record: dict, ideal: float) -> str:
             f"online {_mb(memory['online']['peak_rss_mb'])}")
 
 
-def measure_config(config: BenchConfig, device, profile, progress: bool,
-                   processes: int = DEFAULT_PROCESSES, operator_bytes_record: dict = None) -> dict:
-    target = device.make_target()
-    flops = config_flops(config.manifest)
-    record = {
+def config_record(config: BenchConfig, plan, operator_bytes_record: dict) -> dict:
+    return {
         "label": config.label,
-        "device": device.name,
+        "device": plan.device.name,
+        "backend": plan.backend,
+        "profile": plan.profile.name,
+        "transport": plan.target.transport,
         "model": config.manifest["model"],
         "deformer": config.manifest["deformer"],
         "opset": config.manifest["opset"],
         "validation": config.manifest["validation"],
-        "flops": flops,
-        "operator_bytes": operator_bytes_record or paper_memory_metric(config),
+        "flops": config_flops(config.manifest),
+        "operator_bytes": operator_bytes_record,
+        "providers": {"asked": plan.provider_asked()},
         "batches": [],
+        "failures": [],
     }
-    with scratch_directory("deformer-bench-scratch-") as scratch:
-        for batch in profile.batch_sizes:
-            batch_record = measure_batch(config, device, target, profile, batch, Path(scratch), processes)
-            record["batches"].append(batch_record)
-            tqdm.write(describe_batch(config, batch_record, flops["ideal_speedup"]))
-            for warning in batch_record["warnings"]:
-                tqdm.write(f"warning: {warning}", file=sys.stderr)
+
+
+def measure_config(config: BenchConfig, plan, work, graphs: str, emulated: bool, reference: dict,
+                   processes: int, operator_bytes_record: dict, failures: list) -> dict:
+    """The parity check, then (not emulated, parity passed) every batch size; a failed batch is recorded and
+    the next one measured."""
+    record = {**config_record(config, plan, operator_bytes_record), "emulated": emulated}
+    job = base_job(config, plan, PARITY_BATCH)
+    record["parity"] = check_device(work, graphs, job, reference["outputs"], reference["inputs_name"],
+                                    plan.parity_tolerance(), emulated)
+    record["providers"]["used"] = sorted(set((record["parity"]["providers_used"] or {}).values()))
+    case = f"{plan.device.name}: {config.label} k={config.manifest['deformer']['layer']}"
+    if not record["parity"]["passed"]:
+        failures.append(f"{case}: outputs differ from this host's CPU ({'; '.join(record['parity']['problems'])}); "
+                        "not timed")
+        tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+        return record
+    if emulated:
+        tqdm.write(f"{case}: functional check passed under emulation (max abs difference "
+                   f"{max(record['parity']['max_abs_diff'].values()):.2g}); no speed figures from an emulator")
+        return record
+    for batch in plan.profile.batch_sizes:
+        try:
+            batch_record = measure_batch(config, plan, work, graphs, batch, processes)
+        except RunnerError as error:
+            record["failures"].append({"batch_size": batch, "error": error.message})
+            failures.append(f"{case} batch {batch}: {error.message}")
+            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+            continue
+        record["batches"].append(batch_record)
+        tqdm.write(describe_batch(config, plan.device.name, batch_record, record["flops"]["ideal_speedup"]))
+        for warning in batch_record["warnings"]:
+            tqdm.write(f"warning: {warning}", file=sys.stderr)
     return record
+
+
+def unavailable_reason(device, environment: dict, backend: str = "onnxruntime"):
+    """Why a device cannot run on its target at all (a skip, not a failure), or None."""
+    if backend == "torch":
+        facts = environment["torch"]
+        if device.name == "cuda" and not facts["cuda_available"]:
+            return f"no CUDA device (torch {facts['version']}, CUDA build {facts['cuda_build']})"
+        return None
+    onnxruntime = environment["onnxruntime"]
+    if device.provider not in onnxruntime["available_providers"]:
+        return (f"onnxruntime {onnxruntime['version']} has no {device.provider} "
+                f"(available: {', '.join(onnxruntime['available_providers']) or 'none'})")
+    if device.name == "cuda" and not environment["gpus"] and not environment.get("nvidia_devices"):
+        return "no CUDA device"
+    return None
+
+
+def check_target_machine(device, target, environment: dict) -> None:
+    if device.name == "arm" and environment["machine"].lower() not in ARM_MACHINES:
+        raise TargetError(f"arm: the target {target.describe()} is a {environment['machine']} machine",
+                          "point --target or the profile's target at an aarch64 machine")
+
+
+def measure_device(plan, configs: list, references: dict, processes: int, operator_bytes_records: dict,
+                   failures: list) -> tuple:
+    """(device record, config records) of one device; an unreachable target or a runner that cannot start fails
+    this device only."""
+    device, target = plan.device, plan.target
+    record = {"device": device.name, "profile": plan.profile.name, "backend": plan.backend,
+              "transport": target.transport, "target": target.describe(), "emulated": target.emulated,
+              "status": "failed", "reason": None, "environment": None}
+    records = []
+    try:
+        with target.staged() as work:
+            work.script = plan.runner_script()
+            environment = work.run_job(plan.probe_job())["environment"]
+            record["environment"] = environment
+            record["emulated"] = emulated = target.emulated or environment["emulated"]
+            record["reason"] = unavailable_reason(device, environment, plan.backend)
+            if record["reason"]:
+                record["status"] = "skipped"
+                return record, records
+            check_target_machine(device, target, environment)
+            for index, config in enumerate(configs):
+                # the PyTorch backend builds its model from the source; only onnxruntime reads the graphs
+                graphs = (work.put_graph_set(config.graphs_dir, f"config-{index}") if plan.backend == "onnxruntime"
+                          else f"config-{index}")
+                reference = references[id(config)]
+                work.put_arrays(reference["inputs_name"], reference["inputs"])
+                records.append(measure_config(config, plan, work, graphs, emulated, reference, processes,
+                                              operator_bytes_records[id(config)], failures))
+    except (TargetError, RunnerError) as error:
+        record["reason"] = error.message
+        failures.append(f"{device.name}: {error.message}")
+        tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+        return record, records
+    record["status"] = "functional" if record["emulated"] else "measured"
+    return record, records
 
 
 def new_results_dir(output_root: Path, profile_name: str, label: str) -> Path:
@@ -204,31 +314,112 @@ def start_machine_state(take_snapshot=machine_state.snapshot) -> dict:
     return start
 
 
-def run_benchmark(configs: list, devices: list, profile, command: list, note: str = "", progress: bool = True,
+@dataclass
+class DevicePlan:
+    """A device, its profile, its backend and its target (None with `error` where it could not be made)."""
+
+    device: object
+    profile: object
+    target: object = None
+    error: str = None
+    backend: str = "onnxruntime"
+    torch_source: dict = None  # the PyTorch backend's model: {"model_dir": path} or {"arch": name}
+    skipped: str = None  # why the device cannot run here at all (preflight), e.g. no CUDA device
+    environment: dict = None  # the target's own description, from the preflight probe
+
+    def probe_job(self) -> dict:
+        return {"protocol_version": PROTOCOL_VERSION, "mode": "probe",
+                "device": "cuda" if self.device.name == "cuda" else "cpu"}
+
+    def runner_script(self) -> str:
+        return "runner.py" if self.backend == "onnxruntime" else str(TORCH_RUNNER_SCRIPT)
+
+    def parity_tolerance(self) -> float:
+        """The device's fp32 tolerance; half precision rounds every activation to 8 (bf16) or 11 (fp16)
+        mantissa bits, and across the layers logits move by up to a few hundredths (fp16) or tenths (bf16)."""
+        low_precision = {"float16": 0.1, "bfloat16": 0.5}
+        if self.backend == "torch" and self.profile.torch_dtype in low_precision:
+            return max(self.device.parity_tolerance, low_precision[self.profile.torch_dtype])
+        return self.device.parity_tolerance
+
+    def provider_asked(self) -> str:
+        if self.backend == "torch":
+            return f"torch:{'cuda' if self.device.name == 'cuda' else 'cpu'}:{self.profile.torch_dtype}"
+        return self.device.provider
+
+
+def preflight(plans: list) -> None:
+    """Probe every device's target before any export (seconds, where exporting BERT-base takes minutes): a
+    device without its hardware or provider is marked skipped, an unreachable target failed, each said now."""
+    for plan in plans:
+        if plan.error:
+            continue
+        try:
+            with plan.target.staged() as work:
+                work.script = plan.runner_script()
+                plan.environment = work.run_job(plan.probe_job())["environment"]
+        except (TargetError, RunnerError) as error:
+            plan.error = error.message
+            tqdm.write(f"error: {plan.device.name}: {error.message}; the other devices are measured", file=sys.stderr)
+            continue
+        plan.skipped = unavailable_reason(plan.device, plan.environment, plan.backend)
+        if plan.skipped:
+            tqdm.write(f"{plan.device.name}: skipped ({plan.skipped})")
+
+
+def parity_references(configs: list, profile, device) -> dict:
+    """{id(config): host reference outputs on the staged inputs}, computed once per graph set."""
+    references = {}
+    for index, config in enumerate(configs):
+        inputs = parity_inputs(base_job(config, DevicePlan(device, profile), PARITY_BATCH))
+        references[id(config)] = {"inputs": inputs, "inputs_name": f"parity_inputs_{index}.npz",
+                                  "outputs": reference_outputs(config.graphs_dir, inputs)}
+    return references
+
+
+def run_benchmark(configs: list, plans: list, command: list, note: str = "", progress: bool = True,
                   processes: int = DEFAULT_PROCESSES, machine_start: dict = None,
                   take_snapshot=machine_state.snapshot) -> dict:
-    """Measure every config on every device; returns the results document (not yet saved)."""
+    """Measure every config on every device; returns the results document (not yet saved). A device that is
+    skipped or fails is recorded as such; the others are measured."""
     start = machine_start if machine_start is not None else start_machine_state(take_snapshot)
+    primary = plans[0].profile
     results = {
         "format_version": RESULTS_FORMAT_VERSION,
         "environment": describe_environment(command),
-        "profile": profile.to_dict(),
+        "profile": primary.to_dict(),
+        "profiles": {plan.device.name: plan.profile.to_dict() for plan in plans},
         "note": note,
         "timing_processes": processes,
+        "devices": [],
         "configs": [],
+        "failures": [],
     }
     # Read every graph (the paper's memory metric) before the first measurement: a damaged graph of the last
     # config is refused now, not after minutes of timing the others.
     operator_bytes_records = {id(config): paper_memory_metric(config) for config in configs}
-    jobs = [(config, device) for device in devices for config in configs]
-    for config, device in tqdm(jobs, desc="bench", unit="config", disable=not progress):
-        results["configs"].append(measure_config(config, device, profile, progress, processes,
-                                                 operator_bytes_records[id(config)]))
+    references = parity_references(configs, primary, plans[0].device)
+    for plan in tqdm(plans, desc="bench", unit="device", disable=not progress or len(plans) == 1):
+        if plan.error or plan.skipped:
+            status = "failed" if plan.error else "skipped"
+            results["devices"].append({"device": plan.device.name, "profile": plan.profile.name, "status": status,
+                                       "backend": plan.backend, "reason": plan.error or plan.skipped,
+                                       "environment": plan.environment})
+            if plan.error:
+                results["failures"].append(f"{plan.device.name}: {plan.error}")
+            continue
+        device_record, records = measure_device(plan, configs, references, processes, operator_bytes_records,
+                                                results["failures"])
+        results["devices"].append(device_record)
+        results["configs"].extend(records)
+        if device_record["status"] == "skipped":  # the preflight found it available; now it is not
+            tqdm.write(f"{plan.device.name}: skipped ({device_record['reason']})")
     state = machine_state.machine_state_record(start, take_snapshot())
     results["machine_state"] = state
-    results["headline"] = headline_check(profile.name, processes, state, results["configs"])
-    results["warnings"] = state["warnings"] + process_count_warnings(profile.name, processes) + [
-        warning for config in results["configs"] for batch in config["batches"] for warning in batch["warnings"]]
+    timed = [config for config in results["configs"] if config["batches"]]
+    results["headline"] = headline_check(primary.name, processes, state, timed)
+    results["warnings"] = state["warnings"] + process_count_warnings(primary.name, processes) + [
+        warning for config in timed for batch in config["batches"] for warning in batch["warnings"]]
     return results
 
 

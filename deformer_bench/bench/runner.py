@@ -6,13 +6,21 @@ those), reads one JSON job on stdin and writes one JSON result on stdout, so any
 process, ssh, adb) can carry it. Sessions and the three paths are runtime.sessions', as everywhere else.
 Each job runs in a fresh process: nothing warmed or allocated by an earlier job is reused.
 
+Every path in a job is relative to the runner's working directory, the work directory the host staged on the
+target (graphs, inputs, passage states): the host never sends a path of its own.
+
 Modes:
-  timing  loads every graph, then times the three paths interleaved round by round, so that the
+  probe   what this machine is (runtime.target_environment), read here, and which providers onnxruntime has.
+  timing  loads every graph, then times the job's paths interleaved round by round, so that the
           unsplit model and the DeFormer path see the same machine state (paired samples).
   memory  loads only one path's graphs and records its resident memory: after loading (the
           weights baseline) and the peak while it runs. Linux: /proc (VmRSS, VmHWM reset after loading);
           macOS and the BSDs: `ps` for the current RSS and getrusage's lifetime peak (bytes on macOS),
-          which includes loading (`peak_excludes_loading` is then false).
+          which includes loading (`peak_excludes_loading` is then false). On a GPU, NVML's figure for this
+          process after loading and after the runs (ONNX Runtime's arena keeps its high-water mark).
+  parity  runs each path once on the inputs the host staged and saves the outputs for the host to compare
+          with its own: the functional check of a device, the only mode an emulated target runs. Its wall
+          times are recorded as such (emulated_wall_s on an emulator), never as latencies.
 """
 
 import json
@@ -22,15 +30,18 @@ import time
 
 import numpy as np
 
+from deformer_bench.runtime import target_environment
 from deformer_bench.runtime.sessions import GraphSetSessions
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: paths relative to the staged work directory; probe and parity modes
 # Which graphs each measured path runs, in order.
 PATH_GRAPHS = {
     "unsplit": ("full",),
     "online": ("lower_question", "upper"),  # question lower layers + cached passage states + upper
+    "online_device_io": ("lower_question", "upper"),  # the same, cached states and hand-over kept on the device
     "passage_precompute": ("lower_passage",),  # offline: passage lower layers, for the cache
 }
+STANDARD_PATHS = ("unsplit", "online", "passage_precompute")  # measured on every device; the others on some
 
 
 def make_inputs(job):
@@ -57,6 +68,10 @@ def path_call(path, graph_set, inputs, passage_cache):
         return lambda: graph_set.unsplit(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
     if path == "passage_precompute":
         return lambda: graph_set.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
+    if path == "online_device_io":
+        on_device = graph_set.on_device(passage_cache)  # once: a server keeps its cache on the device
+        return lambda: graph_set.online_device_io(inputs["question_input_ids"], inputs["question_attention_mask"],
+                                                  on_device, inputs["passage_attention_mask"])
     return lambda: graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"], passage_cache,
                                     inputs["passage_attention_mask"])
 
@@ -86,6 +101,7 @@ def interleave(calls, min_count, min_time_s, max_time_s, clock=time.perf_counter
 
 
 def run_timing(job):
+    thermal_before = target_environment.thermal_readings()
     load_start = time.perf_counter()
     graph_set = GraphSetSessions(job["graphs_dir"], settings=job["session"])
     load_s = time.perf_counter() - load_start
@@ -98,7 +114,9 @@ def run_timing(job):
     interleave(calls, warmup["min_count"], warmup["min_time_s"], warmup["max_time_s"])
     measure = job["measure"]
     samples, capped = interleave(calls, measure["min_count"], measure["min_time_s"], measure["max_time_s"])
-    return {"samples_ns": samples, "stopped_by_time_cap": capped, "load_s": load_s}
+    return {"samples_ns": samples, "stopped_by_time_cap": capped, "load_s": load_s,
+            "providers_used": graph_set.providers_used(), "provider_options_used": graph_set.provider_options_used(),
+            "thermal_before_c": thermal_before, "thermal_after_c": target_environment.thermal_readings()}
 
 
 PROC_STATUS = "/proc/self/status"  # Linux; absent on macOS and the BSDs
@@ -171,12 +189,36 @@ def megabytes(kb):
     return kb / 1024 if kb is not None else None
 
 
+def gpu_memory_mb():
+    """This process's memory on the GPU (NVML), or None where NVML or a GPU is missing."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # not installed, no driver
+        return None
+    try:
+        used = 0
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                if process.pid == os.getpid() and process.usedGpuMemory is not None:
+                    used += process.usedGpuMemory
+        return used / 2**20
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def run_memory(job):
     path = job["path"]
     graph_set = GraphSetSessions(job["graphs_dir"], PATH_GRAPHS[path], settings=job["session"])
     inputs = make_inputs(job)
-    passage_cache = np.load(job["passage_cache_in"]) if path == "online" else None
+    passage_cache = np.load(job["passage_cache_in"]) if path.startswith("online") else None
     call = path_call(path, graph_set, inputs, passage_cache)
+    on_gpu = graph_set.device != "cpu"
+    gpu_after_load = gpu_memory_mb() if on_gpu else None
     load_peak_kb, _ = peak_rss()
     baseline_kb, rss_source = current_rss()
     peak_reset = reset_peak_rss()
@@ -184,6 +226,8 @@ def run_memory(job):
         call()
     peak_kb, peak_source = peak_rss()
     return {
+        "gpu_memory_after_load_mb": gpu_after_load,
+        "gpu_memory_after_runs_mb": gpu_memory_mb() if on_gpu else None,
         "path": path,
         "rss_after_load_mb": megabytes(baseline_kb),
         "rss_source": rss_source,
@@ -196,7 +240,41 @@ def run_memory(job):
     }
 
 
-MODES = {"timing": run_timing, "memory": run_memory}
+def run_probe(job):
+    return {"environment": target_environment.describe_target()}
+
+
+def run_parity(job):
+    """Each path once on the staged inputs; outputs saved to job["outputs"] (.npz) for the host to compare."""
+    graph_set = GraphSetSessions(job["graphs_dir"], settings=job["session"])
+    with np.load(job["inputs"]) as staged:
+        inputs = {name: staged[name] for name in staged.files}
+    wall_s, outputs = {}, {}
+    start = time.perf_counter()
+    outputs["passage_hidden"] = graph_set.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
+    wall_s["passage_precompute"] = time.perf_counter() - start
+    for path in ("unsplit", "online"):
+        start = time.perf_counter()
+        start_logits, end_logits = path_call(path, graph_set, inputs, outputs["passage_hidden"])()
+        wall_s[path] = time.perf_counter() - start
+        outputs[f"{path}_start_logits"], outputs[f"{path}_end_logits"] = start_logits, end_logits
+    with open(job["outputs"] + ".partial", "wb") as handle:
+        np.savez(handle, **outputs)
+    os.replace(job["outputs"] + ".partial", job["outputs"])
+    return {"wall_s": wall_s, "outputs": job["outputs"], "providers_used": graph_set.providers_used(),
+            "provider_options_used": graph_set.provider_options_used()}
+
+
+MODES = {"probe": run_probe, "timing": run_timing, "memory": run_memory, "parity": run_parity}
+
+
+def pin_cores(cores):
+    """Run on these cores only (Linux; where the OS refuses, the record says which cores were usable)."""
+    if cores:
+        try:
+            os.sched_setaffinity(0, cores)
+        except (AttributeError, OSError):
+            pass
 
 
 def main(argv=None):
@@ -210,9 +288,11 @@ def main(argv=None):
         raise SystemExit(f"runner speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol_version')!r}")
     import onnxruntime
 
+    pin_cores(job.get("pin_cores"))
     result = MODES[job["mode"]](job)
     result.update({"protocol_version": PROTOCOL_VERSION, "mode": job["mode"],
-                   "onnxruntime": onnxruntime.__version__, "pid": os.getpid()})
+                   "onnxruntime": onnxruntime.__version__, "pid": os.getpid(),
+                   "usable_cores": target_environment.usable_cores()})
     if result_path is None:
         json.dump(result, sys.stdout)
         return

@@ -6,10 +6,10 @@ process's rounds together, for the latency percentiles and the paired bootstrap 
 Format-1 results (one process, its samples at the top of the batch) are read as one process.
 """
 
-from .runner import PATH_GRAPHS
+from .runner import STANDARD_PATHS
 from .stats import UNSTABLE_SPREAD, LatencyStats, Spread, median_ratio, paired_speedup
 
-PATHS = tuple(PATH_GRAPHS)
+PATHS = STANDARD_PATHS
 BASELINE = "unsplit"
 HEADLINE_PATH = "online"
 HEADLINE_PROCESSES = 3  # fresh timing processes a headline figure needs
@@ -107,6 +107,8 @@ def headline_check(profile_name: str, processes: int, machine_state: dict, confi
     if processes < HEADLINE_PROCESSES:
         reasons.append(f"{processes} timing process(es) per case; a headline figure needs at least "
                        f"{HEADLINE_PROCESSES} (--processes)")
+    if not configs:
+        reasons.append("no device was timed (emulated, skipped or failed)")
     if not machine_state.get("quiet", False):
         reasons.append("the machine was not quiet (see the machine state)")
     spread = [batch for config in configs for batch in config["batches"]

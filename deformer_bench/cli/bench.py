@@ -2,17 +2,19 @@
 
 import argparse
 import dataclasses
+import platform
 import sys
 from pathlib import Path
 
-from ..bench.targets import resolve_devices
-from ..errors import ConfigError, ProfileError
+from ..bench.devices import ARM_MACHINES, check_target_settings, make_target, resolve_devices
+from ..errors import ConfigError, ProfileError, RunnerError, TargetError
 from ..files import check_output_dir, scratch_directory
 from ..model import POSITION_OFFSETS
 from ..profiles import load_profile
 from .common import parse_int_list, positive_int, run_cli
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
+BACKENDS = ("onnxruntime", "torch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,11 +25,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", type=Path, help="DeFormer or Hugging Face model directory (default: MiniLM-L6)")
-    source.add_argument("--arch", choices=["bert-base"], help="a known shape with random weights (speed only)")
+    source.add_argument("--arch", choices=["bert-base", "minilm-l6"], help="a known shape with random weights (speed only)")
     source.add_argument("--graphs", type=Path, nargs="+", help="graph sets already written by deformer-export")
     parser.add_argument("--layer", "-k", help="separation layer(s), e.g. 4 or 1,2,3,4,5 (default: 3/4 of the layers)")
-    parser.add_argument("--device", default="cpu", help="comma-separated devices (default: cpu)")
-    parser.add_argument("--profile", default="server-cpu", help="profile name in profiles/ or a YAML path")
+    parser.add_argument("--device", default="cpu", help="comma-separated devices: cpu, cuda, arm (default: cpu)")
+    parser.add_argument("--profile",
+                        help="comma-separated profiles (names in profiles/ or YAML paths), at most one per device; "
+                             "a device without one takes its default (cpu: server-cpu, cuda: gpu-cuda, "
+                             "arm: arm-mobile)")
+    parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
+                        help="what runs the model: onnxruntime (the exported graphs; default) or torch (the PyTorch "
+                             "DeFormer, eager, in the profile's torch_dtype; cpu and cuda)")
+    parser.add_argument("--target", metavar="ssh://USER@HOST[:PORT]",
+                        help="the ARM machine to measure over ssh (--device arm)")
+    parser.add_argument("--allow-emulation", action="store_true",
+                        help="with no ARM machine, check --device arm under qemu (make arm-emulator): outputs and "
+                             "emulated wall time only, never a speed or memory figure")
     parser.add_argument("--question-len", type=positive_int, help="override the profile's question length")
     parser.add_argument("--passage-len", type=positive_int, help="override the profile's passage length")
     parser.add_argument("--batch-sizes", help="override the profile's batch sizes, e.g. 1,8")
@@ -43,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_profile(args):
-    profile = load_profile(args.profile)
+def apply_overrides(args, profile):
     overrides = {}
     if args.question_len is not None:
         overrides["question_len"] = args.question_len
@@ -56,8 +68,66 @@ def resolve_profile(args):
         profile = dataclasses.replace(profile, **overrides)
     if args.quick and len(profile.batch_sizes) > 1:
         print(f"note: --quick measures the first batch size only ({profile.batch_sizes[0]} of "
-              f"{', '.join(map(str, profile.batch_sizes))})", file=sys.stderr)
+              f"{', '.join(map(str, profile.batch_sizes))}) on {profile.device}", file=sys.stderr)
     return profile.quick() if args.quick else profile
+
+
+def default_profile(args, device) -> str:
+    """The device's default profile; for arm on a machine of another kind with --allow-emulation and no
+    --target, the emulated one (its name then says what the run is)."""
+    if device.name == "arm" and args.allow_emulation and not args.target and platform.machine().lower() not in ARM_MACHINES:
+        return "arm-emulated"
+    return device.default_profile
+
+
+def resolve_profiles(args, devices) -> dict:
+    """{device name: profile}: the --profile given for each device, else the device's default; a profile for a
+    device not asked for, two for one device, or devices whose profiles disagree on the lengths are refused."""
+    given = {}
+    for name in [part.strip() for part in (args.profile or "").split(",") if part.strip()]:
+        profile = load_profile(name)
+        if profile.device in given:
+            raise ProfileError(f"profiles {given[profile.device].name!r} and {profile.name!r} are both for device "
+                               f"{profile.device!r}", "give one profile per device")
+        given[profile.device] = profile
+    if args.profile is not None and not given:
+        raise ProfileError("--profile is empty", "name a profile, e.g. --profile server-cpu, or leave it out")
+    asked = {device.name for device in devices}
+    for device_name, profile in given.items():
+        if device_name not in asked:
+            raise ProfileError(f"profile {profile.name!r} is for device {device_name!r}, which --device "
+                               f"{args.device} does not measure", f"add {device_name} to --device or pick a "
+                               f"profile for {', '.join(sorted(asked))}")
+    profiles = {device.name: apply_overrides(args, given.get(device.name) or load_profile(default_profile(args, device)))
+                for device in devices}
+    lengths = {(profile.question_len, profile.passage_len) for profile in profiles.values()}
+    if len(lengths) > 1:
+        raise ProfileError(f"the profiles {', '.join(p.name for p in profiles.values())} differ in question and "
+                           "passage length; one graph set is measured on every device",
+                           "give --question-len and --passage-len")
+    return profiles
+
+
+def device_plans(args, devices, profiles) -> list:
+    """A DevicePlan per device; a target that cannot be made (no emulator, no ARM target) fails that device
+    only, unless it is the only device asked for (then it is the command's error, before any export)."""
+    from ..bench.run import DevicePlan
+
+    if args.target and "arm" not in profiles:
+        raise ConfigError("--target names the ARM machine to measure", "add arm to --device, or drop --target")
+    plans = []
+    for device in devices:
+        profile = profiles[device.name]
+        try:
+            target = make_target(device, check_target_settings(profile.target, f"profile {profile.name!r}"),
+                                 args.target if device.name == "arm" else None, args.allow_emulation)
+            plans.append(DevicePlan(device, profile, target, backend=args.backend, torch_source=torch_source(args)))
+        except TargetError as error:
+            if len(devices) == 1:
+                raise
+            plans.append(DevicePlan(device, profile, error=str(error)))
+            print(f"error: {device.name}: {error}; the other devices are measured", file=sys.stderr)
+    return plans
 
 
 def resolve_layers(args):
@@ -147,39 +217,83 @@ def distinct_labels(paths: list) -> list:
     return [str(path) for path in paths]
 
 
-def check_settings(args, devices, profile) -> None:
-    for device in devices:
-        if device.name != profile.device:
-            raise ProfileError(f"profile {profile.name!r} is tuned for device {profile.device!r}, not {device.name!r}",
-                               f"pick a profile for {device.name} with --profile")
+def torch_source(args):
+    """What the PyTorch backend's runner loads: the same model the graphs are exported from."""
+    if args.backend != "torch":
+        return None
+    from ..model import default_model_dir
+
+    return {"arch": args.arch} if args.arch else {"model_dir": str((args.model or default_model_dir()).resolve())}
+
+
+def check_backend(args, devices) -> None:
+    if args.backend != "torch":
+        return
+    if args.graphs:
+        raise ConfigError("--backend torch measures the PyTorch DeFormer, which a graph set does not hold",
+                          "give --model or --arch (the graphs are exported from it for the functional check)")
+    if any(device.name == "arm" for device in devices):
+        raise ConfigError("--backend torch runs on cpu and cuda only", "measure arm with --backend onnxruntime")
+
+
+def check_settings(args) -> None:
     fixed = (args.layer, args.question_len, args.passage_len, args.position_offset)
     if args.graphs and any(value is not None for value in fixed):
         raise ConfigError("--layer, lengths and --position-offset are fixed by an exported graph set",
                           "drop them, or benchmark a model directory with --model")
 
 
+def check_something_runs(plans) -> None:
+    """After the preflight probe, before any export: at least one device can run."""
+    if any(plan.error is None and plan.skipped is None for plan in plans):
+        return
+    failed = [f"{plan.device.name}: {plan.error}" for plan in plans if plan.error]
+    skipped = [f"{plan.device.name}: {plan.skipped}" for plan in plans if plan.skipped]
+    raise (RunnerError if failed else TargetError)(
+        "no device can be measured: " + "; ".join(failed + skipped),
+        "fix the devices' targets, or measure a device this machine has (--device cpu)")
+
+
+def outcome(results: dict) -> int:
+    """Exit code: 0 when every device ran or was skipped for want of hardware; 3 when something failed."""
+    for line in results["failures"]:
+        print(f"failed: {line}", file=sys.stderr)
+    return RunnerError.exit_code if results["failures"] else 0
+
+
 def bench_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     devices = resolve_devices(args.device)
-    profile = resolve_profile(args)
+    profiles = resolve_profiles(args, devices)
     layers = resolve_layers(args)
-    check_settings(args, devices, profile)
+    check_settings(args)
+    check_backend(args, devices)
+    plans = device_plans(args, devices, profiles)
     check_output_dir(args.output, "--output")  # now, not after minutes of measurement
+    profile = profiles[devices[0].name]  # the lengths of the graphs exported (the same in every profile)
     processes = timing_processes(args, profile)
-    from ..bench.run import run_benchmark, save_results, start_machine_state
+    from ..bench.run import preflight, run_benchmark, save_results, start_machine_state
+
+    preflight(plans)
+    check_something_runs(plans)
 
     machine_start = start_machine_state()  # before the export, whose own load would hide the machine's
     with scratch_directory("deformer-bench-graphs-") as workdir:
         configs = existing_configs(args) if args.graphs else export_configs(args, profile, Path(workdir), layers)
-        results = run_benchmark(configs, devices, profile, command=["deformer-bench", *(argv or sys.argv[1:])],
+        results = run_benchmark(configs, plans, command=["deformer-bench", *(argv or sys.argv[1:])],
                                 note=args.note, progress=not args.quiet, processes=processes,
                                 machine_start=machine_start)
+        if not results["configs"]:
+            skipped = [f"{d['device']}: {d['reason']}" for d in results["devices"] if d["status"] == "skipped"]
+            raise (RunnerError if results["failures"] else TargetError)(
+                "no device was measured: " + "; ".join(results["failures"] + skipped),
+                "fix the devices' targets, or measure a device this machine has (--device cpu)")
         label = "+".join(sorted({config.label for config in configs}))
         directory = save_results(results, args.output, label)
     print(f"results: {directory}/report.md")
     for warning in results["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    return outcome(results)
 
 
 def main(argv=None) -> None:

@@ -1,8 +1,10 @@
 """ONNX Runtime sessions of a graph set, and the three paths a DeFormer serves (numpy + onnxruntime only).
 
-    unsplit        full.onnx on [question; passage]                        -> start, end logits [B, Lq+Lp]
-    online         lower_question + passage states from a cache + upper    -> start, end logits [B, Lq+Lp]
-    lower_passage  the offline half: passage states to cache               -> passage_hidden [B, Lp, H]
+    unsplit           full.onnx on [question; passage]                      -> start, end logits [B, Lq+Lp]
+    online            lower_question + passage states from a cache + upper  -> start, end logits [B, Lq+Lp]
+    online_device_io  the same with IO binding: the cached passage states and the question's hidden states stay
+                      on the device (a GPU server holds its cache there); only ids in and logits out cross
+    lower_passage     the offline half: passage states to cache             -> passage_hidden [B, Lp, H]
 
 Session settings are a plain mapping (they travel in a runner's JSON job): provider, intra_op_threads,
 inter_op_threads, allow_spinning, graph_optimization, and optional provider_options. A session that
@@ -20,6 +22,11 @@ GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 # off: sessions of a graph set run back to back, and a spinning pool holds the cores the next one needs.
 DEFAULT_SETTINGS = {"provider": "CPUExecutionProvider", "intra_op_threads": 0, "inter_op_threads": 0,
                     "allow_spinning": False, "graph_optimization": "all"}
+
+
+# The device an execution provider's tensors live on, as OrtValue and IO binding name it.
+PROVIDER_DEVICES = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda",
+                    "ROCMExecutionProvider": "cuda"}
 
 
 class ProviderFallback(RuntimeError):
@@ -60,6 +67,17 @@ class GraphSetSessions:
             raise KeyError(f"not graphs of the contract: {', '.join(unknown)}")
         self.sessions = {name: open_session(os.path.join(str(directory), GRAPHS[name].file_name), settings)
                          for name in graphs}
+        self.device = PROVIDER_DEVICES.get({**DEFAULT_SETTINGS, **(settings or {})}["provider"], "cpu")
+
+    def providers_used(self) -> dict:
+        """{graph: the execution provider its session runs on}."""
+        return {name: session.get_providers()[0] for name, session in self.sessions.items()}
+
+    def provider_options_used(self) -> dict:
+        """The options of the provider asked for as onnxruntime applied them (defaults filled in, e.g. CUDA's
+        use_tf32), from the first session."""
+        session = next(iter(self.sessions.values()))
+        return session.get_provider_options().get(session.get_providers()[0], {})
 
     def run(self, graph: str, feed: dict) -> list:
         """One graph on `feed` (every input of the contract, by name); its outputs in contract order."""
@@ -80,3 +98,28 @@ class GraphSetSessions:
                                                       "question_attention_mask": question_attention_mask})[0]
         return self.run("upper", {"question_hidden": question_hidden, "question_attention_mask": question_attention_mask,
                                   "passage_hidden": passage_hidden, "passage_attention_mask": passage_attention_mask})
+
+    def on_device(self, array):
+        """An array copied once to the sessions' device (an OrtValue), e.g. the cached passage states."""
+        import onnxruntime
+
+        return onnxruntime.OrtValue.ortvalue_from_numpy(array, self.device, 0)
+
+    def online_device_io(self, question_input_ids, question_attention_mask, passage_hidden_on_device,
+                         passage_attention_mask):
+        """`online` through IO binding: passage states already on the device (see on_device), the question's
+        hidden states handed from lower_question to upper without leaving it; logits copied out."""
+        lower = self.sessions["lower_question"].io_binding()
+        lower.bind_cpu_input("question_input_ids", question_input_ids)
+        lower.bind_cpu_input("question_attention_mask", question_attention_mask)
+        lower.bind_output("question_hidden", self.device)
+        self.sessions["lower_question"].run_with_iobinding(lower)
+        upper = self.sessions["upper"].io_binding()
+        upper.bind_ortvalue_input("question_hidden", lower.get_outputs()[0])
+        upper.bind_cpu_input("question_attention_mask", question_attention_mask)
+        upper.bind_ortvalue_input("passage_hidden", passage_hidden_on_device)
+        upper.bind_cpu_input("passage_attention_mask", passage_attention_mask)
+        for name in GRAPHS["upper"].outputs:
+            upper.bind_output(name, "cpu")
+        self.sessions["upper"].run_with_iobinding(upper)
+        return upper.copy_outputs_to_cpu()

@@ -3,13 +3,16 @@
 import contextlib
 import io
 import json
+import os
 
 import pandas as pd
 import pytest
 
-from deformer_bench.bench.run import BenchConfig, run_benchmark, save_results
-from deformer_bench.bench.targets import Device
+from deformer_bench.bench import runner
+from deformer_bench.bench.devices import DEVICES
+from deformer_bench.bench.run import BenchConfig, DevicePlan, run_benchmark, save_results
 from deformer_bench.profiles import load_profile
+from deformer_bench.runtime.target_environment import describe_target
 
 MS = 1_000_000
 BUSY = {"recorded_at": "2026-01-01T00:00:00+00:00", "load_average": [3.0, 2.0, 1.0], "sample_s": 0.5,
@@ -19,13 +22,44 @@ QUIET = {"recorded_at": "2026-01-01T00:00:00+00:00", "load_average": [0.0, 0.0, 
 
 
 class FakeTarget:
-    """Timing process i sees the unsplit path take 30 + i ms; memory has no figures (as where nothing can be read)."""
+    """Timing process i sees the unsplit path take 30 + i ms; memory has no figures (as where nothing can be read).
+    Probe and parity jobs are the runner's own, in this process, in a real work directory."""
 
-    def __init__(self):
-        self.jobs = []
+    transport, emulated = "local", False
+
+    def __init__(self, work_dir):
+        self.jobs, self.path = [], str(work_dir)
+
+    def describe(self):
+        return "fake"
+
+    @contextlib.contextmanager
+    def staged(self):
+        yield self
+
+    def put_graph_set(self, local_dir, name):
+        return str(local_dir)
+
+    def put_arrays(self, name, arrays):
+        import numpy as np
+
+        np.savez(os.path.join(self.path, name), **arrays)
+        return name
+
+    def fetch_arrays(self, name):
+        import numpy as np
+
+        with np.load(name) as arrays:
+            return {key: arrays[key] for key in arrays.files}
 
     def run_job(self, job):
         self.jobs.append(job)
+        if job["mode"] == "probe":
+            return {"mode": "probe", "environment": describe_target()}
+        if job["mode"] == "parity":
+            job = {**job, "inputs": os.path.join(self.path, job["inputs"]),
+                   "outputs": os.path.join(self.path, job["outputs"])}
+            return {"mode": "parity", **runner.run_parity(job)}
         if job["mode"] == "memory":
             return {"mode": "memory", "path": job["path"], "rss_after_load_mb": None, "peak_rss_mb": None,
                     "load_peak_rss_mb": None, "peak_excludes_loading": False, "iterations": job["iterations"]}
@@ -36,13 +70,13 @@ class FakeTarget:
 
 
 @pytest.fixture(scope="module")
-def fake_run(tiny_graphs):
-    target = FakeTarget()
+def fake_run(tiny_graphs, tmp_path_factory):
+    target = FakeTarget(tmp_path_factory.mktemp("work"))
     config = BenchConfig("tiny", tiny_graphs, json.loads((tiny_graphs / "manifest.json").read_text()))
     profile = load_profile("server-cpu").quick()
     snapshots = iter([BUSY, QUIET])
     with contextlib.redirect_stderr(io.StringIO()) as stderr:
-        results = run_benchmark([config], [Device("cpu", "CPUExecutionProvider", lambda: target)], profile,
+        results = run_benchmark([config], [DevicePlan(DEVICES["cpu"], profile, target)],
                                 command=["deformer-bench", "--test"], progress=False, processes=3,
                                 take_snapshot=lambda: next(snapshots))
     return results, target, stderr.getvalue()
@@ -51,13 +85,19 @@ def fake_run(tiny_graphs):
 def test_every_case_runs_the_asked_number_of_fresh_timing_processes(fake_run):
     results, target, _ = fake_run
     modes = [job["mode"] for job in target.jobs]
-    assert modes == ["timing"] * 3 + ["memory"] * 3
+    assert modes == ["probe", "parity"] + ["timing"] * 3 + ["memory"] * 3
     caches = [job["passage_cache_out"] for job in target.jobs if job["mode"] == "timing"]
     assert caches[0] and caches[1:] == [None, None]  # the first process saves the passage states
     [batch] = results["configs"][0]["batches"]
     assert [process["pid"] for process in batch["processes"]] == [100, 101, 102]
     assert batch["across_processes"]["speedup_vs_unsplit"]["online"]["values"] == pytest.approx([3.0, 3.1, 3.2])
-    assert results["format_version"] == 2 and results["timing_processes"] == 3
+    assert results["format_version"] == 3 and results["timing_processes"] == 3
+    [config] = results["configs"]
+    assert (config["device"], config["backend"], config["transport"], config["emulated"]) == (
+        "cpu", "onnxruntime", "local", False)
+    assert config["providers"] == {"asked": "CPUExecutionProvider", "used": ["CPUExecutionProvider"]}
+    assert config["parity"]["passed"] and config["parity"]["max_abs_diff"]["online_start_logits"] == 0.0
+    assert results["devices"][0]["status"] == "measured" and results["failures"] == []
 
 
 def test_the_machine_state_is_recorded_and_a_busy_machine_warned_about(fake_run):

@@ -157,14 +157,15 @@ def test_a_graph_onnxruntime_cannot_load_fails_the_runner_with_exit_code_3(tiny_
 
     import pytest
 
-    from deformer_bench.bench.targets import LocalProcessTarget
+    from deformer_bench.bench.targets import Target
     from deformer_bench.errors import EXIT_FAILURE, RunnerError
 
     broken = tmp_path / "graphs"
     shutil.copytree(tiny_graphs, broken)
     (broken / "full.onnx").write_bytes(b"not an onnx graph")
-    with pytest.raises(RunnerError, match=r"runner job \(memory\) failed with exit code 1") as caught:
-        LocalProcessTarget(timeout_s=120).run_job(job(broken, mode="memory", path="unsplit", iterations=1))
+    with pytest.raises(RunnerError, match=r"runner job \(memory\) on local .* failed with exit code 1") as caught:
+        with Target(timeout_s=120).staged() as work:
+            work.run_job(job(broken, mode="memory", path="unsplit", iterations=1))
     assert caught.value.exit_code == EXIT_FAILURE
 
 

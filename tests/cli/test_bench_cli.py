@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deformer_bench.bench.targets import LocalProcessTarget
+from deformer_bench.bench.targets import Target
 
 from deformer_bench.cli.bench import bench_main
 from deformer_bench.cli.common import run_cli
@@ -38,7 +38,7 @@ def test_quick_bench_writes_json_csv_plots_and_report(quick_run):
     assert {"results.json", "results.csv", "processes.csv", "report.md", "latency_by_path.png",
             "speedup_vs_ideal.png", "peak_memory.png", "throughput_vs_batch.png"} <= names
     results = json.loads((directory / "results.json").read_text())
-    assert results["format_version"] == 2 and results["timing_processes"] == 2
+    assert results["format_version"] == 3 and results["timing_processes"] == 2
     environment = results["environment"]
     assert environment["packages"]["onnxruntime"] and environment["cpu"]["logical_cores"] >= 1
     assert environment["command"].startswith("deformer-bench --model")
@@ -113,9 +113,11 @@ def test_a_second_run_never_overwrites_the_first(quick_run, tiny_graphs):
 
 @pytest.mark.parametrize("args, message", [
     (["--device", "tpu"], "unknown device 'tpu'"),
-    (["--device", "cuda"], "'cuda' cannot be benchmarked"),
     (["--profile", "laptop"], "unknown profile 'laptop'"),
-    (["--profile", "{profile_for_cuda}"], "tuned for device 'cuda', not 'cpu'"),
+    (["--profile", "{profile_for_cuda}"], "profile 'gpu' is for device 'cuda', which --device cpu does not measure"),
+    (["--profile", "server-cpu,server-cpu-1thread"], "are both for device 'cpu'"),
+    (["--device", "arm", "--target", "pi@board"], "is not an ssh address"),
+    (["--target", "ssh://pi@board"], "--target names the ARM machine to measure"),
     (["--layer", "7"], "outside 0..2"),
     (["--layer", "x"], "comma-separated integers"),
     (["--passage-len", "200"], "position table has 96"),
@@ -198,38 +200,73 @@ def test_an_unwritable_output_is_refused_before_any_export_or_measurement(tiny_m
     assert (tmp_path / "a-file").read_text() == ""
 
 
-class MeasuredThenCrashed:
-    """Timing jobs succeed (canned samples); the first memory job runs a runner that crashes."""
+class CrashingTarget(Target):
+    """A local target whose runner crashes (exit 139) in jobs of the given modes; the others run for real."""
 
-    def __init__(self, crashing_python):
-        self.crashing = LocalProcessTarget(python=crashing_python)
+    def __init__(self, crashing_python, crash_modes):
+        super().__init__(timeout_s=120)
+        self.crashing_python, self.crash_modes = crashing_python, crash_modes
 
-    def run_job(self, job):
-        if job["mode"] == "memory":
-            return self.crashing.run_job(job)
-        return {"mode": "timing", "pid": 1, "stopped_by_time_cap": False, "load_s": 0.1,
-                "samples_ns": {path: [1_000_000] * 3 for path in ("unsplit", "online", "passage_precompute")}}
+    def execute(self, work_dir, arguments, stdin):
+        if json.loads(stdin)["mode"] in self.crash_modes:
+            return subprocess.run([self.crashing_python, *arguments], cwd=work_dir, input=stdin, capture_output=True,
+                                  text=True)
+        return super().execute(work_dir, arguments, stdin)
 
 
-@pytest.mark.parametrize("crash_in", ["timing", "memory"])
-def test_a_crashed_runner_exits_3_and_leaves_nothing_in_output(tiny_graphs, tmp_path, capsys, monkeypatch,
-                                                               crash_in):
-    from deformer_bench.bench import targets
-
+@pytest.fixture()
+def crashing_python(tmp_path):
     crashing = tmp_path / "crashing-python"
     crashing.write_text("#!/bin/sh\necho 'Fatal Python error: Segmentation fault' >&2\nexit 139\n")
     crashing.chmod(0o755)
-    make_target = {"timing": lambda: LocalProcessTarget(python=str(crashing)),
-                   "memory": lambda: MeasuredThenCrashed(str(crashing))}[crash_in]
-    monkeypatch.setitem(targets.DEVICES, "cpu", targets.Device("cpu", "CPUExecutionProvider", make_target))
+    return str(crashing)
+
+
+def test_a_device_whose_runner_cannot_start_exits_3_and_leaves_nothing_in_output(tiny_graphs, tmp_path, capsys,
+                                                                                  monkeypatch, crashing_python):
+    monkeypatch.setattr("deformer_bench.cli.bench.make_target",
+                        lambda *args, **kwargs: CrashingTarget(crashing_python, {"probe", "parity", "timing", "memory"}))
     output = tmp_path / "results"
     earlier = output / "2026-01-01-an-earlier-run"
     earlier.mkdir(parents=True)
     code, stderr = in_process(["--graphs", tiny_graphs, "--quick", "--output", output, "--quiet"], capsys)
     assert code == 3, stderr
-    assert f"error: runner job ({crash_in}) failed with exit code 139: Fatal Python error" in stderr
-    assert "Traceback" not in stderr
+    assert "runner job (probe) on local" in stderr and "failed with exit code 139: Fatal Python error" in stderr
+    assert "error: no device can be measured" in stderr and "Traceback" not in stderr
     assert list(output.iterdir()) == [earlier]  # no new run, no staging leftovers
+
+
+def test_a_case_that_crashes_is_recorded_as_failed_and_the_rest_saved(tiny_graphs, tmp_path, capsys, monkeypatch,
+                                                                      crashing_python):
+    monkeypatch.setattr("deformer_bench.cli.bench.make_target",
+                        lambda *args, **kwargs: CrashingTarget(crashing_python, {"memory"}))
+    code, stderr = in_process(["--graphs", tiny_graphs, "--quick", "--output", tmp_path / "r", "--quiet",
+                               "--batch-sizes", "1"], capsys)
+    assert code == 3, stderr
+    assert f"failed: cpu: {tiny_graphs.name} k=1 batch 1: runner job (memory)" in stderr
+    [directory] = list((tmp_path / "r").iterdir())
+    results = json.loads((directory / "results.json").read_text())
+    [config] = results["configs"]
+    assert config["batches"] == [] and config["failures"][0]["batch_size"] == 1
+    assert config["parity"]["passed"]
+    assert "## Failures" in (directory / "report.md").read_text()
+
+
+def test_cuda_without_a_gpu_is_skipped_with_one_line_and_no_figure(tiny_graphs, tmp_path):
+    code, out, err = cli("--graphs", tiny_graphs, "--quick", "--output", tmp_path, "--quiet", "--device", "cpu,cuda")
+    assert code == 0, err
+    assert "cuda: skipped (onnxruntime" in out and "has no CUDAExecutionProvider" in out
+    [directory] = list(tmp_path.iterdir())
+    results = json.loads((directory / "results.json").read_text())
+    assert [config["device"] for config in results["configs"]] == ["cpu"]
+    assert [(d["device"], d["status"]) for d in results["devices"]] == [("cpu", "measured"), ("cuda", "skipped")]
+    assert "| cuda " not in (directory / "results.csv").read_text() and ",cuda," not in (directory / "results.csv").read_text()
+
+
+def test_cuda_alone_without_a_gpu_is_an_error_and_writes_nothing(tiny_graphs, tmp_path):
+    code, out, err = cli("--graphs", tiny_graphs, "--quick", "--output", tmp_path / "r", "--quiet", "--device", "cuda")
+    assert code == 2 and "cuda: skipped" in out and "error: no device can be measured" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_graph_sets_of_one_folder_name_get_labels_of_their_own(tiny_graphs, tmp_path):
@@ -281,3 +318,55 @@ def test_a_results_root_created_for_a_failed_save_is_removed(tmp_path, monkeypat
     with pytest.raises(Exception):
         run.save_results({"profile": {"name": "p"}}, tmp_path / "new-root", "label")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_torch_backend_measures_the_pytorch_deformer_and_checks_it_against_onnxruntime(tiny_model_dir, tmp_path):
+    code, out, err = cli("--model", tiny_model_dir, "--backend", "torch", "--question-len", "8", "--passage-len", "24",
+                         "--quick", "--output", tmp_path, "--quiet")
+    assert code == 0, err
+    [directory] = list(tmp_path.iterdir())
+    results = json.loads((directory / "results.json").read_text())
+    [config] = results["configs"]
+    assert (config["backend"], config["providers"]["asked"]) == ("torch", "torch:cpu:float32")
+    assert config["providers"]["used"] == ["torch:cpu:float32"]
+    # the PyTorch model and the exported graphs agree: the same weights were loaded on both sides
+    assert config["parity"]["passed"] and max(config["parity"]["max_abs_diff"].values()) < 1e-4
+    assert config["batches"][0]["latency"]["online"]["p50_ms"] > 0
+    assert results["devices"][0]["environment"]["torch"]["version"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--graphs", "{graphs}"], "--backend torch measures the PyTorch DeFormer"),
+    (["--model", "{model}", "--device", "arm", "--allow-emulation"], "--backend torch runs on cpu and cuda only"),
+])
+def test_the_torch_backend_refuses_what_it_cannot_measure(tiny_model_dir, tiny_graphs, tmp_path, capsys, monkeypatch,
+                                                         args, message):
+    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    args = [arg.format(graphs=tiny_graphs, model=tiny_model_dir) for arg in args]
+    code, stderr = in_process(["--backend", "torch", "--quick", "--output", tmp_path / "r", *args], capsys)
+    assert code == 2 and message in stderr and "Traceback" not in stderr
+
+
+def test_arm_without_a_target_on_this_machine_is_refused_before_any_export(tiny_model_dir, tmp_path, capsys,
+                                                                            monkeypatch):
+    import platform
+
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        pytest.skip("this machine is an ARM one: arm runs here")
+    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    code, stderr = in_process(["--model", tiny_model_dir, "--device", "arm", "--quick", "--output", tmp_path / "r"],
+                              capsys)
+    assert code == 2 and "no ARM target is given" in stderr and "--allow-emulation" in stderr
+
+
+def test_a_target_python_that_does_not_exist_fails_that_device_only(tiny_graphs, tmp_path, capsys):
+    profile = tmp_path / "gpu.yaml"
+    profile.write_text("name: gpu\ndescription: d\ndevice: cuda\nintra_op_threads: 1\nbatch_sizes: [1]\n"
+                       f"target: {{python: {tmp_path / 'no-such-python'}}}\n")
+    code, stderr = in_process(["--graphs", tiny_graphs, "--device", "cpu,cuda", "--profile", profile, "--quick",
+                               "--output", tmp_path / "r", "--quiet"], capsys)
+    assert code == 3, stderr
+    assert f"cannot start {tmp_path / 'no-such-python'}" in stderr and "Traceback" not in stderr
+    [directory] = list((tmp_path / "r").iterdir())
+    results = json.loads((directory / "results.json").read_text())
+    assert [(d["device"], d["status"]) for d in results["devices"]] == [("cpu", "measured"), ("cuda", "failed")]
