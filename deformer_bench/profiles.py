@@ -20,6 +20,7 @@ BUILTIN_PROFILES_PACKAGE = "deformer_bench.builtin_profiles"
 PROFILE_SUFFIXES = (".yaml", ".yml")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 TORCH_DTYPES = ("float32", "float16", "bfloat16")
+GRAPH_DTYPES = ("float32", "float16")
 REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_sizes")
 
 
@@ -49,6 +50,9 @@ class Profile:
     provider_options: dict = None
     # The PyTorch backend's precision (--backend torch): float32, float16 or bfloat16, eager mode.
     torch_dtype: str = "float32"
+    # The onnxruntime backend's graphs: float32 as exported, or float16 (onnxruntime's float16 conversion with
+    # float32 inputs and outputs kept), converted on the host and checked against float32 (bench/precision.py).
+    graph_dtype: str = "float32"
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -97,6 +101,9 @@ class Profile:
                            for key, value in self.provider_options.items())):
             raise ProfileError(f"profile {self.name!r}: provider_options must map names to strings or numbers",
                                "e.g. provider_options: {use_tf32: 0}")
+        if self.graph_dtype not in GRAPH_DTYPES:
+            raise ProfileError(f"profile {self.name!r}: graph_dtype {self.graph_dtype!r} is unknown",
+                               f"use one of: {', '.join(GRAPH_DTYPES)}")
         if self.torch_dtype not in TORCH_DTYPES:
             raise ProfileError(f"profile {self.name!r}: torch_dtype {self.torch_dtype!r} is unknown",
                                f"use one of: {', '.join(TORCH_DTYPES)}")

@@ -17,6 +17,7 @@ def devices_frame(results: dict) -> pd.DataFrame:
         cpu, onnxruntime = environment.get("cpu") or {}, environment.get("onnxruntime") or {}
         rows.append({
             "device": device["device"], "profile": device.get("profile"), "status": device["status"],
+            "backend": device.get("backend"), "precision": device.get("precision"),
             "target": device.get("target"), "transport": device.get("transport"), "emulated": device.get("emulated"),
             "machine": environment.get("machine"), "cpu": cpu.get("model"),
             "cores": cpu.get("logical_cores"), "governor": ", ".join(cpu.get("governors") or {}) or None,

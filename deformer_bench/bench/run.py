@@ -22,15 +22,15 @@ from tqdm import tqdm
 
 from ..environment import describe_environment
 from ..errors import ManifestError, RunnerError, TargetError, first_line
-from ..files import staged_directory
+from ..files import scratch_directory, staged_directory
 from . import machine_state
 from .flops import path_flops
-from .devices import ARM_MACHINES
 from .memory import operator_bytes
 from .parity import PARITY_BATCH, check_device, parity_inputs, reference_outputs
-from .runner import PATH_GRAPHS, PROTOCOL_VERSION, STANDARD_PATHS
+from .plan import (DevicePlan, base_job, check_target_machine, graph_set_for, measured_paths, timing_job,
+                   unavailable_reason)
+from .runner import PATH_GRAPHS, STANDARD_PATHS
 
-TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
 from .summary import HEADLINE_PROCESSES, headline_check, summarise_batch
 
 # 2: several timing processes per batch (`processes`, `across_processes`), `machine_state`, `headline`.
@@ -86,48 +86,6 @@ def config_flops(manifest: dict) -> dict:
                       deformer["question_len"], deformer["passage_len"]).to_dict()
 
 
-def base_job(config: BenchConfig, plan, batch: int) -> dict:
-    deformer = config.manifest["deformer"]
-    torch_fields = {} if plan.backend != "torch" else {
-        "source": plan.torch_source, "deformer": deformer, "device": "cuda" if plan.device.name == "cuda" else "cpu",
-        "dtype": plan.profile.torch_dtype}
-    return {**torch_fields,
-        "protocol_version": PROTOCOL_VERSION,
-        "batch_size": batch,
-        "question_len": deformer["question_len"],
-        "passage_len": deformer["passage_len"],
-        "passage_token_type": deformer["passage_token_type"],
-        "vocab_size": config.manifest["model"]["vocab_size"],
-        "seed": plan.profile.seed,
-        "session": session_settings(plan.device, plan.profile),
-    }
-
-
-def session_settings(device, profile) -> dict:
-    settings = {"provider": device.provider, "intra_op_threads": profile.intra_op_threads,
-                "inter_op_threads": profile.inter_op_threads, "allow_spinning": profile.allow_spinning,
-                "graph_optimization": profile.graph_optimization}
-    if profile.provider_options:
-        settings["provider_options"] = dict(profile.provider_options)
-    return settings
-
-
-def measured_paths(plan) -> list:
-    """Every device's three paths, and the ones of its own (cuda's online_device_io, an onnxruntime IO binding)."""
-    return [*PATHS, *(plan.device.extra_paths if plan.backend == "onnxruntime" else ())]
-
-
-def timing_job(config: BenchConfig, plan, batch: int, graphs: str) -> dict:
-    profile = plan.profile
-    return {
-        **base_job(config, plan, batch), "mode": "timing", "graphs_dir": graphs, "paths": measured_paths(plan),
-        "warmup": {"min_count": profile.warmup_min_count, "min_time_s": profile.warmup_min_time_s,
-                   "max_time_s": profile.max_time_s},
-        "measure": {"min_count": profile.min_count, "min_time_s": profile.min_time_s,
-                    "max_time_s": profile.max_time_s},
-    }
-
-
 def measure_batch(config: BenchConfig, plan, work, graphs: str, batch: int,
                   processes: int = DEFAULT_PROCESSES) -> dict:
     """`processes` fresh timing processes, then one memory process per path, all in the target's work directory."""
@@ -169,6 +127,7 @@ def config_record(config: BenchConfig, plan, operator_bytes_record: dict) -> dic
         "label": config.label,
         "device": plan.device.name,
         "backend": plan.backend,
+        "precision": plan.precision(),
         "profile": plan.profile.name,
         "transport": plan.target.transport,
         "model": config.manifest["model"],
@@ -217,34 +176,13 @@ def measure_config(config: BenchConfig, plan, work, graphs: str, emulated: bool,
     return record
 
 
-def unavailable_reason(device, environment: dict, backend: str = "onnxruntime"):
-    """Why a device cannot run on its target at all (a skip, not a failure), or None."""
-    if backend == "torch":
-        facts = environment["torch"]
-        if device.name == "cuda" and not facts["cuda_available"]:
-            return f"no CUDA device (torch {facts['version']}, CUDA build {facts['cuda_build']})"
-        return None
-    onnxruntime = environment["onnxruntime"]
-    if device.provider not in onnxruntime["available_providers"]:
-        return (f"onnxruntime {onnxruntime['version']} has no {device.provider} "
-                f"(available: {', '.join(onnxruntime['available_providers']) or 'none'})")
-    if device.name == "cuda" and not environment["gpus"] and not environment.get("nvidia_devices"):
-        return "no CUDA device"
-    return None
-
-
-def check_target_machine(device, target, environment: dict) -> None:
-    if device.name == "arm" and environment["machine"].lower() not in ARM_MACHINES:
-        raise TargetError(f"arm: the target {target.describe()} is a {environment['machine']} machine",
-                          "point --target or the profile's target at an aarch64 machine")
-
-
 def measure_device(plan, configs: list, references: dict, processes: int, operator_bytes_records: dict,
                    failures: list) -> tuple:
     """(device record, config records) of one device; an unreachable target or a runner that cannot start fails
     this device only."""
     device, target = plan.device, plan.target
     record = {"device": device.name, "profile": plan.profile.name, "backend": plan.backend,
+              "precision": plan.precision(),
               "transport": target.transport, "target": target.describe(), "emulated": target.emulated,
               "status": "failed", "reason": None, "environment": None}
     records = []
@@ -261,8 +199,8 @@ def measure_device(plan, configs: list, references: dict, processes: int, operat
             check_target_machine(device, target, environment)
             for index, config in enumerate(configs):
                 # the PyTorch backend builds its model from the source; only onnxruntime reads the graphs
-                graphs = (work.put_graph_set(config.graphs_dir, f"config-{index}") if plan.backend == "onnxruntime"
-                          else f"config-{index}")
+                graphs = (work.put_graph_set(graph_set_for(config, plan, index), f"config-{index}")
+                          if plan.backend == "onnxruntime" else f"config-{index}")
                 reference = references[id(config)]
                 work.put_arrays(reference["inputs_name"], reference["inputs"])
                 records.append(measure_config(config, plan, work, graphs, emulated, reference, processes,
@@ -314,59 +252,6 @@ def start_machine_state(take_snapshot=machine_state.snapshot) -> dict:
     return start
 
 
-@dataclass
-class DevicePlan:
-    """A device, its profile, its backend and its target (None with `error` where it could not be made)."""
-
-    device: object
-    profile: object
-    target: object = None
-    error: str = None
-    backend: str = "onnxruntime"
-    torch_source: dict = None  # the PyTorch backend's model: {"model_dir": path} or {"arch": name}
-    skipped: str = None  # why the device cannot run here at all (preflight), e.g. no CUDA device
-    environment: dict = None  # the target's own description, from the preflight probe
-
-    def probe_job(self) -> dict:
-        return {"protocol_version": PROTOCOL_VERSION, "mode": "probe",
-                "device": "cuda" if self.device.name == "cuda" else "cpu"}
-
-    def runner_script(self) -> str:
-        return "runner.py" if self.backend == "onnxruntime" else str(TORCH_RUNNER_SCRIPT)
-
-    def parity_tolerance(self) -> float:
-        """The device's fp32 tolerance; half precision rounds every activation to 8 (bf16) or 11 (fp16)
-        mantissa bits, and across the layers logits move by up to a few hundredths (fp16) or tenths (bf16)."""
-        low_precision = {"float16": 0.1, "bfloat16": 0.5}
-        if self.backend == "torch" and self.profile.torch_dtype in low_precision:
-            return max(self.device.parity_tolerance, low_precision[self.profile.torch_dtype])
-        return self.device.parity_tolerance
-
-    def provider_asked(self) -> str:
-        if self.backend == "torch":
-            return f"torch:{'cuda' if self.device.name == 'cuda' else 'cpu'}:{self.profile.torch_dtype}"
-        return self.device.provider
-
-
-def preflight(plans: list) -> None:
-    """Probe every device's target before any export (seconds, where exporting BERT-base takes minutes): a
-    device without its hardware or provider is marked skipped, an unreachable target failed, each said now."""
-    for plan in plans:
-        if plan.error:
-            continue
-        try:
-            with plan.target.staged() as work:
-                work.script = plan.runner_script()
-                plan.environment = work.run_job(plan.probe_job())["environment"]
-        except (TargetError, RunnerError) as error:
-            plan.error = error.message
-            tqdm.write(f"error: {plan.device.name}: {error.message}; the other devices are measured", file=sys.stderr)
-            continue
-        plan.skipped = unavailable_reason(plan.device, plan.environment, plan.backend)
-        if plan.skipped:
-            tqdm.write(f"{plan.device.name}: skipped ({plan.skipped})")
-
-
 def parity_references(configs: list, profile, device) -> dict:
     """{id(config): host reference outputs on the staged inputs}, computed once per graph set."""
     references = {}
@@ -399,21 +284,23 @@ def run_benchmark(configs: list, plans: list, command: list, note: str = "", pro
     # config is refused now, not after minutes of timing the others.
     operator_bytes_records = {id(config): paper_memory_metric(config) for config in configs}
     references = parity_references(configs, primary, plans[0].device)
-    for plan in tqdm(plans, desc="bench", unit="device", disable=not progress or len(plans) == 1):
-        if plan.error or plan.skipped:
-            status = "failed" if plan.error else "skipped"
-            results["devices"].append({"device": plan.device.name, "profile": plan.profile.name, "status": status,
-                                       "backend": plan.backend, "reason": plan.error or plan.skipped,
-                                       "environment": plan.environment})
-            if plan.error:
-                results["failures"].append(f"{plan.device.name}: {plan.error}")
-            continue
-        device_record, records = measure_device(plan, configs, references, processes, operator_bytes_records,
-                                                results["failures"])
-        results["devices"].append(device_record)
-        results["configs"].extend(records)
-        if device_record["status"] == "skipped":  # the preflight found it available; now it is not
-            tqdm.write(f"{plan.device.name}: skipped ({device_record['reason']})")
+    with scratch_directory("deformer-bench-graphs-") as scratch:  # graph sets converted to another precision
+        for plan in tqdm(plans, desc="bench", unit="device", disable=not progress or len(plans) == 1):
+            plan.scratch = scratch
+            if plan.error or plan.skipped:
+                status = "failed" if plan.error else "skipped"
+                results["devices"].append({"device": plan.device.name, "profile": plan.profile.name, "status": status,
+                                           "backend": plan.backend, "reason": plan.error or plan.skipped,
+                                           "environment": plan.environment})
+                if plan.error:
+                    results["failures"].append(f"{plan.device.name}: {plan.error}")
+                continue
+            device_record, records = measure_device(plan, configs, references, processes, operator_bytes_records,
+                                                    results["failures"])
+            results["devices"].append(device_record)
+            results["configs"].extend(records)
+            if device_record["status"] == "skipped":  # the preflight found it available; now it is not
+                tqdm.write(f"{plan.device.name}: skipped ({device_record['reason']})")
     state = machine_state.machine_state_record(start, take_snapshot())
     results["machine_state"] = state
     timed = [config for config in results["configs"] if config["batches"]]

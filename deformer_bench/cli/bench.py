@@ -111,7 +111,7 @@ def resolve_profiles(args, devices) -> dict:
 def device_plans(args, devices, profiles) -> list:
     """A DevicePlan per device; a target that cannot be made (no emulator, no ARM target) fails that device
     only, unless it is the only device asked for (then it is the command's error, before any export)."""
-    from ..bench.run import DevicePlan
+    from ..bench.plan import DevicePlan
 
     if args.target and "arm" not in profiles:
         raise ConfigError("--target names the ARM machine to measure", "add arm to --device, or drop --target")
@@ -272,7 +272,8 @@ def bench_main(argv=None) -> int:
     check_output_dir(args.output, "--output")  # now, not after minutes of measurement
     profile = profiles[devices[0].name]  # the lengths of the graphs exported (the same in every profile)
     processes = timing_processes(args, profile)
-    from ..bench.run import preflight, run_benchmark, save_results, start_machine_state
+    from ..bench.plan import preflight
+    from ..bench.run import run_benchmark, save_results, start_machine_state
 
     preflight(plans)
     check_something_runs(plans)

@@ -1,0 +1,145 @@
+"""What a device is measured with: its profile, backend and target (DevicePlan), the jobs its runner gets,
+and the preflight probe that finds, before any export, a device that cannot run here."""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import RunnerError, TargetError
+from .devices import ARM_MACHINES
+from .precision import FLOAT16_TOLERANCE, convert_graph_set
+from .runner import PROTOCOL_VERSION, STANDARD_PATHS
+
+TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
+
+
+@dataclass
+class DevicePlan:
+    """A device, its profile, its backend and its target (None with `error` where it could not be made)."""
+
+    device: object
+    profile: object
+    target: object = None
+    error: str = None
+    backend: str = "onnxruntime"
+    torch_source: dict = None  # the PyTorch backend's model: {"model_dir": path} or {"arch": name}
+    skipped: str = None  # why the device cannot run here at all (preflight), e.g. no CUDA device
+    scratch: str = None  # where converted graph sets are made (run_benchmark sets it)
+    environment: dict = None  # the target's own description, from the preflight probe
+
+    def probe_job(self) -> dict:
+        return {"protocol_version": PROTOCOL_VERSION, "mode": "probe",
+                "device": "cuda" if self.device.name == "cuda" else "cpu"}
+
+    def runner_script(self) -> str:
+        return "runner.py" if self.backend == "onnxruntime" else str(TORCH_RUNNER_SCRIPT)
+
+    def precision(self) -> str:
+        return self.profile.torch_dtype if self.backend == "torch" else self.profile.graph_dtype
+
+    def parity_tolerance(self) -> float:
+        """The device's fp32 tolerance; half precision rounds every activation to 8 (bf16) or 11 (fp16)
+        mantissa bits, and across the layers logits move by up to a few hundredths (fp16) or tenths (bf16)."""
+        low_precision = {"float16": FLOAT16_TOLERANCE, "bfloat16": 0.5}
+        return max(self.device.parity_tolerance, low_precision.get(self.precision(), 0.0))
+
+    def provider_asked(self) -> str:
+        if self.backend == "torch":
+            return f"torch:{'cuda' if self.device.name == 'cuda' else 'cpu'}:{self.profile.torch_dtype}"
+        return self.device.provider
+
+
+def preflight(plans: list) -> None:
+    """Probe every device's target before any export (seconds, where exporting BERT-base takes minutes): a
+    device without its hardware or provider is marked skipped, an unreachable target failed, each said now."""
+    for plan in plans:
+        if plan.error:
+            continue
+        try:
+            with plan.target.staged() as work:
+                work.script = plan.runner_script()
+                plan.environment = work.run_job(plan.probe_job())["environment"]
+        except (TargetError, RunnerError) as error:
+            plan.error = error.message
+            tqdm.write(f"error: {plan.device.name}: {error.message}; the other devices are measured", file=sys.stderr)
+            continue
+        plan.skipped = unavailable_reason(plan.device, plan.environment, plan.backend)
+        if plan.skipped:
+            tqdm.write(f"{plan.device.name}: skipped ({plan.skipped})")
+
+
+def base_job(config, plan, batch: int) -> dict:
+    deformer = config.manifest["deformer"]
+    torch_fields = {} if plan.backend != "torch" else {
+        "source": plan.torch_source, "deformer": deformer, "device": "cuda" if plan.device.name == "cuda" else "cpu",
+        "dtype": plan.profile.torch_dtype}
+    return {**torch_fields,
+        "protocol_version": PROTOCOL_VERSION,
+        "batch_size": batch,
+        "question_len": deformer["question_len"],
+        "passage_len": deformer["passage_len"],
+        "passage_token_type": deformer["passage_token_type"],
+        "vocab_size": config.manifest["model"]["vocab_size"],
+        "seed": plan.profile.seed,
+        "session": session_settings(plan.device, plan.profile),
+    }
+
+
+def session_settings(device, profile) -> dict:
+    settings = {"provider": device.provider, "intra_op_threads": profile.intra_op_threads,
+                "inter_op_threads": profile.inter_op_threads, "allow_spinning": profile.allow_spinning,
+                "graph_optimization": profile.graph_optimization}
+    if profile.provider_options:
+        settings["provider_options"] = dict(profile.provider_options)
+    return settings
+
+
+def measured_paths(plan) -> list:
+    """Every device's three paths, and the ones of its own (cuda's online_device_io, an onnxruntime IO binding)."""
+    return [*STANDARD_PATHS, *(plan.device.extra_paths if plan.backend == "onnxruntime" else ())]
+
+
+def timing_job(config, plan, batch: int, graphs: str) -> dict:
+    profile = plan.profile
+    return {
+        **base_job(config, plan, batch), "mode": "timing", "graphs_dir": graphs, "paths": measured_paths(plan),
+        "warmup": {"min_count": profile.warmup_min_count, "min_time_s": profile.warmup_min_time_s,
+                   "max_time_s": profile.max_time_s},
+        "measure": {"min_count": profile.min_count, "min_time_s": profile.min_time_s,
+                    "max_time_s": profile.max_time_s},
+    }
+
+
+def unavailable_reason(device, environment: dict, backend: str = "onnxruntime"):
+    """Why a device cannot run on its target at all (a skip, not a failure), or None."""
+    if backend == "torch":
+        facts = environment["torch"]
+        if device.name == "cuda" and not facts["cuda_available"]:
+            return f"no CUDA device (torch {facts['version']}, CUDA build {facts['cuda_build']})"
+        return None
+    onnxruntime = environment["onnxruntime"]
+    if device.provider not in onnxruntime["available_providers"]:
+        return (f"onnxruntime {onnxruntime['version']} has no {device.provider} "
+                f"(available: {', '.join(onnxruntime['available_providers']) or 'none'})")
+    if device.name == "cuda" and not environment["gpus"] and not environment.get("nvidia_devices"):
+        return "no CUDA device"
+    return None
+
+
+def check_target_machine(device, target, environment: dict) -> None:
+    if device.name == "arm" and environment["machine"].lower() not in ARM_MACHINES:
+        raise TargetError(f"arm: the target {target.describe()} is a {environment['machine']} machine",
+                          "point --target or the profile's target at an aarch64 machine")
+
+
+def graph_set_for(config, plan, index: int) -> Path:
+    """The graph set this device measures: the exported one, or its conversion to the profile's graph_dtype
+    (made once per run, in the run's scratch directory)."""
+    if plan.profile.graph_dtype == "float32":
+        return config.graphs_dir
+    converted = Path(plan.scratch) / f"config-{index}-{plan.profile.graph_dtype}"
+    if not converted.exists():
+        convert_graph_set(config.graphs_dir, converted, plan.profile.graph_dtype)
+    return converted
