@@ -27,17 +27,20 @@ def _save(plt, figure, path: Path) -> None:
 
 
 def _case_label(row) -> str:
-    return f"{row['model']}\nk={row['layer']}"
+    device = f" {row['device']}" if "device" in row and row.get("several_devices") else ""
+    return f"{row['model']}\nk={row['layer']}{device}"
 
 
 def _grouped_bars(axis, subset: pd.DataFrame, column: str, upper_error: str = "") -> None:
     """One group of bars per (model, k, device), one bar per path; optional error bar up to `upper_error`."""
     cases = subset[["model", "layer", "device"]].drop_duplicates().reset_index(drop=True)
-    width = 0.8 / len(PATH_COLOURS)
-    for offset, (name, colour) in enumerate(PATH_COLOURS.items()):
+    cases["several_devices"] = cases["device"].nunique() > 1
+    present = {name: colour for name, colour in PATH_COLOURS.items() if name in set(subset["path"])}
+    width = 0.8 / len(present)
+    for offset, (name, colour) in enumerate(present.items()):
         rows = cases.merge(subset[subset["path"] == name], on=["model", "layer", "device"], how="left")
         error = [[0] * len(rows), (rows[upper_error] - rows[column]).clip(lower=0)] if upper_error else None
-        axis.bar([i + (offset - 1) * width for i in range(len(cases))], rows[column], width, color=colour,
+        axis.bar([i + (offset - (len(present) - 1) / 2) * width for i in range(len(cases))], rows[column], width, color=colour,
                  label=name, yerr=error, capsize=2)
     axis.set_xticks(range(len(cases)))
     axis.set_xticklabels([_case_label(row) for _, row in cases.iterrows()], fontsize=7)
@@ -105,7 +108,8 @@ def plot_throughput(frame: pd.DataFrame, path: Path) -> None:
             continue
         rows = rows.sort_values("batch_size")
         style = dict(color=PATH_COLOURS["unsplit"], alpha=0.5) if name == "unsplit" else dict()
-        axis.plot(rows["batch_size"], rows["throughput_per_s"], marker="o", label=f"{model} k={layer} {name}", **style)
+        axis.plot(rows["batch_size"], rows["throughput_per_s"], marker="o", label=f"{model} k={layer} {device} {name}",
+                  **style)
     axis.set_xscale("log", base=2)
     axis.set_xlabel("batch size")
     axis.set_ylabel("samples / s")

@@ -88,8 +88,12 @@ class Profile:
         if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
             raise ProfileError(f"profile {self.name!r}: graph_optimization {self.graph_optimization!r} is unknown",
                                f"use one of: {', '.join(GRAPH_OPTIMIZATIONS)}")
-        from .bench.devices import check_target_settings
+        from .bench.devices import DEVICES, check_target_settings
         from .errors import TargetError
+
+        if self.device not in DEVICES:
+            raise ProfileError(f"profile {self.name!r}: device {self.device!r} is unknown",
+                               f"use one of: {', '.join(DEVICES)}")
 
         try:
             check_target_settings(self.target, f"profile {self.name!r}")

@@ -236,7 +236,8 @@ def report_markdown(results: dict, frame: pd.DataFrame, processes: pd.DataFrame)
               "`speedup`: the median of the processes' speed-ups, `speedup_range`: their min..max; "
               "`*_p50_ms`: p50 of all processes' samples pooled, `*_p50_range_ms`: min..max of the per-process "
               "p50s; `pooled_speedup_ci95`: the paired ratio over all rounds pooled, with its 95% bootstrap CI.", ""]
-    speedups = pd.concat([speedup_table(frame) if not frame.empty else None, functional_only_rows(results)])
+    speedups = pd.concat([speedup_table(frame).astype(object) if not frame.empty else None,
+                          functional_only_rows(results)])
     lines += [_markdown_table(speedups.astype(object).where(speedups.notna(), None)) if not speedups.empty
               else "No device was timed.", ""]
     if not frame.empty:
@@ -251,10 +252,10 @@ def report_markdown(results: dict, frame: pd.DataFrame, processes: pd.DataFrame)
     if not frame["peak_excludes_loading"].fillna(False).astype(bool).all():
         lines += ["Where `peak_excludes_loading` is not true (macOS, or no /proc/self/clear_refs), the peak is the "
                   "process's lifetime peak, loading included, and `peak_above_load_mb` is left empty.", ""]
-    lines += [_markdown_table(frame[["model", "layer", "batch_size", "path", "rss_after_load_mb", "peak_rss_mb",
+    lines += [_markdown_table(frame[["model", "device", "layer", "batch_size", "path", "rss_after_load_mb", "peak_rss_mb",
                                      "peak_above_load_mb", "peak_excludes_loading", "operator_mb_per_query"]]), ""]
     lines += ["## All latencies", "", "Percentiles of all timing processes' samples pooled.", "",
-              _markdown_table(frame[["model", "layer", "batch_size", "path", "p50_ms", "p90_ms", "p99_ms",
+              _markdown_table(frame[["model", "device", "backend", "layer", "batch_size", "path", "p50_ms", "p90_ms", "p99_ms",
                                      "mean_ms", "std_ms", "count", "throughput_per_s"]]), ""]
     lines += ["## Plots", ""] + [f"![{title}]({name})\n" for name, title in PLOTS.items()]
     return "\n".join(lines + _warnings(results))

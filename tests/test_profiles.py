@@ -68,6 +68,7 @@ def test_profile_from_a_path(tmp_path):
     ("target: [ssh]\n", "target must be a mapping"),
     ("target: {port: 70000}\n", "is not a port number"),
     ("torch_dtype: float8\n", "torch_dtype 'float8' is unknown"),
+    ("graph_dtype: int4\n", "graph_dtype 'int4' is unknown"),
     ("provider_options: {use_tf32: [1]}\n", "provider_options must map names to strings or numbers"),
     ("provider_options: use_tf32\n", "provider_options must map names to strings or numbers"),
 ])
@@ -170,3 +171,8 @@ def test_every_builtin_profile_loads_and_names_a_known_device():
     assert {"gpu-cuda", "gpu-cuda-torch", "arm-mobile", "arm-mobile-1thread", "arm-emulated"} <= set(available_profiles())
     assert load_profile("arm-emulated").target["transport"] == "emulator"
     assert load_profile("gpu-cuda-torch").torch_dtype == "float16"
+
+
+def test_a_profile_for_an_unknown_device_is_refused(tmp_path):
+    with pytest.raises(ProfileError, match="device 'tpu' is unknown"):
+        load_profile(write(tmp_path, BASE.replace("device: cpu", "device: tpu")))

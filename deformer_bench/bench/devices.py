@@ -21,6 +21,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 EMULATOR_VARIABLE = "DEFORMER_BENCH_ARM_EMULATOR"  # the emulated Python, where it is not in ./.arm-emulator
 ARM_MACHINES = ("aarch64", "arm64")
 TRANSPORTS = ("local", "ssh", "emulator")
+MAX_CORE = 4095
 # Keys of a profile's `target:` mapping, with their types.
 TARGET_KEYS = {"transport": str, "python": str, "host": str, "port": int, "user": str, "identity_file": str,
                "work_dir": str, "ssh_options": list, "cool_down_s": (int, float), "pin_cores": list,
@@ -83,29 +84,46 @@ def check_target_settings(settings, where: str) -> dict:
     if not all(isinstance(option, str) for option in settings.get("ssh_options", [])):
         raise TargetError(f"{where}: target.ssh_options must be a list of strings",
                           "e.g. ssh_options: [\"StrictHostKeyChecking=accept-new\"]")
+    if any(core > MAX_CORE for core in settings.get("pin_cores", [])):
+        raise TargetError(f"{where}: target.pin_cores names a core above {MAX_CORE}", "give the target's core numbers")
     port = settings.get("port", 22)
     if not 1 <= port <= 65535:
         raise TargetError(f"{where}: target.port {port} is not a port number", "use 1..65535")
-    for key in ("cool_down_s", "timeout_s"):
-        if key in settings and not settings[key] >= 0:
-            raise TargetError(f"{where}: target.{key} must be >= 0", f"fix target.{key}")
+    if "cool_down_s" in settings and not settings["cool_down_s"] >= 0:
+        raise TargetError(f"{where}: target.cool_down_s must be >= 0", "fix target.cool_down_s")
+    if "timeout_s" in settings and not settings["timeout_s"] > 0:
+        raise TargetError(f"{where}: target.timeout_s must be > 0", "fix target.timeout_s")
+    if "work_dir" in settings and not settings["work_dir"].startswith("/"):
+        raise TargetError(f"{where}: target.work_dir {settings['work_dir']!r} is not an absolute path",
+                          "give the work directory on the target as an absolute path, e.g. /tmp")
+    for key in ("host", "user"):
+        check_ssh_name(settings.get(key), f"{where}: target.{key}")
     return dict(settings)
+
+
+def check_ssh_name(value, what: str) -> None:
+    """A host or user name that ssh would read as an option (a leading '-') is refused."""
+    if value is not None and (not value or value.startswith("-") or any(char.isspace() for char in value)):
+        raise TargetError(f"{what} {value!r} is not a host or user name", "give a name without spaces or a leading -")
 
 
 def parse_ssh_url(url: str) -> dict:
     """ssh://user@host:port -> target settings."""
-    parts = urllib.parse.urlsplit(url)
+    bad = TargetError(f"--target {url!r} is not an ssh address", "write it as ssh://user@host or ssh://user@host:port")
     try:
+        parts = urllib.parse.urlsplit(url)
         port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme != "ssh" or not parts.hostname or port == -1 or parts.path not in ("", "/"):
-        raise TargetError(f"--target {url!r} is not an ssh address", "write it as ssh://user@host or ssh://user@host:port")
+    except ValueError:  # a port that is not a number or above 65535, a broken IPv6 address
+        raise bad from None
+    if parts.scheme != "ssh" or not parts.hostname or port == 0 or parts.path not in ("", "/"):
+        raise bad
     settings = {"transport": "ssh", "host": parts.hostname}
     if parts.username:
         settings["user"] = urllib.parse.unquote(parts.username)
     if port is not None:
         settings["port"] = port
+    for key in ("host", "user"):
+        check_ssh_name(settings.get(key), f"--target {key}")
     return settings
 
 
@@ -124,8 +142,10 @@ def make_target(device: Device, settings: dict, target_url: str = None, allow_em
     machine of another kind needs a remote target or, when allowed, the emulator."""
     settings = dict(settings)
     if target_url:
-        settings = {**{key: value for key, value in settings.items() if key not in ("transport", "python")},
-                    **parse_ssh_url(target_url)}
+        # the profile's python is kept when it was meant for an ssh target; a local one means nothing there
+        kept = {key: value for key, value in settings.items()
+                if key != "transport" and (key != "python" or settings.get("transport") == "ssh")}
+        settings = {**kept, **parse_ssh_url(target_url)}
     transport = settings.get("transport", "local")
     common = {key: settings[key] for key in ("timeout_s", "cool_down_s") if key in settings}
     if "pin_cores" in settings:
@@ -140,10 +160,15 @@ def make_target(device: Device, settings: dict, target_url: str = None, allow_em
                               "--allow-emulation for a functional check under qemu (no speed figures)")
         transport = "emulator"
     if transport == "emulator":
-        return EmulatorTarget(python=settings.get("python") or default_emulator_python(), **common)
+        return EmulatorTarget(python=local_path(settings.get("python") or default_emulator_python()), **common)
     if transport == "ssh":
         ssh = {key: settings[key] for key in ("host", "port", "user", "identity_file", "python") if key in settings}
         if "work_dir" in settings:
             ssh["work_root"] = settings["work_dir"]
         return SshTarget(ssh_options=tuple(settings.get("ssh_options", ())), **ssh, **common)
-    return Target(python=settings.get("python") or sys.executable, **common)
+    return Target(python=local_path(settings.get("python") or sys.executable), **common)
+
+
+def local_path(python: str) -> str:
+    """A Python given by a relative path is resolved here: the runner starts in its work directory."""
+    return str(Path(python).expanduser().absolute()) if "/" in python or python.startswith("~") else python

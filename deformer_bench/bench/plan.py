@@ -1,7 +1,6 @@
 """What a device is measured with: its profile, backend and target (DevicePlan), the jobs its runner gets,
 and the preflight probe that finds, before any export, a device that cannot run here."""
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ class DevicePlan:
     profile: object
     target: object = None
     error: str = None
+    failure: Exception = None  # the typed error behind `error` (its hint and exit code)
     backend: str = "onnxruntime"
     torch_source: dict = None  # the PyTorch backend's model: {"model_dir": path} or {"arch": name}
     skipped: str = None  # why the device cannot run here at all (preflight), e.g. no CUDA device
@@ -53,7 +53,8 @@ class DevicePlan:
 
 def preflight(plans: list) -> None:
     """Probe every device's target before any export (seconds, where exporting BERT-base takes minutes): a
-    device without its hardware or provider is marked skipped, an unreachable target failed, each said now."""
+    device without its hardware or provider is marked skipped (and said so now), an unreachable target
+    failed (the command says it, once it knows whether any other device can run)."""
     for plan in plans:
         if plan.error:
             continue
@@ -62,8 +63,7 @@ def preflight(plans: list) -> None:
                 work.script = plan.runner_script()
                 plan.environment = work.run_job(plan.probe_job())["environment"]
         except (TargetError, RunnerError) as error:
-            plan.error = error.message
-            tqdm.write(f"error: {plan.device.name}: {error.message}; the other devices are measured", file=sys.stderr)
+            plan.error, plan.failure = error.message, error
             continue
         plan.skipped = unavailable_reason(plan.device, plan.environment, plan.backend)
         if plan.skipped:

@@ -101,6 +101,7 @@ def measure_batch(config: BenchConfig, plan, work, graphs: str, batch: int,
     }
     case = f"{config.label} k={config.manifest['deformer']['layer']} batch {batch} on {plan.device.name}"
     record = summarise_batch(case, batch, timings, memory)
+    record["usable_cores"] = timings[0].get("usable_cores")
     record["thermal_c"] = [{"before": timing.get("thermal_before_c"), "after": timing.get("thermal_after_c")}
                            for timing in timings]
     return record
@@ -147,11 +148,20 @@ def measure_config(config: BenchConfig, plan, work, graphs: str, emulated: bool,
     """The parity check, then (not emulated, parity passed) every batch size; a failed batch is recorded and
     the next one measured."""
     record = {**config_record(config, plan, operator_bytes_record), "emulated": emulated}
+    if emulated:  # nothing computed for speed or memory goes with an emulated record, not even the ideal
+        record.pop("flops"), record.pop("operator_bytes")
     job = base_job(config, plan, PARITY_BATCH)
-    record["parity"] = check_device(work, graphs, job, reference["outputs"], reference["inputs_name"],
-                                    plan.parity_tolerance(), emulated)
-    record["providers"]["used"] = sorted(set((record["parity"]["providers_used"] or {}).values()))
     case = f"{plan.device.name}: {config.label} k={config.manifest['deformer']['layer']}"
+    try:
+        record["parity"] = check_device(work, graphs, {**job, "paths": measured_paths(plan)}, reference["outputs"],
+                                        reference["inputs_name"], plan.parity_tolerance(), emulated)
+    except RunnerError as error:  # this config's check crashed: the next config is still checked
+        record["parity"] = None
+        record["failures"].append({"batch_size": PARITY_BATCH, "error": error.message})
+        failures.append(f"{case}: functional check: {error.message}")
+        tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+        return record
+    record["providers"]["used"] = sorted(set((record["parity"]["providers_used"] or {}).values()))
     if not record["parity"]["passed"]:
         failures.append(f"{case}: outputs differ from this host's CPU ({'; '.join(record['parity']['problems'])}); "
                         "not timed")
@@ -170,10 +180,19 @@ def measure_config(config: BenchConfig, plan, work, graphs: str, emulated: bool,
             tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
             continue
         record["batches"].append(batch_record)
+        batch_record["warnings"] += pinning_warnings(plan.target, batch_record, case)
         tqdm.write(describe_batch(config, plan.device.name, batch_record, record["flops"]["ideal_speedup"]))
         for warning in batch_record["warnings"]:
             tqdm.write(f"warning: {warning}", file=sys.stderr)
     return record
+
+
+def pinning_warnings(target, batch_record: dict, case: str) -> list:
+    """A profile's pin_cores that the target's OS did not apply (Android may refuse; a core may not exist)."""
+    usable = batch_record.get("usable_cores")
+    if not target.pin_cores or usable is None or sorted(usable) == sorted(set(target.pin_cores)):
+        return []
+    return [f"{case}: pin_cores {list(target.pin_cores)} not applied; the runner could use cores {usable}"]
 
 
 def measure_device(plan, configs: list, references: dict, processes: int, operator_bytes_records: dict,
@@ -289,9 +308,12 @@ def run_benchmark(configs: list, plans: list, command: list, note: str = "", pro
             plan.scratch = scratch
             if plan.error or plan.skipped:
                 status = "failed" if plan.error else "skipped"
+                target = plan.target
                 results["devices"].append({"device": plan.device.name, "profile": plan.profile.name, "status": status,
-                                           "backend": plan.backend, "reason": plan.error or plan.skipped,
-                                           "environment": plan.environment})
+                                           "backend": plan.backend, "precision": plan.precision(),
+                                           "target": target.describe() if target else None,
+                                           "transport": target.transport if target else None,
+                                           "reason": plan.error or plan.skipped, "environment": plan.environment})
                 if plan.error:
                     results["failures"].append(f"{plan.device.name}: {plan.error}")
                 continue
@@ -301,6 +323,10 @@ def run_benchmark(configs: list, plans: list, command: list, note: str = "", pro
             results["configs"].extend(records)
             if device_record["status"] == "skipped":  # the preflight found it available; now it is not
                 tqdm.write(f"{plan.device.name}: skipped ({device_record['reason']})")
+    # the results are filed under the profile of the first device that ran, not of one skipped or failed
+    ran = [record["device"] for record in results["devices"] if record["status"] in ("measured", "functional")]
+    if ran:
+        results["profile"] = results["profiles"][ran[0]]
     state = machine_state.machine_state_record(start, take_snapshot())
     results["machine_state"] = state
     timed = [config for config in results["configs"] if config["batches"]]

@@ -34,7 +34,6 @@ RUNNER_SCRIPT = PACKAGE_DIR / "bench" / "runner.py"
 STAGED_SOURCES = {"runner.py": RUNNER_SCRIPT, "deformer_bench/__init__.py": PACKAGE_DIR / "__init__.py",
                   **{f"deformer_bench/runtime/{path.name}": path
                      for path in sorted((PACKAGE_DIR / "runtime").glob("*.py"))}}
-STDERR_LINES = 5
 
 
 def runner_bundle() -> bytes:
@@ -167,12 +166,11 @@ class WorkDirectory:
             raise TargetError(f"cannot start {self.target.python} for {self.target.describe()}: "
                               f"{error.strerror or error}", "check target.python in the profile") from None
         if completed.returncode != 0:
-            tail = "\n".join(completed.stderr.strip().splitlines()[-STDERR_LINES:])
             hint = ("the target's Python could not run the runner: it needs numpy and onnxruntime (torch for "
                     "--backend torch); check target.python, or rebuild the emulator (make arm-emulator)"
                     if job["mode"] == "probe" else "check the graphs and the runner's onnxruntime installation")
             raise RunnerError(f"runner job ({job['mode']}) on {self.target.describe()} "
-                              f"{exit_description(completed.returncode)}: {tail}", hint)
+                              f"{exit_description(completed.returncode)}: {last_line(completed.stderr)}", hint)
         data = self.target.read_file(self.path, result_name)
         return parse_result(job, data.decode("utf-8", "replace") if data is not None else "")
 
@@ -192,10 +190,21 @@ class EmulatorTarget(Target):
         return f"emulator {self.python}"
 
 
+# Printed before what a remote command prints, so that a login banner or a forced command's greeting (some
+# boards and phones print one for every command) is never taken for a path or a result.
+MARKER = "--deformer-bench--"
+
+
+def after_marker(output: bytes):
+    """What a remote command printed after MARKER; None if the marker never came."""
+    index = output.find(MARKER.encode() + b"\n")
+    return output[index + len(MARKER) + 1:] if index >= 0 else None
+
+
 @dataclass
 class SshTarget(Target):
     """A remote machine over OpenSSH (a board, a phone with Python, a Graviton server): staged with tar, run
-    with `ssh host 'cd WORK && python runner.py'`, the result read back with `cat`."""
+    with `ssh host 'cd WORK && python WORK/runner.py'`, the result read back with `cat`."""
 
     host: str = ""
     port: int = 22
@@ -222,41 +231,45 @@ class SshTarget(Target):
             command += ["-i", os.path.expanduser(self.identity_file), "-o", "IdentitiesOnly=yes"]
         for option in self.ssh_options:
             command += ["-o", option]
-        return command + [f"{self.user}@{self.host}" if self.user else self.host, remote_command]
+        if self.user:
+            command += ["-l", self.user]
+        return command + ["--", self.host, remote_command]
 
-    def ssh(self, remote_command: str, stdin=None, text: bool = False, timeout=None) -> subprocess.CompletedProcess:
+    def ssh(self, remote_command: str, stdin=None, timeout=None) -> subprocess.CompletedProcess:
+        """Run a remote command (bytes in and out); ssh's own failure (exit 255) is a TargetError."""
         try:
             completed = subprocess.run(self.ssh_command(remote_command), input=stdin, capture_output=True,
-                                       text=text, timeout=timeout or self.timeout_s)
+                                       timeout=timeout or self.timeout_s)
         except subprocess.TimeoutExpired:
             raise TargetError(f"{self.describe()} did not answer within {timeout or self.timeout_s:.0f} s",
                               "check that the host is up") from None
         if completed.returncode == 255:  # ssh's own failure: unreachable, refused, authentication
-            stderr = completed.stderr if isinstance(completed.stderr, str) else completed.stderr.decode("utf-8", "replace")
-            last = (stderr.strip().splitlines() or ["no message"])[-1]
-            raise TargetError(f"cannot reach {self.describe()}: {last}",
+            raise TargetError(f"cannot reach {self.describe()}: {last_line(completed.stderr)}",
                               "check host, port, user and identity file (ssh must log in without a password)")
         return completed
 
     def _checked(self, remote_command: str, what: str, **kwargs) -> subprocess.CompletedProcess:
         completed = self.ssh(remote_command, **kwargs)
         if completed.returncode != 0:
-            stderr = completed.stderr if isinstance(completed.stderr, str) else completed.stderr.decode("utf-8", "replace")
-            raise TargetError(f"{what} on {self.describe()} failed: {stderr.strip()[-300:]}",
-                              "check the target's work directory (target.work_dir) and disk space")
+            raise TargetError(f"{what} on {self.describe()} failed: {last_line(completed.stderr)}",
+                              "check the target's work directory (target.work_dir) and its free space")
         return completed
 
     def make_work_dir(self) -> str:
         root = shlex.quote(self.work_root)
-        completed = self._checked(f"mkdir -p {root} && mktemp -d {root}/deformer-bench-XXXXXXXX",
-                                  "creating a work directory", text=True, timeout=self.connect_timeout_s * 4)
-        return completed.stdout.strip()
+        completed = self._checked(f"mkdir -p {root} && printf '%s\\n' {MARKER} && mktemp -d {root}/deformer-bench-XXXXXXXX",
+                                  "creating a work directory", timeout=self.connect_timeout_s * 4)
+        path = (after_marker(completed.stdout) or b"").decode("utf-8", "replace").strip()
+        if not path.startswith(self.work_root.rstrip("/") + "/deformer-bench-"):
+            raise TargetError(f"creating a work directory on {self.describe()} gave no path ({path[-200:]!r})",
+                              "check that target.work_dir can be written there")
+        return path
 
     def remove_work_dir(self, work_dir: str) -> None:
         try:
             self.ssh(f"rm -rf {shlex.quote(work_dir)}", timeout=self.connect_timeout_s * 4)
-        except TargetError:
-            pass  # unreachable now: nothing more can be done from here; the directory is named in the error
+        except TargetError as error:
+            print(f"warning: could not remove {work_dir} on {self.describe()}: {error.message}", file=sys.stderr)
 
     def put_archive(self, work_dir: str, archive: bytes) -> None:
         self._checked(f"tar -xf - -C {shlex.quote(work_dir)}", "unpacking the runner", stdin=archive)
@@ -264,40 +277,60 @@ class SshTarget(Target):
     def put_tree(self, work_dir: str, local_dir: Path, name: str) -> None:
         """The graph set streamed as a tar archive (no local copy of the whole set is made first)."""
         remote = shlex.quote(f"{work_dir}/{name}")
-        command = self.ssh_command(f"mkdir -p {remote} && tar -xf - -C {remote}")
-        with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE) as process:
+        process = subprocess.Popen(self.ssh_command(f"mkdir -p {remote} && tar -xf - -C {remote}"),
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            with tarfile.open(fileobj=process.stdin, mode="w|") as archive:
+                for path in sorted(Path(local_dir).iterdir()):
+                    if path.is_file():
+                        archive.add(str(path), arcname=path.name)
+        except BrokenPipeError:
+            pass  # the remote side ended early: its exit code and stderr say why
+        finally:
             try:
-                with tarfile.open(fileobj=process.stdin, mode="w|") as archive:
-                    for path in sorted(Path(local_dir).iterdir()):
-                        if path.is_file():
-                            archive.add(str(path), arcname=path.name)
                 process.stdin.close()
             except BrokenPipeError:
-                pass  # the remote side ended early: its exit code and stderr say why
-            stderr = process.stderr.read().decode("utf-8", "replace")
-            returncode = process.wait()
+                pass
+        stderr = process.stderr.read()
+        returncode = process.wait()
         if returncode != 0:
-            raise TargetError(f"staging {local_dir} on {self.describe()} failed: {stderr.strip()[-300:]}",
-                              "check the target's disk space and work directory")
+            raise TargetError(f"staging {local_dir} on {self.describe()} failed: {last_line(stderr)}",
+                              "check the target's free space and work directory (target.work_dir)")
 
     def put_file(self, work_dir: str, local_file: Path, name: str) -> None:
         self._checked(f"cat > {shlex.quote(f'{work_dir}/{name}')}", f"staging {name}",
                       stdin=Path(local_file).read_bytes())
 
     def execute(self, work_dir: str, arguments: list, stdin: str) -> subprocess.CompletedProcess:
-        # the runner by its absolute path, so that a runner left running after a timeout can be found by it
+        # the runner by its absolute path, so that a runner left running can be found by it
         script, *rest = arguments
         remote = (f"cd {shlex.quote(work_dir)} && exec {shlex.quote(self.python)} "
                   f"{shlex.join([f'{work_dir}/{script}', *rest])}")
         try:
             return subprocess.run(self.ssh_command(remote), input=stdin, capture_output=True, text=True,
                                   timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            # the remote runner may still run: stop it, so the next job measures a quiet machine
-            self.ssh(f"pkill -f {shlex.quote(work_dir + '/')} || true", timeout=self.connect_timeout_s * 2)
+        except BaseException:  # a timeout or Ctrl-C: the remote runner would go on timing on its own
+            self.stop_runner(work_dir, script)
             raise
 
+    def stop_runner(self, work_dir: str, script: str) -> None:
+        """Best effort: end the runner left on the target (the pattern's bracket keeps pkill from matching the
+        shell that runs it)."""
+        path = f"{work_dir}/{script}"
+        pattern = f"[{path[0]}]{path[1:]}"
+        try:
+            subprocess.run(self.ssh_command(f"pkill -f {shlex.quote(pattern)}"), capture_output=True,
+                           timeout=self.connect_timeout_s * 2)
+        except (OSError, subprocess.SubprocessError):
+            pass
+
     def read_file(self, work_dir: str, name: str):
-        completed = self.ssh(f"cat {shlex.quote(f'{work_dir}/{name}')}")
-        return completed.stdout if completed.returncode == 0 else None
+        completed = self.ssh(f"printf '%s\\n' {MARKER} && cat {shlex.quote(f'{work_dir}/{name}')}")
+        return after_marker(completed.stdout) if completed.returncode == 0 else None
+
+
+def last_line(stderr) -> str:
+    """The last non-empty line of a process's stderr (a remote traceback ends with its error)."""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else (stderr or "")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message on stderr"

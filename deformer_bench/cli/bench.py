@@ -101,7 +101,7 @@ def resolve_profiles(args, devices) -> dict:
     profiles = {device.name: apply_overrides(args, given.get(device.name) or load_profile(default_profile(args, device)))
                 for device in devices}
     lengths = {(profile.question_len, profile.passage_len) for profile in profiles.values()}
-    if len(lengths) > 1:
+    if len(lengths) > 1 and not args.graphs:  # a graph set's lengths are its own, whatever the profiles say
         raise ProfileError(f"the profiles {', '.join(p.name for p in profiles.values())} differ in question and "
                            "passage length; one graph set is measured on every device",
                            "give --question-len and --passage-len")
@@ -121,12 +121,13 @@ def device_plans(args, devices, profiles) -> list:
         try:
             target = make_target(device, check_target_settings(profile.target, f"profile {profile.name!r}"),
                                  args.target if device.name == "arm" else None, args.allow_emulation)
-            plans.append(DevicePlan(device, profile, target, backend=args.backend, torch_source=torch_source(args)))
         except TargetError as error:
-            if len(devices) == 1:
-                raise
-            plans.append(DevicePlan(device, profile, error=str(error)))
-            print(f"error: {device.name}: {error}; the other devices are measured", file=sys.stderr)
+            plans.append(DevicePlan(device, profile, error=error.message, failure=error, backend=args.backend))
+            continue
+        if args.backend == "torch" and target.transport != "local":
+            raise ConfigError(f"--backend torch runs on this machine only, not on {target.describe()}",
+                              "measure a remote target with --backend onnxruntime")
+        plans.append(DevicePlan(device, profile, target, backend=args.backend, torch_source=torch_source(args)))
     return plans
 
 
@@ -244,14 +245,21 @@ def check_settings(args) -> None:
 
 
 def check_something_runs(plans) -> None:
-    """After the preflight probe, before any export: at least one device can run."""
+    """After the preflight probe, before any export: at least one device can run; each device that cannot is
+    said once (a lone device's own error, with its hint and exit code, is the command's)."""
+    failed = [plan for plan in plans if plan.error]
     if any(plan.error is None and plan.skipped is None for plan in plans):
+        for plan in failed:
+            print(f"error: {plan.device.name}: {plan.error} (the other devices are measured)", file=sys.stderr)
         return
-    failed = [f"{plan.device.name}: {plan.error}" for plan in plans if plan.error]
+    if len(plans) == 1 and failed and failed[0].failure is not None:
+        raise failed[0].failure
     skipped = [f"{plan.device.name}: {plan.skipped}" for plan in plans if plan.skipped]
-    raise (RunnerError if failed else TargetError)(
-        "no device can be measured: " + "; ".join(failed + skipped),
+    settings_only = all(isinstance(plan.failure, TargetError) for plan in failed)
+    raise (TargetError if settings_only else RunnerError)(
+        "no device can be measured: " + "; ".join([f"{plan.device.name}: {plan.error}" for plan in failed] + skipped),
         "fix the devices' targets, or measure a device this machine has (--device cpu)")
+
 
 
 def outcome(results: dict) -> int:
@@ -284,11 +292,12 @@ def bench_main(argv=None) -> int:
         results = run_benchmark(configs, plans, command=["deformer-bench", *(argv or sys.argv[1:])],
                                 note=args.note, progress=not args.quiet, processes=processes,
                                 machine_start=machine_start)
-        if not results["configs"]:
+        if not any(config["batches"] or (config["emulated"] and (config.get("parity") or {}).get("passed"))
+                   for config in results["configs"]):
             skipped = [f"{d['device']}: {d['reason']}" for d in results["devices"] if d["status"] == "skipped"]
             raise (RunnerError if results["failures"] else TargetError)(
-                "no device was measured: " + "; ".join(results["failures"] + skipped),
-                "fix the devices' targets, or measure a device this machine has (--device cpu)")
+                "nothing was measured: " + "; ".join(results["failures"] + skipped),
+                "fix what failed above, or measure a device this machine has (--device cpu)")
         label = "+".join(sorted({config.label for config in configs}))
         directory = save_results(results, args.output, label)
     print(f"results: {directory}/report.md")

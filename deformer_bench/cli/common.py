@@ -21,7 +21,16 @@ def os_error_message(error: OSError) -> tuple:
     return f"{where}: {reason}", "check the path", EXIT_USAGE
 
 
+def _terminated(signal_number, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, a job scheduler) cleans up as Ctrl-C does
+
+
 def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return main_function(argv) or 0
     except DeformerBenchError as error:

@@ -26,6 +26,9 @@ ARM_CORES = {
 }
 # Set by the emulator's wrapper (scripts/arm-emulator.sh): this Python runs under qemu-user.
 EMULATOR_VARIABLE = "DEFORMER_BENCH_EMULATOR"
+MACHINE_NAMES = {"arm64": "aarch64", "amd64": "x86_64"}
+# 32-bit user space on a 64-bit kernel of the same family runs natively.
+NATIVE_PAIRS = {("aarch64", "armv7l"), ("aarch64", "armv8l"), ("x86_64", "i686"), ("x86_64", "i386")}
 
 
 def _read(path: str):
@@ -164,10 +167,32 @@ def onnxruntime_facts() -> dict:
     return {"version": onnxruntime.__version__, "available_providers": onnxruntime.get_available_providers()}
 
 
+def emulation(machine: str = None, kernel_arch: str = None, process_name: str = None):
+    """How this Python is emulated, or None when it runs natively. qemu-user shows the guest's machine in
+    uname but passes the host kernel's /proc/sys/kernel/arch (Linux 6.1+) and the host process's name
+    through; our wrapper also says so in EMULATOR_VARIABLE. An emulator found any of these ways is one:
+    binfmt_misc and `docker --platform` set no variable."""
+    if os.environ.get(EMULATOR_VARIABLE):
+        return os.environ[EMULATOR_VARIABLE]
+    machine = (machine or platform.machine()).lower()
+    machine = MACHINE_NAMES.get(machine, machine)
+    kernel = (kernel_arch if kernel_arch is not None else _read("/proc/sys/kernel/arch") or "").strip().lower()
+    kernel = MACHINE_NAMES.get(kernel, kernel)
+    if kernel and kernel != machine and (kernel, machine) not in NATIVE_PAIRS:
+        return f"{machine} user space on a {kernel} kernel (qemu-user or binfmt_misc)"
+    if process_name is None:
+        status = _read("/proc/self/status") or ""
+        process_name = next((line.split(":", 1)[1].strip() for line in status.splitlines()
+                             if line.startswith("Name:")), "")
+    if process_name.startswith("qemu-"):
+        return f"runs in {process_name}"
+    return None
+
+
 def describe_target() -> dict:
     """This machine, as a result records it."""
     cpuinfo = _read("/proc/cpuinfo") or ""
-    emulator = os.environ.get(EMULATOR_VARIABLE)
+    emulator = emulation()
     return {
         "machine": platform.machine(),
         "cpu": {"model": cpu_model(cpuinfo), "features": cpu_features(cpuinfo)[:64],

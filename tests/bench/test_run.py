@@ -25,7 +25,7 @@ class FakeTarget:
     """Timing process i sees the unsplit path take 30 + i ms; memory has no figures (as where nothing can be read).
     Probe and parity jobs are the runner's own, in this process, in a real work directory."""
 
-    transport, emulated = "local", False
+    transport, emulated, pin_cores = "local", False, ()
 
     def __init__(self, work_dir):
         self.jobs, self.path = [], str(work_dir)

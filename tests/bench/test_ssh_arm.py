@@ -48,7 +48,10 @@ def sshd(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / name)], check=True)
-    shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+    # a forced command that greets first, as some boards' and phones' shells do on every command: what the
+    # target prints besides the runner's files must never be taken for a path or a result
+    greeting = 'command="echo Welcome to the board; eval \\"$SSH_ORIGINAL_COMMAND\\"" '
+    (folder / "authorized_keys").write_text(greeting + (folder / "client_key.pub").read_text())
     port = free_port()
     (folder / "sshd_config").write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {folder / 'host_key'}",

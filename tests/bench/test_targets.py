@@ -149,13 +149,16 @@ def test_an_ssh_target_from_the_command_line_keeps_the_profiles_other_settings()
     assert (target.host, target.port, target.user, target.cool_down_s) == ("board.local", 2222, "pi", 5)
     assert target.python == "python3"  # the profile's python was for its own target, not this one
     command = target.ssh_command("true")
-    assert command[:3] == ["ssh", "-p", "2222"] and "BatchMode=yes" in command and command[-2:] == ["pi@board.local", "true"]
+    assert command[:3] == ["ssh", "-p", "2222"] and "BatchMode=yes" in command
+    assert command[-5:] == ["-l", "pi", "--", "board.local", "true"]  # "--": a host is never read as an option
     assert os.path.expanduser("~/.ssh/pi") in command
 
 
-@pytest.mark.parametrize("url", ["pi@board", "http://board", "ssh://", "ssh://pi@board:99999", "ssh://board/path"])
+@pytest.mark.parametrize("url", ["pi@board", "http://board", "ssh://", "ssh://pi@board:99999", "ssh://board/path",
+                                 "ssh://h:0", "ssh://u@[::1", "ssh://h:abc", "ssh://-oProxyCommand=x@h",
+                                 "ssh://-x"])
 def test_bad_ssh_addresses_are_refused(url):
-    with pytest.raises(TargetError, match="is not an ssh address"):
+    with pytest.raises(TargetError, match="is not an ssh address|is not a host or user name"):
         parse_ssh_url(url)
 
 
@@ -172,6 +175,11 @@ def test_an_ssh_address_without_user_or_port():
     ({"cool_down_s": -1}, "cool_down_s must be >= 0"),
     ({"ssh_options": [1]}, "ssh_options must be a list of strings"),
     ({"python": True}, "target.python has the wrong type"),
+    ({"timeout_s": 0}, "timeout_s must be > 0"),
+    ({"work_dir": "~/x"}, "is not an absolute path"),
+    ({"work_dir": "tmp"}, "is not an absolute path"),
+    ({"host": "-oProxyCommand=x"}, "is not a host or user name"),
+    ({"pin_cores": [2 ** 63]}, "names a core above"),
     ([], "target must be a mapping"),
 ])
 def test_bad_target_settings_are_refused(settings, message):
@@ -193,3 +201,43 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_an_ssh_profiles_python_is_kept_under_target_but_a_local_one_is_not():
+    ssh_profile = {"transport": "ssh", "host": "a", "python": "/opt/venv/bin/python"}
+    kept = make_target(DEVICES["arm"], ssh_profile, target_url="ssh://b", host_machine="x86_64")
+    assert (kept.host, kept.python) == ("b", "/opt/venv/bin/python")
+    local_profile = {"python": "/usr/bin/python3.11"}
+    assert make_target(DEVICES["arm"], local_profile, target_url="ssh://b", host_machine="x86_64").python == "python3"
+
+
+def test_a_relative_python_is_resolved_here_not_in_the_work_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert make_target(DEVICES["cpu"], {"python": "venv/bin/python"}).python == str(tmp_path / "venv/bin/python")
+    assert make_target(DEVICES["cpu"], {"python": "python3"}).python == "python3"  # a name is looked up on PATH
+
+
+def test_remote_output_before_the_marker_is_ignored():
+    from deformer_bench.bench.targets import MARKER, after_marker, last_line
+
+    assert after_marker(f"Welcome to the board\n{MARKER}\n/tmp/deformer-bench-x\n".encode()) == b"/tmp/deformer-bench-x\n"
+    assert after_marker(b"no marker") is None
+    assert last_line("Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'x'\n") == \
+        "ModuleNotFoundError: No module named 'x'"
+    assert last_line("") == "no message on stderr"
+
+
+def test_a_timed_out_remote_runner_is_stopped_without_matching_its_own_shell(monkeypatch):
+    commands = []
+    monkeypatch.setattr("subprocess.run", lambda command, **kwargs: commands.append(command))
+    SshTarget(host="h").stop_runner("/tmp/deformer-bench-x", "runner.py")
+    assert commands[0][-1] == "pkill -f '[/]tmp/deformer-bench-x/runner.py'"
+
+
+def test_a_remote_side_that_fails_while_staging_is_one_error_for_that_device(tiny_graphs, monkeypatch):
+    """The remote tar ends at once (a full disk): the pipe breaks under the local writer; one TargetError."""
+    target = SshTarget(host="h")
+    monkeypatch.setattr(target, "ssh_command",
+                        lambda command: ["sh", "-c", "echo 'tar: graphs/full.onnx: No space left on device' >&2; exit 2"])
+    with pytest.raises(TargetError, match="staging .* failed: tar: graphs/full.onnx: No space left on device"):
+        target.put_tree("/tmp/deformer-bench-x", tiny_graphs, "graphs/config-0")

@@ -203,12 +203,13 @@ def test_an_unwritable_output_is_refused_before_any_export_or_measurement(tiny_m
 class CrashingTarget(Target):
     """A local target whose runner crashes (exit 139) in jobs of the given modes; the others run for real."""
 
-    def __init__(self, crashing_python, crash_modes):
+    def __init__(self, crashing_python, crash_modes, batch_size=None):
         super().__init__(timeout_s=120)
-        self.crashing_python, self.crash_modes = crashing_python, crash_modes
+        self.crashing_python, self.crash_modes, self.batch_size = crashing_python, crash_modes, batch_size
 
     def execute(self, work_dir, arguments, stdin):
-        if json.loads(stdin)["mode"] in self.crash_modes:
+        job = json.loads(stdin)
+        if job["mode"] in self.crash_modes and self.batch_size in (None, job.get("batch_size")):
             return subprocess.run([self.crashing_python, *arguments], cwd=work_dir, input=stdin, capture_output=True,
                                   text=True)
         return super().execute(work_dir, arguments, stdin)
@@ -231,23 +232,35 @@ def test_a_device_whose_runner_cannot_start_exits_3_and_leaves_nothing_in_output
     earlier.mkdir(parents=True)
     code, stderr = in_process(["--graphs", tiny_graphs, "--quick", "--output", output, "--quiet"], capsys)
     assert code == 3, stderr
-    assert "runner job (probe) on local" in stderr and "failed with exit code 139: Fatal Python error" in stderr
-    assert "error: no device can be measured" in stderr and "Traceback" not in stderr
+    # the lone device's own error, with its own hint
+    assert "error: runner job (probe) on local" in stderr and "failed with exit code 139: Fatal Python error" in stderr
+    assert "fix: the target's Python could not run the runner" in stderr and "Traceback" not in stderr
     assert list(output.iterdir()) == [earlier]  # no new run, no staging leftovers
+
+
+def test_when_nothing_was_measured_nothing_is_written(tiny_graphs, tmp_path, capsys, monkeypatch, crashing_python):
+    monkeypatch.setattr("deformer_bench.cli.bench.make_target",
+                        lambda *args, **kwargs: CrashingTarget(crashing_python, {"timing"}))
+    code, stderr = in_process(["--graphs", tiny_graphs, "--quick", "--output", tmp_path / "r", "--quiet"], capsys)
+    assert code == 3 and "error: nothing was measured" in stderr and not (tmp_path / "r").exists()
 
 
 def test_a_case_that_crashes_is_recorded_as_failed_and_the_rest_saved(tiny_graphs, tmp_path, capsys, monkeypatch,
                                                                       crashing_python):
     monkeypatch.setattr("deformer_bench.cli.bench.make_target",
-                        lambda *args, **kwargs: CrashingTarget(crashing_python, {"memory"}))
-    code, stderr = in_process(["--graphs", tiny_graphs, "--quick", "--output", tmp_path / "r", "--quiet",
-                               "--batch-sizes", "1"], capsys)
+                        lambda *args, **kwargs: CrashingTarget(crashing_python, {"memory"}, batch_size=1))
+    profile = tmp_path / "short.yaml"  # --quick would keep the first batch size only
+    profile.write_text("name: short\ndescription: d\ndevice: cpu\nintra_op_threads: 1\nbatch_sizes: [1, 2]\n"
+                       "warmup_min_count: 1\nwarmup_min_time_s: 0\nmin_count: 3\nmin_time_s: 0\n"
+                       "memory_iterations: 1\n")
+    code, stderr = in_process(["--graphs", tiny_graphs, "--processes", "1", "--output", tmp_path / "r", "--quiet",
+                               "--profile", profile], capsys)
     assert code == 3, stderr
     assert f"failed: cpu: {tiny_graphs.name} k=1 batch 1: runner job (memory)" in stderr
     [directory] = list((tmp_path / "r").iterdir())
     results = json.loads((directory / "results.json").read_text())
     [config] = results["configs"]
-    assert config["batches"] == [] and config["failures"][0]["batch_size"] == 1
+    assert [batch["batch_size"] for batch in config["batches"]] == [2] and config["failures"][0]["batch_size"] == 1
     assert config["parity"]["passed"]
     assert "## Failures" in (directory / "report.md").read_text()
 

@@ -32,3 +32,20 @@ def test_int_lists_blame_the_option(text, message):
     with pytest.raises(ConfigError, match=message) as raised:
         parse_int_list(text, "batch-sizes", minimum=1)
     assert "--batch-sizes" in raised.value.message
+
+
+def test_sigterm_cleans_up_as_ctrl_c_does():
+    import os
+    import signal
+
+    from deformer_bench.cli.common import EXIT_INTERRUPTED, run_cli
+
+    cleaned = []
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            cleaned.append(True)
+
+    assert run_cli(main) == EXIT_INTERRUPTED and cleaned == [True]

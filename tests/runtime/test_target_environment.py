@@ -1,7 +1,7 @@
 """The measured machine as the runner reads it on the target (standard library only)."""
 
 from deformer_bench.runtime import target_environment
-from deformer_bench.runtime.target_environment import cpu_features, cpu_model, describe_target
+from deformer_bench.runtime.target_environment import cpu_features, cpu_model, describe_target, emulation
 
 X86 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -61,3 +61,14 @@ def test_thermal_zones_that_cannot_be_read_are_left_out(tmp_path, monkeypatch):
     monkeypatch.setattr(target_environment.glob, "glob",
                         lambda pattern: [str(zone), str(broken)] if "thermal" in pattern else [])
     assert target_environment.thermal_readings() == {"cpu-thermal (thermal_zone0)": 47.5}
+
+
+def test_qemu_user_is_found_without_the_wrappers_variable(monkeypatch):
+    """binfmt_misc and `docker --platform linux/arm64` run qemu-user without our wrapper: still emulated."""
+    monkeypatch.delenv(target_environment.EMULATOR_VARIABLE, raising=False)
+    assert "on a x86_64 kernel" in emulation("aarch64", "x86_64", "python3.11")
+    assert emulation("aarch64", "", "qemu-aarch64-st") == "runs in qemu-aarch64-st"
+    assert emulation("aarch64", "aarch64", "python3") is None  # a real ARM machine
+    assert emulation("arm64", "aarch64", "python3") is None
+    assert emulation("armv7l", "aarch64", "python3") is None  # 32-bit user space on a 64-bit ARM kernel
+    assert emulation("x86_64", "", "python3") is None  # a kernel before 6.1 has no /proc/sys/kernel/arch
