@@ -64,7 +64,7 @@ def results_frame(results: dict) -> pd.DataFrame:
             across = batch_across(batch)
             for path, latency in batch["latency"].items():
                 speedup = batch["speedup_vs_unsplit"].get(path, {})
-                memory = batch["memory"][path]
+                memory = batch["memory"].get(path, {})  # the float32 baseline of a variant has no memory job
                 rows.append({
                     "model": config["label"],
                     "device": config["device"],
@@ -80,6 +80,7 @@ def results_frame(results: dict) -> pd.DataFrame:
                     "speedup_ci95_high": speedup.get("ci95_high"),
                     **_spread_columns(across, path),
                     "flop_ideal_speedup": config["flops"]["ideal_speedup"] if path.startswith("online") else None,
+                    "speedup_vs_float32_unsplit": across.get("speedup_vs_float32_unsplit", {}).get(path, {}).get("median"),
                     "peak_rss_mb": memory.get("peak_rss_mb"),
                     "rss_after_load_mb": memory.get("rss_after_load_mb"),
                     "peak_above_load_mb": memory.get("peak_above_load_mb"),
@@ -97,6 +98,7 @@ FRAME_COLUMNS = ["model", "device", "backend", "transport", "layer", "batch_size
                  "p99_ms", "mean_ms", "std_ms", "count", "throughput_per_s", "speedup", "speedup_ci95_low",
                  "speedup_ci95_high", "processes", "p50_process_min_ms", "p50_process_max_ms",
                  "speedup_process_median", "speedup_process_min", "speedup_process_max", "flop_ideal_speedup",
+                 "speedup_vs_float32_unsplit",
                  "peak_rss_mb", "rss_after_load_mb", "peak_above_load_mb", "peak_excludes_loading",
                  "operator_mb_per_query", "machine_quiet", "load_1m_at_start"]
 
@@ -209,6 +211,8 @@ def speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
     table["pooled_speedup_ci95"] = [f"{ratio:.2f} [{low:.2f}, {high:.2f}]" for ratio, low, high in
                                     zip(online["speedup"], online["speedup_ci95_low"], online["speedup_ci95_high"])]
     table["flop_ideal_speedup"] = online["flop_ideal_speedup"]
+    if online["speedup_vs_float32_unsplit"].notna().any():  # variants: against what the user had before
+        table["speedup_vs_float32_unsplit"] = online["speedup_vs_float32_unsplit"]
     return table.reset_index()
 
 

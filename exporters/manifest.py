@@ -33,6 +33,7 @@ def build_manifest(deformer, directory: Path, opset: int, validation: dict, tool
             "architecture": deformer.hf_config.model_type,
             "num_layers": deformer.num_layers,
             "hidden_size": deformer.hidden_size,
+            "num_attention_heads": deformer.hf_config.num_attention_heads,
             "intermediate_size": deformer.hf_config.intermediate_size,
             "vocab_size": deformer.hf_config.vocab_size,
             "qa_head_trained": deformer.qa_head_trained,
@@ -73,10 +74,15 @@ def is_graph_set_dir(directory) -> bool:
 
 @dataclass(frozen=True)
 class GraphSet:
-    """An exported, verified graph set on disk."""
+    """An exported, verified graph set on disk (or one of its variants: then `directory` is the variant's
+    folder, `manifest["graphs"]` its graphs and `manifest["variant"]` its name)."""
 
     directory: Path
     manifest: dict
+
+    @property
+    def variant(self) -> str:
+        return self.manifest.get("variant", "float32")
 
     def path(self, graph: str) -> Path:
         return self.directory / self.manifest["graphs"][graph]["file"]
@@ -149,8 +155,38 @@ def check_manifest_shape(manifest, manifest_path: Path) -> None:
             refuse(f"graph '{name}' must be the file {spec.file_name!r}, found {entry.get('file')!r}")
 
 
-def load_graph_set(directory) -> GraphSet:
-    """Read manifest.json and check its shape, and that every graph it names is there with the recorded hash."""
+def _check_graph_files(directory: Path, graphs: dict) -> None:
+    for name in GRAPHS:
+        path = directory / graphs[name]["file"]
+        if not path.is_file():
+            raise ManifestError(f"graph {path} named by the manifest is missing", "re-export the graph set")
+        if file_sha256(path) != graphs[name]["sha256"]:
+            raise ManifestError(
+                f"graph {path} does not match its manifest (sha256 differs): it changed after export",
+                "re-export the graph set instead of editing its files",
+            )
+
+
+def check_variants_shape(manifest: dict, manifest_path: Path) -> None:
+    from .variants import VARIANTS
+
+    variants = manifest.get("variants", {})
+    if not isinstance(variants, dict) or not all(name in VARIANTS and isinstance(entry, dict)
+                                                 and isinstance(entry.get("graphs"), dict)
+                                                 for name, entry in variants.items()):
+        raise ManifestError(f"{manifest_path} lists variants of an unknown shape", "re-export the graph set")
+    for name, entry in variants.items():
+        for graph, spec in GRAPHS.items():
+            listed = entry["graphs"].get(graph)
+            if not isinstance(listed, dict) or listed.get("file") != spec.file_name \
+                    or not isinstance(listed.get("sha256"), str):
+                raise ManifestError(f"{manifest_path}: variant {name} does not list its {graph} graph",
+                                    "re-export the graph set")
+
+
+def load_graph_set(directory, variant: str = None) -> GraphSet:
+    """Read manifest.json and check its shape, and that every graph it names is there with the recorded hash;
+    with `variant` (see exporters/variants.py), that variant's graphs instead ("float32": the exported ones)."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST_FILE
     if not directory.is_dir():
@@ -169,13 +205,18 @@ def load_graph_set(directory) -> GraphSet:
             "re-export the graph set with this version of deformer-export",
         )
     check_manifest_shape(manifest, manifest_path)
-    for name in GRAPHS:
-        path = directory / manifest["graphs"][name]["file"]
-        if not path.is_file():
-            raise ManifestError(f"graph {path} named by the manifest is missing", "re-export the graph set")
-        if file_sha256(path) != manifest["graphs"][name]["sha256"]:
-            raise ManifestError(
-                f"graph {path} does not match its manifest (sha256 differs): it changed after export",
-                "re-export the graph set instead of editing its files",
-            )
-    return GraphSet(directory, manifest)
+    check_variants_shape(manifest, manifest_path)
+    if variant in (None, "float32"):
+        _check_graph_files(directory, manifest["graphs"])
+        return GraphSet(directory, manifest)
+    from .variants import VARIANTS_DIR
+
+    if variant not in manifest.get("variants", {}):
+        held = ", ".join(["float32", *manifest.get("variants", {})])
+        raise ManifestError(f"graph set {directory} has no {variant} variant (it holds: {held})",
+                            f"export it with the variant (deformer-export --help), or pick one of: {held}")
+    entry = manifest["variants"][variant]
+    variant_dir = directory / VARIANTS_DIR / variant
+    _check_graph_files(variant_dir, entry["graphs"])
+    return GraphSet(variant_dir, {**manifest, "graphs": entry["graphs"], "variant": variant,
+                                  "validation": entry["validation"]})

@@ -24,6 +24,7 @@ from deformer_bench.runtime.contract import FLOAT32, GRAPHS, HIDDEN
 from .graphs import GraphModule, example_inputs
 from .manifest import MANIFEST_FILE, build_manifest, is_graph_set_dir, write_manifest
 from .validate import ValidationSettings, validate_graph_set
+from .variants import VARIANTS_DIR, build_variants, variant_order
 
 DEFAULT_OPSET = 18  # optimum's recommended minimum for BERT
 MIN_OPSET = 14  # scaled_dot_product_attention exports from opset 14 on (13 fails in torch's exporter)
@@ -157,7 +158,7 @@ def check_replaceable(out_dir: Path, out_real: Path) -> None:
         raise OutputLocationError(f"--overwrite refuses to replace {out_dir}: it is not a graph set written by "
                                   "deformer-export (no manifest.json of ours)",
                                   "--overwrite only replaces graph sets; give a new OUT/")
-    ours = {spec.file_name for spec in GRAPHS.values()} | {MANIFEST_FILE}
+    ours = {spec.file_name for spec in GRAPHS.values()} | {MANIFEST_FILE, VARIANTS_DIR}
     others = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in ours)
     if others:
         raise OutputLocationError(f"--overwrite would delete files that are not the graph set's in {out_dir}: "
@@ -170,9 +171,15 @@ def check_replaceable(out_dir: Path, out_real: Path) -> None:
 
 
 def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: bool = False,
-                     validation: ValidationSettings = ValidationSettings(), progress: bool = True) -> dict:
-    """Write OUT/ with the four graphs and manifest.json; returns the manifest."""
+                     validation: ValidationSettings = ValidationSettings(), progress: bool = True,
+                     variants=()) -> dict:
+    """Write OUT/ with the four graphs and manifest.json, and the variants asked for under OUT/variants/
+    (exporters/variants.py); returns the manifest."""
     out_dir = Path(out_dir)
+    try:
+        variants = variant_order(variants)
+    except ValueError as error:
+        raise ConfigError(str(error), "use optimized, int8, int8-arm64 or float16") from None
     check_opset(opset)
     check_destination(out_dir, getattr(deformer, "source_dir", None), overwrite)
     with staged_directory(out_dir, replace=True) as staging:
@@ -187,6 +194,10 @@ def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: b
                     export_split_graph(deformer, name, path, opset)
         record = validate_graph_set(deformer, staging, validation)
         manifest = build_manifest(deformer, staging, opset, record, __version__)
+        if variants:
+            with tqdm(total=len(variants), desc="variants", unit="variant", disable=not progress) as bar:
+                manifest["variants"] = build_variants(variants, staging, manifest["model"], manifest["deformer"],
+                                                      progress=lambda name: (bar.set_postfix_str(name), bar.update()))
         write_manifest(staging, manifest)
     return manifest
 

@@ -1,7 +1,7 @@
 """What a device is measured with: its profile, backend and target (DevicePlan), the jobs its runner gets,
 and the preflight probe that finds, before any export, a device that cannot run here."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,6 +27,7 @@ class DevicePlan:
     torch_source: dict = None  # the PyTorch backend's model: {"model_dir": path} or {"arch": name}
     skipped: str = None  # why the device cannot run here at all (preflight), e.g. no CUDA device
     scratch: str = None  # where converted graph sets are made (run_benchmark sets it)
+    float32_graphs: dict = field(default_factory=dict)  # staged variant graph set -> its staged float32 parent
     environment: dict = None  # the target's own description, from the preflight probe
 
     def probe_job(self) -> dict:
@@ -105,6 +106,7 @@ def timing_job(config, plan, batch: int, graphs: str) -> dict:
     profile = plan.profile
     return {
         **base_job(config, plan, batch), "mode": "timing", "graphs_dir": graphs, "paths": measured_paths(plan),
+        "float32_graphs_dir": plan.float32_graphs.get(graphs),
         "warmup": {"min_count": profile.warmup_min_count, "min_time_s": profile.warmup_min_time_s,
                    "max_time_s": profile.max_time_s},
         "measure": {"min_count": profile.min_count, "min_time_s": profile.min_time_s,

@@ -48,6 +48,8 @@ class BenchConfig:
     label: str
     graphs_dir: Path
     manifest: dict
+    variant: str = "float32"  # exporters/variants.py; a variant is timed beside its float32 unsplit model
+    float32_dir: Path = None  # the float32 graph set a variant was made from
 
 
 def graph_input_shapes(manifest: dict, batch: int) -> dict:
@@ -72,11 +74,14 @@ def graph_operator_bytes(path: Path, shapes: dict):
 
 
 def paper_memory_metric(config: BenchConfig) -> dict:
-    """Operator bytes of one query (batch 1) on each path."""
+    """Operator bytes of one query (batch 1) on each path. The paper's metric is one of float32 operators: a
+    variant gets its float32 parent's figure (int8 graphs' quantization operators defeat shape inference)."""
     shapes = graph_input_shapes(config.manifest, 1)
-    per_graph = {graph: graph_operator_bytes(config.graphs_dir / f"{graph}.onnx", shapes[graph]) for graph in shapes}
+    graphs_dir = config.float32_dir if config.variant != "float32" else config.graphs_dir
+    per_graph = {graph: graph_operator_bytes(graphs_dir / f"{graph}.onnx", shapes[graph]) for graph in shapes}
     result = {path: sum(per_graph[graph][0] for graph in graphs) for path, graphs in PATH_GRAPHS.items() if path in PATHS}
     result["unresolved_tensors"] = sum(unresolved for _, unresolved in per_graph.values())
+    result["graphs"] = "float32"
     return result
 
 
@@ -152,6 +157,7 @@ def measure_config(config: BenchConfig, plan, work, graphs: str, emulated: bool,
         record.pop("flops"), record.pop("operator_bytes")
     job = base_job(config, plan, PARITY_BATCH)
     case = f"{plan.device.name}: {config.label} k={config.manifest['deformer']['layer']}"
+    record["variant"] = config.variant
     try:
         record["parity"] = check_device(work, graphs, {**job, "paths": measured_paths(plan)}, reference["outputs"],
                                         reference["inputs_name"], plan.parity_tolerance(), emulated)
@@ -220,6 +226,9 @@ def measure_device(plan, configs: list, references: dict, processes: int, operat
                 # the PyTorch backend builds its model from the source; only onnxruntime reads the graphs
                 graphs = (work.put_graph_set(graph_set_for(config, plan, index), f"config-{index}")
                           if plan.backend == "onnxruntime" else f"config-{index}")
+                if config.variant != "float32" and plan.backend == "onnxruntime":
+                    # the fair baseline: the float32 unsplit model, timed in the same rounds
+                    plan.float32_graphs[graphs] = work.put_graph_set(config.float32_dir, f"config-{index}-float32")
                 reference = references[id(config)]
                 work.put_arrays(reference["inputs_name"], reference["inputs"])
                 records.append(measure_config(config, plan, work, graphs, emulated, reference, processes,

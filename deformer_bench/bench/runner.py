@@ -41,7 +41,8 @@ PATH_GRAPHS = {
     "online_device_io": ("lower_question", "upper"),  # the same, cached states and hand-over kept on the device
     "passage_precompute": ("lower_passage",),  # offline: passage lower layers, for the cache
 }
-STANDARD_PATHS = ("unsplit", "online", "passage_precompute")  # measured on every device; the others on some
+STANDARD_PATHS = ("unsplit", "online", "passage_precompute")
+FLOAT32_BASELINE = "unsplit_float32"  # a variant's float32 parent, unsplit: what a user has before optimizing  # measured on every device; the others on some
 
 
 def make_inputs(job):
@@ -110,6 +111,9 @@ def run_timing(job):
     if job.get("passage_cache_out"):
         np.save(job["passage_cache_out"], passage_cache)
     calls = {path: path_call(path, graph_set, inputs, passage_cache) for path in job["paths"]}
+    if job.get("float32_graphs_dir"):  # a variant: its float32 parent's unsplit model in the same rounds
+        float32 = GraphSetSessions(job["float32_graphs_dir"], ("full",), settings=job["session"])
+        calls[FLOAT32_BASELINE] = path_call("unsplit", float32, inputs, None)
     warmup = job["warmup"]
     interleave(calls, warmup["min_count"], warmup["min_time_s"], warmup["max_time_s"])
     measure = job["measure"]

@@ -6,7 +6,7 @@ process's rounds together, for the latency percentiles and the paired bootstrap 
 Format-1 results (one process, its samples at the top of the batch) are read as one process.
 """
 
-from .runner import STANDARD_PATHS
+from .runner import FLOAT32_BASELINE, STANDARD_PATHS
 from .stats import UNSTABLE_SPREAD, LatencyStats, Spread, median_ratio, paired_speedup
 
 PATHS = STANDARD_PATHS
@@ -24,7 +24,10 @@ def process_record(index: int, timing: dict) -> dict:
         "samples_ns": samples,
         "p50_ms": {path: LatencyStats(values).percentile_ms(50) for path, values in samples.items()},
         "speedup_vs_unsplit": {path: median_ratio(samples[BASELINE], values)
-                               for path, values in samples.items() if path != BASELINE},
+                               for path, values in samples.items() if path not in (BASELINE, FLOAT32_BASELINE)},
+        **({"speedup_vs_float32_unsplit": {path: median_ratio(samples[FLOAT32_BASELINE], values)
+                                           for path, values in samples.items() if path != FLOAT32_BASELINE}}
+           if FLOAT32_BASELINE in samples else {}),
         "stopped_by_time_cap": timing.get("stopped_by_time_cap"),
         "load_s": timing.get("load_s"),
     }
@@ -42,8 +45,9 @@ def pooled_samples(processes: list) -> dict:
 def process_spreads(processes: list) -> dict:
     """{"p50_ms": {path: Spread}, "speedup_vs_unsplit": {path: Spread}} over the processes."""
     first = processes[0]
+    figures = [figure for figure in ("p50_ms", "speedup_vs_unsplit", "speedup_vs_float32_unsplit") if figure in first]
     return {figure: {path: Spread(tuple(process[figure][path] for process in processes)) for path in first[figure]}
-            for figure in ("p50_ms", "speedup_vs_unsplit")}
+            for figure in figures}
 
 
 def across_processes(processes: list) -> dict:
@@ -81,7 +85,10 @@ def summarise_batch(case: str, batch: int, timings: list, memory: dict) -> dict:
         "latency": {path: stat.summary() for path, stat in stats.items()},
         "throughput_per_s": {path: stat.throughput(batch) for path, stat in stats.items()},
         "speedup_vs_unsplit": {path: paired_speedup(pooled[BASELINE], values).to_dict()
-                               for path, values in pooled.items() if path != BASELINE},
+                               for path, values in pooled.items() if path not in (BASELINE, FLOAT32_BASELINE)},
+        **({"speedup_vs_float32_unsplit": {path: paired_speedup(pooled[FLOAT32_BASELINE], values).to_dict()
+                                           for path, values in pooled.items() if path != FLOAT32_BASELINE}}
+           if FLOAT32_BASELINE in pooled else {}),
         "across_processes": across_processes(processes),
         "memory": {path: with_peak_above_load(record) for path, record in memory.items()},
         "warnings": batch_warnings(case, stats, processes, spreads),

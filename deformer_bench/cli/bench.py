@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated profiles (names in profiles/ or YAML paths), at most one per device; "
                              "a device without one takes its default (cpu: server-cpu, cuda: gpu-cuda, "
                              "arm: arm-mobile)")
+    parser.add_argument("--variant", default="float32",
+                        help="comma-separated graph variants to measure: float32 (as exported), optimized, int8, "
+                             "int8-arm64, float16 (deformer-export --optimize/--quantize/--fp16); each variant's "
+                             "DeFormer and unsplit model are timed in the same rounds as the float32 unsplit model")
     parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
                         help="what runs the model: onnxruntime (the exported graphs; default) or torch (the PyTorch "
                              "DeFormer, eager, in the profile's torch_dtype; cpu and cuda)")
@@ -165,11 +169,13 @@ def load_source_model(args):
 def export_configs(args, profile, workdir: Path, layers=None) -> list:
     import torch
 
+    from exporters.manifest import load_graph_set
     from exporters.onnx_export import export_graph_set
 
     from ..bench.run import BenchConfig
     from ..model import DEFAULT_POSITION_OFFSET, Deformer, DeformerConfig
 
+    variants = resolve_variants(args)
     label, qa_model, head_trained, source_dir, saved = load_source_model(args)
     num_layers = qa_model.config.num_hidden_layers
     if layers is None:
@@ -187,8 +193,12 @@ def export_configs(args, profile, workdir: Path, layers=None) -> list:
     for deformer in deformers:
         out = workdir / f"k{deformer.config.layer}"
         with torch.no_grad():  # here, not process-wide: bench_main may run inside a longer process
-            manifest = export_graph_set(deformer, out, progress=not args.quiet)
-        configs.append(BenchConfig(label, out, manifest))
+            export_graph_set(deformer, out, progress=not args.quiet,
+                             variants=[name for name in variants if name != "float32"])
+        for variant in variants:
+            graph_set = load_graph_set(out, variant)
+            configs.append(BenchConfig(variant_label(label, variant), graph_set.directory, graph_set.manifest,
+                                       variant, out))
     return configs
 
 
@@ -203,9 +213,26 @@ def existing_configs(args) -> list:
         raise ConfigError(f"--graphs names {', '.join(repeated)} more than once", "give each graph set once")
     configs = []
     for directory, label in zip(args.graphs, distinct_labels(resolved)):
-        graph_set = load_graph_set(directory)
-        configs.append(BenchConfig(label, graph_set.directory, graph_set.manifest))
+        for variant in resolve_variants(args):
+            graph_set = load_graph_set(directory, variant)
+            configs.append(BenchConfig(variant_label(label, variant), graph_set.directory, graph_set.manifest,
+                                       variant, Path(directory)))
     return configs
+
+
+def resolve_variants(args) -> list:
+    from exporters.variants import VARIANTS
+
+    names = [name.strip() for name in args.variant.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ("float32", *VARIANTS)]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ConfigError(f"--variant {args.variant!r} is not a list of distinct variants",
+                          f"use some of: float32, {', '.join(VARIANTS)}, e.g. --variant float32,int8")
+    return names
+
+
+def variant_label(label: str, variant: str) -> str:
+    return label if variant == "float32" else f"{label} [{variant}]"
 
 
 def distinct_labels(paths: list) -> list:
@@ -274,6 +301,7 @@ def bench_main(argv=None) -> int:
     devices = resolve_devices(args.device)
     profiles = resolve_profiles(args, devices)
     layers = resolve_layers(args)
+    resolve_variants(args)  # checked before any model is loaded
     check_settings(args)
     check_backend(args, devices)
     plans = device_plans(args, devices, profiles)

@@ -22,6 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS,
                         help="where passage position ids start (default: deformer.json, else question_len)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="also write the 'optimized' variant: onnxruntime's transformer optimizer (fused "
+                             "attention, SkipLayerNormalization, BiasGelu)")
+    parser.add_argument("--quantize", choices=["int8", "int8-arm64"],
+                        help="also write an int8 variant (dynamic quantization; int8: x86 with VNNI, per tensor; "
+                             "int8-arm64: per channel), made from 'optimized' when --optimize is given")
+    parser.add_argument("--fp16", action="store_true",
+                        help="also write the 'float16' variant (for GPUs; float32 inputs and outputs kept)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT/ if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -41,11 +49,19 @@ def export_main(argv=None) -> int:
     if not deformer.qa_head_trained:
         print(f"note: {args.model_dir} has no trained QA head; a deterministic random head was used "
               "(fine for speed, meaningless for answers)", file=sys.stderr)
+    variants = [name for name, asked in (("optimized", args.optimize), (args.quantize, bool(args.quantize)),
+                                         ("float16", args.fp16)) if asked]
     manifest = export_graph_set(deformer, args.out_dir, opset=DEFAULT_OPSET if args.opset is None else args.opset,
-                                overwrite=args.overwrite, progress=not args.quiet)
+                                overwrite=args.overwrite, progress=not args.quiet, variants=variants)
     worst = max(diff for case in manifest["validation"]["cases"] for diff in case["max_abs_diff"].values())
     print(f"wrote {args.out_dir}: k={deformer.config.layer} of {deformer.num_layers} layers, "
           f"validated at {len(manifest['validation']['cases'])} shapes (max abs diff {worst:.1e})")
+    for name, entry in manifest.get("variants", {}).items():
+        validation = entry["validation"]
+        print(f"  variant {name} (from {entry['parent']}): max abs diff from float32 "
+              f"{max(validation['worst_max_abs_diff'].values()):.1e} (tolerance {validation['tolerance']:g})")
+        for problem in entry.get("fusion_problems", []):
+            print(f"warning: variant {name}: {problem}", file=sys.stderr)
     return 0
 
 

@@ -101,3 +101,14 @@ def test_a_killed_export_leaves_staging_that_the_next_export_removes(tiny_model_
 def test_opset_is_checked_before_the_model_loads(tiny_model_dir, tmp_path):
     code, _, stderr = cli(tiny_model_dir, tmp_path / "out", "--layer", "1", "--opset", "0")
     assert code == 2 and "opset 0 is outside" in stderr and not (tmp_path / "out").exists()
+
+
+def test_export_with_variants_says_what_each_differs_from_float32(tiny_model_dir, tmp_path):
+    code, out, err = cli(tiny_model_dir, tmp_path / "out", "--layer", "1", "--question-len", "8", "--passage-len",
+                         "24", "--optimize", "--quantize", "int8-arm64", "--quiet")
+    assert code == 0, err
+    assert "variant optimized (from float32): max abs diff from float32" in out
+    assert "variant int8-arm64 (from optimized)" in out and "(tolerance 5)" in out
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert list(manifest["variants"]) == ["optimized", "int8-arm64"]
+    assert "per channel" in manifest["variants"]["int8-arm64"]["recipe"]

@@ -1,0 +1,180 @@
+"""Variants of an exported graph set, made with onnxruntime's own tools and checked against their float32 parent.
+
+    optimized   onnxruntime's transformer optimizer (fused Attention, SkipLayerNormalization, BiasGelu, ...);
+                the record counts the fused operators per graph, and the Attention count must equal the layers
+                the graph runs (the upper graph starts from hidden states: it must fuse as well)
+    int8        dynamic quantization (onnxruntime.quantization.quantize_dynamic), int8 weights per tensor,
+                activations quantized at run time: the x86 recipe (VNNI) ...
+    int8-arm64  ... and the arm64 one: symmetric per-channel int8 weights
+    float16     onnxruntime's float16 conversion with float32 inputs and outputs kept (for GPUs)
+
+A variant is made from `optimized` when that is asked for too, else from the exported float32 graphs. Each is
+written to OUT/variants/<name>/ under the contract's file names, listed in manifest.json under "variants"
+(recipe, parent, sha256 of every graph, validation), and validated on every path against the float32 graphs:
+a stated tolerance on logits and passage states (TOLERANCES). int8's is a sanity bound, not an accuracy claim:
+what int8 costs in F1 is deformer-eval's to say.
+"""
+
+import shutil
+from pathlib import Path
+
+from deformer_bench.errors import ExportError, first_line
+from deformer_bench.runtime.contract import GRAPHS
+
+VARIANTS_DIR = "variants"
+VARIANTS = ("optimized", "int8", "int8-arm64", "float16")
+TOLERANCES = {"optimized": 1e-3, "float16": 0.1, "int8": 5.0, "int8-arm64": 5.0}
+# the layers each graph runs, for the fused-attention check
+GRAPH_LAYERS = {"lower_question": lambda k, layers: k, "lower_passage": lambda k, layers: k,
+                "upper": lambda k, layers: layers - k, "full": lambda k, layers: layers}
+
+
+def variant_order(names) -> list:
+    """The asked variants in build order (optimized first: the others are made from it), each once."""
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variants: {', '.join(unknown)}")
+    return [name for name in VARIANTS if name in names]
+
+
+def optimize(source: Path, out: Path, graph: str, model: dict) -> dict:
+    """onnxruntime's transformer optimizer (Python fusions only, opt_level 0: the session applies its own
+    graph optimizations at run time); returns the fused operator counts."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(str(source), model_type="bert", num_heads=model["num_attention_heads"],
+                               hidden_size=model["hidden_size"], opt_level=0)
+    optimized.save_model_to_file(str(out))
+    return {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
+
+
+def quantize(source: Path, out: Path, per_channel: bool) -> None:
+    """onnxruntime's pre-processing (symbolic shape inference, which knows its fused operators; no further
+    optimization), then dynamic quantization."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = out.with_name(f".{out.stem}.prepared.onnx")
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "Please consider to run pre-processing": it was run
+    try:
+        quant_pre_process(str(source), str(prepared), skip_optimization=True)
+        quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
+                         reduce_range=False, extra_options={"WeightSymmetric": True})
+    finally:
+        quiet.setLevel(level)
+        prepared.unlink(missing_ok=True)
+
+
+def to_float16(source: Path, out: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(out))
+
+
+def make_graph(name: str, graph: str, source: Path, out: Path, model: dict):
+    """One graph of one variant; the fused operator counts for `optimized`, else None."""
+    if name == "optimized":
+        return optimize(source, out, graph, model)
+    if name in ("int8", "int8-arm64"):
+        quantize(source, out, per_channel=name == "int8-arm64")
+    else:
+        to_float16(source, out)
+    return None
+
+
+def fusion_problems(fused: dict, layer: int, num_layers: int) -> list:
+    """Graphs whose fused Attention count is not their number of layers."""
+    problems = []
+    for graph, counts in fused.items():
+        expected = GRAPH_LAYERS[graph](layer, num_layers)
+        if counts.get("Attention", 0) != expected:
+            problems.append(f"{graph}: {counts.get('Attention', 0)} fused Attention for {expected} layers")
+    return problems
+
+
+def build_variant(name: str, parent_dir: Path, parent: str, float32_dir: Path, out_dir: Path, model: dict,
+                  deformer: dict) -> dict:
+    """Write out_dir (the variant's four graphs) and return its manifest entry, validated against float32."""
+    from deformer_bench.bench.parity import compare
+
+    from .manifest import file_sha256
+
+    out_dir.mkdir(parents=True)
+    fused = {}
+    for graph, spec in GRAPHS.items():
+        try:
+            counts = make_graph(name, graph, parent_dir / spec.file_name, out_dir / spec.file_name, model)
+        except Exception as error:  # the tools raise what onnx, numpy and their own checks raise
+            raise ExportError(f"making the {name} variant of {graph} failed: {first_line(error)}",
+                              "export without that variant, or report the model") from None
+        if counts is not None:
+            fused[graph] = counts
+    for leftover in out_dir.iterdir():  # the quantizer may leave helper files beside its output
+        if leftover.name not in {spec.file_name for spec in GRAPHS.values()}:
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    cases = variant_cases(float32_dir, out_dir, model, deformer)
+    tolerance = TOLERANCES[name]
+    worst = {}
+    problems = []
+    for case in cases:
+        record = compare(case.pop("outputs"), case.pop("reference"), tolerance)
+        case["max_abs_diff"] = record["max_abs_diff"]
+        for output, difference in record["max_abs_diff"].items():
+            worst[output] = max(worst.get(output, 0.0), difference)
+        problems += record["problems"]
+    if problems:
+        raise ExportError(f"the {name} variant differs from the float32 graphs beyond {tolerance:g}: "
+                          + "; ".join(problems[:3]), "export without that variant, or report the model")
+    entry = {
+        "parent": parent,
+        "recipe": RECIPES[name],
+        "graphs": {graph: {"file": spec.file_name, "sha256": file_sha256(out_dir / spec.file_name)}
+                   for graph, spec in GRAPHS.items()},
+        "validation": {"against": "float32", "tolerance": tolerance, "worst_max_abs_diff": worst, "cases": cases},
+    }
+    if fused:
+        entry["fused_operators"] = fused
+        entry["fusion_problems"] = fusion_problems(fused, deformer["layer"], model["num_layers"])
+    return entry
+
+
+def variant_cases(float32_dir: Path, variant_dir: Path, model: dict, deformer: dict) -> list:
+    """Every path of both graph sets on the same inputs: batch 1 at full lengths, batch 2 at short ones."""
+    from deformer_bench.bench.parity import reference_outputs
+    from deformer_bench.bench.runner import make_inputs
+
+    question_len, passage_len = deformer["question_len"], deformer["passage_len"]
+    cases = []
+    for batch, lengths in ((1, (question_len, passage_len)), (2, (max(2, question_len // 3), max(2, passage_len // 4)))):
+        inputs = make_inputs({"seed": 0, "batch_size": batch, "question_len": lengths[0], "passage_len": lengths[1],
+                              "vocab_size": model["vocab_size"], "passage_token_type": deformer["passage_token_type"]})
+        cases.append({"batch": batch, "question_len": lengths[0], "passage_len": lengths[1],
+                      "reference": reference_outputs(float32_dir, inputs),
+                      "outputs": reference_outputs(variant_dir, inputs)})
+    return cases
+
+
+RECIPES = {
+    "optimized": "onnxruntime.transformers.optimizer.optimize_model(model_type='bert', opt_level=0)",
+    "int8": "onnxruntime.quantization.quantize_dynamic(QInt8 weights, per tensor, symmetric; x86 VNNI)",
+    "int8-arm64": "onnxruntime.quantization.quantize_dynamic(QInt8 weights, per channel, symmetric; arm64)",
+    "float16": "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)",
+}
+
+
+def build_variants(names, staging: Path, model: dict, deformer: dict, progress=None) -> dict:
+    """Every asked variant under staging/variants/, in order; {name: manifest entry}."""
+    entries = {}
+    for name in variant_order(names):
+        parent = "optimized" if name != "optimized" and "optimized" in entries else "float32"
+        parent_dir = staging / VARIANTS_DIR / "optimized" if parent == "optimized" else staging
+        if progress:
+            progress(name)
+        entries[name] = build_variant(name, parent_dir, parent, staging, staging / VARIANTS_DIR / name, model,
+                                      deformer)
+    return entries

@@ -1,0 +1,107 @@
+"""Optimized, int8 and float16 variants of a graph set: made with onnxruntime's tools, validated against the
+float32 graphs, listed in the manifest, read back by name and measured beside the float32 unsplit model."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from deformer_bench.errors import ManifestError
+from exporters.manifest import load_graph_set
+from exporters.variants import TOLERANCES, fusion_problems
+
+
+@pytest.fixture(scope="module")
+def variant_graphs(tmp_path_factory, tiny_model_dir):
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    out = tmp_path_factory.mktemp("variants") / "tiny-k1"
+    export_graph_set(deformer, out, progress=False, variants=["float16", "int8", "optimized"])
+    return out
+
+
+def test_each_variant_is_made_validated_and_listed(variant_graphs):
+    manifest = json.loads((variant_graphs / "manifest.json").read_text())
+    variants = manifest["variants"]
+    assert list(variants) == ["optimized", "int8", "float16"]  # optimized first: the others are made from it
+    assert variants["optimized"]["parent"] == "float32"
+    assert variants["int8"]["parent"] == variants["float16"]["parent"] == "optimized"
+    for name, entry in variants.items():
+        validation = entry["validation"]
+        assert validation["against"] == "float32" and validation["tolerance"] == TOLERANCES[name]
+        assert 0 <= max(validation["worst_max_abs_diff"].values()) <= TOLERANCES[name]
+        assert [(case["batch"], case["question_len"], case["passage_len"]) for case in validation["cases"]] == [
+            (1, 8, 24), (2, 2, 6)]
+        assert sorted(path.name for path in (variant_graphs / "variants" / name).iterdir()) == [
+            "full.onnx", "lower_passage.onnx", "lower_question.onnx", "upper.onnx"]  # no helper files left
+    assert max(variants["optimized"]["validation"]["worst_max_abs_diff"].values()) < 1e-5
+
+
+def test_attention_is_fused_once_per_layer_in_every_graph_the_upper_one_included(variant_graphs):
+    entry = json.loads((variant_graphs / "manifest.json").read_text())["variants"]["optimized"]
+    fused = entry["fused_operators"]
+    # k=1 of 2 layers: one layer in each lower graph and in upper, two in full
+    assert {graph: counts["Attention"] for graph, counts in fused.items()} == {
+        "lower_question": 1, "lower_passage": 1, "upper": 1, "full": 2}
+    assert entry["fusion_problems"] == []
+    assert fusion_problems({"upper": {"Attention": 0}}, 1, 2) == ["upper: 0 fused Attention for 1 layers"]
+
+
+def test_a_variant_is_read_back_by_name_and_checked(variant_graphs, tmp_path):
+    graph_set = load_graph_set(variant_graphs, "int8")
+    assert graph_set.variant == "int8" and graph_set.directory == variant_graphs / "variants" / "int8"
+    assert graph_set.path("upper") == variant_graphs / "variants" / "int8" / "upper.onnx"
+    assert load_graph_set(variant_graphs).variant == "float32"
+    with pytest.raises(ManifestError, match=r"has no int8-arm64 variant \(it holds: float32, optimized, int8, float16\)"):
+        load_graph_set(variant_graphs, "int8-arm64")
+    copy = tmp_path / "copy"
+    shutil.copytree(variant_graphs, copy)
+    with open(copy / "variants" / "int8" / "upper.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ManifestError, match="does not match its manifest"):
+        load_graph_set(copy, "int8")
+    load_graph_set(copy, "optimized")  # the other variants are still whole
+
+
+def test_overwrite_replaces_a_graph_set_with_variants(variant_graphs, tmp_path, tiny_model_dir):
+    from exporters.onnx_export import check_destination
+
+    copy = tmp_path / "copy"
+    shutil.copytree(variant_graphs, copy)
+    check_destination(copy, tiny_model_dir, overwrite=True)  # our variants/ folder is ours to replace
+
+
+def bench(*args):
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.bench", *map(str, args)],
+                               capture_output=True, text=True, timeout=600)
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+def test_variants_are_timed_beside_the_float32_unsplit_model(variant_graphs, tmp_path):
+    code, out, err = bench("--graphs", variant_graphs, "--variant", "float32,int8", "--quick", "--quiet",
+                           "--output", tmp_path)
+    assert code == 0, err
+    [directory] = list(tmp_path.iterdir())
+    results = json.loads((directory / "results.json").read_text())
+    plain, int8 = results["configs"]
+    assert (plain["label"], plain["variant"], int8["label"], int8["variant"]) == (
+        "tiny-k1", "float32", "tiny-k1 [int8]", "int8")
+    [batch] = int8["batches"]
+    assert set(batch["latency"]) == {"unsplit", "online", "passage_precompute", "unsplit_float32"}
+    assert batch["speedup_vs_float32_unsplit"]["online"]["ratio"] > 0
+    assert "unsplit_float32" not in batch["speedup_vs_unsplit"]  # int8 online is compared with int8 unsplit
+    assert "unsplit_float32" not in plain["batches"][0]["latency"]
+    assert int8["operator_bytes"]["graphs"] == "float32"
+    assert "speedup_vs_float32_unsplit" in (directory / "report.md").read_text()
+
+
+@pytest.mark.parametrize("variant, message", [("int9", "is not a list of distinct variants"),
+                                              ("int8,int8", "is not a list of distinct variants"),
+                                              ("int8-arm64", "has no int8-arm64 variant")])
+def test_a_variant_that_is_not_there_is_refused(variant_graphs, tmp_path, variant, message):
+    code, _, err = bench("--graphs", variant_graphs, "--variant", variant, "--quick", "--output", tmp_path / "r")
+    assert code == 2 and message in err and "Traceback" not in err and not (tmp_path / "r").exists()
