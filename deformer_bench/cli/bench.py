@@ -262,6 +262,9 @@ def check_backend(args, devices) -> None:
                           "give --model or --arch (the graphs are exported from it for the functional check)")
     if any(device.name == "arm" for device in devices):
         raise ConfigError("--backend torch runs on cpu and cuda only", "measure arm with --backend onnxruntime")
+    if args.variant != "float32":
+        raise ConfigError("--variant picks ONNX graph variants; --backend torch runs the PyTorch model",
+                          "drop --variant (use the profile's torch_dtype), or use --backend onnxruntime")
 
 
 def check_settings(args) -> None:

@@ -351,6 +351,7 @@ def test_the_torch_backend_measures_the_pytorch_deformer_and_checks_it_against_o
 @pytest.mark.parametrize("args, message", [
     (["--graphs", "{graphs}"], "--backend torch measures the PyTorch DeFormer"),
     (["--model", "{model}", "--device", "arm", "--allow-emulation"], "--backend torch runs on cpu and cuda only"),
+    (["--model", "{model}", "--variant", "int8"], "--variant picks ONNX graph variants"),
 ])
 def test_the_torch_backend_refuses_what_it_cannot_measure(tiny_model_dir, tiny_graphs, tmp_path, capsys, monkeypatch,
                                                          args, message):
