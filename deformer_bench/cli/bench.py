@@ -304,8 +304,13 @@ def bench_main(argv=None) -> int:
     devices = resolve_devices(args.device)
     profiles = resolve_profiles(args, devices)
     layers = resolve_layers(args)
-    resolve_variants(args)  # checked before any model is loaded
+    variants = resolve_variants(args)  # checked before any model is loaded
     check_settings(args)
+    converting = [profile.name for profile in profiles.values() if profile.graph_dtype != "float32"]
+    if converting and variants != ["float32"]:
+        raise ConfigError(f"profile {converting[0]} converts graphs to its graph_dtype, which --variant "
+                          f"{args.variant} would apply to variants already converted",
+                          "measure the float16 variant with --variant float16 and a float32 profile, or drop --variant")
     check_backend(args, devices)
     plans = device_plans(args, devices, profiles)
     check_output_dir(args.output, "--output")  # now, not after minutes of measurement
