@@ -289,13 +289,14 @@ def test_graph_sets_of_one_folder_name_get_labels_of_their_own(tiny_graphs, tmp_
 
     for model in ("modelA", "modelB"):
         shutil.copytree(tiny_graphs, tmp_path / model / "graphs")
-    configs = existing_configs(Namespace(graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelB" / "graphs"]))
+    configs = existing_configs(Namespace(graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelB" / "graphs"],
+                                         variant="float32"))
     assert [config.label for config in configs] == ["modelA/graphs", "modelB/graphs"]
     from deformer_bench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="more than once"):
-        existing_configs(Namespace(graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelA" / ".." / "modelA" /
-                                           "graphs"]))
+        existing_configs(Namespace(variant="float32",
+                                   graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelA" / ".." / "modelA" / "graphs"]))
 
 
 def test_a_repeated_layer_is_refused_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
