@@ -178,7 +178,7 @@ def check_variants_shape(manifest: dict, manifest_path: Path) -> None:
     for name, entry in variants.items():
         for graph, spec in GRAPHS.items():
             listed = entry["graphs"].get(graph)
-            if not isinstance(listed, dict) or listed.get("file") != spec.file_name \
+            if not isinstance(listed, dict) or listed.get("file") not in (spec.file_name, spec.ort_file_name) \
                     or not isinstance(listed.get("sha256"), str):
                 raise ManifestError(f"{manifest_path}: variant {name} does not list its {graph} graph",
                                     "re-export the graph set")

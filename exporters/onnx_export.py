@@ -179,7 +179,7 @@ def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: b
     try:
         variants = variant_order(variants)
     except ValueError as error:
-        raise ConfigError(str(error), "use optimized, int8, int8-arm64 or float16") from None
+        raise ConfigError(str(error), "use optimized, int8, int8-arm64, float16 or ort") from None
     check_opset(opset)
     check_destination(out_dir, getattr(deformer, "source_dir", None), overwrite)
     with staged_directory(out_dir, replace=True) as staging:

@@ -7,6 +7,9 @@
                 activations quantized at run time: the x86 recipe (VNNI) ...
     int8-arm64  ... and the arm64 one: symmetric per-channel int8 weights
     float16     onnxruntime's float16 conversion with float32 inputs and outputs kept (for GPUs)
+    ort         the ORT format (`<graph>.ort`, onnxruntime's convert_onnx_models_to_ort, fixed optimizations for
+                an ARM target) of the last CPU variant made (int8-arm64, int8, optimized or float32), for mobile
+                runtimes; with the required_operators.config a reduced onnxruntime build needs
 
 A variant is made from `optimized` when that is asked for too, else from the exported float32 graphs. Each is
 written to OUT/variants/<name>/ under the contract's file names, listed in manifest.json under "variants"
@@ -22,8 +25,10 @@ from deformer_bench.errors import ExportError, first_line
 from deformer_bench.runtime.contract import GRAPHS
 
 VARIANTS_DIR = "variants"
-VARIANTS = ("optimized", "int8", "int8-arm64", "float16")
-TOLERANCES = {"optimized": 1e-3, "float16": 0.1, "int8": 5.0, "int8-arm64": 5.0}
+VARIANTS = ("optimized", "int8", "int8-arm64", "float16", "ort")
+TOLERANCES = {"float32": 1e-3, "optimized": 1e-3, "float16": 0.1, "int8": 5.0, "int8-arm64": 5.0}
+ORT_PARENTS = ("int8-arm64", "int8", "optimized")  # the ort variant converts the first of these made
+ORT_EXTRA_FILES = ("required_operators.config",)
 # the layers each graph runs, for the fused-attention check
 GRAPH_LAYERS = {"lower_question": lambda k, layers: k, "lower_passage": lambda k, layers: k,
                 "upper": lambda k, layers: layers - k, "full": lambda k, layers: layers}
@@ -87,6 +92,36 @@ def make_graph(name: str, graph: str, source: Path, out: Path, model: dict):
     return None
 
 
+def variant_file(name: str, spec) -> str:
+    return spec.ort_file_name if name == "ort" else spec.file_name
+
+
+def to_ort_format(parent_dir: Path, out_dir: Path) -> None:
+    """The parent's four graphs in the ORT format, optimized once, here, for an ARM target (a phone or board
+    then skips graph optimization at load), with the operator list a reduced onnxruntime build needs."""
+    import contextlib
+    import io
+    import logging
+    import tempfile
+
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as scratch:
+        for spec in GRAPHS.values():  # the parent folder may hold other variants; convert only its graphs
+            shutil.copyfile(parent_dir / spec.file_name, Path(scratch) / spec.file_name)
+        narrators = [logging.getLogger(name) for name in ("ort_format_model", "ort_format_model.utils")]
+        levels = [narrator.level for narrator in narrators]
+        for narrator in narrators:
+            narrator.setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # it narrates every model it converts
+                convert_onnx_models_to_ort(Path(scratch), output_dir=out_dir,
+                                           optimization_styles=[OptimizationStyle.Fixed], target_platform="arm")
+        finally:
+            for narrator, level in zip(narrators, levels):
+                narrator.setLevel(level)
+
+
 def fusion_problems(fused: dict, layer: int, num_layers: int) -> list:
     """Graphs whose fused Attention count is not their number of layers."""
     problems = []
@@ -106,7 +141,15 @@ def build_variant(name: str, parent_dir: Path, parent: str, float32_dir: Path, o
 
     out_dir.mkdir(parents=True)
     fused = {}
+    if name == "ort":
+        try:
+            to_ort_format(parent_dir, out_dir)
+        except Exception as error:  # the converter raises what onnxruntime raises
+            raise ExportError(f"converting the {parent} graphs to the ORT format failed: {first_line(error)}",
+                              "export without --ort-format, or report the model") from None
     for graph, spec in GRAPHS.items():
+        if name == "ort":
+            continue
         try:
             counts = make_graph(name, graph, parent_dir / spec.file_name, out_dir / spec.file_name, model)
         except Exception as error:  # the tools raise what onnx, numpy and their own checks raise
@@ -114,11 +157,13 @@ def build_variant(name: str, parent_dir: Path, parent: str, float32_dir: Path, o
                               "export without that variant, or report the model") from None
         if counts is not None:
             fused[graph] = counts
+    files = {graph: variant_file(name, spec) for graph, spec in GRAPHS.items()}
+    keep = set(files.values()) | (set(ORT_EXTRA_FILES) if name == "ort" else set())
     for leftover in out_dir.iterdir():  # the quantizer may leave helper files beside its output
-        if leftover.name not in {spec.file_name for spec in GRAPHS.values()}:
+        if leftover.name not in keep:
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     cases = variant_cases(float32_dir, out_dir, model, deformer)
-    tolerance = TOLERANCES[name]
+    tolerance = TOLERANCES[parent if name == "ort" else name]
     worst = {}
     problems = []
     for case in cases:
@@ -133,8 +178,8 @@ def build_variant(name: str, parent_dir: Path, parent: str, float32_dir: Path, o
     entry = {
         "parent": parent,
         "recipe": RECIPES[name],
-        "graphs": {graph: {"file": spec.file_name, "sha256": file_sha256(out_dir / spec.file_name)}
-                   for graph, spec in GRAPHS.items()},
+        "graphs": {graph: {"file": files[graph], "sha256": file_sha256(out_dir / files[graph])}
+                   for graph in GRAPHS},
         "validation": {"against": "float32", "tolerance": tolerance, "worst_max_abs_diff": worst, "cases": cases},
     }
     if fused:
@@ -164,6 +209,7 @@ RECIPES = {
     "int8": "onnxruntime.quantization.quantize_dynamic(QInt8 weights, per tensor, symmetric; x86 VNNI)",
     "int8-arm64": "onnxruntime.quantization.quantize_dynamic(QInt8 weights, per channel, symmetric; arm64)",
     "float16": "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)",
+    "ort": "onnxruntime.tools.convert_onnx_models_to_ort(optimization_style=Fixed, target_platform='arm')",
 }
 
 
@@ -172,7 +218,9 @@ def build_variants(names, staging: Path, model: dict, deformer: dict, progress=N
     entries = {}
     for name in variant_order(names):
         parent = "optimized" if name != "optimized" and "optimized" in entries else "float32"
-        parent_dir = staging / VARIANTS_DIR / "optimized" if parent == "optimized" else staging
+        if name == "ort":
+            parent = next((made for made in ORT_PARENTS if made in entries), "float32")
+        parent_dir = staging / VARIANTS_DIR / parent if parent != "float32" else staging
         if progress:
             progress(name)
         entries[name] = build_variant(name, parent_dir, parent, staging, staging / VARIANTS_DIR / name, model,

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "int8-arm64: per channel), made from 'optimized' when --optimize is given")
     parser.add_argument("--fp16", action="store_true",
                         help="also write the 'float16' variant (for GPUs; float32 inputs and outputs kept)")
+    parser.add_argument("--ort-format", action="store_true",
+                        help="also write the 'ort' variant: the last CPU variant (int8-arm64, int8, optimized or "
+                             "float32) in onnxruntime's ORT format, optimized for ARM, for mobile runtimes")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT/ if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -50,7 +53,7 @@ def export_main(argv=None) -> int:
         print(f"note: {args.model_dir} has no trained QA head; a deterministic random head was used "
               "(fine for speed, meaningless for answers)", file=sys.stderr)
     variants = [name for name, asked in (("optimized", args.optimize), (args.quantize, bool(args.quantize)),
-                                         ("float16", args.fp16)) if asked]
+                                         ("float16", args.fp16), ("ort", args.ort_format)) if asked]
     manifest = export_graph_set(deformer, args.out_dir, opset=DEFAULT_OPSET if args.opset is None else args.opset,
                                 overwrite=args.overwrite, progress=not args.quiet, variants=variants)
     worst = max(diff for case in manifest["validation"]["cases"] for diff in case["max_abs_diff"].values())

@@ -27,6 +27,11 @@ class GraphSpec:
     def file_name(self) -> str:
         return f"{self.name}.onnx"
 
+    @property
+    def ort_file_name(self) -> str:
+        """The same graph in onnxruntime's ORT format (for mobile runtimes)."""
+        return f"{self.name}.ort"
+
     def input_dtype(self, name: str) -> str:
         if name not in self.inputs:
             raise KeyError(f"{self.name} has no input {name!r}")

@@ -58,6 +58,13 @@ def open_session(path, settings: dict = None):
     return session
 
 
+def graph_path(directory, name: str) -> str:
+    """`<name>.onnx`, or where a graph set holds the ORT format instead, `<name>.ort`."""
+    onnx_path = os.path.join(str(directory), GRAPHS[name].file_name)
+    ort_path = os.path.join(str(directory), GRAPHS[name].ort_file_name)
+    return ort_path if not os.path.exists(onnx_path) and os.path.exists(ort_path) else onnx_path
+
+
 class GraphSetSessions:
     """Sessions of some graphs of one graph set (a directory of `<graph>.onnx`), and the paths over them."""
 
@@ -65,8 +72,7 @@ class GraphSetSessions:
         unknown = sorted(set(graphs) - set(GRAPHS))
         if unknown:
             raise KeyError(f"not graphs of the contract: {', '.join(unknown)}")
-        self.sessions = {name: open_session(os.path.join(str(directory), GRAPHS[name].file_name), settings)
-                         for name in graphs}
+        self.sessions = {name: open_session(graph_path(directory, name), settings) for name in graphs}
         self.device = PROVIDER_DEVICES.get({**DEFAULT_SETTINGS, **(settings or {})}["provider"], "cpu")
 
     def providers_used(self) -> dict:

@@ -20,24 +20,29 @@ def variant_graphs(tmp_path_factory, tiny_model_dir):
 
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
     out = tmp_path_factory.mktemp("variants") / "tiny-k1"
-    export_graph_set(deformer, out, progress=False, variants=["float16", "int8", "optimized"])
+    export_graph_set(deformer, out, progress=False, variants=["ort", "float16", "int8", "optimized"])
     return out
 
 
 def test_each_variant_is_made_validated_and_listed(variant_graphs):
     manifest = json.loads((variant_graphs / "manifest.json").read_text())
     variants = manifest["variants"]
-    assert list(variants) == ["optimized", "int8", "float16"]  # optimized first: the others are made from it
+    assert list(variants) == ["optimized", "int8", "float16", "ort"]  # optimized first: the others are made from it
     assert variants["optimized"]["parent"] == "float32"
     assert variants["int8"]["parent"] == variants["float16"]["parent"] == "optimized"
+    assert variants["ort"]["parent"] == "int8"  # the last CPU variant made
     for name, entry in variants.items():
         validation = entry["validation"]
-        assert validation["against"] == "float32" and validation["tolerance"] == TOLERANCES[name]
-        assert 0 <= max(validation["worst_max_abs_diff"].values()) <= TOLERANCES[name]
+        tolerance = TOLERANCES[entry["parent"] if name == "ort" else name]
+        assert validation["against"] == "float32" and validation["tolerance"] == tolerance
+        assert 0 <= max(validation["worst_max_abs_diff"].values()) <= tolerance
         assert [(case["batch"], case["question_len"], case["passage_len"]) for case in validation["cases"]] == [
             (1, 8, 24), (2, 2, 6)]
-        assert sorted(path.name for path in (variant_graphs / "variants" / name).iterdir()) == [
-            "full.onnx", "lower_passage.onnx", "lower_question.onnx", "upper.onnx"]  # no helper files left
+        suffix = ".ort" if name == "ort" else ".onnx"
+        expected = [f"{graph}{suffix}" for graph in ("full", "lower_passage", "lower_question", "upper")]
+        if name == "ort":  # what a reduced onnxruntime build for a phone needs
+            expected = sorted(expected + ["required_operators.config"])
+        assert sorted(path.name for path in (variant_graphs / "variants" / name).iterdir()) == expected
     assert max(variants["optimized"]["validation"]["worst_max_abs_diff"].values()) < 1e-5
 
 
@@ -56,7 +61,7 @@ def test_a_variant_is_read_back_by_name_and_checked(variant_graphs, tmp_path):
     assert graph_set.variant == "int8" and graph_set.directory == variant_graphs / "variants" / "int8"
     assert graph_set.path("upper") == variant_graphs / "variants" / "int8" / "upper.onnx"
     assert load_graph_set(variant_graphs).variant == "float32"
-    with pytest.raises(ManifestError, match=r"has no int8-arm64 variant \(it holds: float32, optimized, int8, float16\)"):
+    with pytest.raises(ManifestError, match=r"has no int8-arm64 variant \(it holds: float32, optimized, int8, float16, ort\)"):
         load_graph_set(variant_graphs, "int8-arm64")
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)
@@ -65,6 +70,18 @@ def test_a_variant_is_read_back_by_name_and_checked(variant_graphs, tmp_path):
     with pytest.raises(ManifestError, match="does not match its manifest"):
         load_graph_set(copy, "int8")
     load_graph_set(copy, "optimized")  # the other variants are still whole
+
+
+def test_the_ort_format_variant_loads_and_matches_its_parent(variant_graphs):
+    from deformer_bench.bench.parity import compare, reference_outputs
+    from deformer_bench.bench.runner import make_inputs
+
+    graph_set = load_graph_set(variant_graphs, "ort")
+    assert graph_set.path("upper").name == "upper.ort"
+    inputs = make_inputs({"seed": 1, "batch_size": 1, "question_len": 8, "passage_len": 24, "vocab_size": 120,
+                          "passage_token_type": 1})
+    parent = reference_outputs(variant_graphs / "variants" / "int8", inputs)
+    assert compare(reference_outputs(graph_set.directory, inputs), parent, 1e-5)["passed"]
 
 
 def test_overwrite_replaces_a_graph_set_with_variants(variant_graphs, tmp_path, tiny_model_dir):
