@@ -53,3 +53,21 @@ def test_a_float16_profile_is_measured_and_recorded_as_such(tiny_graphs, tmp_pat
     assert config["precision"] == dtype and config["parity"]["tolerance"] == FLOAT16_TOLERANCE
     assert config["parity"]["passed"] and config["batches"]
     assert results["devices"][0]["precision"] == dtype
+
+
+def test_int8_variants_are_checked_across_devices_to_a_quantization_step():
+    from deformer_bench.bench.devices import DEVICES
+    from deformer_bench.bench.plan import DevicePlan
+    from deformer_bench.bench.run import INT8_DEVICE_TOLERANCE, BenchConfig, parity_tolerance
+    from deformer_bench.profiles import load_profile
+
+    plan = DevicePlan(DEVICES["arm"], load_profile("arm-emulated"))
+
+    def config(variant, ort_parent="int8-arm64"):
+        return BenchConfig("m", None, {"variants": {"ort": {"parent": ort_parent}}}, variant)
+
+    assert parity_tolerance(config("float32"), plan) == DEVICES["arm"].parity_tolerance == 1e-4
+    assert parity_tolerance(config("optimized"), plan) == 1e-4
+    assert parity_tolerance(config("int8"), plan) == INT8_DEVICE_TOLERANCE
+    assert parity_tolerance(config("ort"), plan) == INT8_DEVICE_TOLERANCE  # an int8 set in the ORT format
+    assert parity_tolerance(config("ort", ort_parent="optimized"), plan) == 1e-4
