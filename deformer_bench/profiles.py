@@ -85,15 +85,11 @@ class Profile:
                 or not all(_is_int(size) and size >= 1 for size in self.batch_sizes)):
             raise ProfileError(f"profile {self.name!r}: batch_sizes must be a list of positive integers, "
                                f"got {self.batch_sizes!r}", "e.g. batch_sizes: [1, 8, 32]")
-        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
-            raise ProfileError(f"profile {self.name!r}: graph_optimization {self.graph_optimization!r} is unknown",
-                               f"use one of: {', '.join(GRAPH_OPTIMIZATIONS)}")
+        self._check_choice("graph_optimization", GRAPH_OPTIMIZATIONS)
         from .bench.devices import DEVICES, check_target_settings
         from .errors import TargetError
 
-        if self.device not in DEVICES:
-            raise ProfileError(f"profile {self.name!r}: device {self.device!r} is unknown",
-                               f"use one of: {', '.join(DEVICES)}")
+        self._check_choice("device", tuple(DEVICES))
 
         try:
             check_target_settings(self.target, f"profile {self.name!r}")
@@ -105,14 +101,15 @@ class Profile:
                            for key, value in self.provider_options.items())):
             raise ProfileError(f"profile {self.name!r}: provider_options must map names to strings or numbers",
                                "e.g. provider_options: {use_tf32: 0}")
-        if self.graph_dtype not in GRAPH_DTYPES:
-            raise ProfileError(f"profile {self.name!r}: graph_dtype {self.graph_dtype!r} is unknown",
-                               f"use one of: {', '.join(GRAPH_DTYPES)}")
-        if self.torch_dtype not in TORCH_DTYPES:
-            raise ProfileError(f"profile {self.name!r}: torch_dtype {self.torch_dtype!r} is unknown",
-                               f"use one of: {', '.join(TORCH_DTYPES)}")
+        self._check_choice("graph_dtype", GRAPH_DTYPES)
+        self._check_choice("torch_dtype", TORCH_DTYPES)
         if not isinstance(self.allow_spinning, bool):
             raise ProfileError(f"profile {self.name!r}: allow_spinning must be true or false", "fix allow_spinning")
+
+    def _check_choice(self, key: str, allowed: tuple) -> None:
+        value = getattr(self, key)
+        if value not in allowed:
+            raise ProfileError(f"profile {self.name!r}: {key} {value!r} is unknown", f"use one of: {', '.join(allowed)}")
 
     def quick(self) -> "Profile":
         """A smoke-test version: one small batch, few samples. Its figures are not results."""

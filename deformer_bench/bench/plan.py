@@ -30,9 +30,13 @@ class DevicePlan:
     float32_graphs: dict = field(default_factory=dict)  # staged variant graph set -> its staged float32 parent
     environment: dict = None  # the target's own description, from the preflight probe
 
+    @property
+    def torch_device(self) -> str:
+        """The device the PyTorch backend puts its model on."""
+        return "cuda" if self.device.name == "cuda" else "cpu"
+
     def probe_job(self) -> dict:
-        return {"protocol_version": PROTOCOL_VERSION, "mode": "probe",
-                "device": "cuda" if self.device.name == "cuda" else "cpu"}
+        return {"protocol_version": PROTOCOL_VERSION, "mode": "probe", "device": self.torch_device}
 
     def runner_script(self) -> str:
         return "runner.py" if self.backend == "onnxruntime" else str(TORCH_RUNNER_SCRIPT)
@@ -48,7 +52,7 @@ class DevicePlan:
 
     def provider_asked(self) -> str:
         if self.backend == "torch":
-            return f"torch:{'cuda' if self.device.name == 'cuda' else 'cpu'}:{self.profile.torch_dtype}"
+            return f"torch:{self.torch_device}:{self.profile.torch_dtype}"
         return self.device.provider
 
 
@@ -74,7 +78,7 @@ def preflight(plans: list) -> None:
 def base_job(config, plan, batch: int) -> dict:
     deformer = config.manifest["deformer"]
     torch_fields = {} if plan.backend != "torch" else {
-        "source": plan.torch_source, "deformer": deformer, "device": "cuda" if plan.device.name == "cuda" else "cpu",
+        "source": plan.torch_source, "deformer": deformer, "device": plan.torch_device,
         "dtype": plan.profile.torch_dtype}
     return {**torch_fields,
         "protocol_version": PROTOCOL_VERSION,

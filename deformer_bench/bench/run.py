@@ -131,6 +131,7 @@ def describe_batch(config: BenchConfig, device: str, record: dict, ideal: float)
 def config_record(config: BenchConfig, plan, operator_bytes_record: dict) -> dict:
     return {
         "label": config.label,
+        "variant": config.variant,
         "device": plan.device.name,
         "backend": plan.backend,
         "precision": plan.precision(),
@@ -157,7 +158,6 @@ def measure_config(config: BenchConfig, plan, work, graphs: str, emulated: bool,
         record.pop("flops"), record.pop("operator_bytes")
     job = base_job(config, plan, PARITY_BATCH)
     case = f"{plan.device.name}: {config.label} k={config.manifest['deformer']['layer']}"
-    record["variant"] = config.variant
     try:
         record["parity"] = check_device(work, graphs, {**job, "paths": measured_paths(plan)}, reference["outputs"],
                                         reference["inputs_name"], parity_tolerance(config, plan), emulated)
@@ -213,20 +213,27 @@ def pinning_warnings(target, batch_record: dict, case: str) -> list:
     return [f"{case}: pin_cores {list(target.pin_cores)} not applied; the runner could use cores {usable}"]
 
 
+def device_record(plan, status: str, reason: str = None) -> dict:
+    """What results["devices"] says of one device: its plan, target, status and the target's environment."""
+    target = plan.target
+    return {"device": plan.device.name, "profile": plan.profile.name, "backend": plan.backend,
+            "precision": plan.precision(), "target": target.describe() if target else None,
+            "transport": target.transport if target else None, "emulated": target.emulated if target else None,
+            "status": status, "reason": reason, "environment": plan.environment}
+
+
 def measure_device(plan, configs: list, references: dict, processes: int, operator_bytes_records: dict,
                    failures: list) -> tuple:
     """(device record, config records) of one device; an unreachable target or a runner that cannot start fails
     this device only."""
     device, target = plan.device, plan.target
-    record = {"device": device.name, "profile": plan.profile.name, "backend": plan.backend,
-              "precision": plan.precision(),
-              "transport": target.transport, "target": target.describe(), "emulated": target.emulated,
-              "status": "failed", "reason": None, "environment": None}
+    record = device_record(plan, "failed")
     records = []
     try:
         with target.staged() as work:
             work.script = plan.runner_script()
-            environment = work.run_job(plan.probe_job())["environment"]
+            # the preflight's probe, where it ran (bench_main); a fresh one otherwise
+            environment = plan.environment or work.run_job(plan.probe_job())["environment"]
             record["environment"] = environment
             record["emulated"] = emulated = target.emulated or environment["emulated"]
             record["reason"] = unavailable_reason(device, environment, plan.backend)
@@ -328,22 +335,17 @@ def run_benchmark(configs: list, plans: list, command: list, note: str = "", pro
         for plan in tqdm(plans, desc="bench", unit="device", disable=not progress or len(plans) == 1):
             plan.scratch = scratch
             if plan.error or plan.skipped:
-                status = "failed" if plan.error else "skipped"
-                target = plan.target
-                results["devices"].append({"device": plan.device.name, "profile": plan.profile.name, "status": status,
-                                           "backend": plan.backend, "precision": plan.precision(),
-                                           "target": target.describe() if target else None,
-                                           "transport": target.transport if target else None,
-                                           "reason": plan.error or plan.skipped, "environment": plan.environment})
+                results["devices"].append(device_record(plan, "failed" if plan.error else "skipped",
+                                                        plan.error or plan.skipped))
                 if plan.error:
                     results["failures"].append(f"{plan.device.name}: {plan.error}")
                 continue
-            device_record, records = measure_device(plan, configs, references, processes, operator_bytes_records,
-                                                    results["failures"])
-            results["devices"].append(device_record)
+            measured, records = measure_device(plan, configs, references, processes, operator_bytes_records,
+                                               results["failures"])
+            results["devices"].append(measured)
             results["configs"].extend(records)
-            if device_record["status"] == "skipped":  # the preflight found it available; now it is not
-                tqdm.write(f"{plan.device.name}: skipped ({device_record['reason']})")
+            if measured["status"] == "skipped":  # found now, where no preflight probe ran
+                tqdm.write(f"{plan.device.name}: skipped ({measured['reason']})")
     # the results are filed under the profile of the first device that ran, not of one skipped or failed
     ran = [record["device"] for record in results["devices"] if record["status"] in ("measured", "functional")]
     if ran:

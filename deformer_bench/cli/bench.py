@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "arm: arm-mobile)")
     parser.add_argument("--variant", default="float32",
                         help="comma-separated graph variants to measure: float32 (as exported), optimized, int8, "
-                             "int8-arm64, float16 (deformer-export --optimize/--quantize/--fp16); each variant's "
+                             "int8-arm64, float16, ort (deformer-export --optimize/--quantize/--fp16/--ort-format); "
+                             "each variant's "
                              "DeFormer and unsplit model are timed in the same rounds as the float32 unsplit model")
     parser.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
                         help="what runs the model: onnxruntime (the exported graphs; default) or torch (the PyTorch "
