@@ -18,6 +18,8 @@ a stated tolerance on logits and passage states (TOLERANCES). int8's is a sanity
 what int8 costs in F1 is deformer-eval's to say.
 """
 
+import contextlib
+import os
 import shutil
 from pathlib import Path
 
@@ -53,6 +55,17 @@ def optimize(source: Path, out: Path, graph: str, model: dict) -> dict:
     return {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
 
 
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """contextlib.chdir, which Python 3.10 lacks."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def quantize(source: Path, out: Path, per_channel: bool) -> None:
     """onnxruntime's pre-processing (symbolic shape inference, which knows its fused operators; no further
     optimization), then dynamic quantization."""
@@ -66,7 +79,10 @@ def quantize(source: Path, out: Path, per_channel: bool) -> None:
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "Please consider to run pre-processing": it was run
     try:
-        quant_pre_process(str(source), str(prepared), skip_optimization=True)
+        # When its shape inference is incomplete, onnxruntime saves sym_shape_infer_temp.onnx (+ data) into the
+        # working directory before raising: run it in OUT's scratch folder, never in the user's.
+        with working_directory(out.parent):
+            quant_pre_process(str(source.resolve()), str(prepared.resolve()), skip_optimization=True)
         quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
                          reduce_range=False, extra_options={"WeightSymmetric": True})
     finally:
