@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from .errors import PassageCacheError
 from .files import staged_directory
+from .runtime.cached_states import gather_rows
 
 FORMAT_VERSION = 1
 INFO_FILE = "passage_cache.json"
@@ -70,7 +71,7 @@ class PassageCache:
 
     def passage_hidden(self, rows: np.ndarray) -> np.ndarray:
         """[B, Lp, H] cached passage states of these rows, in memory."""
-        return np.ascontiguousarray(self.hidden[rows])
+        return gather_rows(self.hidden, rows)
 
 
 def graph_identity(graph_set) -> dict:

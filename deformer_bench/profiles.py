@@ -42,6 +42,8 @@ class Profile:
     min_time_s: float = 5.0
     max_time_s: float = 120.0
     memory_iterations: int = 10
+    # The memory-mapped passage cache file the served online path gathers from (MiB, > the CPU's caches).
+    served_cache_mb: int = 256
     seed: int = 0
     # Where the device's runner runs (bench/devices.py: transport local/ssh/emulator, python, host, ...).
     target: dict = None
@@ -62,7 +64,7 @@ class Profile:
                 raise ProfileError(f"profile {self.name!r}: {name} must be a non-empty string, got {value!r}",
                                    f"fix {name} in the profile")
         positive_ints = ("intra_op_threads", "inter_op_threads", "question_len", "passage_len",
-                         "warmup_min_count", "min_count", "memory_iterations")
+                         "warmup_min_count", "min_count", "memory_iterations", "served_cache_mb")
         for name in positive_ints:
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
@@ -115,7 +117,7 @@ class Profile:
         """A smoke-test version: one small batch, few samples. Its figures are not results."""
         return dataclasses.replace(self, name=f"{self.name}+quick", batch_sizes=(self.batch_sizes[0],),
                                    warmup_min_count=1, warmup_min_time_s=0.0, min_count=3, min_time_s=0.0,
-                                   max_time_s=30.0, memory_iterations=2)
+                                   max_time_s=30.0, memory_iterations=2, served_cache_mb=4)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "batch_sizes": list(self.batch_sizes)}

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from ..errors import RunnerError, TargetError
 from .devices import ARM_MACHINES
 from .precision import FLOAT16_TOLERANCE, convert_graph_set
-from .runner import PROTOCOL_VERSION, STANDARD_PATHS
+from .runner import PROTOCOL_VERSION, SERVED_PATH, STANDARD_PATHS
 
 TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
 
@@ -102,15 +102,24 @@ def session_settings(device, profile) -> dict:
 
 
 def measured_paths(plan) -> list:
-    """Every device's three paths, and the ones of its own (cuda's online_device_io, an onnxruntime IO binding)."""
-    return [*STANDARD_PATHS, *(plan.device.extra_paths if plan.backend == "onnxruntime" else ())]
+    """Every device's three paths; with onnxruntime also online_served (the passage states gathered from a
+    memory-mapped cache file in every call) and the device's own (cuda's online_device_io, an IO binding)."""
+    if plan.backend != "onnxruntime":
+        return list(STANDARD_PATHS)
+    return [*STANDARD_PATHS, SERVED_PATH, *plan.device.extra_paths]
+
+
+def memory_paths(plan) -> list:
+    """The paths given a memory process: online_served's resident set would count the cache file's mapped pages,
+    which the OS shares and can drop; its memory is online's."""
+    return [path for path in measured_paths(plan) if path != SERVED_PATH]
 
 
 def timing_job(config, plan, batch: int, graphs: str) -> dict:
     profile = plan.profile
     return {
         **base_job(config, plan, batch), "mode": "timing", "graphs_dir": graphs, "paths": measured_paths(plan),
-        "float32_graphs_dir": plan.float32_graphs.get(graphs),
+        "float32_graphs_dir": plan.float32_graphs.get(graphs), "served_cache_mb": profile.served_cache_mb,
         "warmup": {"min_count": profile.warmup_min_count, "min_time_s": profile.warmup_min_time_s,
                    "max_time_s": profile.max_time_s},
         "measure": {"min_count": profile.min_count, "min_time_s": profile.min_time_s,

@@ -27,9 +27,9 @@ from . import machine_state
 from .flops import path_flops
 from .memory import operator_bytes
 from .parity import PARITY_BATCH, check_device, parity_inputs, reference_outputs
-from .plan import (DevicePlan, base_job, check_target_machine, graph_set_for, measured_paths, timing_job,
-                   unavailable_reason)
-from .runner import PATH_GRAPHS, STANDARD_PATHS
+from .plan import (DevicePlan, base_job, check_target_machine, graph_set_for, measured_paths, memory_paths,
+                   timing_job, unavailable_reason)
+from .runner import PATH_GRAPHS, SERVED_PATH, STANDARD_PATHS
 
 from .summary import HEADLINE_PROCESSES, headline_check, summarise_batch
 
@@ -102,7 +102,7 @@ def measure_batch(config: BenchConfig, plan, work, graphs: str, batch: int,
     memory = {
         path: work.run_job({**base_job(config, plan, batch), "mode": "memory", "graphs_dir": graphs, "path": path,
                             "iterations": plan.profile.memory_iterations, "passage_cache_in": cache})
-        for path in measured_paths(plan)
+        for path in memory_paths(plan)
     }
     case = f"{config.label} k={config.manifest['deformer']['layer']} batch {batch} on {plan.device.name}"
     record = summarise_batch(case, batch, timings, memory)
@@ -116,6 +116,11 @@ def _mb(value) -> str:
     return f"{value:.0f} MB" if value is not None else "n/a"
 
 
+def _served(record: dict) -> str:
+    served = record["across_processes"]["speedup_vs_unsplit"].get(SERVED_PATH)
+    return f", served from the memory-mapped cache {served['median']:.2f}x" if served else ""
+
+
 def describe_batch(config: BenchConfig, device: str, record: dict, ideal: float) -> str:
     latency, pooled = record["latency"], record["speedup_vs_unsplit"]["online"]
     across = record["across_processes"]["speedup_vs_unsplit"]["online"]
@@ -124,7 +129,7 @@ def describe_batch(config: BenchConfig, device: str, record: dict, ideal: float)
             f"unsplit p50 {latency['unsplit']['p50_ms']:.2f} ms, online {latency['online']['p50_ms']:.2f} ms -> "
             f"{across['median']:.2f}x (processes {across['min']:.2f}..{across['max']:.2f}; pooled "
             f"{pooled['ratio']:.2f}x [{pooled['ci95_low']:.2f}, {pooled['ci95_high']:.2f}]) "
-            f"(FLOP ideal {ideal:.2f}x); peak RSS unsplit {_mb(memory['unsplit']['peak_rss_mb'])}, "
+            f"(FLOP ideal {ideal:.2f}x){_served(record)}; peak RSS unsplit {_mb(memory['unsplit']['peak_rss_mb'])}, "
             f"online {_mb(memory['online']['peak_rss_mb'])}")
 
 

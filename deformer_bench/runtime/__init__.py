@@ -1,4 +1,5 @@
 """What runs exported graphs, on any machine: the standard library, numpy and onnxruntime only (no torch).
 
-contract.py  the graphs a DeFormer is exported as: names, inputs, outputs, dtypes and dynamic axes
+contract.py       the graphs a DeFormer is exported as: names, inputs, outputs, dtypes and dynamic axes
+cached_states.py  reading passage states out of a memory-mapped passage cache (the served online path)
 """

@@ -89,6 +89,27 @@ def test_runner_timing_and_memory_jobs_on_a_real_graph_set(tiny_graphs, tmp_path
         assert memory["rss_source"] == "proc" and memory["peak_source"] == "proc_vmhwm"
 
 
+def test_the_served_path_times_a_gather_from_a_mapped_file_and_answers_as_online(tiny_graphs, tmp_path,
+                                                                                   monkeypatch):
+    from deformer_bench.bench import runner
+
+    monkeypatch.chdir(tmp_path)  # the runner works in its staged work directory
+    timing = runner.run_timing(job(tiny_graphs, mode="timing", paths=["unsplit", "online", "online_served"],
+                                   served_cache_mb=1, warmup={"min_count": 1, "min_time_s": 0.0, "max_time_s": 10.0},
+                                   measure={"min_count": 3, "min_time_s": 0.0, "max_time_s": 10.0}))
+    assert len(timing["samples_ns"]["online_served"]) == 3 and timing["served_cache_bytes"] >= 2**20
+    assert not (tmp_path / runner.SERVED_CACHE_FILE).exists()  # removed: the next process writes its own
+    inputs = runner.make_inputs(job(tiny_graphs))
+    import numpy as np
+
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    parity = runner.run_parity(job(tiny_graphs, mode="parity", inputs="inputs.npz", outputs="outputs.npz",
+                                   paths=["online", "online_served"]))
+    with np.load(tmp_path / parity["outputs"]) as outputs:
+        assert np.array_equal(outputs["online_served_start_logits"], outputs["online_start_logits"])
+        assert np.array_equal(outputs["online_served_end_logits"], outputs["online_end_logits"])
+
+
 def test_runner_refuses_another_protocol(tiny_graphs):
     completed = subprocess.run([sys.executable, str(RUNNER_SCRIPT)],
                                input=json.dumps({**job(tiny_graphs), "protocol_version": 0}),
