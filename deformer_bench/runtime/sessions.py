@@ -33,12 +33,16 @@ class ProviderFallback(RuntimeError):
     """ONNX Runtime runs a session on another execution provider than the one asked for."""
 
 
-def open_session(path, settings: dict = None):
-    """An InferenceSession of one graph, on exactly the provider asked for."""
+def open_session(path, settings: dict = None, profile_prefix: str = None):
+    """An InferenceSession of one graph, on exactly the provider asked for (with onnxruntime's profiler on, its
+    trace file starting with `profile_prefix`, where given)."""
     import onnxruntime
 
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
     options = onnxruntime.SessionOptions()
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.intra_op_num_threads = settings["intra_op_threads"]
     options.inter_op_num_threads = settings["inter_op_threads"]
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
