@@ -82,7 +82,15 @@ def quantize(source: Path, out: Path, per_channel: bool) -> None:
         # When its shape inference is incomplete, onnxruntime saves sym_shape_infer_temp.onnx (+ data) into the
         # working directory before raising: run it in OUT's scratch folder, never in the user's.
         with working_directory(out.parent):
-            quant_pre_process(str(source.resolve()), str(prepared.resolve()), skip_optimization=True)
+            try:
+                quant_pre_process(str(source.resolve()), str(prepared.resolve()), skip_optimization=True)
+            except Exception as error:  # onnxruntime raises a bare Exception
+                if "Incomplete symbolic shape inference" not in str(error):
+                    raise
+                # The exported float32 graphs stump its symbolic inference (fused graphs need it: their
+                # operators are onnxruntime's own); ONNX's shape inference knows every standard operator.
+                quant_pre_process(str(source.resolve()), str(prepared.resolve()), skip_optimization=True,
+                                  skip_symbolic_shape=True)
         quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
                          reduce_range=False, extra_options={"WeightSymmetric": True})
     finally:

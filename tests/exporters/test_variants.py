@@ -108,7 +108,7 @@ def test_variants_are_timed_beside_the_float32_unsplit_model(variant_graphs, tmp
     assert (plain["label"], plain["variant"], int8["label"], int8["variant"]) == (
         "tiny-k1", "float32", "tiny-k1 [int8]", "int8")
     [batch] = int8["batches"]
-    assert set(batch["latency"]) == {"unsplit", "online", "passage_precompute", "unsplit_float32"}
+    assert set(batch["latency"]) == {"unsplit", "online", "online_served", "passage_precompute", "unsplit_float32"}
     assert batch["speedup_vs_float32_unsplit"]["online"]["ratio"] > 0
     assert "unsplit_float32" not in batch["speedup_vs_unsplit"]  # int8 online is compared with int8 unsplit
     assert "unsplit_float32" not in plain["batches"][0]["latency"]
@@ -122,3 +122,22 @@ def test_variants_are_timed_beside_the_float32_unsplit_model(variant_graphs, tmp
 def test_a_variant_that_is_not_there_is_refused(variant_graphs, tmp_path, variant, message):
     code, _, err = bench("--graphs", variant_graphs, "--variant", variant, "--quick", "--output", tmp_path / "r")
     assert code == 2 and message in err and "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def test_int8_straight_from_the_exported_graphs_and_nothing_left_in_the_working_directory(
+        tmp_path, tiny_model_dir, monkeypatch):
+    """Without --optimize, int8 is made from the exported float32 graphs, whose full graph onnxruntime's symbolic
+    shape inference cannot finish (it then drops sym_shape_infer_temp.onnx into the working directory)."""
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    export_graph_set(deformer, tmp_path / "out", progress=False, variants=["int8"])
+    int8 = load_graph_set(tmp_path / "out", "int8")
+    assert int8.manifest["variant"] == "int8" and int8.manifest["variants"]["int8"]["parent"] == "float32"
+    assert list(workdir.iterdir()) == []
+    assert sorted(path.name for path in int8.directory.iterdir()) == sorted(
+        ["full.onnx", "lower_question.onnx", "lower_passage.onnx", "upper.onnx"])
