@@ -59,7 +59,12 @@ class FakeTarget:
         if job["mode"] == "parity":
             job = {**job, "inputs": os.path.join(self.path, job["inputs"]),
                    "outputs": os.path.join(self.path, job["outputs"])}
-            return {"mode": "parity", **runner.run_parity(job)}
+            previous = os.getcwd()
+            os.chdir(self.path)  # as a target runs it: in its work directory (the served cache file goes there)
+            try:
+                return {"mode": "parity", **runner.run_parity(job)}
+            finally:
+                os.chdir(previous)
         if job["mode"] == "memory":
             return {"mode": "memory", "path": job["path"], "rss_after_load_mb": None, "peak_rss_mb": None,
                     "load_peak_rss_mb": None, "peak_excludes_loading": False, "iterations": job["iterations"]}
