@@ -5,7 +5,8 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install bench test test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results
+.PHONY: install bench test test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results gpu-train-pack \
+	gpu-train gpu-train-results
 
 install: $(VENV)/.installed
 
@@ -59,6 +60,23 @@ gpu-results:
 	@test -f "$(FROM)/gpu-results.tgz" || { echo "give FROM=<folder holding gpu-results.tgz>"; exit 2; }
 	mkdir -p results/gpu && tar xzf "$(FROM)/gpu-results.tgz" -C results/gpu
 	cp "$(FROM)/gpu-check.log" "$(FROM)/nvidia-smi.txt" results/gpu/ 2>/dev/null || true
+
+# The reference models at the full budget on a lent GPU machine (scripts/gpu-train.sh). Here: `make gpu-train-pack`
+# (MiniLM-L6 in float16 and the SQuAD files into .gpu-train/); there, in one device call carrying .gpu-train:
+# `make gpu-train`; here again: `make gpu-train-results FROM=<files_at of that call>` checks the parts' sums and
+# unpacks each finished run's float16 model and records under gpu-runs/ (ignored; see scripts/gpu-train.sh).
+SQUAD ?= ../shared/data/squad
+gpu-train-pack: install
+	rm -rf .gpu-train.partial && mkdir -p .gpu-train.partial/squad
+	$(PY) -m deformer_bench.reference_models base .gpu-train.partial/model
+	cp $(SQUAD)/train-v1.1.from_explorer.json.gz $(SQUAD)/dev-v1.1.json.gz .gpu-train.partial/squad/
+	rm -rf .gpu-train && mv .gpu-train.partial .gpu-train && du -sh .gpu-train
+
+gpu-train:
+	bash scripts/gpu-train.sh
+
+gpu-train-results:
+	bash scripts/gpu-train-unpack.sh "$(FROM)" gpu-runs
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -17,13 +17,19 @@ from .squad.postprocess import predictions_from_logits
 SPLIT_INPUTS = ("question_input_ids", "question_attention_mask", "passage_input_ids", "passage_attention_mask")
 
 
-def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress: bool = True):
+def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress: bool = True, device: str = "cpu"):
+    """[N, Lq+Lp] start and end logits, float32, computed on `device` (the model is moved there and back)."""
     starts, ends = [], []
-    with torch.no_grad():
-        for part in batch_slices(len(features), batch_size, progress, "pytorch"):
-            start, end = deformer(*(torch.from_numpy(getattr(features, name)[part]) for name in SPLIT_INPUTS))
-            starts.append(start.numpy())
-            ends.append(end.numpy())
+    deformer.to(device)
+    try:
+        with torch.no_grad():
+            for part in batch_slices(len(features), batch_size, progress, "pytorch"):
+                start, end = deformer(*(torch.from_numpy(getattr(features, name)[part]).to(device)
+                                        for name in SPLIT_INPUTS))
+                starts.append(start.float().cpu().numpy())
+                ends.append(end.float().cpu().numpy())
+    finally:
+        deformer.to("cpu")
     return np.concatenate(starts), np.concatenate(ends)
 
 
@@ -58,7 +64,7 @@ class Evaluation:
 
 def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: int = 128, batch_size: int = 64,
                    layer=None, question_len=None, passage_len=None, progress: bool = True,
-                   warn=None, passage_cache_dir=None, passage_position_offset=None) -> Evaluation:
+                   warn=None, passage_cache_dir=None, passage_position_offset=None, device: str = "cpu") -> Evaluation:
     """Score `model_dir` on a SQuAD file. With `onnx_dir`, through that graph set: its manifest fixes k, the
     lengths and the offset (the defaults here), and any setting given that differs from it is refused."""
     from exporters.manifest import load_graph_set
@@ -90,8 +96,8 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
                                                            progress)
         backend = "onnxruntime"
     else:
-        start, end = pytorch_logits(deformer, features, batch_size, progress)
-        backend, passage_cache = "pytorch", None
+        start, end = pytorch_logits(deformer, features, batch_size, progress, device)
+        backend, passage_cache = ("pytorch" if device == "cpu" else f"pytorch ({device})"), None
     predictions = predictions_from_logits(examples, features, start, end, config.question_len)
     scores = evaluate(examples, predictions, warn=warn)
     return Evaluation(scores, predictions, len(examples), len(features), backend, fingerprint, asdict(config),

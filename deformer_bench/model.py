@@ -11,6 +11,7 @@ ids start at a fixed offset (0, or the question's padded length) for the same re
 that moved with the question would make the cache question-dependent.
 """
 
+import copy
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -250,12 +251,14 @@ class Deformer(nn.Module):
         deformer.source_dir = model_dir
         return deformer
 
-    def save_pretrained(self, out_dir, replace: bool = False) -> None:
+    def save_pretrained(self, out_dir, replace: bool = False, dtype: torch.dtype = None) -> None:
         """A normal Hugging Face directory plus deformer.json, written to a temporary path and renamed (over an
-        existing `out_dir` only with `replace`)."""
+        existing `out_dir` only with `replace`); with `dtype` (torch.float16 for the reference models kept in the
+        repository), the weights are stored in it, the model in memory is left as it is."""
         out_dir = Path(out_dir)
         with staged_directory(out_dir, replace=replace) as staging:
-            self.qa_model.save_pretrained(staging)
+            stored = self.qa_model if dtype is None else copy.deepcopy(self.qa_model).to(dtype)
+            stored.save_pretrained(staging)
             self.config.save(staging)
             source = getattr(self, "source_dir", None)
             if source is not None and has_tokenizer(source):
@@ -335,8 +338,10 @@ def load_qa_model(model_dir: Path, **config_overrides):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # we report missing weights ourselves, once
     try:
+        # float32 whatever the file holds (the reference models are kept in float16; transformers 5 would
+        # otherwise keep a checkpoint's own dtype)
         qa_model, info = AutoModelForQuestionAnswering.from_pretrained(model_dir, output_loading_info=True,
-                                                                       **config_overrides)
+                                                                       dtype=torch.float32, **config_overrides)
     except WEIGHT_ERRORS as error:
         raise ModelDirError(f"cannot load weights from {model_dir}: {first_line(error)}",
                             "give a directory whose weights are whole and match its config.json "

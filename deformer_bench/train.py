@@ -75,6 +75,9 @@ class TrainConfig:
     # and keeps SDPA off its fused kernel; hidden dropout (0.1) stays.
     attention_dropout: float = 0.0
     checkpoint_every: int = 100
+    # Where the steps run: "cpu", or "cuda" (a GPU; bf16 autocast there is the fast setting). Not part of a
+    # run's identity: a run checkpointed on one device resumes on the other.
+    device: str = "cpu"
 
     def __post_init__(self):
         numbers = ("gamma", "alpha", "beta", "temperature", "epochs", "learning_rate", "warmup_ratio", "weight_decay",
@@ -108,6 +111,8 @@ class TrainConfig:
                               "drop it for the teacher (it applies to students)")
         if self.temperature <= 0 or self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("temperature, epochs, batch size and learning rate must be positive", "fix them")
+        if self.device not in DEVICES:
+            raise ConfigError(f"training device {self.device!r} is unknown", f"use one of: {', '.join(DEVICES)}")
         check_doc_stride(self.passage_len, self.doc_stride)
         self.deformer_config()  # an unknown offset or bad lengths are refused here, before any run starts
 
@@ -147,6 +152,17 @@ def distillation_losses(config: TrainConfig, batch: dict, student_logits, studen
     return terms
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def training_device(config: TrainConfig):
+    """The torch.device of the run; a CUDA run on a machine without CUDA is refused before any work."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"training device cuda asked for, but torch {torch.__version__} sees no CUDA device",
+                          "train with --device cpu (device: cpu in a queue), or on a machine with a GPU")
+    return torch.device(config.device)
+
+
 def split_forward(deformer: Deformer, batch: dict, collect):
     question_hidden = deformer.lower_question(batch["question_input_ids"], batch["question_attention_mask"])
     passage_hidden = deformer.lower_passage(batch["passage_input_ids"], batch["passage_attention_mask"])
@@ -182,7 +198,7 @@ def load_checkpoint(directory: Path, config: TrainConfig):
                               f"{first_line(error)})",
                               f"remove {directory} to restart the run from its beginning") from None
     mine = dataclasses.asdict(config)
-    differing = sorted(key for key in mine if key not in ("checkpoint_every",) and saved.get(key) != mine[key])
+    differing = sorted(key for key in mine if key not in ("checkpoint_every", "device") and saved.get(key) != mine[key])
     if differing:
         raise CheckpointError(
             f"checkpoint in {directory} was written for another configuration ({', '.join(differing)} differ)",
@@ -230,7 +246,9 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
         return output / MODEL_DIR
     check_run_directory(config)
     check_room_to_train(config)
-    warn_if_bf16_is_slow(config)
+    device = training_device(config)
+    if device.type == "cpu":
+        warn_if_bf16_is_slow(config)
     torch.manual_seed(config.seed)
     init_dir = Path(config.init_dir)
     tokenizer = load_tokenizer(init_dir)
@@ -241,6 +259,8 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
         teacher = Deformer.from_pretrained(config.teacher_dir, layer=0, question_len=config.question_len,
                                            passage_len=config.passage_len, passage_position_offset="question_len")
         teacher.requires_grad_(False)
+        teacher.to(device)
+    student.to(device)
 
     examples = select_examples(load_squad(config.train_file), config)
     features = featurize(examples, tokenizer, config.question_len, config.passage_len, config.doc_stride,
@@ -261,7 +281,8 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
          "weight_decay": config.weight_decay},
         {"params": [p for n, p in qa_model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    # fused: one kernel for all parameters on a GPU, where a step is otherwise launch-bound
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     first_step, elapsed_s = 0, 0.0
     checkpoint = output / CHECKPOINT_DIR
@@ -269,7 +290,7 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
     clean_stale_staging(checkpoint)  # puts back a checkpoint moved aside by a save that was killed mid-swap
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, config)
-        qa_model.load_state_dict(state["model"])
+        qa_model.load_state_dict(state["model"])  # copied onto the model's device; the optimizer follows it
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -289,8 +310,8 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
             epoch, index = divmod(step, steps_per_epoch)
             order = np.random.default_rng(config.seed + epoch).permutation(len(features))
             rows = torch.from_numpy(order[index * config.batch_size:(index + 1) * config.batch_size])
-            batch = {name: tensor[rows] for name, tensor in tensors.items()}
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            batch = {name: tensor[rows].to(device, non_blocking=True) for name, tensor in tensors.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 student_upper = []
                 student_logits = split_forward(student, batch, student_upper)
                 teacher_logits, teacher_layers = None, None
@@ -319,6 +340,7 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < total_steps:
                 save_checkpoint(checkpoint, student, optimizer, scheduler, step + 1, config, record["elapsed_s"])
     student.eval()
+    student.to("cpu")  # saved and evaluated from the CPU, as every model directory is read
     student.source_dir = init_dir
     weights_bytes = sum(tensor.numel() * tensor.element_size() for tensor in qa_model.state_dict().values())
     ensure_room(output, weights_bytes + 2**20, "model")

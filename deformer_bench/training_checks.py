@@ -21,7 +21,7 @@ from .files import check_output_dir
 
 MODEL_DIR = "model"
 DONE_FILE = "DONE"
-UNCOMPARED = ("checkpoint_every", "output_dir", "init_dir", "teacher_dir", "train_file")
+UNCOMPARED = ("checkpoint_every", "output_dir", "init_dir", "teacher_dir", "train_file", "device")
 
 
 def is_disk_full(error: Exception, directory: Path) -> bool:

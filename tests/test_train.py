@@ -36,6 +36,7 @@ def test_losses_vanish_when_student_equals_teacher():
     (dict(layer=0, alpha=1.0, teacher_dir="t"), "nothing to distil"),
     (dict(gamma=0, alpha=0, beta=0), "not all 0"),
     (dict(passage_len=64, doc_stride=128), "smaller than the passage window of 63"),
+    (dict(device="gpu"), "training device 'gpu' is unknown"),
 ])
 def test_bad_training_configs(changes, message):
     from deformer_bench.errors import ConfigError
@@ -90,6 +91,19 @@ def test_teacher_then_student_train_resume_and_refuse_foreign_checkpoints(tmp_pa
     assert {"ce", "kd", "lrs"} <= set(log[-1])
     student = Deformer.from_pretrained(student_dir)
     assert student.config.layer == 1 and student.fingerprint() != teacher.fingerprint()
+
+
+def test_a_cuda_run_without_cuda_is_refused_before_any_work(tmp_path, tiny_with_tokenizer, small_train_file,
+                                                            monkeypatch):
+    import dataclasses
+
+    from deformer_bench.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = dataclasses.replace(config(tmp_path / "run", tiny_with_tokenizer, small_train_file), device="cuda")
+    with pytest.raises(ConfigError, match="sees no CUDA device"):
+        train(run, ["test"], progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_that_cannot_start_leaves_no_directory(tmp_path, tiny_with_tokenizer):

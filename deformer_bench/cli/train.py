@@ -206,7 +206,7 @@ def evaluate_run(name: str, config, evaluation: dict, command: list, progress: b
         return kept
     environment = describe_environment(command)  # before the work: the commit the figures came from
     result = evaluate_model(output / "model", evaluation["dataset"], limit=evaluation.get("limit") or None,
-                            doc_stride=config.doc_stride, progress=progress, warn=warn_to_stderr)
+                            doc_stride=config.doc_stride, progress=progress, warn=warn_to_stderr, device=config.device)
     record = {"name": name, **result.scores, "questions": result.questions, "windows": result.windows,
               "backend": result.backend, "dataset": str(evaluation["dataset"]), "limit": evaluation.get("limit", 0),
               "doc_stride": config.doc_stride,
