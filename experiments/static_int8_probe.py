@@ -11,6 +11,7 @@ difference from float32.
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,8 +85,9 @@ def main(graphs_dir: str, out_dir: str) -> None:
     environment = describe_environment(["python", *sys.argv])
     manifest = json.loads((source / "manifest.json").read_text())
     feeds = calibration_feeds(source, manifest)
-    quantize_statically(source, out / "int8-static", feeds)
-    sets = {"float32": source, "int8-dynamic": source / "variants" / "int8", "int8-static": out / "int8-static"}
+    scratch = tempfile.TemporaryDirectory(prefix="static-int8-")  # the graphs are not results: only the record is
+    quantize_statically(source, Path(scratch.name), feeds)
+    sets = {"float32": source, "int8-dynamic": source / "variants" / "int8", "int8-static": Path(scratch.name)}
     sessions = {name: {graph: session(folder / f"{graph}.onnx") for graph in GRAPHS} for name, folder in sets.items()}
     feed = feeds[0]
 
@@ -115,7 +117,9 @@ def main(graphs_dir: str, out_dir: str) -> None:
     result = {"graphs_dir": str(source), "rounds": ROUNDS, "skipped_rounds": SKIPPED, "p50_ms": p50_ms,
               "max_abs_logit_difference_from_float32": logit_difference, "samples_ns": samples,
               "environment": environment}
+    out.mkdir(parents=True)
     (out / "static_int8_probe.json").write_text(json.dumps(result, indent=1) + "\n")
+    scratch.cleanup()
     for name, value in p50_ms.items():
         print(f"{name}: p50 {value:.1f} ms")
     print("logit difference from float32:", logit_difference)
