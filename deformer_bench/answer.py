@@ -141,7 +141,7 @@ def cache_passages(graph_set, passages: dict, tokenizer, directory, doc_stride: 
     deformer = graph_set.manifest["deformer"]
     windows = featurize(passage_examples(passages), tokenizer, deformer["question_len"], deformer["passage_len"],
                         doc_stride, progress=progress)  # refuses a bad stride before any graph runs
-    cache, built = open_passage_cache(graph_set, windows, Path(directory), batch_size, progress)
+    cache, built = open_passage_cache(graph_set, windows, Path(directory), batch_size, progress, doc_stride)
     rows = cache.rows(windows.passage_input_ids, windows.passage_attention_mask)  # refuses missing windows
     record = {"directory": str(directory), "passages": len(passages), "passage_windows": len(windows),
               "distinct_windows": int(len(np.unique(rows))), "cache_windows": cache.info["windows"],

@@ -82,13 +82,15 @@ def onnx_logits(graph_set, features, cache, rows, batch_size: int = 64, progress
     return np.concatenate(starts), np.concatenate(ends)
 
 
-def open_passage_cache(graph_set, features, directory: Path, batch_size: int, progress: bool):
-    """(cache, built): the cache in `directory` if it exists (it must hold every window), else a new one
-    built there from the features' distinct passage windows."""
+def open_passage_cache(graph_set, features, directory: Path, batch_size: int, progress: bool, doc_stride=None):
+    """(cache, built): the cache in `directory` if it exists and its build finished (it must hold every window),
+    else one built there from the features' distinct passage windows (an unfinished build goes on)."""
     if directory.exists():
-        return load_passage_cache(directory, graph_set), False
+        cache = load_passage_cache(directory, graph_set)
+        if cache.info.get("complete"):
+            return cache, False
     return build_passage_cache(graph_set, features.passage_input_ids, features.passage_attention_mask, directory,
-                               evaluation_session, batch_size, progress), True
+                               evaluation_session, batch_size, progress, doc_stride=doc_stride), True
 
 
 def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: int, progress: bool):

@@ -7,8 +7,9 @@ import onnxruntime
 import pytest
 
 from deformer_bench.errors import PassageCacheError
-from deformer_bench.serving import evaluation_session
 from deformer_bench.passage_cache import build_passage_cache, distinct_windows, load_passage_cache
+from deformer_bench.passage_cache.codecs import decode, encode
+from deformer_bench.serving import evaluation_session
 from exporters.manifest import load_graph_set
 
 
@@ -21,6 +22,15 @@ def windows():
     distinct_ids[0, 20:] = 0
     order = np.array([0, 0, 1, 2, 1, 0, 3, 3, 2, 1])
     return distinct_ids[order], distinct_mask[order]
+
+
+def direct_states(graph_set, ids, mask):
+    return onnxruntime.InferenceSession(str(graph_set.path("lower_passage"))).run(
+        None, {"passage_input_ids": ids, "passage_attention_mask": mask})[0]
+
+
+def build(graph_set, ids, mask, out, **options):
+    return build_passage_cache(graph_set, ids, mask, out, evaluation_session, progress=False, **options)
 
 
 def test_distinct_windows_map_every_window_back():
@@ -37,62 +47,156 @@ def test_distinct_windows_map_every_window_back():
 def test_cached_states_are_lower_passage_run_on_every_window(tiny_graphs, tmp_path):
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
-    cache = build_passage_cache(graph_set, ids, mask, tmp_path / "cache", evaluation_session, batch_size=3,
-                                progress=False)
-    assert cache.info["windows"] == 4 and cache.info["layer"] == 1
-    direct = onnxruntime.InferenceSession(str(graph_set.path("lower_passage"))).run(
-        None, {"passage_input_ids": ids, "passage_attention_mask": mask})[0]
-    np.testing.assert_allclose(cache.passage_hidden(cache.rows(ids, mask)), direct, atol=1e-5)
+    cache = build(graph_set, ids, mask, tmp_path / "cache", batch_size=3, segment_windows=3)
+    assert cache.windows == 4 and cache.info["identity"]["layer"] == 1 and cache.info["complete"]
+    assert [segment.windows for segment in cache.segments] == [3, 1]  # two segments, rows across both
+    np.testing.assert_allclose(cache.passage_hidden(cache.rows(ids, mask)), direct_states(graph_set, ids, mask),
+                               atol=1e-5)
     reopened = load_passage_cache(tmp_path / "cache", graph_set)
     assert np.array_equal(reopened.passage_hidden(reopened.rows(ids[:3], mask[:3])), cache.passage_hidden([0, 0, 1]))
     # the same tokens as int32 (another tokenizer's output dtype) find the same rows
     assert (reopened.rows(ids.astype(np.int32), mask.astype(np.int32)) == reopened.rows(ids, mask)).all()
-    with pytest.raises(PassageCacheError, match="exists"):
-        build_passage_cache(graph_set, ids, mask, tmp_path / "cache", evaluation_session, progress=False)
+    with pytest.raises(PassageCacheError, match="exists and is complete"):
+        build(graph_set, ids, mask, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("dtype, tolerance, ratio", [("float16", 2e-3, 0.5), ("int8", 2e-2, 0.25 + 1 / 32)])
+def test_float16_and_int8_states_decode_close_to_float32_in_less_room(tiny_graphs, tmp_path, dtype, tolerance,
+                                                                      ratio):
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    full = build(graph_set, ids, mask, tmp_path / "float32")
+    small = build(graph_set, ids, mask, tmp_path / dtype, dtype=dtype)
+    exact = full.passage_hidden(full.rows(ids, mask))
+    read = small.passage_hidden(small.rows(ids, mask))
+    assert read.dtype == np.float32
+    scale = np.abs(exact).max(axis=-1, keepdims=True)
+    assert (np.abs(read - exact) <= tolerance * scale).all()
+    stored = [segment.arrays["passage_hidden"].nbytes + (segment.arrays["passage_scale"].nbytes
+                                                         if dtype == "int8" else 0) for segment in small.segments]
+    assert sum(stored) == pytest.approx(ratio * full.segments[0].arrays["passage_hidden"].nbytes)
+
+
+def test_int8_keeps_each_tokens_largest_state_and_zero_tokens():
+    hidden = np.array([[[0.0, 0.0, 0.0], [1.0, -2.54, 0.5]]], dtype=np.float32)
+    encoded = encode(hidden, "int8")
+    assert encoded["passage_hidden"].dtype == np.int8 and encoded["passage_scale"].shape == (1, 2)
+    decoded = decode(encoded["passage_hidden"], encoded["passage_scale"])
+    assert decoded[0, 0].tolist() == [0.0, 0.0, 0.0] and decoded[0, 1, 1] == pytest.approx(-2.54)
+    assert np.abs(decoded - hidden).max() <= 2.54 / 127 / 2 + 1e-7
+
+
+def test_append_adds_only_new_windows_as_a_new_segment(tiny_graphs, tmp_path):
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    build(graph_set, ids[:5], mask[:5], tmp_path / "cache")  # windows 0, 1, 2
+    before = (tmp_path / "cache" / "segment-00000" / "passage_hidden.npy").read_bytes()
+    cache = build(graph_set, ids, mask, tmp_path / "cache", append=True)  # window 3 is new
+    assert [segment.windows for segment in cache.segments] == [3, 1]
+    assert (tmp_path / "cache" / "segment-00000" / "passage_hidden.npy").read_bytes() == before  # not rewritten
+    assert [build_record["new_windows"] for build_record in cache.info["builds"]] == [3, 1]
+    np.testing.assert_allclose(cache.passage_hidden(cache.rows(ids, mask)), direct_states(graph_set, ids, mask),
+                               atol=1e-5)
+    with pytest.raises(PassageCacheError, match="stores float32, not int8"):
+        build(graph_set, ids, mask, tmp_path / "cache", dtype="int8", append=True)
+    with pytest.raises(PassageCacheError, match="doc stride 128, not 64"):
+        build(graph_set, ids, mask, tmp_path / "strided", doc_stride=128)
+        build(graph_set, ids, mask, tmp_path / "strided", doc_stride=64, append=True)
+
+
+def test_a_killed_build_goes_on_from_its_last_complete_segment(tiny_graphs, tmp_path):
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    calls = []
+
+    class DiesOnTheThirdBatch:
+        def __init__(self, path):
+            self.session = evaluation_session(path)
+
+        def run(self, names, feed):
+            calls.append(len(feed["passage_input_ids"]))
+            if len(calls) == 3:
+                raise KeyboardInterrupt  # as Ctrl-C or SIGTERM would
+            return self.session.run(names, feed)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_passage_cache(graph_set, ids, mask, tmp_path / "cache", DiesOnTheThirdBatch, batch_size=1,
+                            segment_windows=2, progress=False)
+    record = json.loads((tmp_path / "cache" / "cache.json").read_text())
+    assert not record["complete"] and [entry["windows"] for entry in record["segments"]] == [2]
+    (tmp_path / "cache" / ".segment-00001.partial-1-x").mkdir()  # what a kill -9 mid-segment leaves
+    (tmp_path / "cache" / "segment-00009").mkdir()  # renamed but never listed
+    with pytest.raises(PassageCacheError, match="lacks 2 of the 4 .*did not finish"):
+        load_passage_cache(tmp_path / "cache", graph_set).rows(ids[distinct_windows(ids, mask)[0]],
+                                                                mask[distinct_windows(ids, mask)[0]])
+    calls.clear()
+    cache = build(graph_set, ids, mask, tmp_path / "cache", batch_size=1, segment_windows=2)
+    assert cache.info["complete"] and [segment.windows for segment in cache.segments] == [2, 2]
+    assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == ["cache.json", "segment-00000",
+                                                                         "segment-00001"]
+    np.testing.assert_allclose(cache.passage_hidden(cache.rows(ids, mask)), direct_states(graph_set, ids, mask),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "zeroed in place", "truncated", "missing segment",
+                                    "missing file"])
+def test_damage_is_refused_at_open_or_at_first_read(tiny_graphs, tmp_path, damage):
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    build(graph_set, ids, mask, tmp_path / "cache")
+    hidden = tmp_path / "cache" / "segment-00000" / "passage_hidden.npy"
+    data = bytearray(hidden.read_bytes())
+    if damage == "flipped byte":
+        data[-5] ^= 0x40
+        hidden.write_bytes(bytes(data))
+    elif damage == "zeroed in place":  # same size, valid header: only the checksum can tell
+        hidden.write_bytes(bytes(data[:128]) + bytes(len(data) - 128))
+    elif damage == "truncated":
+        hidden.write_bytes(bytes(data[:len(data) // 2]))
+    elif damage == "missing segment":
+        shutil.rmtree(tmp_path / "cache" / "segment-00000")
+    else:
+        hidden.unlink()
+    with pytest.raises(PassageCacheError, match="damaged|missing"):
+        cache = load_passage_cache(tmp_path / "cache", graph_set)
+        cache.passage_hidden(cache.rows(ids, mask))
 
 
 def test_refuses_missing_windows_and_foreign_or_broken_caches(tiny_graphs, tmp_path):
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
-    cache = build_passage_cache(graph_set, ids[:5], mask[:5], tmp_path / "cache", evaluation_session,
-                                progress=False)  # windows 0, 1, 2 only
+    cache = build(graph_set, ids[:5], mask[:5], tmp_path / "cache")  # windows 0, 1, 2 only
     with pytest.raises(PassageCacheError, match="lacks 2 of the 10 passage windows"):
         cache.rows(ids, mask)
 
     def edited(name, change):
         copy = tmp_path / name
         shutil.copytree(tmp_path / "cache", copy)
-        info = json.loads((copy / "passage_cache.json").read_text())
-        change(info)
-        (copy / "passage_cache.json").write_text(json.dumps(info))
+        record = json.loads((copy / "cache.json").read_text())
+        change(record)
+        (copy / "cache.json").write_text(json.dumps(record))
         return copy
 
-    foreign = edited("foreign", lambda info: info.update(lower_passage_sha256="0" * 64))
+    foreign = edited("foreign", lambda record: record["identity"].update(lower_passage_sha256="0" * 64))
     with pytest.raises(PassageCacheError, match="another lower_passage graph"):
         load_passage_cache(foreign, graph_set)
-    future = edited("future", lambda info: info.update(format_version=99))
+    future = edited("future", lambda record: record.update(format_version=99))
     with pytest.raises(PassageCacheError, match="format_version 99"):
         load_passage_cache(future, graph_set)
     (tmp_path / "empty").mkdir()
     with pytest.raises(PassageCacheError, match="is not a passage cache"):
         load_passage_cache(tmp_path / "empty", graph_set)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "passage_cache.json").write_text("{}")
+    with pytest.raises(PassageCacheError, match="is not a passage cache") as error:
+        load_passage_cache(old, graph_set)
+    assert "earlier version" in error.value.hint
     wrong_shape = tmp_path / "wrong-shape"
     shutil.copytree(tmp_path / "cache", wrong_shape)
-    (wrong_shape / "passage_cache.json").write_text("[]")
+    (wrong_shape / "cache.json").write_text("[]")
     with pytest.raises(PassageCacheError, match="not a passage cache record"):
         load_passage_cache(wrong_shape, graph_set)
-
-
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_a_damaged_array_file_is_one_clear_error(tiny_graphs, tmp_path, damage):
-    graph_set = load_graph_set(tiny_graphs)
-    ids, mask = windows()
-    build_passage_cache(graph_set, ids, mask, tmp_path / "cache", evaluation_session, progress=False)
-    hidden = tmp_path / "cache" / "passage_hidden.npy"
-    data = hidden.read_bytes()
-    hidden.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"not numpy at all" * 10, "empty": b""}[damage])
-    with pytest.raises(PassageCacheError, match="passage_hidden.npy is damaged"):
-        load_passage_cache(tmp_path / "cache", graph_set)
 
 
 def test_a_failed_build_leaves_no_directory(tiny_graphs, tmp_path):
@@ -108,13 +212,12 @@ def test_a_failed_build_leaves_no_directory(tiny_graphs, tmp_path):
 
 
 def test_a_disk_without_room_is_refused_before_writing(tiny_graphs, tmp_path, monkeypatch):
-    import deformer_bench.passage_cache as passage_cache
+    from deformer_bench.passage_cache import store
 
-    monkeypatch.setattr(passage_cache.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
-    ids, mask = windows()  # 4 distinct windows: 4 x 24 x 32 float32 states + 2 x 4 x 24 int64 ids and mask
-    with pytest.raises(PassageCacheError, match=r"needs 13,824 bytes \(13.5 KiB\) and .* has 1,000 free"):
-        build_passage_cache(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache" / "deeper", evaluation_session,
-                            progress=False)
+    monkeypatch.setattr(store.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    ids, mask = windows()  # 4 distinct windows: 4 x 24 x 32 float32 states + 2 x 4 x 24 int64 ids and mask + 1 MiB
+    with pytest.raises(PassageCacheError, match=r"needs 1,062,400 bytes \(1.0 MiB\) and .* has 1,000 free"):
+        build(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache" / "deeper")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -123,8 +226,8 @@ def test_a_disk_without_room_is_refused_before_writing(tiny_graphs, tmp_path, mo
 def test_a_cache_array_of_another_dtype_is_damaged(tiny_graphs, tmp_path, name, dtype):
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
-    build_passage_cache(graph_set, ids, mask, tmp_path / "cache", evaluation_session, progress=False)
-    path = tmp_path / "cache" / f"{name}.npy"
+    build(graph_set, ids, mask, tmp_path / "cache")
+    path = tmp_path / "cache" / "segment-00000" / f"{name}.npy"
     np.save(path, np.load(path).astype(dtype))
     with pytest.raises(PassageCacheError, match=f"{name}.npy is damaged"):
         load_passage_cache(tmp_path / "cache", graph_set)

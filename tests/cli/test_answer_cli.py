@@ -120,7 +120,7 @@ def test_output_may_not_overwrite_an_input(tiny_student_graphs, squad_as_jsonl, 
                 "--doc-stride", "16", "--quiet")
     assert built[0] == 0, built[2]
     output = {"passages": passages, "questions": questions,
-              "cache file": tmp_path / "cache" / "passage_cache.json"}[target]
+              "cache file": tmp_path / "cache" / "cache.json"}[target]
     before = output.read_bytes()
     code, _, stderr = cli(tiny_student_graphs, "--passages", passages, "--questions", questions,
                           "--passage-cache", tmp_path / "cache", "--output", output, "--doc-stride", "16", "--quiet")

@@ -1,0 +1,144 @@
+"""Building a passage cache: lower_passage once per distinct window not yet stored, a segment at a time.
+
+A build writes segment after segment (each whole, then renamed, then listed in cache.json), so a killed build
+keeps every segment it finished and the same command goes on from there. An append is the same walk over new
+passages: windows already stored are skipped, new ones go to new segments, old segments are never rewritten.
+"""
+
+import fcntl
+import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import PassageCacheError
+from ..files import staged_directory
+from .codecs import DTYPES, bytes_per_window, encode
+from .store import (FORMAT_VERSION, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity, distinct_windows,
+                    file_sha256, graph_identity, load_passage_cache, read_record, save_record, segment_name)
+
+SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
+LOCK_FILE = ".build.lock"
+STAGING = re.compile(r"^\.segment-\d{5,}\.partial-")
+
+
+@contextmanager
+def build_lock(directory: Path):
+    """One build at a time per cache directory (a second one would list the same segment names twice)."""
+    with open(directory / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise PassageCacheError(f"another build is writing {directory}", "wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_unlisted(directory: Path, record: dict) -> None:
+    """Segments a killed build renamed into place but never listed, and its half-written staging folders."""
+    listed = {entry["name"] for entry in record["segments"]}
+    for entry in directory.iterdir():
+        if entry.is_dir() and ((SEGMENT_NAME.match(entry.name) and entry.name not in listed)
+                               or STAGING.match(entry.name)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def new_record(graph_set, dtype: str, doc_stride) -> dict:
+    return {"format_version": FORMAT_VERSION, "identity": graph_identity(graph_set), "dtype": dtype,
+            "doc_stride": doc_stride, "segments": [], "windows": 0, "complete": False, "builds": []}
+
+
+def existing_record(directory: Path, graph_set, dtype: str, doc_stride, append: bool) -> dict:
+    record = read_record(directory)
+    check_identity(record, directory, graph_set)
+    if record["dtype"] != dtype:
+        raise PassageCacheError(f"passage cache {directory} stores {record['dtype']}, not {dtype}",
+                                f"build with --dtype {record['dtype']}, or into a new directory")
+    if doc_stride is not None and record.get("doc_stride") not in (None, doc_stride):
+        raise PassageCacheError(f"passage cache {directory} was cut with doc stride {record['doc_stride']}, not "
+                                f"{doc_stride}", f"build with --doc-stride {record['doc_stride']}, or into a new directory")
+    if record.get("complete") and not append:
+        raise PassageCacheError(f"passage cache {directory} exists and is complete",
+                                "add passages with --append, read it as it is, or give a new directory")
+    return record
+
+
+def write_segment(directory: Path, index: int, input_ids, attention_mask, encoded: dict) -> dict:
+    """One segment written whole under a staging name, renamed, hashed: its record entry."""
+    name = segment_name(index)
+    arrays = {"passage_input_ids": np.asarray(input_ids, np.int64),
+              "passage_attention_mask": np.asarray(attention_mask, np.int64), **encoded}
+    with staged_directory(directory / name) as staging:
+        for stem, array in arrays.items():
+            np.save(staging / f"{stem}.npy", array)
+        sha256 = {f"{stem}.npy": file_sha256(staging / f"{stem}.npy") for stem in arrays}
+    return {"name": name, "windows": int(len(input_ids)), "sha256": sha256}
+
+
+def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
+                        progress: bool = True, dtype: str = "float32", doc_stride=None, append: bool = False,
+                        segment_windows: int = SEGMENT_WINDOWS, passages=None):
+    """Store lower_passage's states of every distinct window of ([N, Lp] ids, mask) not yet in `out_dir`: a new
+    cache, the rest of a killed build, or (`append`) new passages added to a complete one. Returns the cache."""
+    if dtype not in DTYPES:
+        raise PassageCacheError(f"unknown cache dtype {dtype!r}", f"use one of: {', '.join(DTYPES)}")
+    if segment_windows < 1:
+        raise PassageCacheError(f"segment_windows must be at least 1, got {segment_windows}", "e.g. 1024")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PassageCacheError(f"{out_dir} is a file, not a cache directory", "give a directory path")
+    created = not out_dir.exists()
+    if not created and not (out_dir / RECORD_FILE).is_file() and any(out_dir.iterdir()):
+        raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
+    record = (new_record(graph_set, dtype, doc_stride) if created or not (out_dir / RECORD_FILE).is_file()
+              else existing_record(out_dir, graph_set, dtype, doc_stride, append))
+    input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
+    first, _ = distinct_windows(input_ids, attention_mask)
+    stored = load_passage_cache(out_dir, graph_set) if record["segments"] else None
+    new = first if stored is None else first[stored.lookup(input_ids[first], attention_mask[first]) < 0]
+    identity = record["identity"]
+    per_window = bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) \
+        + 2 * 8 * identity["passage_len"]
+    check_free_space(out_dir, per_window * len(new) + 2**20)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with build_lock(out_dir):
+            remove_unlisted(out_dir, record)
+            save_record(out_dir, record)
+            started = time.perf_counter()
+            session = session_factory(graph_set.path("lower_passage")) if len(new) else None
+            bar = tqdm(total=len(new), desc="passage cache", unit="window", disable=not progress)
+            for start in range(0, len(new), segment_windows):
+                chosen = new[start:start + segment_windows]
+                ids, mask = input_ids[chosen], attention_mask[chosen]
+                parts = []
+                for batch in range(0, len(chosen), batch_size):
+                    parts.append(session.run(None, {"passage_input_ids": ids[batch:batch + batch_size],
+                                                    "passage_attention_mask": mask[batch:batch + batch_size]})[0])
+                    bar.update(len(parts[-1]))
+                entry = write_segment(out_dir, len(record["segments"]), ids, mask, encode(np.concatenate(parts), dtype))
+                record["segments"].append(entry)
+                record["windows"] += entry["windows"]
+                save_record(out_dir, record)  # the segment counts from here on: a kill after this keeps it
+            bar.close()
+            seconds = round(time.perf_counter() - started, 2)
+            record["builds"].append({"passages": passages, "windows_given": int(len(input_ids)),
+                                     "distinct_windows": int(len(first)), "new_windows": int(len(new)),
+                                     "seconds": seconds, "pid": os.getpid()})
+            record["complete"], record["build_seconds"] = True, seconds
+            save_record(out_dir, record)
+    except BaseException:
+        if created and not record["segments"]:  # nothing of ours worth keeping: no directory is left
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        if (out_dir / LOCK_FILE).exists():
+            (out_dir / LOCK_FILE).unlink(missing_ok=True)
+    return load_passage_cache(out_dir, graph_set)

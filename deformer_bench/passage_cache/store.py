@@ -1,0 +1,270 @@
+"""The passage cache on disk: segments of memory-mapped numpy arrays, a record with their checksums, and reads.
+
+DeFormer's passage states at layer k never see the question, so every question asked of a passage can share
+them. On SQuAD a paragraph has ~5 questions and each of its windows is the same token sequence for all of
+them: the dev set's 12,597 (question, window) pairs hold only 2,438 distinct windows (MiniLM tokens, 224-token
+windows, stride 128).
+
+A cache is a directory:
+  cache.json                  format version; the identity of the lower_passage graph it was built with (sha256,
+                              model fingerprint, k, lengths, hidden size); the stored dtype; the doc stride the
+                              windows were cut with; every segment with its window count and each file's sha256;
+                              whether the build finished; one entry per build or append
+  segment-00000/              written whole under a temporary name, then renamed; listed in cache.json after
+    passage_input_ids.npy     [n, Lp] int64   the key: each window's exact token ids ...
+    passage_attention_mask.npy[n, Lp] int64   ... and mask
+    passage_hidden.npy        [n, Lp, H]      float32, float16 or int8 (codecs.py)
+    passage_scale.npy         [n, Lp] float32 int8 only: one scale per token
+
+Why numpy files: each array is one .npy (a 128-byte header and the raw array), memory-mapped read-only with
+numpy's own loader, readable by anything that reads .npy, with nothing to install. A read gathers a query's rows
+from the map (runtime/cached_states.gather_rows); the benchmark's online_served path times exactly that read
+against the in-memory online path: under 2% of the online latency (results/README.md). Growth is by new
+segments (append never rewrites one), and a damaged file is found by its sha256.
+
+When checksums are checked: structure (every listed file there, with the shape and dtype recorded) at open; the
+content, per segment, the first time a read touches it (hashing runs at ~1 GB/s here: a whole 21M-passage corpus
+could not be hashed at open, one segment costs a fraction of a second once). `deformer-cache verify` checks
+every segment.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PassageCacheError
+from ..files import write_text_atomically
+from ..runtime.cached_states import gather_rows
+from .codecs import DTYPES, decode
+
+FORMAT_VERSION = 2
+RECORD_FILE = "cache.json"
+SEGMENT_NAME = re.compile(r"^segment-(\d{5,})$")
+KEY_FILES = ("passage_input_ids", "passage_attention_mask")
+REBUILD = "remove the cache directory and build it again (deformer-cache build)"
+
+
+def window_keys(input_ids: np.ndarray, attention_mask: np.ndarray) -> list:
+    """One hashable key per window ([N, Lp] ids and mask): the exact tokens, so equal keys mean equal states."""
+    input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
+    return [ids.tobytes() + mask.tobytes() for ids, mask in zip(input_ids, attention_mask)]
+
+
+def distinct_windows(input_ids: np.ndarray, attention_mask: np.ndarray):
+    """(first, row_of): `first` [U] indexes each distinct window's first occurrence; `row_of` [N] maps every
+    window to its distinct row, so input_ids[first][row_of] == input_ids."""
+    row_by_key, first, row_of = {}, [], []
+    for index, key in enumerate(window_keys(input_ids, attention_mask)):
+        if key not in row_by_key:
+            row_by_key[key] = len(first)
+            first.append(index)
+        row_of.append(row_by_key[key])
+    return np.asarray(first, dtype=np.int64), np.asarray(row_of, dtype=np.int64)
+
+
+def graph_identity(graph_set) -> dict:
+    """What a cache must match: the lower_passage graph it came from (and, for the message, the model)."""
+    manifest = graph_set.manifest
+    return {"lower_passage_sha256": manifest["graphs"]["lower_passage"]["sha256"],
+            "model_fingerprint_sha256": manifest["model"]["fingerprint_sha256"],
+            "layer": manifest["deformer"]["layer"], "passage_len": manifest["deformer"]["passage_len"],
+            "hidden_size": manifest["model"]["hidden_size"]}
+
+
+def human_bytes(count: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count} bytes"
+
+
+def check_free_space(out_dir: Path, needed_bytes: int) -> None:
+    """Refuse up front: a memory-mapped file on a full disk fails with SIGBUS mid-write, not with an error."""
+    parent = next(folder for folder in (out_dir, *out_dir.parents) if folder.exists())
+    free = shutil.disk_usage(parent).free
+    if free < needed_bytes:
+        raise PassageCacheError(f"the passage cache needs {needed_bytes:,} bytes ({human_bytes(needed_bytes)}) "
+                                f"and {parent} has {free:,} free",
+                                "give the cache a directory on a disk with room (or set TMPDIR)")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**23), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def segment_name(index: int) -> str:
+    return f"segment-{index:05d}"
+
+
+def expected_arrays(dtype: str, windows: int, passage_len: int, hidden_size: int) -> dict:
+    """{file stem: (shape, numpy dtype)} of one segment."""
+    from .codecs import STORED
+
+    arrays = {"passage_input_ids": ((windows, passage_len), np.int64),
+              "passage_attention_mask": ((windows, passage_len), np.int64),
+              "passage_hidden": ((windows, passage_len, hidden_size), STORED[dtype])}
+    if dtype == "int8":
+        arrays["passage_scale"] = ((windows, passage_len), np.float32)
+    return arrays
+
+
+@dataclass
+class Segment:
+    """One listed segment: its arrays memory-mapped at open, its checksums checked at first read."""
+
+    directory: Path
+    name: str
+    windows: int
+    sha256: dict  # {file name: sha256}
+    arrays: dict = field(default_factory=dict)
+    verified: bool = False
+
+    def verify(self) -> None:
+        """Every file's sha256 against the record; a PassageCacheError names the first that differs."""
+        for file_name, expected in self.sha256.items():
+            if file_sha256(self.directory / self.name / file_name) != expected:
+                raise PassageCacheError(f"passage cache {self.directory}: {self.name}/{file_name} is damaged "
+                                        "(its sha256 differs from the one recorded when it was written)", REBUILD)
+        self.verified = True
+
+
+def read_record(directory: Path) -> dict:
+    """cache.json, checked for shape and version; a directory that is not a cache is one clear error."""
+    record_path = directory / RECORD_FILE
+    if not record_path.is_file():
+        hint = ("it was written by an earlier version (format 1): " + REBUILD) if (directory / "passage_cache.json").is_file() \
+            else "give a new directory to build a cache in, or one written by deformer-cache / deformer-eval"
+        raise PassageCacheError(f"{directory} is not a passage cache of this version (no {RECORD_FILE})", hint)
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PassageCacheError(f"{record_path} is not valid JSON: {error}", REBUILD) from None
+    if not isinstance(record, dict) or not isinstance(record.get("segments"), list) \
+            or not isinstance(record.get("identity"), dict):
+        raise PassageCacheError(f"{record_path} is not a passage cache record (no segments or identity)", REBUILD)
+    if record.get("format_version") != FORMAT_VERSION:
+        raise PassageCacheError(f"{record_path} has format_version {record.get('format_version')!r}; this version "
+                                f"reads {FORMAT_VERSION}", REBUILD)
+    if record.get("dtype") not in DTYPES:
+        raise PassageCacheError(f"{record_path}: unknown dtype {record.get('dtype')!r}", REBUILD)
+    for entry in record["segments"]:
+        if not (isinstance(entry, dict) and isinstance(entry.get("name"), str) and SEGMENT_NAME.match(entry["name"])
+                and isinstance(entry.get("windows"), int) and isinstance(entry.get("sha256"), dict)):
+            raise PassageCacheError(f"{record_path}: a segment entry is malformed ({str(entry)[:80]})", REBUILD)
+    return record
+
+
+def save_record(directory: Path, record: dict) -> None:
+    write_text_atomically(directory / RECORD_FILE, json.dumps(record, indent=1) + "\n")
+
+
+def check_identity(record: dict, directory: Path, graph_set) -> None:
+    identity, theirs = graph_identity(graph_set), record["identity"]
+    if theirs.get("lower_passage_sha256") != identity["lower_passage_sha256"]:
+        raise PassageCacheError(
+            f"passage cache {directory} was built with another lower_passage graph (model "
+            f"{str(theirs.get('model_fingerprint_sha256'))[:12]}, k={theirs.get('layer')}) than {graph_set.directory} "
+            f"(model {identity['model_fingerprint_sha256'][:12]}, k={identity['layer']})",
+            "give a new cache directory, or the graph set the cache was built with")
+
+
+def _open_array(path: Path, shape: tuple, dtype) -> np.ndarray:
+    """A memory-mapped .npy of the recorded shape and dtype; anything else is damage, not a numpy traceback."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise PassageCacheError(f"passage cache file {path} is damaged or missing ({error})", REBUILD) from None
+    if array.shape != shape or array.dtype != dtype:
+        raise PassageCacheError(f"passage cache file {path} is damaged: {array.dtype} {array.shape}, expected "
+                                f"{np.dtype(dtype)} {shape}", REBUILD)
+    return array
+
+
+class PassageCache:
+    """An opened cache: every listed segment mapped (structure checked), an index from window key to global row."""
+
+    def __init__(self, directory: Path, record: dict):
+        self.directory, self.info = Path(directory), record
+        identity = record["identity"]
+        self.segments, self.offsets = [], []
+        offset = 0
+        for entry in record["segments"]:
+            segment = Segment(self.directory, entry["name"], entry["windows"], entry["sha256"])
+            shapes = expected_arrays(record["dtype"], entry["windows"], identity["passage_len"],
+                                     identity["hidden_size"])
+            if set(segment.sha256) != {f"{stem}.npy" for stem in shapes}:
+                raise PassageCacheError(f"{self.directory / RECORD_FILE}: {entry['name']} lists other files than a "
+                                        f"{record['dtype']} segment holds", REBUILD)
+            segment.arrays = {stem: _open_array(self.directory / entry["name"] / f"{stem}.npy", shape, dtype)
+                              for stem, (shape, dtype) in shapes.items()}
+            self.segments.append(segment)
+            self.offsets.append(offset)
+            offset += entry["windows"]
+        self.windows = offset
+        self._row_by_key = None
+
+    @property
+    def row_by_key(self) -> dict:
+        if self._row_by_key is None:  # built at first lookup: `info` and `verify` need no index
+            self._row_by_key = {}
+            for segment, offset in zip(self.segments, self.offsets):
+                keys = window_keys(segment.arrays["passage_input_ids"], segment.arrays["passage_attention_mask"])
+                for row, key in enumerate(keys):
+                    self._row_by_key.setdefault(key, offset + row)
+        return self._row_by_key
+
+    def lookup(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """[N] global rows of these windows, -1 where the cache lacks one."""
+        return np.asarray([self.row_by_key.get(key, -1) for key in window_keys(input_ids, attention_mask)],
+                          dtype=np.int64)
+
+    def rows(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """[N] cache rows of these windows; every window must be in the cache."""
+        rows = self.lookup(input_ids, attention_mask)
+        missing = int((rows < 0).sum())
+        if missing:
+            state = "" if self.info.get("complete") else " (its build did not finish: run it again to resume)"
+            raise PassageCacheError(
+                f"passage cache {self.directory} lacks {missing} of the {len(rows)} passage windows asked for "
+                f"(it holds {self.windows}, built for other passages or another doc stride){state}",
+                "build these passages into it (deformer-cache build --append), or give a new cache directory")
+        return rows
+
+    def passage_hidden(self, rows) -> np.ndarray:
+        """[B, Lp, H] float32 states of these global rows, in memory (decoded; each segment read is first
+        checked against its sha256)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        first = self.segments[0].arrays["passage_hidden"] if self.segments else None
+        out = np.empty((len(rows), *first.shape[1:]) if first is not None else (0,), dtype=np.float32)
+        for index in np.unique(which):
+            segment, picked = self.segments[index], np.flatnonzero(which == index)
+            if not segment.verified:
+                segment.verify()
+            local = rows[picked] - self.offsets[index]
+            scale = segment.arrays.get("passage_scale")
+            out[picked] = decode(gather_rows(segment.arrays["passage_hidden"], local),
+                                 None if scale is None else gather_rows(scale, local))
+        return out
+
+    def verify(self) -> None:
+        for segment in self.segments:
+            segment.verify()
+
+
+def load_passage_cache(directory, graph_set=None) -> PassageCache:
+    """Open a cache; with `graph_set`, refuse one built with another lower_passage graph."""
+    directory = Path(directory)
+    record = read_record(directory)
+    if graph_set is not None:
+        check_identity(record, directory, graph_set)
+    return PassageCache(directory, record)
