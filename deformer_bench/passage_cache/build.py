@@ -50,12 +50,13 @@ def remove_unlisted(directory: Path, record: dict) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def new_record(graph_set, dtype: str, doc_stride) -> dict:
+def new_record(graph_set, dtype: str, doc_stride, tokenizer_sha256) -> dict:
     return {"format_version": FORMAT_VERSION, "identity": graph_identity(graph_set), "dtype": dtype,
-            "doc_stride": doc_stride, "segments": [], "windows": 0, "complete": False, "builds": []}
+            "doc_stride": doc_stride, "tokenizer_sha256": tokenizer_sha256, "segments": [], "windows": 0,
+            "complete": False, "builds": []}
 
 
-def existing_record(directory: Path, graph_set, dtype: str, doc_stride, append: bool) -> dict:
+def existing_record(directory: Path, graph_set, dtype: str, doc_stride, append: bool, tokenizer_sha256) -> dict:
     record = read_record(directory)
     check_identity(record, directory, graph_set)
     if record["dtype"] != dtype:
@@ -64,6 +65,11 @@ def existing_record(directory: Path, graph_set, dtype: str, doc_stride, append: 
     if doc_stride is not None and record.get("doc_stride") not in (None, doc_stride):
         raise PassageCacheError(f"passage cache {directory} was cut with doc stride {record['doc_stride']}, not "
                                 f"{doc_stride}", f"build with --doc-stride {record['doc_stride']}, or into a new directory")
+    if tokenizer_sha256 is not None and record.get("tokenizer_sha256") not in (None, tokenizer_sha256):
+        raise PassageCacheError(f"passage cache {directory} was cut with another tokenizer", "give --tokenizer the "
+                                "model directory the cache was built with, or build into a new directory")
+    record["doc_stride"] = record.get("doc_stride") or doc_stride
+    record["tokenizer_sha256"] = record.get("tokenizer_sha256") or tokenizer_sha256
     if record.get("complete") and not append:
         raise PassageCacheError(f"passage cache {directory} exists and is complete",
                                 "add passages with --append, read it as it is, or give a new directory")
@@ -84,7 +90,7 @@ def write_segment(directory: Path, index: int, input_ids, attention_mask, encode
 
 def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
                         progress: bool = True, dtype: str = "float32", doc_stride=None, append: bool = False,
-                        segment_windows: int = SEGMENT_WINDOWS, passages=None):
+                        segment_windows: int = SEGMENT_WINDOWS, passages=None, tokenizer_sha256=None):
     """Store lower_passage's states of every distinct window of ([N, Lp] ids, mask) not yet in `out_dir`: a new
     cache, the rest of a killed build, or (`append`) new passages added to a complete one. Returns the cache."""
     if dtype not in DTYPES:
@@ -97,8 +103,9 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
     created = not out_dir.exists()
     if not created and not (out_dir / RECORD_FILE).is_file() and any(out_dir.iterdir()):
         raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
-    record = (new_record(graph_set, dtype, doc_stride) if created or not (out_dir / RECORD_FILE).is_file()
-              else existing_record(out_dir, graph_set, dtype, doc_stride, append))
+    record = (new_record(graph_set, dtype, doc_stride, tokenizer_sha256)
+              if created or not (out_dir / RECORD_FILE).is_file()
+              else existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256))
     input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
     first, _ = distinct_windows(input_ids, attention_mask)
     stored = load_passage_cache(out_dir, graph_set) if record["segments"] else None

@@ -1,0 +1,150 @@
+"""deformer-cache build | verify | info: the passage cache as a command of its own (passage_cache/)."""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import DeformerBenchError, PassageCacheError
+from .common import run_cli
+
+INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; the same command goes on from "
+               "there")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deformer-cache", description="Build, check and describe passage caches: "
+                                     "lower_passage's states of every passage window, stored once, read online.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="run lower_passage once per distinct window and store the states")
+    build.add_argument("graphs", type=Path, help="graph set directory written by deformer-export")
+    build.add_argument("--passages", type=Path, required=True,
+                       help='JSON Lines, one {"id": ..., "text": ...} per passage, or a SQuAD .json/.json.gz '
+                            "(its paragraphs)")
+    build.add_argument("--out", type=Path, required=True, help="cache directory (a killed build into it goes on)")
+    build.add_argument("--dtype", choices=("float32", "float16", "int8"), default="float32",
+                       help="stored precision (int8: one scale per token); read back as float32")
+    build.add_argument("--doc-stride", type=int, default=128, help="overlap of consecutive windows (default 128)")
+    build.add_argument("--append", action="store_true", help="add these passages' new windows to a complete cache")
+    build.add_argument("--tokenizer", type=Path, help="model directory holding the tokenizer (default: the one "
+                       "the graphs were exported from)")
+    build.add_argument("--batch-size", type=int, default=64)
+    build.add_argument("--segment-windows", type=int, default=1024, help="windows per segment (default 1024)")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    verify = commands.add_parser("verify", help="check every segment's sha256 and the cache's identity")
+    verify.add_argument("cache", type=Path)
+    verify.add_argument("--graphs", type=Path, help="also check that the cache belongs to this graph set")
+    info = commands.add_parser("info", help="windows, dtype, bytes per window, identity (JSON)")
+    info.add_argument("cache", type=Path)
+    return parser
+
+
+def read_passage_file(path: Path, tokenizer) -> dict:
+    """{passage id: text} from JSON Lines, or the distinct paragraphs of a SQuAD file (ids p00000, ...)."""
+    from ..answer import read_passages
+    from ..squad.data import load_squad
+
+    if path.name.endswith((".json", ".json.gz")):
+        contexts = dict.fromkeys(example.context for example in load_squad(path))
+        return {f"p{index:05d}": context for index, context in enumerate(contexts)}
+    return read_passages(path, tokenizer)
+
+
+def tokenizer_sha256(tokenizer) -> str:
+    """The tokenizer's identity for the cache record: its vocabulary and special tokens."""
+    vocabulary = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps([vocabulary, tokenizer.all_special_tokens]).encode()).hexdigest()
+
+
+def build_command(args) -> dict:
+    from exporters.manifest import load_graph_set
+
+    from ..answer import graph_set_tokenizer, passage_examples
+    from ..passage_cache import build_passage_cache
+    from ..serving import evaluation_session
+    from ..squad.features import check_doc_stride, featurize
+
+    for option, value in (("--batch-size", args.batch_size), ("--segment-windows", args.segment_windows)):
+        if value < 1:
+            raise DeformerBenchError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")
+    if args.out.exists() and not args.out.is_dir():
+        raise PassageCacheError(f"--out {args.out} is a file", "give a directory for the cache")
+    graph_set = load_graph_set(args.graphs)
+    deformer = graph_set.manifest["deformer"]
+    check_doc_stride(deformer["passage_len"], args.doc_stride)
+    tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
+    passages = read_passage_file(args.passages, tokenizer)
+    windows = featurize(passage_examples(passages), tokenizer, deformer["question_len"], deformer["passage_len"],
+                        args.doc_stride, progress=not args.quiet)
+    cache = build_passage_cache(graph_set, windows.passage_input_ids, windows.passage_attention_mask, args.out,
+                                evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
+                                doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows,
+                                passages=len(passages), tokenizer_sha256=tokenizer_sha256(tokenizer))
+    return {"cache": str(args.out), "passages": len(passages), "passage_windows": len(windows),
+            **cache.info["builds"][-1], "cache_windows": cache.windows, "dtype": cache.info["dtype"]}
+
+
+def cache_info(directory: Path) -> dict:
+    from ..passage_cache import bytes_per_window, load_passage_cache
+
+    cache = load_passage_cache(directory)
+    record, identity = cache.info, cache.info["identity"]
+    on_disk = sum((directory / segment.name / name).stat().st_size
+                  for segment in cache.segments for name in segment.sha256)
+    builds = record.get("builds", [])
+    last = builds[-1] if builds else {}
+    # windows per passage of the last build's passages (a cache keeps windows, not passage ids)
+    windows_per_passage = last["windows_given"] / last["passages"] if last.get("passages") else None
+    return {"cache": str(directory), "complete": record.get("complete"), "dtype": record["dtype"],
+            "windows": cache.windows, "segments": len(cache.segments), "doc_stride": record.get("doc_stride"),
+            "bytes_on_disk": on_disk,
+            "state_bytes_per_window": bytes_per_window(record["dtype"], identity["passage_len"],
+                                                       identity["hidden_size"]),
+            "bytes_per_window": on_disk / cache.windows if cache.windows else None,
+            "windows_per_passage": windows_per_passage,
+            "bytes_per_passage": on_disk / cache.windows * windows_per_passage
+            if cache.windows and windows_per_passage else None,
+            "identity": identity, "tokenizer_sha256": record.get("tokenizer_sha256"), "builds": builds}
+
+
+def verify_command(args) -> dict:
+    import time
+
+    from ..passage_cache import load_passage_cache
+
+    graph_set = None
+    if args.graphs is not None:
+        from exporters.manifest import load_graph_set
+
+        graph_set = load_graph_set(args.graphs)
+    cache = load_passage_cache(args.cache, graph_set)  # structure and (with --graphs) identity
+    started = time.perf_counter()
+    cache.verify()  # every segment's sha256
+    seconds = time.perf_counter() - started
+    checked = sum(segment.arrays[name].nbytes for segment in cache.segments for name in segment.arrays)
+    return {"cache": str(args.cache), "ok": True, "segments": len(cache.segments), "windows": cache.windows,
+            "complete": cache.info.get("complete"), "checked_bytes": checked, "seconds": round(seconds, 3),
+            "identity_checked": graph_set is not None}
+
+
+def cache_main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "build":
+        print(json.dumps(build_command(args)))
+    elif args.command == "verify":
+        print(json.dumps(verify_command(args)))
+    else:
+        print(json.dumps(cache_info(args.cache), indent=1))
+    return 0
+
+
+def main(argv=None) -> None:
+    os.environ.setdefault("USE_TORCH", "0")  # graphs and a tokenizer only (see cli/answer.py)
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    sys.exit(run_cli(cache_main, argv, interrupted=INTERRUPTED))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""deformer-cache build | verify | info on the tiny trained student's graphs (MiniLM's tokenizer, 16 + 64 tokens)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def cli(*args):
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.cache", *map(str, args)],
+                               capture_output=True, text=True, timeout=300)
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+@pytest.fixture
+def passages(small_train_file, tmp_path):
+    """The small SQuAD file's 4 paragraphs as JSON Lines: the first 3 in one file, all 4 in another."""
+    document = json.loads(small_train_file.read_text())
+    records = [{"id": f"p{index}", "text": paragraph["context"]}
+               for index, paragraph in enumerate(document["data"][0]["paragraphs"])]
+    three, four = tmp_path / "three.jsonl", tmp_path / "four.jsonl"
+    three.write_text("".join(json.dumps(record) + "\n" for record in records[:3]))
+    four.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return three, four
+
+
+def test_build_append_verify_info(tiny_student_graphs, passages, small_train_file, tmp_path):
+    three, four = passages
+    cache = tmp_path / "cache"
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--dtype", "int8",
+                               "--doc-stride", "16", "--segment-windows", "3", "--quiet")
+    assert code == 0, stderr
+    first = json.loads(stdout)
+    assert first["passages"] == 3 and first["new_windows"] == first["cache_windows"] > 3  # several segments
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", four, "--out", cache, "--dtype", "int8",
+                               "--doc-stride", "16", "--append", "--quiet")
+    assert code == 0, stderr
+    second = json.loads(stdout)
+    assert second["new_windows"] == second["passage_windows"] - first["passage_windows"] > 0
+    code, stdout, stderr = cli("verify", cache, "--graphs", tiny_student_graphs)
+    assert code == 0, stderr
+    assert json.loads(stdout)["windows"] == second["cache_windows"] and json.loads(stdout)["identity_checked"]
+    code, stdout, _ = cli("info", cache)
+    info = json.loads(stdout)
+    assert info["dtype"] == "int8" and info["complete"] and info["doc_stride"] == 16
+    assert info["state_bytes_per_window"] == 64 * 32 + 64 * 4  # int8 states + one float32 scale per token
+    # the SQuAD file itself gives the same windows: nothing new to append
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", small_train_file, "--out", cache,
+                               "--dtype", "int8", "--doc-stride", "16", "--append", "--quiet")
+    assert code == 0 and json.loads(stdout)["new_windows"] == 0, stderr
+
+
+def test_verify_finds_a_damaged_segment_and_builds_refuse_what_does_not_fit(tiny_student_graphs, tiny_graphs, passages,
+                                                                           tmp_path):
+    three, _ = passages
+    cache = tmp_path / "cache"
+    assert cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "16",
+               "--quiet")[0] == 0
+    code, _, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "16",
+                          "--dtype", "float16", "--append", "--quiet")
+    assert code == 2 and "stores float32, not float16" in stderr and "Traceback" not in stderr
+    code, _, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "8",
+                          "--append", "--quiet")
+    assert code == 2 and "doc stride 16, not 8" in stderr
+    code, _, stderr = cli("verify", cache, "--graphs", tiny_graphs)
+    assert code == 2 and "another lower_passage graph" in stderr
+    hidden = cache / "segment-00000" / "passage_hidden.npy"
+    states = np.load(hidden)
+    np.save(hidden, np.zeros_like(states))  # same size, a valid file: only the checksum can tell
+    code, _, stderr = cli("verify", cache)
+    assert code == 2 and "segment-00000/passage_hidden.npy is damaged" in stderr and "Traceback" not in stderr
+    (tmp_path / "file").write_text("x")
+    code, _, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", tmp_path / "file",
+                          "--doc-stride", "16", "--quiet")
+    assert code == 2 and "is a file" in stderr
+    code, _, stderr = cli("info", tmp_path)
+    assert code == 2 and "is not a passage cache" in stderr
