@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from types import SimpleNamespace
 
@@ -231,3 +232,42 @@ def test_a_cache_array_of_another_dtype_is_damaged(tiny_graphs, tmp_path, name, 
     np.save(path, np.load(path).astype(dtype))
     with pytest.raises(PassageCacheError, match=f"{name}.npy is damaged"):
         load_passage_cache(tmp_path / "cache", graph_set)
+
+
+def require_ray():
+    """Ray, or a skip; under CI (which installs the test extra) a missing Ray fails instead."""
+    if os.environ.get("CI"):
+        import ray
+
+        return ray
+    return pytest.importorskip("ray")
+
+
+def test_a_build_on_a_local_ray_stores_what_the_local_build_stores(tiny_graphs, tmp_path):
+    ray = require_ray()
+    from deformer_bench.passage_cache.ray_engine import RayEngine
+
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    local = build(graph_set, ids, mask, tmp_path / "local", dtype="int8", batch_size=2, segment_windows=2)
+    engine = RayEngine(workers=2)
+    try:
+        on_ray = build(graph_set, ids, mask, tmp_path / "ray", dtype="int8", batch_size=2, segment_windows=2,
+                       engine=engine)
+    finally:
+        ray.shutdown()
+    assert on_ray.info["builds"][-1]["engine"]["workers"] == 2 and on_ray.info["complete"]
+    assert sorted(segment.name for segment in on_ray.segments) == ["segment-00000", "segment-00001"]
+    # the same numbers to the last digit, whichever segment finished first
+    assert np.array_equal(on_ray.passage_hidden(on_ray.rows(ids, mask)), local.passage_hidden(local.rows(ids, mask)))
+    on_ray.verify()
+
+
+def test_an_unreachable_ray_address_is_one_clear_error(tiny_graphs, tmp_path):
+    require_ray()
+    from deformer_bench.passage_cache.ray_engine import RayEngine
+
+    ids, mask = windows()
+    with pytest.raises(PassageCacheError, match="cannot start or reach Ray at ray://127.0.0.1:1"):
+        build(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache", engine=RayEngine("ray://127.0.0.1:1"))
+    assert not (tmp_path / "cache").exists()

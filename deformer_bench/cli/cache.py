@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "the graphs were exported from)")
     build.add_argument("--batch-size", type=int, default=64)
     build.add_argument("--segment-windows", type=int, default=1024, help="windows per segment (default 1024)")
+    build.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process; ray: Ray Data with an actor pool of ONNX Runtime sessions")
+    build.add_argument("--address", help="with --engine ray: auto, or ray://HOST:PORT of a running cluster "
+                       "(default: start a local Ray with this machine's cores)")
+    build.add_argument("--workers", type=int, help="with --engine ray: actors (default: one per CPU Ray reports)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     verify = commands.add_parser("verify", help="check every segment's sha256 and the cache's identity")
     verify.add_argument("cache", type=Path)
@@ -71,6 +76,14 @@ def build_command(args) -> dict:
             raise DeformerBenchError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")
     if args.out.exists() and not args.out.is_dir():
         raise PassageCacheError(f"--out {args.out} is a file", "give a directory for the cache")
+    if args.engine == "local" and (args.address or args.workers):
+        raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
+    engine = None
+    if args.engine == "ray":
+        from ..passage_cache.ray_engine import RayEngine, import_ray
+
+        import_ray()  # before any work: a missing Ray is one clear error
+        engine = RayEngine(args.address, args.workers)
     graph_set = load_graph_set(args.graphs)
     deformer = graph_set.manifest["deformer"]
     check_doc_stride(deformer["passage_len"], args.doc_stride)
@@ -81,7 +94,7 @@ def build_command(args) -> dict:
     cache = build_passage_cache(graph_set, windows.passage_input_ids, windows.passage_attention_mask, args.out,
                                 evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
                                 doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows,
-                                passages=len(passages), tokenizer_sha256=tokenizer_sha256(tokenizer))
+                                passages=len(passages), tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine)
     return {"cache": str(args.out), "passages": len(passages), "passage_windows": len(windows),
             **cache.info["builds"][-1], "cache_windows": cache.windows, "dtype": cache.info["dtype"]}
 

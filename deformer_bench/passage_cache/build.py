@@ -76,6 +76,18 @@ def existing_record(directory: Path, graph_set, dtype: str, doc_stride, append: 
     return record
 
 
+def compute_states(session, input_ids, attention_mask, batch_size: int, on_batch=None) -> np.ndarray:
+    """lower_passage's float32 states [n, Lp, H] of n windows, `batch_size` at a time from the first: the same
+    batches whichever engine runs them, so both give the same numbers."""
+    parts = []
+    for start in range(0, len(input_ids), batch_size):
+        parts.append(session.run(None, {"passage_input_ids": input_ids[start:start + batch_size],
+                                        "passage_attention_mask": attention_mask[start:start + batch_size]})[0])
+        if on_batch is not None:
+            on_batch(len(parts[-1]))
+    return np.concatenate(parts)
+
+
 def write_segment(directory: Path, index: int, input_ids, attention_mask, encoded: dict) -> dict:
     """One segment written whole under a staging name, renamed, hashed: its record entry."""
     name = segment_name(index)
@@ -88,11 +100,23 @@ def write_segment(directory: Path, index: int, input_ids, attention_mask, encode
     return {"name": name, "windows": int(len(input_ids)), "sha256": sha256}
 
 
+def build_locally(graph_set, chunks: list, out_dir: Path, session_factory, batch_size: int, dtype: str, listed,
+                  progress: bool) -> None:
+    """Segment after segment in this process."""
+    session = session_factory(graph_set.path("lower_passage")) if chunks else None
+    with tqdm(total=sum(len(ids) for _, ids, _ in chunks), desc="passage cache", unit="window",
+              disable=not progress) as bar:
+        for index, ids, mask in chunks:
+            states = compute_states(session, ids, mask, batch_size, bar.update)
+            listed(write_segment(out_dir, index, ids, mask, encode(states, dtype)))
+
+
 def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
                         progress: bool = True, dtype: str = "float32", doc_stride=None, append: bool = False,
-                        segment_windows: int = SEGMENT_WINDOWS, passages=None, tokenizer_sha256=None):
+                        segment_windows: int = SEGMENT_WINDOWS, passages=None, tokenizer_sha256=None, engine=None):
     """Store lower_passage's states of every distinct window of ([N, Lp] ids, mask) not yet in `out_dir`: a new
-    cache, the rest of a killed build, or (`append`) new passages added to a complete one. Returns the cache."""
+    cache, the rest of a killed build, or (`append`) new passages added to a complete one. Returns the cache.
+    `engine`: None (this process, `session_factory`'s sessions) or a RayEngine (ray_engine.py)."""
     if dtype not in DTYPES:
         raise PassageCacheError(f"unknown cache dtype {dtype!r}", f"use one of: {', '.join(DTYPES)}")
     if segment_windows < 1:
@@ -120,25 +144,27 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
             remove_unlisted(out_dir, record)
             save_record(out_dir, record)
             started = time.perf_counter()
-            session = session_factory(graph_set.path("lower_passage")) if len(new) else None
-            bar = tqdm(total=len(new), desc="passage cache", unit="window", disable=not progress)
-            for start in range(0, len(new), segment_windows):
-                chosen = new[start:start + segment_windows]
-                ids, mask = input_ids[chosen], attention_mask[chosen]
-                parts = []
-                for batch in range(0, len(chosen), batch_size):
-                    parts.append(session.run(None, {"passage_input_ids": ids[batch:batch + batch_size],
-                                                    "passage_attention_mask": mask[batch:batch + batch_size]})[0])
-                    bar.update(len(parts[-1]))
-                entry = write_segment(out_dir, len(record["segments"]), ids, mask, encode(np.concatenate(parts), dtype))
+            first_index = max((int(SEGMENT_NAME.match(entry["name"]).group(1)) + 1 for entry in record["segments"]),
+                              default=0)
+            chunks = [(first_index + number, input_ids[new[start:start + segment_windows]],
+                       attention_mask[new[start:start + segment_windows]])
+                      for number, start in enumerate(range(0, len(new), segment_windows))]
+
+            def listed(entry):  # the segment counts from here on: a kill after this keeps it
                 record["segments"].append(entry)
                 record["windows"] += entry["windows"]
-                save_record(out_dir, record)  # the segment counts from here on: a kill after this keeps it
-            bar.close()
+                save_record(out_dir, record)
+
+            if engine is None:
+                build_locally(graph_set, chunks, out_dir, session_factory, batch_size, dtype, listed, progress)
+            else:
+                engine.build(graph_set, chunks, out_dir, batch_size, dtype, listed, progress)
             seconds = round(time.perf_counter() - started, 2)
             record["builds"].append({"passages": passages, "windows_given": int(len(input_ids)),
                                      "distinct_windows": int(len(first)), "new_windows": int(len(new)),
-                                     "seconds": seconds, "pid": os.getpid()})
+                                     "seconds": seconds, "windows_per_second": round(len(new) / seconds, 2)
+                                     if seconds else None, "engine": "local" if engine is None else engine.describe(),
+                                     "pid": os.getpid()})
             record["complete"], record["build_seconds"] = True, seconds
             save_record(out_dir, record)
     except BaseException:
