@@ -13,6 +13,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,8 +72,8 @@ def main(graphs: str, squad: str, out_dir: str) -> None:
     if out.exists():
         raise SystemExit(f"{out} exists: give a new folder")
     environment = describe_environment(["python", *sys.argv])
-    scratch = out.parent / f".{out.name}.caches"
-    scratch.mkdir(parents=True)
+    scratch_dir = tempfile.TemporaryDirectory(prefix="passage-cache-study-")  # the caches are not results
+    scratch = Path(scratch_dir.name)
     builds = {}
     for dtype in DTYPES:
         builds[dtype] = cache_cli("build", graphs, "--passages", squad, "--out", scratch / dtype, "--dtype", dtype,
@@ -100,7 +101,8 @@ def main(graphs: str, squad: str, out_dir: str) -> None:
             reads[dtype].append(json.loads(completed.stdout.strip().splitlines()[-1]))
     result = {"graphs": graphs, "squad": squad, "builds": builds, "info": info, "verify": verify,
               "ray_segment_0_equals_local": same, "reads": reads, "environment": environment}
-    out.mkdir()
+    scratch_dir.cleanup()
+    out.mkdir(parents=True)
     (out / "passage_cache_study.json").write_text(json.dumps(result, indent=1) + "\n")
     for dtype in DTYPES:
         shares = [process["read_share"] for process in reads[dtype]]
