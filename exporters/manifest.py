@@ -37,7 +37,9 @@ def build_manifest(deformer, directory: Path, opset: int, validation: dict, tool
             "intermediate_size": deformer.hf_config.intermediate_size,
             "vocab_size": deformer.hf_config.vocab_size,
             "qa_head_trained": deformer.qa_head_trained,
-            "source": str(getattr(deformer, "source_dir", "") or "in-memory"),
+            # absolute: deformer-answer and deformer-cache take the tokenizer from here, from any directory
+            "source": str(Path(deformer.source_dir).resolve()) if getattr(deformer, "source_dir", None)
+            else "in-memory",
         },
         "deformer": deformer.identity(),
         "opset": opset,

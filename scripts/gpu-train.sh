@@ -36,10 +36,13 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 'CUDA', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 
 echo "== deformer-train --queue $queue ($(($(date +%s) - started)) s in)"
+mkdir -p "$runs"
 timeout "${CAP:-520}" python3 -m deformer_bench.cli.train --queue "$queue" --runs-dir "$runs"
-echo "gpu-train: the queue ended with exit code $? after $(($(date +%s) - started)) s"
+status=$?
+echo "gpu-train: the queue ended with exit code $status after $(($(date +%s) - started)) s"
 
 kept=$(mktemp -d)
+shopt -s nullglob
 for run in "$runs"/*/; do
     name=$(basename "$run")
     [[ -f "$run/DONE" ]] || { echo "gpu-train: $name did not finish: nothing of it is kept"; continue; }
@@ -51,3 +54,4 @@ done
 tar czf "$OUT/records.tgz" -C "$runs" --exclude=model --exclude=checkpoint . 2>/dev/null \
     || echo "gpu-train: no records to pack"
 echo "gpu-train: done in $(($(date +%s) - started)) s; back: $(ls "$OUT" | tr '\n' ' ')"
+exit "$status"  # what finished came back either way; a failed or capped queue is still a failure

@@ -68,7 +68,9 @@ def test_the_gpu_training_script_round_trip_on_the_cpu(tiny_with_tokenizer, smal
     queue.write_text(SMOKE_QUEUE.format(train_file=small_train_file, init=tmp_path / "base"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python3").symlink_to(sys.executable)  # the script calls python3: this test's interpreter
+    wrapper = bin_dir / "python3"  # the script calls python3: this test's interpreter, with its virtual env
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
     out = tmp_path / "out"
     environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out),
                    "QUEUE": str(queue), "RUNS": str(tmp_path / "runs"), "DEFORMER_NO_INSTALL": "1"}

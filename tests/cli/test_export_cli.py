@@ -16,12 +16,17 @@ def cli(*args):
 
 
 def test_export_a_tiny_model(tiny_model_dir, tmp_path):
-    code, out, err = cli(tiny_model_dir, tmp_path / "graphs", "--layer", 1, "--question-len", 8,
-                         "--passage-len", 24, "--opset", 17, "--quiet")
-    assert code == 0, err
-    assert "validated at 4 shapes" in out
+    relative = tiny_model_dir.relative_to(tiny_model_dir.parent.parent)  # given relative to the working directory
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.export", str(relative),
+                                str(tmp_path / "graphs"), "--layer", "1", "--question-len", "8", "--passage-len", "24",
+                                "--opset", "17", "--quiet"], capture_output=True, text=True, timeout=300,
+                               cwd=tiny_model_dir.parent.parent)
+    assert completed.returncode == 0, completed.stderr
+    assert "validated at 4 shapes" in completed.stdout
     manifest = json.loads((tmp_path / "graphs" / "manifest.json").read_text())
     assert manifest["opset"] == 17 and manifest["deformer"]["layer"] == 1
+    # the tokenizer is looked up there from any directory later (deformer-answer, deformer-cache)
+    assert manifest["model"]["source"] == str(tiny_model_dir.resolve())
 
 
 def test_encoder_without_head_says_so(tiny_encoder_dir, tmp_path, capsys):
