@@ -9,7 +9,7 @@ from tqdm import tqdm
 from ..errors import RunnerError, TargetError
 from .devices import ARM_MACHINES
 from .precision import FLOAT16_TOLERANCE, convert_graph_set
-from .runner import PROTOCOL_VERSION, SERVED_PATH, STANDARD_PATHS
+from .runner import MISS_PATH, PROTOCOL_VERSION, SERVED_PATH, STANDARD_PATHS
 
 TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
 
@@ -103,10 +103,11 @@ def session_settings(device, profile) -> dict:
 
 def measured_paths(plan) -> list:
     """Every device's three paths; with onnxruntime also online_served (the passage states gathered from a
-    memory-mapped cache file in every call) and the device's own (cuda's online_device_io, an IO binding)."""
+    memory-mapped cache file in every call), online_miss (a cache miss: lower_passage in the call) and the
+    device's own (cuda's online_device_io, an IO binding)."""
     if plan.backend != "onnxruntime":
         return list(STANDARD_PATHS)
-    return [*STANDARD_PATHS, SERVED_PATH, *plan.device.extra_paths]
+    return [*STANDARD_PATHS, SERVED_PATH, MISS_PATH, *plan.device.extra_paths]
 
 
 def memory_paths(plan) -> list:

@@ -90,7 +90,7 @@ def fake_run(tiny_graphs, tmp_path_factory):
 def test_every_case_runs_the_asked_number_of_fresh_timing_processes(fake_run):
     results, target, _ = fake_run
     modes = [job["mode"] for job in target.jobs]
-    assert modes == ["probe", "parity"] + ["timing"] * 3 + ["memory"] * 3
+    assert modes == ["probe", "parity"] + ["timing"] * 3 + ["memory"] * 4  # online_served has none
     caches = [job["passage_cache_out"] for job in target.jobs if job["mode"] == "timing"]
     assert caches[0] and caches[1:] == [None, None]  # the first process saves the passage states
     [batch] = results["configs"][0]["batches"]

@@ -104,10 +104,12 @@ def test_the_served_path_times_a_gather_from_a_mapped_file_and_answers_as_online
 
     np.savez(tmp_path / "inputs.npz", **inputs)
     parity = runner.run_parity(job(tiny_graphs, mode="parity", inputs="inputs.npz", outputs="outputs.npz",
-                                   paths=["online", "online_served"]))
+                                   paths=["online", "online_served", "online_miss"]))
     with np.load(tmp_path / parity["outputs"]) as outputs:
         assert np.array_equal(outputs["online_served_start_logits"], outputs["online_start_logits"])
         assert np.array_equal(outputs["online_served_end_logits"], outputs["online_end_logits"])
+        # a cache miss computes the same passage states in the call: the same logits
+        assert np.array_equal(outputs["online_miss_start_logits"], outputs["online_start_logits"])
 
 
 def test_runner_refuses_another_protocol(tiny_graphs):

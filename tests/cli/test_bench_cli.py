@@ -48,7 +48,7 @@ def test_quick_bench_writes_json_csv_plots_and_report(quick_run):
     first, second = batch["processes"]  # two fresh timing processes, each with its own raw samples
     assert first["pid"] != second["pid"]
     for process in (first, second):
-        assert set(process["samples_ns"]) == {"unsplit", "online", "online_served", "passage_precompute"}
+        assert set(process["samples_ns"]) == {"unsplit", "online", "online_served", "online_miss", "passage_precompute"}
         assert len(process["samples_ns"]["unsplit"]) >= 3
     assert batch["latency"]["unsplit"]["count"] == sum(len(p["samples_ns"]["unsplit"]) for p in (first, second))
     assert batch["speedup_vs_unsplit"]["online"]["ci95_low"] <= batch["speedup_vs_unsplit"]["online"]["ratio"]
@@ -59,11 +59,12 @@ def test_quick_bench_writes_json_csv_plots_and_report(quick_run):
     assert len(state["at_start"]["load_average"]) == 3 and "busy_processes" in state["at_end"]
     assert results["headline"]["ok"] is False  # --quick, two processes
     frame = pd.read_csv(directory / "results.csv")
-    assert len(frame) == 2 * 4  # two k, one batch size, four paths
+    assert len(frame) == 2 * 5  # two k, one batch size, five paths
     assert frame.loc[frame["path"] == "online_served", "peak_rss_mb"].isna().all()  # online's memory, not its own
     assert (frame["processes"] == 2).all()
-    assert len(pd.read_csv(directory / "processes.csv")) == 2 * 2 * 4  # two k, two processes, four paths
-    assert "served_speedup" in report_table_header(directory)
+    assert len(pd.read_csv(directory / "processes.csv")) == 2 * 2 * 5  # two k, two processes, five paths
+    assert "served_speedup" in report_table_header(directory) and "miss_speedup" in report_table_header(directory)
+    assert frame.loc[frame["path"] == "online_miss", "peak_rss_mb"].notna().all()  # its graphs, loaded alone
     report = (directory / "report.md").read_text()
     assert "speedup_vs_ideal.png" in report and environment["command"] in report
     assert "### Per timing process" in report and "## Machine state" in report

@@ -108,7 +108,8 @@ def test_variants_are_timed_beside_the_float32_unsplit_model(variant_graphs, tmp
     assert (plain["label"], plain["variant"], int8["label"], int8["variant"]) == (
         "tiny-k1", "float32", "tiny-k1 [int8]", "int8")
     [batch] = int8["batches"]
-    assert set(batch["latency"]) == {"unsplit", "online", "online_served", "passage_precompute", "unsplit_float32"}
+    assert set(batch["latency"]) == {"unsplit", "online", "online_served", "online_miss", "passage_precompute",
+                                     "unsplit_float32"}
     assert batch["speedup_vs_float32_unsplit"]["online"]["ratio"] > 0
     assert "unsplit_float32" not in batch["speedup_vs_unsplit"]  # int8 online is compared with int8 unsplit
     assert "unsplit_float32" not in plain["batches"][0]["latency"]
