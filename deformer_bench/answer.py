@@ -156,10 +156,10 @@ def answer_questions(graph_set, passages: dict, questions: list, tokenizer, pass
     built first from every passage."""
     deformer = graph_set.manifest["deformer"]
     check_doc_stride(deformer["passage_len"], doc_stride)
-    if Path(passage_cache_dir).exists():
-        cache = load_passage_cache(passage_cache_dir, graph_set)
+    cache = load_passage_cache(passage_cache_dir, graph_set) if Path(passage_cache_dir).exists() else None
+    if cache is not None and cache.info.get("complete"):
         record = {"directory": str(passage_cache_dir), "cache_windows": cache.info["windows"], "built": False}
-    else:
+    else:  # absent, or a build that did not finish: it goes on
         cache, record = cache_passages(graph_set, passages, tokenizer, passage_cache_dir, doc_stride, batch_size,
                                        progress)
     started = time.perf_counter()

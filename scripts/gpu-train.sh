@@ -50,7 +50,10 @@ for run in "$runs"/*/; do
     tar cf - -C "$kept" "$name" | split -b 15M -d - "$OUT/$name.tar.part-"
 done
 # the parts' sums travel inside records.tgz (a ninth file would not come back)
-(cd "$OUT" && sha256sum ./*.tar.part-* > "$runs/parts.sha256" 2>/dev/null) || true
+parts=("$OUT"/*.tar.part-*)
+if ((${#parts[@]})); then
+    (cd "$OUT" && sha256sum ./*.tar.part-* > "$runs/parts.sha256")
+fi
 tar czf "$OUT/records.tgz" -C "$runs" --exclude=model --exclude=checkpoint . 2>/dev/null \
     || echo "gpu-train: no records to pack"
 echo "gpu-train: done in $(($(date +%s) - started)) s; back: $(ls "$OUT" | tr '\n' ' ')"

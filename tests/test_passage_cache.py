@@ -133,8 +133,8 @@ def test_a_killed_build_goes_on_from_its_last_complete_segment(tiny_graphs, tmp_
     calls.clear()
     cache = build(graph_set, ids, mask, tmp_path / "cache", batch_size=1, segment_windows=2)
     assert cache.info["complete"] and [segment.windows for segment in cache.segments] == [2, 2]
-    assert sorted(path.name for path in (tmp_path / "cache").iterdir()) == ["cache.json", "segment-00000",
-                                                                         "segment-00001"]
+    assert sorted(path.name for path in (tmp_path / "cache").iterdir() if not path.name.startswith(".")) == [
+        "cache.json", "segment-00000", "segment-00001"]
     np.testing.assert_allclose(cache.passage_hidden(cache.rows(ids, mask)), direct_states(graph_set, ids, mask),
                                atol=1e-5)
 
@@ -271,3 +271,47 @@ def test_an_unreachable_ray_address_is_one_clear_error(tiny_graphs, tmp_path):
     with pytest.raises(PassageCacheError, match="cannot start or reach Ray at ray://127.0.0.1:1"):
         build(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache", engine=RayEngine("ray://127.0.0.1:1"))
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_second_build_is_refused_by_the_lock_and_touches_nothing(tiny_graphs, tmp_path):
+    import fcntl
+
+    from deformer_bench.passage_cache.build import LOCK_FILE
+
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    (tmp_path / "cache").mkdir()
+    with open(tmp_path / "cache" / LOCK_FILE, "w") as held:  # a first build at work
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(PassageCacheError, match="another build is writing"):
+            build(graph_set, ids, mask, tmp_path / "cache")
+        assert (tmp_path / "cache" / LOCK_FILE).exists()  # its lock file is not removed under it
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(PassageCacheError, match="another build is writing"):
+        with open(tmp_path / "fresh" / LOCK_FILE, "w") as other:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            build(graph_set, ids, mask, tmp_path / "fresh")
+    assert (tmp_path / "fresh").is_dir()  # refused by the lock: the other build's directory stays
+    cache = build(graph_set, ids, mask, tmp_path / "cache")  # once free, the build runs
+    assert cache.windows == 4
+
+
+def test_states_float16_cannot_hold_and_states_that_are_not_finite_are_refused():
+    hidden = np.full((1, 2, 3), 70000.0, dtype=np.float32)
+    with pytest.raises(PassageCacheError, match="beyond float16's 65504"):
+        encode(hidden, "float16")
+    assert encode(hidden, "int8")["passage_scale"][0, 0] == pytest.approx(70000 / 127)
+    hidden[0, 1, 2] = np.nan
+    for dtype in ("float32", "float16", "int8"):
+        with pytest.raises(PassageCacheError, match="not finite"):
+            encode(hidden, dtype)
+
+
+def test_rows_outside_the_cache_are_refused(tiny_graphs, tmp_path):
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    cache = build(graph_set, ids, mask, tmp_path / "cache")
+    for rows in ([-1], [4], [0, 9]):
+        with pytest.raises(PassageCacheError, match="has rows 0..3"):
+            cache.passage_hidden(rows)
+    assert cache.passage_hidden([]).shape == (0, 24, 32)

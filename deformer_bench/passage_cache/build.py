@@ -27,14 +27,19 @@ LOCK_FILE = ".build.lock"
 STAGING = re.compile(r"^\.segment-\d{5,}\.partial-")
 
 
+class BuildLocked(PassageCacheError):
+    """Another build holds the cache directory's lock."""
+
+
 @contextmanager
 def build_lock(directory: Path):
-    """One build at a time per cache directory (a second one would list the same segment names twice)."""
+    """One build at a time per cache directory (a second one would list the same segment names twice). The lock
+    file stays: unlinking it would let a third build lock a new file while a second still holds the old one."""
     with open(directory / LOCK_FILE, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise PassageCacheError(f"another build is writing {directory}", "wait for it to finish") from None
+            raise BuildLocked(f"another build is writing {directory}", "wait for it to finish") from None
         try:
             yield
         finally:
@@ -124,23 +129,31 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PassageCacheError(f"{out_dir} is a file, not a cache directory", "give a directory path")
-    created = not out_dir.exists()
-    if not created and not (out_dir / RECORD_FILE).is_file() and any(out_dir.iterdir()):
-        raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
-    record = (new_record(graph_set, dtype, doc_stride, tokenizer_sha256)
-              if created or not (out_dir / RECORD_FILE).is_file()
-              else existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256))
     input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
     first, _ = distinct_windows(input_ids, attention_mask)
-    stored = load_passage_cache(out_dir, graph_set) if record["segments"] else None
-    new = first if stored is None else first[stored.lookup(input_ids[first], attention_mask[first]) < 0]
-    identity = record["identity"]
+    identity = graph_identity(graph_set)
     per_window = bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) \
         + 2 * 8 * identity["passage_len"]
-    check_free_space(out_dir, per_window * len(new) + 2**20)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    created = False
+    if not out_dir.exists():
+        check_free_space(out_dir, per_window * len(first) + 2**20)  # before anything is made
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir()
+            created = True  # this process made it: it may remove it again if nothing of it is kept
+        except FileExistsError:
+            pass  # another build made it meanwhile: the lock below decides
+    record = {"segments": []}
     try:
-        with build_lock(out_dir):
+        with build_lock(out_dir):  # everything below reads and writes the record under the lock
+            if not (out_dir / RECORD_FILE).is_file() and any(not entry.name.startswith(".")
+                                                             for entry in out_dir.iterdir()):
+                raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
+            record = (existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256)
+                      if (out_dir / RECORD_FILE).is_file() else new_record(graph_set, dtype, doc_stride, tokenizer_sha256))
+            stored = load_passage_cache(out_dir, graph_set) if record["segments"] else None
+            new = first if stored is None else first[stored.lookup(input_ids[first], attention_mask[first]) < 0]
+            check_free_space(out_dir, per_window * len(new) + 2**20)
             remove_unlisted(out_dir, record)
             save_record(out_dir, record)
             started = time.perf_counter()
@@ -167,11 +180,10 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
                                      "pid": os.getpid()})
             record["complete"], record["build_seconds"] = True, seconds
             save_record(out_dir, record)
-    except BaseException:
-        if created and not record["segments"]:  # nothing of ours worth keeping: no directory is left
+    except BaseException as error:  # noqa: BLE001 (re-raised)
+        # Only the process that made the directory, and only while it held the lock (a build refused by the lock
+        # touches nothing), removes it, and only if no segment was listed in it.
+        if created and not isinstance(error, BuildLocked) and not record["segments"]:
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
-    finally:
-        if (out_dir / LOCK_FILE).exists():
-            (out_dir / LOCK_FILE).unlink(missing_ok=True)
     return load_passage_cache(out_dir, graph_set)

@@ -8,9 +8,12 @@ its value, the others move by at most scale / 2. Per token, not per window: a wi
 
 import numpy as np
 
+from ..errors import PassageCacheError
+
 DTYPES = ("float32", "float16", "int8")
 STORED = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
 INT8_LEVELS = 127
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def bytes_per_window(dtype: str, passage_len: int, hidden_size: int) -> int:
@@ -22,6 +25,12 @@ def bytes_per_window(dtype: str, passage_len: int, hidden_size: int) -> int:
 def encode(hidden: np.ndarray, dtype: str) -> dict:
     """{"passage_hidden": stored array[, "passage_scale": float32 [N, Lp]]} of float32 states [N, Lp, H]."""
     hidden = np.asarray(hidden, dtype=np.float32)
+    if not np.isfinite(hidden).all():
+        raise PassageCacheError("lower_passage gave states that are not finite (NaN or infinity): they would be "
+                                "stored and served as they are", "check the graph set (deformer-export validates it)")
+    if dtype == "float16" and hidden.size and np.abs(hidden).max() > FLOAT16_MAX:
+        raise PassageCacheError(f"passage states reach {np.abs(hidden).max():.4g}, beyond float16's {FLOAT16_MAX:g}: "
+                                "they would be stored as infinity", "store them as float32 or int8 (--dtype)")
     if dtype == "float32":
         return {"passage_hidden": hidden}
     if dtype == "float16":

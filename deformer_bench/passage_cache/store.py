@@ -242,10 +242,14 @@ class PassageCache:
     def passage_hidden(self, rows) -> np.ndarray:
         """[B, Lp, H] float32 states of these global rows, in memory (decoded; each segment read is first
         checked against its sha256)."""
-        rows = np.asarray(rows, dtype=np.int64)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.windows):
+            raise PassageCacheError(f"passage cache {self.directory} has rows 0..{self.windows - 1}; asked for "
+                                    f"{rows.min()}..{rows.max()} (-1: a window lookup() did not find)",
+                                    "look windows up with rows(), which refuses missing ones")
+        identity = self.info["identity"]
         which = np.searchsorted(self.offsets, rows, side="right") - 1
-        first = self.segments[0].arrays["passage_hidden"] if self.segments else None
-        out = np.empty((len(rows), *first.shape[1:]) if first is not None else (0,), dtype=np.float32)
+        out = np.empty((len(rows), identity["passage_len"], identity["hidden_size"]), dtype=np.float32)
         for index in np.unique(which):
             segment, picked = self.segments[index], np.flatnonzero(which == index)
             if not segment.verified:
