@@ -170,7 +170,9 @@ class Deformer(nn.Module):
         # hidden [B, S, H], attention_mask [B, S] -> [B, S, H] after layers first..last-1
         additive_mask = extended_attention_mask(attention_mask, hidden.dtype)
         for layer in self.architecture.layers(self.qa_model)[first:last]:
-            hidden = layer(hidden, attention_mask=additive_mask)[0]
+            output = layer(hidden, attention_mask=additive_mask)
+            # transformers 4 returns a tuple (hidden, ...); 5 (a GPU machine's) the hidden states alone
+            hidden = output[0] if isinstance(output, tuple) else output
             if collect is not None:
                 collect.append(hidden)
         return hidden
