@@ -38,6 +38,14 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
         if error.hint:
             print(f"  fix: {error.hint}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:  # the reader went away (`deformer-cache info | head`): nothing to say to it
+        import os
+
+        try:  # standard output to /dev/null, so that Python's flush at exit cannot fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # no real file behind sys.stdout
+            pass
+        return EXIT_FAILURE
     except OSError as error:  # a file-system failure no earlier check caught (full or read-only disk, ...)
         message, hint, code = os_error_message(error)
         print(f"error: {message}", file=sys.stderr)

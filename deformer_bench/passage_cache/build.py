@@ -100,8 +100,16 @@ def write_segment(directory: Path, index: int, input_ids, attention_mask, encode
               "passage_attention_mask": np.asarray(attention_mask, np.int64), **encoded}
     with staged_directory(directory / name) as staging:
         for stem, array in arrays.items():
-            np.save(staging / f"{stem}.npy", array)
+            with open(staging / f"{stem}.npy", "wb") as handle:
+                np.save(handle, array)
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before it is listed: a power loss cannot truncate a listed one
         sha256 = {f"{stem}.npy": file_sha256(staging / f"{stem}.npy") for stem in arrays}
+    folder = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename, too
+    finally:
+        os.close(folder)
     return {"name": name, "windows": int(len(input_ids)), "sha256": sha256}
 
 

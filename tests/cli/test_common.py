@@ -3,7 +3,7 @@ import errno
 import pytest
 
 from deformer_bench.cli.common import parse_int_list, run_cli
-from deformer_bench.errors import ConfigError, RunnerError
+from deformer_bench.errors import EXIT_FAILURE, ConfigError, RunnerError
 
 
 def raising(error):
@@ -49,3 +49,11 @@ def test_sigterm_cleans_up_as_ctrl_c_does():
             cleaned.append(True)
 
     assert run_cli(main) == EXIT_INTERRUPTED and cleaned == [True]
+
+
+def test_a_reader_that_goes_away_is_not_an_error_message(capsys):
+    def main(argv):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert run_cli(main, []) == EXIT_FAILURE
+    assert capsys.readouterr().err == ""
