@@ -227,13 +227,6 @@ def write_outputs(result: dict, out_dir: Path) -> None:
         plot(summary, staging / "time_breakdown.png")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def seconds(text: str) -> float:
     import math
 
@@ -244,6 +237,7 @@ def seconds(text: str) -> float:
 
 
 def study_main(argv) -> int:
+    from ..cli.common import positive_int
     from ..environment import describe_environment
 
     parser = argparse.ArgumentParser(prog="python -m deformer_bench.analysis.time_breakdown",
