@@ -149,11 +149,19 @@ def cache_passages(graph_set, passages: dict, tokenizer, directory, doc_stride: 
     return cache, record
 
 
+CACHE_MISS_RULES = ("refuse", "compute")
+
+
 def answer_questions(graph_set, passages: dict, questions: list, tokenizer, passage_cache_dir, doc_stride: int = 128,
-                     batch_size: int = 64, progress: bool = True) -> Answers:
-    """Answer `questions` (Examples from read_questions). A cache already in `passage_cache_dir` is read as is
-    (it must hold the windows of the passages asked about; the others are not tokenized); an absent one is
-    built first from every passage."""
+                     batch_size: int = 64, progress: bool = True, cache_miss: str = "refuse") -> Answers:
+    """Answer `questions` (Examples from read_questions). A cache already in `passage_cache_dir` is read as is;
+    an absent one is built first from every passage. A question window whose passage window the cache lacks
+    (a passage added after the build, another doc stride) is a cache miss; `cache_miss` says what then:
+    "refuse" (PassageCacheError before any question runs: most often the wrong cache directory) or "compute"
+    (lower_passage runs online for those windows, as a cache miss costs in serving; the cache is not written,
+    and the record counts them)."""
+    if cache_miss not in CACHE_MISS_RULES:
+        raise ValueError(f"cache_miss must be one of {CACHE_MISS_RULES}, got {cache_miss!r}")
     deformer = graph_set.manifest["deformer"]
     check_doc_stride(deformer["passage_len"], doc_stride)
     cache = load_passage_cache(passage_cache_dir, graph_set) if Path(passage_cache_dir).exists() else None
@@ -165,9 +173,15 @@ def answer_questions(graph_set, passages: dict, questions: list, tokenizer, pass
     started = time.perf_counter()
     features = featurize(questions, tokenizer, deformer["question_len"], deformer["passage_len"], doc_stride,
                          progress=progress)
-    rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)  # refuses missing windows
+    if cache_miss == "refuse":
+        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)  # refuses missing windows
+    else:
+        rows = cache.lookup(features.passage_input_ids, features.passage_attention_mask)  # -1: computed online
     start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)
     answers = predictions_from_logits(questions, features, start, end, deformer["question_len"])
+    missed = rows < 0
+    record.update(cache_misses={"question_windows": int(missed.sum()),
+                                "questions": len({features.example_index[i] for i in np.flatnonzero(missed)})})
     record.update(questions=len(questions), question_windows=len(features),
                   online_seconds=round(time.perf_counter() - started, 2))
     return Answers(answers, record)

@@ -71,15 +71,39 @@ def online_sessions(graph_set):
 
 def onnx_logits(graph_set, features, cache, rows, batch_size: int = 64, progress: bool = True):
     """The serving path of a verified GraphSet: lower_question online, the passage states read from the
-    PassageCache (built offline by lower_passage; `rows` [N]: each window's row in it), then upper."""
+    PassageCache (built offline by lower_passage; `rows` [N]: each window's row in it), then upper.
+    A row of -1 is a cache miss: that window's states are computed online by lower_passage (the cache is
+    not written: only `deformer-cache build` writes it)."""
     sessions = online_sessions(graph_set)
+    lower_passage = None
     starts, ends = [], []
     for part in batch_slices(len(features), batch_size, progress, "onnx"):
+        part_rows = rows[part]
+        missed = part_rows < 0
+        if missed.any() and lower_passage is None:
+            lower_passage = evaluation_session(graph_set.path("lower_passage"))
+        passage_hidden = passage_states(cache, part_rows, missed, lower_passage,
+                                        features.passage_input_ids[part], features.passage_attention_mask[part])
         start, end = sessions.online(features.question_input_ids[part], features.question_attention_mask[part],
-                                     cache.passage_hidden(rows[part]), features.passage_attention_mask[part])
+                                     passage_hidden, features.passage_attention_mask[part])
         starts.append(start)
         ends.append(end)
     return np.concatenate(starts), np.concatenate(ends)
+
+
+def passage_states(cache, rows, missed, lower_passage, passage_input_ids, passage_attention_mask):
+    """[B, Lp, H] float32: cached rows read from the cache, missed ones (`missed` [B] bool) run through the
+    `lower_passage` session."""
+    if not missed.any():
+        return cache.passage_hidden(rows)
+    computed = lower_passage.run(["passage_hidden"], {"passage_input_ids": passage_input_ids[missed],
+                                                      "passage_attention_mask": passage_attention_mask[missed]})[0]
+    if missed.all():
+        return computed
+    states = np.empty((len(rows),) + computed.shape[1:], dtype=np.float32)
+    states[missed] = computed
+    states[~missed] = cache.passage_hidden(rows[~missed])
+    return states
 
 
 def open_passage_cache(graph_set, features, directory: Path, batch_size: int, progress: bool, doc_stride=None):

@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model directory holding the tokenizer (default: the one the graphs were exported from)")
     parser.add_argument("--doc-stride", type=int, default=128,
                         help="overlap of consecutive passage windows, in tokens (default 128, as in training)")
+    parser.add_argument("--cache-miss", choices=("refuse", "compute"), default="refuse",
+                        help="a question about a passage window the existing cache lacks: refuse (default, exit 2 "
+                             "before any question runs: most often the wrong cache) or compute (lower_passage "
+                             "runs online for it, as a cache miss costs in serving; counted, the cache is not "
+                             "written)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -63,7 +68,12 @@ def answer_main(argv=None) -> int:
         print(json.dumps({"passage_cache": record}))
         return 0
     result = answer_questions(graph_set, passages, questions, tokenizer, args.passage_cache, args.doc_stride,
-                              args.batch_size, progress)
+                              args.batch_size, progress, cache_miss=args.cache_miss)
+    misses = result.passage_cache["cache_misses"]
+    if misses["question_windows"]:
+        print(f"note: {misses['question_windows']} question windows ({misses['questions']} questions) asked about "
+              f"passage windows not in {args.passage_cache}: computed online (--cache-miss compute); add the "
+              "passages with deformer-cache build --append", file=sys.stderr)
     if args.output:
         write_text_atomically(args.output, json.dumps(result.answers, indent=1, ensure_ascii=False) + "\n")
         print(json.dumps({"answers": len(result.answers), "output": str(args.output),

@@ -236,7 +236,8 @@ class PassageCache:
             raise PassageCacheError(
                 f"passage cache {self.directory} lacks {missing} of the {len(rows)} passage windows asked for "
                 f"(it holds {self.windows}, built for other passages or another doc stride){state}",
-                "build these passages into it (deformer-cache build --append), or give a new cache directory")
+                "build these passages into it (deformer-cache build --append), or give a new cache directory "
+                "(deformer-answer: or compute the missing windows online with --cache-miss compute)")
         return rows
 
     def passage_hidden(self, rows) -> np.ndarray:

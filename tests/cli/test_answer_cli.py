@@ -66,6 +66,36 @@ def test_answers_are_those_of_the_squad_evaluation_of_the_same_graphs(tiny_queue
                                "--passage-cache", tmp_path / "cache", "--doc-stride", "16",
                                "--output", tmp_path / "x.json", "--quiet")
     assert code == 2 and "lacks 1 of the 1 passage windows" in stderr and not (tmp_path / "x.json").exists()
+    assert "--cache-miss compute" in stderr
+
+    # --cache-miss compute: the missing window runs through lower_passage online, counted, with the answer of a
+    # cache built for that passage; the cache itself is not written
+    cache_files = {path: path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*")}
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", other, "--questions", tmp_path / "q.jsonl",
+                               "--passage-cache", tmp_path / "cache", "--doc-stride", "16", "--cache-miss", "compute",
+                               "--output", tmp_path / "x.json", "--quiet")
+    assert code == 0, stderr
+    assert "1 question windows (1 questions)" in stderr and "computed online" in stderr
+    assert json.loads(stdout)["passage_cache"]["cache_misses"] == {"question_windows": 1, "questions": 1}
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", other, "--questions", tmp_path / "q.jsonl",
+                               "--passage-cache", tmp_path / "other-cache", "--doc-stride", "16",
+                               "--output", tmp_path / "y.json", "--quiet")
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "x.json").read_text()) == json.loads((tmp_path / "y.json").read_text())
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*")} == cache_files
+
+    # hits and misses in one batch: the cached questions keep their answers
+    mixed_passages = write_jsonl(tmp_path / "mixed.jsonl", [json.loads(line) for line in passages.read_text().splitlines()]
+                                 + [{"id": "new", "text": "Completely different words are here."}])
+    mixed_questions = write_jsonl(tmp_path / "mixed-q.jsonl", [json.loads(line) for line in questions.read_text().splitlines()]
+                                  + [{"id": "x", "question": "What is here?", "passage_id": "new"}])
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", mixed_passages, "--questions", mixed_questions,
+                               "--passage-cache", tmp_path / "cache", "--doc-stride", "16", "--cache-miss", "compute",
+                               "--output", tmp_path / "mixed-answers.json", "--quiet")
+    assert code == 0, stderr
+    mixed = json.loads((tmp_path / "mixed-answers.json").read_text())
+    assert mixed == {**expected, "x": json.loads((tmp_path / "y.json").read_text())["x"]}
+    assert json.loads(stdout)["passage_cache"]["cache_misses"] == {"question_windows": 1, "questions": 1}
 
 
 def test_a_question_about_an_unknown_passage_writes_nothing(tiny_student_graphs, tmp_path):
