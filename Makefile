@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install bench test test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results gpu-train-pack \
+.PHONY: install bench test demo test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results gpu-train-pack \
 	gpu-train gpu-train-results
 
 install: $(VENV)/.installed
@@ -23,6 +23,12 @@ bench: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The trained reference student (reference/k3-kd-lrs) answers real questions about three SQuAD dev passages through
+# deformer-export and deformer-answer (deformer_bench/demo.py). SQUAD: the folder of dev-v1.1.json.gz.
+SQUAD ?= ../shared/data/squad
+demo: install
+	$(PY) -m deformer_bench.demo --model reference/k3-kd-lrs --dataset $(SQUAD)/dev-v1.1.json.gz
 
 # The committed reference runs (results/README.md); each takes a few minutes on 2 cores.
 reference: install

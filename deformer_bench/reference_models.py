@@ -7,7 +7,7 @@ from a lent GPU machine (scripts/gpu-train.sh), whose transfers are capped in si
                                                                        its tokenizer: the start of a GPU training
 
 Stored in float16, loaded back in float32 (model.load_qa_model): halving the weights moves a QA logit by a few
-thousandths; `keep` measures it on real windows of the run's own evaluation and records it (reference.json).
+thousandths; `keep` measures it on random full-length windows and records it (reference.json).
 """
 
 import argparse
