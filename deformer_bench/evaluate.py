@@ -64,9 +64,11 @@ class Evaluation:
 
 def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: int = 128, batch_size: int = 64,
                    layer=None, question_len=None, passage_len=None, progress: bool = True,
-                   warn=None, passage_cache_dir=None, passage_position_offset=None, device: str = "cpu") -> Evaluation:
+                   warn=None, passage_cache_dir=None, passage_position_offset=None, device: str = "cpu",
+                   onnx_variant=None) -> Evaluation:
     """Score `model_dir` on a SQuAD file. With `onnx_dir`, through that graph set: its manifest fixes k, the
-    lengths and the offset (the defaults here), and any setting given that differs from it is refused."""
+    lengths and the offset (the defaults here), and any setting given that differs from it is refused;
+    `onnx_variant` picks one of its variants (exporters/variants.py), checked against the same weights."""
     from exporters.manifest import load_graph_set
 
     model_dir = Path(model_dir)
@@ -76,7 +78,7 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
              "passage_position_offset": passage_position_offset}
     graph_set = None
     if onnx_dir is not None:
-        graph_set = load_graph_set(onnx_dir)  # hashes every graph once
+        graph_set = load_graph_set(onnx_dir, onnx_variant)  # hashes every graph once
         asked = {key: graph_set.deformer[key] if value is None else value for key, value in asked.items()}
     deformer = Deformer.from_pretrained(model_dir, **asked)
     tokenizer = load_tokenizer(model_dir)

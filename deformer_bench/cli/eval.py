@@ -13,7 +13,7 @@ from .common import check_outputs, positive_int, run_cli
 
 DEFAULT_DOC_STRIDE = 128
 # Options that only mean something when a model is evaluated: with --predictions they are refused, not ignored.
-MODEL_OPTIONS = ("onnx", "passage_cache", "layer", "question_len", "passage_len", "position_offset", "limit",
+MODEL_OPTIONS = ("onnx", "variant", "passage_cache", "layer", "question_len", "passage_len", "position_offset", "limit",
                  "doc_stride", "write_predictions", "output")
 
 
@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--predictions", type=Path, help="predictions JSON to score")
     source.add_argument("--model", type=Path, help="DeFormer (or HF QA) model directory to evaluate")
     parser.add_argument("--onnx", type=Path, help="evaluate through this exported graph set of --model")
+    parser.add_argument("--variant",
+                        help="with --onnx: evaluate this variant of the graph set (optimized, int8, int8-arm64, "
+                             "float16, ort; default: the float32 graphs)")
     parser.add_argument("--passage-cache", type=Path,
                         help="with --onnx: keep the passage cache (lower_passage once per distinct window) in this "
                              "directory, built if it does not exist, reused if it does")
@@ -72,6 +75,9 @@ def eval_main(argv=None) -> int:
         scores = evaluate(load_squad(args.dataset), read_predictions(args.predictions), warn=warn_to_stderr)
         print(json.dumps(scores))
         return 0
+    if args.variant is not None and args.onnx is None:
+        raise DeformerBenchError("--variant picks a variant of an exported graph set, and no --onnx was given",
+                                 "give --onnx OUT/ (exported with that variant), or drop --variant")
     from ..environment import describe_environment
     from ..evaluate import evaluate_model
 
@@ -84,7 +90,7 @@ def eval_main(argv=None) -> int:
     if args.doc_stride is None:
         args.doc_stride = DEFAULT_DOC_STRIDE
     started = time.perf_counter()
-    result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, limit=args.limit,
+    result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, onnx_variant=args.variant, limit=args.limit,
                             doc_stride=args.doc_stride, layer=args.layer, question_len=args.question_len,
                             passage_len=args.passage_len, progress=not args.quiet,
                             warn=warn_to_stderr, passage_cache_dir=args.passage_cache,
@@ -109,7 +115,7 @@ def evaluation_record(args, result, summary: dict, environment: dict, seconds: f
               "model_fingerprint_sha256": result.model_fingerprint_sha256, "deformer": result.deformer,
               "evaluation_seconds": round(seconds, 1), "environment": environment}
     if args.onnx:
-        record["graph_set"] = {"dir": str(args.onnx),
+        record["graph_set"] = {"dir": str(args.onnx), "variant": args.variant or "float32",
                                "manifest": json.loads((args.onnx / "manifest.json").read_text())}
         record["passage_cache"] = result.passage_cache
     return record

@@ -185,3 +185,33 @@ def test_a_model_with_a_random_head_is_warned_about(tiny_with_tokenizer, small_t
     code, _, stderr = cli("--dataset", small_train_file, "--model", tiny_with_tokenizer, "--layer", "1",
                           "--question-len", "16", "--passage-len", "64", "--doc-stride", "16", "--limit", "2", "--quiet")
     assert code == 0 and "no trained QA head" in stderr, stderr
+
+
+def test_a_variant_is_evaluated_against_the_same_weights(tiny_queue_runs, small_train_file, tmp_path):
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    student_dir = tiny_queue_runs[1] / "k1-kd-lrs" / "model"
+    graphs = tmp_path / "graphs"
+    export_graph_set(Deformer.from_pretrained(student_dir), graphs, progress=False, variants=("int8",))
+    scores = {}
+    for variant in ("float32", "int8"):
+        code, stdout, stderr = cli("--dataset", small_train_file, "--model", student_dir, "--onnx", graphs,
+                                   "--variant", variant, "--doc-stride", "16", "--passage-cache",
+                                   tmp_path / f"cache-{variant}", "--output", tmp_path / f"{variant}.json", "--quiet")
+        assert code == 0, stderr
+        scores[variant] = json.loads(stdout)
+        record = json.loads((tmp_path / f"{variant}.json").read_text())
+        assert record["graph_set"]["variant"] == variant
+    assert scores["float32"]["questions"] == scores["int8"]["questions"] > 10
+
+    # the int8 graphs' passage states are not the float32 ones: a cache of one is refused for the other
+    code, _, stderr = cli("--dataset", small_train_file, "--model", student_dir, "--onnx", graphs, "--variant", "int8",
+                          "--doc-stride", "16", "--passage-cache", tmp_path / "cache-float32", "--quiet")
+    assert code == 2 and "another lower_passage graph" in stderr
+    # a variant the graph set lacks, and a variant without a graph set
+    code, _, stderr = cli("--dataset", small_train_file, "--model", student_dir, "--onnx", graphs,
+                          "--variant", "optimized", "--doc-stride", "16", "--quiet")
+    assert code == 2 and "has no optimized variant" in stderr and "float32, int8" in stderr
+    code, _, stderr = cli("--dataset", small_train_file, "--model", student_dir, "--variant", "int8", "--quiet")
+    assert code == 2 and "no --onnx was given" in stderr and "Traceback" not in stderr
