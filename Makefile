@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install bench test demo test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results gpu-train-pack \
+.PHONY: install bench test demo reference-accuracy test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results gpu-train-pack \
 	gpu-train gpu-train-results
 
 install: $(VENV)/.installed
@@ -29,6 +29,24 @@ test: install
 SQUAD ?= ../shared/data/squad
 demo: install
 	$(PY) -m deformer_bench.demo --model reference/k3-kd-lrs --dataset $(SQUAD)/dev-v1.1.json.gz
+
+# F1 on the full SQuAD dev set of every CPU variant (float32, optimized, int8) of the reference models: each
+# model exported once under build/reference-graphs, one record per variant in results/reference-accuracy (a record
+# already there is kept, not redone), then the table. ~1 h on 2 cores.
+REFERENCE_MODELS ?= teacher k3-kd-lrs
+REFERENCE_VARIANTS ?= float32 optimized int8
+reference-accuracy: install
+	set -e; for model in $(REFERENCE_MODELS); do \
+	  graphs=build/reference-graphs/$$model; \
+	  test -f $$graphs/manifest.json || $(VENV)/bin/deformer-export reference/$$model/model $$graphs --optimize \
+	    --quantize int8; \
+	  for variant in $(REFERENCE_VARIANTS); do \
+	    record=results/reference-accuracy/$$model-$$variant.json; \
+	    test -f $$record || $(VENV)/bin/deformer-eval --dataset $(SQUAD)/dev-v1.1.json.gz \
+	      --model reference/$$model/model --onnx $$graphs --variant $$variant --output $$record --quiet; \
+	  done; \
+	done
+	$(PY) -m deformer_bench.analysis.variant_accuracy results/reference-accuracy
 
 # The committed reference runs (results/README.md); each takes a few minutes on 2 cores.
 reference: install

@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from deformer_bench.analysis.variant_accuracy import variant_accuracy_main
+from deformer_bench.cli.common import run_cli
+
+
+def record(model, variant, f1, layer=3, fingerprint="a" * 64, dataset="dev-v1.1.json.gz", limit=None):
+    return {"f1": f1, "exact_match": f1 - 10, "questions": 10570, "windows": 10833, "doc_stride": 128,
+            "dataset": f"../shared/data/squad/{dataset}", "limit": limit, "model_dir": f"reference/{model}/model",
+            "model_fingerprint_sha256": fingerprint, "deformer": {"layer": layer},
+            "graph_set": {"dir": "x", "variant": variant},
+            "environment": {"git": {"commit": "0123456789abcdef", "dirty": False}, "cpu": {"model": "AMD EPYC"},
+                            "packages": {"onnxruntime": "1.23.2"}, "command": f"deformer-eval --variant {variant}"}}
+
+
+def write(directory, records):
+    directory.mkdir(exist_ok=True)
+    for index, content in enumerate(records):
+        (directory / f"{index}.json").write_text(json.dumps(content))
+    return directory
+
+
+def test_changes_are_against_the_same_models_float32(tmp_path, capsys):
+    records = write(tmp_path / "records", [record("k3-kd-lrs", "int8", 73.5), record("k3-kd-lrs", "float32", 74.0),
+                                           record("teacher", "float32", 76.6, layer=0, fingerprint="b" * 64),
+                                           record("teacher", "int8", 76.0, layer=0, fingerprint="b" * 64),
+                                           record("k3-kd-lrs", "optimized", 74.0)])
+    assert variant_accuracy_main([str(records), "--out", str(tmp_path / "out")]) == 0
+    lines = (tmp_path / "out" / "accuracy.md").read_text().splitlines()
+    assert lines[2].startswith("| teacher | 0 | float32 | 76.60 |") and lines[3].endswith("| -0.60 | 10,570 |")
+    assert lines[4].startswith("| k3-kd-lrs | 3 | float32 | 74.00 |")
+    assert "| optimized | 74.00 | 64.00 | +0.00 |" in lines[5] and "| int8 | 73.50 | 63.50 | -0.50 |" in lines[6]
+    assert "AMD EPYC" in capsys.readouterr().out
+    assert (tmp_path / "out" / "accuracy.csv").read_text().count("\n") == 6
+
+
+@pytest.mark.parametrize("records, message", [
+    ([record("m", "float32", 70), record("m", "int8", 69, fingerprint="c" * 64)], "2 different weights"),
+    ([record("m", "float32", 70), record("m", "int8", 69, limit=100)], "different question sets"),
+    ([{"f1": 1}], "is not a deformer-eval --onnx --output record"),
+    ([], "holds no *.json records"),
+])
+def test_records_that_do_not_compare_are_refused(tmp_path, records, message, capsys):
+    records_dir = write(tmp_path / "records", records)
+    assert run_cli(variant_accuracy_main, [str(records_dir)]) == 2
+    assert message in capsys.readouterr().err and not (records_dir / "accuracy.md").exists()
