@@ -45,6 +45,28 @@ def test_distinct_windows_map_every_window_back():
     assert len(distinct_windows(ids, mask2)[0]) == 5
 
 
+def test_a_segment_keeps_its_windows_exactly_in_narrow_types_with_digest_keys(tiny_graphs, tmp_path):
+    from deformer_bench.passage_cache import window_keys
+
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    cache = build(graph_set, ids, mask, tmp_path / "cache")
+    arrays = cache.segments[0].arrays
+    assert arrays["passage_input_ids"].dtype == np.uint16 and arrays["passage_attention_mask"].dtype == np.uint8
+    first, _ = distinct_windows(ids, mask)
+    assert (arrays["passage_input_ids"] == ids[first]).all() and (arrays["passage_attention_mask"] == mask[first]).all()
+    assert arrays["window_key"].shape == (4, 16)
+    assert [bytes(key) for key in arrays["window_key"]] == window_keys(arrays["passage_input_ids"],
+                                                                       arrays["passage_attention_mask"])
+    # a damaged key file leads the lookup astray only into its own segment, whose read then refuses it
+    keys = np.load(tmp_path / "cache" / "segment-00000" / "window_key.npy")
+    keys[[0, 1]] = keys[[1, 0]]  # two windows swap rows: the states they would read are each other's
+    np.save(tmp_path / "cache" / "segment-00000" / "window_key.npy", keys)
+    reopened = load_passage_cache(tmp_path / "cache", graph_set)
+    with pytest.raises(PassageCacheError, match="window_key.npy is damaged"):
+        reopened.passage_hidden(reopened.rows(ids, mask))
+
+
 def test_cached_states_are_lower_passage_run_on_every_window(tiny_graphs, tmp_path):
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
@@ -184,6 +206,13 @@ def test_refuses_missing_windows_and_foreign_or_broken_caches(tiny_graphs, tmp_p
     future = edited("future", lambda record: record.update(format_version=99))
     with pytest.raises(PassageCacheError, match="format_version 99"):
         load_passage_cache(future, graph_set)
+    format_2 = edited("format-2", lambda record: record.update(format_version=2))  # keys were the windows' bytes
+    with pytest.raises(PassageCacheError, match="format_version 2; this version reads 3") as error:
+        load_passage_cache(format_2, graph_set)
+    assert "build it again" in error.value.hint
+    sizeless = edited("sizeless", lambda record: record["identity"].pop("vocab_size"))
+    with pytest.raises(PassageCacheError, match="identity lacks a size"):
+        load_passage_cache(sizeless, graph_set)
     (tmp_path / "empty").mkdir()
     with pytest.raises(PassageCacheError, match="is not a passage cache"):
         load_passage_cache(tmp_path / "empty", graph_set)
@@ -216,8 +245,9 @@ def test_a_disk_without_room_is_refused_before_writing(tiny_graphs, tmp_path, mo
     from deformer_bench.passage_cache import store
 
     monkeypatch.setattr(store.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
-    ids, mask = windows()  # 4 distinct windows: 4 x 24 x 32 float32 states + 2 x 4 x 24 int64 ids and mask + 1 MiB
-    with pytest.raises(PassageCacheError, match=r"needs 1,062,400 bytes \(1.0 MiB\) and .* has 1,000 free"):
+    # 4 distinct windows: 4 x (24 x 32 float32 states + a 16-byte key + 24 uint16 ids + 24 uint8 mask) + 1 MiB
+    ids, mask = windows()
+    with pytest.raises(PassageCacheError, match=r"needs 1,061,216 bytes \(1.0 MiB\) and .* has 1,000 free"):
         build(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache" / "deeper")
     assert list(tmp_path.iterdir()) == []
 

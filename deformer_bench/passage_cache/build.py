@@ -19,8 +19,9 @@ from tqdm import tqdm
 from ..errors import PassageCacheError
 from ..files import staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
-from .store import (FORMAT_VERSION, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity, distinct_windows,
-                    file_sha256, graph_identity, load_passage_cache, read_record, save_record, segment_name)
+from .store import (FORMAT_VERSION, KEY_BYTES, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity,
+                    distinct_windows, file_sha256, graph_identity, id_dtype, load_passage_cache, read_record,
+                    save_record, segment_name, window_keys)
 
 SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
 LOCK_FILE = ".build.lock"
@@ -93,11 +94,12 @@ def compute_states(session, input_ids, attention_mask, batch_size: int, on_batch
     return np.concatenate(parts)
 
 
-def write_segment(directory: Path, index: int, input_ids, attention_mask, encoded: dict) -> dict:
+def write_segment(directory: Path, index: int, input_ids, attention_mask, encoded: dict, vocab_size: int) -> dict:
     """One segment written whole under a staging name, renamed, hashed: its record entry."""
     name = segment_name(index)
-    arrays = {"passage_input_ids": np.asarray(input_ids, np.int64),
-              "passage_attention_mask": np.asarray(attention_mask, np.int64), **encoded}
+    keys = np.frombuffer(b"".join(window_keys(input_ids, attention_mask)), np.uint8).reshape(len(input_ids), KEY_BYTES)
+    arrays = {"window_key": keys, "passage_input_ids": np.asarray(input_ids).astype(id_dtype(vocab_size)),
+              "passage_attention_mask": np.asarray(attention_mask).astype(np.uint8), **encoded}
     with staged_directory(directory / name) as staging:
         for stem, array in arrays.items():
             with open(staging / f"{stem}.npy", "wb") as handle:
@@ -121,7 +123,8 @@ def build_locally(graph_set, chunks: list, out_dir: Path, session_factory, batch
               disable=not progress) as bar:
         for index, ids, mask in chunks:
             states = compute_states(session, ids, mask, batch_size, bar.update)
-            listed(write_segment(out_dir, index, ids, mask, encode(states, dtype)))
+            listed(write_segment(out_dir, index, ids, mask, encode(states, dtype),
+                                 graph_set.manifest["model"]["vocab_size"]))
 
 
 def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
@@ -140,8 +143,8 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
     input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
     first, _ = distinct_windows(input_ids, attention_mask)
     identity = graph_identity(graph_set)
-    per_window = bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) \
-        + 2 * 8 * identity["passage_len"]
+    per_window = bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) + KEY_BYTES \
+        + (np.dtype(id_dtype(identity["vocab_size"])).itemsize + 1) * identity["passage_len"]
     created = False
     if not out_dir.exists():
         check_free_space(out_dir, per_window * len(first) + 2**20)  # before anything is made

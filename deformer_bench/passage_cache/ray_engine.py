@@ -34,13 +34,13 @@ def import_ray():
 class SegmentWriter:
     """A Ray Data actor: one lower_passage session; each row it gets is one segment to compute and write."""
 
-    def __init__(self, graph_path: str, settings: dict, out_dir: str, batch_size: int, dtype: str):
+    def __init__(self, graph_path: str, settings: dict, out_dir: str, batch_size: int, dtype: str, vocab_size: int):
         from pathlib import Path
 
         from ..runtime.sessions import open_session
 
         self.session = open_session(graph_path, settings)
-        self.out_dir, self.batch_size, self.dtype = Path(out_dir), batch_size, dtype
+        self.out_dir, self.batch_size, self.dtype, self.vocab_size = Path(out_dir), batch_size, dtype, vocab_size
 
     def __call__(self, batch: dict) -> dict:
         from .build import compute_states, write_segment
@@ -50,7 +50,8 @@ class SegmentWriter:
         for index, ids, mask in zip(batch["index"], batch["input_ids"], batch["attention_mask"]):
             states = compute_states(self.session, np.asarray(ids, np.int64), np.asarray(mask, np.int64),
                                     self.batch_size)
-            entries.append(json.dumps(write_segment(self.out_dir, int(index), ids, mask, encode(states, self.dtype))))
+            entries.append(json.dumps(write_segment(self.out_dir, int(index), ids, mask, encode(states, self.dtype),
+                                                    self.vocab_size)))
         return {"entry": np.asarray(entries)}
 
 
@@ -102,6 +103,7 @@ class RayEngine:
         settings = {**EVALUATION_SESSION, "intra_op_threads": threads, "inter_op_threads": 1}
         dataset = ray.data.from_items(items).map_batches(
             SegmentWriter, batch_size=1, batch_format="numpy", concurrency=workers, num_cpus=per_actor,
-            fn_constructor_args=(str(graph_set.path("lower_passage")), settings, str(out_dir), batch_size, dtype))
+            fn_constructor_args=(str(graph_set.path("lower_passage")), settings, str(out_dir), batch_size, dtype,
+                                 graph_set.manifest["model"]["vocab_size"]))
         for row in dataset.iter_rows():
             listed(json.loads(row["entry"]))

@@ -11,10 +11,16 @@ A cache is a directory:
                               windows were cut with; every segment with its window count and each file's sha256;
                               whether the build finished; one entry per build or append
   segment-00000/              written whole under a temporary name, then renamed; listed in cache.json after
-    passage_input_ids.npy     [n, Lp] int64   the key: each window's exact token ids ...
-    passage_attention_mask.npy[n, Lp] int64   ... and mask
+    window_key.npy            [n, 16] uint8   the lookup key: blake2b-128 of the window's exact ids and mask
+    passage_input_ids.npy     [n, Lp] uint16  each window's token ids (int32 for a vocabulary past 65,536) ...
+    passage_attention_mask.npy[n, Lp] uint8   ... and mask: what the key was made of, kept to rebuild from
     passage_hidden.npy        [n, Lp, H]      float32, float16 or int8 (codecs.py)
     passage_scale.npy         [n, Lp] float32 int8 only: one scale per token
+
+Keys are 16-byte digests, not the windows' bytes (format 2 used the ids and mask themselves: 3,584 bytes per
+224-token window in memory, ~100 GB of index for a 21M-passage corpus); the index is built from window_key.npy
+alone, 16 bytes a window read at open. A collision of two distinct windows in 128 bits is not a practical concern
+(~1e-24 for 27M windows). Ids and mask in the narrowest type that holds them: 672 bytes a window, not 3,584.
 
 Why numpy files: each array is one .npy (a 128-byte header and the raw array), memory-mapped read-only with
 numpy's own loader, readable by anything that reads .npy, with nothing to install. A read gathers a query's rows
@@ -42,17 +48,24 @@ from ..files import write_text_atomically
 from ..runtime.cached_states import gather_rows
 from .codecs import DTYPES, decode
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 RECORD_FILE = "cache.json"
 SEGMENT_NAME = re.compile(r"^segment-(\d{5,})$")
-KEY_FILES = ("passage_input_ids", "passage_attention_mask")
+KEY_BYTES = 16
 REBUILD = "remove the cache directory and build it again (deformer-cache build)"
 
 
 def window_keys(input_ids: np.ndarray, attention_mask: np.ndarray) -> list:
-    """One hashable key per window ([N, Lp] ids and mask): the exact tokens, so equal keys mean equal states."""
+    """One 16-byte key per window ([N, Lp] ids and mask): a digest of the exact tokens (as int64, whatever type
+    they are held in), so equal keys mean equal windows, hence equal states."""
     input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
-    return [ids.tobytes() + mask.tobytes() for ids, mask in zip(input_ids, attention_mask)]
+    return [hashlib.blake2b(ids.tobytes() + mask.tobytes(), digest_size=KEY_BYTES).digest()
+            for ids, mask in zip(input_ids, attention_mask)]
+
+
+def id_dtype(vocab_size: int):
+    """The narrowest integer type of stored token ids."""
+    return np.uint16 if vocab_size <= 2**16 else np.int32
 
 
 def distinct_windows(input_ids: np.ndarray, attention_mask: np.ndarray):
@@ -73,7 +86,7 @@ def graph_identity(graph_set) -> dict:
     return {"lower_passage_sha256": manifest["graphs"]["lower_passage"]["sha256"],
             "model_fingerprint_sha256": manifest["model"]["fingerprint_sha256"],
             "layer": manifest["deformer"]["layer"], "passage_len": manifest["deformer"]["passage_len"],
-            "hidden_size": manifest["model"]["hidden_size"]}
+            "hidden_size": manifest["model"]["hidden_size"], "vocab_size": manifest["model"]["vocab_size"]}
 
 
 def human_bytes(count: int) -> str:
@@ -105,12 +118,14 @@ def segment_name(index: int) -> str:
     return f"segment-{index:05d}"
 
 
-def expected_arrays(dtype: str, windows: int, passage_len: int, hidden_size: int) -> dict:
-    """{file stem: (shape, numpy dtype)} of one segment."""
+def expected_arrays(dtype: str, windows: int, identity: dict) -> dict:
+    """{file stem: (shape, numpy dtype)} of one segment of a cache of this graph `identity`."""
     from .codecs import STORED
 
-    arrays = {"passage_input_ids": ((windows, passage_len), np.int64),
-              "passage_attention_mask": ((windows, passage_len), np.int64),
+    passage_len, hidden_size = identity["passage_len"], identity["hidden_size"]
+    arrays = {"window_key": ((windows, KEY_BYTES), np.uint8),
+              "passage_input_ids": ((windows, passage_len), id_dtype(identity["vocab_size"])),
+              "passage_attention_mask": ((windows, passage_len), np.uint8),
               "passage_hidden": ((windows, passage_len, hidden_size), STORED[dtype])}
     if dtype == "int8":
         arrays["passage_scale"] = ((windows, passage_len), np.float32)
@@ -154,6 +169,9 @@ def read_record(directory: Path) -> dict:
     if record.get("format_version") != FORMAT_VERSION:
         raise PassageCacheError(f"{record_path} has format_version {record.get('format_version')!r}; this version "
                                 f"reads {FORMAT_VERSION}", REBUILD)
+    sizes = ("passage_len", "hidden_size", "vocab_size")
+    if not all(isinstance(record["identity"].get(key), int) and record["identity"][key] > 0 for key in sizes):
+        raise PassageCacheError(f"{record_path}: its identity lacks a size ({', '.join(sizes)})", REBUILD)
     if record.get("dtype") not in DTYPES:
         raise PassageCacheError(f"{record_path}: unknown dtype {record.get('dtype')!r}", REBUILD)
     for entry in record["segments"]:
@@ -199,8 +217,7 @@ class PassageCache:
         offset = 0
         for entry in record["segments"]:
             segment = Segment(self.directory, entry["name"], entry["windows"], entry["sha256"])
-            shapes = expected_arrays(record["dtype"], entry["windows"], identity["passage_len"],
-                                     identity["hidden_size"])
+            shapes = expected_arrays(record["dtype"], entry["windows"], identity)
             if set(segment.sha256) != {f"{stem}.npy" for stem in shapes}:
                 raise PassageCacheError(f"{self.directory / RECORD_FILE}: {entry['name']} lists other files than a "
                                         f"{record['dtype']} segment holds", REBUILD)
@@ -217,8 +234,8 @@ class PassageCache:
         if self._row_by_key is None:  # built at first lookup: `info` and `verify` need no index
             self._row_by_key = {}
             for segment, offset in zip(self.segments, self.offsets):
-                keys = window_keys(segment.arrays["passage_input_ids"], segment.arrays["passage_attention_mask"])
-                for row, key in enumerate(keys):
+                keys = np.asarray(segment.arrays["window_key"])
+                for row, key in enumerate(map(bytes, keys)):
                     self._row_by_key.setdefault(key, offset + row)
         return self._row_by_key
 
