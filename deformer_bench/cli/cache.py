@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "the graphs were exported from)")
     build.add_argument("--batch-size", type=int, default=64)
     build.add_argument("--segment-windows", type=int, default=1024, help="windows per segment (default 1024)")
+    build.add_argument("--shard-passages", type=int, default=20000,
+                       help="passages tokenized and built at a time (default 20000): what the build holds in memory "
+                            "beyond the index of keys, whatever the corpus size")
     build.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process; ray: Ray Data with an actor pool of ONNX Runtime sessions")
     build.add_argument("--address", help="with --engine ray: auto, or ray://HOST:PORT of a running cluster "
@@ -67,11 +70,12 @@ def build_command(args) -> dict:
     from exporters.manifest import load_graph_set
 
     from ..answer import graph_set_tokenizer, passage_examples
-    from ..passage_cache import build_passage_cache
+    from ..passage_cache import build_passage_cache_from_shards
     from ..serving import evaluation_session
     from ..squad.features import check_doc_stride, featurize
 
-    for option, value in (("--batch-size", args.batch_size), ("--segment-windows", args.segment_windows)):
+    for option, value in (("--batch-size", args.batch_size), ("--segment-windows", args.segment_windows),
+                          ("--shard-passages", args.shard_passages)):
         if value < 1:
             raise DeformerBenchError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")
     if args.out.exists() and not args.out.is_dir():
@@ -89,14 +93,26 @@ def build_command(args) -> dict:
     check_doc_stride(deformer["passage_len"], args.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
     passages = read_passage_file(args.passages, tokenizer)
-    windows = featurize(passage_examples(passages), tokenizer, deformer["question_len"], deformer["passage_len"],
-                        args.doc_stride, progress=not args.quiet)
-    cache = build_passage_cache(graph_set, windows.passage_input_ids, windows.passage_attention_mask, args.out,
-                                evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
-                                doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows,
-                                passages=len(passages), tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine)
-    return {"cache": str(args.out), "passages": len(passages), "passage_windows": len(windows),
-            **cache.info["builds"][-1], "cache_windows": cache.windows, "dtype": cache.info["dtype"]}
+    examples = passage_examples(passages)
+    del passages
+    shard_count = -(-len(examples) // args.shard_passages)
+
+    def shards():  # one shard's windows in memory at a time
+        for number, start in enumerate(range(0, len(examples), args.shard_passages)):
+            windows = featurize(examples[start:start + args.shard_passages], tokenizer, deformer["question_len"],
+                                deformer["passage_len"], args.doc_stride,
+                                progress=not args.quiet and shard_count == 1)
+            if not args.quiet and shard_count > 1:
+                print(f"shard {number + 1} of {shard_count}: {len(windows):,} windows", file=sys.stderr, flush=True)
+            yield windows.passage_input_ids, windows.passage_attention_mask
+
+    cache = build_passage_cache_from_shards(
+        graph_set, shards(), args.out, evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
+        doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows, passages=len(examples),
+        tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine)
+    build = cache.info["builds"][-1]
+    return {"cache": str(args.out), "passages": len(examples), "passage_windows": build["windows_given"], **build,
+            "cache_windows": cache.windows, "dtype": cache.info["dtype"], "shards": shard_count}
 
 
 def cache_info(directory: Path) -> dict:

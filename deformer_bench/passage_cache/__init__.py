@@ -5,10 +5,11 @@ codecs.py  float32, float16 and int8-with-per-token-scales storage of the states
 build.py   building, resuming a killed build, appending new passages
 """
 
-from .build import SEGMENT_WINDOWS, build_passage_cache
+from .build import SEGMENT_WINDOWS, build_passage_cache, build_passage_cache_from_shards
 from .codecs import DTYPES, bytes_per_window
 from .store import (PassageCache, check_free_space, distinct_windows, graph_identity, load_passage_cache,
                     window_keys)
 
-__all__ = ["DTYPES", "SEGMENT_WINDOWS", "PassageCache", "build_passage_cache", "bytes_per_window",
+__all__ = ["DTYPES", "SEGMENT_WINDOWS", "PassageCache", "build_passage_cache", "build_passage_cache_from_shards",
+           "bytes_per_window",
            "check_free_space", "distinct_windows", "graph_identity", "load_passage_cache", "window_keys"]

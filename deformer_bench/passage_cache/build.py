@@ -6,6 +6,7 @@ passages: windows already stored are skipped, new ones go to new segments, old s
 """
 
 import fcntl
+import itertools
 import os
 import re
 import shutil
@@ -133,6 +134,18 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
     """Store lower_passage's states of every distinct window of ([N, Lp] ids, mask) not yet in `out_dir`: a new
     cache, the rest of a killed build, or (`append`) new passages added to a complete one. Returns the cache.
     `engine`: None (this process, `session_factory`'s sessions) or a RayEngine (ray_engine.py)."""
+    return build_passage_cache_from_shards(graph_set, [(input_ids, attention_mask)], out_dir, session_factory,
+                                           batch_size, progress, dtype, doc_stride, append, segment_windows,
+                                           passages, tokenizer_sha256, engine)
+
+
+def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory, batch_size: int = 64,
+                                    progress: bool = True, dtype: str = "float32", doc_stride=None,
+                                    append: bool = False, segment_windows: int = SEGMENT_WINDOWS, passages=None,
+                                    tokenizer_sha256=None, engine=None):
+    """build_passage_cache over `shards`, an iterable of ([n, Lp] ids, mask) pairs read one at a time (a corpus
+    whose windows would not fit in memory at once: deformer-cache build cuts its passages into shards). Windows
+    repeated across shards are stored once; the cache is complete only after the last shard."""
     if dtype not in DTYPES:
         raise PassageCacheError(f"unknown cache dtype {dtype!r}", f"use one of: {', '.join(DTYPES)}")
     if segment_windows < 1:
@@ -140,13 +153,16 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PassageCacheError(f"{out_dir} is a file, not a cache directory", "give a directory path")
-    input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
-    first, _ = distinct_windows(input_ids, attention_mask)
+    shards = iter(shards)
+    first_shard = next(shards, None)
+    if first_shard is None:
+        first_shard = (np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64))
     identity = graph_identity(graph_set)
     per_window = bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) + KEY_BYTES \
         + (np.dtype(id_dtype(identity["vocab_size"])).itemsize + 1) * identity["passage_len"]
     created = False
     if not out_dir.exists():
+        first, _ = distinct_windows(*first_shard)
         check_free_space(out_dir, per_window * len(first) + 2**20)  # before anything is made
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -162,32 +178,44 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
                 raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
             record = (existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256)
                       if (out_dir / RECORD_FILE).is_file() else new_record(graph_set, dtype, doc_stride, tokenizer_sha256))
-            stored = load_passage_cache(out_dir, graph_set) if record["segments"] else None
-            new = first if stored is None else first[stored.lookup(input_ids[first], attention_mask[first]) < 0]
-            check_free_space(out_dir, per_window * len(new) + 2**20)
+            stored = load_passage_cache(out_dir, graph_set).row_by_key if record["segments"] else {}
             remove_unlisted(out_dir, record)
+            record["complete"] = False  # until the last shard is in (an append too)
             save_record(out_dir, record)
             started = time.perf_counter()
-            first_index = max((int(SEGMENT_NAME.match(entry["name"]).group(1)) + 1 for entry in record["segments"]),
-                              default=0)
-            chunks = [(first_index + number, input_ids[new[start:start + segment_windows]],
-                       attention_mask[new[start:start + segment_windows]])
-                      for number, start in enumerate(range(0, len(new), segment_windows))]
+            next_index = max((int(SEGMENT_NAME.match(entry["name"]).group(1)) + 1 for entry in record["segments"]),
+                             default=0)
 
             def listed(entry):  # the segment counts from here on: a kill after this keeps it
                 record["segments"].append(entry)
                 record["windows"] += entry["windows"]
                 save_record(out_dir, record)
 
-            if engine is None:
-                build_locally(graph_set, chunks, out_dir, session_factory, batch_size, dtype, listed, progress)
-            else:
-                engine.build(graph_set, chunks, out_dir, batch_size, dtype, listed, progress)
+            given, seen, new_windows = 0, set(), 0  # seen: the keys of this build's windows, stored or not
+            for input_ids, attention_mask in itertools.chain([first_shard], shards):
+                input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
+                new = []
+                for index, key in enumerate(window_keys(input_ids, attention_mask)):
+                    if key not in seen:
+                        seen.add(key)
+                        if key not in stored:
+                            new.append(index)
+                given += len(input_ids)
+                new_windows += len(new)
+                check_free_space(out_dir, per_window * len(new) + 2**20)
+                chunks = [(next_index + number, input_ids[new[start:start + segment_windows]],
+                           attention_mask[new[start:start + segment_windows]])
+                          for number, start in enumerate(range(0, len(new), segment_windows))]
+                next_index += len(chunks)
+                if engine is None:
+                    build_locally(graph_set, chunks, out_dir, session_factory, batch_size, dtype, listed, progress)
+                else:
+                    engine.build(graph_set, chunks, out_dir, batch_size, dtype, listed, progress)
             seconds = round(time.perf_counter() - started, 2)
-            record["builds"].append({"passages": passages, "windows_given": int(len(input_ids)),
-                                     "distinct_windows": int(len(first)), "new_windows": int(len(new)),
-                                     "seconds": seconds, "windows_per_second": round(len(new) / seconds, 2)
-                                     if seconds else None, "engine": "local" if engine is None else engine.describe(),
+            record["builds"].append({"passages": passages, "windows_given": given, "distinct_windows": len(seen),
+                                     "new_windows": new_windows, "seconds": seconds,
+                                     "windows_per_second": round(new_windows / seconds, 2) if seconds else None,
+                                     "engine": "local" if engine is None else engine.describe(),
                                      "pid": os.getpid()})
             record["complete"], record["build_seconds"] = True, seconds
             save_record(out_dir, record)

@@ -77,3 +77,30 @@ def test_verify_finds_a_damaged_segment_and_builds_refuse_what_does_not_fit(tiny
     assert code == 2 and "is a file" in stderr
     code, _, stderr = cli("info", tmp_path)
     assert code == 2 and "is not a passage cache" in stderr
+
+
+def test_a_build_in_shards_stores_what_one_build_stores_once_each(tiny_student_graphs, passages, tmp_path):
+    from deformer_bench.passage_cache import load_passage_cache
+
+    _, four = passages
+    records = [json.loads(line) for line in four.read_text().splitlines()]
+    repeated = tmp_path / "repeated.jsonl"  # p0's text again as the last passage: its windows recur in shard 5
+    repeated.write_text("".join(json.dumps(record) + "\n" for record in records + [{**records[0], "id": "again"}]))
+    summaries = {}
+    for name, shard in (("whole", "20000"), ("sharded", "1")):
+        code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", repeated, "--out", tmp_path / name,
+                                   "--doc-stride", "16", "--shard-passages", shard)
+        assert code == 0, stderr
+        summaries[name] = json.loads(stdout)
+    assert summaries["whole"]["shards"] == 1 and summaries["sharded"]["shards"] == 5
+    assert "shard 5 of 5" in stderr
+    assert summaries["sharded"]["cache_windows"] == summaries["whole"]["cache_windows"] \
+        == summaries["sharded"]["distinct_windows"] < summaries["sharded"]["passage_windows"]
+    whole, sharded = load_passage_cache(tmp_path / "whole"), load_passage_cache(tmp_path / "sharded")
+    assert whole.row_by_key.keys() == sharded.row_by_key.keys()
+    keys = list(whole.row_by_key)
+    assert np.array_equal(whole.passage_hidden([whole.row_by_key[key] for key in keys]),
+                          sharded.passage_hidden([sharded.row_by_key[key] for key in keys]))
+    code, _, stderr = cli("build", tiny_student_graphs, "--passages", repeated, "--out", tmp_path / "x",
+                          "--shard-passages", "0")
+    assert code == 2 and "--shard-passages must be at least 1" in stderr and not (tmp_path / "x").exists()
