@@ -51,7 +51,7 @@ def test_a_segment_keeps_its_windows_exactly_in_narrow_types_with_digest_keys(ti
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
     cache = build(graph_set, ids, mask, tmp_path / "cache")
-    arrays = cache.segments[0].arrays
+    arrays = {stem: cache.array(0, stem) for stem in ("passage_input_ids", "passage_attention_mask", "window_key")}
     assert arrays["passage_input_ids"].dtype == np.uint16 and arrays["passage_attention_mask"].dtype == np.uint8
     first, _ = distinct_windows(ids, mask)
     assert (arrays["passage_input_ids"] == ids[first]).all() and (arrays["passage_attention_mask"] == mask[first]).all()
@@ -95,9 +95,10 @@ def test_float16_and_int8_states_decode_close_to_float32_in_less_room(tiny_graph
     assert read.dtype == np.float32
     scale = np.abs(exact).max(axis=-1, keepdims=True)
     assert (np.abs(read - exact) <= tolerance * scale).all()
-    stored = [segment.arrays["passage_hidden"].nbytes + (segment.arrays["passage_scale"].nbytes
-                                                         if dtype == "int8" else 0) for segment in small.segments]
-    assert sum(stored) == pytest.approx(ratio * full.segments[0].arrays["passage_hidden"].nbytes)
+    stored = [small.array(index, "passage_hidden").nbytes + (small.array(index, "passage_scale").nbytes
+                                                             if dtype == "int8" else 0)
+              for index in range(len(small.segments))]
+    assert sum(stored) == pytest.approx(ratio * full.array(0, "passage_hidden").nbytes)
 
 
 def test_int8_keeps_each_tokens_largest_state_and_zero_tokens():
@@ -345,3 +346,39 @@ def test_rows_outside_the_cache_are_refused(tiny_graphs, tmp_path):
         with pytest.raises(PassageCacheError, match="has rows 0..3"):
             cache.passage_hidden(rows)
     assert cache.passage_hidden([]).shape == (0, 24, 32)
+
+
+def test_maps_are_capped_and_a_system_limit_is_not_called_damage(tiny_graphs, tmp_path, monkeypatch):
+    import errno
+
+    from deformer_bench.passage_cache import store
+
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    build(graph_set, ids, mask, tmp_path / "cache", segment_windows=1)  # 4 segments of 1 window
+    cache = load_passage_cache(tmp_path / "cache", graph_set)
+    assert all(not segment.arrays for segment in cache.segments)  # nothing mapped at open
+    monkeypatch.setattr(cache, "MAPPED_SEGMENTS", 2)
+    expected = direct_states(graph_set, ids, mask)
+    np.testing.assert_allclose(cache.passage_hidden(cache.rows(ids, mask)), expected, atol=1e-5)
+    assert sum(bool(segment.arrays) for segment in cache.segments) == 2  # the two read last
+    np.testing.assert_allclose(cache.passage_hidden(cache.rows(ids, mask)), expected, atol=1e-5)  # remapped
+
+    def out_of_files(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(store.np, "load", out_of_files)
+    fresh = load_passage_cache(tmp_path / "cache", graph_set)
+    with pytest.raises(PassageCacheError, match="a limit of this system, not damage") as error:
+        fresh.rows(ids, mask)
+    assert "ulimit" in error.value.hint and "remove the cache directory" not in error.value.hint
+
+
+def test_a_truncated_array_is_found_at_open(tiny_graphs, tmp_path):
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    build(graph_set, ids, mask, tmp_path / "cache")
+    path = tmp_path / "cache" / "segment-00000" / "passage_hidden.npy"
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(PassageCacheError, match="truncated"):
+        load_passage_cache(tmp_path / "cache", graph_set)

@@ -178,9 +178,13 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
                 raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
             record = (existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256)
                       if (out_dir / RECORD_FILE).is_file() else new_record(graph_set, dtype, doc_stride, tokenizer_sha256))
-            stored = load_passage_cache(out_dir, graph_set).row_by_key if record["segments"] else {}
+            # The index of stored keys; this build's new keys join it (row -1), so repeats across shards are
+            # skipped without a second set of every key.
+            index = load_passage_cache(out_dir, graph_set).row_by_key if record["segments"] else {}
             remove_unlisted(out_dir, record)
-            record["complete"] = False  # until the last shard is in (an append too)
+            # A new or unfinished cache stays incomplete until its last shard is in. An append keeps a complete
+            # cache complete: readers go on serving it (its new segments are listed whole, one by one), and a
+            # killed append leaves it readable, to be resumed by the same command.
             save_record(out_dir, record)
             started = time.perf_counter()
             next_index = max((int(SEGMENT_NAME.match(entry["name"]).group(1)) + 1 for entry in record["segments"]),
@@ -191,15 +195,17 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
                 record["windows"] += entry["windows"]
                 save_record(out_dir, record)
 
-            given, seen, new_windows = 0, set(), 0  # seen: the keys of this build's windows, stored or not
+            given, new_windows, stored_hits = 0, 0, set()  # stored_hits: stored keys this build gave again
             for input_ids, attention_mask in itertools.chain([first_shard], shards):
                 input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
                 new = []
-                for index, key in enumerate(window_keys(input_ids, attention_mask)):
-                    if key not in seen:
-                        seen.add(key)
-                        if key not in stored:
-                            new.append(index)
+                for position, key in enumerate(window_keys(input_ids, attention_mask)):
+                    row = index.get(key)
+                    if row is None:
+                        index[key] = -1
+                        new.append(position)
+                    elif row >= 0:
+                        stored_hits.add(key)
                 given += len(input_ids)
                 new_windows += len(new)
                 check_free_space(out_dir, per_window * len(new) + 2**20)
@@ -212,7 +218,8 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
                 else:
                     engine.build(graph_set, chunks, out_dir, batch_size, dtype, listed, progress)
             seconds = round(time.perf_counter() - started, 2)
-            record["builds"].append({"passages": passages, "windows_given": given, "distinct_windows": len(seen),
+            record["builds"].append({"passages": passages, "windows_given": given,
+                                     "distinct_windows": new_windows + len(stored_hits),
                                      "new_windows": new_windows, "seconds": seconds,
                                      "windows_per_second": round(new_windows / seconds, 2) if seconds else None,
                                      "engine": "local" if engine is None else engine.describe(),

@@ -28,14 +28,22 @@ from the map (runtime/cached_states.gather_rows); the benchmark's online_served 
 against the in-memory online path: under 2% of the online latency (results/README.md). Growth is by new
 segments (append never rewrites one), and a damaged file is found by its sha256.
 
+What is open when: at open, each listed file's .npy header and size are read (shape, dtype, not truncated) and
+closed again; the index of keys is read whole at the first lookup; the states are memory-mapped a segment at a
+time as reads reach them, at most PassageCache.MAPPED_SEGMENTS at once (a map holds a file descriptor and a kernel
+map: a 27M-window corpus in 1,024-window segments would otherwise need ~100k of each, past common limits).
+
 When checksums are checked: structure (every listed file there, with the shape and dtype recorded) at open; the
 content, per segment, the first time a read touches it (hashing runs at ~1 GB/s here: a whole 21M-passage corpus
 could not be hashed at open, one segment costs a fraction of a second once). `deformer-cache verify` checks
 every segment.
 """
 
+import collections
+import errno
 import hashlib
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -134,14 +142,19 @@ def expected_arrays(dtype: str, windows: int, identity: dict) -> dict:
 
 @dataclass
 class Segment:
-    """One listed segment: its arrays memory-mapped at open, its checksums checked at first read."""
+    """One listed segment: its files' headers checked at open, arrays memory-mapped when first read (see
+    PassageCache.array), its checksums checked at first read."""
 
     directory: Path
     name: str
     windows: int
     sha256: dict  # {file name: sha256}
-    arrays: dict = field(default_factory=dict)
+    shapes: dict = field(default_factory=dict)  # {file stem: (shape, numpy dtype)}
+    arrays: dict = field(default_factory=dict)  # the arrays mapped so far
     verified: bool = False
+
+    def path(self, stem: str) -> Path:
+        return self.directory / self.name / f"{stem}.npy"
 
     def verify(self) -> None:
         """Every file's sha256 against the record; a PassageCacheError names the first that differs."""
@@ -195,11 +208,49 @@ def check_identity(record: dict, directory: Path, graph_set) -> None:
             "give a new cache directory, or the graph set the cache was built with")
 
 
-def _open_array(path: Path, shape: tuple, dtype) -> np.ndarray:
-    """A memory-mapped .npy of the recorded shape and dtype; anything else is damage, not a numpy traceback."""
+SYSTEM_LIMITS = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+
+
+def _file_error(path: Path, error: OSError) -> PassageCacheError:
+    if error.errno in SYSTEM_LIMITS:  # not damage: the cache is fine, the process ran out of files or maps
+        return PassageCacheError(f"cannot open passage cache file {path}: {error.strerror} (a limit of this system, "
+                                 "not damage to the cache)", "raise the limit (ulimit -n; sysctl vm.max_map_count), "
+                                 "or build caches with larger segments (--segment-windows)")
+    return PassageCacheError(f"passage cache file {path} is damaged or missing ({error})", REBUILD)
+
+
+def _check_header(path: Path, shape: tuple, dtype) -> None:
+    """The .npy header says the recorded shape and dtype, and the file holds all of its bytes (not truncated);
+    nothing stays open."""
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            found_shape, fortran_order, found_dtype = read_header(handle)
+            size = os.fstat(handle.fileno()).st_size
+            data_start = handle.tell()
+    except OSError as error:
+        raise _file_error(path, error) from None
+    except (ValueError, EOFError) as error:
+        raise PassageCacheError(f"passage cache file {path} is damaged ({error})", REBUILD) from None
+    if found_shape != shape or found_dtype != dtype or fortran_order:
+        raise PassageCacheError(f"passage cache file {path} is damaged: {found_dtype} {found_shape}, expected "
+                                f"{np.dtype(dtype)} {shape}", REBUILD)
+    if size != data_start + int(np.prod(shape)) * np.dtype(dtype).itemsize:
+        raise PassageCacheError(f"passage cache file {path} is damaged: {size:,} bytes, not the "
+                                f"{data_start + int(np.prod(shape)) * np.dtype(dtype).itemsize:,} its header needs "
+                                "(truncated?)", REBUILD)
+
+
+def _open_array(path: Path, shape: tuple, dtype, mmap: bool = True) -> np.ndarray:
+    """The .npy of the recorded shape and dtype, memory-mapped (or read whole); anything else is damage, not a
+    numpy traceback."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except OSError as error:
+        raise _file_error(path, error) from None
+    except (ValueError, EOFError) as error:
         raise PassageCacheError(f"passage cache file {path} is damaged or missing ({error})", REBUILD) from None
     if array.shape != shape or array.dtype != dtype:
         raise PassageCacheError(f"passage cache file {path} is damaged: {array.dtype} {array.shape}, expected "
@@ -208,7 +259,12 @@ def _open_array(path: Path, shape: tuple, dtype) -> np.ndarray:
 
 
 class PassageCache:
-    """An opened cache: every listed segment mapped (structure checked), an index from window key to global row."""
+    """An opened cache: every listed segment's files checked (headers and sizes), an index from window key to
+    global row built at first lookup from the 16-byte keys, the states memory-mapped segment by segment as reads
+    reach them. At most MAPPED_SEGMENTS segments stay mapped (least recently read first out): each map holds a
+    file descriptor and a kernel map, and a corpus has tens of thousands of segments."""
+
+    MAPPED_SEGMENTS = 256
 
     def __init__(self, directory: Path, record: dict):
         self.directory, self.info = Path(directory), record
@@ -216,25 +272,40 @@ class PassageCache:
         self.segments, self.offsets = [], []
         offset = 0
         for entry in record["segments"]:
-            segment = Segment(self.directory, entry["name"], entry["windows"], entry["sha256"])
             shapes = expected_arrays(record["dtype"], entry["windows"], identity)
+            segment = Segment(self.directory, entry["name"], entry["windows"], entry["sha256"], shapes)
             if set(segment.sha256) != {f"{stem}.npy" for stem in shapes}:
                 raise PassageCacheError(f"{self.directory / RECORD_FILE}: {entry['name']} lists other files than a "
                                         f"{record['dtype']} segment holds", REBUILD)
-            segment.arrays = {stem: _open_array(self.directory / entry["name"] / f"{stem}.npy", shape, dtype)
-                              for stem, (shape, dtype) in shapes.items()}
+            for stem, (shape, dtype) in shapes.items():
+                _check_header(segment.path(stem), shape, dtype)
             self.segments.append(segment)
             self.offsets.append(offset)
             offset += entry["windows"]
         self.windows = offset
         self._row_by_key = None
+        self._mapped = collections.OrderedDict()  # segment index -> None, least recently read first
+
+    def array(self, index: int, stem: str) -> np.ndarray:
+        """Segment `index`'s array `stem`, memory-mapped at its first read."""
+        segment = self.segments[index]
+        if stem not in segment.arrays:
+            shape, dtype = segment.shapes[stem]
+            segment.arrays[stem] = _open_array(segment.path(stem), shape, dtype)
+        self._mapped[index] = None
+        self._mapped.move_to_end(index)
+        while len(self._mapped) > self.MAPPED_SEGMENTS:
+            oldest, _ = self._mapped.popitem(last=False)
+            self.segments[oldest].arrays.clear()  # the maps close with their last reference
+        return segment.arrays[stem]
 
     @property
     def row_by_key(self) -> dict:
         if self._row_by_key is None:  # built at first lookup: `info` and `verify` need no index
             self._row_by_key = {}
             for segment, offset in zip(self.segments, self.offsets):
-                keys = np.asarray(segment.arrays["window_key"])
+                shape, dtype = segment.shapes["window_key"]
+                keys = _open_array(segment.path("window_key"), shape, dtype, mmap=False)  # 16 bytes a window
                 for row, key in enumerate(map(bytes, keys)):
                     self._row_by_key.setdefault(key, offset + row)
         return self._row_by_key
@@ -273,8 +344,8 @@ class PassageCache:
             if not segment.verified:
                 segment.verify()
             local = rows[picked] - self.offsets[index]
-            scale = segment.arrays.get("passage_scale")
-            out[picked] = decode(gather_rows(segment.arrays["passage_hidden"], local),
+            scale = self.array(index, "passage_scale") if "passage_scale" in segment.shapes else None
+            out[picked] = decode(gather_rows(self.array(index, "passage_hidden"), local),
                                  None if scale is None else gather_rows(scale, local))
         return out
 
