@@ -110,7 +110,7 @@ def test_int8_keeps_each_tokens_largest_state_and_zero_tokens():
     assert np.abs(decoded - hidden).max() <= 2.54 / 127 / 2 + 1e-7
 
 
-def test_append_adds_only_new_windows_as_a_new_segment(tiny_graphs, tmp_path):
+def test_append_adds_only_new_windows_as_a_new_segment(tiny_graphs, tmp_path, monkeypatch):
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
     build(graph_set, ids[:5], mask[:5], tmp_path / "cache")  # windows 0, 1, 2
@@ -123,6 +123,28 @@ def test_append_adds_only_new_windows_as_a_new_segment(tiny_graphs, tmp_path):
                                atol=1e-5)
     with pytest.raises(PassageCacheError, match="stores float32, not int8"):
         build(graph_set, ids, mask, tmp_path / "cache", dtype="int8", append=True)
+
+    # an append that fails midway (here: its second shard finds no room) leaves the cache complete and readable,
+    # its first shard's segment listed
+    import deformer_bench.passage_cache.build as build_module
+    from deformer_bench.passage_cache import build_passage_cache_from_shards
+
+    more = np.random.default_rng(1).integers(1, 120, size=(2, 24))
+    calls = []
+
+    def room_once(out_dir, needed):
+        calls.append(needed)
+        if len(calls) > 1:
+            raise PassageCacheError("no room", "free some")
+
+    monkeypatch.setattr(build_module, "check_free_space", room_once)
+    with pytest.raises(PassageCacheError, match="no room"):
+        build_passage_cache_from_shards(graph_set, [(more[:1], np.ones_like(more[:1])),
+                                                    (more[1:], np.ones_like(more[1:]))],
+                                        tmp_path / "cache", evaluation_session, progress=False, append=True)
+    reopened = load_passage_cache(tmp_path / "cache", graph_set)
+    assert reopened.info["complete"] and reopened.windows == 5  # 4 + the first shard's window
+    assert len(reopened.info["builds"]) == 2  # the failed append recorded no build
     with pytest.raises(PassageCacheError, match="doc stride 128, not 64"):
         build(graph_set, ids, mask, tmp_path / "strided", doc_stride=128)
         build(graph_set, ids, mask, tmp_path / "strided", doc_stride=64, append=True)
