@@ -142,6 +142,7 @@ def test_append_adds_only_new_windows_as_a_new_segment(tiny_graphs, tmp_path, mo
         build_passage_cache_from_shards(graph_set, [(more[:1], np.ones_like(more[:1])),
                                                     (more[1:], np.ones_like(more[1:]))],
                                         tmp_path / "cache", evaluation_session, progress=False, append=True)
+    monkeypatch.undo()
     reopened = load_passage_cache(tmp_path / "cache", graph_set)
     assert reopened.info["complete"] and reopened.windows == 5  # 4 + the first shard's window
     assert len(reopened.info["builds"]) == 2  # the failed append recorded no build
