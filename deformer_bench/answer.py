@@ -21,6 +21,7 @@ import numpy as np
 from .errors import DeformerBenchError, ModelDirError
 from .serving import load_tokenizer, onnx_logits, open_passage_cache
 from .passage_cache import load_passage_cache
+from .passage_cache.store import check_windows_cut, tokenizer_sha256
 from .squad.data import Example, is_unicode
 from .squad.features import check_doc_stride, featurize
 from .squad.postprocess import predictions_from_logits
@@ -165,6 +166,8 @@ def answer_questions(graph_set, passages: dict, questions: list, tokenizer, pass
     deformer = graph_set.manifest["deformer"]
     check_doc_stride(deformer["passage_len"], doc_stride)
     cache = load_passage_cache(passage_cache_dir, graph_set) if Path(passage_cache_dir).exists() else None
+    if cache is not None:  # windows cut otherwise would only look missing (or, with "compute", all be misses)
+        check_windows_cut(cache.info, passage_cache_dir, doc_stride, tokenizer_sha256(tokenizer))
     if cache is not None and cache.info.get("complete"):
         record = {"directory": str(passage_cache_dir), "cache_windows": cache.info["windows"], "built": False}
     else:  # absent, or a build that did not finish: it goes on

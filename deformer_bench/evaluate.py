@@ -95,7 +95,7 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     features = featurize(examples, tokenizer, config.question_len, config.passage_len, doc_stride, progress=progress)
     if graph_set is not None:
         start, end, passage_cache = onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size,
-                                                           progress)
+                                                           progress, doc_stride)
         backend = "onnxruntime"
     else:
         start, end = pytorch_logits(deformer, features, batch_size, progress, device)

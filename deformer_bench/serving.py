@@ -11,6 +11,7 @@ from tqdm import tqdm
 from .errors import ManifestError, ModelDirError, first_line
 from .files import scratch_directory
 from .passage_cache import build_passage_cache, load_passage_cache
+from .passage_cache.store import check_windows_cut
 
 
 def has_tokenizer(model_dir: Path) -> bool:
@@ -111,18 +112,19 @@ def open_passage_cache(graph_set, features, directory: Path, batch_size: int, pr
     else one built there from the features' distinct passage windows (an unfinished build goes on)."""
     if directory.exists():
         cache = load_passage_cache(directory, graph_set)
+        check_windows_cut(cache.info, directory, doc_stride)  # else its windows would only look missing
         if cache.info.get("complete"):
             return cache, False
     return build_passage_cache(graph_set, features.passage_input_ids, features.passage_attention_mask, directory,
                                evaluation_session, batch_size, progress, doc_stride=doc_stride), True
 
 
-def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: int, progress: bool):
+def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: int, progress: bool, doc_stride=None):
     """Logits through the graph set, and what the passage cache did: offline build (or reuse of
     `passage_cache_dir`), then the online path timed alone."""
     with scratch_directory("deformer-passage-cache-") as scratch:
         directory = Path(passage_cache_dir) if passage_cache_dir is not None else Path(scratch) / "cache"
-        cache, built = open_passage_cache(graph_set, features, directory, batch_size, progress)
+        cache, built = open_passage_cache(graph_set, features, directory, batch_size, progress, doc_stride)
         started = time.perf_counter()
         rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)
         start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)

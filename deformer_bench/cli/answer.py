@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model directory holding the tokenizer (default: the one the graphs were exported from)")
     parser.add_argument("--doc-stride", type=int, default=128,
                         help="overlap of consecutive passage windows, in tokens (default 128, as in training)")
-    parser.add_argument("--cache-miss", choices=("refuse", "compute"), default="refuse",
+    parser.add_argument("--cache-miss", choices=("refuse", "compute"),
                         help="a question about a passage window the existing cache lacks: refuse (default, exit 2 "
                              "before any question runs: most often the wrong cache) or compute (lower_passage "
                              "runs online for it, as a cache miss costs in serving; counted, the cache is not "
@@ -46,6 +46,9 @@ def answer_main(argv=None) -> int:
     if args.output and not args.questions:
         raise DeformerBenchError("--output holds answers, and no --questions were given",
                                  "give --questions FILE, or drop --output to only build the cache")
+    if args.cache_miss and not args.questions:
+        raise DeformerBenchError("--cache-miss says what a question about a passage the cache lacks does, and no "
+                                 "--questions were given", "give --questions FILE, or drop --cache-miss")
     if args.batch_size < 1:
         raise DeformerBenchError(f"--batch-size must be at least 1, got {args.batch_size}", "e.g. --batch-size 64")
     from exporters.manifest import load_graph_set
@@ -68,7 +71,7 @@ def answer_main(argv=None) -> int:
         print(json.dumps({"passage_cache": record}))
         return 0
     result = answer_questions(graph_set, passages, questions, tokenizer, args.passage_cache, args.doc_stride,
-                              args.batch_size, progress, cache_miss=args.cache_miss)
+                              args.batch_size, progress, cache_miss=args.cache_miss or "refuse")
     misses = result.passage_cache["cache_misses"]
     if misses["question_windows"]:
         print(f"note: {misses['question_windows']} question windows ({misses['questions']} questions) asked about "

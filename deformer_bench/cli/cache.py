@@ -1,7 +1,6 @@
 """deformer-cache build | verify | info: the passage cache as a command of its own (passage_cache/)."""
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -60,17 +59,12 @@ def read_passage_file(path: Path, tokenizer) -> dict:
     return read_passages(path, tokenizer)
 
 
-def tokenizer_sha256(tokenizer) -> str:
-    """The tokenizer's identity for the cache record: its vocabulary and special tokens."""
-    vocabulary = sorted(tokenizer.get_vocab().items())
-    return hashlib.sha256(json.dumps([vocabulary, tokenizer.all_special_tokens]).encode()).hexdigest()
-
-
 def build_command(args) -> dict:
     from exporters.manifest import load_graph_set
 
     from ..answer import graph_set_tokenizer, passage_examples
     from ..passage_cache import build_passage_cache_from_shards
+    from ..passage_cache.store import tokenizer_sha256
     from ..serving import evaluation_session
     from ..squad.features import check_doc_stride, featurize
 

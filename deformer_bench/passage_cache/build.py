@@ -21,6 +21,7 @@ from ..errors import PassageCacheError
 from ..files import staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
 from .store import (FORMAT_VERSION, KEY_BYTES, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity,
+                    check_windows_cut,
                     distinct_windows, file_sha256, graph_identity, id_dtype, load_passage_cache, read_record,
                     save_record, segment_name, window_keys)
 
@@ -69,12 +70,7 @@ def existing_record(directory: Path, graph_set, dtype: str, doc_stride, append: 
     if record["dtype"] != dtype:
         raise PassageCacheError(f"passage cache {directory} stores {record['dtype']}, not {dtype}",
                                 f"build with --dtype {record['dtype']}, or into a new directory")
-    if doc_stride is not None and record.get("doc_stride") not in (None, doc_stride):
-        raise PassageCacheError(f"passage cache {directory} was cut with doc stride {record['doc_stride']}, not "
-                                f"{doc_stride}", f"build with --doc-stride {record['doc_stride']}, or into a new directory")
-    if tokenizer_sha256 is not None and record.get("tokenizer_sha256") not in (None, tokenizer_sha256):
-        raise PassageCacheError(f"passage cache {directory} was cut with another tokenizer", "give --tokenizer the "
-                                "model directory the cache was built with, or build into a new directory")
+    check_windows_cut(record, directory, doc_stride, tokenizer_sha256)
     record["doc_stride"] = record.get("doc_stride") or doc_stride
     record["tokenizer_sha256"] = record.get("tokenizer_sha256") or tokenizer_sha256
     if record.get("complete") and not append:

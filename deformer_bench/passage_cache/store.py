@@ -208,6 +208,23 @@ def check_identity(record: dict, directory: Path, graph_set) -> None:
             "give a new cache directory, or the graph set the cache was built with")
 
 
+def tokenizer_sha256(tokenizer) -> str:
+    """The tokenizer's identity for the cache record: its vocabulary and special tokens."""
+    vocabulary = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps([vocabulary, tokenizer.all_special_tokens]).encode()).hexdigest()
+
+
+def check_windows_cut(record: dict, directory: Path, doc_stride=None, tokenizer_identity=None) -> None:
+    """Refuse windows cut with another doc stride or tokenizer than the cache's (where both are known): their
+    windows would be other token sequences, found missing, not wrong."""
+    if doc_stride is not None and record.get("doc_stride") not in (None, doc_stride):
+        raise PassageCacheError(f"passage cache {directory} was cut with doc stride {record['doc_stride']}, not "
+                                f"{doc_stride}", f"use --doc-stride {record['doc_stride']}, or a new cache directory")
+    if tokenizer_identity is not None and record.get("tokenizer_sha256") not in (None, tokenizer_identity):
+        raise PassageCacheError(f"passage cache {directory} was cut with another tokenizer", "give --tokenizer the "
+                                "model directory the cache was built with, or use a new cache directory")
+
+
 SYSTEM_LIMITS = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 

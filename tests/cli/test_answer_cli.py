@@ -170,3 +170,19 @@ def test_answering_imports_no_torch(tiny_student_graphs, squad_as_jsonl, tmp_pat
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
     assert json.loads((tmp_path / "answers.json").read_text())
+
+
+def test_a_cache_cut_with_another_stride_is_named_not_counted_as_misses(tiny_student_graphs, squad_as_jsonl, tmp_path):
+    passages, questions = squad_as_jsonl
+    code, _, stderr = cli(tiny_student_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
+                          "--doc-stride", "16", "--quiet")
+    assert code == 0, stderr
+    for rule in ("refuse", "compute"):
+        code, stdout, stderr = cli(tiny_student_graphs, "--passages", passages, "--questions", questions,
+                                   "--passage-cache", tmp_path / "cache", "--doc-stride", "32", "--cache-miss", rule,
+                                   "--output", tmp_path / "answers.json", "--quiet")
+        assert code == 2 and "was cut with doc stride 16, not 32" in stderr and "--doc-stride 16" in stderr
+        assert not (tmp_path / "answers.json").exists()
+    code, _, stderr = cli(tiny_student_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
+                          "--doc-stride", "16", "--cache-miss", "compute", "--quiet")
+    assert code == 2 and "no --questions were given" in stderr
