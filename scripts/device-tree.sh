@@ -5,17 +5,20 @@
 #                                    .git/info/exclude, so it does not travel; prints what will
 #   scripts/device-tree.sh restore   the index and the exclude list as they were (reference/ from HEAD)
 #   scripts/device-tree.sh size      the bytes that would travel now (without carried paths)
-# Nothing is committed, and the files under reference/ are never touched.
+# Nothing is committed, and the files under reference/ are never touched. While slim, a pre-commit hook (installed
+# by slim where the repository has none, removed by restore) refuses commits: one would record reference/ deleted.
 set -euo pipefail
-cd "$(git rev-parse --show-toplevel)"
+cd "$(dirname "$0")/.." && cd "$(git rev-parse --show-toplevel)"
 SLIM_PATH=reference
 MARK="# device-tree.sh slim: the next line"  # ignore files take no comment after a pattern
 EXCLUDE=$(git rev-parse --git-path info/exclude)
 LIMIT=$((64 * 1024 * 1024))
+HOOK=$(git rev-parse --git-path hooks/pre-commit)
+HOOK_MARK="# device-tree.sh slim guard"
 
 size() {
     git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' path; do
-        [ -f "$path" ] && printf '%s\0' "$path"
+        if [ -f "$path" ]; then printf '%s\0' "$path"; fi
     done | xargs -0 -r stat -c %s | awk '{ total += $1 } END { print total + 0 }'
 }
 
@@ -29,14 +32,25 @@ case "${1:-}" in
         fi
         git rm -r -q --cached --ignore-unmatch -- "$SLIM_PATH"
         mkdir -p "$(dirname "$EXCLUDE")" && printf '%s\n/%s/\n' "$MARK" "$SLIM_PATH" >> "$EXCLUDE"
+        if [ ! -e "$HOOK" ]; then
+            mkdir -p "$(dirname "$HOOK")"
+            printf '#!/bin/sh\n%s\necho "error: the tree is slim for a device call (%s/ out of the index); run scripts/device-tree.sh restore first" >&2\nexit 1\n' \
+                "$HOOK_MARK" "$SLIM_PATH" > "$HOOK"
+            chmod +x "$HOOK"
+        else
+            echo "warning: $HOOK exists, so no guard was installed: do not commit until restore" >&2
+        fi
         ;;
     restore)
-        if grep -qxF "$MARK" "$EXCLUDE" 2>/dev/null; then
+        if ! grep -qxF "$MARK" "$EXCLUDE" 2>/dev/null; then
+            echo "not slim: nothing to restore"
+        else
             awk -v mark="$MARK" '$0 == mark { skip = 1; next } skip { skip = 0; next } { print }' \
                 "$EXCLUDE" > "$EXCLUDE.tmp"
             mv "$EXCLUDE.tmp" "$EXCLUDE"
+            git reset -q -- "$SLIM_PATH"
+            if [ -f "$HOOK" ] && grep -qxF "$HOOK_MARK" "$HOOK"; then rm -f "$HOOK"; fi
         fi
-        git reset -q -- "$SLIM_PATH"
         ;;
     size) ;;
     *) echo "usage: $0 slim|restore|size" >&2; exit 2 ;;
