@@ -31,12 +31,12 @@ def read_records(directory: Path) -> list:
                    "k": record["deformer"]["layer"], "variant": graph_set.get("variant", "float32"),
                    "f1": record["f1"], "exact_match": record["exact_match"], "questions": record["questions"],
                    "windows": record["windows"], "doc_stride": record["doc_stride"],
-                   "commit": record["environment"]["git"]["commit"][:10],
+                   "commit": (record["environment"]["git"]["commit"] or "no git")[:10],
                    "dirty": record["environment"]["git"]["dirty"], "cpu": record["environment"]["cpu"]["model"],
                    "onnxruntime": record["environment"]["packages"]["onnxruntime"],
                    "command": record["environment"]["command"],
                    "_dataset": Path(record["dataset"]).name, "_limit": record["limit"],
-                   "_fingerprint": record["model_fingerprint_sha256"]}
+                   "_fingerprint": record["model_fingerprint_sha256"], "_file": path.name}
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise DeformerBenchError(f"{path} is not a deformer-eval --onnx --output record ({type(error).__name__}: "
                                      f"{error})", "keep only such records in the directory") from None
@@ -52,6 +52,12 @@ def check_comparable(rows: list) -> None:
     if len(datasets) > 1 or len(limits) > 1:
         raise DeformerBenchError(f"the records score different question sets (datasets {sorted(datasets)}, "
                                  f"limits {sorted(limits, key=str)})", "keep records of one dataset and limit together")
+    seen = {}
+    for row in rows:
+        earlier = seen.setdefault((row["model"], row["variant"]), row["_file"])
+        if earlier != row["_file"]:
+            raise DeformerBenchError(f"{earlier} and {row['_file']} both score {row['model']}'s {row['variant']} "
+                                     "graphs", "keep one record per model and variant")
     for model in {row["model"] for row in rows}:
         fingerprints = {row["_fingerprint"] for row in rows if row["model"] == model}
         if len(fingerprints) > 1:
@@ -73,9 +79,11 @@ def variant_table(rows: list):
 
 
 def markdown(table) -> str:
+    import pandas as pd
+
     lines = ["| model | k | variant | F1 | EM | F1 change from float32 | questions |", "|---|---|---|---|---|---|---|"]
     for row in table.itertuples():
-        change = "-" if row.variant == "float32" or row.f1_change is None else f"{row.f1_change:+.2f}"
+        change = "-" if row.variant == "float32" or pd.isna(row.f1_change) else f"{row.f1_change:+.2f}"
         lines.append(f"| {row.model} | {row.k} | {row.variant} | {row.f1:.2f} | {row.exact_match:.2f} | {change} | "
                      f"{row.questions:,} |")
     machines = sorted(set(table["cpu"]))

@@ -39,6 +39,7 @@ def test_changes_are_against_the_same_models_float32(tmp_path, capsys):
 @pytest.mark.parametrize("records, message", [
     ([record("m", "float32", 70), record("m", "int8", 69, fingerprint="c" * 64)], "2 different weights"),
     ([record("m", "float32", 70), record("m", "int8", 69, limit=100)], "different question sets"),
+    ([record("m", "float32", 70), record("m", "float32", 70.5)], "both score m's float32 graphs"),
     ([{"f1": 1}], "is not a deformer-eval --onnx --output record"),
     ([], "holds no *.json records"),
 ])
@@ -46,3 +47,12 @@ def test_records_that_do_not_compare_are_refused(tmp_path, records, message, cap
     records_dir = write(tmp_path / "records", records)
     assert run_cli(variant_accuracy_main, [str(records_dir)]) == 2
     assert message in capsys.readouterr().err and not (records_dir / "accuracy.md").exists()
+
+
+def test_a_model_without_float32_has_no_change_and_a_record_outside_git_is_read(tmp_path):
+    outside_git = record("k3", "int8", 73.0)
+    outside_git["environment"]["git"]["commit"] = None
+    records = write(tmp_path / "records", [outside_git, record("t", "float32", 76.0, layer=0, fingerprint="b" * 64)])
+    assert variant_accuracy_main([str(records)]) == 0
+    text = (records / "accuracy.md").read_text()
+    assert "| k3 | 3 | int8 | 73.00 | 63.00 | - |" in text and "nan" not in text and "no git" in text
