@@ -6,12 +6,14 @@ user runs (deformer-export, then deformer-answer: passage cache offline, questio
 
 The passages are the first paragraph of each of the first N articles of a SQuAD file (the dev set: the model never
 trained on it), the questions those asked about them. The graph set is exported once and kept under WORK, named by
-the weights' fingerprint (a retrained model gets its own); the passage cache is kept beside it. The doc stride is
-the one the model trained with (its train_config.json), else 128. Each command is
+the weights and the DeFormer configuration (a retrained model gets its own); the passage cache beside it, named
+also by its passages and doc stride. The doc stride is the one the model trained with (its train_config.json),
+else 128 (half a window for windows shorter than 256 tokens). Each command is
 printed before it runs; at the end, each question with the answer and the gold answers, and EM / F1 over them.
 """
 
 import argparse
+import hashlib
 import json
 import shlex
 import subprocess
@@ -79,12 +81,17 @@ def show(examples: list, answers: dict) -> dict:
     return scores
 
 
-def training_doc_stride(run_dir: Path, default: int = 128) -> int:
-    """The doc stride the model trained with (train_config.json beside its model/), else `default`."""
+def training_doc_stride(run_dir: Path, passage_len: int) -> int:
+    """The doc stride the model trained with (train_config.json beside its model/), else 128 or, for windows
+    too short for it, half a window."""
     try:
         return int(json.loads((run_dir / "train_config.json").read_text())["config"]["doc_stride"])
     except (OSError, ValueError, KeyError, TypeError):
-        return default
+        return min(128, passage_len // 2)
+
+
+def digest(*parts) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:12]
 
 
 def demo(model_dir: Path, dataset: Path, passages: int, work: Path) -> dict:
@@ -94,10 +101,19 @@ def demo(model_dir: Path, dataset: Path, passages: int, work: Path) -> dict:
         raise ModelDirError(f"{model_dir} is not a trained model directory (no config.json)",
                             "give --model a directory kept by `reference_models keep` (e.g. reference/k3-kd-lrs)")
     model_dir = model_dir / "model" if (model_dir / "model" / "config.json").is_file() else model_dir
-    doc_stride = training_doc_stride(model_dir.parent)
+    if work.resolve().is_relative_to(model_dir.parent.resolve()):
+        raise DeformerBenchError(f"--work {work} is inside the model's directory {model_dir.parent}",
+                                 "give a work directory outside it (default build/demo)")
+    if work.exists() and not work.is_dir():
+        raise DeformerBenchError(f"--work {work} is a file", "give a directory (it is made if missing)")
     examples = demo_examples(dataset, passages)  # a bad dataset fails before any export
-    fingerprint = Deformer.from_pretrained(model_dir).fingerprint()[:12]
-    graphs, cache = work / f"graphs-{fingerprint}", work / f"cache-{fingerprint}"
+    deformer = Deformer.from_pretrained(model_dir)
+    doc_stride = training_doc_stride(model_dir.parent, deformer.config.passage_len)
+    # Graphs are named by the weights and the whole DeFormer configuration, the cache also by its passages and
+    # stride: another model, k, passage set or stride gets its own, never a stale one.
+    model_key = digest(deformer.fingerprint(), sorted(deformer.identity().items()))
+    inputs_key = digest(model_key, doc_stride, sorted({example.context for example in examples}))
+    graphs, cache = work / f"graphs-{model_key}", work / f"cache-{inputs_key}"
     work.mkdir(parents=True, exist_ok=True)
     passages_file, questions_file = write_inputs(examples, work)
     if not (graphs / "manifest.json").is_file():

@@ -29,6 +29,26 @@ def test_the_demo_answers_through_the_commands_and_keeps_its_graphs(tiny_queue_r
                                 "--work", tmp_path / "work")
     assert code == 0, stderr
     assert "deformer-export" not in stdout and "deformer-answer" in stdout
+    # more passages (a second article): the same graphs, a cache of their own
+    document = json.loads(small_train_file.read_text())
+    article = document["data"][0]
+    second = {**article, "title": "Another", "paragraphs": article["paragraphs"][1:2]}
+    article = {**article, "paragraphs": article["paragraphs"][:1]}
+    document["data"] = [article, second]
+    (tmp_path / "two.json").write_text(json.dumps(document))
+    code, stdout, stderr = demo("--model", student, "--dataset", tmp_path / "two.json", "--passages", "2",
+                                "--work", tmp_path / "work")
+    assert code == 0, stderr
+    assert "deformer-export" not in stdout and len(list((tmp_path / "work").glob("cache-*"))) == 2
+
+
+def test_the_demo_refuses_work_inside_the_model_or_on_a_file(tiny_queue_runs, small_train_file, tmp_path):
+    student = tiny_queue_runs[1] / "k1-kd-lrs"
+    code, _, stderr = demo("--model", student, "--dataset", small_train_file, "--work", student / "demo")
+    assert code == 2 and "inside the model's directory" in stderr and not (student / "demo").exists()
+    (tmp_path / "afile").write_text("x")
+    code, _, stderr = demo("--model", student, "--dataset", small_train_file, "--work", tmp_path / "afile")
+    assert code == 2 and "is a file" in stderr and "Traceback" not in stderr
 
 
 def test_the_demo_without_its_model_says_what_to_do(tmp_path):
