@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--batch-size", type=int, default=64)
     build.add_argument("--segment-windows", type=int, default=1024, help="windows per segment (default 1024)")
     build.add_argument("--shard-passages", type=int, default=20000,
-                       help="passages tokenized and built at a time (default 20000): what the build holds in memory "
-                            "beyond the index of keys, whatever the corpus size")
+                       help="passages tokenized and built at a time (default 20000): one shard's windows are in "
+                            "memory at once, besides the passages' text and the index of 16-byte keys (~100-170 "
+                            "bytes a window); free space is checked per shard")
     build.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process; ray: Ray Data with an actor pool of ONNX Runtime sessions")
     build.add_argument("--address", help="with --engine ray: auto, or ray://HOST:PORT of a running cluster "

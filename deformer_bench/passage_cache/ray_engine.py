@@ -7,6 +7,10 @@ lists each segment in cache.json as its actor reports it: a killed build keeps e
 engine wrote it. On one machine it starts a local Ray with the cores there; with an address, the same command
 spreads over a cluster, whose workers must see the cache directory at the same path (a shared file system).
 
+A sharded build (build_passage_cache_from_shards) calls `build` once per shard: each shard starts its own actor
+pool (~5 s here), and the record describes the last shard's pool. Shards of 20,000 passages take minutes each on
+a machine, so the start is a small share; on a large cluster, larger shards keep it so.
+
 Sizing: each actor asks for at most one CPU and leaves half a CPU to Ray Data's own tasks. On a 2-core machine
 two actors of one whole CPU each leave nothing for the task that reads the rows, and the pipeline never finishes
 (measured); ONNX Runtime gets the actor's whole share of cores as threads.
