@@ -95,3 +95,28 @@ def test_the_gpu_training_script_round_trip_on_the_cpu(tiny_with_tokenizer, smal
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "differs from its sum" in again.stdout
     assert not (tmp_path / "again").exists() and not list(tmp_path.glob(".gpu-unpack.*"))
+
+
+KEPT = sorted(path.parent for path in (REPO / "reference").glob("*/reference.json"))
+
+
+def test_the_teacher_is_kept_in_the_repository():
+    assert REPO / "reference" / "teacher" in KEPT
+
+
+@pytest.mark.parametrize("kept", KEPT, ids=lambda path: path.name)
+def test_a_kept_reference_model_is_the_one_recorded_and_still_answers(kept):
+    """The committed weights load (float16 stored, float32 loaded) with the fingerprint recorded when they were
+    kept, and answer the first dev questions about as well as their eval.json says of the whole set."""
+    from deformer_bench.evaluate import evaluate_model
+    from tests.conftest import SQUAD_DIR
+
+    record = json.loads((kept / "reference.json").read_text())
+    assert stored_dtypes(kept / "model") == {torch.float16}
+    model = Deformer.from_pretrained(kept / "model")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model.fingerprint() == record["model_fingerprint_sha256_as_kept"]
+    full_set = json.loads((kept / "eval.json").read_text())
+    # the first 60 dev questions (one article): a damaged or mixed-up model falls far below its full-set F1
+    scores = evaluate_model(kept / "model", SQUAD_DIR / "dev-v1.1.json.gz", limit=60, progress=False).scores
+    assert scores["f1"] > full_set["f1"] - 15
