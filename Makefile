@@ -26,9 +26,12 @@ test: install
 
 # The trained reference student (reference/k3-kd-lrs) answers real questions about three SQuAD dev passages through
 # deformer-export and deformer-answer (deformer_bench/demo.py). SQUAD: the folder of dev-v1.1.json.gz.
+# Until the student is kept, the unsplit teacher (k=0) runs the same path.
 SQUAD ?= ../shared/data/squad
+DEMO_MODEL ?= $(if $(wildcard reference/k3-kd-lrs/model/config.json),reference/k3-kd-lrs,reference/teacher)
 demo: install
-	$(PY) -m deformer_bench.demo --model reference/k3-kd-lrs --dataset $(SQUAD)/dev-v1.1.json.gz
+	@echo "demo model: $(DEMO_MODEL)"
+	$(PY) -m deformer_bench.demo --model $(DEMO_MODEL) --dataset $(SQUAD)/dev-v1.1.json.gz
 
 # F1 on the full SQuAD dev set of every CPU variant (float32, optimized, int8) of the reference models: each
 # model exported once under build/reference-graphs, one record per variant in results/reference-accuracy (a record
