@@ -106,14 +106,19 @@ def to_float16(source: Path, out: Path) -> None:
 
 
 def make_graph(name: str, graph: str, source: Path, out: Path, model: dict):
-    """One graph of one variant; the fused operator counts for `optimized`, else None."""
+    """One graph of one variant; the fused operator counts for `optimized`, else None. Inputs the graph ignores
+    (the masks of k=0's lower graphs, say), which the optimizer prunes, are put back: the contract names them."""
+    from .onnx_export import restore_unused_inputs
+
+    fused = None
     if name == "optimized":
-        return optimize(source, out, graph, model)
-    if name in ("int8", "int8-arm64"):
+        fused = optimize(source, out, graph, model)
+    elif name in ("int8", "int8-arm64"):
         quantize(source, out, per_channel=name == "int8-arm64")
     else:
         to_float16(source, out)
-    return None
+    restore_unused_inputs(out, GRAPHS[graph], model["hidden_size"])
+    return fused
 
 
 def variant_file(name: str, spec) -> str:

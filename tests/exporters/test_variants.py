@@ -142,3 +142,22 @@ def test_int8_straight_from_the_exported_graphs_and_nothing_left_in_the_working_
     assert list(workdir.iterdir()) == []
     assert sorted(path.name for path in int8.directory.iterdir()) == sorted(
         ["full.onnx", "lower_question.onnx", "lower_passage.onnx", "upper.onnx"])
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_variants_of_the_unsplit_and_the_all_split_model_keep_every_contract_input(tmp_path, tiny_model_dir, layer):
+    """At k=0 the lower graphs ignore their masks, at k=L the upper graph ignores both: the optimizer prunes such
+    inputs, and every variant must still take all of them (a k=0 teacher's optimized export failed on this)."""
+    import onnx
+
+    from deformer_bench.model import Deformer
+    from deformer_bench.runtime.contract import GRAPHS
+    from exporters.onnx_export import export_graph_set
+
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=layer, question_len=8, passage_len=24)
+    export_graph_set(deformer, tmp_path / "out", progress=False, variants=["optimized", "int8"])
+    for variant in ("optimized", "int8"):
+        graph_set = load_graph_set(tmp_path / "out", variant)
+        for graph, spec in GRAPHS.items():
+            inputs = [graph_input.name for graph_input in onnx.load(str(graph_set.path(graph))).graph.input]
+            assert inputs == list(spec.inputs), (variant, graph)
