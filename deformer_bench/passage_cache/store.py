@@ -94,7 +94,8 @@ def graph_identity(graph_set) -> dict:
     return {"lower_passage_sha256": manifest["graphs"]["lower_passage"]["sha256"],
             "model_fingerprint_sha256": manifest["model"]["fingerprint_sha256"],
             "layer": manifest["deformer"]["layer"], "passage_len": manifest["deformer"]["passage_len"],
-            "hidden_size": manifest["model"]["hidden_size"], "vocab_size": manifest["model"]["vocab_size"]}
+            "hidden_size": manifest["model"]["hidden_size"], "vocab_size": manifest["model"]["vocab_size"],
+            "variant": manifest.get("variant", "float32")}
 
 
 def human_bytes(count: int) -> str:
@@ -203,8 +204,9 @@ def check_identity(record: dict, directory: Path, graph_set) -> None:
     if theirs.get("lower_passage_sha256") != identity["lower_passage_sha256"]:
         raise PassageCacheError(
             f"passage cache {directory} was built with another lower_passage graph (model "
-            f"{str(theirs.get('model_fingerprint_sha256'))[:12]}, k={theirs.get('layer')}) than {graph_set.directory} "
-            f"(model {identity['model_fingerprint_sha256'][:12]}, k={identity['layer']})",
+            f"{str(theirs.get('model_fingerprint_sha256'))[:12]}, k={theirs.get('layer')}, "
+            f"{theirs.get('variant', 'float32')}) than {graph_set.directory} (model "
+            f"{identity['model_fingerprint_sha256'][:12]}, k={identity['layer']}, {identity['variant']})",
             "give a new cache directory, or the graph set the cache was built with")
 
 

@@ -208,7 +208,7 @@ def test_a_variant_is_evaluated_against_the_same_weights(tiny_queue_runs, small_
     # the int8 graphs' passage states are not the float32 ones: a cache of one is refused for the other
     code, _, stderr = cli("--dataset", small_train_file, "--model", student_dir, "--onnx", graphs, "--variant", "int8",
                           "--doc-stride", "16", "--passage-cache", tmp_path / "cache-float32", "--quiet")
-    assert code == 2 and "another lower_passage graph" in stderr
+    assert code == 2 and "another lower_passage graph" in stderr and "float32) than" in stderr and "int8)" in stderr
     # a variant the graph set lacks, and a variant without a graph set
     code, _, stderr = cli("--dataset", small_train_file, "--model", student_dir, "--onnx", graphs,
                           "--variant", "optimized", "--doc-stride", "16", "--quiet")
