@@ -88,8 +88,7 @@ def build_command(args) -> dict:
     check_doc_stride(deformer["passage_len"], args.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
     passages = read_passage_file(args.passages, tokenizer)
-    examples = passage_examples(passages)
-    del passages
+    examples = passage_examples(passages)  # the text stays in memory: only windows are sharded
     shard_count = -(-len(examples) // args.shard_passages)
 
     def shards():  # one shard's windows in memory at a time
