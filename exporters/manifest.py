@@ -217,6 +217,13 @@ def load_graph_set(directory, variant: str = None) -> GraphSet:
         held = ", ".join(["float32", *manifest.get("variants", {})])
         raise ManifestError(f"graph set {directory} has no {variant} variant (it holds: {held})",
                             f"export it with the variant (deformer-export --help), or pick one of: {held}")
+    from .variants import made_from_mask_length_attention
+
+    if made_from_mask_length_attention(manifest["variants"], variant):
+        raise ManifestError(f"the {variant} variant of {directory} comes from optimized graphs whose fused attention "
+                            "reads each attention mask as one length (deformer-export before raw masks): its "
+                            "answers are wrong whenever a question is shorter than its padded length",
+                            "re-export the graph set (deformer-export --optimize now keeps the masks as they are)")
     entry = manifest["variants"][variant]
     variant_dir = directory / VARIANTS_DIR / variant
     _check_graph_files(variant_dir, entry["graphs"])

@@ -72,6 +72,39 @@ def test_a_variant_is_read_back_by_name_and_checked(variant_graphs, tmp_path):
     load_graph_set(copy, "optimized")  # the other variants are still whole
 
 
+def test_the_optimized_graphs_honour_a_question_padded_in_the_middle(variant_graphs):
+    """[question; passage] with a short question has padding between the two: a fused attention that reads the mask
+    as one length per row (onnxruntime's bert default) attends to the wrong tokens there."""
+    import numpy as np
+
+    from deformer_bench.bench.parity import reference_outputs
+    from deformer_bench.bench.runner import make_inputs
+    from exporters.variants import pad_last_row
+
+    inputs = make_inputs({"seed": 2, "batch_size": 2, "question_len": 8, "passage_len": 24, "vocab_size": 120,
+                          "passage_token_type": 1})
+    pad_last_row(inputs)
+    assert inputs["attention_mask"][-1].tolist() == [1] * 4 + [0] * 4 + [1] * 8 + [0] * 16
+    float32 = reference_outputs(variant_graphs, inputs)
+    optimized = reference_outputs(variant_graphs / "variants" / "optimized", inputs)
+    for output in ("unsplit_start_logits", "online_end_logits"):
+        assert np.max(np.abs(float32[output] - optimized[output])) < 1e-4, output
+
+
+def test_variants_of_optimized_graphs_made_before_raw_masks_are_refused(variant_graphs, tmp_path):
+    from exporters.variants import MASK_LENGTH_RECIPE
+
+    copy = tmp_path / "old"
+    shutil.copytree(variant_graphs, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["variants"]["optimized"]["recipe"] = MASK_LENGTH_RECIPE
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("optimized", "int8", "float16", "ort"):  # made from optimized, directly or through int8
+        with pytest.raises(ManifestError, match=f"the {name} variant .* reads each attention mask as one length"):
+            load_graph_set(copy, name)
+    assert load_graph_set(copy).variant == "float32"  # the exported graphs are not touched by it
+
+
 def test_the_ort_format_variant_loads_and_matches_its_parent(variant_graphs):
     from deformer_bench.bench.parity import compare, reference_outputs
     from deformer_bench.bench.runner import make_inputs
