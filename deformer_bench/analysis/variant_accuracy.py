@@ -16,8 +16,16 @@ from pathlib import Path
 from ..errors import DeformerBenchError
 from ..files import write_texts_atomically
 
-COLUMNS = ["model", "k", "variant", "f1", "exact_match", "f1_change", "questions", "windows", "doc_stride",
+COLUMNS = ["model", "k", "variant", "made_from", "f1", "exact_match", "f1_change", "questions", "windows", "doc_stride",
            "commit", "dirty", "cpu", "onnxruntime", "command"]
+
+
+def made_from(graph_set: dict) -> str:
+    """The variant's parent as its manifest records it ("-" for the float32 graphs)."""
+    variant = graph_set.get("variant", "float32")
+    if variant == "float32":
+        return "-"
+    return graph_set["manifest"]["variants"][variant]["parent"]
 
 
 def read_records(directory: Path) -> list:
@@ -29,6 +37,7 @@ def read_records(directory: Path) -> list:
             row = {"model": Path(record["model_dir"]).parent.name if Path(record["model_dir"]).name == "model"
                    else Path(record["model_dir"]).name,
                    "k": record["deformer"]["layer"], "variant": graph_set.get("variant", "float32"),
+                   "made_from": made_from(graph_set),
                    "f1": record["f1"], "exact_match": record["exact_match"], "questions": record["questions"],
                    "windows": record["windows"], "doc_stride": record["doc_stride"],
                    "commit": (record["environment"]["git"]["commit"] or "no git")[:10],
@@ -81,10 +90,11 @@ def variant_table(rows: list):
 def markdown(table) -> str:
     import pandas as pd
 
-    lines = ["| model | k | variant | F1 | EM | F1 change from float32 | questions |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | k | variant | made from | F1 | EM | F1 change from float32 | questions |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in table.itertuples():
         change = "-" if row.variant == "float32" or pd.isna(row.f1_change) else f"{row.f1_change:+.2f}"
-        lines.append(f"| {row.model} | {row.k} | {row.variant} | {row.f1:.2f} | {row.exact_match:.2f} | {change} | "
+        lines.append(f"| {row.model} | {row.k} | {row.variant} | {row.made_from} | {row.f1:.2f} | {row.exact_match:.2f} | {change} | "
                      f"{row.questions:,} |")
     machines = sorted(set(table["cpu"]))
     commits = sorted(set(table["commit"] + table["dirty"].map({True: " (dirty)", False: ""})))

@@ -8,6 +8,17 @@ from ..model import POSITION_OFFSETS
 from .common import run_cli
 
 
+QUANTIZE_CHOICES = ("int8", "int8-arm64")
+
+
+def quantize_list(text: str) -> list:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUANTIZE_CHOICES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: give int8, int8-arm64 or both, comma-separated")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deformer-export",
@@ -25,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimize", action="store_true",
                         help="also write the 'optimized' variant: onnxruntime's transformer optimizer (fused "
                              "attention, SkipLayerNormalization, BiasGelu)")
-    parser.add_argument("--quantize", choices=["int8", "int8-arm64"],
-                        help="also write an int8 variant (dynamic quantization; int8: x86 with VNNI, per tensor; "
-                             "int8-arm64: per channel), made from 'optimized' when --optimize is given")
+    parser.add_argument("--quantize", type=quantize_list, default=[], metavar="int8[,int8-arm64]",
+                        help="also write these int8 variants, comma-separated (dynamic quantization; int8: x86, "
+                             "per tensor; int8-arm64: per channel), made from 'optimized' when --optimize is given")
     parser.add_argument("--fp16", action="store_true",
                         help="also write the 'float16' variant (for GPUs; float32 inputs and outputs kept)")
     parser.add_argument("--ort-format", action="store_true",
@@ -52,8 +63,8 @@ def export_main(argv=None) -> int:
     if not deformer.qa_head_trained:
         print(f"note: {args.model_dir} has no trained QA head; a deterministic random head was used "
               "(fine for speed, meaningless for answers)", file=sys.stderr)
-    variants = [name for name, asked in (("optimized", args.optimize), (args.quantize, bool(args.quantize)),
-                                         ("float16", args.fp16), ("ort", args.ort_format)) if asked]
+    variants = [name for name, asked in (("optimized", args.optimize), ("float16", args.fp16),
+                                         ("ort", args.ort_format)) if asked] + args.quantize
     manifest = export_graph_set(deformer, args.out_dir, opset=DEFAULT_OPSET if args.opset is None else args.opset,
                                 overwrite=args.overwrite, progress=not args.quiet, variants=variants)
     worst = max(diff for case in manifest["validation"]["cases"] for diff in case["max_abs_diff"].values())

@@ -103,6 +103,12 @@ def test_a_killed_export_leaves_staging_that_the_next_export_removes(tiny_model_
     assert [path.name for path in tmp_path.iterdir()] == ["out"]
 
 
+@pytest.mark.parametrize("value", ["int4", "int8,fp8", ","])
+def test_an_unknown_quantization_is_refused_before_anything_is_written(tiny_model_dir, tmp_path, value):
+    code, _, stderr = cli(tiny_model_dir, tmp_path / "out", "--layer", "1", "--quantize", value)
+    assert code == 2 and "give int8, int8-arm64 or both" in stderr and not (tmp_path / "out").exists()
+
+
 def test_opset_is_checked_before_the_model_loads(tiny_model_dir, tmp_path):
     code, _, stderr = cli(tiny_model_dir, tmp_path / "out", "--layer", "1", "--opset", "0")
     assert code == 2 and "opset 0 is outside" in stderr and not (tmp_path / "out").exists()
@@ -110,10 +116,12 @@ def test_opset_is_checked_before_the_model_loads(tiny_model_dir, tmp_path):
 
 def test_export_with_variants_says_what_each_differs_from_float32(tiny_model_dir, tmp_path):
     code, out, err = cli(tiny_model_dir, tmp_path / "out", "--layer", "1", "--question-len", "8", "--passage-len",
-                         "24", "--optimize", "--quantize", "int8-arm64", "--quiet")
+                         "24", "--optimize", "--quantize", "int8-arm64,int8", "--quiet")
     assert code == 0, err
     assert "variant optimized (from float32): max abs diff from float32" in out
     assert "variant int8-arm64 (from optimized)" in out and "(tolerance 5)" in out
+    assert "variant int8 (from optimized)" in out
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert list(manifest["variants"]) == ["optimized", "int8-arm64"]
+    assert list(manifest["variants"]) == ["optimized", "int8", "int8-arm64"]
+    assert "per tensor" in manifest["variants"]["int8"]["recipe"]
     assert "per channel" in manifest["variants"]["int8-arm64"]["recipe"]
