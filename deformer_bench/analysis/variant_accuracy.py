@@ -1,6 +1,7 @@
 """The F1 of each graph-set variant, from saved `deformer-eval --onnx --variant V --output R.json` records.
 
     python -m deformer_bench.analysis.variant_accuracy RECORDS_DIR [--out DIR]
+    python -m deformer_bench.analysis.variant_accuracy --is-current RECORD GRAPHS VARIANT   (make reference-accuracy)
 
 Reads every record (*.json) in RECORDS_DIR and writes accuracy.csv and accuracy.md to DIR (default: RECORDS_DIR):
 per model and variant, F1 / EM and the change from the float32 graphs of the same model. Records of other
@@ -103,12 +104,43 @@ def markdown(table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record_is_current(record_path: Path, graphs_dir: Path, variant: str) -> bool:
+    """False when there is no record yet; True when it scores exactly the graphs graphs_dir now holds for
+    `variant` (same sha256 for every graph); a record of other graphs is refused: it would be kept silently."""
+    record_path = Path(record_path)
+    if not record_path.exists():
+        return False
+    from exporters.manifest import load_graph_set
+
+    current = load_graph_set(graphs_dir, variant).manifest["graphs"]
+    try:
+        graph_set = json.loads(record_path.read_text())["graph_set"]
+        manifest = graph_set["manifest"]
+        scored = manifest["graphs"] if variant == "float32" else manifest["variants"][variant]["graphs"]
+        same = all(scored[graph]["sha256"] == entry["sha256"] for graph, entry in current.items())
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DeformerBenchError(f"{record_path} is not a deformer-eval --onnx --output record of a {variant} "
+                                 f"variant ({type(error).__name__}: {error})", "move it aside") from None
+    if not same:
+        raise DeformerBenchError(f"{record_path} scores other {variant} graphs than {graphs_dir} holds now",
+                                 "move the record aside (results/reference-accuracy/earlier/) to score the new graphs")
+    return True
+
+
 def variant_accuracy_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deformer_bench.analysis.variant_accuracy",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("records", type=Path, help="a directory of deformer-eval --output records")
+    parser.add_argument("records", type=Path, nargs="?", help="a directory of deformer-eval --output records")
     parser.add_argument("--out", type=Path, help="where accuracy.csv and accuracy.md go (default: RECORDS)")
+    parser.add_argument("--is-current", nargs=3, metavar=("RECORD", "GRAPHS", "VARIANT"),
+                        help="only say (exit 0) whether RECORD already scores GRAPHS' VARIANT graphs; exit 1 when "
+                             "there is no record, 2 when it scores other graphs")
     args = parser.parse_args(argv)
+    if args.is_current:
+        record, graphs, variant = args.is_current
+        return 0 if record_is_current(Path(record), Path(graphs), variant) else 1
+    if args.records is None:
+        parser.error("give RECORDS (a directory of records) or --is-current")
     if not args.records.is_dir():
         raise DeformerBenchError(f"{args.records} is not a directory", "give the directory of the records")
     table = variant_table(read_records(args.records))

@@ -60,3 +60,22 @@ def test_a_model_without_float32_has_no_change_and_a_record_outside_git_is_read(
     assert variant_accuracy_main([str(records)]) == 0
     text = (records / "accuracy.md").read_text()
     assert "| k3 | 3 | int8 | float32 | 73.00 | 63.00 | - |" in text and "nan" not in text and "no git" in text
+
+
+def test_a_kept_record_must_score_the_graphs_there_now(tmp_path, tiny_model_dir, capsys):
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    graphs = tmp_path / "graphs"
+    manifest = export_graph_set(Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24),
+                                graphs, progress=False)
+    kept = record("tiny", "float32", 70.0)
+    kept["graph_set"]["manifest"] = manifest
+    path = tmp_path / "tiny-float32.json"
+    path.write_text(json.dumps(kept))
+    assert variant_accuracy_main(["--is-current", str(path), str(graphs), "float32"]) == 0
+    assert variant_accuracy_main(["--is-current", str(tmp_path / "none.json"), str(graphs), "float32"]) == 1
+    manifest["graphs"]["upper"]["sha256"] = "0" * 64  # the record scored other graphs
+    path.write_text(json.dumps(kept))
+    assert run_cli(variant_accuracy_main, ["--is-current", str(path), str(graphs), "float32"]) == 2
+    assert "scores other float32 graphs than" in capsys.readouterr().err
