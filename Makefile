@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install bench test demo reference-accuracy test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results gpu-train-pack \
+.PHONY: install bench test demo reference-accuracy cache-accuracy test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results gpu-train-pack \
 	gpu-train gpu-train-results
 
 install: $(VENV)/.installed
@@ -51,6 +51,33 @@ reference-accuracy: install
 	  done; \
 	done
 	$(PY) -m deformer_bench.analysis.variant_accuracy results/reference-accuracy
+
+# F1 on the full SQuAD dev set through a passage cache of each dtype (issue 14), the reference student by default:
+# its graphs as make reference-accuracy exports them, one cache per dtype under build/reference-caches (a complete
+# one is reused: deformer-eval refuses one of other graphs or stride; an unfinished one is resumed), one record per dtype in
+# CACHE_RESULTS (a record already there is kept), then the table. ~12 min a dtype on 2 cores.
+# CACHE_EVAL_ARGS: extra deformer-eval options (e.g. --limit 50 for a smoke run into another CACHE_RESULTS).
+CACHE_MODEL ?= k3-kd-lrs
+CACHE_DTYPES ?= float32 float16 int8
+CACHE_RESULTS ?= results/passage-cache/f1-per-dtype
+CACHE_EVAL_ARGS ?=
+cache-accuracy: install
+	set -e; graphs=build/reference-graphs/$(CACHE_MODEL); \
+	test -f $$graphs/manifest.json || $(VENV)/bin/deformer-export reference/$(CACHE_MODEL)/model $$graphs --optimize \
+	  --quantize int8,int8-arm64; \
+	mkdir -p $(CACHE_RESULTS); \
+	for dtype in $(CACHE_DTYPES); do \
+	  cache=build/reference-caches/$(CACHE_MODEL)-$$dtype; record=$(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json; \
+	  $(PY) -c "import json, sys; sys.exit(not json.load(open(sys.argv[1]))['complete'])" $$cache/cache.json 2>/dev/null \
+	    || $(VENV)/bin/deformer-cache build $$graphs --passages $(SQUAD)/dev-v1.1.json.gz \
+	    --out $$cache --dtype $$dtype --quiet; \
+	  test -f $$record || $(VENV)/bin/deformer-eval --dataset $(SQUAD)/dev-v1.1.json.gz --model reference/$(CACHE_MODEL)/model \
+	    --onnx $$graphs --passage-cache $$cache --output $$record --quiet $(CACHE_EVAL_ARGS); \
+	done; \
+	for dtype in $(CACHE_DTYPES); do \
+	  $(PY) -c "import json, sys; r = json.load(open(sys.argv[1])); print(sys.argv[2], 'F1 %.2f EM %.2f' % (r['f1'], r['exact_match']), r['questions'], 'questions')" \
+	    $(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json $$dtype; \
+	done
 
 # The committed reference runs (results/README.md); each takes a few minutes on 2 cores.
 reference: install
