@@ -20,7 +20,8 @@ from tqdm import tqdm
 from ..errors import PassageCacheError
 from ..files import staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
-from .store import (FORMAT_VERSION, KEY_BYTES, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity,
+from .key_index import KEY_BYTES
+from .store import (FORMAT_VERSION, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity,
                     check_windows_cut,
                     distinct_windows, file_sha256, graph_identity, id_dtype, load_passage_cache, read_record,
                     save_record, segment_name, window_keys)
@@ -174,9 +175,9 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
                 raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
             record = (existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256)
                       if (out_dir / RECORD_FILE).is_file() else new_record(graph_set, dtype, doc_stride, tokenizer_sha256))
-            # The index of stored keys; this build's new keys join it (row -1), so repeats across shards are
-            # skipped without a second set of every key.
-            index = load_passage_cache(out_dir, graph_set).row_by_key if record["segments"] else {}
+            # The stored keys' index (sorted arrays); keys new to this build go into a set, so repeats across
+            # shards are computed once.
+            stored = load_passage_cache(out_dir, graph_set).key_index if record["segments"] else None
             remove_unlisted(out_dir, record)
             # A new or unfinished cache stays incomplete until its last shard is in. An append keeps a complete
             # cache complete: readers go on serving it (its new segments are listed whole, one by one), and a
@@ -191,17 +192,18 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
                 record["windows"] += entry["windows"]
                 save_record(out_dir, record)
 
-            given, new_windows, stored_hits = 0, 0, set()  # stored_hits: stored keys this build gave again
+            given, new_windows, stored_hits, seen = 0, 0, set(), set()  # stored_hits: stored keys given again
             for input_ids, attention_mask in itertools.chain([first_shard], shards):
                 input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
+                keys = window_keys(input_ids, attention_mask)
+                rows = stored.lookup(keys) if stored is not None else np.full(len(keys), -1)
                 new = []
-                for position, key in enumerate(window_keys(input_ids, attention_mask)):
-                    row = index.get(key)
-                    if row is None:
-                        index[key] = -1
-                        new.append(position)
-                    elif row >= 0:
+                for position, (key, row) in enumerate(zip(keys, rows)):
+                    if row >= 0:
                         stored_hits.add(key)
+                    elif key not in seen:
+                        seen.add(key)
+                        new.append(position)
                 given += len(input_ids)
                 new_windows += len(new)
                 check_free_space(out_dir, per_window * len(new) + 2**20)

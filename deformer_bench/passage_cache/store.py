@@ -19,7 +19,8 @@ A cache is a directory:
 
 Keys are 16-byte digests, not the windows' bytes (format 2 used the ids and mask themselves: 3,584 bytes per
 224-token window in memory, ~100 GB of index for a 21M-passage corpus); the index is built from window_key.npy
-alone, 16 bytes a window read at open. A collision of two distinct windows in 128 bits is not a practical concern
+alone, 16 bytes a window read at the first lookup, and held as sorted arrays (key_index.py: 32 bytes a window in
+memory, where a dict of the keys took ~139). A collision of two distinct windows in 128 bits is not a practical concern
 (~1e-24 for 27M windows). Ids and mask in the narrowest type that holds them: 672 bytes a window, not 3,584.
 
 Why numpy files: each array is one .npy (a 128-byte header and the raw array), memory-mapped read-only with
@@ -55,11 +56,11 @@ from ..errors import PassageCacheError
 from ..files import write_text_atomically
 from ..runtime.cached_states import gather_rows
 from .codecs import DTYPES, decode
+from .key_index import KEY_BYTES, KeyIndex
 
 FORMAT_VERSION = 3
 RECORD_FILE = "cache.json"
 SEGMENT_NAME = re.compile(r"^segment-(\d{5,})$")
-KEY_BYTES = 16
 REBUILD = "remove the cache directory and build it again (deformer-cache build)"
 
 
@@ -279,8 +280,8 @@ def _open_array(path: Path, shape: tuple, dtype, mmap: bool = True) -> np.ndarra
 
 class PassageCache:
     """An opened cache: every listed segment's files checked (headers and sizes), an index from window key to
-    global row built at first lookup from the 16-byte keys, the states memory-mapped segment by segment as reads
-    reach them. At most MAPPED_SEGMENTS segments stay mapped (least recently read first out): each map holds a
+    global row built at first lookup from the 16-byte keys (key_index.py), the states memory-mapped segment by
+    segment as reads reach them. At most MAPPED_SEGMENTS segments stay mapped (least recently read first out): each map holds a
     file descriptor and a kernel map, and a corpus has tens of thousands of segments."""
 
     MAPPED_SEGMENTS = 256
@@ -302,7 +303,7 @@ class PassageCache:
             self.offsets.append(offset)
             offset += entry["windows"]
         self.windows = offset
-        self._row_by_key = None
+        self._key_index = None
         self._mapped = collections.OrderedDict()  # segment index -> None, least recently read first
 
     def array(self, index: int, stem: str) -> np.ndarray:
@@ -319,20 +320,18 @@ class PassageCache:
         return segment.arrays[stem]
 
     @property
-    def row_by_key(self) -> dict:
-        if self._row_by_key is None:  # built at first lookup: `info` and `verify` need no index
-            self._row_by_key = {}
-            for segment, offset in zip(self.segments, self.offsets):
-                shape, dtype = segment.shapes["window_key"]
-                keys = _open_array(segment.path("window_key"), shape, dtype, mmap=False)  # 16 bytes a window
-                for row, key in enumerate(map(bytes, keys)):
-                    self._row_by_key.setdefault(key, offset + row)
-        return self._row_by_key
+    def key_index(self) -> KeyIndex:
+        """Window key -> global row (key_index.py: sorted arrays, 32 bytes a window), built at first lookup:
+        `info` and `verify` need no index."""
+        if self._key_index is None:
+            self._key_index = KeyIndex(np.concatenate(
+                [_open_array(segment.path("window_key"), *segment.shapes["window_key"], mmap=False)
+                 for segment in self.segments] or [np.zeros((0, KEY_BYTES), np.uint8)]))
+        return self._key_index
 
     def lookup(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """[N] global rows of these windows, -1 where the cache lacks one."""
-        return np.asarray([self.row_by_key.get(key, -1) for key in window_keys(input_ids, attention_mask)],
-                          dtype=np.int64)
+        return self.key_index.lookup(window_keys(input_ids, attention_mask))
 
     def rows(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """[N] cache rows of these windows; every window must be in the cache."""

@@ -97,10 +97,10 @@ def test_a_build_in_shards_stores_what_one_build_stores_once_each(tiny_student_g
     assert summaries["sharded"]["cache_windows"] == summaries["whole"]["cache_windows"] \
         == summaries["sharded"]["distinct_windows"] < summaries["sharded"]["passage_windows"]
     whole, sharded = load_passage_cache(tmp_path / "whole"), load_passage_cache(tmp_path / "sharded")
-    assert whole.row_by_key.keys() == sharded.row_by_key.keys()
-    keys = list(whole.row_by_key)
-    assert np.array_equal(whole.passage_hidden([whole.row_by_key[key] for key in keys]),
-                          sharded.passage_hidden([sharded.row_by_key[key] for key in keys]))
+    keys = whole.key_index.sorted_keys
+    assert np.array_equal(keys, sharded.key_index.sorted_keys)
+    assert np.array_equal(whole.passage_hidden(whole.key_index.lookup(keys)),
+                          sharded.passage_hidden(sharded.key_index.lookup(keys)))
     code, _, stderr = cli("build", tiny_student_graphs, "--passages", repeated, "--out", tmp_path / "x",
                           "--shard-passages", "0")
     assert code == 2 and "--shard-passages must be at least 1" in stderr and not (tmp_path / "x").exists()
