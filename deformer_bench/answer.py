@@ -31,41 +31,47 @@ class InputFileError(DeformerBenchError):
     """A passages or questions file is missing or malformed."""
 
 
-def read_jsonl(path, fields: tuple, what: str) -> list:
-    """[(line number, object)] of a JSON Lines file, each object with string `fields` (blank lines skipped);
-    errors name the line."""
+def iter_jsonl(path, fields: tuple, what: str):
+    """(line number, object) of a JSON Lines file, one line in memory at a time, each object with string `fields`
+    (blank lines skipped), ids unique; errors name the line. A file of no records is refused at its end."""
     path = Path(path)
     hint = f"write one JSON object per line with {', '.join(repr(field) for field in fields)} (strings)"
+    ids, number = {}, 0
     try:
-        # utf-8-sig reads past a byte-order mark; lines end at \n only (str.splitlines would also cut at the
-        # U+2028 and U+0085 that JSON strings may hold unescaped)
-        lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8-sig").split("\n")]
-    except (OSError, UnicodeDecodeError) as error:
+        # binary lines end at \n only (text lines would also end at a lone \r, str.splitlines at the U+2028 and
+        # U+0085 that JSON strings may hold unescaped); a byte-order mark is read past, as utf-8-sig does
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as error:
+                    raise InputFileError(f"{what} file {path}, line {number}: not UTF-8 ({error})", hint) from None
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise InputFileError(f"{what} file {path}, line {number}: not JSON ({error})", hint) from None
+                if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in fields):
+                    raise InputFileError(f"{what} file {path}, line {number}: expected an object with string "
+                                         f"{', '.join(repr(field) for field in fields)}", hint)
+                if not all(is_unicode(record[field]) for field in fields):
+                    raise InputFileError(f"{what} file {path}, line {number}: a string holds an unpaired surrogate "
+                                         "escape (such as \\ud800), which is not text", "write the text as UTF-8")
+                if record["id"] in ids:
+                    raise InputFileError(f"{what} file {path}, line {number}: id {record['id']!r} repeats line "
+                                         f"{ids[record['id']]}", f"give every one of the {what} its own id")
+                ids[record["id"]] = number
+                yield number, record
+    except OSError as error:
         raise InputFileError(f"cannot read the {what} file {path}: {error}", hint) from None
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputFileError(f"{what} file {path}, line {number}: not JSON ({error})", hint) from None
-        if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in fields):
-            raise InputFileError(f"{what} file {path}, line {number}: expected an object with string "
-                                 f"{', '.join(repr(field) for field in fields)}", hint)
-        if not all(is_unicode(record[field]) for field in fields):
-            raise InputFileError(f"{what} file {path}, line {number}: a string holds an unpaired surrogate escape "
-                                 "(such as \\ud800), which is not text", "write the text as UTF-8")
-        records.append((number, record))
-    if not records:
+    if not ids:
         raise InputFileError(f"{what} file {path} holds no {what}", hint)
-    ids = {}
-    for number, record in records:
-        if record["id"] in ids:
-            raise InputFileError(f"{what} file {path}, line {number}: id {record['id']!r} repeats line "
-                                 f"{ids[record['id']]}", f"give every one of the {what} its own id")
-        ids[record["id"]] = number
-    return records
+
+
+def read_jsonl(path, fields: tuple, what: str) -> list:
+    """[(line number, object)] of a JSON Lines file, checked as iter_jsonl checks it."""
+    return list(iter_jsonl(path, fields, what))
 
 
 def has_tokens(text: str, tokenizer) -> bool:
@@ -75,18 +81,22 @@ def has_tokens(text: str, tokenizer) -> bool:
     return bool(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def read_passages(path, tokenizer=None) -> dict:
-    """{passage id: text}; empty texts are refused (they have no span to answer with), and with a tokenizer
-    so are texts it reads as no tokens at all (e.g. only zero-width characters)."""
-    passages = {}
-    for number, record in read_jsonl(path, ("id", "text"), "passages"):
+def iter_passages(path, tokenizer=None):
+    """(passage id, text) of a passages file, one line in memory at a time; empty texts are refused (they have no
+    span to answer with), and with a tokenizer so are texts it reads as no tokens at all (e.g. only zero-width
+    characters)."""
+    for number, record in iter_jsonl(path, ("id", "text"), "passages"):
         empty = not record["text"].strip() or (tokenizer is not None and not has_tokens(record["text"], tokenizer))
         if empty:
             raise InputFileError(f"passages file {path}, line {number}: passage {record['id']!r} has no text "
                                  "(nothing but whitespace, zero-width or control characters)",
                                  "remove it or give it text")
-        passages[record["id"]] = record["text"]
-    return passages
+        yield record["id"], record["text"]
+
+
+def read_passages(path, tokenizer=None) -> dict:
+    """{passage id: text}, checked as iter_passages checks them."""
+    return dict(iter_passages(path, tokenizer))
 
 
 def read_questions(path, passages: dict, tokenizer=None) -> list:

@@ -1,6 +1,7 @@
 """deformer-cache build | verify | info: the passage cache as a command of its own (passage_cache/)."""
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -32,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--batch-size", type=int, default=64)
     build.add_argument("--segment-windows", type=int, default=1024, help="windows per segment (default 1024)")
     build.add_argument("--shard-passages", type=int, default=20000,
-                       help="passages tokenized and built at a time (default 20000): one shard's windows are in "
-                            "memory at once, besides the passages' text and the index of 16-byte keys (~100-170 "
-                            "bytes a window); free space is checked per shard")
+                       help="passages read, tokenized and built at a time (default 20000): one shard's text and "
+                            "windows are in memory at once, besides the index of stored keys (32 bytes a window), "
+                            "this build's new keys (~100-170 bytes a window) and the passage ids (JSON Lines are "
+                            "checked whole first, then read a shard at a time); free space is checked per shard")
     build.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process; ray: Ray Data with an actor pool of ONNX Runtime sessions")
     build.add_argument("--address", help="with --engine ray: auto, or ray://HOST:PORT of a running cluster "
@@ -49,15 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_passage_file(path: Path, tokenizer) -> dict:
-    """{passage id: text} from JSON Lines, or the distinct paragraphs of a SQuAD file (ids p00000, ...)."""
-    from ..answer import read_passages
-    from ..squad.data import load_squad
+class PassageFile:
+    """The passages of a build, read a shard at a time. JSON Lines are read twice, one line in memory at a time:
+    a first pass checks every line and counts (a bad line at passage 15M is refused before any work, not after
+    hours of it), the second yields the shards. A SQuAD file is one JSON document, read whole: its distinct
+    paragraphs get ids p00000, p00001, ..."""
 
-    if path.name.endswith((".json", ".json.gz")):
-        contexts = dict.fromkeys(example.context for example in load_squad(path))
-        return {f"p{index:05d}": context for index, context in enumerate(contexts)}
-    return read_passages(path, tokenizer)
+    def __init__(self, path: Path, tokenizer):
+        from ..answer import iter_passages
+        from ..squad.data import load_squad
+
+        self.path, self.tokenizer, self.squad = path, tokenizer, None
+        if path.name.endswith((".json", ".json.gz")):
+            contexts = dict.fromkeys(example.context for example in load_squad(path))
+            self.squad = [(f"p{index:05d}", context) for index, context in enumerate(contexts)]
+            self.count = len(self.squad)
+        else:
+            self.count = sum(1 for _ in iter_passages(path, tokenizer))
+
+    def shards(self, size: int):
+        """Lists of at most `size` (passage id, text), in file order."""
+        from ..answer import iter_passages
+
+        passages = iter(self.squad) if self.squad is not None else iter_passages(self.path, self.tokenizer)
+        while shard := list(itertools.islice(passages, size)):
+            yield shard
 
 
 def build_command(args) -> dict:
@@ -87,13 +105,12 @@ def build_command(args) -> dict:
     deformer = graph_set.manifest["deformer"]
     check_doc_stride(deformer["passage_len"], args.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
-    passages = read_passage_file(args.passages, tokenizer)
-    examples = passage_examples(passages)  # the text stays in memory: only windows are sharded
-    shard_count = -(-len(examples) // args.shard_passages)
+    passages = PassageFile(args.passages, tokenizer)
+    shard_count = -(-passages.count // args.shard_passages)
 
-    def shards():  # one shard's windows in memory at a time
-        for number, start in enumerate(range(0, len(examples), args.shard_passages)):
-            windows = featurize(examples[start:start + args.shard_passages], tokenizer, deformer["question_len"],
+    def shards():  # one shard's passages and windows in memory at a time
+        for number, shard in enumerate(passages.shards(args.shard_passages)):
+            windows = featurize(passage_examples(dict(shard)), tokenizer, deformer["question_len"],
                                 deformer["passage_len"], args.doc_stride,
                                 progress=not args.quiet and shard_count == 1)
             if not args.quiet and shard_count > 1:
@@ -102,10 +119,10 @@ def build_command(args) -> dict:
 
     cache = build_passage_cache_from_shards(
         graph_set, shards(), args.out, evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
-        doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows, passages=len(examples),
+        doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows, passages=passages.count,
         tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine)
     build = cache.info["builds"][-1]
-    return {"cache": str(args.out), "passages": len(examples), "passage_windows": build["windows_given"], **build,
+    return {"cache": str(args.out), "passages": passages.count, "passage_windows": build["windows_given"], **build,
             "cache_windows": cache.windows, "dtype": cache.info["dtype"], "shards": shard_count}
 
 

@@ -104,3 +104,19 @@ def test_a_build_in_shards_stores_what_one_build_stores_once_each(tiny_student_g
     code, _, stderr = cli("build", tiny_student_graphs, "--passages", repeated, "--out", tmp_path / "x",
                           "--shard-passages", "0")
     assert code == 2 and "--shard-passages must be at least 1" in stderr and not (tmp_path / "x").exists()
+
+
+def test_a_bad_last_line_is_refused_before_any_shard_is_built(tiny_student_graphs, passages, tmp_path):
+    """Passages are streamed a shard at a time, but the whole file is checked first: a repeated id or broken JSON
+    on the last line stops the build before its first shard, and leaves no cache directory."""
+    _, four = passages
+    good = four.read_text()
+    for last, message in (('{"id": "p0", "text": "again"}\n', "line 5: id 'p0' repeats line 1"),
+                          ('{"id": "p9", "text": \n', "line 5: not JSON"),
+                          (b"\xff\xfe{}\n", "line 5: not UTF-8")):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_bytes(good.encode() + (last if isinstance(last, bytes) else last.encode()))
+        code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", bad, "--out", tmp_path / "cache",
+                                   "--doc-stride", "16", "--shard-passages", "1")
+        assert code == 2 and message in stderr and "Traceback" not in stderr and stdout == ""
+        assert "shard 1 of" not in stderr and not (tmp_path / "cache").exists()
