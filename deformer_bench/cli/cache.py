@@ -52,30 +52,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class PassageFile:
-    """The passages of a build, read a shard at a time. JSON Lines are read twice, one line in memory at a time:
-    a first pass checks every line and counts (a bad line at passage 15M is refused before any work, not after
-    hours of it), the second yields the shards. A SQuAD file is one JSON document, read whole: its distinct
-    paragraphs get ids p00000, p00001, ..."""
+    """The passages of a build, read a shard at a time. A JSON Lines file is read twice, one line in memory at a
+    time: a first pass checks every line and counts (a bad line at passage 15M is refused before any work, not
+    after hours of it), the second yields the shards. A SQuAD file is one JSON document, read whole: its distinct
+    paragraphs get ids p00000, p00001, ...; a pipe can be read once only, so it is held whole too."""
 
     def __init__(self, path: Path, tokenizer):
         from ..answer import iter_passages
         from ..squad.data import load_squad
 
-        self.path, self.tokenizer, self.squad = path, tokenizer, None
+        self.path, self.tokenizer, self.in_memory = path, tokenizer, None
         if path.name.endswith((".json", ".json.gz")):
             contexts = dict.fromkeys(example.context for example in load_squad(path))
-            self.squad = [(f"p{index:05d}", context) for index, context in enumerate(contexts)]
-            self.count = len(self.squad)
-        else:
-            self.count = sum(1 for _ in iter_passages(path, tokenizer))
+            self.in_memory = [(f"p{index:05d}", context) for index, context in enumerate(contexts)]
+        elif not path.is_file():  # a pipe (or /dev/stdin) reads once: held whole, as a SQuAD file is
+            self.in_memory = list(iter_passages(path, tokenizer))
+        self.count = (len(self.in_memory) if self.in_memory is not None
+                      else sum(1 for _ in iter_passages(path, tokenizer)))
 
     def shards(self, size: int):
         """Lists of at most `size` (passage id, text), in file order."""
-        from ..answer import iter_passages
+        from ..answer import InputFileError, iter_passages
 
-        passages = iter(self.squad) if self.squad is not None else iter_passages(self.path, self.tokenizer)
+        passages = iter(self.in_memory) if self.in_memory is not None else iter_passages(self.path, self.tokenizer)
+        read = 0
         while shard := list(itertools.islice(passages, size)):
+            read += len(shard)
             yield shard
+        if read != self.count:  # the file changed between the check and the build: the cache stays unfinished
+            raise InputFileError(f"passages file {self.path} held {self.count:,} passages when checked and "
+                                 f"{read:,} when read again: it changed during the build",
+                                 "leave it unchanged while a build reads it, then run the build again (it resumes)")
 
 
 def build_command(args) -> dict:

@@ -120,3 +120,27 @@ def test_a_bad_last_line_is_refused_before_any_shard_is_built(tiny_student_graph
                                    "--doc-stride", "16", "--shard-passages", "1")
         assert code == 2 and message in stderr and "Traceback" not in stderr and stdout == ""
         assert "shard 1 of" not in stderr and not (tmp_path / "cache").exists()
+
+
+def test_passages_from_a_pipe_are_read_once_and_a_file_changed_midway_is_refused(tiny_student_graphs, passages,
+                                                                                tmp_path):
+    from deformer_bench.answer import InputFileError
+    from deformer_bench.cli.cache import PassageFile
+
+    _, four = passages
+    piped = subprocess.run([sys.executable, "-m", "deformer_bench.cli.cache", "build", str(tiny_student_graphs),
+                            "--passages", "/dev/stdin", "--out", str(tmp_path / "piped"), "--doc-stride", "16",
+                            "--quiet"], input=four.read_text(), capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", four, "--out", tmp_path / "file",
+                               "--doc-stride", "16", "--quiet")
+    assert code == 0, stderr
+    from_pipe, from_file = json.loads(piped.stdout), json.loads(stdout)
+    assert from_pipe["passages"] == from_file["passages"] == 4
+    assert from_pipe["cache_windows"] == from_file["cache_windows"] > 0
+    passage_file = PassageFile(four, tokenizer=None)
+    assert passage_file.count == 4 and [len(shard) for shard in passage_file.shards(3)] == [3, 1]
+    with open(four, "a") as handle:  # a passage added after the check
+        handle.write(json.dumps({"id": "late", "text": "Added later."}) + "\n")
+    with pytest.raises(InputFileError, match="held 4 passages when checked and 5 when read again"):
+        list(passage_file.shards(3))
