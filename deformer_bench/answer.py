@@ -31,41 +31,57 @@ class InputFileError(DeformerBenchError):
     """A passages or questions file is missing or malformed."""
 
 
-def iter_jsonl(path, fields: tuple, what: str):
+def text_lines(path, what: str):
+    """(line number, text) of a UTF-8 file, one line in memory at a time. Lines end at \n, \r\n or a lone \r (as
+    Python's text files read them), not at the U+2028 and U+0085 that JSON strings may hold unescaped (where
+    str.splitlines would cut); a byte-order mark is read past. Read as bytes, so a decoding error names its line."""
+    number = 0
+    with open(path, "rb") as handle:
+        for raw in handle:  # bytes up to and including each \n
+            try:
+                text = raw.decode("utf-8-sig" if number == 0 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise InputFileError(f"{what} file {path}, line {number + 1}: not UTF-8 ({error.reason}: byte "
+                                     f"{error.object[error.start:error.start + 1]!r} at byte {error.start} of the "
+                                     "line)", "write the file as UTF-8") from None
+            text = text[:-1] if text.endswith("\n") else text
+            text = text[:-1] if text.endswith("\r") else text  # \r\n is one line end
+            for line in text.split("\r"):  # JSON strings cannot hold a raw \r: each one ends a line
+                number += 1
+                yield number, line
+
+
+def iter_jsonl(path, fields: tuple, what: str, unique_ids: bool = True):
     """(line number, object) of a JSON Lines file, one line in memory at a time, each object with string `fields`
-    (blank lines skipped), ids unique; errors name the line. A file of no records is refused at its end."""
+    (blank lines skipped), ids unique (`unique_ids`: checked; the check holds every id, ~130 bytes each); errors
+    name the line. A file of no records is refused at its end."""
     path = Path(path)
     hint = f"write one JSON object per line with {', '.join(repr(field) for field in fields)} (strings)"
-    ids, number = {}, 0
+    ids, records = {}, 0
     try:
-        # binary lines end at \n only (text lines would also end at a lone \r, str.splitlines at the U+2028 and
-        # U+0085 that JSON strings may hold unescaped); a byte-order mark is read past, as utf-8-sig does
-        with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as error:
-                    raise InputFileError(f"{what} file {path}, line {number}: not UTF-8 ({error})", hint) from None
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise InputFileError(f"{what} file {path}, line {number}: not JSON ({error})", hint) from None
-                if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in fields):
-                    raise InputFileError(f"{what} file {path}, line {number}: expected an object with string "
-                                         f"{', '.join(repr(field) for field in fields)}", hint)
-                if not all(is_unicode(record[field]) for field in fields):
-                    raise InputFileError(f"{what} file {path}, line {number}: a string holds an unpaired surrogate "
-                                         "escape (such as \\ud800), which is not text", "write the text as UTF-8")
+        for number, line in text_lines(path, what):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InputFileError(f"{what} file {path}, line {number}: not JSON ({error})", hint) from None
+            if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in fields):
+                raise InputFileError(f"{what} file {path}, line {number}: expected an object with string "
+                                     f"{', '.join(repr(field) for field in fields)}", hint)
+            if not all(is_unicode(record[field]) for field in fields):
+                raise InputFileError(f"{what} file {path}, line {number}: a string holds an unpaired surrogate "
+                                     "escape (such as \\ud800), which is not text", "write the text as UTF-8")
+            if unique_ids:
                 if record["id"] in ids:
                     raise InputFileError(f"{what} file {path}, line {number}: id {record['id']!r} repeats line "
                                          f"{ids[record['id']]}", f"give every one of the {what} its own id")
                 ids[record["id"]] = number
-                yield number, record
+            records += 1
+            yield number, record
     except OSError as error:
         raise InputFileError(f"cannot read the {what} file {path}: {error}", hint) from None
-    if not ids:
+    if not records:
         raise InputFileError(f"{what} file {path} holds no {what}", hint)
 
 
@@ -81,11 +97,11 @@ def has_tokens(text: str, tokenizer) -> bool:
     return bool(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def iter_passages(path, tokenizer=None):
+def iter_passages(path, tokenizer=None, unique_ids: bool = True):
     """(passage id, text) of a passages file, one line in memory at a time; empty texts are refused (they have no
     span to answer with), and with a tokenizer so are texts it reads as no tokens at all (e.g. only zero-width
-    characters)."""
-    for number, record in iter_jsonl(path, ("id", "text"), "passages"):
+    characters). `unique_ids=False`: ids not checked (a file read again after a first, checking pass)."""
+    for number, record in iter_jsonl(path, ("id", "text"), "passages", unique_ids):
         empty = not record["text"].strip() or (tokenizer is not None and not has_tokens(record["text"], tokenizer))
         if empty:
             raise InputFileError(f"passages file {path}, line {number}: passage {record['id']!r} has no text "

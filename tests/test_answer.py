@@ -80,3 +80,9 @@ def test_line_separators_inside_json_strings_and_a_byte_order_mark(tmp_path):
              json.dumps({"id": "p1", "text": "Four."})]
     (tmp_path / "passages.jsonl").write_text("\ufeff" + "\r\n".join(lines) + "\r\n", encoding="utf-8")
     assert read_passages(tmp_path / "passages.jsonl") == {"p0": "One\u2028two\u0085three.", "p1": "Four."}
+    # a lone \r ends a line too (as Python's text files read it; JSON strings cannot hold a raw one)
+    (tmp_path / "passages.jsonl").write_bytes(b'{"id": "p0", "text": "A."}\r{"id": "p1", "text": "B."}\r\r\n')
+    assert read_passages(tmp_path / "passages.jsonl") == {"p0": "A.", "p1": "B."}
+    (tmp_path / "passages.jsonl").write_bytes(b'{"id": "p0", "text": "A."}\r\r\n{"id": "p1", "text": "\xffB."}\n')
+    with pytest.raises(InputFileError, match=r"line 3: not UTF-8 \(invalid start byte: byte b'\\xff' at byte 22"):
+        read_passages(tmp_path / "passages.jsonl")

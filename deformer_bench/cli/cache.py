@@ -65,24 +65,40 @@ class PassageFile:
         if path.name.endswith((".json", ".json.gz")):
             contexts = dict.fromkeys(example.context for example in load_squad(path))
             self.in_memory = [(f"p{index:05d}", context) for index, context in enumerate(contexts)]
-        elif not path.is_file():  # a pipe (or /dev/stdin) reads once: held whole, as a SQuAD file is
+        elif not os.path.isfile(path):  # a pipe (or /dev/stdin) reads once: held whole, as a SQuAD file is
             self.in_memory = list(iter_passages(path, tokenizer))
+        self.signature = self.file_signature()
         self.count = (len(self.in_memory) if self.in_memory is not None
                       else sum(1 for _ in iter_passages(path, tokenizer)))
+
+    def file_signature(self):
+        """What changes when the file is written to or replaced: (device, inode, size, modification time)."""
+        if self.in_memory is not None:
+            return None
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None  # gone: the read that follows says so
+        return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
     def shards(self, size: int):
         """Lists of at most `size` (passage id, text), in file order."""
         from ..answer import InputFileError, iter_passages
 
-        passages = iter(self.in_memory) if self.in_memory is not None else iter_passages(self.path, self.tokenizer)
+        # ids were checked unique by the first pass; the second keeps no set of them (~130 bytes an id)
+        passages = (iter(self.in_memory) if self.in_memory is not None
+                    else iter_passages(self.path, self.tokenizer, unique_ids=False))
         read = 0
         while shard := list(itertools.islice(passages, size)):
             read += len(shard)
             yield shard
-        if read != self.count:  # the file changed between the check and the build: the cache stays unfinished
-            raise InputFileError(f"passages file {self.path} held {self.count:,} passages when checked and "
-                                 f"{read:,} when read again: it changed during the build",
-                                 "leave it unchanged while a build reads it, then run the build again (it resumes)")
+        # A file changed since its check may have mixed old and new passages: the build stops before it is recorded
+        # as done (segments written so far stay listed and valid: their keys are the windows they hold).
+        if read != self.count or self.file_signature() != self.signature:
+            raise InputFileError(f"passages file {self.path} changed while the build read it ({self.count:,} "
+                                 f"passages when checked, {read:,} when read again, or its size or time changed)",
+                                 "leave it unchanged while a build reads it, then run the same build again: it "
+                                 "goes on from the segments written")
 
 
 def build_command(args) -> dict:

@@ -3,10 +3,10 @@
 A dict of 16-byte keys costs ~139 bytes a window in memory and ~1.4 s per million windows to build (measured on
 this AMD EPYC Zen 2: 1M random keys), so a 21M-window corpus would need ~2.9 GB and ~30 s before its first answer.
 Sorted arrays cost 32 bytes a window (the keys in sorted order, 16 bytes; each one's row, 8; an 8-byte prefix to
-search, 8) and ~0.25 s per million to sort. Keys are blake2b digests, so their first 8 bytes are spread evenly and
-almost never shared: a lookup is one binary search on the prefix, then a comparison of the whole 16 bytes (a
-shared prefix walks on to the next entry). A one-window lookup costs ~31 us (a dict's: under 1), against ~20 ms of
-online path; measured beside a training run, so an upper figure.
+search, 8; ~56 while they are built) and ~0.25 s per million to sort. Keys are blake2b digests, so their first 8
+bytes are spread evenly and almost never shared: a lookup is one binary search on the prefix, then a comparison of
+the whole 16 bytes (a shared prefix walks on to the next entry). A one-window lookup costs ~31 us (a dict's: under
+1), against ~20 ms of online path; measured beside a training run, so an upper figure.
 """
 
 import numpy as np
@@ -17,7 +17,9 @@ KEY_BYTES = 16
 def keys_array(keys) -> np.ndarray:
     """[N, 16] uint8 of a list of 16-byte keys (window_keys' output) or of such an array."""
     if isinstance(keys, np.ndarray):
-        return np.ascontiguousarray(keys, dtype=np.uint8).reshape(-1, KEY_BYTES)
+        if keys.dtype != np.uint8 or keys.shape[-1:] != (KEY_BYTES,):
+            raise ValueError(f"keys are [N, {KEY_BYTES}] uint8, got {keys.shape} {keys.dtype}")
+        return np.ascontiguousarray(keys).reshape(-1, KEY_BYTES)
     return np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), KEY_BYTES)
 
 

@@ -281,8 +281,8 @@ def _open_array(path: Path, shape: tuple, dtype, mmap: bool = True) -> np.ndarra
 class PassageCache:
     """An opened cache: every listed segment's files checked (headers and sizes), an index from window key to
     global row built at first lookup from the 16-byte keys (key_index.py), the states memory-mapped segment by
-    segment as reads reach them. At most MAPPED_SEGMENTS segments stay mapped (least recently read first out): each map holds a
-    file descriptor and a kernel map, and a corpus has tens of thousands of segments."""
+    segment as reads reach them. At most MAPPED_SEGMENTS segments stay mapped (least recently read first out):
+    each map holds a file descriptor and a kernel map, and a corpus has tens of thousands of segments."""
 
     MAPPED_SEGMENTS = 256
 

@@ -37,3 +37,12 @@ def test_empty_index_and_empty_query_and_a_list_of_byte_keys():
     assert KeyIndex(keys).lookup([]).tolist() == []
     as_bytes = [bytes(key) for key in keys]
     assert (keys_array(as_bytes) == keys).all() and KeyIndex(as_bytes).lookup(as_bytes[::-1]).tolist() == [2, 1, 0]
+
+
+def test_keys_of_another_type_or_width_are_refused_not_cast():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"\[N, 16\] uint8"):
+        KeyIndex(random_keys(3).astype(np.int64))
+    with pytest.raises(ValueError, match=r"\[N, 16\] uint8"):
+        KeyIndex(random_keys(3)[:, :8])
