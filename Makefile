@@ -26,7 +26,7 @@ test: install
 
 # The trained reference student (reference/k3-kd-lrs) answers real questions about three SQuAD dev passages through
 # deformer-export and deformer-answer (deformer_bench/demo.py). SQUAD: the folder of dev-v1.1.json.gz.
-# Until the student is kept, the unsplit teacher (k=0) runs the same path.
+# Without reference/k3-kd-lrs (a checkout that lacks it), the unsplit teacher (k=0) runs the same path.
 SQUAD ?= ../shared/data/squad
 DEMO_MODEL ?= $(if $(wildcard reference/k3-kd-lrs/model/config.json),reference/k3-kd-lrs,reference/teacher)
 demo: install
