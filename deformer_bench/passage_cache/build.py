@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..errors import PassageCacheError
 from ..files import staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
-from .key_index import KEY_BYTES
+from .key_index import KEY_BYTES, keys_array
 from .store import (FORMAT_VERSION, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity,
                     check_windows_cut,
                     distinct_windows, file_sha256, graph_identity, id_dtype, load_passage_cache, read_record,
@@ -95,7 +95,7 @@ def compute_states(session, input_ids, attention_mask, batch_size: int, on_batch
 def write_segment(directory: Path, index: int, input_ids, attention_mask, encoded: dict, vocab_size: int) -> dict:
     """One segment written whole under a staging name, renamed, hashed: its record entry."""
     name = segment_name(index)
-    keys = np.frombuffer(b"".join(window_keys(input_ids, attention_mask)), np.uint8).reshape(len(input_ids), KEY_BYTES)
+    keys = keys_array(window_keys(input_ids, attention_mask))  # [n, 16] uint8
     arrays = {"window_key": keys, "passage_input_ids": np.asarray(input_ids).astype(id_dtype(vocab_size)),
               "passage_attention_mask": np.asarray(attention_mask).astype(np.uint8), **encoded}
     with staged_directory(directory / name) as staging:
