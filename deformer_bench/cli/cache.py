@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="run lower_passage once per distinct window and store the states")
     build.add_argument("graphs", type=Path, help="graph set directory written by deformer-export")
+    build.add_argument("--variant", default="float32",
+                       help="the graph set's variant whose lower_passage computes the states (default float32; "
+                            "e.g. int8-arm64: a variant's upper graph reads its own lower_passage's states)")
     build.add_argument("--passages", type=Path, required=True,
                        help='JSON Lines, one {"id": ..., "text": ...} per passage, or a SQuAD .json/.json.gz '
                             "(its paragraphs)")
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check every segment's sha256 and the cache's identity")
     verify.add_argument("cache", type=Path)
     verify.add_argument("--graphs", type=Path, help="also check that the cache belongs to this graph set")
+    verify.add_argument("--variant", default="float32", help="with --graphs: the variant the cache was built with")
     info = commands.add_parser("info", help="windows, dtype, bytes per window, identity (JSON)")
     info.add_argument("cache", type=Path)
     return parser
@@ -124,7 +128,7 @@ def build_command(args) -> dict:
 
         import_ray()  # before any work: a missing Ray is one clear error
         engine = RayEngine(args.address, args.workers)
-    graph_set = load_graph_set(args.graphs)
+    graph_set = load_graph_set(args.graphs, args.variant)
     deformer = graph_set.manifest["deformer"]
     check_doc_stride(deformer["passage_len"], args.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
@@ -181,7 +185,7 @@ def verify_command(args) -> dict:
     if args.graphs is not None:
         from exporters.manifest import load_graph_set
 
-        graph_set = load_graph_set(args.graphs)
+        graph_set = load_graph_set(args.graphs, args.variant)
     cache = load_passage_cache(args.cache, graph_set)  # structure and (with --graphs) identity
     started = time.perf_counter()
     cache.verify()  # every segment's sha256

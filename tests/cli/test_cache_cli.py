@@ -151,3 +151,25 @@ def test_passages_from_a_pipe_are_read_once_and_a_file_changed_midway_is_refused
     four.write_text(four.read_text().replace("Added later.", "Written over!"))
     with pytest.raises(InputFileError, match="changed while the build read it"):
         list(shards)
+
+
+def test_build_and_verify_a_variants_cache(tiny_queue_runs, passages, tmp_path):
+    """A variant's upper graph reads its own lower_passage's states: --variant builds the cache with that graph."""
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    graphs = tmp_path / "graphs"
+    export_graph_set(Deformer.from_pretrained(tiny_queue_runs[1] / "k1-kd-lrs" / "model"), graphs, progress=False,
+                     variants=("int8-arm64",))
+    three, _ = passages
+    cache = tmp_path / "cache"
+    code, stdout, stderr = cli("build", graphs, "--variant", "int8-arm64", "--passages", three, "--out", cache,
+                               "--doc-stride", "16", "--quiet")
+    assert code == 0, stderr
+    manifest = json.loads((graphs / "manifest.json").read_text())
+    identity = json.loads(cli("info", cache)[1])["identity"]
+    assert identity["variant"] == "int8-arm64"
+    assert identity["lower_passage_sha256"] == manifest["variants"]["int8-arm64"]["graphs"]["lower_passage"]["sha256"]
+    assert cli("verify", cache, "--graphs", graphs, "--variant", "int8-arm64")[0] == 0
+    code, _, stderr = cli("verify", cache, "--graphs", graphs)  # the float32 graphs are another lower_passage
+    assert code == 2 and "another lower_passage graph" in stderr
