@@ -55,6 +55,11 @@ class Profile:
     # The onnxruntime backend's graphs: float32 as exported, or float16 (onnxruntime's float16 conversion with
     # float32 inputs and outputs kept), converted on the host and checked against float32 (bench/precision.py).
     graph_dtype: str = "float32"
+    # The scenarios (deformer-bench --scenario): the most questions answered in one batch (Offline, and the Server's
+    # dynamic batching; default: the largest of batch_sizes) and how long the Server waits after a question arrives
+    # for others to batch with it.
+    max_batch_size: int = None
+    batch_wait_ms: float = 4.0
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -81,6 +86,13 @@ class Profile:
                     or value < 0):
                 raise ProfileError(f"profile {self.name!r}: {name} must be a finite number >= 0, got {value!r}",
                                    f"fix {name} in the profile")
+        if self.max_batch_size is not None and (not _is_int(self.max_batch_size) or self.max_batch_size < 1):
+            raise ProfileError(f"profile {self.name!r}: max_batch_size must be a positive integer, got "
+                               f"{self.max_batch_size!r}", "fix max_batch_size in the profile, or leave it out")
+        if (not isinstance(self.batch_wait_ms, (int, float)) or isinstance(self.batch_wait_ms, bool)
+                or not math.isfinite(self.batch_wait_ms) or not 0 <= self.batch_wait_ms <= 10_000):
+            raise ProfileError(f"profile {self.name!r}: batch_wait_ms must be a number of milliseconds from 0 to "
+                               f"10000, got {self.batch_wait_ms!r}", "fix batch_wait_ms in the profile")
         if self.max_time_s < self.min_time_s:
             raise ProfileError(f"profile {self.name!r}: max_time_s < min_time_s", "raise max_time_s")
         if (not isinstance(self.batch_sizes, (list, tuple)) or not self.batch_sizes
