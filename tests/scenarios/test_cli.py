@@ -1,0 +1,117 @@
+"""deformer-bench --scenario refuses bad input with exit code 2 before LoadGen's first test, and writes nothing."""
+
+import json
+import sys
+
+import pytest
+
+from .conftest import build_cache, run_bench, scenario_argv
+
+pytest.importorskip("mlperf_loadgen")
+
+
+def refused(capsys, argv: list, out) -> str:
+    """The error line of a refused run (exit 2), after checking that nothing was written."""
+    assert run_bench(argv) == 2
+    assert not out.exists() or not any(out.iterdir())
+    return capsys.readouterr().err
+
+
+def test_a_cache_of_another_graph_set_is_refused(capsys, tmp_path, scenario_graphs, small_train_file):
+    other = build_cache(scenario_graphs["unsplit"], small_train_file, tmp_path / "unsplit-cache")  # k=0's lower
+    out = tmp_path / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [other], small_train_file, out, "--scenario", "offline",
+                                          "--variant", "float32", "--limit", "2"), out)
+    assert "was built with another lower_passage graph" in error and "k=0" in error
+
+
+def test_a_variant_without_its_own_cache_is_refused(capsys, tmp_path, scenario_graphs, scenario_caches,
+                                                    small_train_file):
+    out = tmp_path / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [scenario_caches["float32"]], small_train_file, out,
+                                          "--scenario", "offline", "--limit", "2"), out)  # float32 and int8-arm64
+    assert "no passage cache given was built with the lower_passage graph of deformer int8-arm64" in error
+    assert "deformer-cache build" in error and "--variant int8-arm64" in error
+
+
+def test_a_dataset_whose_passages_the_cache_lacks_is_refused(capsys, tmp_path, scenario_graphs, small_train_file):
+    document = json.loads(small_train_file.read_text())
+    passages = tmp_path / "three.jsonl"
+    passages.write_text("".join(json.dumps({"id": f"p{index}", "text": paragraph["context"]}) + "\n"
+                                for index, paragraph in enumerate(document["data"][0]["paragraphs"][:3])))
+    partial = build_cache(scenario_graphs["deformer"], passages, tmp_path / "partial")
+    out = tmp_path / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [partial], small_train_file, out, "--scenario", "offline",
+                                          "--variant", "float32"), out)
+    assert "lacks" in error and "passage windows" in error and "--append" in error
+
+
+def test_a_dataset_without_passage_text_is_refused(capsys, tmp_path, scenario_graphs, scenario_caches,
+                                                   small_train_file):
+    document = json.loads(small_train_file.read_text())
+    document["data"][0]["paragraphs"][0]["context"] = "   "
+    dataset = tmp_path / "no-passages.json"
+    dataset.write_text(json.dumps(document))
+    out = tmp_path / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [scenario_caches["float32"]], dataset, out, "--scenario",
+                                          "offline", "--variant", "float32"), out)
+    assert "have no passage text" in error
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--model", "x"], "--model do not apply to a scenario run"),
+    (["--processes", "3"], "--processes do not apply"),
+    (["--target", "ssh://pi@board"], "run deformer-bench --scenario on the ARM board itself"),
+    (["--device", "arm"], "a scenario run measures the machine it runs on"),
+    (["--device", "cpu,cuda"], "a scenario run measures one device"),
+    (["--scenario", "offline,batch"], "--scenario 'offline,batch' is not a list"),
+    (["--lengths", "short"], "--lengths 'short' is not a list"),
+    (["--systems", "deformer,split"], "--systems 'deformer,split' is not a list"),
+    (["--limit", "100000"], "--limit 100000 is more than the 106 questions"),
+    (["--doc-stride", "200"], "doc stride 200"),
+    (["--latency-bound-ms", "-1"], "must be a positive number"),
+])
+def test_settings_that_do_not_fit_are_refused(capsys, tmp_path, scenario_graphs, scenario_caches, small_train_file,
+                                              extra, expected):
+    out = tmp_path / "out"
+    argv = scenario_argv(scenario_graphs, [scenario_caches["float32"]], small_train_file, out, "--variant",
+                         "float32", *(["--scenario", "offline"] if "--scenario" not in extra else []), *extra)
+    error = refused(capsys, argv, out)
+    assert expected in error
+
+
+def test_scenario_options_without_a_scenario_are_refused(capsys, tmp_path, small_train_file):
+    assert run_bench(["--dataset", str(small_train_file), "--output", str(tmp_path)]) == 2
+    assert "--dataset belong to the scenarios" in capsys.readouterr().err
+
+
+def test_a_scenario_needs_its_dataset(capsys, tmp_path, scenario_graphs):
+    assert run_bench(["--scenario", "offline", "--unsplit-graphs", str(scenario_graphs["unsplit"]), "--systems",
+                      "unsplit", "--output", str(tmp_path)]) == 2
+    assert "--scenario needs --dataset" in capsys.readouterr().err
+
+
+def test_cuda_without_its_provider_is_refused(capsys, tmp_path, scenario_graphs, small_train_file):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has onnxruntime's CUDA provider")
+    out = tmp_path / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [], small_train_file, out, "--scenario", "offline",
+                                          "--systems", "unsplit", "--device", "cuda"), out)
+    assert "has no CUDAExecutionProvider" in error and "onnxruntime-gpu" in error
+
+
+def test_without_loadgen_the_fix_is_named(capsys, tmp_path, monkeypatch, scenario_graphs, small_train_file):
+    monkeypatch.setitem(sys.modules, "mlperf_loadgen", None)  # an import of it now fails
+    monkeypatch.setitem(sys.modules, "mlcommons_loadgen", None)
+    out = tmp_path / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [], small_train_file, out, "--scenario", "offline",
+                                          "--systems", "unsplit", "--variant", "float32"), out)
+    assert "LoadGen, which is not installed" in error and "deformer-bench[scenarios]" in error
+
+
+def test_the_default_graph_sets_name_the_make_target(capsys, tmp_path, monkeypatch, small_train_file):
+    monkeypatch.chdir(tmp_path)  # no build/reference-graphs here
+    assert run_bench(["--scenario", "offline", "--dataset", str(small_train_file), "--output", "out"]) == 2
+    assert "make scenario-graphs" in capsys.readouterr().err
