@@ -106,7 +106,9 @@ def layout_lines(results: ScenarioResults) -> list:
              "Real lengths pad only to the longest question and window of a batch. The DeFormer's passage states "
              "keep their positions (from the cache, or lower_passage) and its upper graph takes none; the unsplit "
              "full.onnx numbers positions contiguously, so its question part stays padded to the graph set's question "
-             "length. A layout that slipped would show as an F1 difference here.", ""]
+             "length. A layout that slipped would show as an F1 difference here. The float32 systems must agree to "
+             "rounding; the int8 variants need not: onnxruntime's dynamic quantization scales activations per tensor, "
+             "over the whole batch, so padding and the questions that share a batch move their logits.", ""]
             + _table(["system", "F1 real", "F1 fixed", "real - fixed", "answers differing"], rows))
 
 
