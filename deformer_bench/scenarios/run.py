@@ -249,7 +249,8 @@ class SystemMeasurement:
             self.report_line("single-stream", f"p90 {self.run.single_stream.latency_ms('90.00'):.2f} ms",
                              self.run.single_stream)
         if "offline" in scenarios:
-            # --quick: an expected rate so low that LoadGen's one query holds the minimum sample count only
+            # --quick: an expected rate so low that LoadGen's one query (1.1 x 600 s x the rate) is smaller than its
+            # minimum sample count (every sample once)
             expected = count / (1.1 * 600 * 2) if request.quick else rate * OFFLINE_RATE_MARGIN
             self.run.offline = self.loadgen(driver.LoadGenPlan("offline", False, count, expected_qps=expected),
                                             self.log_dir("offline"))
@@ -384,10 +385,10 @@ def run_scenarios(request: ScenarioRequest) -> Path:
     from .report import write_report
 
     check_request(request)
+    check_output_dir(request.output_root, "--output")  # now, not after reading every input
     lg = driver.import_loadgen()
     samples = choose_samples(request.dataset, request.limit, request.seed)
     systems = prepare_systems(request, samples)
-    check_output_dir(request.output_root, "--output")
     model = "+".join(dict.fromkeys(spec.graphs.resolve().name for spec in request.systems))
     final = results_directory(request.output_root, request.profile.name + ("-quick" if request.quick else ""), model)
     machine_start = start_machine_state()

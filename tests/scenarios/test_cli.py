@@ -115,3 +115,12 @@ def test_the_default_graph_sets_name_the_make_target(capsys, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # no build/reference-graphs here
     assert run_bench(["--scenario", "offline", "--dataset", str(small_train_file), "--output", "out"]) == 2
     assert "make scenario-graphs" in capsys.readouterr().err
+
+
+def test_an_output_that_is_a_file_is_refused_first(capsys, tmp_path, scenario_graphs, small_train_file):
+    out = tmp_path / "results"
+    out.write_text("mine")
+    argv = scenario_argv(scenario_graphs, [tmp_path / "no-such-cache"], small_train_file, out, "--scenario",
+                         "offline", "--variant", "float32")
+    assert run_bench(argv) == 2
+    assert "--output" in capsys.readouterr().err and out.read_text() == "mine"  # before the cache was read
