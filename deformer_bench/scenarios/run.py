@@ -391,6 +391,7 @@ def run_scenarios(request: ScenarioRequest) -> Path:
     systems = prepare_systems(request, samples)
     model = "+".join(dict.fromkeys(spec.graphs.resolve().name for spec in request.systems))
     final = results_directory(request.output_root, request.profile.name + ("-quick" if request.quick else ""), model)
+    environment = describe_environment(request.command or ["deformer-bench"])  # the code and machine measured
     machine_start = start_machine_state()
     with staged_directory(final) as staging:
         log_root = staging / "loadgen"
@@ -423,7 +424,7 @@ def run_scenarios(request: ScenarioRequest) -> Path:
                                                 "settings": f"LoadGen's built-in mlperf.conf for any model "
                                                             f"('{driver.MLPERF_CONF_MODEL}'), then this run's "
                                                             "(performance sample count, rates, bound, caps)"},
-            runs=runs, layout=layout, environment=describe_environment(request.command or ["deformer-bench"]),
+            runs=runs, layout=layout, environment=environment,
             machine_state=machine, note=request.note,
             warnings=result_warnings(request, runs, layout, machine))
         (staging / RESULTS_FILE).write_text(json.dumps(results.to_dict(), indent=1) + "\n")
