@@ -150,3 +150,13 @@ def test_real_and_fixed_lengths_are_both_scored(tmp_path, scenario_graphs, scena
     for row in results["layout"]:  # the layouts agree: the same answers at real and at fixed lengths
         assert row["answers_differing"] == 0 and row["f1_real_minus_fixed"] == 0
     assert "Real lengths keep each model's layout" in (directory / "report.md").read_text()
+
+
+def test_a_results_folder_name_stays_within_60_characters(tmp_path):
+    from deformer_bench.scenarios.run import results_directory
+
+    first = results_directory(tmp_path, "server-cpu-quick", "teacher+" + "a-very-long-graph-set-name" * 4)
+    assert len(first.name) <= 60 and first.name.startswith(first.name[:10] + "-server-cpu-quick-teacher-a-very")
+    first.mkdir()
+    second = results_directory(tmp_path, "server-cpu-quick", "teacher+" + "a-very-long-graph-set-name" * 4)
+    assert second.name == first.name + "-2" and len(second.name) <= 60
