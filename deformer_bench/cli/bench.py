@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="passage position offset for exported models (default: question_len)")
     parser.add_argument("--output", type=Path,
                         help="results root (default: results/; with --scenario results/scenarios/)")
-    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test); with "
+                        "--scenario: each run capped at 2 s (Offline: one pass), a functional check")
     parser.add_argument("--note", default="", help="a line to put at the top of the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     from ..scenarios.cli import add_scenario_arguments
