@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .errors import DeformerBenchError, ModelDirError
 from .files import write_text_atomically
+from .readers import FormatError, read_json
 
 DEFAULT_MODEL = Path("reference/k3-kd-lrs")
 DEFAULT_DATASET = Path("../shared/data/squad/dev-v1.1.json.gz")
@@ -85,8 +86,8 @@ def training_doc_stride(run_dir: Path, passage_len: int) -> int:
     """The doc stride the model trained with (train_config.json beside its model/), else 128 or, for windows
     too short for it, half a window."""
     try:
-        return int(json.loads((run_dir / "train_config.json").read_text())["config"]["doc_stride"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(read_json(run_dir / "train_config.json", "training record")["config"]["doc_stride"])
+    except (FormatError, ValueError, KeyError, TypeError):
         return min(128, passage_len // 2)
 
 
@@ -120,7 +121,7 @@ def demo(model_dir: Path, dataset: Path, passages: int, work: Path) -> dict:
         run_command("deformer-export", model_dir, graphs)
     run_command("deformer-answer", graphs, "--passages", passages_file, "--questions", questions_file,
                 "--passage-cache", cache, "--doc-stride", doc_stride, "--output", work / "answers.json", "--quiet")
-    return show(examples, json.loads((work / "answers.json").read_text()))
+    return show(examples, read_json(work / "answers.json", "answers"))
 
 
 def demo_main(argv=None) -> int:

@@ -7,14 +7,12 @@ way in an editable install and in an installed wheel.
 
 import dataclasses
 import importlib.resources
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .errors import ProfileError
+from .readers import parse_yaml
 
 BUILTIN_PROFILES_PACKAGE = "deformer_bench.builtin_profiles"
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -148,33 +146,8 @@ def _example_profile() -> str:
     return str(builtin_profiles_dir() / "server-cpu.yaml")
 
 
-class _DuplicateKeyError(yaml.YAMLError):
-    def __init__(self, key, first_line: int, line: int):
-        super().__init__(f"duplicate key {key!r}")
-        self.key, self.first_line, self.line = key, first_line, line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node, deep=False):
-        first_lines = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in first_lines:
-                    raise _DuplicateKeyError(key, first_lines[key], line)
-                first_lines[key] = line
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-        return super().construct_mapping(node, deep=deep)
-
-
-def _read_profile_text(name_or_path: str):
-    """(text, source) of a built-in profile by name or of a YAML file by path."""
+def _read_profile_bytes(name_or_path: str):
+    """(bytes, source) of a built-in profile by name or of a YAML file by path."""
     path = Path(name_or_path)
     if path.suffix not in PROFILE_SUFFIXES:
         names = available_profiles()
@@ -196,30 +169,16 @@ def _read_profile_text(name_or_path: str):
                                f"{', '.join(available_profiles())}")
         source, read = str(path), path.read_bytes
     try:
-        raw = read()
+        return read(), source
     except OSError as error:
         raise ProfileError(f"cannot read profile {source}: {error.strerror or error}",
                            "check the file's permissions") from None
-    try:
-        return raw.decode("utf-8"), source
-    except UnicodeDecodeError as error:
-        raise ProfileError(f"profile {source} is not UTF-8 text (byte {error.start}: {raw[error.start]:#04x})",
-                           "save the file as UTF-8") from None
 
 
 def load_profile(name_or_path: str) -> Profile:
     """A built-in profile by name (see available_profiles) or a profile by path to a .yaml/.yml file."""
-    text, source = _read_profile_text(name_or_path)
-    stream = io.StringIO(text)
-    stream.name = source  # YAML errors then name the file, not "<unicode string>"
-    try:
-        data = yaml.load(stream, Loader=_UniqueKeyLoader)
-    except _DuplicateKeyError as error:
-        where = (f"line {error.line}" if error.line == error.first_line
-                 else f"lines {error.first_line} and {error.line}")
-        raise ProfileError(f"profile {source}: {error.key!r} is given twice ({where})", "keep one of them") from None
-    except yaml.YAMLError as error:
-        raise ProfileError(f"profile {source} is not valid YAML: {error}", "fix the YAML syntax") from None
+    raw, source = _read_profile_bytes(name_or_path)
+    data = parse_yaml(raw, f"profile {source}", ProfileError, name=source)
     if data is None:
         raise ProfileError(f"profile {source} is empty", f"write its settings; see {_example_profile()}")
     if not isinstance(data, dict):

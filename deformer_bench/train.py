@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .errors import ConfigError, DeformerBenchError, RuntimeFailure, first_line
 from .files import clean_stale_staging, staged_directory, write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
+from .readers import read_json, read_json_lines
 from .squad.features import check_doc_stride
 from .training_checks import (DONE_FILE, MODEL_DIR, check_finished_run, check_room_to_train, check_run_directory,
                               ensure_room, saving, warn_if_bf16_is_slow)
@@ -209,13 +210,13 @@ def load_checkpoint(directory: Path, config: TrainConfig):
 def rewind_log(log_path: Path, step: int, checkpoint_elapsed_s) -> float:
     """Drop log lines past `step` (work the interruption lost, redone now); returns the elapsed seconds to
     continue from: the checkpoint's own figure, or the last kept line's for checkpoints that lack one."""
-    lines = log_path.read_text().splitlines() if log_path.exists() else []
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        write_text_atomically(log_path, "".join(line + "\n" for line in kept))
+    entries = read_json_lines(log_path, "training log") if log_path.exists() else []
+    kept = [entry for entry in entries if entry["step"] <= step]
+    if len(kept) != len(entries):
+        write_text_atomically(log_path, "".join(json.dumps(entry) + "\n" for entry in kept))
     if checkpoint_elapsed_s is not None:
         return checkpoint_elapsed_s
-    return json.loads(kept[-1])["elapsed_s"] if kept else 0.0
+    return kept[-1]["elapsed_s"] if kept else 0.0
 
 
 def write_run_record(output: Path, config: TrainConfig, command: list, features, examples: int, total_steps: int,
@@ -224,7 +225,7 @@ def write_run_record(output: Path, config: TrainConfig, command: list, features,
     from .environment import describe_environment
 
     path = output / "train_config.json"
-    starts = json.loads(path.read_text()).get("starts", []) if first_step and path.exists() else []
+    starts = read_json(path, "training record").get("starts", []) if first_step and path.exists() else []
     starts.append({"from_step": first_step, "environment": describe_environment(command)})
     record = {"config": dataclasses.asdict(config), "command": " ".join(command), "features": len(features),
               "examples": examples, "skipped_examples": features.skipped_examples, "total_steps": total_steps,

@@ -9,7 +9,6 @@ reused that was trained otherwise, a full disk reported as such.
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from .errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, OutputLocationError
 from .files import check_output_dir
+from .readers import FormatError, read_json
 
 MODEL_DIR = "model"
 DONE_FILE = "DONE"
@@ -73,10 +73,10 @@ def check_finished_run(output: Path, config) -> None:
     """A finished run is reused only if it was trained with these settings: a DONE file proves nothing alone."""
     path = output / "train_config.json"
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))["config"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise OutputLocationError(f"{output} holds a DONE file but no readable train_config.json: it is not a "
-                                  "finished run of deformer-train", "give a new --output directory") from None
+        saved = read_json(path, "training record")["config"]
+    except (FormatError, KeyError, TypeError) as error:
+        raise OutputLocationError(f"{output} holds a DONE file but no readable train_config.json ({error}): it is "
+                                  "not a finished run of deformer-train", "give a new --output directory") from None
     defaults = {field.name: field.default for field in dataclasses.fields(config)}
     mine = dataclasses.asdict(config)
     # Paths may differ (another checkout, venv or runs-dir spelling); the settings that shape the model may not.

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deformer_bench.errors import ManifestError
+from deformer_bench.readers import read_json
 
 from deformer_bench.runtime.contract import GRAPHS
 
@@ -67,8 +68,8 @@ def is_graph_set_dir(directory) -> bool:
     if not Path(directory).is_dir() or not path.is_file():
         return False
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        manifest = read_json(path, "graph set manifest", ManifestError)
+    except ManifestError:
         return False
     return isinstance(manifest, dict) and isinstance(manifest.get("tool"), dict) \
         and manifest["tool"].get("name") == "deformer-bench"
@@ -196,10 +197,7 @@ def load_graph_set(directory, variant: str = None) -> GraphSet:
         raise ManifestError(f"graph set {directory} {what}", "give a directory written by deformer-export")
     if not manifest_path.is_file():
         raise ManifestError(f"{directory} has no {MANIFEST_FILE}", "give a directory written by deformer-export")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ManifestError(f"{manifest_path} is not valid JSON: {error}", "re-export the graph set") from None
+    manifest = read_json(manifest_path, "graph set manifest", ManifestError, "re-export the graph set")
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != MANIFEST_FORMAT_VERSION:
         raise ManifestError(

@@ -113,7 +113,7 @@ def test_profile_files_that_are_not_settings(tmp_path, text, message):
 def test_profile_file_not_utf8(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes(BASE.replace("description: d", "description: caf\xe9").encode("latin-1"))
-    with pytest.raises(ProfileError, match=r"latin1.yaml is not UTF-8 text \(byte \d+: 0xe9\)") as error:
+    with pytest.raises(ProfileError, match=r"latin1.yaml is not UTF-8 text \(byte 0xe9 at offset \d+, line 2") as error:
         load_profile(str(path))
     assert "UTF-8" in error.value.hint
 

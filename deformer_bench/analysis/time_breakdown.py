@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..bench.flops import layer_flops
 from ..errors import OutputExistsError
+from ..readers import read_json
 from ..files import staged_directory
 
 RESULTS_FILE = "time_breakdown.json"
@@ -97,7 +98,7 @@ def measure_process(job: dict) -> dict:
             session = open_session(graph_path(job["graphs_dir"], graph), job["session"], str(Path(scratch) / graph))
             for _ in range(job["warmup_runs"] + job["profiled_runs"]):
                 session.run(None, feeds[graph])
-            trace = json.loads(Path(session.end_profiling()).read_text())
+            trace = read_json(session.end_profiling(), "onnxruntime profile")
             profiled[graph] = kernel_times(trace, job["warmup_runs"])
     return {"samples_ns": samples, "stopped_by_time_cap": capped, "profiled": profiled,
             "onnxruntime": onnxruntime.__version__}

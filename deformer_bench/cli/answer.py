@@ -12,6 +12,8 @@ from .common import check_outputs, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..answer import PASSAGES_FILE, QUESTIONS_FILE  # what a passages file is: the same for both commands
+
     parser = argparse.ArgumentParser(
         prog="deformer-answer",
         description="Answer questions about your own passages with an exported graph set: lower_passage runs "
@@ -19,12 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "lower_question and upper against its passage's cached states (online). Without "
                     "--questions, only builds (or checks) the cache.")
     parser.add_argument("graphs", type=Path, help="graph set directory written by deformer-export")
-    parser.add_argument("--passages", type=Path, required=True,
-                        help='JSON Lines, one {"id": ..., "text": ...} per passage')
+    parser.add_argument("--passages", type=Path, required=True, help=PASSAGES_FILE)
     parser.add_argument("--passage-cache", type=Path, required=True,
                         help="passage cache directory: built from every passage if it does not exist, read if it does")
-    parser.add_argument("--questions", type=Path,
-                        help='JSON Lines, one {"id": ..., "question": ..., "passage_id": ...} per question')
+    parser.add_argument("--questions", type=Path, help=QUESTIONS_FILE)
     parser.add_argument("--output", type=Path,
                         help="write the answers {question id: answer text} here (JSON; default: standard output)")
     parser.add_argument("--tokenizer", type=Path,

@@ -15,14 +15,14 @@ INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; t
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
+
     parser = argparse.ArgumentParser(prog="deformer-cache", description="Build, check and describe passage caches: "
                                      "lower_passage's states of every passage window, stored once, read online.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="run lower_passage once per distinct window and store the states")
     build.add_argument("graphs", type=Path, help="graph set directory written by deformer-export")
-    build.add_argument("--passages", type=Path, required=True,
-                       help='JSON Lines, one {"id": ..., "text": ...} per passage, or a SQuAD .json/.json.gz '
-                            "(its paragraphs)")
+    build.add_argument("--passages", type=Path, required=True, help=PASSAGES_FILE)
     build.add_argument("--out", type=Path, required=True, help="cache directory (a killed build into it goes on)")
     build.add_argument("--dtype", choices=("float32", "float16", "int8"), default="float32",
                        help="stored precision (int8: one scale per token); read back as float32")
@@ -52,24 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class PassageFile:
-    """The passages of a build, read a shard at a time. A JSON Lines file is read twice, one line in memory at a
-    time: a first pass checks every line and counts (a bad line at passage 15M is refused before any work, not
-    after hours of it), the second yields the shards. A SQuAD file is one JSON document, read whole: its distinct
-    paragraphs get ids p00000, p00001, ...; a pipe can be read once only, so it is held whole too."""
+    """The passages of a build (answer.PASSAGES_FILE, the file deformer-answer reads), a shard at a time. A JSON
+    Lines file is read twice, one line in memory at a time: a first pass checks every line and counts (a bad line
+    at passage 15M is refused before any work, not after hours of it), the second yields the shards. A SQuAD
+    document is one JSON document, read whole: its distinct paragraphs get ids p00000, p00001, ...; a pipe can be
+    read once only, so it is held whole too."""
 
     def __init__(self, path: Path, tokenizer):
-        from ..answer import iter_passages
-        from ..squad.data import load_squad
+        from ..answer import iter_passages, passages_file
 
         self.path, self.tokenizer, self.in_memory = path, tokenizer, None
-        if path.name.endswith((".json", ".json.gz")):
-            contexts = dict.fromkeys(example.context for example in load_squad(path))
-            self.in_memory = [(f"p{index:05d}", context) for index, context in enumerate(contexts)]
-        elif not os.path.isfile(path):  # a pipe (or /dev/stdin) reads once: held whole, as a SQuAD file is
-            self.in_memory = list(iter_passages(path, tokenizer))
+        source = passages_file(path)  # a pipe is read here, once
+        if source.kind == "squad" or source.held is not None:
+            self.in_memory = list(iter_passages(path, tokenizer, source=source))
         self.signature = self.file_signature()
         self.count = (len(self.in_memory) if self.in_memory is not None
-                      else sum(1 for _ in iter_passages(path, tokenizer)))
+                      else sum(1 for _ in iter_passages(path, tokenizer, source=source)))
 
     def file_signature(self):
         """What changes when the file is written to or replaced: (device, inode, size, modification time)."""

@@ -6,9 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import DeformerBenchError
+from ..errors import DeformerBenchError, ManifestError
 from ..files import write_texts_atomically
 from ..model import POSITION_OFFSETS
+from ..readers import read_json
 from .common import check_outputs, positive_int, run_cli
 
 DEFAULT_DOC_STRIDE = 128
@@ -52,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_predictions(path: Path) -> dict:
-    try:
-        predictions = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DeformerBenchError(f"cannot read predictions {path}: {error}", "give a JSON object {id: answer}")
+    predictions = read_json(path, "predictions", hint="give a JSON object {id: answer}")
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise DeformerBenchError(f"predictions {path} must be a JSON object of question id -> answer text",
                                  "write predictions as {\"id\": \"answer\", ...}")
@@ -116,7 +114,8 @@ def evaluation_record(args, result, summary: dict, environment: dict, seconds: f
               "evaluation_seconds": round(seconds, 1), "environment": environment}
     if args.onnx:
         record["graph_set"] = {"dir": str(args.onnx), "variant": args.variant or "float32",
-                               "manifest": json.loads((args.onnx / "manifest.json").read_text())}
+                               "manifest": read_json(args.onnx / "manifest.json", "graph set manifest",
+                                                      ManifestError)}
         record["passage_cache"] = result.passage_cache
     return record
 

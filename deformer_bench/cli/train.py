@@ -6,10 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from ..errors import ConfigError
 from ..files import write_text_atomically
+from ..readers import FormatError, read_json, read_yaml
 from .common import run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
@@ -77,10 +76,7 @@ def _queue_error(queue_path: Path, what: str) -> ConfigError:
 
 def read_queue(queue_path: Path) -> dict:
     """The queue file as a mapping with known sections of the right types; anything else is refused."""
-    try:
-        queue = yaml.safe_load(queue_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read queue {queue_path}: {error}", "give a YAML queue file") from None
+    queue = read_yaml(queue_path, "queue", ConfigError, "give a YAML queue file")
     if not isinstance(queue, dict) or not isinstance(queue.get("runs"), list) or not queue["runs"]:
         raise _queue_error(queue_path, "needs a non-empty 'runs' list")
     unknown = sorted(set(queue) - QUEUE_SECTIONS, key=str)
@@ -182,11 +178,11 @@ def read_evaluation(path: Path, evaluation: dict, doc_stride: int):
     if not path.exists():
         return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = read_json(path, "evaluation record")
         same = (record["dataset"] == str(evaluation["dataset"]) and record.get("limit", 0) == evaluation.get("limit", 0)
                 and record["doc_stride"] == doc_stride)
-    except (OSError, ValueError, KeyError, TypeError):
-        print(f"note: {path} cannot be read; evaluating again", file=sys.stderr)
+    except (FormatError, KeyError, TypeError) as error:
+        print(f"note: {path} cannot be read ({error}); evaluating again", file=sys.stderr)
         return None
     if not same:
         print(f"note: {path} scored another evaluation (dataset, limit or stride); evaluating again", file=sys.stderr)

@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ..errors import PassageCacheError
+from ..runtime import strict_json
 
 EXTRA = "ray[data]==2.60.0"
 
@@ -110,4 +111,4 @@ class RayEngine:
             fn_constructor_args=(str(graph_set.path("lower_passage")), settings, str(out_dir), batch_size, dtype,
                                  graph_set.manifest["model"]["vocab_size"]))
         for row in dataset.iter_rows():
-            listed(json.loads(row["entry"]))
+            listed(strict_json.loads(row["entry"]))

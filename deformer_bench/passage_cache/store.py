@@ -54,6 +54,7 @@ import numpy as np
 
 from ..errors import PassageCacheError
 from ..files import write_text_atomically
+from ..readers import read_json
 from ..runtime.cached_states import gather_rows
 from .codecs import DTYPES, decode
 from .key_index import KEY_BYTES, KeyIndex
@@ -174,10 +175,7 @@ def read_record(directory: Path) -> dict:
         hint = ("it was written by an earlier version (format 1): " + REBUILD) if (directory / "passage_cache.json").is_file() \
             else "give a new directory to build a cache in, or one written by deformer-cache / deformer-eval"
         raise PassageCacheError(f"{directory} is not a passage cache of this version (no {RECORD_FILE})", hint)
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PassageCacheError(f"{record_path} is not valid JSON: {error}", REBUILD) from None
+    record = read_json(record_path, "passage cache record", PassageCacheError, REBUILD)
     if not isinstance(record, dict) or not isinstance(record.get("segments"), list) \
             or not isinstance(record.get("identity"), dict):
         raise PassageCacheError(f"{record_path} is not a passage cache record (no segments or identity)", REBUILD)

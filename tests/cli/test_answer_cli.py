@@ -186,3 +186,21 @@ def test_a_cache_cut_with_another_stride_is_named_not_counted_as_misses(tiny_stu
     code, _, stderr = cli(tiny_student_graphs, "--passages", passages, "--passage-cache", tmp_path / "cache",
                           "--doc-stride", "16", "--cache-miss", "compute", "--quiet")
     assert code == 2 and "no --questions were given" in stderr
+
+
+def test_a_gzipped_squad_file_is_a_passages_file_as_for_deformer_cache(tiny_student_graphs, small_train_file,
+                                                                        squad_as_jsonl, tmp_path):
+    """Issue 22, finding 13: `--passages dev.json.gz` said "not UTF-8 (byte 0x8b)"; deformer-cache build reads
+    such a file as passages p00000, p00001, ...: so does deformer-answer now."""
+    import gzip
+
+    (tmp_path / "dev.json.gz").write_bytes(gzip.compress(small_train_file.read_bytes()))
+    _, questions = squad_as_jsonl
+    renamed = [{**record, "passage_id": f"p{int(record['passage_id'][1:]):05d}"}
+               for record in map(json.loads, questions.read_text().splitlines())]
+    code, stdout, stderr = cli(tiny_student_graphs, "--passages", tmp_path / "dev.json.gz", "--questions",
+                               write_jsonl(tmp_path / "renamed.jsonl", renamed), "--passage-cache", tmp_path / "cache",
+                               "--doc-stride", "16", "--output", tmp_path / "answers.json", "--quiet")
+    assert code == 0, stderr
+    assert json.loads(stdout)["passage_cache"]["passages"] == 4
+    assert len(json.loads((tmp_path / "answers.json").read_text())) == len(renamed)

@@ -112,7 +112,7 @@ def test_a_bad_last_line_is_refused_before_any_shard_is_built(tiny_student_graph
     _, four = passages
     good = four.read_text()
     for last, message in (('{"id": "p0", "text": "again"}\n', "line 5: id 'p0' repeats line 1"),
-                          ('{"id": "p9", "text": \n', "line 5: not JSON"),
+                          ('{"id": "p9", "text": \n', "line 5 is not valid JSON"),
                           (b"\xff\xfe{}\n", "line 5: not UTF-8")):
         bad = tmp_path / "bad.jsonl"
         bad.write_bytes(good.encode() + (last if isinstance(last, bytes) else last.encode()))

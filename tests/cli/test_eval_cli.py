@@ -21,7 +21,7 @@ def test_model_directory_without_a_tokenizer(tiny_model_dir):
     assert code == 2 and "has no tokenizer" in stderr and "Traceback" not in stderr
 
 
-@pytest.mark.parametrize("content, message", [("[1, 2]", "JSON object"), ("{bad", "cannot read predictions")])
+@pytest.mark.parametrize("content, message", [("[1, 2]", "JSON object"), ("{bad", "is not valid JSON")])
 def test_bad_predictions_files(tmp_path, content, message):
     path = tmp_path / "pred.json"
     path.write_text(content)

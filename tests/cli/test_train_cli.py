@@ -60,7 +60,8 @@ def test_queue_trains_evaluates_and_skips_finished_runs(tiny_queue_runs, capsys)
     ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0, lerning_rate: 1}]}",
      "unknown training settings: lerning_rate"),
     ("{defaults: {train_file: t.json}, runs: [{name: a, layer: 4}]}", "KD and LRS need a teacher"),
-    ("runs: [{name: a", "cannot read queue"),
+    ("runs: [{name: a", "is not valid YAML"),
+    ("runs: [{name: a}]\nruns: [{name: b}]\n", "'runs' is given twice (lines 1 and 2)"),
 ])
 def test_bad_queues(tmp_path, text, message):
     queue = tmp_path / "queue.yaml"
