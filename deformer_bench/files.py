@@ -262,18 +262,18 @@ _SCRATCH = re.compile(r"^(?P<prefix>deformer-[a-z-]+-)(?P<pid>\d+)-[^/]*$")
 
 
 @contextlib.contextmanager
-def scratch_directory(prefix: str):
-    """A temporary directory (TMPDIR) named `PREFIX-PID-...`, removed afterwards. Those a killed process left
-    (a SIGKILLed evaluation leaves its temporary passage cache: 800 MB for the SQuAD dev set) are removed by
-    the next run that uses the same prefix."""
+def scratch_directory(prefix: str, root=None):
+    """A temporary directory (in `root`, default TMPDIR) named `PREFIX-PID-...`, removed afterwards. Those a killed
+    process left (a SIGKILLed evaluation leaves its temporary passage cache: 800 MB for the SQuAD dev set) are
+    removed by the next run that uses the same prefix and root."""
     if not _SCRATCH.match(f"{prefix}0-x"):
         raise ValueError(f"scratch prefix {prefix!r} must look like 'deformer-name-'")
-    root = Path(tempfile.gettempdir())
+    root = Path(root) if root is not None else Path(tempfile.gettempdir())
     for entry in root.glob(f"{prefix}*"):
         match = _SCRATCH.match(entry.name)
         if match and match["prefix"] == prefix and _stale(entry, int(match["pid"])) and _remove(entry):
             _note(f"removed {entry}, left by an interrupted run (process {match['pid']} is gone)")
-    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=root) as scratch:
         _LIVE.add(Path(scratch))
         try:
             yield scratch

@@ -304,12 +304,12 @@ def test_a_build_on_a_local_ray_stores_what_the_local_build_stores(tiny_graphs, 
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
     local = build(graph_set, ids, mask, tmp_path / "local", dtype="int8", batch_size=2, segment_windows=2)
-    engine = RayEngine(workers=2)
     try:
-        on_ray = build(graph_set, ids, mask, tmp_path / "ray", dtype="int8", batch_size=2, segment_windows=2,
-                       engine=engine)
+        with RayEngine(workers=2) as engine:
+            on_ray = build(graph_set, ids, mask, tmp_path / "ray", dtype="int8", batch_size=2, segment_windows=2,
+                           engine=engine)
     finally:
-        ray.shutdown()
+        ray.shutdown()  # a failed build's too
     assert on_ray.info["builds"][-1]["engine"]["workers"] == 2 and on_ray.info["complete"]
     assert sorted(segment.name for segment in on_ray.segments) == ["segment-00000", "segment-00001"]
     # the same numbers to the last digit, whichever segment finished first

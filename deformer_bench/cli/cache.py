@@ -138,10 +138,14 @@ def build_command(args) -> dict:
                 print(f"shard {number + 1} of {shard_count}: {len(windows):,} windows", file=sys.stderr, flush=True)
             yield windows.passage_input_ids, windows.passage_attention_mask
 
-    cache = build_passage_cache_from_shards(
-        graph_set, shards(), args.out, evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
-        doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows, passages=passages.count,
-        tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine)
+    try:
+        cache = build_passage_cache_from_shards(
+            graph_set, shards(), args.out, evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
+            doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows,
+            passages=passages.count, tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine)
+    finally:  # a local Ray it started stops here, also when the build fails or is interrupted
+        if engine is not None:
+            engine.close()
     build = cache.info["builds"][-1]
     return {"cache": str(args.out), "passages": passages.count, "passage_windows": build["windows_given"], **build,
             "cache_windows": cache.windows, "dtype": cache.info["dtype"], "shards": shard_count}
