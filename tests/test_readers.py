@@ -17,6 +17,8 @@ from deformer_bench.readers import FormatError, parse_json, parse_yaml, read_jso
     ('{"a": "NaN and Infinity in a string are text",\n "b": -Infinity}', r"-Infinity is not a JSON number \(line 2"),
     ('{"a": [Infinity]}', "Infinity is not a JSON number"),
     ("[" * 100_000, "nest too deeply"),
+    ('{"lr": 1e400}', "the number 1e400 is beyond a float's range"),  # Python would read inf
+    ("1" * 5000, "a value Python cannot read: Exceeds the limit"),  # a bare ValueError before
     ('{"a": 1} {"b": 2}', r"is not valid JSON \(Extra data at column 10\)"),
 ])
 def test_json_that_python_reads_but_the_format_refuses(text, message):

@@ -4,7 +4,8 @@ reads every JSON file (deformer_bench.readers, which wraps this in the caller's 
 
 - a key given twice in one object, at any depth, is refused (json keeps the last one without a word);
 - NaN, Infinity and -Infinity are refused: Python writes and reads them, but they are not JSON;
-- nesting too deep for the parser is refused, not a RecursionError.
+- a number no float holds (1e400, which Python would read as inf) is refused, and so is what Python cannot read
+  (an integer of more than 4,300 digits) or nest as deep (not a RecursionError or a bare ValueError).
 Syntax errors are json.JSONDecodeError, as json raises them.
 """
 
@@ -44,6 +45,18 @@ class _NonFiniteConstant(ValueError):
 
 def _refuse_constant(name):
     raise _NonFiniteConstant(name)
+
+
+class _OutOfRange(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    """json's parse_float: 1e400 is JSON, but no float holds it (Python would read it as inf)."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _OutOfRange(text)
+    return value
 
 
 # A JSON string, or one of the constants Python writes for non-finite floats (outside strings, only those).
@@ -89,7 +102,8 @@ def loads(text: str):
     text = text[1:] if text.startswith("\ufeff") else text
     one_line = "\n" not in text  # a JSON Lines line: its own line is named by the caller
     try:
-        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_refuse_constant)
+        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_refuse_constant,
+                          parse_float=_finite_float)
     except _DuplicateKey as duplicate:
         line = None if one_line else _duplicate_key_line(text)
         where = f"the object that starts on line {line}" if line else "one object"
@@ -100,5 +114,12 @@ def loads(text: str):
         at = "" if where is None else f" (column {where[1]})" if one_line else f" (line {where[0]} column {where[1]})"
         raise JSONRefused(f"{constant} is not a JSON number{at}",
                           "write a finite number, or null where there is none") from None
+    except _OutOfRange as number:
+        raise JSONRefused(f"the number {number} is beyond a float's range", "write a smaller number") from None
     except RecursionError:
         raise JSONRefused("arrays or objects nest too deeply to read", "nest them less deeply") from None
+    except ValueError as error:
+        if isinstance(error, json.JSONDecodeError):
+            raise
+        # Python's own limits, e.g. an integer of more than 4,300 digits: first line only
+        raise JSONRefused(f"a value Python cannot read: {str(error).split(':')[0]}", "write a shorter number") from None
