@@ -16,6 +16,7 @@ import gzip
 import io
 import os
 import re
+import stat
 import time
 import zlib
 from dataclasses import dataclass
@@ -67,6 +68,11 @@ class InputFile:
         try:
             if self.path.is_dir():
                 raise InputFileError(f"{self.source} is a directory", f"give a file: {formats}")
+            mode = self.path.stat().st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # /dev/zero would be read forever; a terminal is fine
+                with open(self.path, "rb") as device:
+                    if not device.isatty():
+                        raise InputFileError(f"{self.source} is a device, not a file", f"give {formats}")
             self.held = None if os.path.isfile(self.path) else self.path.read_bytes()
             with self.open(raw=True) as stream:
                 raw_head = stream.read(HEAD_BYTES)

@@ -157,6 +157,11 @@ def test_common_wrong_files_are_named_with_what_to_give(tmp_path, data, message,
     assert fix in raised.value.hint
 
 
+def test_a_device_is_not_read_forever():
+    with pytest.raises(InputFileError, match="passages file /dev/zero is a device, not a file"):
+        read_passages("/dev/zero")
+
+
 def test_a_gzip_of_something_else_is_named_as_gzip(tmp_path):
     import gzip
 
