@@ -182,15 +182,20 @@ class RayEngine:
                 started.enter_context(reaper(folder))  # before ray.init: the marker reaches every Ray process
                 options["_temp_dir"] = folder
             with sigterm_kept():
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR", configure_logging=False, **options)
+                try:
+                    ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                             logging_level="ERROR", configure_logging=False, **options)
+                except SystemExit as stop:  # SIGTERM while ray.init had its own handler in place
+                    if stop.code != signal.SIGTERM:
+                        raise
+                    raise KeyboardInterrupt from None
             started.callback(ray.shutdown)  # first of all on close: the reaper and the folder go after it
         except BaseException as error:
             started.close()
             if not isinstance(error, Exception):
                 raise
             # ConnectionError, TimeoutError, RuntimeError, ValueError: all one failure
-            where = self.address or "a local Ray"
+            where = self.address or (f"RAY_ADDRESS {os.environ['RAY_ADDRESS']}" if not local else "a local Ray")
             raise PassageCacheError(f"cannot start or reach Ray at {where}: {type(error).__name__}: "
                                     f"{str(error).splitlines()[0] if str(error) else ''}",
                                     "check --address (auto, or ray://HOST:PORT of a running cluster), or "
