@@ -235,16 +235,34 @@ def _file_error(path: Path, error: OSError) -> PassageCacheError:
     if error.errno in SYSTEM_LIMITS:  # not damage: the cache is fine, the process ran out of files or maps
         return PassageCacheError(f"cannot open passage cache file {path}: {error.strerror} (a limit of this system, "
                                  "not damage to the cache)", "raise the limit (ulimit -n; sysctl vm.max_map_count), "
-                                 "or build caches with larger segments (--segment-windows)")
+                                 "or build caches with larger segments (deformer-cache build --segment-windows)")
     return PassageCacheError(f"passage cache file {path} is damaged or missing ({error})", REBUILD)
 
 
+def header_problems(found_shape, fortran_order: bool, found_dtype, shape: tuple, dtype) -> list:
+    """What an array's .npy header says that differs from what the record expects, in words: shape, element
+    type, byte order, memory order (a cache writes C-order arrays in this machine's byte order)."""
+    problems, expected = [], np.dtype(dtype)
+    if found_shape != shape:
+        problems.append(f"its shape is {found_shape}, not {shape}")
+    if found_dtype.newbyteorder("=") == expected.newbyteorder("=") and found_dtype != expected:
+        problems.append(f"its {expected} is stored {'big' if found_dtype.byteorder == '>' else 'little'}-endian, "
+                        f"not in this machine's byte order")
+    elif found_dtype != expected:
+        problems.append(f"its elements are {found_dtype}, not {expected}")
+    if fortran_order:
+        problems.append("it is stored in Fortran (column-major) order, not the C order a cache writes")
+    return problems
+
+
 def _check_header(path: Path, shape: tuple, dtype) -> None:
-    """The .npy header says the recorded shape and dtype, and the file holds all of its bytes (not truncated);
-    nothing stays open."""
+    """The .npy header says the recorded shape and dtype in C order, and the file holds all of its bytes (not
+    truncated); nothing stays open."""
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"a .npy format version {version[0]}.{version[1]} file (a cache writes 1.0)")
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
                 np.lib.format.read_array_header_2_0
             found_shape, fortran_order, found_dtype = read_header(handle)
@@ -254,9 +272,9 @@ def _check_header(path: Path, shape: tuple, dtype) -> None:
         raise _file_error(path, error) from None
     except (ValueError, EOFError) as error:
         raise PassageCacheError(f"passage cache file {path} is damaged ({error})", REBUILD) from None
-    if found_shape != shape or found_dtype != dtype or fortran_order:
-        raise PassageCacheError(f"passage cache file {path} is damaged: {found_dtype} {found_shape}, expected "
-                                f"{np.dtype(dtype)} {shape}", REBUILD)
+    problems = header_problems(found_shape, fortran_order, found_dtype, shape, dtype)
+    if problems:
+        raise PassageCacheError(f"passage cache file {path} is damaged: {'; '.join(problems)}", REBUILD)
     if size != data_start + int(np.prod(shape)) * np.dtype(dtype).itemsize:
         raise PassageCacheError(f"passage cache file {path} is damaged: {size:,} bytes, not the "
                                 f"{data_start + int(np.prod(shape)) * np.dtype(dtype).itemsize:,} its header needs "
@@ -272,9 +290,10 @@ def _open_array(path: Path, shape: tuple, dtype, mmap: bool = True) -> np.ndarra
         raise _file_error(path, error) from None
     except (ValueError, EOFError) as error:
         raise PassageCacheError(f"passage cache file {path} is damaged or missing ({error})", REBUILD) from None
-    if array.shape != shape or array.dtype != dtype:
-        raise PassageCacheError(f"passage cache file {path} is damaged: {array.dtype} {array.shape}, expected "
-                                f"{np.dtype(dtype)} {shape}", REBUILD)
+    fortran_order = array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
+    problems = header_problems(array.shape, fortran_order, array.dtype, shape, dtype)
+    if problems:  # the file changed since the cache was opened (open checked its header)
+        raise PassageCacheError(f"passage cache file {path} is damaged: {'; '.join(problems)}", REBUILD)
     return array
 
 
