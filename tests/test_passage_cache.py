@@ -235,7 +235,7 @@ def test_refuses_missing_windows_and_foreign_or_broken_caches(tiny_graphs, tmp_p
         load_passage_cache(format_2, graph_set)
     assert "build it again" in error.value.hint
     sizeless = edited("sizeless", lambda record: record["identity"].pop("vocab_size"))
-    with pytest.raises(PassageCacheError, match="identity lacks a size"):
+    with pytest.raises(PassageCacheError, match="identity' lacks vocab_size"):
         load_passage_cache(sizeless, graph_set)
     (tmp_path / "empty").mkdir()
     with pytest.raises(PassageCacheError, match="is not a passage cache"):

@@ -2,8 +2,9 @@
 
 import errno
 import sys
+from contextlib import contextmanager
 
-from ..errors import DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DeformerBenchError
+from ..errors import DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DeformerBenchError, Interrupted
 
 # What an interrupted command leaves behind; commands that keep partial work (training) say so.
 NOTHING_WRITTEN = "interrupted: nothing was written"
@@ -51,8 +52,8 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
         print(f"error: {message}", file=sys.stderr)
         print(f"  fix: {hint}", file=sys.stderr)
         return code
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+    except KeyboardInterrupt as interruption:
+        print(interruption.left if isinstance(interruption, Interrupted) else interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -100,3 +101,44 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def command_line(*words) -> str:
+    """A command a user can paste into a shell from any directory: paths made absolute, words quoted as needed.
+    Path words are given as pathlib.Path; None words are left out."""
+    import os
+    import shlex
+    from pathlib import Path
+
+    return shlex.join(os.path.abspath(word) if isinstance(word, Path) else str(word)
+                      for word in words if word is not None)
+
+
+@contextmanager
+def interrupts_name_an_unfinished_cache(passage_cache):
+    """deformer-answer and deformer-eval remove a passage cache they started if they are interrupted (nothing was
+    written), but one they went on with (an unfinished build of the same passages) keeps what it had and what
+    they added: an interrupt then says so, instead of "nothing was written"."""
+    unfinished = passage_cache is not None and is_unfinished_cache(passage_cache)
+    try:
+        yield
+    except KeyboardInterrupt as interruption:
+        if unfinished and not isinstance(interruption, Interrupted):
+            raise Interrupted(f"interrupted: no answers or scores were written; the unfinished passage cache "
+                              f"{passage_cache} keeps the segments it had and any this run finished, and the same "
+                              "command goes on from there") from None
+        raise
+
+
+def is_unfinished_cache(directory) -> bool:
+    """True for a passage cache whose build was started and not finished (False for anything else: whatever is
+    wrong with it is said when it is opened)."""
+    from ..errors import PassageCacheError
+    from ..passage_cache.store import RECORD_FILE, read_record
+
+    if not (directory / RECORD_FILE).is_file():
+        return False
+    try:
+        return not read_record(directory)["complete"]
+    except (PassageCacheError, OSError):
+        return False

@@ -151,3 +151,135 @@ def test_passages_from_a_pipe_are_read_once_and_a_file_changed_midway_is_refused
     four.write_text(four.read_text().replace("Added later.", "Written over!"))
     with pytest.raises(InputFileError, match="changed while the build read it"):
         list(shards)
+
+
+def run_in_process(main, *args) -> int:
+    """A command run here, as its console script runs it (run_cli: its exit code and its stderr lines), for tests
+    that interrupt it."""
+    from deformer_bench.cli import cache
+    from deformer_bench.cli.common import NOTHING_WRITTEN, run_cli
+
+    interrupted = cache.INTERRUPTED if main is cache.cache_main else NOTHING_WRITTEN
+    return run_cli(main, [str(arg) for arg in args], interrupted=interrupted)
+
+
+def interrupted_at_window(monkeypatch, count: int):
+    """lower_passage sessions that raise KeyboardInterrupt (as Ctrl-C or SIGTERM would) at their `count`th run."""
+    from deformer_bench import serving
+
+    real, runs = serving.evaluation_session, []
+
+    class Interrupting:
+        def __init__(self, path):
+            self.session = real(path)
+
+        def run(self, names, feed):
+            runs.append(len(feed["passage_input_ids"]))
+            if len(runs) == count:
+                raise KeyboardInterrupt
+            return self.session.run(names, feed)
+
+    monkeypatch.setattr(serving, "evaluation_session", Interrupting)
+
+
+def unfinished_build(monkeypatch, capsys, graphs, passages, cache, *options):
+    """`deformer-cache build` of `passages` into `cache`, interrupted at its third window (one per segment): an
+    unfinished cache of two windows. Returns the command its record names."""
+    from deformer_bench.cli.cache import cache_main
+
+    with monkeypatch.context() as patch:
+        interrupted_at_window(patch, 3)
+        code = run_in_process(cache_main, "build", graphs, "--passages", passages, "--out", cache, "--doc-stride",
+                              "16", "--segment-windows", "1", "--batch-size", "1", "--quiet", *options)
+    assert code == 130 and "interrupted: the segments finished so far are kept" in capsys.readouterr().err
+    record = json.loads((cache / "cache.json").read_text())
+    assert not record["complete"] and record["windows"] == 2
+    return (record.get("unfinished_build") or {}).get("command")
+
+
+def test_an_unfinished_build_goes_on_only_with_its_own_passages(tiny_student_graphs, passages, tmp_path, monkeypatch,
+                                                               capsys):
+    """A killed build, then a smaller passages file into the same --out, was recorded complete with a fraction of
+    the windows, and the documented resume was refused afterwards (issue 22, finding 3)."""
+    import shlex
+
+    three, four = passages
+    cache = tmp_path / "cache"
+    command = unfinished_build(monkeypatch, capsys, tiny_student_graphs, four, cache)
+    before = (cache / "cache.json").read_text()
+    for options in ((), ("--append",), ("--dtype", "int8")):
+        code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", cache,
+                                   "--doc-stride", "16", "--quiet", *options)
+        assert code == 2 and stdout == "" and "Traceback" not in stderr
+        assert "holds an unfinished build of other windows" in stderr and f"started it: {command}" in stderr
+        assert (cache / "cache.json").read_text() == before
+    assert command == shlex.join(["deformer-cache", "build", str(tiny_student_graphs), "--passages", str(four),
+                                  "--out", str(cache), "--doc-stride", "16"])
+    # the command it names goes on with it, from another directory
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.cache", *shlex.split(command)[1:]],
+                               capture_output=True, text=True, timeout=300, cwd="/")
+    assert completed.returncode == 0, completed.stderr
+    code, stdout, _ = cli("info", cache)
+    info = json.loads(stdout)
+    assert info["complete"] and info["unfinished_build"] is None and info["windows"] > 2
+    assert info["windows"] == json.loads(completed.stdout)["distinct_windows"]
+
+
+@pytest.mark.parametrize("builds", [KeyError, None, "abc", ["abc"], {"a": 1}, [{"passages": 3}]])
+def test_info_and_append_refuse_a_record_of_another_shape_before_writing(tiny_student_graphs, passages, tmp_path,
+                                                                         builds):
+    """info raised AttributeError, --append KeyError after its new segment was written and listed, and verify said
+    ok on such a cache (issue 22, findings 5 and 6)."""
+    three, four = passages
+    cache = tmp_path / "cache"
+    assert cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "16",
+               "--quiet")[0] == 0
+    record = json.loads((cache / "cache.json").read_text())
+    if builds is KeyError:
+        del record["builds"]
+    else:
+        record["builds"] = builds
+    (cache / "cache.json").write_text(json.dumps(record))
+    segments = sorted(path.name for path in cache.iterdir())
+    for command in (("info", cache), ("verify", cache),
+                    ("build", tiny_student_graphs, "--passages", four, "--out", cache, "--doc-stride", "16",
+                     "--append", "--quiet")):
+        code, stdout, stderr = cli(*command)
+        assert code == 2 and stdout == "" and "Traceback" not in stderr, (command, stderr)
+        assert "is not a valid passage cache record" in stderr and "builds" in stderr
+    assert sorted(path.name for path in cache.iterdir()) == segments
+    assert json.loads((cache / "cache.json").read_text()) == record
+
+
+def test_verify_names_a_segment_no_entry_lists(tiny_student_graphs, passages, tmp_path):
+    three, _ = passages
+    cache = tmp_path / "cache"
+    assert cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "16",
+               "--segment-windows", "2", "--quiet")[0] == 0
+    record = json.loads((cache / "cache.json").read_text())
+    dropped = record["segments"].pop()
+    record["windows"] -= dropped["windows"]
+    (cache / "cache.json").write_text(json.dumps(record))
+    code, stdout, stderr = cli("verify", cache)
+    assert code == 2 and f"{dropped['name']} is in its folder, and no cache.json entry lists it" in stderr
+    code, stdout, _ = cli("info", cache)
+    assert code == 0 and json.loads(stdout)["unlisted_segments"] == [dropped["name"]]
+
+
+def test_a_variants_cache_is_built_and_verified_with_its_variant(tiny_student_graphs_int8, passages, tmp_path):
+    """deformer-cache builds from a variant's lower_passage (--variant), as deformer-eval --variant reads it
+    (issue 22, finding 12)."""
+    three, _ = passages
+    cache = tmp_path / "cache"
+    code, stdout, stderr = cli("build", tiny_student_graphs_int8, "--variant", "int8", "--passages", three, "--out",
+                               cache, "--doc-stride", "16", "--quiet")
+    assert code == 0, stderr
+    code, stdout, stderr = cli("verify", cache, "--graphs", tiny_student_graphs_int8, "--variant", "int8")
+    assert code == 0 and json.loads(stdout)["identity_checked"], stderr
+    code, _, stderr = cli("verify", cache, "--graphs", tiny_student_graphs_int8)
+    assert code == 2 and "another lower_passage graph" in stderr and "(and variant)" in stderr
+    code, _, stderr = cli("verify", cache, "--variant", "int8")
+    assert code == 2 and "no --graphs" in stderr
+    code, _, stderr = cli("build", tiny_student_graphs_int8, "--variant", "float16", "--passages", three, "--out",
+                          tmp_path / "other", "--doc-stride", "16", "--quiet")
+    assert code == 2 and "has no float16 variant" in stderr and not (tmp_path / "other").exists()
