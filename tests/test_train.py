@@ -162,6 +162,9 @@ def test_a_checkpoint_save_killed_mid_swap_is_put_back(tmp_path):
     (dict(checkpoint_every=0), "checkpoint_every must be >= 1"),
     (dict(max_examples=-1), "max_examples must be a whole number"),
     (dict(bf16="yes"), "bf16 must be true or false"),
+    # issue 22, finding 14: a seed torch cannot take (a ValueError deep in the run), epochs that would not end
+    (dict(seed=10**20), "seed \\(at most 4,294,967,295\\) and epochs"),
+    (dict(epochs=1e9), "epochs \\(at most 1,000\\) are out of range"),
 ])
 def test_bad_numbers_in_training_configs(changes, message):
     from deformer_bench.errors import ConfigError

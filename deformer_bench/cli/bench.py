@@ -8,10 +8,11 @@ from pathlib import Path
 
 from ..bench.devices import ARM_MACHINES, check_target_settings, make_target, resolve_devices
 from ..errors import ConfigError, ProfileError, RunnerError, TargetError
-from ..files import check_output_dir, scratch_directory
+from ..files import check_distinct_paths, check_output_dir, scratch_directory
 from ..model import POSITION_OFFSETS
 from ..profiles import load_profile
-from .common import parse_int_list, positive_int, run_cli
+from ..bench.run import MAX_PROCESSES
+from .common import int_up_to, parse_int_list, positive_int, run_cli
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
 BACKENDS = ("onnxruntime", "torch")
@@ -49,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question-len", type=positive_int, help="override the profile's question length")
     parser.add_argument("--passage-len", type=positive_int, help="override the profile's passage length")
     parser.add_argument("--batch-sizes", help="override the profile's batch sizes, e.g. 1,8")
-    parser.add_argument("--processes", type=positive_int,
-                        help="fresh timing processes per (config, batch size); the report gives their spread "
+    parser.add_argument("--processes", type=int_up_to(MAX_PROCESSES, "each timing process measures every case "
+                                                      "afresh; more would run for days"),
+                        help="fresh timing processes per (config, batch size), at most "
+                             f"{MAX_PROCESSES}; the report gives their spread "
                              "(default: 3, the fewest for a headline figure; 1 with --quick)")
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS, default=None,
                         help="passage position offset for exported models (default: question_len)")

@@ -100,3 +100,49 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+# Windows run through a graph at once: 65,536 of 224 x 384 float32 states are 22 GB per layer's output.
+MAX_BATCH_SIZE = 65_536
+
+
+def check_count(option: str, value, maximum: int) -> None:
+    """A count option (None: not given) from 1 to `maximum`, else a ConfigError naming it."""
+    from ..errors import ConfigError
+
+    if value is not None and value < 1:
+        raise ConfigError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")
+    if value is not None and value > maximum:
+        raise ConfigError(f"{option} must be at most {maximum:,}, got {value:,}",
+                          f"give {option} a count a run can hold (at most {maximum:,})")
+
+
+def int_up_to(maximum: int, why: str):
+    """argparse type: an integer from 1 to `maximum`; above it, the message says `why` there is a bound (a count
+    of processes or repeats that would run until killed, or overflow what it is handed to)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {value:,}: {why}")
+        return value
+
+    return parse
+
+
+def seconds_up_to(maximum: float, why: str):
+    """argparse type: a finite number of seconds from 0 to `maximum`."""
+    import argparse
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        if not math.isfinite(value) or not 0 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {maximum:g}, got {text}: {why}")
+        return value
+
+    return parse

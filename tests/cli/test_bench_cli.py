@@ -169,6 +169,9 @@ def in_process(argv, capsys) -> tuple:
     (["--question-len", "0"], "argument --question-len: must be at least 1, got 0"),
     (["--passage-len", "0"], "argument --passage-len: must be at least 1, got 0"),
     (["--processes", "0"], "argument --processes: must be at least 1, got 0"),
+    # issue 22, finding 14: accepted, it ran until killed
+    (["--processes", "99999999999999999999"], "argument --processes: must be at most 100, got 99,999,999,999,999,"),
+    (["--processes", "101"], "argument --processes: must be at most 100, got 101"),
     (["--device", "cpu,cpu"], "device 'cpu' given more than once"),
 ])
 def test_a_bad_option_is_blamed_on_the_option_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch, args,
