@@ -127,30 +127,77 @@ def check_output_file(path, what: str = "output file") -> None:
     check_output_dir(path.parent, f"the folder of {what} {path}")
 
 
-def _same_or_inside(path: Path, other: Path) -> bool:
-    return path == other or other in path.parents
+def _real_places(path) -> set:
+    """Where writing `path` can land, every symbolic link followed: the path itself resolved (a write through a
+    link reaches its target), and its folder resolved with its own name kept (a rename replaces a link, not what
+    it points to; `staged_directory` names its target with '..' taken lexically)."""
+    places = {Path(os.path.realpath(path))}
+    for parent, name in ((Path(path).parent, Path(path).name), (Path(os.path.abspath(path)).parent,
+                                                                Path(os.path.abspath(path)).name)):
+        if name not in ("", ".", ".."):
+            places.add(Path(os.path.realpath(parent)) / name)
+    return places
 
 
-def check_distinct_paths(outputs: dict, inputs: dict) -> None:
-    """Refuse an output (`{option: path}`, None skipped) that is one of the command's inputs (`{what: path}`:
-    files, or folders such as the model or the graph set) or an existing file inside one, or that overlaps
-    another output: writing it would overwrite what the command reads, or one result with another."""
-    resolved = {name: Path(path).resolve() for name, path in outputs.items() if path is not None}
-    for name, path in resolved.items():
+def _identity(path):
+    """(device, inode) of what `path` names, links followed; None when there is nothing there."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _identities_up(path: Path) -> set:
+    """The identities of `path` and of every existing folder above it: a bind mount, a hard-linked folder or a
+    case-insensitive file system can show one folder under two names, which comparing names would miss."""
+    return {identity for folder in (path, *path.parents) if (identity := _identity(folder)) is not None}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _relation(output, source):
+    """How `output` meets `source`: "would overwrite" (the same path), "lies inside", "holds", or None when
+    they are apart."""
+    source_real = Path(os.path.realpath(source))
+    source_identity = _identity(source_real)
+    for place in _real_places(output):
+        if place == source_real or (source_identity is not None and source_identity == _identity(place)):
+            return "would overwrite"
+        if _inside(place, source_real) or (source_identity is not None and source_identity in _identities_up(place)):
+            return "lies inside"
+        place_identity = _identity(place)
+        if _inside(source_real, place) or (place_identity is not None
+                                           and place_identity in _identities_up(source_real)):
+            return "holds"
+    return None
+
+
+def check_distinct_paths(outputs: dict, inputs: dict, roots=()) -> None:
+    """The one rule for every command's paths: no output (`{option: path}`, None skipped) is, lies inside or
+    holds one of the command's inputs (`{what: path}`: every file or folder it reads, named or found by default,
+    such as the tokenizer folder a graph set's manifest names; a "{}" in `what` places the path), whether the
+    output exists yet or not; and no two outputs overlap. Symbolic links, '.', '..', relative paths and other
+    names of the same folder are seen through. `roots` names outputs that are folders the command only adds a new
+    entry of its own to (such as deformer-bench's results root): they may hold inputs, not be or lie inside one.
+    Raises OutputLocationError naming both paths."""
+    given = {name: path for name, path in outputs.items() if path is not None}
+    for name, path in given.items():
         for what, source in inputs.items():
             if source is None:
                 continue
-            source_path = Path(source).resolve()
-            # A new file inside an input folder harms nothing; an existing one there is part of the input.
-            if path == source_path or (source_path in path.parents and (path.exists() or path.is_symlink())):
-                whose = f"{what} {source}" if path == source_path else f"a file of {what} {source}"
-                raise OutputLocationError(f"{name} {outputs[name]} would overwrite {whose}, which this command reads",
-                                          f"give {name} a path of its own")
-    names = list(resolved)
+            relation = _relation(path, source)
+            if relation is not None and not (relation == "holds" and name in roots):
+                input_named = what.replace("{}", str(source)) if "{}" in what else f"{what} {source}"
+                raise OutputLocationError(f"{name} {path} {relation} {input_named}, which this command reads",
+                                          f"give {name} a path outside what the command reads")
+    names = [name for name in given if name not in roots]  # a root holds the outputs made in it
     for index, name in enumerate(names):
         for other in names[index + 1:]:
-            if _same_or_inside(resolved[name], resolved[other]) or _same_or_inside(resolved[other], resolved[name]):
-                raise OutputLocationError(f"{name} {outputs[name]} and {other} {outputs[other]} overlap (one is, or "
+            if _relation(given[name], given[other]) is not None:
+                raise OutputLocationError(f"{name} {given[name]} and {other} {given[other]} overlap (one is, or "
                                           "lies inside, the other)", "give each output a path of its own")
 
 

@@ -296,6 +296,23 @@ def check_something_runs(plans) -> None:
 
 
 
+def bench_inputs(args) -> dict:
+    """{what: path} of everything the run reads: the model (the default MiniLM too), the graph sets, profile files."""
+    from ..model import default_model_dir
+    from ..profiles import PROFILE_SUFFIXES
+
+    graphs = args.graphs or []
+    inputs = {"the graph set" if len(graphs) == 1 else f"graph set #{index + 1} of --graphs": path
+              for index, path in enumerate(graphs)}
+    if not args.graphs and not args.arch:
+        inputs["the model directory" if args.model else "the default model directory"] = \
+            args.model or default_model_dir()
+    for name in (args.profile or "").split(","):
+        if name.strip().endswith(PROFILE_SUFFIXES):
+            inputs[f"the profile {name.strip()}"] = Path(name.strip())
+    return inputs
+
+
 def outcome(results: dict) -> int:
     """Exit code: 0 when every device ran or was skipped for want of hardware; 3 when something failed."""
     for line in results["failures"]:
@@ -318,6 +335,8 @@ def bench_main(argv=None) -> int:
     check_backend(args, devices)
     plans = device_plans(args, devices, profiles)
     check_output_dir(args.output, "--output")  # now, not after minutes of measurement
+    # the results root only gets a new folder of this run: it may hold the graph sets, not lie inside an input
+    check_distinct_paths({"--output": args.output}, bench_inputs(args), roots=("--output",))
     profile = profiles[devices[0].name]  # the lengths of the graphs exported (the same in every profile)
     processes = timing_processes(args, profile)
     from ..bench.plan import preflight

@@ -58,18 +58,28 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
 
 def check_outputs(files: dict, passage_cache, inputs: dict) -> None:
     """Before any work: every output file (`{option: path}`, None skipped) can be written, a passage cache that
-    does not exist yet can be created there (one that exists is read: an input), and no output overwrites an
-    input (`{what: path}`) or overlaps another output."""
+    does not exist yet can be created there, and no output, the passage cache included (an existing one is
+    read, and may be written: a resumed build), is, holds or lies inside an input (`{what: path}`) or overlaps
+    another output (files.check_distinct_paths)."""
     from ..files import check_distinct_paths, check_output_dir, check_output_file
 
-    new_cache = passage_cache is not None and not (passage_cache.exists() or passage_cache.is_symlink())
     for option, path in files.items():
         if path is not None:
             check_output_file(path, option)
-    if new_cache:
+    if passage_cache is not None and not (passage_cache.exists() or passage_cache.is_symlink()):
         check_output_dir(passage_cache, "--passage-cache")
-    check_distinct_paths({**files, "--passage-cache": passage_cache if new_cache else None},
-                         {**inputs, "the passage cache": None if new_cache else passage_cache})
+    check_distinct_paths({**files, "--passage-cache": passage_cache}, inputs)
+
+
+def tokenizer_input(graphs, tokenizer) -> dict:
+    """{what: path} of the tokenizer folder a command over a graph set reads: --tokenizer, else the model folder
+    the graphs were exported from (its manifest's source), which is as much an input as a named one."""
+    if tokenizer is not None:
+        return {"the tokenizer directory": tokenizer}
+    from exporters.manifest import graph_set_source
+
+    source = graph_set_source(graphs)
+    return {f"the tokenizer directory {{}} (the model {graphs} was exported from)": source} if source else {}
 
 
 def parse_int_list(text: str, what: str, minimum: int = None) -> list:
