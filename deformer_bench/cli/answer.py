@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import DeformerBenchError
 from ..files import write_text_atomically
-from .common import check_outputs, command_line, interrupts_name_an_unfinished_cache, run_cli
+from .common import (MAX_BATCH_SIZE, check_count, check_outputs, command_line, interrupts_name_an_unfinished_cache,
+                     run_cli, tokenizer_input)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,15 +50,14 @@ def answer_main(argv=None) -> int:
     if args.cache_miss and not args.questions:
         raise DeformerBenchError("--cache-miss says what a question about a passage the cache lacks does, and no "
                                  "--questions were given", "give --questions FILE, or drop --cache-miss")
-    if args.batch_size < 1:
-        raise DeformerBenchError(f"--batch-size must be at least 1, got {args.batch_size}", "e.g. --batch-size 64")
+    check_count("--batch-size", args.batch_size, MAX_BATCH_SIZE)
     from exporters.manifest import load_graph_set
 
     from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
 
     check_outputs({"--output": args.output}, args.passage_cache,
                   {"the graph set": args.graphs, "the passages file": args.passages,
-                   "the questions file": args.questions, "the tokenizer directory": args.tokenizer})
+                   "the questions file": args.questions, **tokenizer_input(args.graphs, args.tokenizer)})
     graph_set = load_graph_set(args.graphs)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
     passages = read_passages(args.passages, tokenizer)

@@ -8,8 +8,14 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError, PassageCacheError
-from .common import command_line, run_cli
+from .common import MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenizer_input
 
+# Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
+# 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray
+# actors than a cluster has cores.
+MAX_SEGMENT_WINDOWS = 1_000_000
+MAX_SHARD_PASSAGES = 1_000_000_000
+MAX_WORKERS = 1024
 INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; the same command goes on from "
                "there")
 
@@ -113,17 +119,22 @@ def build_command(args) -> dict:
     from exporters.manifest import load_graph_set
 
     from ..answer import graph_set_tokenizer, passage_examples
+    from ..files import check_distinct_paths
     from ..passage_cache import build_passage_cache_from_shards
+    from ..passage_cache.build import check_build_location
     from ..passage_cache.store import tokenizer_sha256
     from ..serving import evaluation_session
     from ..squad.features import check_doc_stride, featurize
 
-    for option, value in (("--batch-size", args.batch_size), ("--segment-windows", args.segment_windows),
-                          ("--shard-passages", args.shard_passages)):
-        if value < 1:
-            raise DeformerBenchError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")
-    if args.out.exists() and not args.out.is_dir():
-        raise PassageCacheError(f"--out {args.out} is a file", "give a directory for the cache")
+    for option, value, maximum in (("--batch-size", args.batch_size, MAX_BATCH_SIZE),
+                                   ("--segment-windows", args.segment_windows, MAX_SEGMENT_WINDOWS),
+                                   ("--shard-passages", args.shard_passages, MAX_SHARD_PASSAGES),
+                                   ("--workers", args.workers, MAX_WORKERS)):
+        check_count(option, value, maximum)
+    # Before any lock, file or Ray: where the cache goes, and that it is none of what the build reads.
+    check_distinct_paths({"--out": args.out}, {"the graph set": args.graphs, "the passages file": args.passages,
+                                               **tokenizer_input(args.graphs, args.tokenizer)})
+    check_build_location(args.out, "--out")
     if args.engine == "local" and (args.address or args.workers):
         raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
     engine = None

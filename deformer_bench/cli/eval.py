@@ -82,6 +82,7 @@ def eval_main(argv=None) -> int:
     from ..evaluate import evaluate_model
 
     # before minutes of evaluation, not after
+    # the model folder holds the tokenizer too; a variant's graphs lie inside the graph set
     check_outputs({"--write-predictions": args.write_predictions, "--output": args.output}, args.passage_cache,
                   {"the dataset": args.dataset, "the model directory": args.model, "the graph set": args.onnx})
 

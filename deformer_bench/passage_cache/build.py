@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import PassageCacheError
-from ..files import staged_directory
+from ..files import check_output_dir, staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
 from .key_index import KEY_BYTES, keys_array
 from .store import (FORMAT_VERSION, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity,
@@ -54,16 +54,42 @@ class BuildLocked(PassageCacheError):
 @contextmanager
 def build_lock(directory: Path):
     """One build at a time per cache directory (a second one would list the same segment names twice). The lock
-    file stays: unlinking it would let a third build lock a new file while a second still holds the old one."""
-    with open(directory / LOCK_FILE, "w") as handle:
+    file goes when the build ends, however it ends: removed while still held, and a build that locked a file
+    already removed (it opened it just before) tries again on the one now there, so two builds never hold two
+    files at once."""
+    path = directory / LOCK_FILE
+    while True:
+        handle = open(path, "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            handle.close()
             raise BuildLocked(f"another build is writing {directory}", "wait for it to finish") from None
         try:
-            yield
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()  # locked a removed file: the build that held it has ended
+    try:
+        yield
+    finally:
+        try:
+            path.unlink(missing_ok=True)
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+
+def check_build_location(out_dir: Path, what: str = "the cache directory") -> None:
+    """Before any lock or file is made: `out_dir` is a passage cache, an empty folder, or a path where one can be
+    made. A file, a broken link or a file on the way, a folder that cannot be written, or a folder of anything
+    else (a graph set, a model, your files) is refused, and the refusal leaves nothing there."""
+    check_output_dir(out_dir, what)
+    if out_dir.is_dir() and not (out_dir / RECORD_FILE).is_file():
+        others = sorted(entry.name for entry in out_dir.iterdir() if entry.name != LOCK_FILE)
+        if others:
+            raise PassageCacheError(f"{out_dir} exists and is not a passage cache (no {RECORD_FILE}; it holds "
+                                    f"{others[0]})", "give a new directory, or the directory of a cache")
 
 
 def build_running(directory: Path) -> bool:
@@ -246,8 +272,7 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
         raise PassageCacheError(f"segment_windows must be at least 1, got {segment_windows}", "e.g. 1024")
     shards = shard_source(shards)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PassageCacheError(f"{out_dir} is a file, not a cache directory", "give a directory path")
+    check_build_location(out_dir)
     plan = plan_build(shards())
     identity = graph_identity(graph_set)
     created = False

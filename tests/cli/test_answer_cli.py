@@ -267,3 +267,49 @@ def test_a_cache_lacking_windows_names_commands_that_exist(tiny_student_graphs, 
     code, _, stderr = cli(tiny_student_graphs, "--passages", passages, "--questions", questions, "--passage-cache",
                           cache, "--doc-stride", "16", "--quiet")
     assert code == 0, stderr
+
+
+@pytest.fixture
+def graphs_of_own_model(tiny_student_graphs, tiny_queue_runs, tmp_path):
+    """(graph set, model folder): a copy of the student's graph set whose manifest's source (the default
+    tokenizer) is a copy of its model folder, so that a test may attack the folder without harming the shared one."""
+    import shutil
+
+    model, graphs = tmp_path / "model", tmp_path / "graphs"
+    shutil.copytree(tiny_queue_runs[1] / "k1-kd-lrs" / "model", model)
+    shutil.copytree(tiny_student_graphs, graphs)
+    manifest = json.loads((graphs / "manifest.json").read_text())
+    manifest["model"]["source"] = str(model)
+    (graphs / "manifest.json").write_text(json.dumps(manifest))
+    return graphs, model
+
+
+@pytest.mark.parametrize("target", ["model.safetensors", "vocab.txt", "tokenizer.json", "config.json from inside",
+                                    "a new file in it", "through a link to it", "relative with .."])
+def test_output_may_not_land_in_the_default_tokenizer_folder(graphs_of_own_model, squad_as_jsonl, tmp_path,
+                                                              monkeypatch, target):
+    """Issue 22, finding 1: --output MODEL/model.safetensors overwrote the weights with an answers file (exit 0):
+    MODEL, found through the graph set's manifest as the default tokenizer, is as much an input as a named one."""
+    graphs, model = graphs_of_own_model
+    passages, questions = squad_as_jsonl
+    (tmp_path / "link").symlink_to(model)
+    output = {"model.safetensors": model / "model.safetensors", "vocab.txt": model / "vocab.txt",
+              "tokenizer.json": model / "tokenizer.json", "config.json from inside": "config.json",
+              "a new file in it": model / "answers.json", "through a link to it": tmp_path / "link" / "vocab.txt",
+              "relative with ..": f"../{model.name}/./vocab.txt"}[target]
+    before = {path.name: path.read_bytes() for path in model.iterdir()}
+    monkeypatch.chdir(model)
+    code, stdout, stderr = cli(graphs, "--passages", passages, "--questions", questions, "--passage-cache",
+                               tmp_path / "cache", "--output", output, "--doc-stride", "16", "--quiet")
+    assert code == 2 and "tokenizer directory" in stderr and "Traceback" not in stderr, stderr
+    assert {path.name: path.read_bytes() for path in model.iterdir()} == before
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_new_passage_cache_may_not_go_inside_an_input(graphs_of_own_model, squad_as_jsonl, tmp_path):
+    graphs, model = graphs_of_own_model
+    passages, _ = squad_as_jsonl
+    for cache in (model / "cache", graphs / "variants" / "int8" / "mycache", tmp_path):  # tmp_path holds the passages
+        code, _, stderr = cli(graphs, "--passages", passages, "--passage-cache", cache, "--doc-stride", "16", "--quiet")
+        assert code == 2 and "--passage-cache" in stderr and "Traceback" not in stderr, stderr
+        assert not (model / "cache").exists() and not (graphs / "variants").exists()

@@ -283,3 +283,87 @@ def test_a_variants_cache_is_built_and_verified_with_its_variant(tiny_student_gr
     code, _, stderr = cli("build", tiny_student_graphs_int8, "--variant", "float16", "--passages", three, "--out",
                           tmp_path / "other", "--doc-stride", "16", "--quiet")
     assert code == 2 and "has no float16 variant" in stderr and not (tmp_path / "other").exists()
+
+
+@pytest.fixture
+def own_model_graphs(tiny_student_graphs, tiny_queue_runs, tmp_path):
+    """(graph set, model folder): copies, the manifest's source (the default tokenizer) the copied model."""
+    import shutil
+
+    model, graphs = tmp_path / "model", tmp_path / "graphs"
+    shutil.copytree(tiny_queue_runs[1] / "k1-kd-lrs" / "model", model)
+    shutil.copytree(tiny_student_graphs, graphs)
+    manifest = json.loads((graphs / "manifest.json").read_text())
+    manifest["model"]["source"] = str(model)
+    (graphs / "manifest.json").write_text(json.dumps(manifest))
+    return graphs, model
+
+
+def snapshot(root):
+    return sorted((str(path.relative_to(root)), str(path.readlink()) if path.is_symlink() else path.is_dir()
+                   or path.read_bytes()) for path in root.rglob("*"))
+
+
+@pytest.mark.parametrize("out", ["the graph set", "the model folder", "a folder of the user's", "inside the graph set",
+                                 "inside the model folder", "a folder holding the passages"])
+def test_a_refused_build_leaves_nothing_behind(own_model_graphs, passages, tmp_path, out):
+    """Issue 22, finding 7: a build refused for its --out left .build.lock there, which then stopped
+    deformer-export --overwrite of that graph set. Every check comes before any lock or file."""
+    graphs, model = own_model_graphs
+    three, _ = passages
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    target = {"the graph set": graphs, "the model folder": model, "a folder of the user's": tmp_path / "mine",
+              "inside the graph set": graphs / "variants" / "int8" / "mycache",
+              "inside the model folder": model / "cache", "a folder holding the passages": tmp_path}[out]
+    before = snapshot(tmp_path)
+    code, stdout, stderr = cli("build", graphs, "--passages", three, "--out", target, "--doc-stride", "16", "--quiet")
+    assert code == 2 and stderr.startswith("error: ") and "Traceback" not in stderr and stdout == "", stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("obstacle", ["a file on the way", "a broken link", "a file"])
+def test_an_out_that_cannot_be_a_folder_is_one_clear_error_naming_the_obstacle(tiny_student_graphs, passages, tmp_path,
+                                                                                obstacle):
+    """Issue 22, finding 13: `--out afile/sub` said "afile: File exists", a dangling link "dangling/.build.lock: No
+    such file or directory"."""
+    three, _ = passages
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    out, expected = {"a file on the way": (tmp_path / "afile" / "sub", f"has a file in the way: {tmp_path / 'afile'}"),
+                     "a broken link": (tmp_path / "dangling", f"is a broken symbolic link (to {tmp_path / 'gone'}"),
+                     "a file": (tmp_path / "afile", "is a file")}[obstacle]
+    before = snapshot(tmp_path)
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", out, "--doc-stride", "16",
+                               "--quiet")
+    assert code == 2 and f"error: --out {out} {expected}" in stderr and "Traceback" not in stderr, stderr
+    assert "fix: " in stderr and snapshot(tmp_path) == before
+
+
+def test_a_build_leaves_no_lock_behind(tiny_student_graphs, passages, tmp_path):
+    from deformer_bench.passage_cache.build import LOCK_FILE
+
+    three, four = passages
+    cache = tmp_path / "cache"
+    assert cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "16",
+               "--quiet")[0] == 0
+    assert not (cache / LOCK_FILE).exists()
+    code, _, stderr = cli("build", tiny_student_graphs, "--passages", four, "--out", cache, "--doc-stride", "16",
+                          "--dtype", "int8", "--quiet")  # refused under the lock: another dtype
+    assert code == 2 and "int8" in stderr and not (cache / LOCK_FILE).exists(), stderr
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--shard-passages", "99999999999999999999", "--shard-passages must be at most 1,000,000,000"),  # was a traceback
+    ("--segment-windows", "99999999999999999999", "--segment-windows must be at most 1,000,000"),
+    ("--batch-size", "99999999999999999999", "--batch-size must be at most 65,536"),
+    ("--workers", "99999999999999999999", "--workers must be at most 1,024"),
+])
+def test_absurd_counts_are_refused_with_a_clear_message(tiny_student_graphs, passages, tmp_path, option, value,
+                                                        message):
+    """Issue 22, finding 14: counts are bounded; --shard-passages 99999999999999999999 was a ValueError traceback."""
+    three, _ = passages
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", tmp_path / "x",
+                               "--doc-stride", "16", option, value, "--quiet")
+    assert code == 2 and message in stderr and "Traceback" not in stderr and stdout == "", stderr
+    assert not (tmp_path / "x").exists()

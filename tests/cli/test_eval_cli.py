@@ -144,9 +144,11 @@ def test_a_dataset_path_that_is_a_directory_says_so(tmp_path):
     assert code == 2 and "is a directory" in stderr
 
 
-@pytest.mark.parametrize("outputs", ["dataset", "model config", "same twice", "cache and record"])
-def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tiny_queue_runs, small_train_file, tmp_path,
-                                                                      outputs):
+@pytest.mark.parametrize("outputs", ["dataset", "model config", "same twice", "cache and record",
+                                     "a new record in the model", "a new cache in the model",
+                                     "predictions beside the weights through a link"])
+def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tiny_queue_runs, tiny_student_graphs,
+                                                                      small_train_file, tmp_path, outputs):
     import shutil
 
     dataset = tmp_path / "data.json"
@@ -156,12 +158,18 @@ def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tiny_queu
     extra = {"dataset": ["--write-predictions", dataset],
              "model config": ["--output", model / "config.json"],
              "same twice": ["--output", tmp_path / "r.json", "--write-predictions", tmp_path / "r.json"],
-             "cache and record": ["--passage-cache", tmp_path / "twin", "--output", tmp_path / "twin"]}[outputs]
-    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+             "cache and record": ["--passage-cache", tmp_path / "twin", "--output", tmp_path / "twin"],
+             # issue 22, finding 1: new files inside an input are refused too, however the path is spelled
+             "a new record in the model": ["--output", model / "eval.json"],
+             "a new cache in the model": ["--onnx", tiny_student_graphs, "--passage-cache", model / "cache"],
+             "predictions beside the weights through a link": ["--write-predictions", tmp_path / "m" / "p.json"],
+             }[outputs]
+    (tmp_path / "m").symlink_to(model)
+    before = sorted((path, path.is_file() and path.read_bytes()) for path in tmp_path.rglob("*"))
     code, _, stderr = cli("--dataset", dataset, "--model", model, "--doc-stride", "16", "--limit", "2", "--quiet",
                           *extra)
     assert code == 2 and "Traceback" not in stderr and "featurize" not in stderr, stderr
-    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    assert sorted((path, path.is_file() and path.read_bytes()) for path in tmp_path.rglob("*")) == before
 
 
 def test_a_damaged_graph_whose_hash_was_updated_is_one_clear_error(tiny_queue_runs, tiny_student_graphs,
