@@ -19,7 +19,7 @@ from pathlib import Path
 from .bench.flops import path_flops
 from .bench.summary import batch_across
 from .errors import DeformerBenchError
-from .files import save_figure_atomically, write_text_atomically
+from .files import check_distinct_paths, save_figure_atomically, write_text_atomically
 from .readers import read_json, read_json_lines
 
 TEACHER_LAYER = 0
@@ -237,6 +237,9 @@ def measured_cell(record: dict) -> str:
     return cell
 
 
+OUTPUT_FILES = ("accuracy.json", "accuracy.md", "accuracy.csv", "accuracy.png", "training.png")
+
+
 def write(records: list, out_dir: Path, bench_source: dict = None) -> None:
     """The table, CSV, JSON and plots; `bench_source` (bench_provenance) is what accuracy.json says of a joined bench."""
     import matplotlib
@@ -326,6 +329,10 @@ def main(argv=None) -> None:
         parser.add_argument("--bench", type=Path, default=None,
                             help="a deformer-bench results directory of the runs' model shape and lengths")
         args = parser.parse_args(args_list)
+        # the files written into --out, against everything read (a table rebuilt from --records goes elsewhere)
+        check_distinct_paths({f"--out's {name}": args.out / name for name in OUTPUT_FILES},
+                             {"the runs (--runs-dir)": args.runs_dir, "the records (--records)": args.records,
+                              "the bench results (--bench)": args.bench})
         bench = load_bench(args.bench) if args.bench else None
         records = collect(args.runs_dir, bench) if args.runs_dir else saved_records(args.records, bench)
         write(records, args.out, bench_provenance(bench) if bench else None)

@@ -27,7 +27,7 @@ import numpy as np
 from .errors import DeformerBenchError, ModelDirError
 from .readers import GZIP_MAGIC, json_lines, refuse_binary
 from .serving import load_tokenizer, onnx_logits, open_passage_cache
-from .passage_cache import load_passage_cache
+from .passage_cache import CacheCommands, load_passage_cache
 from .passage_cache.store import check_windows_cut, tokenizer_sha256
 from .squad.data import Example, is_unicode
 from .squad.features import check_doc_stride, featurize
@@ -221,15 +221,18 @@ class Answers:
 
 
 def cache_passages(graph_set, passages: dict, tokenizer, directory, doc_stride: int, batch_size: int = 64,
-                   progress: bool = True):
+                   progress: bool = True, commands: CacheCommands = CacheCommands()):
     """(cache, record): the offline step. Builds the passage cache of every passage's windows in `directory`
-    if it does not exist; if it does, checks that it holds them all (one of other passages or another stride
-    is refused)."""
+    if it does not exist (or goes on with its unfinished build of these same passages); if it does, checks that it
+    holds them all (one of other passages or another stride is refused). `commands`: see
+    serving.open_passage_cache and PassageCache.rows."""
     deformer = graph_set.manifest["deformer"]
     windows = featurize(passage_examples(passages), tokenizer, deformer["question_len"], deformer["passage_len"],
                         doc_stride, progress=progress)  # refuses a bad stride before any graph runs
-    cache, built = open_passage_cache(graph_set, windows, Path(directory), batch_size, progress, doc_stride)
-    rows = cache.rows(windows.passage_input_ids, windows.passage_attention_mask)  # refuses missing windows
+    cache, built = open_passage_cache(graph_set, windows, Path(directory), batch_size, progress, doc_stride,
+                                      commands)
+    rows = cache.rows(windows.passage_input_ids, windows.passage_attention_mask,  # refuses missing windows
+                      fix=commands.add_missing)
     record = {"directory": str(directory), "passages": len(passages), "passage_windows": len(windows),
               "distinct_windows": int(len(np.unique(rows))), "cache_windows": cache.info["windows"],
               "built": built, "build_seconds": cache.info["build_seconds"] if built else None}
@@ -240,13 +243,14 @@ CACHE_MISS_RULES = ("refuse", "compute")
 
 
 def answer_questions(graph_set, passages: dict, questions: list, tokenizer, passage_cache_dir, doc_stride: int = 128,
-                     batch_size: int = 64, progress: bool = True, cache_miss: str = "refuse") -> Answers:
+                     batch_size: int = 64, progress: bool = True, cache_miss: str = "refuse",
+                     commands: CacheCommands = CacheCommands()) -> Answers:
     """Answer `questions` (Examples from read_questions). A cache already in `passage_cache_dir` is read as is;
     an absent one is built first from every passage. A question window whose passage window the cache lacks
     (a passage added after the build, another doc stride) is a cache miss; `cache_miss` says what then:
     "refuse" (PassageCacheError before any question runs: most often the wrong cache directory) or "compute"
     (lower_passage runs online for those windows, as a cache miss costs in serving; the cache is not written,
-    and the record counts them)."""
+    and the record counts them). `commands`: see serving.open_passage_cache and PassageCache.rows."""
     if cache_miss not in CACHE_MISS_RULES:
         raise ValueError(f"cache_miss must be one of {CACHE_MISS_RULES}, got {cache_miss!r}")
     deformer = graph_set.manifest["deformer"]
@@ -254,16 +258,17 @@ def answer_questions(graph_set, passages: dict, questions: list, tokenizer, pass
     cache = load_passage_cache(passage_cache_dir, graph_set) if Path(passage_cache_dir).exists() else None
     if cache is not None:  # windows cut otherwise would only look missing (or, with "compute", all be misses)
         check_windows_cut(cache.info, passage_cache_dir, doc_stride, tokenizer_sha256(tokenizer))
-    if cache is not None and cache.info.get("complete"):
+    if cache is not None and cache.info["complete"]:
         record = {"directory": str(passage_cache_dir), "cache_windows": cache.info["windows"], "built": False}
-    else:  # absent, or a build that did not finish: it goes on
+    else:  # absent, or a build that did not finish: it goes on if it was started for these passages
         cache, record = cache_passages(graph_set, passages, tokenizer, passage_cache_dir, doc_stride, batch_size,
-                                       progress)
+                                       progress, commands)
     started = time.perf_counter()
     features = featurize(questions, tokenizer, deformer["question_len"], deformer["passage_len"], doc_stride,
                          progress=progress)
     if cache_miss == "refuse":
-        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)  # refuses missing windows
+        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask,  # refuses missing windows
+                          fix=commands.add_missing)
     else:
         rows = cache.lookup(features.passage_input_ids, features.passage_attention_mask)  # -1: computed online
     start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)

@@ -20,6 +20,10 @@ GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 TORCH_DTYPES = ("float32", "float16", "bfloat16")
 GRAPH_DTYPES = ("float32", "float16")
 REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_sizes")
+# Bounds on how long and how often a measurement repeats: past them a typo (min_time_s: 1e9, memory_iterations:
+# 10**12) runs until killed. An hour per measurement, a hundred thousand repeats.
+MAX_TIMED_SECONDS = 3600.0
+MAX_REPEATS = 100_000
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,18 @@ class Profile:
         if not _is_int(self.seed) or self.seed < 0:
             raise ProfileError(f"profile {self.name!r}: seed must be an integer >= 0, got {self.seed!r}",
                                "fix seed in the profile")
+        for name in ("warmup_min_count", "min_count", "memory_iterations"):
+            if getattr(self, name) > MAX_REPEATS:
+                raise ProfileError(f"profile {self.name!r}: {name} must be at most {MAX_REPEATS:,}, got "
+                                   f"{getattr(self, name):,}", f"fix {name} in the profile")
         for name in ("warmup_min_time_s", "min_time_s", "max_time_s"):
             value = getattr(self, name)
-            # NaN passes every comparison and inf never ends a timed loop: both are refused
+            # NaN passes every comparison and inf never ends a timed loop: both are refused, as is a finite time
+            # that would not end either (1e9 s)
             if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-                    or value < 0):
-                raise ProfileError(f"profile {self.name!r}: {name} must be a finite number >= 0, got {value!r}",
-                                   f"fix {name} in the profile")
+                    or not 0 <= value <= MAX_TIMED_SECONDS):
+                raise ProfileError(f"profile {self.name!r}: {name} must be a finite number of seconds from 0 to "
+                                   f"{MAX_TIMED_SECONDS:g}, got {value!r}", f"fix {name} in the profile")
         if self.max_time_s < self.min_time_s:
             raise ProfileError(f"profile {self.name!r}: max_time_s < min_time_s", "raise max_time_s")
         if (not isinstance(self.batch_sizes, (list, tuple)) or not self.batch_sizes

@@ -45,6 +45,10 @@ class TrainingDiverged(RuntimeFailure):
     """The loss became NaN or infinite."""
 
 
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 1000
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     output_dir: str
@@ -92,6 +96,11 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"training setting {name} must be a whole number >= 0, got {value!r}", f"fix {name}")
+        # torch.manual_seed takes at most 64 bits (a larger seed was a ValueError deep in the run); a thousand
+        # epochs are past any schedule this project trains, and a typo such as 1e9 would train until killed
+        if self.seed > MAX_SEED or self.epochs > MAX_EPOCHS:
+            raise ConfigError(f"training settings seed (at most {MAX_SEED:,}) and epochs (at most {MAX_EPOCHS:,}) are "
+                              f"out of range: seed {self.seed:,}, epochs {self.epochs:g}", "fix them")
         if not isinstance(self.bf16, bool):
             raise ConfigError(f"training setting bf16 must be true or false, got {self.bf16!r}", "fix bf16")
         if self.checkpoint_every < 1 or not 0 <= self.warmup_ratio <= 1 or not 0 <= self.attention_dropout < 1:

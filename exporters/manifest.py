@@ -62,17 +62,16 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     (Path(directory) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def is_graph_set_dir(directory) -> bool:
-    """True for a directory holding a manifest.json that deformer-export wrote (whatever its state)."""
-    path = Path(directory) / MANIFEST_FILE
-    if not Path(directory).is_dir() or not path.is_file():
-        return False
+def graph_set_source(directory):
+    """The model folder a graph set was exported from (its manifest's `source`), without checking the set: the
+    default tokenizer of the commands that read it, named before any work so that no output lands in it. None
+    when the manifest cannot be read, is refused or names no folder (load_graph_set then says why). Read as every
+    manifest is (read_manifest): a `source` given twice is refused, not taken as whichever one JSON keeps."""
     try:
-        manifest = read_json(path, "graph set manifest", ManifestError)
+        source = read_manifest(Path(directory))["model"]["source"]
     except ManifestError:
-        return False
-    return isinstance(manifest, dict) and isinstance(manifest.get("tool"), dict) \
-        and manifest["tool"].get("name") == "deformer-bench"
+        return None
+    return source if source != "in-memory" else None
 
 
 @dataclass(frozen=True)
@@ -187,10 +186,8 @@ def check_variants_shape(manifest: dict, manifest_path: Path) -> None:
                                     "re-export the graph set")
 
 
-def load_graph_set(directory, variant: str = None) -> GraphSet:
-    """Read manifest.json and check its shape, and that every graph it names is there with the recorded hash;
-    with `variant` (see exporters/variants.py), that variant's graphs instead ("float32": the exported ones)."""
-    directory = Path(directory)
+def read_manifest(directory: Path) -> dict:
+    """A graph set's manifest.json, of a known version and checked whole for shape (not the graphs' hashes)."""
     manifest_path = directory / MANIFEST_FILE
     if not directory.is_dir():
         what = "does not exist" if not directory.exists() else "is not a directory"
@@ -206,6 +203,37 @@ def load_graph_set(directory, variant: str = None) -> GraphSet:
         )
     check_manifest_shape(manifest, manifest_path)
     check_variants_shape(manifest, manifest_path)
+    return manifest
+
+
+def graph_set_entries(directory) -> set:
+    """Every path (relative, POSIX) a graph set's manifest makes its own: the manifest, its graphs, and under
+    variants/ each listed variant's folder, graphs and (ort) operator config. Raises ManifestError when the
+    manifest is missing, of another version or shape, or not deformer-export's."""
+    from .variants import ORT_EXTRA_FILES, VARIANTS_DIR
+
+    manifest = read_manifest(Path(directory))
+    tool = manifest.get("tool")
+    if not isinstance(tool, dict) or tool.get("name") != "deformer-bench":
+        raise ManifestError(f"{Path(directory) / MANIFEST_FILE} was not written by deformer-export",
+                            "give a directory written by deformer-export")
+    entries = {MANIFEST_FILE, *(entry["file"] for entry in manifest["graphs"].values())}
+    variants = manifest.get("variants", {})
+    if variants:
+        entries.add(VARIANTS_DIR)
+    for name, entry in variants.items():
+        folder = f"{VARIANTS_DIR}/{name}"
+        entries |= {folder, *(f"{folder}/{graph['file']}" for graph in entry["graphs"].values())}
+        if name == "ort":
+            entries |= {f"{folder}/{extra}" for extra in ORT_EXTRA_FILES}
+    return entries
+
+
+def load_graph_set(directory, variant: str = None) -> GraphSet:
+    """Read manifest.json and check its shape, and that every graph it names is there with the recorded hash;
+    with `variant` (see exporters/variants.py), that variant's graphs instead ("float32": the exported ones)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
     if variant in (None, "float32"):
         _check_graph_files(directory, manifest["graphs"])
         return GraphSet(directory, manifest)

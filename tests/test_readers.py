@@ -235,3 +235,20 @@ def test_the_evaluation_record_a_queue_reuses_is_read_by_the_rule(tmp_path, caps
     path.write_text(json.dumps({"dataset": "d", "doc_stride": 128})[:-1] + ', "doc_stride": 64}')
     assert read_evaluation(path, {"dataset": "d"}, 64) is None
     assert "key 'doc_stride' is given twice" in capsys.readouterr().err
+
+
+def test_the_default_tokenizer_folder_is_read_from_the_manifest_by_the_rule(tiny_graphs, tmp_path):
+    """graph_set_source names the model folder a graph set came from before any work (so that no output lands in
+    it); it reads manifest.json as load_graph_set does: a `source` given twice is no folder at all, not whichever
+    one Python's json keeps, and the command then stops at the manifest, naming the key."""
+    from exporters.manifest import graph_set_source, load_graph_set
+
+    source = graph_set_source(tiny_graphs)
+    assert source == json.loads((tiny_graphs / "manifest.json").read_text())["model"]["source"]
+    text = (tiny_graphs / "manifest.json").read_text()
+    assert text.count('"source": ') == 1
+    (tmp_path / "manifest.json").write_text(text.replace('"source": ', f'"source": {json.dumps(str(tmp_path))}, '
+                                                                       '"source": '))
+    assert graph_set_source(tmp_path) is None
+    with pytest.raises(DeformerBenchError, match="key 'source' is given twice"):
+        load_graph_set(tmp_path)

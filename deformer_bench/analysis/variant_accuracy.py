@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError
-from ..files import write_texts_atomically
+from ..files import check_distinct_paths, write_texts_atomically
 from ..readers import FormatError, read_json
 
 COLUMNS = ["model", "k", "variant", "made_from", "f1", "exact_match", "f1_change", "questions", "windows", "doc_stride",
@@ -143,8 +143,11 @@ def variant_accuracy_main(argv=None) -> int:
         parser.error("give RECORDS (a directory of records) or --is-current")
     if not args.records.is_dir():
         raise DeformerBenchError(f"{args.records} is not a directory", "give the directory of the records")
-    table = variant_table(read_records(args.records))
     out = args.out or args.records
+    records = sorted(args.records.glob("*.json"))
+    check_distinct_paths({"the table": out / "accuracy.csv", "the table's markdown": out / "accuracy.md"},
+                         {f"record #{index + 1}": path for index, path in enumerate(records)})
+    table = variant_table(read_records(args.records))
     out.mkdir(parents=True, exist_ok=True)
     write_texts_atomically({out / "accuracy.csv": table.to_csv(index=False), out / "accuracy.md": markdown(table)})
     print(markdown(table), end="")

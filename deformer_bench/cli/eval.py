@@ -10,7 +10,7 @@ from ..errors import DeformerBenchError, ManifestError
 from ..files import write_texts_atomically
 from ..model import POSITION_OFFSETS
 from ..readers import read_json
-from .common import check_outputs, positive_int, run_cli
+from .common import check_outputs, command_line, interrupts_name_an_unfinished_cache, positive_int, run_cli
 
 DEFAULT_DOC_STRIDE = 128
 # Options that only mean something when a model is evaluated: with --predictions they are refused, not ignored.
@@ -80,6 +80,7 @@ def eval_main(argv=None) -> int:
     from ..evaluate import evaluate_model
 
     # before minutes of evaluation, not after
+    # the model folder holds the tokenizer too; a variant's graphs lie inside the graph set
     check_outputs({"--write-predictions": args.write_predictions, "--output": args.output}, args.passage_cache,
                   {"the dataset": args.dataset, "the model directory": args.model, "the graph set": args.onnx})
 
@@ -88,11 +89,13 @@ def eval_main(argv=None) -> int:
     if args.doc_stride is None:
         args.doc_stride = DEFAULT_DOC_STRIDE
     started = time.perf_counter()
-    result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, onnx_variant=args.variant, limit=args.limit,
-                            doc_stride=args.doc_stride, layer=args.layer, question_len=args.question_len,
-                            passage_len=args.passage_len, progress=not args.quiet,
-                            warn=warn_to_stderr, passage_cache_dir=args.passage_cache,
-                            passage_position_offset=args.position_offset)
+    with interrupts_name_an_unfinished_cache(args.passage_cache):
+        result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, onnx_variant=args.variant,
+                                limit=args.limit, doc_stride=args.doc_stride, layer=args.layer,
+                                question_len=args.question_len, passage_len=args.passage_len,
+                                progress=not args.quiet, warn=warn_to_stderr, passage_cache_dir=args.passage_cache,
+                                passage_position_offset=args.position_offset,
+                                passage_cache_commands=cache_commands(args) if args.passage_cache else None)
     summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}
     if result.passage_cache:
         summary["passage_cache"] = result.passage_cache
@@ -105,6 +108,22 @@ def eval_main(argv=None) -> int:
     write_texts_atomically(outputs)  # both or neither
     print(json.dumps(summary))
     return 0
+
+
+def cache_commands(args):
+    """The commands a kept passage cache names: this evaluation (it builds the cache, and goes on with it after a
+    kill), and how windows the cache lacks are added: deformer-cache build of the dataset's paragraphs, with the
+    same graphs, variant, stride and tokenizer."""
+    from ..passage_cache import CacheCommands
+
+    variant = ("--variant", args.variant) if args.variant else ()
+    start = command_line("deformer-eval", "--dataset", args.dataset, "--model", args.model, "--onnx", args.onnx,
+                         *variant, "--passage-cache", args.passage_cache, "--doc-stride", args.doc_stride,
+                         *(("--limit", args.limit) if args.limit else ()))
+    append = command_line("deformer-cache", "build", args.onnx, *variant, "--passages", args.dataset, "--out",
+                          args.passage_cache, "--doc-stride", args.doc_stride, "--tokenizer", args.model, "--append")
+    return CacheCommands(start, f"add the dataset's passages to it: {append}; or give a new --passage-cache "
+                                "directory")
 
 
 def evaluation_record(args, result, summary: dict, environment: dict, seconds: float) -> dict:

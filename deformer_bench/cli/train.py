@@ -145,7 +145,7 @@ def queue_configs(queue_path: Path, runs_dir: Path) -> list:
     return configs
 
 
-def check_queue_inputs(configs: list, runs_dir: Path) -> None:
+def check_queue_inputs(configs: list, runs_dir: Path, queue_path: Path = None) -> None:
     """Before the first run starts (each takes an hour or more): every file and model a run reads must be
     there, or be made by an earlier run of the queue; every run's k must fit its model, and its directory
     must be one it may write."""
@@ -169,7 +169,8 @@ def check_queue_inputs(configs: list, runs_dir: Path) -> None:
             raise ConfigError(f"run {name!r}: k={config.layer} is outside 0..{layers_of[config.init_dir]} for its "
                                f"{layers_of[config.init_dir]}-layer model", "fix its layer")
         if not (Path(config.output_dir) / "DONE").exists():
-            check_run_directory(config)
+            check_run_directory(config, {"the queue file": queue_path,
+                                         "the evaluation dataset": evaluation.get("dataset")})
         layers_of[str(runs_dir / name / "model")] = layers_of[config.init_dir]
 
 
@@ -236,7 +237,7 @@ def train_main(argv=None) -> int:
         if unknown:
             raise ConfigError(f"--only names runs not in {args.queue}: {', '.join(unknown)}",
                               f"runs there: {', '.join(name for name, _, _ in configs)}")
-        check_queue_inputs(configs, runs_dir)
+        check_queue_inputs(configs, runs_dir, args.queue)
         for name, config, evaluation in configs:
             if selected and name not in selected:
                 continue
