@@ -93,8 +93,8 @@ scenario-graphs: install
 scenario-caches: scenario-graphs
 	set -e; for variant in $(SCENARIO_VARIANTS); do \
 	  cache=build/scenario-caches/k3-kd-lrs-$$variant; \
-	  $(PY) -c "import json, sys; sys.exit(not json.load(open(sys.argv[1]))['complete'])" $$cache/cache.json 2>/dev/null \
-	    || $(VENV)/bin/deformer-cache build build/reference-graphs/k3-kd-lrs --variant $$variant \
+	  $(PY) -c "import sys; from deformer_bench.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
+	    || $(VENV)/bin/deformer-cache build build/reference-graphs/k3-kd-lrs $$(test $$variant = float32 || echo --variant $$variant) \
 	    --passages $(SQUAD)/dev-v1.1.json.gz --out $$cache --quiet; \
 	done
 

@@ -175,6 +175,8 @@ def system_specs(args) -> list:
 
 
 def default_caches(args, specs: list) -> list:
+    from .run import cache_build_command
+
     if args.passage_cache is not None:
         return list(args.passage_cache)
     directories = []
@@ -184,8 +186,10 @@ def default_caches(args, specs: list) -> list:
         directory = DEFAULT_CACHE_ROOT / f"{spec.graphs.resolve().name}-{spec.variant}"
         if not directory.is_dir():
             raise PassageCacheError(f"no passage cache for {spec.label}: the default {directory} does not exist",
-                                    f"make scenario-caches, or build it (deformer-cache build {spec.graphs} --variant "
-                                    f"{spec.variant} --passages DATASET --out {directory}), or give --passage-cache")
+                                    "make scenario-caches, or build it ("
+                                    + cache_build_command(spec, args.dataset, directory,
+                                                          DOC_STRIDE if args.doc_stride is None else args.doc_stride)
+                                    + "), or give --passage-cache")
         directories.append(directory)
     return directories
 

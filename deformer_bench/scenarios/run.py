@@ -119,11 +119,23 @@ def prepare_systems(request: ScenarioRequest, samples: SampleSet) -> list:
     return prepared
 
 
+def cache_build_command(spec: SystemSpec, dataset, out, doc_stride: int = DOC_STRIDE, append: bool = False) -> str:
+    """The deformer-cache build that makes (or, `append`, completes) a system's passage cache of `dataset`, as a
+    command to paste: the float32 graphs are deformer-cache's default, any other variant is named with --variant.
+    `out` is a path, or a word such as DIR for the user to choose."""
+    from ..cli.common import command_line
+
+    return command_line("deformer-cache", "build", Path(spec.graphs),
+                        *(("--variant", spec.variant) if spec.variant != "float32" else ()),
+                        "--passages", Path(dataset), "--out", out, "--doc-stride", doc_stride,
+                        "--append" if append else None)
+
+
 def match_caches(deformers: list, directories: list, samples: SampleSet, doc_stride: int = DOC_STRIDE) -> None:
     """Give each deformer system the cache built with its lower_passage graph; a cache that fits none of them
     (another graph set, another variant) is refused, as is a system without one."""
     from ..passage_cache import load_passage_cache
-    from ..passage_cache.store import check_windows_cut, graph_identity, tokenizer_sha256
+    from ..passage_cache.store import check_windows_cut, graph_identity, resume_hint, tokenizer_sha256
 
     caches = []
     for directory in directories:
@@ -138,11 +150,11 @@ def match_caches(deformers: list, directories: list, samples: SampleSet, doc_str
                 f"{str(theirs.get('model_fingerprint_sha256'))[:12]}, k={theirs.get('layer')}, variant "
                 f"{theirs.get('variant', 'float32')}) than any deformer system of this run ("
                 + ", ".join(f"{system.spec.label} of {system.spec.graphs}" for system in deformers) + ")",
-                "give the caches built from these graph sets and variants (deformer-cache build GRAPHS --variant V)")
+                "give the caches built from these graph sets and variants (deformer-cache build GRAPHS, with "
+                "--variant V for a variant's)")
     for system in deformers:
         found = [(directory, cache) for directory, cache, identity in caches if identity == wanted[id(system)]]
-        build = (f"deformer-cache build {system.spec.graphs} --variant {system.spec.variant} --passages "
-                 f"{samples.dataset} --doc-stride {doc_stride} --out DIR")
+        build = cache_build_command(system.spec, samples.dataset, "DIR", doc_stride)
         if not found:
             raise PassageCacheError(f"no passage cache given was built with the lower_passage graph of "
                                     f"{system.spec.label} ({system.spec.graphs})",
@@ -151,9 +163,9 @@ def match_caches(deformers: list, directories: list, samples: SampleSet, doc_str
             raise PassageCacheError(f"passage caches {found[0][0]} and {found[1][0]} were both built with the "
                                     f"lower_passage graph of {system.spec.label}", "give one of them")
         directory, cache = found[0]
-        if not cache.info.get("complete"):
+        if not cache.info.get("complete"):  # it goes on only with the build that started it (issue 22)
             raise PassageCacheError(f"passage cache {directory} is not finished (its build was interrupted)",
-                                    f"run its build again to finish it ({build})")
+                                    resume_hint(cache.info["unfinished_build"]))
         check_windows_cut(cache.info, directory, doc_stride, tokenizer_sha256(system.tokenizer))
         check_cache_holds_samples(system, cache, directory, samples, doc_stride)
         system.cache = cache
@@ -175,8 +187,8 @@ def check_cache_holds_samples(system: PreparedSystem, cache, directory: Path, sa
         raise PassageCacheError(
             f"passage cache {directory} lacks {missing:,} of the {len(features):,} passage windows of the "
             f"{len(samples):,} questions asked (it was built from other passages, or this dataset lacks them)",
-            f"build the dataset's passages into it: deformer-cache build {system.spec.graphs} --variant "
-            f"{system.spec.variant} --passages {samples.dataset} --out {directory} --doc-stride {doc_stride} --append")
+            "build the dataset's passages into it: "
+            + cache_build_command(system.spec, samples.dataset, directory, doc_stride, append=True))
 
 
 def session_settings(request: ScenarioRequest) -> dict:

@@ -124,3 +124,59 @@ def test_an_output_that_is_a_file_is_refused_first(capsys, tmp_path, scenario_gr
                          "offline", "--variant", "float32")
     assert run_bench(argv) == 2
     assert "--output" in capsys.readouterr().err and out.read_text() == "mine"  # before the cache was read
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8-arm64"])
+def test_a_missing_cache_names_the_build_that_makes_it(capsys, tmp_path, monkeypatch, scenario_graphs,
+                                                       small_train_file, variant):
+    """The float32 graphs are deformer-cache build's default: the command a refusal names gives --variant for a
+    variant only (deformer-cache's --variant names a variant the graph set was exported with), and pastes as it
+    is, from any folder."""
+    monkeypatch.chdir(tmp_path)  # no build/scenario-caches here: the default cache is missing
+    graphs = scenario_graphs["deformer"]
+    if variant != "float32":  # every run has the float32 systems: theirs is found, the variant's is not
+        (tmp_path / "build" / "scenario-caches" / f"{graphs.name}-float32").mkdir(parents=True)
+    out = tmp_path / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [], small_train_file, out, "--scenario", "offline",
+                                          "--variant", variant, "--systems", "deformer"), out)
+    assert f"no passage cache for deformer {variant}" in error
+    command = error.split("or build it (", 1)[1].split("), or give --passage-cache", 1)[0]
+    option = "" if variant == "float32" else f" --variant {variant}"
+    assert command == (f"deformer-cache build {graphs}{option} --passages {small_train_file} --out "
+                       f"{tmp_path / 'build' / 'scenario-caches' / f'{graphs.name}-{variant}'} --doc-stride 16")
+
+
+def test_an_unfinished_cache_names_the_build_that_started_it(capsys, tmp_path, monkeypatch, scenario_graphs,
+                                                             small_train_file):
+    """An unfinished cache goes on only with the build it was started for (issue 22): the refusal names that
+    build's own command, not a new build of the dataset into it."""
+    from deformer_bench import serving
+    from deformer_bench.cli.cache import cache_main
+    from deformer_bench.cli.common import run_cli
+
+    from .conftest import DOC_STRIDE
+
+    real, runs = serving.evaluation_session, []
+
+    class Interrupting:  # lower_passage interrupted (as Ctrl-C would) at its third window
+        def __init__(self, path):
+            self.session = real(path)
+
+        def run(self, names, feed):
+            runs.append(1)
+            if len(runs) == 3:
+                raise KeyboardInterrupt
+            return self.session.run(names, feed)
+
+    cache = tmp_path / "unfinished"
+    with monkeypatch.context() as patch:
+        patch.setattr(serving, "evaluation_session", Interrupting)
+        assert run_cli(cache_main, ["build", str(scenario_graphs["deformer"]), "--passages", str(small_train_file),
+                                    "--out", str(cache), "--doc-stride", str(DOC_STRIDE), "--segment-windows", "1",
+                                    "--batch-size", "1", "--quiet"]) == 130
+    capsys.readouterr()
+    out = tmp_path / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [cache], small_train_file, out, "--scenario", "offline",
+                                          "--variant", "float32", "--systems", "deformer"), out)
+    assert f"passage cache {cache} is not finished" in error
+    assert "go on with the command that started it: deformer-cache build" in error and f"--out {cache}" in error
