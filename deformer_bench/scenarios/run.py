@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, PassageCacheError
-from ..files import check_output_dir, staged_directory
+from ..files import check_distinct_paths, check_output_dir, staged_directory
 from . import driver, logs
 from .results import (REFERENCE_LABEL, AccuracyResult, LoadGenResult, ScenarioResults, ServerSearch, ServerTrial,
                       SystemRun)
@@ -95,6 +95,30 @@ def check_request(request: ScenarioRequest) -> None:
         raise ConfigError(f"--latency-bound-ms must be positive, got {request.latency_bound_ms}", "e.g. 200")
     if request.max_duration_s is not None and not request.max_duration_s > 0:
         raise ConfigError(f"--max-duration-s must be positive, got {request.max_duration_s}", "e.g. 120")
+
+
+def request_inputs(request: ScenarioRequest) -> dict:
+    """{what: path} of everything a run reads, named or found by default: the dataset, every graph set and the
+    tokenizer folder its manifest names (the model it was exported from), every passage cache, the profile file."""
+    from ..cli.common import tokenizer_input
+
+    inputs = {"the dataset": request.dataset}
+    for graphs in dict.fromkeys(Path(spec.graphs) for spec in request.systems):
+        kinds = "/".join(dict.fromkeys(spec.kind for spec in request.systems if Path(spec.graphs) == graphs))
+        inputs[f"the {kinds} graph set {{}}"] = graphs
+        inputs.update(tokenizer_input(graphs, None))
+    for number, directory in enumerate(request.passage_caches or [], 1):
+        inputs[f"passage cache #{number} {{}}"] = Path(directory)
+    if request.profile.source:  # a built-in profile's is the package's own file
+        inputs[f"the profile {request.profile.name!r} ({{}})"] = Path(str(request.profile.source))
+    return inputs
+
+
+def check_output_location(request: ScenarioRequest) -> None:
+    """The results root can be written, and neither is nor lies inside anything the run reads (files'
+    one rule for every command's paths); it may hold them: the run only adds a new folder of its own to it."""
+    check_output_dir(request.output_root, "--output")
+    check_distinct_paths({"--output": request.output_root}, request_inputs(request), roots=("--output",))
 
 
 def prepare_systems(request: ScenarioRequest, samples: SampleSet) -> list:
@@ -397,7 +421,7 @@ def run_scenarios(request: ScenarioRequest) -> Path:
     from .report import write_report
 
     check_request(request)
-    check_output_dir(request.output_root, "--output")  # now, not after reading every input
+    check_output_location(request)  # now, not after reading every input
     lg = driver.import_loadgen()
     samples = choose_samples(request.dataset, request.limit, request.seed)
     systems = prepare_systems(request, samples)

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,71 @@ def test_an_unfinished_cache_names_the_build_that_started_it(capsys, tmp_path, m
                                           "--variant", "float32", "--systems", "deformer"), out)
     assert f"passage cache {cache} is not finished" in error
     assert "go on with the command that started it: deformer-cache build" in error and f"--out {cache}" in error
+
+
+@pytest.fixture
+def own_inputs(tmp_path, scenario_graphs, scenario_caches, small_train_file, tiny_with_tokenizer) -> dict:
+    """Copies of everything a run reads, in this test's folder: the graph sets (their manifests naming the copied
+    model folder, the default tokenizer), the float32 passage cache, the dataset and a profile file."""
+    import shutil
+
+    inputs = {"model": tmp_path / "model", "dataset": tmp_path / "dev.json", "profile": tmp_path / "mine.yaml",
+              "cache": tmp_path / "cache"}
+    shutil.copytree(tiny_with_tokenizer, inputs["model"])
+    shutil.copyfile(small_train_file, inputs["dataset"])
+    shutil.copytree(scenario_caches["float32"], inputs["cache"])
+    from deformer_bench.profiles import load_profile
+
+    inputs["profile"].write_text(Path(load_profile("server-cpu").source).read_text())
+    for kind in ("unsplit", "deformer"):
+        inputs[kind] = tmp_path / f"{kind}-graphs"
+        shutil.copytree(scenario_graphs[kind], inputs[kind])
+        manifest = json.loads((inputs[kind] / "manifest.json").read_text())
+        assert Path(manifest["model"]["source"]) == tiny_with_tokenizer  # the default tokenizer is read from there
+        manifest["model"]["source"] = str(inputs["model"])
+        (inputs[kind] / "manifest.json").write_text(json.dumps(manifest))
+    return inputs
+
+
+def snapshot(root: Path) -> list:
+    return sorted((str(path.relative_to(root)), str(path.readlink()) if path.is_symlink() else path.is_dir()
+                   or path.read_bytes()) for path in root.rglob("*"))
+
+
+@pytest.mark.parametrize("output", ["the unsplit graph set", "inside the deformer graph set", "the passage cache",
+                                    "inside the passage cache", "the tokenizer folder", "inside the tokenizer folder",
+                                    "a link to the deformer graph set", "inside a variant's folder"])
+def test_an_output_on_or_inside_an_input_is_refused_before_anything_is_read(capsys, tmp_path, own_inputs, output):
+    """Issue 22's rule for every command's paths: the results root is none of what the run reads, named (graph
+    sets, caches, dataset, profile) or found by default (the tokenizer folder a graph set's manifest names), and
+    lies inside none of them; nothing is written."""
+    inputs = own_inputs
+    out = {"the unsplit graph set": inputs["unsplit"], "inside the deformer graph set": inputs["deformer"] / "results",
+           "the passage cache": inputs["cache"], "inside the passage cache": inputs["cache"] / "results",
+           "the tokenizer folder": inputs["model"], "inside the tokenizer folder": inputs["model"] / "results",
+           "a link to the deformer graph set": tmp_path / "link",
+           "inside a variant's folder": inputs["deformer"] / "variants" / "int8-arm64" / "results"}[output]
+    (tmp_path / "link").symlink_to(inputs["deformer"])
+    before = snapshot(tmp_path)
+    argv = ["--scenario", "offline", "--dataset", str(inputs["dataset"]), "--unsplit-graphs", str(inputs["unsplit"]),
+            "--deformer-graphs", str(inputs["deformer"]), "--passage-cache", str(inputs["cache"]), "--systems",
+            "unsplit,deformer", "--variant", "float32", "--doc-stride", "16", "--limit", "2", "--profile",
+            str(inputs["profile"]), "--output", str(out), "--quick", "--quiet"]
+    assert run_bench(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --output ") and "which this command reads" in error and "Traceback" not in error, \
+        error
+    assert snapshot(tmp_path) == before
+
+
+def test_a_results_root_may_hold_what_the_run_reads(own_inputs):
+    """The results root only gets a new folder of the run's own: it may hold the inputs (results/ beside the
+    graph sets), as the graph-level benchmark's may."""
+    from deformer_bench.profiles import load_profile
+    from deformer_bench.scenarios.run import ScenarioRequest, check_output_location
+    from deformer_bench.scenarios.systems import SystemSpec
+
+    request = ScenarioRequest(["offline"], [SystemSpec("unsplit", own_inputs["unsplit"])], ["real"],
+                              own_inputs["dataset"], load_profile(str(own_inputs["profile"])), None,
+                              own_inputs["dataset"].parent, passage_caches=[own_inputs["cache"]])
+    check_output_location(request)  # no error
