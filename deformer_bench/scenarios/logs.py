@@ -8,6 +8,10 @@ latency) and its accuracy log (each sample's response). The figures of a scenari
                              complete_ns, its latency from its scheduled time (read line by line: LoadGen writes
                              some events that are not strict JSON)
     mlperf_log_accuracy.json [{"seq_id", "qsl_idx", "data": hex of the response bytes}] (accuracy mode)
+
+Every JSON value read here, a whole file or one line, goes through the project's one strict reader
+(readers.py, runtime/strict_json.py): a key given twice, NaN or Infinity is refused, never read as Python's json
+would (the last value kept, a NaN latency passed on to results.json).
 """
 
 import json
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RuntimeFailure
+from ..readers import parse_json, read_json
+from ..runtime import strict_json
 
 PREFIX = "mlperf_log_"
 SUMMARY_FILE, DETAIL_FILE = f"{PREFIX}summary.txt", f"{PREFIX}detail.txt"
@@ -40,18 +46,29 @@ def _must_exist(path: Path) -> None:
                               "see its summary there; the run did not finish")
 
 
+RERUN = "run the test again; LoadGen writes its logs whole by the end of a test"
+
+
+def _refused(path: Path, number: int, why) -> LoadGenLogError:
+    return LoadGenLogError(f"LoadGen's {path.name} in {path.parent}, line {number}: {why}", RERUN)
+
+
 def read_detail_log(directory) -> DetailLog:
     path = Path(directory) / DETAIL_FILE
     _must_exist(path)
     log = DetailLog({})
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, 1):
             if not line.startswith(DETAIL_MARK):
                 continue
             try:
-                entry = json.loads(line[len(DETAIL_MARK):])
+                entry = strict_json.loads(line[len(DETAIL_MARK):])
+            except strict_json.JSONRefused as refused:  # valid to Python's json, not JSON: never read as such
+                raise _refused(path, number, refused) from None
             except json.JSONDecodeError:
                 continue  # a line LoadGen cut (its log is written as it goes); the results come last, whole
+            if not isinstance(entry, dict):
+                raise _refused(path, number, f"a {type(entry).__name__}, where LoadGen writes an object")
             key, value, metadata = entry.get("key"), entry.get("value"), entry.get("metadata") or {}
             log.values[key] = value
             if metadata.get("is_error"):
@@ -67,10 +84,19 @@ def read_sample_latencies(directory) -> list:
     _must_exist(path)
     latencies = []
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, 1):
             if line.startswith(SAMPLE_EVENT) and '"ph":"b"' in line:
-                event = json.loads(line.rstrip().rstrip(","))
-                latencies.append((event["args"]["sample_seq"], int(event["args"]["complete_ns"])))
+                event = parse_json(line.rstrip().rstrip(","), f"LoadGen's {path.name} in {path.parent}, line "
+                                   f"{number}", LoadGenLogError, RERUN)
+                try:
+                    sample, latency = event["args"]["sample_seq"], event["args"]["complete_ns"]
+                except (KeyError, TypeError):
+                    raise _refused(path, number, "a Sample event without args.sample_seq and args.complete_ns") \
+                        from None
+                if not all(isinstance(value, int) and not isinstance(value, bool) for value in (sample, latency)):
+                    raise _refused(path, number, f"sample_seq {sample!r} and complete_ns {latency!r} are not "
+                                                 "whole numbers")
+                latencies.append((sample, latency))
     return [latency for _, latency in sorted(latencies)]
 
 
@@ -78,9 +104,8 @@ def read_accuracy_log(directory) -> dict:
     """{sample index: response bytes} of an accuracy run (each sample answered once)."""
     path = Path(directory) / ACCURACY_FILE
     _must_exist(path)
+    entries = read_json(path, "LoadGen's accuracy log", LoadGenLogError, RERUN)
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
         return {int(entry["qsl_idx"]): bytes.fromhex(entry["data"]) for entry in entries}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise LoadGenLogError(f"LoadGen's accuracy log {path} cannot be read: {error}",
-                              "run again; LoadGen writes it whole at the end of an accuracy run") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise LoadGenLogError(f"LoadGen's accuracy log {path} cannot be read: {error!r}", RERUN) from None

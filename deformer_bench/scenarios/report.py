@@ -5,10 +5,10 @@ throughput (one point per system, variant and lengths mode)."""
 
 import csv
 import io
-import json
 from pathlib import Path
 
 from ..files import save_figure_atomically, write_text_atomically
+from ..readers import read_json
 from .results import (GATE_FRACTION, REFERENCE_LABEL, ScenarioResults, accuracy_gate, csv_rows, offline_rate,
                       speedups)
 
@@ -19,7 +19,9 @@ MARKERS = {"real": "o", "fixed": "s"}
 
 
 def load_results(directory) -> ScenarioResults:
-    return ScenarioResults.from_dict(json.loads((Path(directory) / RESULTS_FILE).read_text(encoding="utf-8")))
+    """results.json, read by the project's one strict JSON reader (readers.py)."""
+    return ScenarioResults.from_dict(read_json(Path(directory) / RESULTS_FILE, "scenario results",
+                                               hint="give a results folder written by deformer-bench --scenario"))
 
 
 def _cell(value, digits: int = 2) -> str:
