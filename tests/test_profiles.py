@@ -187,8 +187,10 @@ def test_a_profile_for_an_unknown_device_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ("max_batch_size: 0\n", "max_batch_size must be a positive integer"),
-    ("max_batch_size: 2.5\n", "max_batch_size must be a positive integer"),
+    ("max_batch_size: 0\n", "max_batch_size must be a whole number of questions from 1 to 65,536, got 0"),
+    ("max_batch_size: 2.5\n", "max_batch_size must be a whole number of questions"),
+    ("max_batch_size: 99999999999999999999\n", "max_batch_size must be a whole number of questions from 1 to 65,536"),
+    ("batch_wait_ms: 10001\n", "batch_wait_ms must be a number of milliseconds from 0 to 10,000, got 10001"),
     ("batch_wait_ms: -1\n", "batch_wait_ms must be a number of milliseconds"),
     ("batch_wait_ms: .nan\n", "batch_wait_ms must be a number of milliseconds"),
     ("batch_wait_ms: true\n", "batch_wait_ms must be a number of milliseconds"),

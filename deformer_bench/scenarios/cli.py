@@ -28,21 +28,10 @@ SCENARIO_OPTIONS = {"dataset": "--dataset", "limit": "--limit", "seed": "--seed"
                     "doc_stride": "--doc-stride"}
 
 
-def positive_float(text: str) -> float:
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def add_scenario_arguments(parser) -> None:
-    from ..cli.common import positive_int
+    from ..cli.common import int_up_to, number_up_to
+    from .run import MAX_DURATION_S, MAX_LATENCY_BOUND_MS
+    from .samples import MAX_SAMPLES, MAX_SEED
 
     group = parser.add_argument_group(
         "scenarios", "MLPerf LoadGen scenarios on real SQuAD questions (pip install 'deformer-bench[scenarios]'); "
@@ -50,8 +39,10 @@ def add_scenario_arguments(parser) -> None:
     group.add_argument("--scenario", help="comma-separated: single-stream (p90 latency), server (the highest QPS "
                                           "whose p99 stays within a bound), offline (samples/s)")
     group.add_argument("--dataset", type=Path, help="SQuAD v1.1 .json[.gz], e.g. the dev set deformer-eval reads")
-    group.add_argument("--limit", type=positive_int, help="this many questions, drawn with --seed (default: all)")
-    group.add_argument("--seed", type=int, help="the draw of --limit questions (default 0)")
+    group.add_argument("--limit", type=int_up_to(MAX_SAMPLES, "LoadGen holds every sample in memory"),
+                       help="this many questions, drawn with --seed (default: all)")
+    group.add_argument("--seed", type=int_up_to(MAX_SEED, "a seed is 32 bits", minimum=0),
+                       help="the draw of --limit questions (default 0)")
     group.add_argument("--systems", help=f"comma-separated, of {', '.join(KINDS)} (default {DEFAULT_SYSTEMS}); each "
                                          "in every --variant; unsplit float32 is always run (the accuracy gate's "
                                          "reference, and the default server bound's)")
@@ -70,10 +61,14 @@ def add_scenario_arguments(parser) -> None:
                             "(default 128)")
     group.add_argument("--lengths", help="comma-separated: real (pad to the longest in a batch) and fixed (the graph "
                                          "set's lengths); default real,fixed (real is the headline)")
-    group.add_argument("--latency-bound-ms", type=positive_float,
+    group.add_argument("--latency-bound-ms",
+                       type=number_up_to(MAX_LATENCY_BOUND_MS, "milliseconds", "LoadGen takes the bound in whole ns; a "
+                                         "p99 past an hour bounds nothing", above_zero=True),
                        help="the server's p99 bound (default: 3x the unsplit float32 SingleStream p90, measured in "
                             "this run)")
-    group.add_argument("--max-duration-s", type=positive_float,
+    group.add_argument("--max-duration-s",
+                       type=number_up_to(MAX_DURATION_S, "seconds", "a cap past a day would not end a run in time",
+                                         above_zero=True),
                        help="cap SingleStream and Server runs (LoadGen labels those below its 600 s minimum "
                             "INVALID); Offline always runs to LoadGen's minimums")
 

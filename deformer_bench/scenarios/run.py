@@ -11,6 +11,7 @@ reference, and its SingleStream p90 sets the server's default latency bound), th
 
 import datetime
 import json
+import math
 import re
 import statistics
 import sys
@@ -23,7 +24,7 @@ from ..files import check_distinct_paths, check_output_dir, staged_directory
 from . import driver, logs
 from .results import (REFERENCE_LABEL, AccuracyResult, LoadGenResult, ScenarioResults, ServerSearch, ServerTrial,
                       SystemRun)
-from .samples import SampleSet, choose_samples
+from .samples import SampleSet, check_draw, choose_samples
 from .search import format_qps, confirm_peak_qps, search_peak_qps
 from .systems import DOC_STRIDE, QuestionAnswerer, SystemSpec
 
@@ -38,6 +39,10 @@ SERVER_START_FRACTION = 0.5  # the search starts at half the accuracy run's rate
 # 1/QPS on average: a search down to 1/64 of the start spends minutes waiting for single queries)
 QUICK_SEARCH = {"max_trials": 5, "floor": 1 / 8}
 RESULTS_NAME_MAX = 60
+# Bounds on the options LoadGen is handed (as whole ns and ms: past them it overflows, or a run never ends): a p99
+# bound of an hour, a run capped at a day.
+MAX_LATENCY_BOUND_MS = 3_600_000.0
+MAX_DURATION_S = 86_400.0
 # Why an int8 variant's answers move with the batch (measured on the shipped models: up to ~1 logit between real and
 # fixed lengths, ~0.5 between a question alone and in a batch of 16; the float32 graphs agree to 4e-6).
 DYNAMIC_INT8 = ("int8's dynamic quantization scales activations per tensor, over the whole batch, so padding and "
@@ -91,10 +96,14 @@ def check_request(request: ScenarioRequest) -> None:
         raise ConfigError(f"unknown scenario in {request.scenarios}", f"use some of: {', '.join(SCENARIOS)}")
     if not request.systems or request.systems[0] != SystemSpec("unsplit", request.systems[0].graphs, "float32"):
         raise ValueError("the reference system (unsplit float32) must come first: the gate and the bound need it")
-    if request.latency_bound_ms is not None and not request.latency_bound_ms > 0:
-        raise ConfigError(f"--latency-bound-ms must be positive, got {request.latency_bound_ms}", "e.g. 200")
-    if request.max_duration_s is not None and not request.max_duration_s > 0:
-        raise ConfigError(f"--max-duration-s must be positive, got {request.max_duration_s}", "e.g. 120")
+    for option, value, maximum, unit, example in (
+            ("--latency-bound-ms", request.latency_bound_ms, MAX_LATENCY_BOUND_MS, "milliseconds", 200),
+            ("--max-duration-s", request.max_duration_s, MAX_DURATION_S, "seconds", 120)):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value) and 0 < value <= maximum):
+            raise ConfigError(f"{option} must be a number of {unit} above 0 and at most {maximum:g}, got {value!r}",
+                              f"e.g. {option} {example}")
+    check_draw(request.limit, request.seed)
 
 
 def request_inputs(request: ScenarioRequest) -> dict:

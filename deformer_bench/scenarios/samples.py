@@ -4,7 +4,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..squad.data import DatasetError, load_squad
+
+# LoadGen holds every sample in memory (performance_sample_count is the samples chosen): a million questions is
+# more than ten times SQuAD v1.1's training set.
+MAX_SAMPLES = 1_000_000
+MAX_SEED = 2**32 - 1  # as a training run's seed (train.MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class SampleSet:
 def choose_samples(dataset, limit: int = None, seed: int = 0) -> SampleSet:
     """Every question of `dataset`, or `limit` of them drawn with `seed` (kept in file order). A question whose
     passage has no text is refused: the dataset lacks the passages a query reads."""
+    check_draw(limit, seed)
     path = Path(dataset)
     examples = load_squad(path)
     if limit is not None and limit > len(examples):
@@ -40,3 +47,15 @@ def choose_samples(dataset, limit: int = None, seed: int = 0) -> SampleSet:
         raise DatasetError(f"dataset {path}: {len(empty)} question(s) have no passage text (first: {empty[0]!r}); "
                            "a query reads its passage", "give a SQuAD v1.1 file whose paragraphs hold their context")
     return SampleSet(tuple(chosen), str(path), len(examples), limit, seed)
+
+
+def check_draw(limit, seed) -> None:
+    """--limit (None: every question) from 1 to MAX_SAMPLES and --seed from 0 to MAX_SEED, whole numbers."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if limit is not None and not (whole(limit) and 1 <= limit <= MAX_SAMPLES):
+        raise ConfigError(f"--limit must be a whole number of questions from 1 to {MAX_SAMPLES:,}, got {limit!r}",
+                          "give a smaller --limit, or leave it out for every question")
+    if not (whole(seed) and 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"--seed must be a whole number from 0 to {MAX_SEED:,}, got {seed!r}", "e.g. --seed 0")

@@ -70,7 +70,7 @@ def test_a_dataset_without_passage_text_is_refused(capsys, tmp_path, scenario_gr
     (["--systems", "deformer,split"], "--systems 'deformer,split' is not a list"),
     (["--limit", "100000"], "--limit 100000 is more than the 106 questions"),
     (["--doc-stride", "200"], "doc stride 200"),
-    (["--latency-bound-ms", "-1"], "must be a positive number"),
+    (["--latency-bound-ms", "-1"], "must be a number of milliseconds above 0 and at most 3.6e+06"),
 ])
 def test_settings_that_do_not_fit_are_refused(capsys, tmp_path, scenario_graphs, scenario_caches, small_train_file,
                                               extra, expected):
@@ -79,6 +79,49 @@ def test_settings_that_do_not_fit_are_refused(capsys, tmp_path, scenario_graphs,
                          "float32", *(["--scenario", "offline"] if "--scenario" not in extra else []), *extra)
     error = refused(capsys, argv, out)
     assert expected in error
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--latency-bound-ms", "1e300", "must be a number of milliseconds above 0 and at most 3.6e+06, got 1e300"),
+    ("--latency-bound-ms", "inf", "must be a number of milliseconds above 0"),
+    ("--latency-bound-ms", "nan", "must be a number of milliseconds above 0"),
+    ("--max-duration-s", "1e300", "must be a number of seconds above 0 and at most 86400, got 1e300"),
+    ("--max-duration-s", "0", "must be a number of seconds above 0"),
+    ("--max-duration-s", "inf", "must be a number of seconds above 0"),
+    ("--limit", "99999999999999999999", "must be at most 1,000,000, got 99,999,999,999,999,999,999"),
+    ("--seed", "-1", "must be at least 0, got -1"),
+    ("--seed", "4294967296", "must be at most 4,294,967,295"),
+])
+def test_numbers_past_their_bounds_are_refused(capsys, tmp_path, scenario_graphs, small_train_file, option, value,
+                                               message):
+    """Issue 22's bounded counts and durations: a number LoadGen would overflow on (its settings are whole ns and
+    ms), a cap that ends nothing, a seed past 32 bits are refused by the option, with the bound."""
+    out = tmp_path / "out"
+    argv = scenario_argv(scenario_graphs, [], small_train_file, out, "--scenario", "server", "--systems", "unsplit",
+                         "--variant", "float32", "--lengths", "real",
+                         *(["--limit", "2"] if option != "--limit" else []), option, value)
+    error = refused(capsys, argv, out)
+    assert f"argument {option}: {message}" in error and "Traceback" not in error, error
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(latency_bound_ms=float("inf")), "--latency-bound-ms must be a number of milliseconds above 0"),
+    (dict(max_duration_s=1e300), "--max-duration-s must be a number of seconds above 0 and at most 86400"),
+    (dict(limit=0), "--limit must be a whole number of questions from 1 to 1,000,000, got 0"),
+    (dict(seed=2**40), "--seed must be a whole number from 0 to 4,294,967,295"),
+])
+def test_a_library_request_is_bounded_as_the_options_are(tmp_path, scenario_graphs, small_train_file, setting,
+                                                         message):
+    from deformer_bench.errors import ConfigError
+    from deformer_bench.profiles import load_profile
+    from deformer_bench.scenarios.run import ScenarioRequest, run_scenarios
+    from deformer_bench.scenarios.systems import SystemSpec
+
+    request = ScenarioRequest(["offline"], [SystemSpec("unsplit", scenario_graphs["unsplit"])], ["real"],
+                              small_train_file, load_profile("server-cpu"), None, tmp_path / "out", **setting)
+    with pytest.raises(ConfigError, match=message):
+        run_scenarios(request)
+    assert not (tmp_path / "out").exists()
 
 
 def test_scenario_options_without_a_scenario_are_refused(capsys, tmp_path, small_train_file):
