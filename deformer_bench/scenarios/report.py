@@ -60,8 +60,10 @@ def header_lines(results: ScenarioResults) -> list:
         lines += ["> **Functional check only (--quick):** every run is far shorter than LoadGen's minimum durations; "
                   "LoadGen labels them INVALID, and no figure here is a result.", ""]
     lines += [
-        f"- machine: {cpu['model']} ({cpu['logical_cores']} logical cores), {environment['os']}, device "
-        f"`{results.device}`",
+        # the CPU's flags as the run read them (VNNI, bf16, AMX: what int8 and bf16 speed-ups depend on); the
+        # machine changes between runs, so no prose names it
+        f"- machine: {cpu['model']} ({cpu['logical_cores']} logical cores, flags {', '.join(cpu['flags']) or 'none'}), "
+        f"{environment['os']}, device `{results.device}`",
         f"- profile: `{profile['name']}`: {profile['intra_op_threads']} intra-op threads, "
         f"{profile['inter_op_threads']} inter-op, spinning {'on' if profile['allow_spinning'] else 'off'}; batches "
         f"of at most {results.batching['max_batch_size']} questions, the server waiting at most "

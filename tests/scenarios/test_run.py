@@ -114,6 +114,9 @@ def test_report_and_csv_come_from_the_saved_results(quick_run):
 
     report = (quick_run / "report.md").read_text()
     assert "Functional check only (--quick)" in report and "INVALID" in report
+    cpu = results_of(quick_run)["environment"]["cpu"]  # the CPU as the run read it, flags included (VNNI, bf16)
+    flags = ", ".join(cpu["flags"]) or "none"
+    assert f"- machine: {cpu['model']} ({cpu['logical_cores']} logical cores, flags {flags})" in report
     assert "gate 99% met" in report
     rows = list(csv.DictReader((quick_run / "results.csv").open()))
     assert [row["system"] for row in rows] == ["unsplit float32", "deformer float32", "deformer-miss float32"]
