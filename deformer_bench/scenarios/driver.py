@@ -81,13 +81,15 @@ def loadgen_settings(lg, plan: LoadGenPlan):
         settings.min_query_count = min(OFFLINE_MIN_SAMPLES_CAP, plan.sample_count)
         if plan.expected_qps is not None:
             settings.offline_expected_qps = plan.expected_qps
+    # rounded to LoadGen's whole ns and ms, not truncated: 20.367855 ms is 0.020367855 s, and 0.020367855 * 1e9 is
+    # 20367854.999..., which int() would make a bound 1 ns tighter than the one recorded
     elif plan.scenario == "single-stream" and plan.expected_latency_s is not None:
-        settings.single_stream_expected_latency_ns = max(1, int(plan.expected_latency_s * 1e9))
+        settings.single_stream_expected_latency_ns = max(1, round(plan.expected_latency_s * 1e9))
     elif plan.scenario == "server":
         settings.server_target_qps = plan.target_qps
-        settings.server_target_latency_ns = int(plan.latency_bound_s * 1e9)
+        settings.server_target_latency_ns = round(plan.latency_bound_s * 1e9)
     if plan.max_duration_s is not None:
-        settings.max_duration_ms = max(1, int(plan.max_duration_s * 1000))
+        settings.max_duration_ms = max(1, round(plan.max_duration_s * 1000))
     return settings
 
 

@@ -28,6 +28,16 @@ def test_mlperf_conf_gives_the_durations_and_percentiles():
     assert make_settings(lg, LoadGenPlan("offline", False, 30000)).min_query_count == 24576  # mlperf.conf's cap
 
 
+def test_times_are_rounded_to_loadgens_units_not_truncated():
+    """A bound of 20.367855 ms (3x a measured p90) went to LoadGen as 20367854 ns: 0.020367855 * 1e9 is
+    20367854.999... in floating point, and int() truncated it."""
+    server = make_settings(lg, LoadGenPlan("server", False, 10, target_qps=1.0, latency_bound_s=20.367855 / 1000,
+                                        max_duration_s=0.0299996))
+    assert server.server_target_latency_ns == 20_367_855 and server.max_duration_ms == 30
+    single = make_settings(lg, LoadGenPlan("single-stream", False, 10, expected_latency_s=20.367855 / 1000))
+    assert single.single_stream_expected_latency_ns == 20_367_855
+
+
 class FakeLoadGen:
     """QuerySampleResponse and QuerySamplesComplete, recording what the SUT completes."""
 

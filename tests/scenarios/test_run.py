@@ -102,7 +102,7 @@ def test_server_search_runs_loadgen_at_each_qps_against_the_bound(quick_run):
             assert values["effective_scenario"] == "Server"
             # LoadGen logs 6 significant digits
             assert values["effective_target_qps"] == pytest.approx(trial["target_qps"], rel=1e-5)
-            assert values["effective_target_latency_ns"] == int(bound["ms"] * 1e6)
+            assert values["effective_target_latency_ns"] == round(bound["ms"] * 1e6)
             assert trial["meets_bound"] == values["result_perf_constraints_met"]
             assert not trial["confirmation"]  # --quick: no full-length confirmation
         met = [trial["target_qps"] for trial in server["trials"] if trial["meets_bound"]]
