@@ -40,9 +40,9 @@ def add_scenario_arguments(parser) -> None:
                                           "whose p99 stays within a bound), offline (samples/s)")
     group.add_argument("--dataset", type=Path, help="SQuAD v1.1 .json[.gz], e.g. the dev set deformer-eval reads")
     group.add_argument("--limit", type=int_up_to(MAX_SAMPLES, "LoadGen holds every sample in memory"),
-                       help="this many questions, drawn with --seed (default: all)")
+                       help=f"this many questions, drawn with --seed (default: all; at most {MAX_SAMPLES:,})")
     group.add_argument("--seed", type=int_up_to(MAX_SEED, "a seed is 32 bits", minimum=0),
-                       help="the draw of --limit questions (default 0)")
+                       help="the draw of --limit questions (default 0; 0 to 2^32-1)")
     group.add_argument("--systems", help=f"comma-separated, of {', '.join(KINDS)} (default {DEFAULT_SYSTEMS}); each "
                                          "in every --variant; unsplit float32 is always run (the accuracy gate's "
                                          "reference, and the default server bound's)")
@@ -65,12 +65,12 @@ def add_scenario_arguments(parser) -> None:
                        type=number_up_to(MAX_LATENCY_BOUND_MS, "milliseconds", "LoadGen takes the bound in whole ns; a "
                                          "p99 past an hour bounds nothing", above_zero=True),
                        help="the server's p99 bound (default: 3x the unsplit float32 SingleStream p90, measured in "
-                            "this run)")
+                            "this run; at most an hour)")
     group.add_argument("--max-duration-s",
                        type=number_up_to(MAX_DURATION_S, "seconds", "a cap past a day would not end a run in time",
                                          above_zero=True),
                        help="cap SingleStream and Server runs (LoadGen labels those below its 600 s minimum "
-                            "INVALID); Offline always runs to LoadGen's minimums")
+                            "INVALID; at most a day); Offline always runs to LoadGen's minimums")
 
 
 def scenario_mode(args) -> bool:
