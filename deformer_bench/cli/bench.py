@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated profiles (names in profiles/ or YAML paths), at most one per device; "
                              "a device without one takes its default (cpu: server-cpu, cuda: gpu-cuda, "
                              "arm: arm-mobile)")
-    parser.add_argument("--variant", default="float32",
-                        help="comma-separated graph variants to measure: float32 (as exported), optimized, int8, "
+    parser.add_argument("--variant",
+                        help="comma-separated graph variants to measure (default float32; with --scenario "
+                             "float32,int8-arm64): float32 (as exported), optimized, int8, "
                              "int8-arm64, float16, ort (deformer-export --optimize/--quantize/--fp16/--ort-format); "
                              "each variant's "
                              "DeFormer and unsplit model are timed in the same rounds as the float32 unsplit model")
@@ -57,10 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: 3, the fewest for a headline figure; 1 with --quick)")
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS, default=None,
                         help="passage position offset for exported models (default: question_len)")
-    parser.add_argument("--output", type=Path, default=Path("results"), help="results root (default: results/)")
-    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test)")
+    parser.add_argument("--output", type=Path,
+                        help="results root (default: results/; with --scenario results/scenarios/)")
+    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test); with "
+                        "--scenario: each run capped at 2 s (Offline: one pass), a functional check")
     parser.add_argument("--note", default="", help="a line to put at the top of the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from ..scenarios.cli import add_scenario_arguments
+
+    add_scenario_arguments(parser)
     return parser
 
 
@@ -227,7 +233,7 @@ def existing_configs(args) -> list:
 def resolve_variants(args) -> list:
     from exporters.variants import VARIANTS
 
-    names = [name.strip() for name in args.variant.split(",") if name.strip()]
+    names = [name.strip() for name in (args.variant or "float32").split(",") if name.strip()]
     unknown = [name for name in names if name not in ("float32", *VARIANTS)]
     if not names or unknown or len(set(names)) != len(names):
         raise ConfigError(f"--variant {args.variant!r} is not a list of distinct variants",
@@ -321,7 +327,15 @@ def outcome(results: dict) -> int:
 
 
 def bench_main(argv=None) -> int:
+    from ..scenarios.cli import scenario_main, scenario_mode
+
     args = build_parser().parse_args(argv)
+    if scenario_mode(args):
+        return scenario_main(args, argv)
+    if args.variant is None:
+        args.variant = "float32"
+    if args.output is None:
+        args.output = Path("results")
     devices = resolve_devices(args.device)
     profiles = resolve_profiles(args, devices)
     layers = resolve_layers(args)

@@ -169,13 +169,22 @@ def check_count(option: str, value, maximum: int) -> None:
                           f"give {option} a count a run can hold (at most {maximum:,})")
 
 
-def int_up_to(maximum: int, why: str):
-    """argparse type: an integer from 1 to `maximum`; above it, the message says `why` there is a bound (a count
-    of processes or repeats that would run until killed, or overflow what it is handed to)."""
+def int_up_to(maximum: int, why: str, minimum: int = 1):
+    """argparse type: an integer from `minimum` (1: a count; 0: e.g. a seed) to `maximum`; above it, the message
+    says `why` there is a bound (a count of processes or repeats that would run until killed, or overflow what it
+    is handed to)."""
     import argparse
 
     def parse(text: str) -> int:
-        value = positive_int(text)
+        if minimum == 1:
+            value = positive_int(text)
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+            if value < minimum:
+                raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         if value > maximum:
             raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {value:,}: {why}")
         return value
@@ -183,8 +192,9 @@ def int_up_to(maximum: int, why: str):
     return parse
 
 
-def seconds_up_to(maximum: float, why: str):
-    """argparse type: a finite number of seconds from 0 to `maximum`."""
+def number_up_to(maximum: float, unit: str, why: str, above_zero: bool = False):
+    """argparse type: a finite number of `unit` from 0 (`above_zero`: above 0) to `maximum`; NaN and inf are
+    refused with the rest."""
     import argparse
     import math
 
@@ -192,9 +202,15 @@ def seconds_up_to(maximum: float, why: str):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-        if not math.isfinite(value) or not 0 <= value <= maximum:
-            raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {maximum:g}, got {text}: {why}")
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
+        if not math.isfinite(value) or not (0 < value if above_zero else 0 <= value) or value > maximum:
+            span = f"above 0 and at most {maximum:g}" if above_zero else f"from 0 to {maximum:g}"
+            raise argparse.ArgumentTypeError(f"must be a number of {unit} {span}, got {text}: {why}")
         return value
 
     return parse
+
+
+def seconds_up_to(maximum: float, why: str, above_zero: bool = False):
+    """argparse type: a finite number of seconds from 0 (`above_zero`: above 0) to `maximum`."""
+    return number_up_to(maximum, "seconds", why, above_zero)
