@@ -11,6 +11,7 @@ at the end.
 """
 
 import contextlib
+import datetime
 import errno
 import os
 import re
@@ -383,3 +384,22 @@ def scratch_directory(prefix: str, root=None):
             yield scratch
         finally:
             _LIVE.discard(Path(scratch))
+
+
+RESULTS_NAME_MAX = 60  # a results folder's name, to be read and typed by a person
+_COUNTER_ROOM = 3  # "-nn": the counter that tells one day's runs apart fits without cutting the name again
+
+
+def new_results_folder(root: Path, profile_name: str, model: str) -> Path:
+    """A new results folder `<date>-<profile>-<model>[-<n>]` under root, at most RESULTS_NAME_MAX characters, never
+    an existing one (`-2`, `-3`, ... after the first). `model` names what was measured, not how: variants, batch
+    sizes and lengths go inside the report, so that a run's name says which model and profile on which day."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{profile_name}-{model}").strip("-").lower()
+    base = f"{stamp}-{slug}"[:RESULTS_NAME_MAX - _COUNTER_ROOM].rstrip("-")
+    candidate, counter = root / base, 1
+    while candidate.exists() or candidate.is_symlink():
+        counter += 1
+        suffix = f"-{counter}"
+        candidate = root / (base[:RESULTS_NAME_MAX - len(suffix)].rstrip("-") + suffix)
+    return candidate

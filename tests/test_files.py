@@ -1,12 +1,13 @@
 import errno
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from deformer_bench.errors import OutputExistsError, OutputLocationError
-from deformer_bench.files import (check_output_dir, check_output_file, clean_stale_staging, staged_directory,
-                                  write_text_atomically)
+from deformer_bench.files import (RESULTS_NAME_MAX, check_output_dir, check_output_file, clean_stale_staging,
+                                  new_results_folder, staged_directory, write_text_atomically)
 
 DEAD = 999999999  # a process id that does not exist
 
@@ -328,3 +329,27 @@ def test_a_huge_number_in_a_staging_name_is_left_alone(tmp_path):
     odd.mkdir()
     clean_stale_staging(tmp_path / "out")
     assert odd.exists()
+
+
+def test_a_results_folder_is_named_date_profile_model_within_60_characters(tmp_path):
+    """Named for a person: `<date>-<profile>-<model>`, lower case, one dash between words, however long the
+    model's name (it was 164 characters with four variants of a long model name in it)."""
+    folder = new_results_folder(tmp_path, "server-cpu", "BERT base (random weights)+" + "a-very-long-model-name" * 5)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-server-cpu-bert-base-random-weights-a-very-[a-z-]*[a-z]",
+                        folder.name), folder.name
+    assert len(folder.name) <= RESULTS_NAME_MAX == 60 and folder.parent == tmp_path and not folder.exists()
+    short = new_results_folder(tmp_path, "server-cpu", "minilm-l6-h384")
+    assert short.name == f"{short.name[:10]}-server-cpu-minilm-l6-h384"
+
+
+def test_a_results_folder_never_reuses_a_name_and_counts_within_60_characters(tmp_path):
+    names = []
+    for _ in range(120):  # -2 ... -120: a three-digit counter still fits, by cutting the name, not the counter
+        folder = new_results_folder(tmp_path, "server-cpu", "a-very-long-model-name" * 5)
+        folder.mkdir()
+        names.append(folder.name)
+    assert len(set(names)) == 120 and max(len(name) for name in names) <= RESULTS_NAME_MAX
+    assert names[1] == names[0] + "-2" and names[2] == names[0] + "-3" and names[-1].endswith("-120")
+    link = new_results_folder(tmp_path, "p", "m")
+    link.symlink_to(tmp_path / "nowhere")  # a link, even a broken one, is a name taken
+    assert new_results_folder(tmp_path, "p", "m").name == link.name + "-2"

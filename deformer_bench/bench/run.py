@@ -10,10 +10,8 @@ outputs against this host's CPU (parity; all an emulated target runs), and per b
 Around it all, the machine state (load, other busy processes), so a figure from a busy machine is flagged.
 """
 
-import datetime
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from tqdm import tqdm
 
 from ..environment import describe_environment
 from ..errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
-from ..files import scratch_directory, staged_directory
+from ..files import new_results_folder, scratch_directory, staged_directory
 from . import machine_state
 from .flops import path_flops
 from .memory import operator_bytes
@@ -275,25 +273,14 @@ def measure_device(plan, configs: list, references: dict, processes: int, operat
     return record, records
 
 
-def new_results_dir(output_root: Path, profile_name: str, label: str) -> Path:
-    """A new dated directory; an existing run is never overwritten."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{profile_name}-{label}").strip("-").lower()
-    candidate, counter = output_root / f"{stamp}-{slug}", 1
-    while candidate.exists():
-        counter += 1
-        candidate = output_root / f"{stamp}-{slug}-{counter}"
-    return candidate
-
-
-def save_results(results: dict, output_root: Path, label: str) -> Path:
+def save_results(results: dict, output_root: Path, model: str) -> Path:
     """Write results.json and the report into a temporary directory, then rename it into place. A results
     root created here and left empty by a failure is removed again."""
     from ..report import RESULTS_FILE, write_report
 
     created = not output_root.exists()
     output_root.mkdir(parents=True, exist_ok=True)
-    final = new_results_dir(output_root, results["profile"]["name"], label)
+    final = new_results_folder(output_root, results["profile"]["name"], model)
     try:
         with staged_directory(final) as staging:
             (staging / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")

@@ -245,6 +245,16 @@ def variant_label(label: str, variant: str) -> str:
     return label if variant == "float32" else f"{label} [{variant}]"
 
 
+def measured_models(configs: list) -> str:
+    """The models measured, without their variants: what the results folder is named for (the variants are
+    the report's rows, not part of the folder's name)."""
+    models = set()
+    for config in configs:
+        suffix = f" [{config.variant}]"
+        models.add(config.label[:-len(suffix)] if config.label.endswith(suffix) else config.label)
+    return "+".join(sorted(models))
+
+
 def distinct_labels(paths: list) -> list:
     """The report's row labels: each folder's name, or as much of its path as tells it from the others
     (two graph sets both called graphs/ become modelA/graphs and modelB/graphs)."""
@@ -371,8 +381,7 @@ def bench_main(argv=None) -> int:
             raise (RunnerError if results["failures"] else TargetError)(
                 "nothing was measured: " + "; ".join(results["failures"] + skipped),
                 "fix what failed above, or measure a device this machine has (--device cpu)")
-        label = "+".join(sorted({config.label for config in configs}))
-        directory = save_results(results, args.output, label)
+        directory = save_results(results, args.output, measured_models(configs))
     print(f"results: {directory}/report.md")
     for warning in results["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)

@@ -9,10 +9,8 @@ reference, and its SingleStream p90 sets the server's default latency bound), th
 3. SingleStream, Offline, Server as asked (Server: the QPS search, then the found QPS confirmed at full length).
 """
 
-import datetime
 import json
 import math
-import re
 import statistics
 import sys
 import time
@@ -20,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, PassageCacheError
-from ..files import check_distinct_paths, check_output_dir, staged_directory
+from ..files import check_distinct_paths, check_output_dir, new_results_folder, staged_directory
 from . import driver, logs
 from .results import (REFERENCE_LABEL, AccuracyResult, LoadGenResult, ScenarioResults, ServerSearch, ServerTrial,
                       SystemRun)
@@ -38,7 +36,6 @@ SERVER_START_FRACTION = 0.5  # the search starts at half the accuracy run's rate
 # --quick: a short search that stops an eighth below its start (a trial lasts at least until its first query,
 # 1/QPS on average: a search down to 1/64 of the start spends minutes waiting for single queries)
 QUICK_SEARCH = {"max_trials": 5, "floor": 1 / 8}
-RESULTS_NAME_MAX = 60
 # Bounds on the options LoadGen is handed (as whole ns and ms: past them it overflows, or a run never ends): a p99
 # bound of an hour, a run capped at a day.
 MAX_LATENCY_BOUND_MS = 3_600_000.0
@@ -228,18 +225,6 @@ def session_settings(request: ScenarioRequest) -> dict:
     from ..bench.plan import session_settings as device_session_settings
 
     return device_session_settings(request.device, request.profile)
-
-
-def results_directory(root: Path, profile_name: str, model: str) -> Path:
-    """`<date>-<profile>-<model>[-<n>]`, at most RESULTS_NAME_MAX characters, never an existing folder."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{profile_name}-{model}").strip("-").lower()
-    slug = slug[:RESULTS_NAME_MAX - len(stamp) - 1 - 3].rstrip("-")  # room for the date and a "-nn" counter
-    candidate, counter = root / f"{stamp}-{slug}", 1
-    while candidate.exists() or candidate.is_symlink():
-        counter += 1
-        candidate = root / f"{stamp}-{slug}-{counter}"
-    return candidate
 
 
 # ---- one system ----------------------------------------------------------------------------------------------
@@ -435,7 +420,7 @@ def run_scenarios(request: ScenarioRequest) -> Path:
     samples = choose_samples(request.dataset, request.limit, request.seed)
     systems = prepare_systems(request, samples)
     model = "+".join(dict.fromkeys(spec.graphs.resolve().name for spec in request.systems))
-    final = results_directory(request.output_root, request.profile.name + ("-quick" if request.quick else ""), model)
+    final = new_results_folder(request.output_root, request.profile.name + ("-quick" if request.quick else ""), model)
     environment = describe_environment(request.command or ["deformer-bench"])  # the code and machine measured
     machine_start = start_machine_state()
     with staged_directory(final) as staging:

@@ -419,3 +419,16 @@ def test_a_target_python_that_does_not_exist_fails_that_device_only(tiny_graphs,
     [directory] = list((tmp_path / "r").iterdir())
     results = json.loads((directory / "results.json").read_text())
     assert [(d["device"], d["status"]) for d in results["devices"]] == [("cpu", "measured"), ("cuda", "failed")]
+
+
+def test_a_results_folder_is_named_for_the_models_not_their_variants(tmp_path):
+    """The folder of a run of four variants of two models was 164 characters, every variant's label in it; the
+    variants are the report's rows, the name says which models."""
+    from deformer_bench.bench.run import BenchConfig
+    from deformer_bench.cli.bench import measured_models, variant_label
+
+    configs = [BenchConfig(variant_label(model, variant), tmp_path, {}, variant)
+               for model in ("bert-base-random-weights", "minilm-l6-h384")
+               for variant in ("float32", "optimized", "int8", "int8-arm64")]
+    assert measured_models(configs) == "bert-base-random-weights+minilm-l6-h384"
+    assert measured_models(configs[4:]) == "minilm-l6-h384"

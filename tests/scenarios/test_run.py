@@ -156,10 +156,10 @@ def test_real_and_fixed_lengths_are_both_scored(tmp_path, scenario_graphs, scena
 
 
 def test_a_results_folder_name_stays_within_60_characters(tmp_path):
-    from deformer_bench.scenarios.run import results_directory
+    from deformer_bench.files import new_results_folder  # one naming rule for every results folder
 
-    first = results_directory(tmp_path, "server-cpu-quick", "teacher+" + "a-very-long-graph-set-name" * 4)
+    first = new_results_folder(tmp_path, "server-cpu-quick", "teacher+" + "a-very-long-graph-set-name" * 4)
     assert len(first.name) <= 60 and first.name.startswith(first.name[:10] + "-server-cpu-quick-teacher-a-very")
     first.mkdir()
-    second = results_directory(tmp_path, "server-cpu-quick", "teacher+" + "a-very-long-graph-set-name" * 4)
+    second = new_results_folder(tmp_path, "server-cpu-quick", "teacher+" + "a-very-long-graph-set-name" * 4)
     assert second.name == first.name + "-2" and len(second.name) <= 60
