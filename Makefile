@@ -68,14 +68,14 @@ cache-accuracy: install
 	mkdir -p $(CACHE_RESULTS); \
 	for dtype in $(CACHE_DTYPES); do \
 	  cache=build/reference-caches/$(CACHE_MODEL)-$$dtype; record=$(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json; \
-	  $(PY) -c "import sys; from deformer_bench.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
+	  $(PY) -c "import sys; from deformer_bench.contracts.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
 	    || $(VENV)/bin/deformer-cache build $$graphs --passages $(SQUAD)/dev-v1.1.json.gz \
 	    --out $$cache --dtype $$dtype --quiet; \
 	  test -f $$record || $(VENV)/bin/deformer-eval --dataset $(SQUAD)/dev-v1.1.json.gz --model reference/$(CACHE_MODEL)/model \
 	    --onnx $$graphs --passage-cache $$cache --output $$record --quiet $(CACHE_EVAL_ARGS); \
 	done; \
 	for dtype in $(CACHE_DTYPES); do \
-	  $(PY) -c "import sys; from deformer_bench.readers import read_json; r = read_json(sys.argv[1], 'evaluation record'); print(sys.argv[2], 'F1 %.2f EM %.2f' % (r['f1'], r['exact_match']), r['questions'], 'questions')" \
+	  $(PY) -c "import sys; from deformer_bench.contracts.readers import read_json; r = read_json(sys.argv[1], 'evaluation record'); print(sys.argv[2], 'F1 %.2f EM %.2f' % (r['f1'], r['exact_match']), r['questions'], 'questions')" \
 	    $(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json $$dtype; \
 	done
 

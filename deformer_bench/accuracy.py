@@ -18,9 +18,9 @@ from pathlib import Path
 
 from .bench.flops import path_flops
 from .bench.summary import batch_across
-from .errors import DeformerBenchError
+from .contracts.errors import DeformerBenchError
 from .files import check_distinct_paths, save_figure_atomically, write_text_atomically
-from .readers import read_json, read_json_lines
+from .contracts.readers import read_json, read_json_lines
 
 TEACHER_LAYER = 0
 ONNX_EVAL_FILE = "eval-onnx.json"

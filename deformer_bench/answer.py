@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeformerBenchError, ModelDirError
-from .readers import GZIP_MAGIC, json_lines, refuse_binary
+from .contracts.errors import DeformerBenchError, ModelDirError
+from .contracts.readers import GZIP_MAGIC, json_lines, refuse_binary
 from .serving import load_tokenizer, onnx_logits, open_passage_cache
 from .passage_cache import CacheCommands, load_passage_cache
 from .passage_cache.store import check_windows_cut, tokenizer_sha256

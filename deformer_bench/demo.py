@@ -20,9 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import DeformerBenchError, ModelDirError
+from .contracts.errors import DeformerBenchError, ModelDirError
 from .files import check_distinct_paths, check_output_dir, write_text_atomically
-from .readers import FormatError, read_json
+from .contracts.readers import FormatError, read_json
 
 DEFAULT_MODEL = Path("reference/k3-kd-lrs")
 DEFAULT_DATASET = Path("../shared/data/squad/dev-v1.1.json.gz")

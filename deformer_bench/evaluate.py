@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError, ModelDirError
+from .contracts.errors import ConfigError, ModelDirError
 from .model import Deformer
 from .passage_cache import CacheCommands
 from .serving import batch_slices, load_tokenizer, onnx_evaluation_logits

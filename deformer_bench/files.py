@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import DISK_FULL_ERRNOS, DiskFullError, OutputExistsError, OutputLocationError
+from .contracts.errors import DISK_FULL_ERRNOS, DiskFullError, OutputExistsError, OutputLocationError
 
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|replaced)-(?P<pid>\d+)(-.*)?$")
 

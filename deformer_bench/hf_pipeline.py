@@ -27,7 +27,7 @@ import torch
 from transformers import QuestionAnsweringPipeline
 
 from .architectures import architecture_for
-from .errors import ConfigError
+from .contracts.errors import ConfigError
 from .squad.data import Example
 from .squad.features import featurize
 from .squad.postprocess import MAX_ANSWER_TOKENS, best_span

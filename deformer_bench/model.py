@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from .architectures import Architecture, architecture_for
-from .errors import ConfigError, ModelDirError, first_line
+from .contracts.errors import ConfigError, ModelDirError, first_line
 from .files import staged_directory
-from .readers import read_json
+from .contracts.readers import read_json
 from .serving import has_tokenizer
 
 DEFORMER_FILE = "deformer.json"

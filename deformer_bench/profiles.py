@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ProfileError
-from .readers import parse_yaml
+from .contracts.errors import ProfileError
+from .yaml_reader import parse_yaml
 
 BUILTIN_PROFILES_PACKAGE = "deformer_bench.builtin_profiles"
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -96,7 +96,7 @@ class Profile:
                                f"got {self.batch_sizes!r}", "e.g. batch_sizes: [1, 8, 32]")
         self._check_choice("graph_optimization", GRAPH_OPTIMIZATIONS)
         from .bench.devices import DEVICES, check_target_settings
-        from .errors import TargetError
+        from .contracts.errors import TargetError
 
         self._check_choice("device", tuple(DEVICES))
 

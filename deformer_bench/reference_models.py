@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelDirError, OutputExistsError
+from .contracts.errors import ModelDirError, OutputExistsError
 from .files import check_distinct_paths, staged_directory, write_text_atomically
 
 RECORD_FILE = "reference.json"

@@ -11,9 +11,9 @@ import pandas as pd
 from .bench.runner import MISS_PATH, SERVED_PATH
 from .bench.stats import UNSTABLE_SPREAD
 from .bench.summary import HEADLINE_PATH, HEADLINE_PROCESSES, batch_across, batch_processes
-from .errors import DeformerBenchError
+from .contracts.errors import DeformerBenchError
 from .files import write_text_atomically
-from .readers import read_json
+from .contracts.readers import read_json
 from .plots import PATH_COLOURS, plot_latency, plot_memory, plot_speedup, plot_throughput
 from .report_devices import device_sections, functional_only_rows
 

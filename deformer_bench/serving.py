@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .errors import ManifestError, ModelDirError, first_line
+from .contracts.errors import ManifestError, ModelDirError, first_line
 from .files import scratch_directory
 from .passage_cache import CacheCommands, build_passage_cache, load_passage_cache
 from .passage_cache.store import check_windows_cut

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .errors import ConfigError, DeformerBenchError, RuntimeFailure, first_line
+from .contracts.errors import ConfigError, DeformerBenchError, RuntimeFailure, first_line
 from .files import clean_stale_staging, staged_directory, write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
-from .readers import read_json, read_json_lines
+from .contracts.readers import read_json, read_json_lines
 from .squad.features import check_doc_stride
 from .training_checks import (DONE_FILE, MODEL_DIR, check_finished_run, check_room_to_train, check_run_directory,
                               ensure_room, saving, warn_if_bf16_is_slow)

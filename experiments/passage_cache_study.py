@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deformer_bench.environment import describe_environment
-from deformer_bench.readers import parse_json
+from deformer_bench.contracts.readers import parse_json
 
 DTYPES = ("float32", "float16", "int8")
 ROUNDS, WARMUP = 200, 20

@@ -1,12 +1,12 @@
 """The torch side of the graph contract: each split graph as a module for the exporter, and example inputs.
 
-The contract (names, inputs, outputs, element types, dynamic axes) is deformer_bench.runtime.contract.
+The contract (names, inputs, outputs, element types, dynamic axes) is deformer_bench.contracts.graphs.
 """
 
 import torch
 from torch import nn
 
-from deformer_bench.runtime.contract import SPLIT_GRAPHS
+from deformer_bench.contracts.graphs import SPLIT_GRAPHS
 
 
 class GraphModule(nn.Module):

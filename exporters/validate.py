@@ -5,9 +5,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deformer_bench.errors import ValidationError
+from deformer_bench.contracts.errors import ValidationError
 
-from deformer_bench.runtime.contract import GRAPHS
+from deformer_bench.contracts.graphs import GRAPHS
 from deformer_bench.runtime.sessions import GraphSetSessions
 
 from .graphs import example_inputs

@@ -24,8 +24,8 @@ import os
 import shutil
 from pathlib import Path
 
-from deformer_bench.errors import ExportError, first_line
-from deformer_bench.runtime.contract import GRAPHS
+from deformer_bench.contracts.errors import ExportError, first_line
+from deformer_bench.contracts.graphs import GRAPHS
 
 VARIANTS_DIR = "variants"
 VARIANTS = ("optimized", "int8", "int8-arm64", "float16", "ort")

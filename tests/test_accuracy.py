@@ -5,7 +5,7 @@ import pytest
 
 from deformer_bench.accuracy import (FINAL_STEPS, collect, figure_students, final_train_ce, init_name, load_bench, read_log,
                                      write)
-from deformer_bench.errors import DeformerBenchError
+from deformer_bench.contracts.errors import DeformerBenchError
 
 
 def test_table_from_a_finished_queue(tiny_queue_runs, tmp_path):

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from deformer_bench.errors import ConfigError, ModelDirError, UnsupportedArchitectureError
+from deformer_bench.contracts.errors import ConfigError, ModelDirError, UnsupportedArchitectureError
 from deformer_bench.model import Deformer, DeformerConfig
 
 from .conftest import tiny_qa_model

@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from deformer_bench.errors import PassageCacheError
+from deformer_bench.contracts.errors import PassageCacheError
 from deformer_bench.passage_cache import build_passage_cache, distinct_windows, load_passage_cache
 from deformer_bench.passage_cache.codecs import decode, encode
 from deformer_bench.serving import evaluation_session

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from deformer_bench import profiles
-from deformer_bench.errors import ProfileError
+from deformer_bench.contracts.errors import ProfileError
 from deformer_bench.profiles import available_profiles, load_profile
 
 REPO_PROFILES = Path(__file__).resolve().parent.parent / "profiles"

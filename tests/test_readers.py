@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from deformer_bench.errors import DeformerBenchError
-from deformer_bench.readers import FormatError, parse_json, parse_yaml, read_json, read_json_lines, read_yaml
+from deformer_bench.contracts.errors import DeformerBenchError
+from deformer_bench.contracts.readers import FormatError, parse_json, read_json, read_json_lines
+from deformer_bench.yaml_reader import parse_yaml, read_yaml
 
 
 @pytest.mark.parametrize("text, message", [

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..environment import describe_environment
-from ..errors import OutputExistsError
+from ..contracts.errors import OutputExistsError
 from ..files import check_distinct_paths
 
 

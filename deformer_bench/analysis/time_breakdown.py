@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 from ..bench.flops import layer_flops
-from ..errors import OutputExistsError
+from ..contracts.errors import OutputExistsError
 from ..files import check_distinct_paths, staged_directory
 from ..profiles import MAX_REPEATS, MAX_TIMED_SECONDS, PROFILE_SUFFIXES
-from ..readers import read_json
+from ..contracts.readers import read_json
 
 RESULTS_FILE = "time_breakdown.json"
 FORMAT_VERSION = 1
@@ -48,7 +48,7 @@ def graph_flops(manifest: dict, batch: int) -> dict:
 def graph_inputs(job: dict) -> dict:
     """{graph: feed} for one batch of full-length inputs; upper's hidden states come from the lower graphs."""
     from ..bench.runner import make_inputs
-    from ..runtime.contract import GRAPHS
+    from ..contracts.graphs import GRAPHS
     from ..runtime.sessions import GraphSetSessions
 
     inputs = make_inputs(job)

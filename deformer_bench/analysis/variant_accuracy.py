@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import DeformerBenchError
+from ..contracts.errors import DeformerBenchError
 from ..files import check_distinct_paths, write_texts_atomically
-from ..readers import FormatError, read_json
+from ..contracts.readers import FormatError, read_json
 
 COLUMNS = ["model", "k", "variant", "made_from", "f1", "exact_match", "f1_change", "questions", "windows", "doc_stride",
            "commit", "dirty", "cpu", "onnxruntime", "command"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import RunnerError, TargetError
+from ..contracts.errors import RunnerError, TargetError
 from .devices import ARM_MACHINES
 from .precision import FLOAT16_TOLERANCE, convert_graph_set
 from .runner import MISS_PATH, PROTOCOL_VERSION, SERVED_PATH, STANDARD_PATHS

@@ -11,9 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import ManifestError, RunnerError, first_line
-from ..readers import read_json
-from ..runtime.contract import GRAPHS
+from ..contracts.errors import ManifestError, RunnerError, first_line
+from ..contracts.readers import read_json
+from ..contracts.graphs import GRAPHS
 
 FLOAT16_TOLERANCE = 0.1
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..environment import describe_environment
-from ..errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
+from ..contracts.errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
 from ..files import scratch_directory, staged_directory
 from . import machine_state
 from .flops import path_flops
@@ -63,7 +63,7 @@ class BenchConfig:
 
 def graph_input_shapes(manifest: dict, batch: int) -> dict:
     """{graph: {input: concrete shape}} at full length, derived from the graphs' axis names."""
-    from ..runtime.contract import BATCH, GRAPHS, HIDDEN, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
+    from ..contracts.graphs import BATCH, GRAPHS, HIDDEN, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
 
     deformer = manifest["deformer"]
     sizes = {BATCH: batch, QUESTION_LENGTH: deformer["question_len"], PASSAGE_LENGTH: deformer["passage_len"],

@@ -30,7 +30,8 @@ import time
 
 import numpy as np
 
-from deformer_bench.runtime import strict_json, target_environment
+from deformer_bench.contracts import strict_json
+from deformer_bench.runtime import target_environment
 from deformer_bench.runtime.cached_states import ServedPassageStates
 from deformer_bench.runtime.sessions import GraphSetSessions
 
@@ -311,7 +312,7 @@ def pin_cores(cores):
 
 
 def read_job(stream) -> dict:
-    """The job on `stream`, read by the one JSON rule (runtime.strict_json); a job that is not one JSON object
+    """The job on `stream`, read by the one JSON rule (contracts.strict_json); a job that is not one JSON object
     stops the runner with a message the host shows."""
     try:
         job = strict_json.loads(stream.read())

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import DeformerBenchError
+from ..contracts.errors import DeformerBenchError
 from ..files import write_text_atomically
 from .common import (MAX_BATCH_SIZE, check_count, check_outputs, command_line, interrupts_name_an_unfinished_cache,
                      run_cli, tokenizer_input)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..bench.devices import ARM_MACHINES, check_target_settings, make_target, resolve_devices
-from ..errors import ConfigError, ProfileError, RunnerError, TargetError
+from ..contracts.errors import ConfigError, ProfileError, RunnerError, TargetError
 from ..files import check_distinct_paths, check_output_dir, scratch_directory
 from ..model import POSITION_OFFSETS
 from ..profiles import load_profile

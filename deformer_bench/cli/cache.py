@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import DeformerBenchError, PassageCacheError
+from ..contracts.errors import DeformerBenchError, PassageCacheError
 from .common import MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenizer_input
 
 # Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at

@@ -4,7 +4,8 @@ import errno
 import sys
 from contextlib import contextmanager
 
-from ..errors import DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DeformerBenchError, Interrupted
+from ..contracts.errors import (DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DeformerBenchError,
+                                Interrupted)
 
 # What an interrupted command leaves behind; commands that keep partial work (training) say so.
 NOTHING_WRITTEN = "interrupted: nothing was written"
@@ -86,7 +87,7 @@ def tokenizer_input(graphs, tokenizer) -> dict:
 def parse_int_list(text: str, what: str, minimum: int = None) -> list:
     """'1,2,3' -> [1, 2, 3]; an empty list, a non-integer or a value below `minimum` is a ConfigError that
     names the option (--what), not the profile it would override."""
-    from ..errors import ConfigError
+    from ..contracts.errors import ConfigError
 
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -143,7 +144,7 @@ def interrupts_name_an_unfinished_cache(passage_cache):
 def is_unfinished_cache(directory) -> bool:
     """True for a passage cache whose build was started and not finished (False for anything else: whatever is
     wrong with it is said when it is opened)."""
-    from ..errors import PassageCacheError
+    from ..contracts.errors import PassageCacheError
     from ..passage_cache.store import RECORD_FILE, read_record
 
     if not (directory / RECORD_FILE).is_file():
@@ -160,7 +161,7 @@ MAX_BATCH_SIZE = 65_536
 
 def check_count(option: str, value, maximum: int) -> None:
     """A count option (None: not given) from 1 to `maximum`, else a ConfigError naming it."""
-    from ..errors import ConfigError
+    from ..contracts.errors import ConfigError
 
     if value is not None and value < 1:
         raise ConfigError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")

@@ -6,10 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import DeformerBenchError, ManifestError
+from ..contracts.errors import DeformerBenchError, ManifestError
 from ..files import write_texts_atomically
 from ..model import POSITION_OFFSETS
-from ..readers import read_json
+from ..contracts.readers import read_json
 from .common import check_outputs, command_line, interrupts_name_an_unfinished_cache, positive_int, run_cli
 
 DEFAULT_DOC_STRIDE = 128

@@ -6,9 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError
 from ..files import write_text_atomically
-from ..readers import FormatError, read_json, read_yaml
+from ..contracts.readers import FormatError, read_json
+from ..yaml_reader import read_yaml
 from .common import run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
@@ -149,7 +150,7 @@ def check_queue_inputs(configs: list, runs_dir: Path, queue_path: Path = None) -
     """Before the first run starts (each takes an hour or more): every file and model a run reads must be
     there, or be made by an earlier run of the queue; every run's k must fit its model, and its directory
     must be one it may write."""
-    from ..errors import DeformerBenchError
+    from ..contracts.errors import DeformerBenchError
     from ..model import load_hf_config
     from ..training_checks import check_run_directory
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import PassageCacheError
+from ..contracts.errors import PassageCacheError
 from ..files import check_output_dir, staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
 from .key_index import KEY_BYTES, keys_array

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PassageCacheError
+from ..contracts.errors import PassageCacheError
 from ..files import scratch_directory
-from ..runtime import strict_json
+from ..contracts import strict_json
 
 EXTRA = "ray[data]==2.60.0"
 

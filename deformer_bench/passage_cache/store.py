@@ -53,9 +53,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PassageCacheError
+from ..contracts.errors import PassageCacheError
 from ..files import write_text_atomically
-from ..readers import read_json
+from ..contracts.readers import read_json
 from ..runtime.cached_states import gather_rows
 from .codecs import decode
 from .key_index import KEY_BYTES, KeyIndex

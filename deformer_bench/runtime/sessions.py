@@ -14,7 +14,7 @@ its figures would be the CPU's under another device's name.
 
 import os
 
-from .contract import GRAPHS
+from ..contracts.graphs import GRAPHS
 
 GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}

@@ -36,7 +36,7 @@ def test_a_differing_output_fails_the_comparison_by_name():
     # recorded as null, not as Infinity, which results.json's strict reader would refuse
     import json
 
-    from deformer_bench.readers import parse_json
+    from deformer_bench.contracts.readers import parse_json
 
     assert nan["max_abs_diff"] == {"passage_hidden": None} and "difference nan" in nan["problems"][0]
     assert parse_json(json.dumps(nan), "parity record") == nan

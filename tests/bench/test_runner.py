@@ -181,7 +181,7 @@ def test_a_graph_onnxruntime_cannot_load_fails_the_runner_with_exit_code_3(tiny_
     import pytest
 
     from deformer_bench.bench.targets import Target
-    from deformer_bench.errors import EXIT_FAILURE, RunnerError
+    from deformer_bench.contracts.errors import EXIT_FAILURE, RunnerError
 
     broken = tmp_path / "graphs"
     shutil.copytree(tiny_graphs, broken)

@@ -326,7 +326,7 @@ def test_graph_sets_of_one_folder_name_get_labels_of_their_own(tiny_graphs, tmp_
     configs = existing_configs(Namespace(graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelB" / "graphs"],
                                          variant="float32"))
     assert [config.label for config in configs] == ["modelA/graphs", "modelB/graphs"]
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
 
     with pytest.raises(ConfigError, match="more than once"):
         existing_configs(Namespace(variant="float32",

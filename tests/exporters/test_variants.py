@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from deformer_bench.errors import ManifestError
+from deformer_bench.contracts.errors import ManifestError
 from exporters.manifest import load_graph_set
 from exporters.variants import TOLERANCES, fusion_problems
 
@@ -184,7 +184,7 @@ def test_variants_of_the_unsplit_and_the_all_split_model_keep_every_contract_inp
     import onnx
 
     from deformer_bench.model import Deformer
-    from deformer_bench.runtime.contract import GRAPHS
+    from deformer_bench.contracts.graphs import GRAPHS
     from exporters.onnx_export import export_graph_set
 
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=layer, question_len=8, passage_len=24)
@@ -213,7 +213,7 @@ def test_overwrite_refuses_anything_the_manifest_does_not_list_at_any_depth(vari
                                                                              tiny_model_dir, added, named):
     """--overwrite removes exactly what the manifest lists; anything else, at any depth, stops it before anything
     is removed, and the first such path is named (exit 2)."""
-    from deformer_bench.errors import OutputLocationError
+    from deformer_bench.contracts.errors import OutputLocationError
     from exporters.onnx_export import check_destination
 
     copy = tmp_path / "copy"
@@ -230,7 +230,7 @@ def test_overwrite_refuses_anything_the_manifest_does_not_list_at_any_depth(vari
 
 
 def test_overwrite_refuses_links_and_variants_the_manifest_does_not_list(variant_graphs, tmp_path, tiny_model_dir):
-    from deformer_bench.errors import OutputLocationError
+    from deformer_bench.contracts.errors import OutputLocationError
     from exporters.onnx_export import check_destination
 
     copy = tmp_path / "copy"
@@ -260,7 +260,7 @@ def test_a_file_written_into_out_during_the_export_survives_the_swap(variant_gra
     """The swap checks the old OUT/ again once it is moved aside: a file that appeared in it since the first check
     (the export takes minutes) puts it back untouched, and the new graphs are dropped, not the user's file."""
     import exporters.onnx_export as onnx_export
-    from deformer_bench.errors import OutputLocationError
+    from deformer_bench.contracts.errors import OutputLocationError
     from deformer_bench.model import Deformer
 
     copy = tmp_path / "copy"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deformer_bench.errors import PassageCacheError
+from deformer_bench.contracts.errors import PassageCacheError
 from tests.conftest import SQUAD_DIR
 from tests.test_passage_cache import require_ray
 

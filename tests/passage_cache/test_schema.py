@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deformer_bench.errors import PassageCacheError
+from deformer_bench.contracts.errors import PassageCacheError
 from deformer_bench.passage_cache import build_passage_cache, load_passage_cache
 from deformer_bench.passage_cache.schema import segment_files
 from deformer_bench.passage_cache.store import expected_arrays

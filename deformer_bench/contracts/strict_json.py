@@ -1,6 +1,6 @@
 """JSON as the format says, and nothing Python's json module adds: the standard library only, so that the
 benchmark runner (staged on the measured machine with this package) reads its job by the same rule as the host
-reads every JSON file (deformer_bench.readers, which wraps this in the caller's typed errors).
+reads every JSON file (contracts.readers, which wraps this in the caller's typed errors).
 
 - a key given twice in one object, at any depth, is refused (json keeps the last one without a word);
 - NaN, Infinity and -Infinity are refused: Python writes and reads them, but they are not JSON;

@@ -1,10 +1,10 @@
-"""The one reader for JSON and the one for YAML: every JSON or YAML file the project reads goes through them.
+"""The one reader of JSON, JSON Lines and text: every JSON file the project reads goes through it (YAML:
+deformer_bench.yaml_reader, which refuses bad text the same way).
 
-Python's own readers accept what the formats do not say, and keep quiet about it:
-- a key given twice in one object or mapping keeps the last value (a queue's second `runs:` list dropped the
-  first one without a word): refused here at any depth, naming the key and the file (YAML: the lines too);
-- `json` reads NaN, Infinity and -Infinity, which are not JSON (no other reader takes them): refused, naming
-  the line. YAML's .nan and .inf are YAML, and pass (a profile refuses them where it reads numbers);
+Python's json module accepts what the format does not say, and keeps quiet about it:
+- a key given twice in one object keeps the last value: refused here at any depth, naming the key and the file;
+- NaN, Infinity and -Infinity are not JSON (no other reader takes them): refused, naming the line
+  (strict_json holds the rule; the runner reads its job by it too);
 - text that is not UTF-8 is refused naming the byte, its offset and line, and what the file looks like when it
   is a common wrong one (gzip, zip, a NumPy array, UTF-16, ...: `describe_binary`). A byte-order mark is read
   past.
@@ -15,10 +15,8 @@ Errors are `error` (a DeformerBenchError subclass: the caller's own, e.g. Manife
 import codecs
 import json
 
-import yaml
-
+from . import strict_json
 from .errors import DeformerBenchError
-from .runtime import strict_json
 
 
 class FormatError(DeformerBenchError):
@@ -79,7 +77,7 @@ def decode_text(raw: bytes, source: str, error=FormatError, hint: str = "save it
 
 
 def parse_json(text, source: str, error=FormatError, hint: str = "fix the JSON"):
-    """The JSON value of `text` (str, or bytes read as UTF-8), read by runtime.strict_json's rule; `source` names
+    """The JSON value of `text` (str, or bytes read as UTF-8), read by strict_json's rule; `source` names
     it in errors ("graph set manifest PATH")."""
     if isinstance(text, (bytes, bytearray)):
         text = decode_text(bytes(text), source, error)
@@ -113,58 +111,6 @@ def read_bytes(path, what: str, error=FormatError) -> bytes:
 def read_json(path, what: str, error=FormatError, hint: str = "fix the JSON"):
     """The JSON value of file `path`, read as parse_json reads it; `what` names the kind of file."""
     return parse_json(read_bytes(path, what, error), f"{what} {path}", error, hint)
-
-
-class _DuplicateYamlKey(yaml.YAMLError):
-    def __init__(self, key, first_line: int, line: int):
-        super().__init__(f"duplicate key {key!r}")
-        self.key, self.first_line, self.line = key, first_line, line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node, deep=False):
-        first_lines = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in first_lines:
-                    raise _DuplicateYamlKey(key, first_lines[key], line)
-                first_lines[key] = line
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text, source: str, error=FormatError, hint: str = "fix the YAML syntax", name: str = None):
-    """The YAML document of `text` (str, or bytes read as UTF-8), as yaml.safe_load reads it, with keys unique;
-    `name`: the file's name in PyYAML's own messages (default `source`)."""
-    import io
-
-    if isinstance(text, (bytes, bytearray)):
-        text = decode_text(bytes(text), source, error)
-    stream = io.StringIO(text)
-    stream.name = name or source  # YAML errors then name the file, not "<unicode string>"
-    try:
-        return yaml.load(stream, Loader=_UniqueKeyLoader)
-    except _DuplicateYamlKey as duplicate:
-        where = (f"line {duplicate.line}" if duplicate.line == duplicate.first_line
-                 else f"lines {duplicate.first_line} and {duplicate.line}")
-        raise error(f"{source}: {duplicate.key!r} is given twice ({where})", "keep one of them") from None
-    except yaml.YAMLError as failure:
-        refuse_binary(text[:512], source, error)
-        raise error(f"{source} is not valid YAML: {failure}", hint) from None
-    except RecursionError:
-        raise error(f"{source} nests lists or mappings too deeply to read", hint) from None
-
-
-def read_yaml(path, what: str, error=FormatError, hint: str = "fix the YAML syntax"):
-    """The YAML document of file `path`, read as parse_yaml reads it; `what` names the kind of file."""
-    return parse_yaml(read_bytes(path, what, error), f"{what} {path}", error, hint, name=str(path))
 
 
 def text_lines(stream, source: str, error=FormatError):
