@@ -71,7 +71,7 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     lengths and the offset (the defaults here), and any setting given that differs from it is refused;
     `onnx_variant` picks one of its variants (exporters/variants.py), checked against the same weights.
     `passage_cache_commands`: the CacheCommands a kept passage cache names (serving.open_passage_cache)."""
-    from exporters.manifest import load_graph_set
+    from deformer_bench.exporters.manifest import load_graph_set
 
     model_dir = Path(model_dir)
     if passage_cache_dir is not None and onnx_dir is None:

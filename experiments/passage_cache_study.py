@@ -36,7 +36,7 @@ def cache_cli(*args) -> dict:
 
 def read_worker(graphs: str, cache_dir: str, seed: int) -> dict:
     """One fresh process: per round, the read (gather + decode) of one random window, then the online path."""
-    from exporters.manifest import load_graph_set
+    from deformer_bench.exporters.manifest import load_graph_set
 
     from deformer_bench.passage_cache import load_passage_cache
     from deformer_bench.runtime.sessions import GraphSetSessions

@@ -107,7 +107,7 @@ def measure_process(job: dict) -> dict:
 
 def run_study(graphs_dir: Path, variant: str, profile_name: str, batch: int, processes: int, runs: int,
               profiled_runs: int, min_time_s: float = None) -> dict:
-    from exporters.manifest import load_graph_set
+    from deformer_bench.exporters.manifest import load_graph_set
 
     from ..bench.devices import DEVICES
     from ..bench.plan import session_settings

@@ -51,7 +51,7 @@ def answer_main(argv=None) -> int:
         raise DeformerBenchError("--cache-miss says what a question about a passage the cache lacks does, and no "
                                  "--questions were given", "give --questions FILE, or drop --cache-miss")
     check_count("--batch-size", args.batch_size, MAX_BATCH_SIZE)
-    from exporters.manifest import load_graph_set
+    from deformer_bench.exporters.manifest import load_graph_set
 
     from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
 

@@ -173,8 +173,8 @@ def load_source_model(args):
 def export_configs(args, profile, workdir: Path, layers=None) -> list:
     import torch
 
-    from exporters.manifest import load_graph_set
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     from ..bench.run import BenchConfig
     from ..model import DEFAULT_POSITION_OFFSET, Deformer, DeformerConfig
@@ -207,7 +207,7 @@ def export_configs(args, profile, workdir: Path, layers=None) -> list:
 
 
 def existing_configs(args) -> list:
-    from exporters.manifest import load_graph_set
+    from deformer_bench.exporters.manifest import load_graph_set
 
     from ..bench.run import BenchConfig
 
@@ -225,7 +225,7 @@ def existing_configs(args) -> list:
 
 
 def resolve_variants(args) -> list:
-    from exporters.variants import VARIANTS
+    from deformer_bench.exporters.variants import VARIANTS
 
     names = [name.strip() for name in args.variant.split(",") if name.strip()]
     unknown = [name for name in names if name not in ("float32", *VARIANTS)]

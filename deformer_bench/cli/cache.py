@@ -114,7 +114,7 @@ class PassageFile:
 
 
 def build_command(args) -> dict:
-    from exporters.manifest import load_graph_set
+    from deformer_bench.exporters.manifest import load_graph_set
 
     from ..answer import graph_set_tokenizer, passage_examples
     from ..files import check_distinct_paths
@@ -220,7 +220,7 @@ def verify_command(args) -> dict:
                                  "was given", "give --graphs OUT/ too, or drop --variant")
     graph_set = None
     if args.graphs is not None:
-        from exporters.manifest import load_graph_set
+        from deformer_bench.exporters.manifest import load_graph_set
 
         graph_set = load_graph_set(args.graphs, args.variant)
     cache = load_passage_cache(args.cache, graph_set)  # structure and (with --graphs) identity

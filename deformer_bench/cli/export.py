@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from exporters.onnx_export import DEFAULT_OPSET, check_destination, check_opset, export_graph_set
+    from deformer_bench.exporters.onnx_export import DEFAULT_OPSET, check_destination, check_opset, export_graph_set
 
     check_opset(DEFAULT_OPSET if args.opset is None else args.opset)  # fail before the model loads
     check_destination(args.out_dir, args.model_dir, args.overwrite)

@@ -64,7 +64,7 @@ def test_a_model_without_float32_has_no_change_and_a_record_outside_git_is_read(
 
 def test_a_kept_record_must_score_the_graphs_there_now(tmp_path, tiny_model_dir, capsys):
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     graphs = tmp_path / "graphs"
     manifest = export_graph_set(Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24),

@@ -12,10 +12,10 @@ import torch
 from deformer_bench.contracts.errors import ManifestError, OutputExistsError, OutputLocationError, ValidationError
 from deformer_bench.model import Deformer, DeformerConfig
 from deformer_bench.contracts.graphs import GRAPHS
-from exporters.graphs import example_inputs
-from exporters.manifest import MANIFEST_FILE, load_graph_set
-from exporters.onnx_export import export_graph_set
-from exporters.validate import validate_graph_set
+from deformer_bench.exporters.graphs import example_inputs
+from deformer_bench.exporters.manifest import MANIFEST_FILE, load_graph_set
+from deformer_bench.exporters.onnx_export import export_graph_set
+from deformer_bench.exporters.validate import validate_graph_set
 
 
 def run_graph(directory, name, tensors):
@@ -194,7 +194,7 @@ def test_opset_outside_the_exporters_range_is_refused(tiny_model_dir, tmp_path):
 
 
 def test_failed_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypatch):
-    import exporters.onnx_export as onnx_export
+    import deformer_bench.exporters.onnx_export as onnx_export
 
     def fail(*args, **kwargs):
         raise ValidationError("simulated failure")
@@ -277,7 +277,7 @@ def test_the_graph_contract_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import deformer_bench.contracts.graphs, exporters.manifest; "
+    code = ("import sys; import deformer_bench.contracts.graphs, deformer_bench.exporters.manifest; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

@@ -9,14 +9,14 @@ import sys
 import pytest
 
 from deformer_bench.contracts.errors import ManifestError
-from exporters.manifest import load_graph_set
-from exporters.variants import TOLERANCES, fusion_problems
+from deformer_bench.exporters.manifest import load_graph_set
+from deformer_bench.exporters.variants import TOLERANCES, fusion_problems
 
 
 @pytest.fixture(scope="module")
 def variant_graphs(tmp_path_factory, tiny_model_dir):
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
     out = tmp_path_factory.mktemp("variants") / "tiny-k1"
@@ -79,7 +79,7 @@ def test_the_optimized_graphs_honour_a_question_padded_in_the_middle(variant_gra
 
     from deformer_bench.bench.parity import reference_outputs
     from deformer_bench.bench.runner import make_inputs
-    from exporters.variants import pad_last_row
+    from deformer_bench.exporters.variants import pad_last_row
 
     inputs = make_inputs({"seed": 2, "batch_size": 2, "question_len": 8, "passage_len": 24, "vocab_size": 120,
                           "passage_token_type": 1})
@@ -92,7 +92,7 @@ def test_the_optimized_graphs_honour_a_question_padded_in_the_middle(variant_gra
 
 
 def test_variants_of_optimized_graphs_made_before_raw_masks_are_refused(variant_graphs, tmp_path):
-    from exporters.variants import MASK_LENGTH_RECIPE
+    from deformer_bench.exporters.variants import MASK_LENGTH_RECIPE
 
     copy = tmp_path / "old"
     shutil.copytree(variant_graphs, copy)
@@ -118,7 +118,7 @@ def test_the_ort_format_variant_loads_and_matches_its_parent(variant_graphs):
 
 
 def test_overwrite_replaces_a_graph_set_with_variants(variant_graphs, tmp_path, tiny_model_dir):
-    from exporters.onnx_export import check_destination
+    from deformer_bench.exporters.onnx_export import check_destination
 
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)
@@ -163,7 +163,7 @@ def test_int8_straight_from_the_exported_graphs_and_nothing_left_in_the_working_
     """Without --optimize, int8 is made from the exported float32 graphs, whose full graph onnxruntime's symbolic
     shape inference cannot finish (it then drops sym_shape_infer_temp.onnx into the working directory)."""
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     workdir = tmp_path / "cwd"
     workdir.mkdir()
@@ -185,7 +185,7 @@ def test_variants_of_the_unsplit_and_the_all_split_model_keep_every_contract_inp
 
     from deformer_bench.model import Deformer
     from deformer_bench.contracts.graphs import GRAPHS
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=layer, question_len=8, passage_len=24)
     export_graph_set(deformer, tmp_path / "out", progress=False, variants=["optimized", "int8"])
@@ -214,7 +214,7 @@ def test_overwrite_refuses_anything_the_manifest_does_not_list_at_any_depth(vari
     """--overwrite removes exactly what the manifest lists; anything else, at any depth, stops it before anything
     is removed, and the first such path is named (exit 2)."""
     from deformer_bench.contracts.errors import OutputLocationError
-    from exporters.onnx_export import check_destination
+    from deformer_bench.exporters.onnx_export import check_destination
 
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)
@@ -231,7 +231,7 @@ def test_overwrite_refuses_anything_the_manifest_does_not_list_at_any_depth(vari
 
 def test_overwrite_refuses_links_and_variants_the_manifest_does_not_list(variant_graphs, tmp_path, tiny_model_dir):
     from deformer_bench.contracts.errors import OutputLocationError
-    from exporters.onnx_export import check_destination
+    from deformer_bench.exporters.onnx_export import check_destination
 
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)
@@ -259,7 +259,7 @@ def test_a_file_written_into_out_during_the_export_survives_the_swap(variant_gra
                                                                       monkeypatch):
     """The swap checks the old OUT/ again once it is moved aside: a file that appeared in it since the first check
     (the export takes minutes) puts it back untouched, and the new graphs are dropped, not the user's file."""
-    import exporters.onnx_export as onnx_export
+    import deformer_bench.exporters.onnx_export as onnx_export
     from deformer_bench.contracts.errors import OutputLocationError
     from deformer_bench.model import Deformer
 
@@ -284,7 +284,7 @@ def test_a_file_written_into_out_during_the_export_survives_the_swap(variant_gra
 
 def test_overwrite_removes_exactly_the_listed_files(variant_graphs, tmp_path, tiny_model_dir):
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)

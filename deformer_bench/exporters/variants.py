@@ -24,8 +24,8 @@ import os
 import shutil
 from pathlib import Path
 
-from deformer_bench.contracts.errors import ExportError, first_line
-from deformer_bench.contracts.graphs import GRAPHS
+from ..contracts.errors import ExportError, first_line
+from ..contracts.graphs import GRAPHS
 
 VARIANTS_DIR = "variants"
 VARIANTS = ("optimized", "int8", "int8-arm64", "float16", "ort")
@@ -171,7 +171,7 @@ def fusion_problems(fused: dict, layer: int, num_layers: int) -> list:
 def build_variant(name: str, parent_dir: Path, parent: str, float32_dir: Path, out_dir: Path, model: dict,
                   deformer: dict) -> dict:
     """Write out_dir (the variant's four graphs) and return its manifest entry, validated against float32."""
-    from deformer_bench.bench.parity import compare
+    from ..bench.parity import compare
 
     from .manifest import file_sha256
 
@@ -227,8 +227,8 @@ def build_variant(name: str, parent_dir: Path, parent: str, float32_dir: Path, o
 def variant_cases(float32_dir: Path, variant_dir: Path, model: dict, deformer: dict) -> list:
     """Every path of both graph sets on the same inputs: batch 1 at full lengths, batch 2 at short ones with its
     second row padded (a fused attention must honour the masks: random full-length rows would not show it)."""
-    from deformer_bench.bench.parity import reference_outputs
-    from deformer_bench.bench.runner import make_inputs
+    from ..bench.parity import reference_outputs
+    from ..bench.runner import make_inputs
 
     question_len, passage_len = deformer["question_len"], deformer["passage_len"]
     cases = []

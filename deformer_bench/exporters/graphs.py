@@ -6,7 +6,7 @@ The contract (names, inputs, outputs, element types, dynamic axes) is deformer_b
 import torch
 from torch import nn
 
-from deformer_bench.contracts.graphs import SPLIT_GRAPHS
+from ..contracts.graphs import SPLIT_GRAPHS
 
 
 class GraphModule(nn.Module):

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from deformer_bench import __version__
-from deformer_bench.contracts.errors import (ConfigError, ExportError, ManifestError, OutputExistsError,
+from .. import __version__
+from ..contracts.errors import (ConfigError, ExportError, ManifestError, OutputExistsError,
                                              OutputLocationError, first_line)
-from deformer_bench.files import (check_distinct_paths, check_output_dir, clean_stale_staging, describe_obstacle,
+from ..files import (check_distinct_paths, check_output_dir, clean_stale_staging, describe_obstacle,
                                   staged_directory, unlisted_entries)
 
-from deformer_bench.contracts.graphs import FLOAT32, GRAPHS, HIDDEN
+from ..contracts.graphs import FLOAT32, GRAPHS, HIDDEN
 
 from .graphs import GraphModule, example_inputs
 from .manifest import build_manifest, graph_set_entries, write_manifest

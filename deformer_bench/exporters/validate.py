@@ -5,10 +5,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deformer_bench.contracts.errors import ValidationError
+from ..contracts.errors import ValidationError
 
-from deformer_bench.contracts.graphs import GRAPHS
-from deformer_bench.runtime.sessions import GraphSetSessions
+from ..contracts.graphs import GRAPHS
+from ..runtime.sessions import GraphSetSessions
 
 from .graphs import example_inputs
 

@@ -8,10 +8,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from deformer_bench.contracts.errors import ManifestError
-from deformer_bench.contracts.readers import read_json
+from ..contracts.errors import ManifestError
+from ..contracts.readers import read_json
 
-from deformer_bench.contracts.graphs import GRAPHS
+from ..contracts.graphs import GRAPHS
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT_VERSION = 1
