@@ -109,19 +109,19 @@ def _bench_results(path):
 
 
 def _evaluation_records(path):
-    from deformer_bench.analysis.variant_accuracy import read_records
+    from deformer_bench.cli.analysis.variant_accuracy import read_records
 
     return read_records(path.parent)
 
 
 def _training_record(path):
-    from deformer_bench.accuracy import run_record
+    from deformer_bench.cli.accuracy import run_record
 
     return run_record(path.parent)
 
 
 def _accuracy_results(path):
-    from deformer_bench.accuracy import saved_records
+    from deformer_bench.cli.accuracy import saved_records
 
     return saved_records(path)
 
@@ -139,7 +139,7 @@ def _dataset(path):
 
 
 def _training_log(path):
-    from deformer_bench.accuracy import read_log
+    from deformer_bench.cli.accuracy import read_log
 
     return read_log(path)
 

@@ -1,7 +1,7 @@
 """The F1 of each graph-set variant, from saved `deformer-eval --onnx --variant V --output R.json` records.
 
-    python -m deformer_bench.analysis.variant_accuracy RECORDS_DIR [--out DIR]
-    python -m deformer_bench.analysis.variant_accuracy --is-current RECORD GRAPHS VARIANT   (make reference-accuracy)
+    python -m deformer_bench.cli.analysis.variant_accuracy RECORDS_DIR [--out DIR]
+    python -m deformer_bench.cli.analysis.variant_accuracy --is-current RECORD GRAPHS VARIANT   (make reference-accuracy)
 
 Reads every record (*.json) in RECORDS_DIR and writes accuracy.csv and accuracy.md to DIR (default: RECORDS_DIR):
 per model and variant, F1 / EM and the change from the float32 graphs of the same model. Records of other
@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..contracts.errors import DeformerBenchError
-from ..files import check_distinct_paths, write_texts_atomically
-from ..contracts.readers import FormatError, read_json
+from ...contracts.errors import DeformerBenchError
+from ...files import check_distinct_paths, write_texts_atomically
+from ...contracts.readers import FormatError, read_json
 
 COLUMNS = ["model", "k", "variant", "made_from", "f1", "exact_match", "f1_change", "questions", "windows", "doc_stride",
            "commit", "dirty", "cpu", "onnxruntime", "command"]
@@ -128,7 +128,7 @@ def record_is_current(record_path: Path, graphs_dir: Path, variant: str) -> bool
 
 
 def variant_accuracy_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deformer_bench.analysis.variant_accuracy",
+    parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.analysis.variant_accuracy",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("records", type=Path, nargs="?", help="a directory of deformer-eval --output records")
     parser.add_argument("--out", type=Path, help="where accuracy.csv and accuracy.md go (default: RECORDS)")
@@ -155,7 +155,7 @@ def variant_accuracy_main(argv=None) -> int:
 
 
 def main(argv=None) -> None:
-    from ..cli.common import run_cli
+    from ..common import run_cli
 
     sys.exit(run_cli(variant_accuracy_main, argv))
 

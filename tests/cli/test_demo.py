@@ -4,7 +4,7 @@ import sys
 
 
 def demo(*args, cwd=None):
-    completed = subprocess.run([sys.executable, "-m", "deformer_bench.demo", *map(str, args)], capture_output=True,
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.demo", *map(str, args)], capture_output=True,
                                text=True, timeout=600, cwd=cwd)
     return completed.returncode, completed.stdout, completed.stderr
 

@@ -1,6 +1,6 @@
 import json
 
-from deformer_bench.analysis.study_cli import run_study_cli
+from deformer_bench.cli.analysis.study_cli import run_study_cli
 from deformer_bench.contracts.errors import ConfigError
 from deformer_bench.files import staged_directory
 

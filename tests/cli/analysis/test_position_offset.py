@@ -7,7 +7,7 @@ from tests.conftest import SQUAD_DIR
 
 def test_study_compares_both_offsets_at_every_k(tiny_with_tokenizer, tmp_path):
     out = tmp_path / "study"
-    command = [sys.executable, "-m", "deformer_bench.analysis.position_offset", "--model", str(tiny_with_tokenizer),
+    command = [sys.executable, "-m", "deformer_bench.cli.analysis.position_offset", "--model", str(tiny_with_tokenizer),
                "--dataset", str(SQUAD_DIR / "dev-v1.1.json.gz"), "--count", "6", "--question-len", "16",
                "--passage-len", "48", "--out", str(out)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -28,7 +28,7 @@ def test_unsplit_states_use_the_familys_passage_token_type():
     """RoBERTa has one token type: type 1 would index past its table (the study hard-coded 1)."""
     import torch
 
-    from deformer_bench.analysis.position_offset import unsplit_states
+    from deformer_bench.cli.analysis.position_offset import unsplit_states
     from tests.conftest import tiny_qa_model
 
     qa_model = tiny_qa_model("roberta")

@@ -7,7 +7,7 @@ the shares are built from), then runs each graph again under onnxruntime's profi
 operator type and the part spent outside kernels. Every repetition runs in a fresh process; the raw samples
 are kept.
 
-    python -m deformer_bench.analysis.time_breakdown GRAPHS_DIR [--variant optimized] [--profile server-cpu] \
+    python -m deformer_bench.cli.analysis.time_breakdown GRAPHS_DIR [--variant optimized] [--profile server-cpu] \
         [--batch 1] [--processes 3] --out results/time-breakdown/<name>
 
 Output: time_breakdown.json (samples, per-op-type times, FLOPs), time_breakdown.md (the tables) and
@@ -21,11 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..bench.flops import layer_flops
-from ..contracts.errors import OutputExistsError
-from ..files import check_distinct_paths, staged_directory
-from ..profiles import MAX_REPEATS, MAX_TIMED_SECONDS, PROFILE_SUFFIXES
-from ..contracts.readers import read_json
+from ...bench.flops import layer_flops
+from ...contracts.errors import OutputExistsError
+from ...files import check_distinct_paths, staged_directory
+from ...profiles import MAX_REPEATS, MAX_TIMED_SECONDS, PROFILE_SUFFIXES
+from ...contracts.readers import read_json
 
 RESULTS_FILE = "time_breakdown.json"
 FORMAT_VERSION = 1
@@ -47,9 +47,9 @@ def graph_flops(manifest: dict, batch: int) -> dict:
 
 def graph_inputs(job: dict) -> dict:
     """{graph: feed} for one batch of full-length inputs; upper's hidden states come from the lower graphs."""
-    from ..bench.runner import make_inputs
-    from ..contracts.graphs import GRAPHS
-    from ..runtime.sessions import GraphSetSessions
+    from ...bench.runner import make_inputs
+    from ...contracts.graphs import GRAPHS
+    from ...runtime.sessions import GraphSetSessions
 
     inputs = make_inputs(job)
     lower = GraphSetSessions(job["graphs_dir"], ("lower_question", "lower_passage"), settings=job["session"])
@@ -81,8 +81,8 @@ def measure_process(job: dict) -> dict:
     """One fresh process: every graph timed alone in interleaved rounds, then once more under the profiler."""
     import onnxruntime
 
-    from ..bench.runner import interleave
-    from ..runtime.sessions import GraphSetSessions, graph_path, open_session
+    from ...bench.runner import interleave
+    from ...runtime.sessions import GraphSetSessions, graph_path, open_session
 
     feeds = graph_inputs(job)
     graph_set = GraphSetSessions(job["graphs_dir"], TIMED_GRAPHS, settings=job["session"])
@@ -109,9 +109,9 @@ def run_study(graphs_dir: Path, variant: str, profile_name: str, batch: int, pro
               profiled_runs: int, min_time_s: float = None) -> dict:
     from deformer_bench.exporters.manifest import load_graph_set
 
-    from ..bench.devices import DEVICES
-    from ..bench.plan import session_settings
-    from ..profiles import load_profile
+    from ...bench.devices import DEVICES
+    from ...bench.plan import session_settings
+    from ...profiles import load_profile
 
     graph_set = load_graph_set(graphs_dir, variant)
     profile = load_profile(profile_name)
@@ -230,11 +230,11 @@ def write_outputs(result: dict, out_dir: Path) -> None:
 
 
 def study_main(argv) -> int:
-    from ..bench.run import MAX_PROCESSES
-    from ..cli.common import int_up_to, positive_int, seconds_up_to
-    from ..environment import describe_environment
+    from ...bench.run import MAX_PROCESSES
+    from ..common import int_up_to, positive_int, seconds_up_to
+    from ...environment import describe_environment
 
-    parser = argparse.ArgumentParser(prog="python -m deformer_bench.analysis.time_breakdown",
+    parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.analysis.time_breakdown",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("graphs", type=Path, help="a graph set written by deformer-export")
     parser.add_argument("--variant", default="float32", help="which of its variants (default float32)")
@@ -255,7 +255,7 @@ def study_main(argv) -> int:
         raise OutputExistsError(f"output directory {args.out} already exists", "give a new --out directory")
     check_distinct_paths({"--out": args.out}, {"the graph set": args.graphs, "the profile": Path(args.profile)
                                                if args.profile.endswith(PROFILE_SUFFIXES) else None})
-    environment = describe_environment(["python", "-m", "deformer_bench.analysis.time_breakdown",
+    environment = describe_environment(["python", "-m", "deformer_bench.cli.analysis.time_breakdown",
                                         *(argv if argv is not None else sys.argv[1:])])
     result = run_study(args.graphs, args.variant, args.profile, args.batch, args.processes, args.runs,
                        args.profiled_runs, args.min_time_s)
@@ -265,7 +265,7 @@ def study_main(argv) -> int:
 
 
 def main(argv=None) -> None:
-    from ..cli.common import run_cli
+    from ..common import run_cli
 
     sys.exit(run_cli(study_main, argv))
 

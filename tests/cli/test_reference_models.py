@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from deformer_bench import reference_models
+from deformer_bench.cli import reference_models
 from deformer_bench.model import Deformer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def stored_dtypes(model_dir: Path) -> set:

@@ -1,9 +1,9 @@
 """Trained models in float16: how the reference models are kept (in the repository) and how weights travel to and
 from a lent GPU machine (scripts/gpu-train.sh), whose transfers are capped in size.
 
-    python -m deformer_bench.reference_models keep RUN_DIR OUT_DIR     a finished deformer-train run's model in
+    python -m deformer_bench.cli.reference_models keep RUN_DIR OUT_DIR     a finished deformer-train run's model in
                                                                        float16, with its eval and training records
-    python -m deformer_bench.reference_models base MODEL_DIR OUT_DIR   a base encoder (MiniLM-L6) in float16, with
+    python -m deformer_bench.cli.reference_models base MODEL_DIR OUT_DIR   a base encoder (MiniLM-L6) in float16, with
                                                                        its tokenizer: the start of a GPU training
 
 Stored in float16, loaded back in float32 (model.load_qa_model): halving the weights moves a QA logit by a few
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .contracts.errors import ModelDirError, OutputExistsError
-from .files import check_distinct_paths, staged_directory, write_text_atomically
+from ..contracts.errors import ModelDirError, OutputExistsError
+from ..files import check_distinct_paths, staged_directory, write_text_atomically
 
 RECORD_FILE = "reference.json"
 RUN_RECORDS = ("eval.json", "train_config.json", "train_log.jsonl")
@@ -44,7 +44,7 @@ def max_logit_difference(first, second) -> float:
 def keep(run_dir: Path, out_dir: Path) -> dict:
     """The run's model in float16 under OUT_DIR (a DeFormer directory: weights, deformer.json, tokenizer), its
     records beside it, and reference.json: where it came from and how far the float16 copy's logits moved."""
-    from .model import Deformer
+    from ..model import Deformer
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not (run_dir / "model" / "config.json").is_file():
@@ -89,9 +89,9 @@ def base(model_dir: Path, out_dir: Path) -> None:
 
 
 def reference_main(argv=None) -> int:
-    from .model import default_model_dir
+    from ..model import default_model_dir
 
-    parser = argparse.ArgumentParser(prog="python -m deformer_bench.reference_models", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.reference_models", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     keep_parser = commands.add_parser("keep", help="a finished run's model in float16, with its records")
     keep_parser.add_argument("run_dir", type=Path)
@@ -111,7 +111,7 @@ def reference_main(argv=None) -> int:
 
 
 def main(argv=None) -> None:
-    from .cli.common import run_cli
+    from .common import run_cli
 
     sys.exit(run_cli(reference_main, argv))
 

@@ -6,7 +6,7 @@ question: 0 (the paper's code) or the padded question length. We compare, token 
 states of the DeFormer with the unsplit model's, at layer k and at the last layer (what a QA head reads),
 by cosine similarity, for every k and both offsets, without any fine-tuning.
 
-    python -m deformer_bench.analysis.position_offset --dataset ../shared/data/squad/dev-v1.1.json.gz \
+    python -m deformer_bench.cli.analysis.position_offset --dataset ../shared/data/squad/dev-v1.1.json.gz \
         --count 300 --out results/position-offset
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..architectures import architecture_for
-from ..files import staged_directory
-from ..model import POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir, load_qa_model
-from ..squad.data import load_squad
+from ...architectures import architecture_for
+from ...files import staged_directory
+from ...model import POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir, load_qa_model
+from ...squad.data import load_squad
 from .study_cli import run_study_cli
 
 RESULTS_FILE = "position_offset.json"
@@ -76,7 +76,7 @@ def passage_cosine(deformer_states, unsplit, spans, question_len: int) -> list:
 
 def run_study(model_dir: Path, dataset: Path, count: int, question_len: int, passage_len: int,
               batch_size: int = 16, progress: bool = True) -> dict:
-    from ..serving import load_tokenizer
+    from ...serving import load_tokenizer
 
     tokenizer = load_tokenizer(Path(model_dir))
     qa_model, _ = load_qa_model(Path(model_dir))
@@ -147,7 +147,7 @@ def run_from_args(args) -> dict:
 
 
 def main(argv=None) -> None:
-    sys.exit(run_study_cli("deformer_bench.analysis.position_offset", __doc__.split("\n\n")[0], add_arguments,
+    sys.exit(run_study_cli("deformer_bench.cli.analysis.position_offset", __doc__.split("\n\n")[0], add_arguments,
                            run_from_args, write_outputs, RESULTS_FILE, argv))
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from deformer_bench.analysis import time_breakdown
+from deformer_bench.cli.analysis import time_breakdown
 from deformer_bench.bench.flops import layer_flops
 
 
@@ -43,7 +43,7 @@ def test_the_study_on_a_tiny_graph_set_writes_json_markdown_and_plot(tiny_graphs
     summary = result["summary"]
     shares = [summary["graphs"][graph]["online_time_share"] for graph in ("lower_question", "upper")]
     assert sum(shares) == pytest.approx(1.0)
-    assert result["environment"]["command"].startswith("python -m deformer_bench.analysis.time_breakdown")
+    assert result["environment"]["command"].startswith("python -m deformer_bench.cli.analysis.time_breakdown")
     assert "| lower_question |" in (out / "time_breakdown.md").read_text()
     assert (out / "time_breakdown.png").stat().st_size > 0
 

@@ -1,6 +1,6 @@
 """The accuracy table of a training queue: F1/EM per run, F1 drop against the teacher, FLOP speed-up per k.
 
-    python -m deformer_bench.accuracy --runs-dir ../runs --out results/accuracy
+    python -m deformer_bench.cli.accuracy --runs-dir ../runs --out results/accuracy
 
 Reads only what the runs saved (train_config.json, train_log.jsonl, eval.json, and eval-onnx.json where
 the run's exported graphs were evaluated with `deformer-eval --onnx ... --output RUN/eval-onnx.json`);
@@ -16,11 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from .bench.flops import path_flops
-from .bench.summary import batch_across
-from .contracts.errors import DeformerBenchError
-from .files import check_distinct_paths, save_figure_atomically, write_text_atomically
-from .contracts.readers import read_json, read_json_lines
+from ..bench.flops import path_flops
+from ..bench.summary import batch_across
+from ..contracts.errors import DeformerBenchError
+from ..files import check_distinct_paths, save_figure_atomically, write_text_atomically
+from ..contracts.readers import read_json, read_json_lines
 
 TEACHER_LAYER = 0
 ONNX_EVAL_FILE = "eval-onnx.json"
@@ -88,7 +88,7 @@ def onnx_scores(run_dir: Path) -> dict:
     if not path.exists():
         return {}
     record = read_json(path, "evaluation record")
-    from .model import Deformer
+    from ..model import Deformer
 
     if record["model_fingerprint_sha256"] != Deformer.from_pretrained(run_dir / "model").fingerprint():
         raise DeformerBenchError(f"{path} scores another model than {run_dir / 'model'}",
@@ -143,7 +143,7 @@ def shape_key(record: dict) -> tuple:
 
 def load_bench(bench_dir: Path) -> dict:
     """A deformer-bench results.json, with the directory it was read from."""
-    from .report import load_results
+    from ..report import load_results
 
     return {**load_results(bench_dir), "directory": str(bench_dir)}
 
@@ -316,10 +316,10 @@ def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> N
 
 
 def main(argv=None) -> None:
-    from .cli.common import run_cli
+    from .common import run_cli
 
     def accuracy_main(args_list):
-        parser = argparse.ArgumentParser(prog="python -m deformer_bench.accuracy", description=__doc__.split("\n\n")[0])
+        parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.accuracy", description=__doc__.split("\n\n")[0])
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--runs-dir", type=Path, help="the queue's runs (train_config.json, eval.json, ...)")
         source.add_argument("--records", type=Path,

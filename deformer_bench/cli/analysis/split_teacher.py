@@ -4,7 +4,7 @@ A student starts as the unsplit teacher split at k. Its starting F1, for every k
 position offsets, says where distillation starts from and which offset keeps the teacher's coordinates.
 Same features, post-processing and official metric as `deformer-eval`, on the first N dev questions.
 
-    python -m deformer_bench.analysis.split_teacher --teacher ../runs/teacher/model \
+    python -m deformer_bench.cli.analysis.split_teacher --teacher ../runs/teacher/model \
         --dataset ../shared/data/squad/dev-v1.1.json.gz --count 300 --layers 1,2,3,4,5 --out results/split-teacher
 """
 
@@ -14,14 +14,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..evaluate import pytorch_logits
-from ..serving import load_tokenizer
-from ..files import staged_directory
-from ..model import POSITION_OFFSETS, Deformer
-from ..squad.data import load_squad
-from ..squad.features import featurize
-from ..squad.metric import evaluate
-from ..squad.postprocess import predictions_from_logits
+from ...evaluate import pytorch_logits
+from ...serving import load_tokenizer
+from ...files import staged_directory
+from ...model import POSITION_OFFSETS, Deformer
+from ...squad.data import load_squad
+from ...squad.features import featurize
+from ...squad.metric import evaluate
+from ...squad.postprocess import predictions_from_logits
 from .study_cli import run_study_cli
 
 RESULTS_FILE = "split_teacher.json"
@@ -82,14 +82,14 @@ def add_arguments(parser) -> None:
 
 
 def run_from_args(args) -> dict:
-    from ..cli.common import parse_int_list
+    from ..common import parse_int_list
 
     return run_study(args.teacher, args.dataset, args.count, parse_int_list(args.layers, "layers"),
                      progress=not args.quiet, doc_stride=args.doc_stride)
 
 
 def main(argv=None) -> None:
-    sys.exit(run_study_cli("deformer_bench.analysis.split_teacher",
+    sys.exit(run_study_cli("deformer_bench.cli.analysis.split_teacher",
                            __doc__.split("\n\n")[0], add_arguments, run_from_args, write_outputs,
                            RESULTS_FILE, argv))
 

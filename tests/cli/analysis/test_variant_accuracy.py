@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from deformer_bench.analysis.variant_accuracy import variant_accuracy_main
+from deformer_bench.cli.analysis.variant_accuracy import variant_accuracy_main
 from deformer_bench.cli.common import run_cli
 
 

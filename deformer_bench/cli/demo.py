@@ -1,7 +1,7 @@
 """`make demo`: the trained reference student answers real questions about real passages, through the commands a
 user runs (deformer-export, then deformer-answer: passage cache offline, questions online).
 
-    python -m deformer_bench.demo [--model reference/k3-kd-lrs] [--dataset DEV.json[.gz]] [--passages 3]
+    python -m deformer_bench.cli.demo [--model reference/k3-kd-lrs] [--dataset DEV.json[.gz]] [--passages 3]
                                   [--work build/demo]
 
 The passages are the first paragraph of each of the first N articles of a SQuAD file (the dev set: the model never
@@ -20,9 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .contracts.errors import DeformerBenchError, ModelDirError
-from .files import check_distinct_paths, check_output_dir, write_text_atomically
-from .contracts.readers import FormatError, read_json
+from ..contracts.errors import DeformerBenchError, ModelDirError
+from ..files import check_distinct_paths, check_output_dir, write_text_atomically
+from ..contracts.readers import FormatError, read_json
 
 DEFAULT_MODEL = Path("reference/k3-kd-lrs")
 DEFAULT_DATASET = Path("../shared/data/squad/dev-v1.1.json.gz")
@@ -30,7 +30,7 @@ DEFAULT_DATASET = Path("../shared/data/squad/dev-v1.1.json.gz")
 
 def demo_examples(dataset: Path, passages: int) -> list:
     """The Examples of the first paragraph of each of the first `passages` articles."""
-    from .squad.data import load_squad
+    from ..squad.data import load_squad
 
     chosen, titles = [], {}
     for example in load_squad(dataset):
@@ -70,7 +70,7 @@ def run_command(*args) -> None:
 
 
 def show(examples: list, answers: dict) -> dict:
-    from .squad.metric import evaluate, exact_match
+    from ..squad.metric import evaluate, exact_match
 
     for example in examples:
         golds = sorted({answer.text for answer in example.answers})
@@ -96,7 +96,7 @@ def digest(*parts) -> str:
 
 
 def demo(model_dir: Path, dataset: Path, passages: int, work: Path) -> dict:
-    from .model import Deformer
+    from ..model import Deformer
 
     if not (model_dir / "config.json").is_file() and not (model_dir / "model" / "config.json").is_file():
         raise ModelDirError(f"{model_dir} is not a trained model directory (no config.json)",
@@ -126,7 +126,7 @@ def demo(model_dir: Path, dataset: Path, passages: int, work: Path) -> dict:
 
 
 def demo_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deformer_bench.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help=f"a trained DeFormer directory (default {DEFAULT_MODEL})")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help=f"a SQuAD file (default {DEFAULT_DATASET})")
@@ -141,7 +141,7 @@ def demo_main(argv=None) -> int:
 
 
 def main(argv=None) -> None:
-    from .cli.common import run_cli
+    from .common import run_cli
 
     sys.exit(run_cli(demo_main, argv))
 

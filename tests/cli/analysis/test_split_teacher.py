@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from deformer_bench.analysis.split_teacher import RESULTS_FILE, main
+from deformer_bench.cli.analysis.split_teacher import RESULTS_FILE, main
 
 
 def test_split_teacher_rows_and_the_unsplit_row_matches_the_queue_evaluation(tiny_queue_runs, small_train_file,

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from deformer_bench.accuracy import (FINAL_STEPS, collect, figure_students, final_train_ce, init_name, load_bench, read_log,
-                                     write)
+from deformer_bench.cli.accuracy import (FINAL_STEPS, collect, figure_students, final_train_ce, init_name,
+                                         load_bench, read_log, write)
 from deformer_bench.contracts.errors import DeformerBenchError
 
 
@@ -97,7 +97,7 @@ def tiny_bench(tiny_queue_runs, tiny_with_tokenizer, tmp_path_factory):
 
 
 def test_measured_speedups_join_the_students_of_their_k(tiny_queue_runs, tiny_bench, tmp_path):
-    from deformer_bench.accuracy import bench_provenance
+    from deformer_bench.cli.accuracy import bench_provenance
 
     _, runs = tiny_queue_runs
     bench = json.loads((tiny_bench / "results.json").read_text())
@@ -164,7 +164,7 @@ def test_a_queue_with_only_its_teacher_evaluated_still_writes_the_table_and_figu
 
 def test_the_table_is_rebuilt_from_its_saved_records_with_a_new_bench(tiny_queue_runs, tiny_bench, tmp_path):
     """The runs may be gone (they lived outside the repository): accuracy.json alone rebuilds the table."""
-    from deformer_bench.accuracy import main
+    from deformer_bench.cli.accuracy import main
 
     _, runs = tiny_queue_runs
     write(collect(runs), tmp_path / "without-bench")
@@ -183,7 +183,7 @@ def test_the_table_is_rebuilt_from_its_saved_records_with_a_new_bench(tiny_queue
 def test_the_table_is_not_written_over_the_records_it_is_read_from(tiny_queue_runs, tmp_path, capsys):
     """Issue 22, finding 1: accuracy.json read by --records is an input; a table written over it (a rebuild without
     --bench drops the measured speed-ups) is refused, as is an --out inside the runs it reads."""
-    from deformer_bench.accuracy import main
+    from deformer_bench.cli.accuracy import main
 
     _, runs = tiny_queue_runs
     write(collect(runs), tmp_path / "table")
