@@ -135,7 +135,7 @@ def deformer_qa_pipeline(model_dir, device=None, **kwargs) -> DeformerQuestionAn
     (the reference models are kept in float16) and its tokenizer; `device` and other keywords as transformers'
     pipeline takes them (e.g. device="cuda", batch_size=8)."""
     from .model import load_qa_model, read_model_dir
-    from .serving import load_tokenizer
+    from .tokenizer import load_tokenizer
 
     model_dir = Path(model_dir)
     _, saved = read_model_dir(model_dir)

@@ -24,7 +24,7 @@ from .architectures import Architecture, architecture_for
 from .contracts.errors import ConfigError, ModelDirError, first_line
 from .files import staged_directory
 from .contracts.readers import read_json
-from .serving import has_tokenizer
+from .tokenizer import has_tokenizer
 
 DEFORMER_FILE = "deformer.json"
 DEFORMER_FORMAT_VERSION = 1

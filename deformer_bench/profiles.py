@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .contracts.errors import ProfileError
+from .contracts.manifest import VARIANTS
 from .yaml_reader import parse_yaml
 
 BUILTIN_PROFILES_PACKAGE = "deformer_bench.builtin_profiles"
 PROFILE_SUFFIXES = (".yaml", ".yml")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 TORCH_DTYPES = ("float32", "float16", "bfloat16")
-GRAPH_DTYPES = ("float32", "float16")
+# Keys a profile no longer takes, and what to write instead.
+RETIRED_KEYS = {"graph_dtype": "name the exported variant to measure instead: `variant: float16` (deformer-export "
+                               "--fp16 makes it; deformer-bench exports it for a model)"}
 REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_sizes")
 # Bounds on how long and how often a measurement repeats: past them a typo (min_time_s: 1e9, memory_iterations:
 # 10**12) runs until killed. An hour per measurement, a hundred thousand repeats.
@@ -54,9 +57,9 @@ class Profile:
     provider_options: dict = None
     # The PyTorch backend's precision (--backend torch): float32, float16 or bfloat16, eager mode.
     torch_dtype: str = "float32"
-    # The onnxruntime backend's graphs: float32 as exported, or float16 (onnxruntime's float16 conversion with
-    # float32 inputs and outputs kept), converted on the host and checked against float32 (bench/precision.py).
-    graph_dtype: str = "float32"
+    # The exported variant this device measures (exporters/variants.py: float16, int8, ...) in place of the float32
+    # graphs, e.g. float16 on a GPU; None: the graph sets --variant names (float32 by default).
+    variant: str = None
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -110,7 +113,8 @@ class Profile:
                            for key, value in self.provider_options.items())):
             raise ProfileError(f"profile {self.name!r}: provider_options must map names to strings or numbers",
                                "e.g. provider_options: {use_tf32: 0}")
-        self._check_choice("graph_dtype", GRAPH_DTYPES)
+        if self.variant is not None:
+            self._check_choice("variant", VARIANTS)
         self._check_choice("torch_dtype", TORCH_DTYPES)
         if not isinstance(self.allow_spinning, bool):
             raise ProfileError(f"profile {self.name!r}: allow_spinning must be true or false", "fix allow_spinning")
@@ -194,6 +198,9 @@ def load_profile(name_or_path: str) -> Profile:
         raise ProfileError(f"profile {source} must be a mapping of settings, not a {type(data).__name__}",
                            f"see {_example_profile()}")
     known = {f.name for f in dataclasses.fields(Profile)} - {"source"}
+    retired = [key for key in RETIRED_KEYS if key in data]
+    if retired:
+        raise ProfileError(f"profile {source}: {retired[0]} is no longer a profile key", RETIRED_KEYS[retired[0]])
     unknown = sorted(str(key) for key in data if key not in known)
     if unknown:
         raise ProfileError(f"profile {source} has unknown keys: {', '.join(unknown)}",

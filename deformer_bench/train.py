@@ -246,7 +246,7 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
     """Train (or resume) the run in config.output_dir; returns the saved model directory."""
     from transformers import get_linear_schedule_with_warmup
 
-    from .serving import load_tokenizer
+    from .tokenizer import load_tokenizer
     from .squad.data import load_squad
     from .squad.features import featurize
 

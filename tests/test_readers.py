@@ -85,7 +85,7 @@ def _cache_record(path):
 
 
 def _manifest(path):
-    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     return load_graph_set(path.parent)
 
@@ -242,7 +242,7 @@ def test_the_default_tokenizer_folder_is_read_from_the_manifest_by_the_rule(tiny
     """graph_set_source names the model folder a graph set came from before any work (so that no output lands in
     it); it reads manifest.json as load_graph_set does: a `source` given twice is no folder at all, not whichever
     one Python's json keeps, and the command then stops at the manifest, naming the key."""
-    from deformer_bench.exporters.manifest import graph_set_source, load_graph_set
+    from deformer_bench.contracts.manifest import graph_set_source, load_graph_set
 
     source = graph_set_source(tiny_graphs)
     assert source == json.loads((tiny_graphs / "manifest.json").read_text())["model"]["source"]

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from ..bench.flops import path_flops
-from ..bench.summary import batch_across
 from ..contracts.errors import DeformerBenchError
 from ..files import check_distinct_paths, save_figure_atomically, write_text_atomically
 from ..contracts.readers import read_json, read_json_lines
@@ -118,7 +117,7 @@ def bench_speedups(bench: dict, records: list) -> dict:
             continue
         batch = min(config["batches"], key=lambda entry: entry["batch_size"])
         online = batch["speedup_vs_unsplit"]["online"]
-        across = batch_across(batch)["speedup_vs_unsplit"]["online"]  # per timing process (one in format-1 runs)
+        across = batch["across_processes"]["speedup_vs_unsplit"]["online"]  # per timing process (one in format 1)
         speedups[deformer["layer"]] = {
             "measured_speedup": online["ratio"], "measured_speedup_ci95_low": online["ci95_low"],
             "measured_speedup_ci95_high": online["ci95_high"], "measured_batch_size": batch["batch_size"],
@@ -142,10 +141,11 @@ def shape_key(record: dict) -> tuple:
 
 
 def load_bench(bench_dir: Path) -> dict:
-    """A deformer-bench results.json, with the directory it was read from."""
+    """A deformer-bench results.json (of the current format, whichever it was written in), with the directory it was
+    read from."""
     from ..report import load_results
 
-    return {**load_results(bench_dir), "directory": str(bench_dir)}
+    return {**load_results(bench_dir).as_json(), "directory": str(bench_dir)}
 
 
 def bench_provenance(bench: dict) -> dict:

@@ -51,7 +51,7 @@ def answer_main(argv=None) -> int:
         raise DeformerBenchError("--cache-miss says what a question about a passage the cache lacks does, and no "
                                  "--questions were given", "give --questions FILE, or drop --cache-miss")
     check_count("--batch-size", args.batch_size, MAX_BATCH_SIZE)
-    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
 
@@ -62,7 +62,7 @@ def answer_main(argv=None) -> int:
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
     passages = read_passages(args.passages, tokenizer)
     questions = read_questions(args.questions, passages, tokenizer) if args.questions else None  # before any work
-    if not graph_set.manifest["model"].get("qa_head_trained", True):
+    if not graph_set.model.qa_head_trained:
         print(f"note: {args.graphs} was exported with a random QA head: its answers are meaningless", file=sys.stderr)
     progress = not args.quiet
     commands = cache_commands(args)

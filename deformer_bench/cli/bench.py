@@ -11,7 +11,8 @@ from ..contracts.errors import ConfigError, ProfileError, RunnerError, TargetErr
 from ..files import check_distinct_paths, check_output_dir, scratch_directory
 from ..model import POSITION_OFFSETS
 from ..profiles import load_profile
-from ..bench.run import MAX_PROCESSES
+from ..report import write_report
+from ..bench.run import MAX_PROCESSES, BenchConfig, variant_label
 from .common import int_up_to, parse_int_list, positive_int, run_cli
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
@@ -170,10 +171,15 @@ def load_source_model(args):
     return label, qa_model, head_trained, model_dir, saved
 
 
-def export_configs(args, profile, workdir: Path, layers=None) -> list:
+def profile_variants(profiles: dict) -> list:
+    """The variants the devices' profiles name (a GPU profile's float16): exported with the graph sets."""
+    return sorted({profile.variant for profile in profiles.values() if profile.variant is not None})
+
+
+def export_configs(args, profile, workdir: Path, layers=None, also_export=()) -> list:
     import torch
 
-    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
     from deformer_bench.exporters.onnx_export import export_graph_set
 
     from ..bench.run import BenchConfig
@@ -198,7 +204,7 @@ def export_configs(args, profile, workdir: Path, layers=None) -> list:
         out = workdir / f"k{deformer.config.layer}"
         with torch.no_grad():  # here, not process-wide: bench_main may run inside a longer process
             export_graph_set(deformer, out, progress=not args.quiet,
-                             variants=[name for name in variants if name != "float32"])
+                             variants=[name for name in {*variants, *also_export} if name != "float32"])
         for variant in variants:
             graph_set = load_graph_set(out, variant)
             configs.append(BenchConfig(variant_label(label, variant), graph_set.directory, graph_set.manifest,
@@ -207,7 +213,7 @@ def export_configs(args, profile, workdir: Path, layers=None) -> list:
 
 
 def existing_configs(args) -> list:
-    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     from ..bench.run import BenchConfig
 
@@ -225,7 +231,7 @@ def existing_configs(args) -> list:
 
 
 def resolve_variants(args) -> list:
-    from deformer_bench.exporters.variants import VARIANTS
+    from deformer_bench.contracts.manifest import VARIANTS
 
     names = [name.strip() for name in args.variant.split(",") if name.strip()]
     unknown = [name for name in names if name not in ("float32", *VARIANTS)]
@@ -233,10 +239,6 @@ def resolve_variants(args) -> list:
         raise ConfigError(f"--variant {args.variant!r} is not a list of distinct variants",
                           f"use some of: float32, {', '.join(VARIANTS)}, e.g. --variant float32,int8")
     return names
-
-
-def variant_label(label: str, variant: str) -> str:
-    return label if variant == "float32" else f"{label} [{variant}]"
 
 
 def distinct_labels(paths: list) -> list:
@@ -313,11 +315,11 @@ def bench_inputs(args) -> dict:
     return inputs
 
 
-def outcome(results: dict) -> int:
+def outcome(results) -> int:
     """Exit code: 0 when every device ran or was skipped for want of hardware; 3 when something failed."""
-    for line in results["failures"]:
+    for line in results.failures:
         print(f"failed: {line}", file=sys.stderr)
-    return RunnerError.exit_code if results["failures"] else 0
+    return RunnerError.exit_code if results.failures else 0
 
 
 def bench_main(argv=None) -> int:
@@ -327,11 +329,11 @@ def bench_main(argv=None) -> int:
     layers = resolve_layers(args)
     variants = resolve_variants(args)  # checked before any model is loaded
     check_settings(args)
-    converting = [profile.name for profile in profiles.values() if profile.graph_dtype != "float32"]
-    if converting and variants != ["float32"]:
-        raise ConfigError(f"profile {converting[0]} converts graphs to its graph_dtype, which --variant "
-                          f"{args.variant} would apply to variants already converted",
-                          "measure the float16 variant with --variant float16 and a float32 profile, or drop --variant")
+    naming = [profile for profile in profiles.values() if profile.variant is not None]
+    if naming and variants != ["float32"]:
+        raise ConfigError(f"profile {naming[0].name} measures the {naming[0].variant} variant on its device, and "
+                          f"--variant {args.variant} names others",
+                          f"drop --variant, or measure them with a profile that names no variant")
     check_backend(args, devices)
     plans = device_plans(args, devices, profiles)
     check_output_dir(args.output, "--output")  # now, not after minutes of measurement
@@ -347,20 +349,21 @@ def bench_main(argv=None) -> int:
 
     machine_start = start_machine_state()  # before the export, whose own load would hide the machine's
     with scratch_directory("deformer-bench-graphs-") as workdir:
-        configs = existing_configs(args) if args.graphs else export_configs(args, profile, Path(workdir), layers)
+        configs = (existing_configs(args) if args.graphs
+                   else export_configs(args, profile, Path(workdir), layers, profile_variants(profiles)))
         results = run_benchmark(configs, plans, command=["deformer-bench", *(argv or sys.argv[1:])],
                                 note=args.note, progress=not args.quiet, processes=processes,
                                 machine_start=machine_start)
         if not any(config["batches"] or (config["emulated"] and (config.get("parity") or {}).get("passed"))
-                   for config in results["configs"]):
-            skipped = [f"{d['device']}: {d['reason']}" for d in results["devices"] if d["status"] == "skipped"]
-            raise (RunnerError if results["failures"] else TargetError)(
-                "nothing was measured: " + "; ".join(results["failures"] + skipped),
+                   for config in results.configs):
+            skipped = [f"{d['device']}: {d['reason']}" for d in results.devices if d["status"] == "skipped"]
+            raise (RunnerError if results.failures else TargetError)(
+                "nothing was measured: " + "; ".join(results.failures + skipped),
                 "fix what failed above, or measure a device this machine has (--device cpu)")
         label = "+".join(sorted({config.label for config in configs}))
-        directory = save_results(results, args.output, label)
+        directory = save_results(results, args.output, label, write_report)
     print(f"results: {directory}/report.md")
-    for warning in results["warnings"]:
+    for warning in results.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return outcome(results)
 

@@ -114,7 +114,7 @@ class PassageFile:
 
 
 def build_command(args) -> dict:
-    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     from ..answer import graph_set_tokenizer, passage_examples
     from ..files import check_distinct_paths
@@ -142,8 +142,7 @@ def build_command(args) -> dict:
         import_ray()  # before any work: a missing Ray is one clear error
         engine = RayEngine(args.address, args.workers)
     graph_set = load_graph_set(args.graphs, args.variant)
-    deformer = graph_set.manifest["deformer"]
-    check_doc_stride(deformer["passage_len"], args.doc_stride)
+    check_doc_stride(graph_set.deformer.passage_len, args.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
     passages = PassageFile(args.passages, tokenizer)
     shard_count = -(-passages.count // args.shard_passages)
@@ -152,8 +151,8 @@ def build_command(args) -> dict:
     def shards():  # one shard's passages and windows in memory at a time; read twice: plan, then build
         planning = next(passes) == 0
         for number, shard in enumerate(passages.shards(args.shard_passages)):
-            windows = featurize(passage_examples(dict(shard)), tokenizer, deformer["question_len"],
-                                deformer["passage_len"], args.doc_stride,
+            windows = featurize(passage_examples(dict(shard)), tokenizer, graph_set.deformer.question_len,
+                                graph_set.deformer.passage_len, args.doc_stride,
                                 progress=not args.quiet and shard_count == 1 and not planning)
             if not args.quiet and shard_count > 1:
                 print(f"{'planning' if planning else 'building'} shard {number + 1} of {shard_count}: "
@@ -220,7 +219,7 @@ def verify_command(args) -> dict:
                                  "was given", "give --graphs OUT/ too, or drop --variant")
     graph_set = None
     if args.graphs is not None:
-        from deformer_bench.exporters.manifest import load_graph_set
+        from deformer_bench.contracts.manifest import load_graph_set
 
         graph_set = load_graph_set(args.graphs, args.variant)
     cache = load_passage_cache(args.cache, graph_set)  # structure and (with --graphs) identity

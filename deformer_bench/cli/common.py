@@ -78,7 +78,7 @@ def tokenizer_input(graphs, tokenizer) -> dict:
     the graphs were exported from (its manifest's source), which is as much an input as a named one."""
     if tokenizer is not None:
         return {"the tokenizer directory": tokenizer}
-    from deformer_bench.exporters.manifest import graph_set_source
+    from deformer_bench.contracts.manifest import graph_set_source
 
     source = graph_set_source(graphs)
     return {f"the tokenizer directory {{}} (the model {graphs} was exported from)": source} if source else {}

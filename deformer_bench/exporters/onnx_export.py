@@ -21,10 +21,12 @@ from ..contracts.errors import (ConfigError, ExportError, ManifestError, OutputE
 from ..files import (check_distinct_paths, check_output_dir, clean_stale_staging, describe_obstacle,
                                   staged_directory, unlisted_entries)
 
-from ..contracts.graphs import FLOAT32, GRAPHS, HIDDEN
+from ..contracts.graphs import GRAPHS
 
 from .graphs import GraphModule, example_inputs
-from .manifest import build_manifest, graph_set_entries, write_manifest
+from .manifest import build_manifest, write_manifest
+from ..contracts.manifest import graph_set_entries
+from .unused_inputs import restore_unused_inputs
 from .validate import ValidationSettings, validate_graph_set
 from .variants import build_variants, variant_order
 
@@ -72,34 +74,6 @@ def export_split_graph(deformer, name: str, path: Path, opset: int) -> None:
             dynamo=False,
         )
     restore_unused_inputs(path, spec, deformer.hidden_size)
-
-
-def restore_unused_inputs(path: Path, spec, hidden_size: int) -> None:
-    """Put back inputs the exporter dropped because the graph ignores them.
-
-    At k=0 the lower graphs ignore the mask, at k=L the upper graph ignores both masks, and optimum's
-    RoBERTa graph has no token_type_ids; the input names are a contract all the same, so every graph
-    takes every input its spec names, in order.
-    """
-    import onnx
-    from onnx import TensorProto, helper
-
-    model = onnx.load(str(path))
-    present = {graph_input.name: graph_input for graph_input in model.graph.input}
-    if set(spec.inputs) <= set(present):
-        return
-    inputs = []
-    for name, axes in spec.inputs.items():
-        if name in present:
-            inputs.append(present[name])
-            continue
-        element = TensorProto.FLOAT if spec.input_dtype(name) == FLOAT32 else TensorProto.INT64
-        shape = [hidden_size if axis == HIDDEN else axis for axis in axes]
-        inputs.append(helper.make_tensor_value_info(name, element, shape))
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
 
 
 def export_full_graph(deformer, path: Path, opset: int) -> None:

@@ -26,12 +26,15 @@ from pathlib import Path
 
 from ..contracts.errors import ExportError, first_line
 from ..contracts.graphs import GRAPHS
+from ..contracts.hashing import file_sha256
+from ..contracts.manifest import ORT_EXTRA_FILES, VARIANTS, VARIANTS_DIR
+from ..contracts.protocol import InputSpec
+from ..runtime.parity import compare, reference_outputs
+from ..runtime.paths import make_inputs
+from .unused_inputs import restore_unused_inputs
 
-VARIANTS_DIR = "variants"
-VARIANTS = ("optimized", "int8", "int8-arm64", "float16", "ort")
 TOLERANCES = {"float32": 1e-3, "optimized": 1e-3, "float16": 0.1, "int8": 5.0, "int8-arm64": 5.0}
 ORT_PARENTS = ("int8-arm64", "int8", "optimized")  # the ort variant converts the first of these made
-ORT_EXTRA_FILES = ("required_operators.config",)
 # the layers each graph runs, for the fused-attention check
 GRAPH_LAYERS = {"lower_question": lambda k, layers: k, "lower_passage": lambda k, layers: k,
                 "upper": lambda k, layers: layers - k, "full": lambda k, layers: layers}
@@ -115,8 +118,6 @@ def to_float16(source: Path, out: Path) -> None:
 def make_graph(name: str, graph: str, source: Path, out: Path, model: dict):
     """One graph of one variant; the fused operator counts for `optimized`, else None. Inputs the graph ignores
     (the masks of k=0's lower graphs, say), which the optimizer prunes, are put back: the contract names them."""
-    from .onnx_export import restore_unused_inputs
-
     fused = None
     if name == "optimized":
         fused = optimize(source, out, graph, model)
@@ -171,10 +172,6 @@ def fusion_problems(fused: dict, layer: int, num_layers: int) -> list:
 def build_variant(name: str, parent_dir: Path, parent: str, float32_dir: Path, out_dir: Path, model: dict,
                   deformer: dict) -> dict:
     """Write out_dir (the variant's four graphs) and return its manifest entry, validated against float32."""
-    from ..bench.parity import compare
-
-    from .manifest import file_sha256
-
     out_dir.mkdir(parents=True)
     fused = {}
     if name == "ort":
@@ -227,14 +224,12 @@ def build_variant(name: str, parent_dir: Path, parent: str, float32_dir: Path, o
 def variant_cases(float32_dir: Path, variant_dir: Path, model: dict, deformer: dict) -> list:
     """Every path of both graph sets on the same inputs: batch 1 at full lengths, batch 2 at short ones with its
     second row padded (a fused attention must honour the masks: random full-length rows would not show it)."""
-    from ..bench.parity import reference_outputs
-    from ..bench.runner import make_inputs
-
     question_len, passage_len = deformer["question_len"], deformer["passage_len"]
     cases = []
     for batch, lengths in ((1, (question_len, passage_len)), (2, (max(2, question_len // 3), max(2, passage_len // 4)))):
-        inputs = make_inputs({"seed": 0, "batch_size": batch, "question_len": lengths[0], "passage_len": lengths[1],
-                              "vocab_size": model["vocab_size"], "passage_token_type": deformer["passage_token_type"]})
+        inputs = make_inputs(InputSpec(batch_size=batch, question_len=lengths[0], passage_len=lengths[1],
+                                       passage_token_type=deformer["passage_token_type"],
+                                       vocab_size=model["vocab_size"], seed=0))
         if batch > 1:
             pad_last_row(inputs)
         cases.append({"batch": batch, "question_len": lengths[0], "passage_len": lengths[1],
@@ -261,21 +256,6 @@ RECIPES = {
     "float16": "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)",
     "ort": "onnxruntime.tools.convert_onnx_models_to_ort(optimization_style=Fixed, target_platform='arm')",
 }
-
-
-# The optimized recipe before raw masks: its fused attention read [question; passage] padding as one length.
-MASK_LENGTH_RECIPE = "onnxruntime.transformers.optimizer.optimize_model(model_type='bert', opt_level=0)"
-
-
-def made_from_mask_length_attention(variants: dict, name: str) -> bool:
-    """True when the variant, or a parent it was made from, is an optimized graph set of the old recipe."""
-    seen = set()
-    while name in variants and name not in seen:
-        seen.add(name)
-        if variants[name].get("recipe") == MASK_LENGTH_RECIPE:
-            return True
-        name = variants[name].get("parent")
-    return False
 
 
 def build_variants(names, staging: Path, model: dict, deformer: dict, progress=None) -> dict:

@@ -209,8 +209,6 @@ class RayEngine:
         if not chunks:
             return
         ray = self.connect()
-        from ..serving import EVALUATION_SESSION
-
         cpus = float(ray.cluster_resources().get("CPU", 1))
         workers = min(self.workers or max(1, int(cpus)), len(chunks))
         per_actor = min(1.0, max(0.1, (cpus - 0.5) / workers))
@@ -220,7 +218,7 @@ class RayEngine:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
         items = [{"index": index, "input_ids": ids, "attention_mask": mask} for index, ids, mask in chunks]
-        settings = {**EVALUATION_SESSION, "intra_op_threads": threads, "inter_op_threads": 1}
+        settings = {**DEFAULT_SETTINGS, "intra_op_threads": threads, "inter_op_threads": 1}
         dataset = ray.data.from_items(items).map_batches(
             SegmentWriter, batch_size=1, batch_format="numpy", concurrency=workers, num_cpus=per_actor,
             fn_constructor_args=(str(graph_set.path("lower_passage")), settings, str(out_dir), batch_size, dtype,

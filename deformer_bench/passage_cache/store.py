@@ -116,14 +116,6 @@ def check_free_space(out_dir: Path, needed_bytes: int) -> None:
                                 "give the cache a directory on a disk with room (or set TMPDIR)")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(2**23), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def segment_name(index: int) -> str:
     return f"segment-{index:05d}"
 

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from deformer_bench.contracts.protocol import ProbeJob
+
 from deformer_bench.bench.devices import (DEVICES, check_target_settings, make_target, parse_ssh_url,
                                           resolve_devices)
 from deformer_bench.bench.targets import STAGED_SOURCES, EmulatorTarget, SshTarget, Target, runner_bundle
@@ -60,7 +62,7 @@ def test_the_runner_and_its_runtime_are_staged_and_removed_after(tmp_path):
 def test_the_staged_runner_runs_with_only_the_runtime_package(tiny_graphs, tmp_path):
     """The real runner, staged: it imports nothing of deformer_bench but what was staged (no torch, no CLI)."""
     target = Target(timeout_s=120)
-    job = {"protocol_version": 2, "mode": "probe"}
+    job = ProbeJob().as_json()
     with target.staged() as work:
         result = work.run_job(job)
         graphs = work.put_graph_set(tiny_graphs, "tiny")

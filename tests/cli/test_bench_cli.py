@@ -358,13 +358,14 @@ def test_a_damaged_graph_is_refused_before_any_measurement(tiny_graphs, tmp_path
 
 def test_a_results_root_created_for_a_failed_save_is_removed(tmp_path, monkeypatch):
     from deformer_bench.bench import run
+    from deformer_bench.contracts.results import ResultsDocument
 
     def report_fails(directory):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("deformer_bench.report.write_report", report_fails)
+    results = ResultsDocument(environment={}, profile={"name": "p"}, profiles={}, timing_processes=1)
     with pytest.raises(Exception):
-        run.save_results({"profile": {"name": "p"}}, tmp_path / "new-root", "label")
+        run.save_results(results, tmp_path / "new-root", "label", report_fails)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -13,7 +13,7 @@ from deformer_bench.contracts.errors import ManifestError, OutputExistsError, Ou
 from deformer_bench.model import Deformer, DeformerConfig
 from deformer_bench.contracts.graphs import GRAPHS
 from deformer_bench.exporters.graphs import example_inputs
-from deformer_bench.exporters.manifest import MANIFEST_FILE, load_graph_set
+from deformer_bench.contracts.manifest import MANIFEST_FILE, load_graph_set
 from deformer_bench.exporters.onnx_export import export_graph_set
 from deformer_bench.exporters.validate import validate_graph_set
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from deformer_bench.contracts.errors import ManifestError
-from deformer_bench.exporters.manifest import load_graph_set
+from deformer_bench.contracts.manifest import load_graph_set
 from deformer_bench.exporters.variants import TOLERANCES, fusion_problems
 
 
@@ -77,12 +77,13 @@ def test_the_optimized_graphs_honour_a_question_padded_in_the_middle(variant_gra
     as one length per row (onnxruntime's bert default) attends to the wrong tokens there."""
     import numpy as np
 
-    from deformer_bench.bench.parity import reference_outputs
-    from deformer_bench.bench.runner import make_inputs
+    from deformer_bench.runtime.parity import reference_outputs
+    from deformer_bench.contracts.protocol import InputSpec
+    from deformer_bench.runtime.paths import make_inputs
     from deformer_bench.exporters.variants import pad_last_row
 
-    inputs = make_inputs({"seed": 2, "batch_size": 2, "question_len": 8, "passage_len": 24, "vocab_size": 120,
-                          "passage_token_type": 1})
+    inputs = make_inputs(InputSpec(batch_size=2, question_len=8, passage_len=24, passage_token_type=1, vocab_size=120,
+                                   seed=2))
     pad_last_row(inputs)
     assert inputs["attention_mask"][-1].tolist() == [1] * 4 + [0] * 4 + [1] * 8 + [0] * 16
     float32 = reference_outputs(variant_graphs, inputs)
@@ -92,7 +93,7 @@ def test_the_optimized_graphs_honour_a_question_padded_in_the_middle(variant_gra
 
 
 def test_variants_of_optimized_graphs_made_before_raw_masks_are_refused(variant_graphs, tmp_path):
-    from deformer_bench.exporters.variants import MASK_LENGTH_RECIPE
+    from deformer_bench.contracts.manifest import MASK_LENGTH_RECIPE
 
     copy = tmp_path / "old"
     shutil.copytree(variant_graphs, copy)
@@ -106,13 +107,14 @@ def test_variants_of_optimized_graphs_made_before_raw_masks_are_refused(variant_
 
 
 def test_the_ort_format_variant_loads_and_matches_its_parent(variant_graphs):
-    from deformer_bench.bench.parity import compare, reference_outputs
-    from deformer_bench.bench.runner import make_inputs
+    from deformer_bench.runtime.parity import compare, reference_outputs
+    from deformer_bench.contracts.protocol import InputSpec
+    from deformer_bench.runtime.paths import make_inputs
 
     graph_set = load_graph_set(variant_graphs, "ort")
     assert graph_set.path("upper").name == "upper.ort"
-    inputs = make_inputs({"seed": 1, "batch_size": 1, "question_len": 8, "passage_len": 24, "vocab_size": 120,
-                          "passage_token_type": 1})
+    inputs = make_inputs(InputSpec(batch_size=1, question_len=8, passage_len=24, passage_token_type=1, vocab_size=120,
+                                   seed=1))
     parent = reference_outputs(variant_graphs / "variants" / "int8", inputs)
     assert compare(reference_outputs(graph_set.directory, inputs), parent, 1e-5)["passed"]
 

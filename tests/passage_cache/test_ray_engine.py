@@ -52,7 +52,7 @@ def test_a_local_ray_runs_in_the_builds_scratch_and_is_stopped_on_close(tiny_gra
     import tempfile
 
     from deformer_bench.passage_cache.ray_engine import RayEngine
-    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
     from tests.test_passage_cache import build, windows
 
     scratch_root = short_tmp

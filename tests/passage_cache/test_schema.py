@@ -11,7 +11,7 @@ from deformer_bench.passage_cache import build_passage_cache, load_passage_cache
 from deformer_bench.passage_cache.schema import segment_files
 from deformer_bench.passage_cache.store import expected_arrays
 from deformer_bench.serving import evaluation_session
-from deformer_bench.exporters.manifest import load_graph_set
+from deformer_bench.contracts.manifest import load_graph_set
 
 WRONG = [None, True, -1, 0, 2.5, float("nan"), "x", "\x1b[2J", "0" * 64, [], ["x"], [{}], {}, {"a": 1}]
 

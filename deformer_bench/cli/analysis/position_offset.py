@@ -76,7 +76,7 @@ def passage_cosine(deformer_states, unsplit, spans, question_len: int) -> list:
 
 def run_study(model_dir: Path, dataset: Path, count: int, question_len: int, passage_len: int,
               batch_size: int = 16, progress: bool = True) -> dict:
-    from ...serving import load_tokenizer
+    from ...tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(Path(model_dir))
     qa_model, _ = load_qa_model(Path(model_dir))

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ...evaluate import pytorch_logits
-from ...serving import load_tokenizer
+from ...tokenizer import load_tokenizer
 from ...files import staged_directory
 from ...model import POSITION_OFFSETS, Deformer
 from ...squad.data import load_squad

@@ -15,6 +15,7 @@ time_breakdown.png (time share against FLOP share; arithmetic throughput per gra
 """
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import sys
@@ -22,6 +23,9 @@ import tempfile
 from pathlib import Path
 
 from ...bench.flops import layer_flops
+from ...bench.runner import interleave
+from ...contracts.protocol import InputSpec
+from ...runtime.paths import make_inputs
 from ...contracts.errors import OutputExistsError
 from ...files import check_distinct_paths, staged_directory
 from ...profiles import MAX_REPEATS, MAX_TIMED_SECONDS, PROFILE_SUFFIXES
@@ -47,11 +51,10 @@ def graph_flops(manifest: dict, batch: int) -> dict:
 
 def graph_inputs(job: dict) -> dict:
     """{graph: feed} for one batch of full-length inputs; upper's hidden states come from the lower graphs."""
-    from ...bench.runner import make_inputs
     from ...contracts.graphs import GRAPHS
     from ...runtime.sessions import GraphSetSessions
 
-    inputs = make_inputs(job)
+    inputs = make_inputs(InputSpec(**{item.name: job[item.name] for item in dataclasses.fields(InputSpec)}))
     lower = GraphSetSessions(job["graphs_dir"], ("lower_question", "lower_passage"), settings=job["session"])
     inputs["question_hidden"] = lower.run("lower_question", inputs)[0]
     inputs["passage_hidden"] = lower.run("lower_passage", inputs)[0]
@@ -81,7 +84,6 @@ def measure_process(job: dict) -> dict:
     """One fresh process: every graph timed alone in interleaved rounds, then once more under the profiler."""
     import onnxruntime
 
-    from ...bench.runner import interleave
     from ...runtime.sessions import GraphSetSessions, graph_path, open_session
 
     feeds = graph_inputs(job)
@@ -107,7 +109,7 @@ def measure_process(job: dict) -> dict:
 
 def run_study(graphs_dir: Path, variant: str, profile_name: str, batch: int, processes: int, runs: int,
               profiled_runs: int, min_time_s: float = None) -> dict:
-    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     from ...bench.devices import DEVICES
     from ...bench.plan import session_settings

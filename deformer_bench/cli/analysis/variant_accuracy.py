@@ -110,7 +110,7 @@ def record_is_current(record_path: Path, graphs_dir: Path, variant: str) -> bool
     record_path = Path(record_path)
     if not record_path.exists():
         return False
-    from deformer_bench.exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     current = load_graph_set(graphs_dir, variant).manifest["graphs"]
     try:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deformer_bench.bench.stats import LatencyStats, paired_speedup
+from deformer_bench.contracts.stats import LatencyStats, paired_speedup
 
 
 def test_latency_stats_from_known_values():
@@ -47,13 +47,13 @@ def test_paired_speedup_interval_covers_the_truth_and_has_width():
 
 
 def test_median_ratio_pairs_the_rounds_both_paths_have():
-    from deformer_bench.bench.stats import median_ratio
+    from deformer_bench.contracts.stats import median_ratio
 
     assert median_ratio([30, 30, 30, 999], [10, 10, 10]) == pytest.approx(3.0)
 
 
 def test_spread_keeps_its_values_and_gives_median_range_and_deviation():
-    from deformer_bench.bench.stats import Spread
+    from deformer_bench.contracts.stats import Spread
 
     spread = Spread((2.0, 2.1, 1.9))
     assert spread.to_dict() == {"values": [2.0, 2.1, 1.9], "median": 2.0, "min": 1.9, "max": 2.1,
@@ -63,7 +63,7 @@ def test_spread_keeps_its_values_and_gives_median_range_and_deviation():
 
 
 def test_spread_warns_only_beyond_five_percent_and_only_with_two_or_more_processes():
-    from deformer_bench.bench.stats import Spread
+    from deformer_bench.contracts.stats import Spread
 
     assert Spread((2.0, 2.08, 1.95)).warnings("k=4 online speed-up") == []
     [warning] = Spread((2.0, 2.3, 1.95)).warnings("k=4 online speed-up")
