@@ -26,13 +26,13 @@ import numpy as np
 
 from .contracts.errors import DeformerBenchError, ModelDirError
 from .contracts.readers import GZIP_MAGIC, json_lines, refuse_binary
-from .tokenizer import load_tokenizer
-from .serving import onnx_logits, open_passage_cache
 from .passage_cache import CacheCommands, load_passage_cache
 from .passage_cache.store import check_windows_cut, tokenizer_sha256
-from .squad.data import Example, is_unicode
+from .serving import onnx_logits, open_passage_cache
+from .squad.data import Example, is_unicode, parse_squad
 from .squad.features import check_doc_stride, featurize
 from .squad.postprocess import predictions_from_logits
+from .tokenizer import load_tokenizer
 
 
 class InputFileError(DeformerBenchError):
@@ -95,8 +95,6 @@ class InputFile:
 
     def squad_passages(self) -> list:
         """(id, text) of a SQuAD document's distinct paragraphs, in file order: p00000, p00001, ..."""
-        from .squad.data import parse_squad
-
         with self.open(raw=True) as stream:
             contexts = dict.fromkeys(example.context for example in parse_squad(stream.read(), self.path))
         return [(f"p{index:05d}", context) for index, context in enumerate(contexts)]

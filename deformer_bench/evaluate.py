@@ -7,14 +7,15 @@ import numpy as np
 import torch
 
 from .contracts.errors import ConfigError, ModelDirError
+from .contracts.manifest import load_graph_set
 from .model import Deformer
 from .passage_cache import CacheCommands
 from .serving import batch_slices, onnx_evaluation_logits
-from .tokenizer import load_tokenizer
 from .squad.data import load_squad
 from .squad.features import check_doc_stride, featurize
 from .squad.metric import evaluate
 from .squad.postprocess import predictions_from_logits
+from .tokenizer import load_tokenizer
 
 SPLIT_INPUTS = ("question_input_ids", "question_attention_mask", "passage_input_ids", "passage_attention_mask")
 
@@ -72,8 +73,6 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     lengths and the offset (the defaults here), and any setting given that differs from it is refused;
     `onnx_variant` picks one of its variants (exporters/variants.py), checked against the same weights.
     `passage_cache_commands`: the CacheCommands a kept passage cache names (serving.open_passage_cache)."""
-    from deformer_bench.contracts.manifest import load_graph_set
-
     model_dir = Path(model_dir)
     if passage_cache_dir is not None and onnx_dir is None:
         raise ConfigError("a passage cache needs an exported graph set", "give --onnx OUT/ with --passage-cache")

@@ -22,8 +22,8 @@ from torch import nn
 
 from .architectures import Architecture, architecture_for
 from .contracts.errors import ConfigError, ModelDirError, first_line
-from .files import staged_directory
 from .contracts.readers import read_json
+from .files import staged_directory
 from .tokenizer import has_tokenizer
 
 DEFORMER_FILE = "deformer.json"

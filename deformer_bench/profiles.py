@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .contracts.errors import ProfileError
+from .bench.devices import DEVICES, check_target_settings
+from .contracts.errors import ProfileError, TargetError
 from .contracts.manifest import VARIANTS
 from .yaml_reader import parse_yaml
 
@@ -98,8 +99,6 @@ class Profile:
             raise ProfileError(f"profile {self.name!r}: batch_sizes must be a list of positive integers, "
                                f"got {self.batch_sizes!r}", "e.g. batch_sizes: [1, 8, 32]")
         self._check_choice("graph_optimization", GRAPH_OPTIMIZATIONS)
-        from .bench.devices import DEVICES, check_target_settings
-        from .contracts.errors import TargetError
 
         self._check_choice("device", tuple(DEVICES))
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from .contracts.errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, OutputLocationError
-from .files import check_distinct_paths, check_output_dir
 from .contracts.readers import FormatError, read_json
+from .files import check_distinct_paths, check_output_dir
 
 MODEL_DIR = "model"
 DONE_FILE = "DONE"

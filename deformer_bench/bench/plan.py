@@ -9,8 +9,8 @@ from tqdm import tqdm
 from ..contracts.errors import RunnerError, TargetError
 from ..contracts.protocol import (MISS_PATH, SERVED_PATH, STANDARD_PATHS, InputSpec, ProbeJob, ProtocolError, Rounds,
                                   TimingJob, TorchModel)
-from .devices import ARM_MACHINES
 from ..exporters.variants import TOLERANCES
+from .devices import ARM_MACHINES
 
 TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
 

@@ -21,21 +21,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..environment import describe_environment
 from ..contracts.errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
-from ..files import staged_directory
-from . import machine_state
-from .flops import path_flops
-from .memory import operator_bytes
 from ..contracts.graphs import BATCH, GRAPHS, HIDDEN, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
 from ..contracts.manifest import DeformerInfo, ModelInfo, load_graph_set
 from ..contracts.protocol import PATH_GRAPHS, SERVED_PATH, STANDARD_PATHS, MemoryJob
 from ..contracts.results import RESULTS_FILE, ResultsDocument
+from ..environment import describe_environment
+from ..files import staged_directory
 from ..runtime.parity import reference_outputs
+from . import machine_state
+from .flops import path_flops
+from .memory import operator_bytes
 from .parity import PARITY_BATCH, check_device, parity_inputs
 from .plan import (DevicePlan, check_target_machine, job_fields, measured_paths, memory_paths, run_job, timing_job,
                    unavailable_reason)
-
 from .summary import HEADLINE_PROCESSES, few_processes_warning, headline_check, summarise_batch
 
 PATHS = STANDARD_PATHS

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contracts.errors import RunnerError, TargetError
 from ..contracts import strict_json
+from ..contracts.errors import RunnerError, TargetError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # deformer_bench/
 RUNNER_SCRIPT = PACKAGE_DIR / "bench" / "runner.py"

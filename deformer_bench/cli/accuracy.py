@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ..bench.flops import path_flops
 from ..contracts.errors import DeformerBenchError
-from ..files import check_distinct_paths, save_figure_atomically, write_text_atomically
 from ..contracts.readers import read_json, read_json_lines
+from ..files import check_distinct_paths, save_figure_atomically, write_text_atomically
+from .common import run_cli
 
 TEACHER_LAYER = 0
 ONNX_EVAL_FILE = "eval-onnx.json"
@@ -87,7 +88,7 @@ def onnx_scores(run_dir: Path) -> dict:
     if not path.exists():
         return {}
     record = read_json(path, "evaluation record")
-    from ..model import Deformer
+    from ..model import Deformer  # deferred: torch
 
     if record["model_fingerprint_sha256"] != Deformer.from_pretrained(run_dir / "model").fingerprint():
         raise DeformerBenchError(f"{path} scores another model than {run_dir / 'model'}",
@@ -143,7 +144,7 @@ def shape_key(record: dict) -> tuple:
 def load_bench(bench_dir: Path) -> dict:
     """A deformer-bench results.json (of the current format, whichever it was written in), with the directory it was
     read from."""
-    from ..report import load_results
+    from ..report import load_results  # deferred: pandas
 
     return {**load_results(bench_dir).as_json(), "directory": str(bench_dir)}
 
@@ -316,8 +317,6 @@ def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> N
 
 
 def main(argv=None) -> None:
-    from .common import run_cli
-
     def accuracy_main(args_list):
         parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.accuracy", description=__doc__.split("\n\n")[0])
         source = parser.add_mutually_exclusive_group(required=True)

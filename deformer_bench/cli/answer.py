@@ -6,15 +6,17 @@ import os
 import sys
 from pathlib import Path
 
+from ..answer import (PASSAGES_FILE, QUESTIONS_FILE,  # what a passages file is: the same for both commands
+                      answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions)
 from ..contracts.errors import DeformerBenchError
+from ..contracts.manifest import load_graph_set
 from ..files import write_text_atomically
+from ..passage_cache import CacheCommands
 from .common import (MAX_BATCH_SIZE, check_count, check_outputs, command_line, interrupts_name_an_unfinished_cache,
                      run_cli, tokenizer_input)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..answer import PASSAGES_FILE, QUESTIONS_FILE  # what a passages file is: the same for both commands
-
     parser = argparse.ArgumentParser(
         prog="deformer-answer",
         description="Answer questions about your own passages with an exported graph set: lower_passage runs "
@@ -51,9 +53,6 @@ def answer_main(argv=None) -> int:
         raise DeformerBenchError("--cache-miss says what a question about a passage the cache lacks does, and no "
                                  "--questions were given", "give --questions FILE, or drop --cache-miss")
     check_count("--batch-size", args.batch_size, MAX_BATCH_SIZE)
-    from deformer_bench.contracts.manifest import load_graph_set
-
-    from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
 
     check_outputs({"--output": args.output}, args.passage_cache,
                   {"the graph set": args.graphs, "the passages file": args.passages,
@@ -93,8 +92,6 @@ def answer_main(argv=None) -> int:
 def cache_commands(args):
     """The commands this run's passage cache names: this run without questions (it builds the cache, and goes on
     with it after a kill), and how windows the cache lacks are added."""
-    from ..passage_cache import CacheCommands
-
     start = command_line("deformer-answer", args.graphs, "--passages", args.passages, "--passage-cache",
                          args.passage_cache, "--doc-stride", args.doc_stride,
                          *(("--tokenizer", args.tokenizer) if args.tokenizer else ()))

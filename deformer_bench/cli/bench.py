@@ -7,12 +7,17 @@ import sys
 from pathlib import Path
 
 from ..bench.devices import ARM_MACHINES, check_target_settings, make_target, resolve_devices
+from ..bench.plan import DevicePlan, preflight
+from ..bench.run import (DEFAULT_PROCESSES, MAX_PROCESSES, BenchConfig, run_benchmark, save_results,
+                         start_machine_state, variant_label)
 from ..contracts.errors import ConfigError, ProfileError, RunnerError, TargetError
+from ..contracts.manifest import VARIANTS, load_graph_set
+from ..exporters.onnx_export import export_graph_set
 from ..files import check_distinct_paths, check_output_dir, scratch_directory
-from ..model import POSITION_OFFSETS
-from ..profiles import load_profile
+from ..model import (DEFAULT_POSITION_OFFSET, POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir,
+                     load_qa_model, random_model, read_model_dir)
+from ..profiles import PROFILE_SUFFIXES, load_profile
 from ..report import write_report
-from ..bench.run import MAX_PROCESSES, BenchConfig, variant_label
 from .common import int_up_to, parse_int_list, positive_int, run_cli
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
@@ -120,8 +125,6 @@ def resolve_profiles(args, devices) -> dict:
 def device_plans(args, devices, profiles) -> list:
     """A DevicePlan per device; a target that cannot be made (no emulator, no ARM target) fails that device
     only, unless it is the only device asked for (then it is the command's error, before any export)."""
-    from ..bench.plan import DevicePlan
-
     if args.target and "arm" not in profiles:
         raise ConfigError("--target names the ARM machine to measure", "add arm to --device, or drop --target")
     plans = []
@@ -151,8 +154,6 @@ def resolve_layers(args):
 
 
 def timing_processes(args, profile) -> int:
-    from ..bench.run import DEFAULT_PROCESSES
-
     if args.processes is not None:
         return args.processes
     return 1 if args.quick else DEFAULT_PROCESSES
@@ -160,8 +161,6 @@ def timing_processes(args, profile) -> int:
 
 def load_source_model(args):
     """(label, qa_model, head_trained, source_dir, saved deformer config or None)."""
-    from ..model import default_model_dir, load_qa_model, random_model, read_model_dir
-
     if args.arch:
         return f"{args.arch} (random weights)", random_model(args.arch), False, None, None
     model_dir = args.model or default_model_dir()
@@ -178,12 +177,6 @@ def profile_variants(profiles: dict) -> list:
 
 def export_configs(args, profile, workdir: Path, layers=None, also_export=()) -> list:
     import torch
-
-    from deformer_bench.contracts.manifest import load_graph_set
-    from deformer_bench.exporters.onnx_export import export_graph_set
-
-    from ..bench.run import BenchConfig
-    from ..model import DEFAULT_POSITION_OFFSET, Deformer, DeformerConfig
 
     variants = resolve_variants(args)
     label, qa_model, head_trained, source_dir, saved = load_source_model(args)
@@ -213,10 +206,6 @@ def export_configs(args, profile, workdir: Path, layers=None, also_export=()) ->
 
 
 def existing_configs(args) -> list:
-    from deformer_bench.contracts.manifest import load_graph_set
-
-    from ..bench.run import BenchConfig
-
     resolved = [Path(directory).resolve() for directory in args.graphs]
     repeated = sorted({str(path) for path in resolved if resolved.count(path) > 1})
     if repeated:
@@ -231,8 +220,6 @@ def existing_configs(args) -> list:
 
 
 def resolve_variants(args) -> list:
-    from deformer_bench.contracts.manifest import VARIANTS
-
     names = [name.strip() for name in args.variant.split(",") if name.strip()]
     unknown = [name for name in names if name not in ("float32", *VARIANTS)]
     if not names or unknown or len(set(names)) != len(names):
@@ -255,7 +242,6 @@ def torch_source(args):
     """What the PyTorch backend's runner loads: the same model the graphs are exported from."""
     if args.backend != "torch":
         return None
-    from ..model import default_model_dir
 
     return {"arch": args.arch} if args.arch else {"model_dir": str((args.model or default_model_dir()).resolve())}
 
@@ -300,9 +286,6 @@ def check_something_runs(plans) -> None:
 
 def bench_inputs(args) -> dict:
     """{what: path} of everything the run reads: the model (the default MiniLM too), the graph sets, profile files."""
-    from ..model import default_model_dir
-    from ..profiles import PROFILE_SUFFIXES
-
     graphs = args.graphs or []
     inputs = {"the graph set" if len(graphs) == 1 else f"graph set #{index + 1} of --graphs": path
               for index, path in enumerate(graphs)}
@@ -341,8 +324,6 @@ def bench_main(argv=None) -> int:
     check_distinct_paths({"--output": args.output}, bench_inputs(args), roots=("--output",))
     profile = profiles[devices[0].name]  # the lengths of the graphs exported (the same in every profile)
     processes = timing_processes(args, profile)
-    from ..bench.plan import preflight
-    from ..bench.run import run_benchmark, save_results, start_machine_state
 
     preflight(plans)
     check_something_runs(plans)

@@ -7,7 +7,17 @@ import os
 import sys
 from pathlib import Path
 
-from ..contracts.errors import DeformerBenchError, PassageCacheError
+from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
+from ..answer import InputFileError, graph_set_tokenizer, iter_passages, passage_examples, passages_file
+from ..contracts.errors import DeformerBenchError
+from ..contracts.manifest import load_graph_set
+from ..files import check_distinct_paths
+from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
+from ..passage_cache.build import check_build_location
+from ..passage_cache.ray_engine import RayEngine, import_ray
+from ..passage_cache.store import tokenizer_sha256, unlisted_segments
+from ..serving import evaluation_session
+from ..squad.features import check_doc_stride, featurize
 from .common import MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenizer_input
 
 # Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
@@ -21,8 +31,6 @@ INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; t
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
-
     parser = argparse.ArgumentParser(prog="deformer-cache", description="Build, check and describe passage caches: "
                                      "lower_passage's states of every passage window, stored once, read online.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -71,8 +79,6 @@ class PassageFile:
     read once only, so it is held whole too."""
 
     def __init__(self, path: Path, tokenizer):
-        from ..answer import iter_passages, passages_file
-
         self.path, self.tokenizer, self.in_memory = path, tokenizer, None
         source = passages_file(path)  # a pipe is read here, once
         if source.kind == "squad" or source.held is not None:
@@ -93,8 +99,6 @@ class PassageFile:
 
     def shards(self, size: int):
         """Lists of at most `size` (passage id, text), in file order."""
-        from ..answer import InputFileError, iter_passages
-
         # ids were checked unique by the first pass; the second keeps no set of them (~130 bytes an id)
         passages = (iter(self.in_memory) if self.in_memory is not None
                     else iter_passages(self.path, self.tokenizer, unique_ids=False))
@@ -114,16 +118,6 @@ class PassageFile:
 
 
 def build_command(args) -> dict:
-    from deformer_bench.contracts.manifest import load_graph_set
-
-    from ..answer import graph_set_tokenizer, passage_examples
-    from ..files import check_distinct_paths
-    from ..passage_cache import build_passage_cache_from_shards
-    from ..passage_cache.build import check_build_location
-    from ..passage_cache.store import tokenizer_sha256
-    from ..serving import evaluation_session
-    from ..squad.features import check_doc_stride, featurize
-
     for option, value, maximum in (("--batch-size", args.batch_size, MAX_BATCH_SIZE),
                                    ("--segment-windows", args.segment_windows, MAX_SEGMENT_WINDOWS),
                                    ("--shard-passages", args.shard_passages, MAX_SHARD_PASSAGES),
@@ -137,8 +131,6 @@ def build_command(args) -> dict:
         raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
     engine = None
     if args.engine == "ray":
-        from ..passage_cache.ray_engine import RayEngine, import_ray
-
         import_ray()  # before any work: a missing Ray is one clear error
         engine = RayEngine(args.address, args.workers)
     graph_set = load_graph_set(args.graphs, args.variant)
@@ -184,9 +176,6 @@ def build_command_line(args) -> str:
 
 
 def cache_info(directory: Path) -> dict:
-    from ..passage_cache import bytes_per_window, load_passage_cache
-    from ..passage_cache.store import unlisted_segments
-
     cache = load_passage_cache(directory)
     record, identity = cache.info, cache.info["identity"]
     on_disk = sum((directory / segment.name / name).stat().st_size
@@ -212,15 +201,11 @@ def cache_info(directory: Path) -> dict:
 def verify_command(args) -> dict:
     import time
 
-    from ..passage_cache import load_passage_cache
-
     if args.variant is not None and args.graphs is None:
         raise DeformerBenchError("--variant picks a variant of the graph set given with --graphs, and no --graphs "
                                  "was given", "give --graphs OUT/ too, or drop --variant")
     graph_set = None
     if args.graphs is not None:
-        from deformer_bench.contracts.manifest import load_graph_set
-
         graph_set = load_graph_set(args.graphs, args.variant)
     cache = load_passage_cache(args.cache, graph_set)  # structure and (with --graphs) identity
     started = time.perf_counter()

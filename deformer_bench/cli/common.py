@@ -4,8 +4,11 @@ import errno
 import sys
 from contextlib import contextmanager
 
-from ..contracts.errors import (DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, DeformerBenchError,
-                                Interrupted)
+from ..contracts.errors import (DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError,
+                                DeformerBenchError, Interrupted, PassageCacheError)
+from ..contracts.manifest import graph_set_source
+from ..files import check_distinct_paths, check_output_dir, check_output_file
+from ..passage_cache.store import RECORD_FILE, read_record
 
 # What an interrupted command leaves behind; commands that keep partial work (training) say so.
 NOTHING_WRITTEN = "interrupted: nothing was written"
@@ -63,8 +66,6 @@ def check_outputs(files: dict, passage_cache, inputs: dict) -> None:
     does not exist yet can be created there, and no output, the passage cache included (an existing one is
     read, and may be written: a resumed build), is, holds or lies inside an input (`{what: path}`) or overlaps
     another output (files.check_distinct_paths)."""
-    from ..files import check_distinct_paths, check_output_dir, check_output_file
-
     for option, path in files.items():
         if path is not None:
             check_output_file(path, option)
@@ -78,7 +79,6 @@ def tokenizer_input(graphs, tokenizer) -> dict:
     the graphs were exported from (its manifest's source), which is as much an input as a named one."""
     if tokenizer is not None:
         return {"the tokenizer directory": tokenizer}
-    from deformer_bench.contracts.manifest import graph_set_source
 
     source = graph_set_source(graphs)
     return {f"the tokenizer directory {{}} (the model {graphs} was exported from)": source} if source else {}
@@ -87,8 +87,6 @@ def tokenizer_input(graphs, tokenizer) -> dict:
 def parse_int_list(text: str, what: str, minimum: int = None) -> list:
     """'1,2,3' -> [1, 2, 3]; an empty list, a non-integer or a value below `minimum` is a ConfigError that
     names the option (--what), not the profile it would override."""
-    from ..contracts.errors import ConfigError
-
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -144,9 +142,6 @@ def interrupts_name_an_unfinished_cache(passage_cache):
 def is_unfinished_cache(directory) -> bool:
     """True for a passage cache whose build was started and not finished (False for anything else: whatever is
     wrong with it is said when it is opened)."""
-    from ..contracts.errors import PassageCacheError
-    from ..passage_cache.store import RECORD_FILE, read_record
-
     if not (directory / RECORD_FILE).is_file():
         return False
     try:
@@ -161,8 +156,6 @@ MAX_BATCH_SIZE = 65_536
 
 def check_count(option: str, value, maximum: int) -> None:
     """A count option (None: not given) from 1 to `maximum`, else a ConfigError naming it."""
-    from ..contracts.errors import ConfigError
-
     if value is not None and value < 1:
         raise ConfigError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")
     if value is not None and value > maximum:

@@ -21,8 +21,11 @@ import sys
 from pathlib import Path
 
 from ..contracts.errors import DeformerBenchError, ModelDirError
-from ..files import check_distinct_paths, check_output_dir, write_text_atomically
 from ..contracts.readers import FormatError, read_json
+from ..files import check_distinct_paths, check_output_dir, write_text_atomically
+from ..squad.data import load_squad
+from ..squad.metric import evaluate, exact_match
+from .common import run_cli
 
 DEFAULT_MODEL = Path("reference/k3-kd-lrs")
 DEFAULT_DATASET = Path("../shared/data/squad/dev-v1.1.json.gz")
@@ -30,8 +33,6 @@ DEFAULT_DATASET = Path("../shared/data/squad/dev-v1.1.json.gz")
 
 def demo_examples(dataset: Path, passages: int) -> list:
     """The Examples of the first paragraph of each of the first `passages` articles."""
-    from ..squad.data import load_squad
-
     chosen, titles = [], {}
     for example in load_squad(dataset):
         if example.title not in titles:
@@ -70,8 +71,6 @@ def run_command(*args) -> None:
 
 
 def show(examples: list, answers: dict) -> dict:
-    from ..squad.metric import evaluate, exact_match
-
     for example in examples:
         golds = sorted({answer.text for answer in example.answers})
         mark = "=" if any(exact_match(answers[example.id], gold) for gold in golds) else "~"
@@ -96,7 +95,7 @@ def digest(*parts) -> str:
 
 
 def demo(model_dir: Path, dataset: Path, passages: int, work: Path) -> dict:
-    from ..model import Deformer
+    from ..model import Deformer  # deferred: torch
 
     if not (model_dir / "config.json").is_file() and not (model_dir / "model" / "config.json").is_file():
         raise ModelDirError(f"{model_dir} is not a trained model directory (no config.json)",
@@ -141,8 +140,6 @@ def demo_main(argv=None) -> int:
 
 
 def main(argv=None) -> None:
-    from .common import run_cli
-
     sys.exit(run_cli(demo_main, argv))
 
 

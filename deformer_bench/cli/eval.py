@@ -7,9 +7,14 @@ import time
 from pathlib import Path
 
 from ..contracts.errors import DeformerBenchError, ManifestError
+from ..contracts.readers import read_json
+from ..environment import describe_environment
+from ..evaluate import evaluate_model
 from ..files import write_texts_atomically
 from ..model import POSITION_OFFSETS
-from ..contracts.readers import read_json
+from ..passage_cache import CacheCommands
+from ..squad.data import load_squad
+from ..squad.metric import evaluate, warn_to_stderr
 from .common import check_outputs, command_line, interrupts_name_an_unfinished_cache, positive_int, run_cli
 
 DEFAULT_DOC_STRIDE = 128
@@ -61,9 +66,6 @@ def read_predictions(path: Path) -> dict:
 
 
 def eval_main(argv=None) -> int:
-    from ..squad.data import load_squad
-    from ..squad.metric import evaluate, warn_to_stderr
-
     args = build_parser().parse_args(argv)
     if args.predictions:
         given = [f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS if getattr(args, name) is not None]
@@ -76,8 +78,6 @@ def eval_main(argv=None) -> int:
     if args.variant is not None and args.onnx is None:
         raise DeformerBenchError("--variant picks a variant of an exported graph set, and no --onnx was given",
                                  "give --onnx OUT/ (exported with that variant), or drop --variant")
-    from ..environment import describe_environment
-    from ..evaluate import evaluate_model
 
     # before minutes of evaluation, not after
     # the model folder holds the tokenizer too; a variant's graphs lie inside the graph set
@@ -114,8 +114,6 @@ def cache_commands(args):
     """The commands a kept passage cache names: this evaluation (it builds the cache, and goes on with it after a
     kill), and how windows the cache lacks are added: deformer-cache build of the dataset's paragraphs, with the
     same graphs, variant, stride and tokenizer."""
-    from ..passage_cache import CacheCommands
-
     variant = ("--variant", args.variant) if args.variant else ()
     start = command_line("deformer-eval", "--dataset", args.dataset, "--model", args.model, "--onnx", args.onnx,
                          *variant, "--passage-cache", args.passage_cache, "--doc-stride", args.doc_stride,

@@ -4,9 +4,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..model import POSITION_OFFSETS
+from ..exporters.onnx_export import DEFAULT_OPSET, check_destination, check_opset, export_graph_set
+from ..model import POSITION_OFFSETS, Deformer
 from .common import run_cli
-
 
 QUANTIZE_CHOICES = ("int8", "int8-arm64")
 
@@ -51,12 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from deformer_bench.exporters.onnx_export import DEFAULT_OPSET, check_destination, check_opset, export_graph_set
 
     check_opset(DEFAULT_OPSET if args.opset is None else args.opset)  # fail before the model loads
     check_destination(args.out_dir, args.model_dir, args.overwrite)
-
-    from ..model import Deformer
 
     deformer = Deformer.from_pretrained(args.model_dir, layer=args.layer, question_len=args.question_len,
                                         passage_len=args.passage_len, passage_position_offset=args.position_offset)

@@ -20,6 +20,8 @@ import torch
 
 from ..contracts.errors import ModelDirError, OutputExistsError
 from ..files import check_distinct_paths, staged_directory, write_text_atomically
+from ..model import Deformer, default_model_dir
+from .common import run_cli
 
 RECORD_FILE = "reference.json"
 RUN_RECORDS = ("eval.json", "train_config.json", "train_log.jsonl")
@@ -44,8 +46,6 @@ def max_logit_difference(first, second) -> float:
 def keep(run_dir: Path, out_dir: Path) -> dict:
     """The run's model in float16 under OUT_DIR (a DeFormer directory: weights, deformer.json, tokenizer), its
     records beside it, and reference.json: where it came from and how far the float16 copy's logits moved."""
-    from ..model import Deformer
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not (run_dir / "model" / "config.json").is_file():
         raise ModelDirError(f"{run_dir} holds no finished deformer-train run (no model/config.json)",
@@ -89,8 +89,6 @@ def base(model_dir: Path, out_dir: Path) -> None:
 
 
 def reference_main(argv=None) -> int:
-    from ..model import default_model_dir
-
     parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.reference_models", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     keep_parser = commands.add_parser("keep", help="a finished run's model in float16, with its records")
@@ -111,8 +109,6 @@ def reference_main(argv=None) -> int:
 
 
 def main(argv=None) -> None:
-    from .common import run_cli
-
     sys.exit(run_cli(reference_main, argv))
 
 

@@ -16,16 +16,14 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..contracts.errors import (ConfigError, ExportError, ManifestError, OutputExistsError,
-                                             OutputLocationError, first_line)
-from ..files import (check_distinct_paths, check_output_dir, clean_stale_staging, describe_obstacle,
-                                  staged_directory, unlisted_entries)
-
+from ..contracts.errors import (ConfigError, ExportError, ManifestError, OutputExistsError, OutputLocationError,
+                                first_line)
 from ..contracts.graphs import GRAPHS
-
+from ..contracts.manifest import graph_set_entries
+from ..files import (check_distinct_paths, check_output_dir, clean_stale_staging, describe_obstacle, staged_directory,
+                     unlisted_entries)
 from .graphs import GraphModule, example_inputs
 from .manifest import build_manifest, write_manifest
-from ..contracts.manifest import graph_set_entries
 from .unused_inputs import restore_unused_inputs
 from .validate import ValidationSettings, validate_graph_set
 from .variants import build_variants, variant_order

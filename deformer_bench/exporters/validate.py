@@ -6,10 +6,8 @@ import numpy as np
 import torch
 
 from ..contracts.errors import ValidationError
-
 from ..contracts.graphs import GRAPHS
 from ..runtime.sessions import GraphSetSessions
-
 from .graphs import example_inputs
 
 

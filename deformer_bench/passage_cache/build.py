@@ -25,13 +25,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ..contracts.errors import PassageCacheError
+from ..contracts.hashing import file_sha256
 from ..files import check_output_dir, staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
 from .key_index import KEY_BYTES, keys_array
 from .store import (FORMAT_VERSION, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity, check_windows_cut,
-                    graph_identity, id_dtype, load_passage_cache, read_record, resume_hint, save_record,
-                    segment_name, unlisted_segments, window_keys)
-from ..contracts.hashing import file_sha256
+                    graph_identity, id_dtype, load_passage_cache, read_record, resume_hint, save_record, segment_name,
+                    unlisted_segments, window_keys)
 
 SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
 LOCK_FILE = ".build.lock"

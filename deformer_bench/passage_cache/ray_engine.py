@@ -30,9 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contracts import strict_json
 from ..contracts.errors import PassageCacheError
 from ..files import scratch_directory
-from ..contracts import strict_json
+from ..runtime.sessions import DEFAULT_SETTINGS, open_session
+from .build import compute_states, write_segment
+from .codecs import encode
 
 EXTRA = "ray[data]==2.60.0"
 
@@ -91,15 +94,10 @@ class SegmentWriter:
     def __init__(self, graph_path: str, settings: dict, out_dir: str, batch_size: int, dtype: str, vocab_size: int):
         from pathlib import Path
 
-        from ..runtime.sessions import open_session
-
         self.session = open_session(graph_path, settings)
         self.out_dir, self.batch_size, self.dtype, self.vocab_size = Path(out_dir), batch_size, dtype, vocab_size
 
     def __call__(self, batch: dict) -> dict:
-        from .build import compute_states, write_segment
-        from .codecs import encode
-
         entries = []
         for index, ids, mask in zip(batch["index"], batch["input_ids"], batch["attention_mask"]):
             states = compute_states(self.session, np.asarray(ids, np.int64), np.asarray(mask, np.int64),

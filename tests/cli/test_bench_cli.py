@@ -201,7 +201,7 @@ def _read_only_location():
 def test_an_unwritable_output_is_refused_before_any_export_or_measurement(tiny_model_dir, tmp_path, capsys,
                                                                           monkeypatch, where, message):
     monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
-    monkeypatch.setattr("deformer_bench.bench.run.run_benchmark", _must_not_run)
+    monkeypatch.setattr("deformer_bench.cli.bench.run_benchmark", _must_not_run)
     (tmp_path / "a-file").write_text("")
     output = {"file": tmp_path / "a-file", "under-file": tmp_path / "a-file" / "results",
               "read-only": _read_only_location()}[where]
@@ -217,7 +217,7 @@ def test_the_results_root_may_not_lie_inside_an_input(tiny_model_dir, tiny_graph
     """Issue 22, finding 1: the results go to a new folder under --output, which may hold the graph sets (results/
     often does) but may not be, or lie inside, what the run reads."""
     monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
-    monkeypatch.setattr("deformer_bench.bench.run.run_benchmark", _must_not_run)
+    monkeypatch.setattr("deformer_bench.cli.bench.run_benchmark", _must_not_run)
     source = ["--graphs", tiny_graphs] if where == "inside a graph set" else ["--model", tiny_model_dir]
     output = {"inside the model": tiny_model_dir / "results", "the model itself": tiny_model_dir,
               "inside a graph set": tiny_graphs / "results"}[where]

@@ -179,7 +179,8 @@ def interrupted_at_window(monkeypatch, count: int):
                 raise KeyboardInterrupt
             return self.session.run(names, feed)
 
-    monkeypatch.setattr(serving, "evaluation_session", Interrupting)
+    monkeypatch.setattr(serving, "evaluation_session", Interrupting)  # deformer-answer and deformer-eval's builds
+    monkeypatch.setattr("deformer_bench.cli.cache.evaluation_session", Interrupting)  # deformer-cache build's
 
 
 def unfinished_build(monkeypatch, capsys, graphs, passages, cache, *options):

@@ -21,6 +21,7 @@ from ...architectures import architecture_for
 from ...files import staged_directory
 from ...model import POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir, load_qa_model
 from ...squad.data import load_squad
+from ...tokenizer import load_tokenizer
 from .study_cli import run_study_cli
 
 RESULTS_FILE = "position_offset.json"
@@ -76,8 +77,6 @@ def passage_cosine(deformer_states, unsplit, spans, question_len: int) -> list:
 
 def run_study(model_dir: Path, dataset: Path, count: int, question_len: int, passage_len: int,
               batch_size: int = 16, progress: bool = True) -> dict:
-    from ...tokenizer import load_tokenizer
-
     tokenizer = load_tokenizer(Path(model_dir))
     qa_model, _ = load_qa_model(Path(model_dir))
     examples = load_squad(dataset)[:count]

@@ -15,13 +15,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ...evaluate import pytorch_logits
-from ...tokenizer import load_tokenizer
 from ...files import staged_directory
 from ...model import POSITION_OFFSETS, Deformer
 from ...squad.data import load_squad
 from ...squad.features import featurize
 from ...squad.metric import evaluate
 from ...squad.postprocess import predictions_from_logits
+from ...tokenizer import load_tokenizer
+from ..common import parse_int_list
 from .study_cli import run_study_cli
 
 RESULTS_FILE = "split_teacher.json"
@@ -82,8 +83,6 @@ def add_arguments(parser) -> None:
 
 
 def run_from_args(args) -> dict:
-    from ..common import parse_int_list
-
     return run_study(args.teacher, args.dataset, args.count, parse_int_list(args.layers, "layers"),
                      progress=not args.quiet, doc_stride=args.doc_stride)
 

@@ -10,17 +10,16 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from ...environment import describe_environment
 from ...contracts.errors import OutputExistsError
+from ...environment import describe_environment
 from ...files import check_distinct_paths
+from ..common import run_cli
 
 
 def run_study_cli(module: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
                   run: Callable[[argparse.Namespace], dict], write_outputs: Callable[[dict, Path], None],
                   results_file: str, argv: Optional[list] = None) -> int:
     """`run(args)` returns the study's result dict; `write_outputs(result, out_dir)` writes it atomically."""
-    from ..common import run_cli
-
     def study_main(args_list):
         parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
         add_arguments(parser)

@@ -22,14 +22,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ...bench.devices import DEVICES
 from ...bench.flops import layer_flops
+from ...bench.plan import session_settings
+from ...bench.run import MAX_PROCESSES
 from ...bench.runner import interleave
-from ...contracts.protocol import InputSpec
-from ...runtime.paths import make_inputs
 from ...contracts.errors import OutputExistsError
-from ...files import check_distinct_paths, staged_directory
-from ...profiles import MAX_REPEATS, MAX_TIMED_SECONDS, PROFILE_SUFFIXES
+from ...contracts.graphs import GRAPHS
+from ...contracts.manifest import load_graph_set
+from ...contracts.protocol import InputSpec
 from ...contracts.readers import read_json
+from ...environment import describe_environment
+from ...files import check_distinct_paths, staged_directory
+from ...profiles import MAX_REPEATS, MAX_TIMED_SECONDS, PROFILE_SUFFIXES, load_profile
+from ...runtime.paths import make_inputs
+from ...runtime.sessions import GraphSetSessions, graph_path, open_session
+from ..common import int_up_to, positive_int, run_cli, seconds_up_to
 
 RESULTS_FILE = "time_breakdown.json"
 FORMAT_VERSION = 1
@@ -51,9 +59,6 @@ def graph_flops(manifest: dict, batch: int) -> dict:
 
 def graph_inputs(job: dict) -> dict:
     """{graph: feed} for one batch of full-length inputs; upper's hidden states come from the lower graphs."""
-    from ...contracts.graphs import GRAPHS
-    from ...runtime.sessions import GraphSetSessions
-
     inputs = make_inputs(InputSpec(**{item.name: job[item.name] for item in dataclasses.fields(InputSpec)}))
     lower = GraphSetSessions(job["graphs_dir"], ("lower_question", "lower_passage"), settings=job["session"])
     inputs["question_hidden"] = lower.run("lower_question", inputs)[0]
@@ -84,8 +89,6 @@ def measure_process(job: dict) -> dict:
     """One fresh process: every graph timed alone in interleaved rounds, then once more under the profiler."""
     import onnxruntime
 
-    from ...runtime.sessions import GraphSetSessions, graph_path, open_session
-
     feeds = graph_inputs(job)
     graph_set = GraphSetSessions(job["graphs_dir"], TIMED_GRAPHS, settings=job["session"])
     calls = {graph: (lambda graph=graph: graph_set.sessions[graph].run(None, feeds[graph])) for graph in TIMED_GRAPHS}
@@ -109,12 +112,6 @@ def measure_process(job: dict) -> dict:
 
 def run_study(graphs_dir: Path, variant: str, profile_name: str, batch: int, processes: int, runs: int,
               profiled_runs: int, min_time_s: float = None) -> dict:
-    from deformer_bench.contracts.manifest import load_graph_set
-
-    from ...bench.devices import DEVICES
-    from ...bench.plan import session_settings
-    from ...profiles import load_profile
-
     graph_set = load_graph_set(graphs_dir, variant)
     profile = load_profile(profile_name)
     manifest, deformer = graph_set.manifest, graph_set.manifest["deformer"]
@@ -232,10 +229,6 @@ def write_outputs(result: dict, out_dir: Path) -> None:
 
 
 def study_main(argv) -> int:
-    from ...bench.run import MAX_PROCESSES
-    from ..common import int_up_to, positive_int, seconds_up_to
-    from ...environment import describe_environment
-
     parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.analysis.time_breakdown",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("graphs", type=Path, help="a graph set written by deformer-export")
@@ -267,8 +260,6 @@ def study_main(argv) -> int:
 
 
 def main(argv=None) -> None:
-    from ..common import run_cli
-
     sys.exit(run_cli(study_main, argv))
 
 

@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 from ...contracts.errors import DeformerBenchError
-from ...files import check_distinct_paths, write_texts_atomically
+from ...contracts.manifest import load_graph_set
 from ...contracts.readers import FormatError, read_json
+from ...files import check_distinct_paths, write_texts_atomically
+from ..common import run_cli
 
 COLUMNS = ["model", "k", "variant", "made_from", "f1", "exact_match", "f1_change", "questions", "windows", "doc_stride",
            "commit", "dirty", "cpu", "onnxruntime", "command"]
@@ -110,7 +112,6 @@ def record_is_current(record_path: Path, graphs_dir: Path, variant: str) -> bool
     record_path = Path(record_path)
     if not record_path.exists():
         return False
-    from deformer_bench.contracts.manifest import load_graph_set
 
     current = load_graph_set(graphs_dir, variant).manifest["graphs"]
     try:
@@ -155,8 +156,6 @@ def variant_accuracy_main(argv=None) -> int:
 
 
 def main(argv=None) -> None:
-    from ..common import run_cli
-
     sys.exit(run_cli(variant_accuracy_main, argv))
 
 
