@@ -28,6 +28,10 @@ REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_siz
 # 10**12) runs until killed. An hour per measurement, a hundred thousand repeats.
 MAX_TIMED_SECONDS = 3600.0
 MAX_REPEATS = 100_000
+# The scenarios' batching: at most as many questions in one batch as deformer-cache and deformer-answer take windows
+# (cli/common.MAX_BATCH_SIZE), and a wait of at most ten seconds for a batch to fill.
+MAX_BATCH_QUESTIONS = 65_536
+MAX_BATCH_WAIT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ class Profile:
     # The exported variant this device measures (exporters/variants.py: float16, int8, ...) in place of the float32
     # graphs, e.g. float16 on a GPU; None: the graph sets --variant names (float32 by default).
     variant: str = None
+    # The scenarios (deformer-bench --scenario): the most questions answered in one batch (Offline, and the Server's
+    # dynamic batching; default: the largest of batch_sizes) and how long the Server waits after a question arrives
+    # for others to batch with it.
+    max_batch_size: int = None
+    batch_wait_ms: float = 4.0
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -92,6 +101,15 @@ class Profile:
                     or not 0 <= value <= MAX_TIMED_SECONDS):
                 raise ProfileError(f"profile {self.name!r}: {name} must be a finite number of seconds from 0 to "
                                    f"{MAX_TIMED_SECONDS:g}, got {value!r}", f"fix {name} in the profile")
+        if self.max_batch_size is not None and (not _is_int(self.max_batch_size)
+                                                or not 1 <= self.max_batch_size <= MAX_BATCH_QUESTIONS):
+            raise ProfileError(f"profile {self.name!r}: max_batch_size must be a whole number of questions from 1 to "
+                               f"{MAX_BATCH_QUESTIONS:,}, got {self.max_batch_size!r}",
+                               "fix max_batch_size in the profile, or leave it out")
+        if (not isinstance(self.batch_wait_ms, (int, float)) or isinstance(self.batch_wait_ms, bool)
+                or not math.isfinite(self.batch_wait_ms) or not 0 <= self.batch_wait_ms <= MAX_BATCH_WAIT_MS):
+            raise ProfileError(f"profile {self.name!r}: batch_wait_ms must be a number of milliseconds from 0 to "
+                               f"{MAX_BATCH_WAIT_MS:,}, got {self.batch_wait_ms!r}", "fix batch_wait_ms in the profile")
         if self.max_time_s < self.min_time_s:
             raise ProfileError(f"profile {self.name!r}: max_time_s < min_time_s", "raise max_time_s")
         if (not isinstance(self.batch_sizes, (list, tuple)) or not self.batch_sizes

@@ -184,3 +184,23 @@ def test_every_builtin_profile_loads_and_names_a_known_device():
 def test_a_profile_for_an_unknown_device_is_refused(tmp_path):
     with pytest.raises(ProfileError, match="device 'tpu' is unknown"):
         load_profile(write(tmp_path, BASE.replace("device: cpu", "device: tpu")))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("max_batch_size: 0\n", "max_batch_size must be a whole number of questions from 1 to 65,536, got 0"),
+    ("max_batch_size: 2.5\n", "max_batch_size must be a whole number of questions"),
+    ("max_batch_size: 99999999999999999999\n", "max_batch_size must be a whole number of questions from 1 to 65,536"),
+    ("batch_wait_ms: 10001\n", "batch_wait_ms must be a number of milliseconds from 0 to 10,000, got 10001"),
+    ("batch_wait_ms: -1\n", "batch_wait_ms must be a number of milliseconds"),
+    ("batch_wait_ms: .nan\n", "batch_wait_ms must be a number of milliseconds"),
+    ("batch_wait_ms: true\n", "batch_wait_ms must be a number of milliseconds"),
+])
+def test_scenario_batching_settings_are_checked(tmp_path, extra, message):
+    with pytest.raises(ProfileError, match=message):
+        load_profile(write(tmp_path, BASE + extra))
+
+
+def test_scenario_batching_defaults_to_the_largest_batch_size(tmp_path):
+    profile = load_profile(write(tmp_path, BASE + "max_batch_size: 8\nbatch_wait_ms: 2.5\n"))
+    assert profile.max_batch_size == 8 and profile.batch_wait_ms == 2.5
+    assert load_profile("server-cpu").max_batch_size is None  # the scenarios then take max(batch_sizes)

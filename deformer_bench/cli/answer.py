@@ -10,10 +10,10 @@ from ..answer import (PASSAGES_FILE, QUESTIONS_FILE,  # what a passages file is:
                       answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions)
 from ..contracts.errors import DeformerBenchError
 from ..contracts.manifest import load_graph_set
-from ..files import write_text_atomically
+from ..files import command_line, tokenizer_input, write_text_atomically
 from ..passage_cache import CacheCommands
-from .common import (MAX_BATCH_SIZE, check_count, check_outputs, command_line, interrupts_name_an_unfinished_cache,
-                     run_cli, tokenizer_input)
+from .common import (MAX_BATCH_SIZE, check_count, check_outputs, interrupts_name_an_unfinished_cache,
+                     run_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

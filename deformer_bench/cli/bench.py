@@ -11,14 +11,15 @@ from ..bench.plan import DevicePlan, preflight
 from ..bench.run import (DEFAULT_PROCESSES, MAX_PROCESSES, BenchConfig, run_benchmark, save_results,
                          start_machine_state, variant_label)
 from ..contracts.errors import ConfigError, ProfileError, RunnerError, TargetError
-from ..contracts.manifest import VARIANTS, load_graph_set
+from ..contracts.manifest import load_graph_set
 from ..exporters.onnx_export import export_graph_set
 from ..files import check_distinct_paths, check_output_dir, scratch_directory
 from ..model import (DEFAULT_POSITION_OFFSET, POSITION_OFFSETS, Deformer, DeformerConfig, default_model_dir,
                      load_qa_model, random_model, read_model_dir)
 from ..profiles import PROFILE_SUFFIXES, load_profile
 from ..report import write_report
-from .common import int_up_to, parse_int_list, positive_int, run_cli
+from .common import int_up_to, parse_int_list, positive_int, run_cli, variant_names
+from .scenario import add_scenario_arguments, scenario_main, scenario_mode
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
 BACKENDS = ("onnxruntime", "torch")
@@ -40,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated profiles (names in profiles/ or YAML paths), at most one per device; "
                              "a device without one takes its default (cpu: server-cpu, cuda: gpu-cuda, "
                              "arm: arm-mobile)")
-    parser.add_argument("--variant", default="float32",
-                        help="comma-separated graph variants to measure: float32 (as exported), optimized, int8, "
+    parser.add_argument("--variant",
+                        help="comma-separated graph variants to measure (default float32; with --scenario "
+                             "float32,int8-arm64): float32 (as exported), optimized, int8, "
                              "int8-arm64, float16, ort (deformer-export --optimize/--quantize/--fp16/--ort-format); "
                              "each variant's "
                              "DeFormer and unsplit model are timed in the same rounds as the float32 unsplit model")
@@ -63,10 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: 3, the fewest for a headline figure; 1 with --quick)")
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS, default=None,
                         help="passage position offset for exported models (default: question_len)")
-    parser.add_argument("--output", type=Path, default=Path("results"), help="results root (default: results/)")
-    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test)")
+    parser.add_argument("--output", type=Path,
+                        help="results root (default: results/; with --scenario results/scenarios/)")
+    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test); with "
+                        "--scenario: each run capped at 2 s (Offline: one pass), a functional check")
     parser.add_argument("--note", default="", help="a line to put at the top of the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_scenario_arguments(parser)
     return parser
 
 
@@ -178,7 +183,7 @@ def profile_variants(profiles: dict) -> list:
 def export_configs(args, profile, workdir: Path, layers=None, also_export=()) -> list:
     import torch
 
-    variants = resolve_variants(args)
+    variants = variant_names(args.variant)
     label, qa_model, head_trained, source_dir, saved = load_source_model(args)
     num_layers = qa_model.config.num_hidden_layers
     if layers is None:
@@ -212,20 +217,11 @@ def existing_configs(args) -> list:
         raise ConfigError(f"--graphs names {', '.join(repeated)} more than once", "give each graph set once")
     configs = []
     for directory, label in zip(args.graphs, distinct_labels(resolved)):
-        for variant in resolve_variants(args):
+        for variant in variant_names(args.variant):
             graph_set = load_graph_set(directory, variant)
             configs.append(BenchConfig(variant_label(label, variant), graph_set.directory, graph_set.manifest,
                                        variant, Path(directory)))
     return configs
-
-
-def resolve_variants(args) -> list:
-    names = [name.strip() for name in args.variant.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ("float32", *VARIANTS)]
-    if not names or unknown or len(set(names)) != len(names):
-        raise ConfigError(f"--variant {args.variant!r} is not a list of distinct variants",
-                          f"use some of: float32, {', '.join(VARIANTS)}, e.g. --variant float32,int8")
-    return names
 
 
 def distinct_labels(paths: list) -> list:
@@ -307,10 +303,16 @@ def outcome(results) -> int:
 
 def bench_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if scenario_mode(args):
+        return scenario_main(args, argv)
+    if args.variant is None:
+        args.variant = "float32"
+    if args.output is None:
+        args.output = Path("results")
     devices = resolve_devices(args.device)
     profiles = resolve_profiles(args, devices)
     layers = resolve_layers(args)
-    variants = resolve_variants(args)  # checked before any model is loaded
+    variants = variant_names(args.variant)  # checked before any model is loaded
     check_settings(args)
     naming = [profile for profile in profiles.values() if profile.variant is not None]
     if naming and variants != ["float32"]:

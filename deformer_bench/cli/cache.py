@@ -11,14 +11,14 @@ from ..answer import PASSAGES_FILE  # what a passages file is: the same for both
 from ..answer import InputFileError, graph_set_tokenizer, iter_passages, passage_examples, passages_file
 from ..contracts.errors import DeformerBenchError
 from ..contracts.manifest import load_graph_set
-from ..files import check_distinct_paths
+from ..files import check_distinct_paths, command_line, tokenizer_input
 from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
 from ..passage_cache.build import check_build_location
 from ..passage_cache.ray_engine import RayEngine, import_ray
 from ..passage_cache.store import tokenizer_sha256, unlisted_segments
 from ..serving import evaluation_session
 from ..squad.features import check_doc_stride, featurize
-from .common import MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenizer_input
+from .common import MAX_BATCH_SIZE, check_count, run_cli
 
 # Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
 # 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray

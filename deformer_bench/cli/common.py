@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 from ..contracts.errors import (DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError,
                                 DeformerBenchError, Interrupted, PassageCacheError)
-from ..contracts.manifest import graph_set_source
+from ..contracts.manifest import VARIANTS
 from ..files import check_distinct_paths, check_output_dir, check_output_file
 from ..passage_cache.store import RECORD_FILE, read_record
 
@@ -74,16 +74,6 @@ def check_outputs(files: dict, passage_cache, inputs: dict) -> None:
     check_distinct_paths({**files, "--passage-cache": passage_cache}, inputs)
 
 
-def tokenizer_input(graphs, tokenizer) -> dict:
-    """{what: path} of the tokenizer folder a command over a graph set reads: --tokenizer, else the model folder
-    the graphs were exported from (its manifest's source), which is as much an input as a named one."""
-    if tokenizer is not None:
-        return {"the tokenizer directory": tokenizer}
-
-    source = graph_set_source(graphs)
-    return {f"the tokenizer directory {{}} (the model {graphs} was exported from)": source} if source else {}
-
-
 def parse_int_list(text: str, what: str, minimum: int = None) -> list:
     """'1,2,3' -> [1, 2, 3]; an empty list, a non-integer or a value below `minimum` is a ConfigError that
     names the option (--what), not the profile it would override."""
@@ -110,17 +100,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def command_line(*words) -> str:
-    """A command a user can paste into a shell from any directory: paths made absolute, words quoted as needed.
-    Path words are given as pathlib.Path; None words are left out."""
-    import os
-    import shlex
-    from pathlib import Path
-
-    return shlex.join(os.path.abspath(word) if isinstance(word, Path) else str(word)
-                      for word in words if word is not None)
 
 
 @contextmanager
@@ -163,13 +142,22 @@ def check_count(option: str, value, maximum: int) -> None:
                           f"give {option} a count a run can hold (at most {maximum:,})")
 
 
-def int_up_to(maximum: int, why: str):
-    """argparse type: an integer from 1 to `maximum`; above it, the message says `why` there is a bound (a count
-    of processes or repeats that would run until killed, or overflow what it is handed to)."""
+def int_up_to(maximum: int, why: str, minimum: int = 1):
+    """argparse type: an integer from `minimum` (1: a count; 0: e.g. a seed) to `maximum`; above it, the message
+    says `why` there is a bound (a count of processes or repeats that would run until killed, or overflow what it
+    is handed to)."""
     import argparse
 
     def parse(text: str) -> int:
-        value = positive_int(text)
+        if minimum == 1:
+            value = positive_int(text)
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+            if value < minimum:
+                raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         if value > maximum:
             raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {value:,}: {why}")
         return value
@@ -177,8 +165,9 @@ def int_up_to(maximum: int, why: str):
     return parse
 
 
-def seconds_up_to(maximum: float, why: str):
-    """argparse type: a finite number of seconds from 0 to `maximum`."""
+def number_up_to(maximum: float, unit: str, why: str, above_zero: bool = False):
+    """argparse type: a finite number of `unit` from 0 (`above_zero`: above 0) to `maximum`; NaN and inf are
+    refused with the rest."""
     import argparse
     import math
 
@@ -186,9 +175,25 @@ def seconds_up_to(maximum: float, why: str):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-        if not math.isfinite(value) or not 0 <= value <= maximum:
-            raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {maximum:g}, got {text}: {why}")
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
+        if not math.isfinite(value) or not (0 < value if above_zero else 0 <= value) or value > maximum:
+            span = f"above 0 and at most {maximum:g}" if above_zero else f"from 0 to {maximum:g}"
+            raise argparse.ArgumentTypeError(f"must be a number of {unit} {span}, got {text}: {why}")
         return value
 
     return parse
+
+
+def seconds_up_to(maximum: float, why: str, above_zero: bool = False):
+    """argparse type: a finite number of seconds from 0 (`above_zero`: above 0) to `maximum`."""
+    return number_up_to(maximum, "seconds", why, above_zero)
+
+
+def variant_names(text) -> list:
+    """--variant's comma-separated graph variants (None: float32), each known and given once."""
+    names = [name.strip() for name in (text or "float32").split(",") if name.strip()]
+    unknown = [name for name in names if name not in ("float32", *VARIANTS)]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ConfigError(f"--variant {text!r} is not a list of distinct variants",
+                          f"use some of: float32, {', '.join(VARIANTS)}, e.g. --variant float32,int8")
+    return names

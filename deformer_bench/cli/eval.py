@@ -10,12 +10,12 @@ from ..contracts.errors import DeformerBenchError, ManifestError
 from ..contracts.readers import read_json
 from ..environment import describe_environment
 from ..evaluate import evaluate_model
-from ..files import write_texts_atomically
+from ..files import command_line, write_texts_atomically
 from ..model import POSITION_OFFSETS
 from ..passage_cache import CacheCommands
 from ..squad.data import load_squad
 from ..squad.metric import evaluate, warn_to_stderr
-from .common import check_outputs, command_line, interrupts_name_an_unfinished_cache, positive_int, run_cli
+from .common import check_outputs, interrupts_name_an_unfinished_cache, positive_int, run_cli
 
 DEFAULT_DOC_STRIDE = 128
 # Options that only mean something when a model is evaluated: with --predictions they are refused, not ignored.

@@ -275,6 +275,10 @@ def test_a_variants_cache_is_built_and_verified_with_its_variant(tiny_student_gr
     code, stdout, stderr = cli("build", tiny_student_graphs_int8, "--variant", "int8", "--passages", three, "--out",
                                cache, "--doc-stride", "16", "--quiet")
     assert code == 0, stderr
+    manifest = json.loads((tiny_student_graphs_int8 / "manifest.json").read_text())
+    identity = json.loads(cli("info", cache)[1])["identity"]
+    assert identity["variant"] == "int8"
+    assert identity["lower_passage_sha256"] == manifest["variants"]["int8"]["graphs"]["lower_passage"]["sha256"]
     code, stdout, stderr = cli("verify", cache, "--graphs", tiny_student_graphs_int8, "--variant", "int8")
     assert code == 0 and json.loads(stdout)["identity_checked"], stderr
     code, _, stderr = cli("verify", cache, "--graphs", tiny_student_graphs_int8)
