@@ -72,6 +72,7 @@ class Profile:
     batch_wait_ms: float = 4.0
     source: str = field(default="", compare=False)
 
+    # One check per key, in the order of the fields above: as long as the list of keys.
     def __post_init__(self):
         for name in ("name", "description", "device"):
             value = getattr(self, name)

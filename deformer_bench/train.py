@@ -243,6 +243,8 @@ def write_run_record(output: Path, config: TrainConfig, command: list, features,
     write_text_atomically(path, json.dumps(record, indent=2) + "\n")
 
 
+# Long on purpose: one run's steps in the order a resumed run must repeat exactly (seed, models, data, optimizer,
+# checkpoint, loop, save); split, that order would be spread over functions sharing a dozen locals.
 def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
     """Train (or resume) the run in config.output_dir; returns the saved model directory."""
     from transformers import get_linear_schedule_with_warmup

@@ -251,6 +251,8 @@ def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_f
                                            engine, command, keep_unfinished)
 
 
+# Long until issue 25's phase 2, which owns passage_cache/ and puts the local and Ray build engines behind one
+# interface: this function holds the local engine's half of that split.
 def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory, batch_size: int = 64,
                                     progress: bool = True, dtype: str = None, doc_stride=None,
                                     append: bool = False, segment_windows: int = SEGMENT_WINDOWS, passages=None,
