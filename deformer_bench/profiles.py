@@ -29,7 +29,7 @@ REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_siz
 MAX_TIMED_SECONDS = 3600.0
 MAX_REPEATS = 100_000
 # The scenarios' batching: at most as many questions in one batch as deformer-cache and deformer-answer take windows
-# (cli/common.MAX_BATCH_SIZE), and a wait of at most ten seconds for a batch to fill.
+# (api/common.MAX_BATCH_SIZE), and a wait of at most ten seconds for a batch to fill.
 MAX_BATCH_QUESTIONS = 65_536
 MAX_BATCH_WAIT_MS = 10_000
 

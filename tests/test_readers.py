@@ -127,7 +127,7 @@ def _accuracy_results(path):
 
 
 def _predictions(path):
-    from deformer_bench.cli.eval import read_predictions
+    from deformer_bench.api.evaluating import read_predictions
 
     return read_predictions(path)
 

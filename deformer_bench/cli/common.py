@@ -2,13 +2,9 @@
 
 import errno
 import sys
-from contextlib import contextmanager
 
 from ..contracts.errors import (DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError,
-                                DeformerBenchError, Interrupted, PassageCacheError)
-from ..contracts.manifest import VARIANTS
-from ..files import check_distinct_paths, check_output_dir, check_output_file
-from ..passage_cache.store import RECORD_FILE, read_record
+                                DeformerBenchError, Interrupted)
 
 # What an interrupted command leaves behind; commands that keep partial work (training) say so.
 NOTHING_WRITTEN = "interrupted: nothing was written"
@@ -61,19 +57,6 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
         return EXIT_INTERRUPTED
 
 
-def check_outputs(files: dict, passage_cache, inputs: dict) -> None:
-    """Before any work: every output file (`{option: path}`, None skipped) can be written, a passage cache that
-    does not exist yet can be created there, and no output, the passage cache included (an existing one is
-    read, and may be written: a resumed build), is, holds or lies inside an input (`{what: path}`) or overlaps
-    another output (files.check_distinct_paths)."""
-    for option, path in files.items():
-        if path is not None:
-            check_output_file(path, option)
-    if passage_cache is not None and not (passage_cache.exists() or passage_cache.is_symlink()):
-        check_output_dir(passage_cache, "--passage-cache")
-    check_distinct_paths({**files, "--passage-cache": passage_cache}, inputs)
-
-
 def parse_int_list(text: str, what: str, minimum: int = None) -> list:
     """'1,2,3' -> [1, 2, 3]; an empty list, a non-integer or a value below `minimum` is a ConfigError that
     names the option (--what), not the profile it would override."""
@@ -100,46 +83,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-@contextmanager
-def interrupts_name_an_unfinished_cache(passage_cache):
-    """deformer-answer and deformer-eval remove a passage cache they started if they are interrupted (nothing was
-    written), but one they went on with (an unfinished build of the same passages) keeps what it had and what
-    they added: an interrupt then says so, instead of "nothing was written"."""
-    unfinished = passage_cache is not None and is_unfinished_cache(passage_cache)
-    try:
-        yield
-    except KeyboardInterrupt as interruption:
-        if unfinished and not isinstance(interruption, Interrupted):
-            raise Interrupted(f"interrupted: no answers or scores were written; the unfinished passage cache "
-                              f"{passage_cache} keeps the segments it had and any this run finished, and the same "
-                              "command goes on from there") from None
-        raise
-
-
-def is_unfinished_cache(directory) -> bool:
-    """True for a passage cache whose build was started and not finished (False for anything else: whatever is
-    wrong with it is said when it is opened)."""
-    if not (directory / RECORD_FILE).is_file():
-        return False
-    try:
-        return not read_record(directory)["complete"]
-    except (PassageCacheError, OSError):
-        return False
-
-
-# Windows run through a graph at once: 65,536 of 224 x 384 float32 states are 22 GB per layer's output.
-MAX_BATCH_SIZE = 65_536
-
-
-def check_count(option: str, value, maximum: int) -> None:
-    """A count option (None: not given) from 1 to `maximum`, else a ConfigError naming it."""
-    if value is not None and value < 1:
-        raise ConfigError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")
-    if value is not None and value > maximum:
-        raise ConfigError(f"{option} must be at most {maximum:,}, got {value:,}",
-                          f"give {option} a count a run can hold (at most {maximum:,})")
 
 
 def int_up_to(maximum: int, why: str, minimum: int = 1):
@@ -187,13 +130,3 @@ def number_up_to(maximum: float, unit: str, why: str, above_zero: bool = False):
 def seconds_up_to(maximum: float, why: str, above_zero: bool = False):
     """argparse type: a finite number of seconds from 0 (`above_zero`: above 0) to `maximum`."""
     return number_up_to(maximum, "seconds", why, above_zero)
-
-
-def variant_names(text) -> list:
-    """--variant's comma-separated graph variants (None: float32), each known and given once."""
-    names = [name.strip() for name in (text or "float32").split(",") if name.strip()]
-    unknown = [name for name in names if name not in ("float32", *VARIANTS)]
-    if not names or unknown or len(set(names)) != len(names):
-        raise ConfigError(f"--variant {text!r} is not a list of distinct variants",
-                          f"use some of: float32, {', '.join(VARIANTS)}, e.g. --variant float32,int8")
-    return names

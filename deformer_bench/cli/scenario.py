@@ -9,6 +9,7 @@ import platform
 import sys
 from pathlib import Path
 
+from ..api.benchmarking import variant_names
 from ..bench.devices import ARM_MACHINES, resolve_devices
 from ..contracts.errors import ConfigError, DeviceError, ManifestError, PassageCacheError, ProfileError
 from ..profiles import load_profile
@@ -16,7 +17,7 @@ from ..scenarios.run import (MAX_DURATION_S, MAX_LATENCY_BOUND_MS, SCENARIOS, Sc
                              run_scenarios)
 from ..scenarios.samples import MAX_SAMPLES, MAX_SEED
 from ..scenarios.systems import DOC_STRIDE, KINDS, LENGTH_MODES, SystemSpec
-from .common import int_up_to, number_up_to, parse_int_list, variant_names
+from .common import int_up_to, number_up_to, parse_int_list
 
 DEFAULT_GRAPHS = {"unsplit": Path("build/reference-graphs/teacher"),  # make scenario-graphs writes them
                   "deformer": Path("build/reference-graphs/k3-kd-lrs")}

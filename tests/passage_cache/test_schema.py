@@ -55,7 +55,7 @@ def int8_cache(tiny_graphs, tmp_path_factory):
 
 
 def test_every_field_of_every_wrong_type_is_refused_at_open_and_an_append_writes_nothing(int8_cache):
-    from deformer_bench.cli.cache import cache_info
+    from deformer_bench.api.caching import cache_info
 
     graph_set, directory, ids = int8_cache
     original = (directory / "cache.json").read_text()

@@ -215,7 +215,7 @@ def test_an_unfinished_cache_names_the_build_that_started_it(capsys, tmp_path, m
     cache = tmp_path / "unfinished"
     with monkeypatch.context() as patch:
         patch.setattr(serving, "evaluation_session", Interrupting)
-        patch.setattr("deformer_bench.cli.cache.evaluation_session", Interrupting)  # deformer-cache build binds it
+        patch.setattr("deformer_bench.api.caching.evaluation_session", Interrupting)  # deformer-cache build's
         assert run_cli(cache_main, ["build", str(scenario_graphs["deformer"]), "--passages", str(small_train_file),
                                     "--out", str(cache), "--doc-stride", str(DOC_STRIDE), "--segment-windows", "1",
                                     "--batch-size", "1", "--quiet"]) == 130
