@@ -25,13 +25,13 @@ test: install
 	$(PY) -m pytest -q
 
 # The trained reference student (reference/k3-kd-lrs) answers real questions about three SQuAD dev passages through
-# deformer-export and deformer-answer (deformer_bench/demo.py). SQUAD: the folder of dev-v1.1.json.gz.
+# deformer-export and deformer-answer (deformer_bench/cli/demo.py). SQUAD: the folder of dev-v1.1.json.gz.
 # Without reference/k3-kd-lrs (a checkout that lacks it), the unsplit teacher (k=0) runs the same path.
 SQUAD ?= ../shared/data/squad
 DEMO_MODEL ?= $(if $(wildcard reference/k3-kd-lrs/model/config.json),reference/k3-kd-lrs,reference/teacher)
 demo: install
 	@echo "demo model: $(DEMO_MODEL)"
-	$(PY) -m deformer_bench.demo --model $(DEMO_MODEL) --dataset $(SQUAD)/dev-v1.1.json.gz
+	$(PY) -m deformer_bench.cli.demo --model $(DEMO_MODEL) --dataset $(SQUAD)/dev-v1.1.json.gz
 
 # F1 on the full SQuAD dev set of every CPU variant (float32, optimized, int8, int8-arm64) of the reference models: each
 # model exported once under build/reference-graphs, one record per variant in results/reference-accuracy (a record
@@ -45,12 +45,12 @@ reference-accuracy: install
 	    --quantize int8,int8-arm64; \
 	  for variant in $(REFERENCE_VARIANTS); do \
 	    record=results/reference-accuracy/$$model-$$variant.json; \
-	    status=0; $(PY) -m deformer_bench.analysis.variant_accuracy --is-current $$record $$graphs $$variant || status=$$?; \
+	    status=0; $(PY) -m deformer_bench.cli.analysis.variant_accuracy --is-current $$record $$graphs $$variant || status=$$?; \
 	    test $$status -le 1; test $$status = 0 || $(VENV)/bin/deformer-eval --dataset $(SQUAD)/dev-v1.1.json.gz \
 	      --model reference/$$model/model --onnx $$graphs --variant $$variant --output $$record --quiet; \
 	  done; \
 	done
-	$(PY) -m deformer_bench.analysis.variant_accuracy results/reference-accuracy
+	$(PY) -m deformer_bench.cli.analysis.variant_accuracy results/reference-accuracy
 
 # F1 on the full SQuAD dev set through a passage cache of each dtype (issue 14), the reference student by default:
 # its graphs as make reference-accuracy exports them, one cache per dtype under build/reference-caches (a complete
@@ -68,14 +68,14 @@ cache-accuracy: install
 	mkdir -p $(CACHE_RESULTS); \
 	for dtype in $(CACHE_DTYPES); do \
 	  cache=build/reference-caches/$(CACHE_MODEL)-$$dtype; record=$(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json; \
-	  $(PY) -c "import sys; from deformer_bench.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
+	  $(PY) -c "import sys; from deformer_bench.contracts.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
 	    || $(VENV)/bin/deformer-cache build $$graphs --passages $(SQUAD)/dev-v1.1.json.gz \
 	    --out $$cache --dtype $$dtype --quiet; \
 	  test -f $$record || $(VENV)/bin/deformer-eval --dataset $(SQUAD)/dev-v1.1.json.gz --model reference/$(CACHE_MODEL)/model \
 	    --onnx $$graphs --passage-cache $$cache --output $$record --quiet $(CACHE_EVAL_ARGS); \
 	done; \
 	for dtype in $(CACHE_DTYPES); do \
-	  $(PY) -c "import sys; from deformer_bench.readers import read_json; r = read_json(sys.argv[1], 'evaluation record'); print(sys.argv[2], 'F1 %.2f EM %.2f' % (r['f1'], r['exact_match']), r['questions'], 'questions')" \
+	  $(PY) -c "import sys; from deformer_bench.contracts.readers import read_json; r = read_json(sys.argv[1], 'evaluation record'); print(sys.argv[2], 'F1 %.2f EM %.2f' % (r['f1'], r['exact_match']), r['questions'], 'questions')" \
 	    $(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json $$dtype; \
 	done
 
@@ -93,7 +93,7 @@ scenario-graphs: install
 scenario-caches: scenario-graphs
 	set -e; for variant in $(SCENARIO_VARIANTS); do \
 	  cache=build/scenario-caches/k3-kd-lrs-$$variant; \
-	  $(PY) -c "import sys; from deformer_bench.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
+	  $(PY) -c "import sys; from deformer_bench.contracts.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
 	    || $(VENV)/bin/deformer-cache build build/reference-graphs/k3-kd-lrs $$(test $$variant = float32 || echo --variant $$variant) \
 	    --passages $(SQUAD)/dev-v1.1.json.gz --out $$cache --quiet; \
 	done
@@ -110,7 +110,7 @@ reference: install
 	$(VENV)/bin/deformer-bench --layer 1,2,3,4,5
 	$(VENV)/bin/deformer-bench --layer 3,4,5 --question-len 32 --passage-len 224 --position-offset question_len \
 		--batch-sizes 1 --output results/accuracy
-	$(PY) -m deformer_bench.analysis.position_offset --dataset ../shared/data/squad/dev-v1.1.json.gz \
+	$(PY) -m deformer_bench.cli.analysis.position_offset --dataset ../shared/data/squad/dev-v1.1.json.gz \
 		--count 300 --out results/position-offset-$$(date +%F)
 
 # An emulated aarch64 Python with numpy + onnxruntime (qemu-user) for ONNX correctness checks on ARM;
@@ -148,7 +148,7 @@ gpu-results:
 SQUAD ?= ../shared/data/squad
 gpu-train-pack: install
 	rm -rf .gpu-train.partial && mkdir -p .gpu-train.partial/squad
-	$(PY) -m deformer_bench.reference_models base .gpu-train.partial/model
+	$(PY) -m deformer_bench.cli.reference_models base .gpu-train.partial/model
 	cp $(SQUAD)/train-v1.1.from_explorer.json.gz $(SQUAD)/dev-v1.1.json.gz .gpu-train.partial/squad/
 	rm -rf .gpu-train && mv .gpu-train.partial .gpu-train && du -sh .gpu-train
 

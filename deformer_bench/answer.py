@@ -24,14 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeformerBenchError, ModelDirError
-from .readers import GZIP_MAGIC, json_lines, refuse_binary
-from .serving import load_tokenizer, onnx_logits, open_passage_cache
+from .contracts.errors import DeformerBenchError, ModelDirError
+from .contracts.readers import GZIP_MAGIC, json_lines, refuse_binary
 from .passage_cache import CacheCommands, load_passage_cache
 from .passage_cache.store import check_windows_cut, tokenizer_sha256
-from .squad.data import Example, is_unicode
+from .serving import onnx_logits, open_passage_cache
+from .squad.data import Example, is_unicode, parse_squad
 from .squad.features import check_doc_stride, featurize
 from .squad.postprocess import predictions_from_logits
+from .tokenizer import load_tokenizer
 
 
 class InputFileError(DeformerBenchError):
@@ -94,8 +95,6 @@ class InputFile:
 
     def squad_passages(self) -> list:
         """(id, text) of a SQuAD document's distinct paragraphs, in file order: p00000, p00001, ..."""
-        from .squad.data import parse_squad
-
         with self.open(raw=True) as stream:
             contexts = dict.fromkeys(example.context for example in parse_squad(stream.read(), self.path))
         return [(f"p{index:05d}", context) for index, context in enumerate(contexts)]
@@ -201,13 +200,12 @@ def passage_examples(passages: dict) -> list:
 def graph_set_tokenizer(graph_set, tokenizer_dir=None):
     """The tokenizer of `tokenizer_dir`, else of the model directory the graphs were exported from; refused
     when its vocabulary does not fit the graphs' embedding table."""
-    manifest = graph_set.manifest
-    directory = Path(tokenizer_dir) if tokenizer_dir is not None else Path(manifest["model"]["source"])
+    directory = Path(tokenizer_dir) if tokenizer_dir is not None else Path(graph_set.model.source)
     if tokenizer_dir is None and not directory.is_dir():
         raise ModelDirError(f"the graphs were exported from {directory}, which is not here to take the "
                             "tokenizer from", "give --tokenizer MODEL_DIR (the model directory the graphs came from)")
     tokenizer = load_tokenizer(directory)
-    vocab_size = manifest["model"]["vocab_size"]
+    vocab_size = graph_set.model.vocab_size
     if len(tokenizer) > vocab_size:
         raise ModelDirError(f"the tokenizer of {directory} has {len(tokenizer):,} tokens, more than the "
                             f"{vocab_size:,} the graphs embed", "give --tokenizer the model directory the graphs came from")
@@ -226,8 +224,8 @@ def cache_passages(graph_set, passages: dict, tokenizer, directory, doc_stride: 
     if it does not exist (or goes on with its unfinished build of these same passages); if it does, checks that it
     holds them all (one of other passages or another stride is refused). `commands`: see
     serving.open_passage_cache and PassageCache.rows."""
-    deformer = graph_set.manifest["deformer"]
-    windows = featurize(passage_examples(passages), tokenizer, deformer["question_len"], deformer["passage_len"],
+    deformer = graph_set.deformer
+    windows = featurize(passage_examples(passages), tokenizer, deformer.question_len, deformer.passage_len,
                         doc_stride, progress=progress)  # refuses a bad stride before any graph runs
     cache, built = open_passage_cache(graph_set, windows, Path(directory), batch_size, progress, doc_stride,
                                       commands)
@@ -253,8 +251,7 @@ def answer_questions(graph_set, passages: dict, questions: list, tokenizer, pass
     and the record counts them). `commands`: see serving.open_passage_cache and PassageCache.rows."""
     if cache_miss not in CACHE_MISS_RULES:
         raise ValueError(f"cache_miss must be one of {CACHE_MISS_RULES}, got {cache_miss!r}")
-    deformer = graph_set.manifest["deformer"]
-    check_doc_stride(deformer["passage_len"], doc_stride)
+    check_doc_stride(graph_set.deformer.passage_len, doc_stride)
     cache = load_passage_cache(passage_cache_dir, graph_set) if Path(passage_cache_dir).exists() else None
     if cache is not None:  # windows cut otherwise would only look missing (or, with "compute", all be misses)
         check_windows_cut(cache.info, passage_cache_dir, doc_stride, tokenizer_sha256(tokenizer))
@@ -264,7 +261,8 @@ def answer_questions(graph_set, passages: dict, questions: list, tokenizer, pass
         cache, record = cache_passages(graph_set, passages, tokenizer, passage_cache_dir, doc_stride, batch_size,
                                        progress, commands)
     started = time.perf_counter()
-    features = featurize(questions, tokenizer, deformer["question_len"], deformer["passage_len"], doc_stride,
+    deformer = graph_set.deformer
+    features = featurize(questions, tokenizer, deformer.question_len, deformer.passage_len, doc_stride,
                          progress=progress)
     if cache_miss == "refuse":
         rows = cache.rows(features.passage_input_ids, features.passage_attention_mask,  # refuses missing windows
@@ -272,7 +270,7 @@ def answer_questions(graph_set, passages: dict, questions: list, tokenizer, pass
     else:
         rows = cache.lookup(features.passage_input_ids, features.passage_attention_mask)  # -1: computed online
     start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)
-    answers = predictions_from_logits(questions, features, start, end, deformer["question_len"])
+    answers = predictions_from_logits(questions, features, start, end, deformer.question_len)
     missed = rows < 0
     record.update(cache_misses={"question_windows": int(missed.sum()),
                                 "questions": len({features.example_index[i] for i in np.flatnonzero(missed)})})

@@ -6,7 +6,7 @@ embeddings that accept explicit `position_ids`, and layers called as `layer(hidd
 
 from dataclasses import dataclass
 
-from .errors import UnsupportedArchitectureError
+from .contracts.errors import UnsupportedArchitectureError
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import psutil
+
+from .runtime import target_environment
+
 PACKAGES = ("deformer-bench", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
             "numpy", "pandas")
 CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
@@ -16,22 +20,12 @@ CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_t
 
 
 def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model in ("", platform.machine(), platform.processor()):
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = value.split()
-    import psutil
-
+    """This host's CPU, read by the one /proc/cpuinfo parser (runtime.target_environment, which the runner uses on a
+    measured machine), with the flags that matter to ONNX Runtime's kernels."""
+    text = target_environment.read_cpuinfo()
+    flags = target_environment.cpu_features(text)
     return {
-        "model": model,
+        "model": target_environment.cpu_model(text),
         "flags": [flag for flag in CPU_FLAGS_OF_INTEREST if flag in flags],
         "logical_cores": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),

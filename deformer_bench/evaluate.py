@@ -6,14 +6,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError, ModelDirError
+from .contracts.errors import ConfigError, ModelDirError
+from .contracts.manifest import load_graph_set
 from .model import Deformer
 from .passage_cache import CacheCommands
-from .serving import batch_slices, load_tokenizer, onnx_evaluation_logits
+from .serving import batch_slices, onnx_evaluation_logits
 from .squad.data import load_squad
 from .squad.features import check_doc_stride, featurize
 from .squad.metric import evaluate
 from .squad.postprocess import predictions_from_logits
+from .tokenizer import load_tokenizer
 
 SPLIT_INPUTS = ("question_input_ids", "question_attention_mask", "passage_input_ids", "passage_attention_mask")
 
@@ -36,14 +38,14 @@ def pytorch_logits(deformer: Deformer, features, batch_size: int = 64, progress:
 
 def check_graph_set_matches(graph_set, deformer: Deformer, fingerprint: str, model_dir) -> None:
     """Refuse a graph set not exported from these weights (fingerprint) with this whole DeFormer configuration."""
-    manifest = graph_set.manifest
-    if manifest["model"]["fingerprint_sha256"] != fingerprint:
+    if graph_set.model.fingerprint_sha256 != fingerprint:
         raise ModelDirError(f"graph set {graph_set.directory} was not exported from the weights in {model_dir}",
                             "export this model with deformer-export, or give the matching model directory")
     # The whole configuration the graph set fixes: scoring other settings would score another model.
     ours = deformer.identity()
-    differing = [f"{key} {manifest['deformer'][key]!r} in the graph set, {ours[key]!r} asked for"
-                 for key in ours if manifest["deformer"][key] != ours[key]]
+    exported = graph_set.manifest["deformer"]  # every setting the graph set records, as written
+    differing = [f"{key} {exported[key]!r} in the graph set, {ours[key]!r} asked for"
+                 for key in ours if exported[key] != ours[key]]
     if differing:
         raise ConfigError(f"graph set {graph_set.directory} was exported with another DeFormer configuration: "
                           + "; ".join(differing),
@@ -71,8 +73,6 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     lengths and the offset (the defaults here), and any setting given that differs from it is refused;
     `onnx_variant` picks one of its variants (exporters/variants.py), checked against the same weights.
     `passage_cache_commands`: the CacheCommands a kept passage cache names (serving.open_passage_cache)."""
-    from exporters.manifest import load_graph_set
-
     model_dir = Path(model_dir)
     if passage_cache_dir is not None and onnx_dir is None:
         raise ConfigError("a passage cache needs an exported graph set", "give --onnx OUT/ with --passage-cache")
@@ -81,7 +81,7 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     graph_set = None
     if onnx_dir is not None:
         graph_set = load_graph_set(onnx_dir, onnx_variant)  # hashes every graph once
-        asked = {key: graph_set.deformer[key] if value is None else value for key, value in asked.items()}
+        asked = {key: getattr(graph_set.deformer, key) if value is None else value for key, value in asked.items()}
     deformer = Deformer.from_pretrained(model_dir, **asked)
     tokenizer = load_tokenizer(model_dir)
     config = deformer.config

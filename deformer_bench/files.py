@@ -15,12 +15,14 @@ import datetime
 import errno
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from .errors import DISK_FULL_ERRNOS, DiskFullError, OutputExistsError, OutputLocationError
+from .contracts.errors import DISK_FULL_ERRNOS, DiskFullError, OutputExistsError, OutputLocationError
+from .contracts.manifest import graph_set_source
 
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|replaced)-(?P<pid>\d+)(-.*)?$")
 
@@ -403,3 +405,19 @@ def new_results_folder(root: Path, profile_name: str, model: str) -> Path:
         suffix = f"-{counter}"
         candidate = root / (base[:RESULTS_NAME_MAX - len(suffix)].rstrip("-") + suffix)
     return candidate
+
+
+def tokenizer_input(graphs, tokenizer) -> dict:
+    """{what: path} of the tokenizer folder a command over a graph set reads: --tokenizer, else the model folder
+    the graphs were exported from (its manifest's source), which is as much an input as a named one."""
+    if tokenizer is not None:
+        return {"the tokenizer directory": tokenizer}
+    source = graph_set_source(graphs)
+    return {f"the tokenizer directory {{}} (the model {graphs} was exported from)": source} if source else {}
+
+
+def command_line(*words) -> str:
+    """A command a user can paste into a shell from any directory: paths made absolute, words quoted as needed.
+    Path words are given as pathlib.Path; None words are left out."""
+    return shlex.join(os.path.abspath(word) if isinstance(word, Path) else str(word)
+                      for word in words if word is not None)

@@ -27,10 +27,12 @@ import torch
 from transformers import QuestionAnsweringPipeline
 
 from .architectures import architecture_for
-from .errors import ConfigError
+from .contracts.errors import ConfigError
+from .model import load_qa_model, read_model_dir
 from .squad.data import Example
 from .squad.features import featurize
 from .squad.postprocess import MAX_ANSWER_TOKENS, best_span
+from .tokenizer import load_tokenizer
 
 # What the pipeline's own options set that the layout fixes: refused rather than silently ignored.
 FIXED_BY_THE_LAYOUT = ("padding", "max_seq_len", "max_question_len", "handle_impossible_answer", "align_to_words",
@@ -134,9 +136,6 @@ def deformer_qa_pipeline(model_dir, device=None, **kwargs) -> DeformerQuestionAn
     """The pipeline of a k=0 DeFormer model directory (deformer.json gives the layout), its weights in float32
     (the reference models are kept in float16) and its tokenizer; `device` and other keywords as transformers'
     pipeline takes them (e.g. device="cuda", batch_size=8)."""
-    from .model import load_qa_model, read_model_dir
-    from .serving import load_tokenizer
-
     model_dir = Path(model_dir)
     _, saved = read_model_dir(model_dir)
     if saved is None:

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from .architectures import Architecture, architecture_for
-from .errors import ConfigError, ModelDirError, first_line
+from .contracts.errors import ConfigError, ModelDirError, first_line
+from .contracts.readers import read_json
 from .files import staged_directory
-from .readers import read_json
-from .serving import has_tokenizer
+from .tokenizer import has_tokenizer
 
 DEFORMER_FILE = "deformer.json"
 DEFORMER_FORMAT_VERSION = 1

@@ -11,21 +11,25 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ProfileError
-from .readers import parse_yaml
+from .bench.devices import DEVICES, check_target_settings
+from .contracts.errors import ProfileError, TargetError
+from .contracts.manifest import VARIANTS
+from .yaml_reader import parse_yaml
 
 BUILTIN_PROFILES_PACKAGE = "deformer_bench.builtin_profiles"
 PROFILE_SUFFIXES = (".yaml", ".yml")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 TORCH_DTYPES = ("float32", "float16", "bfloat16")
-GRAPH_DTYPES = ("float32", "float16")
+# Keys a profile no longer takes, and what to write instead.
+RETIRED_KEYS = {"graph_dtype": "name the exported variant to measure instead: `variant: float16` (deformer-export "
+                               "--fp16 makes it; deformer-bench exports it for a model)"}
 REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_sizes")
 # Bounds on how long and how often a measurement repeats: past them a typo (min_time_s: 1e9, memory_iterations:
 # 10**12) runs until killed. An hour per measurement, a hundred thousand repeats.
 MAX_TIMED_SECONDS = 3600.0
 MAX_REPEATS = 100_000
 # The scenarios' batching: at most as many questions in one batch as deformer-cache and deformer-answer take windows
-# (cli/common.MAX_BATCH_SIZE), and a wait of at most ten seconds for a batch to fill.
+# (api/common.MAX_BATCH_SIZE), and a wait of at most ten seconds for a batch to fill.
 MAX_BATCH_QUESTIONS = 65_536
 MAX_BATCH_WAIT_MS = 10_000
 
@@ -58,9 +62,9 @@ class Profile:
     provider_options: dict = None
     # The PyTorch backend's precision (--backend torch): float32, float16 or bfloat16, eager mode.
     torch_dtype: str = "float32"
-    # The onnxruntime backend's graphs: float32 as exported, or float16 (onnxruntime's float16 conversion with
-    # float32 inputs and outputs kept), converted on the host and checked against float32 (bench/precision.py).
-    graph_dtype: str = "float32"
+    # The exported variant this device measures (exporters/variants.py: float16, int8, ...) in place of the float32
+    # graphs, e.g. float16 on a GPU; None: the graph sets --variant names (float32 by default).
+    variant: str = None
     # The scenarios (deformer-bench --scenario): the most questions answered in one batch (Offline, and the Server's
     # dynamic batching; default: the largest of batch_sizes) and how long the Server waits after a question arrives
     # for others to batch with it.
@@ -68,6 +72,7 @@ class Profile:
     batch_wait_ms: float = 4.0
     source: str = field(default="", compare=False)
 
+    # One check per key, in the order of the fields above: as long as the list of keys.
     def __post_init__(self):
         for name in ("name", "description", "device"):
             value = getattr(self, name)
@@ -113,8 +118,6 @@ class Profile:
             raise ProfileError(f"profile {self.name!r}: batch_sizes must be a list of positive integers, "
                                f"got {self.batch_sizes!r}", "e.g. batch_sizes: [1, 8, 32]")
         self._check_choice("graph_optimization", GRAPH_OPTIMIZATIONS)
-        from .bench.devices import DEVICES, check_target_settings
-        from .errors import TargetError
 
         self._check_choice("device", tuple(DEVICES))
 
@@ -128,7 +131,8 @@ class Profile:
                            for key, value in self.provider_options.items())):
             raise ProfileError(f"profile {self.name!r}: provider_options must map names to strings or numbers",
                                "e.g. provider_options: {use_tf32: 0}")
-        self._check_choice("graph_dtype", GRAPH_DTYPES)
+        if self.variant is not None:
+            self._check_choice("variant", VARIANTS)
         self._check_choice("torch_dtype", TORCH_DTYPES)
         if not isinstance(self.allow_spinning, bool):
             raise ProfileError(f"profile {self.name!r}: allow_spinning must be true or false", "fix allow_spinning")
@@ -212,6 +216,9 @@ def load_profile(name_or_path: str) -> Profile:
         raise ProfileError(f"profile {source} must be a mapping of settings, not a {type(data).__name__}",
                            f"see {_example_profile()}")
     known = {f.name for f in dataclasses.fields(Profile)} - {"source"}
+    retired = [key for key in RETIRED_KEYS if key in data]
+    if retired:
+        raise ProfileError(f"profile {source}: {retired[0]} is no longer a profile key", RETIRED_KEYS[retired[0]])
     unknown = sorted(str(key) for key in data if key not in known)
     if unknown:
         raise ProfileError(f"profile {source} has unknown keys: {', '.join(unknown)}",

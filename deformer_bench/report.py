@@ -1,24 +1,22 @@
 """Reports drawn from saved results only: results.csv, processes.csv, four PNG plots and report.md.
 
-Format 2 results carry several timing processes per case and the machine state; format 1 results (one
-timing process, no machine state) are read as one process, and the report says what they lack.
+The results document is read by its one reader (contracts.results), which brings every earlier format to the
+current one: format 1 results (one timing process, no machine state) are read as one process, and the report
+says what they lack.
 """
 
 from pathlib import Path
 
 import pandas as pd
 
-from .bench.runner import MISS_PATH, SERVED_PATH
-from .bench.stats import UNSTABLE_SPREAD
-from .bench.summary import HEADLINE_PATH, HEADLINE_PROCESSES, batch_across, batch_processes
-from .errors import DeformerBenchError
+from .contracts.protocol import MISS_PATH, SERVED_PATH
+from .contracts.readers import read_json
+from .contracts.results import HEADLINE_PATH, HEADLINE_PROCESSES, RESULTS_FILE, ResultsDocument, ResultsFormatError
+from .contracts.stats import UNSTABLE_SPREAD
 from .files import write_text_atomically
-from .readers import read_json
 from .plots import PATH_COLOURS, plot_latency, plot_memory, plot_speedup, plot_throughput
 from .report_devices import device_sections, functional_only_rows
 
-RESULTS_FILE = "results.json"
-KNOWN_FORMAT_VERSIONS = (1, 2, 3)
 FUNCTIONAL_ONLY = "functional only"
 MAYBE_MISSING = ("peak_rss_mb", "rss_after_load_mb", "peak_above_load_mb", "load_1m_at_start")
 PLOTS = {
@@ -30,20 +28,15 @@ PLOTS = {
 }
 
 
-def load_results(directory) -> dict:
+def load_results(directory) -> ResultsDocument:
+    """The results document of a results folder, of any format deformer-bench has written."""
     path = Path(directory) / RESULTS_FILE
-    results = read_json(path, "benchmark results", hint="give a directory written by deformer-bench")
-    if not isinstance(results, dict):
-        raise DeformerBenchError(f"{path} is not a deformer-bench results document (a {type(results).__name__})",
-                                 "give a directory written by deformer-bench")
-    if results.get("format_version") not in KNOWN_FORMAT_VERSIONS:
-        raise DeformerBenchError(f"{path} has format_version {results.get('format_version')!r}",
-                                 f"this version reads {KNOWN_FORMAT_VERSIONS}")
-    return results
+    document = read_json(path, "benchmark results", ResultsFormatError, "give a directory written by deformer-bench")
+    return ResultsDocument.from_json(document, str(path))
 
 
-def _machine_columns(results: dict) -> dict:
-    state = results.get("machine_state")
+def _machine_columns(results: ResultsDocument) -> dict:
+    state = results.machine_state
     if state is None:
         return {"machine_quiet": None, "load_1m_at_start": None}
     load = state["at_start"].get("load_average")
@@ -57,20 +50,20 @@ def _spread_columns(across: dict, path: str) -> dict:
             "speedup_process_max": speedup.get("max")}
 
 
-def results_frame(results: dict) -> pd.DataFrame:
+def results_frame(results: ResultsDocument) -> pd.DataFrame:
     """One row per (config, batch size, path): pooled figures, the spread across processes, memory, machine."""
     rows, machine = [], _machine_columns(results)
-    for config in results["configs"]:
+    for config in results.configs:
         for batch in config["batches"]:
-            across = batch_across(batch)
+            across = batch["across_processes"]
             for path, latency in batch["latency"].items():
                 speedup = batch["speedup_vs_unsplit"].get(path, {})
                 memory = batch["memory"].get(path, {})  # the float32 baseline of a variant has no memory job
                 rows.append({
                     "model": config["label"],
                     "device": config["device"],
-                    "backend": config.get("backend", "onnxruntime"),
-                    "transport": config.get("transport", "local"),
+                    "backend": config["backend"],
+                    "transport": config["transport"],
                     "layer": config["deformer"]["layer"],
                     "batch_size": batch["batch_size"],
                     "path": path,
@@ -104,12 +97,12 @@ FRAME_COLUMNS = ["model", "device", "backend", "transport", "layer", "batch_size
                  "operator_mb_per_query", "machine_quiet", "load_1m_at_start"]
 
 
-def processes_frame(results: dict) -> pd.DataFrame:
+def processes_frame(results: ResultsDocument) -> pd.DataFrame:
     """One row per (config, batch size, timing process, path): that process's p50 and paired speed-up."""
     rows = []
-    for config in results["configs"]:
+    for config in results.configs:
         for batch in config["batches"]:
-            for process in batch_processes(batch):
+            for process in batch["processes"]:
                 for path, p50 in process["p50_ms"].items():
                     rows.append({"model": config["label"], "device": config["device"],
                                  "layer": config["deformer"]["layer"], "batch_size": batch["batch_size"],
@@ -133,18 +126,17 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _header(results: dict) -> list:
-    environment, profile = results["environment"], results["profile"]
+def _header(results: ResultsDocument) -> list:
+    environment = results.environment
     cpu, packages = environment["cpu"], environment["packages"]
     lines = ["# deformer-bench report", ""]
-    if results.get("note"):
-        lines += [f"> {results['note']}", ""]
+    if results.note:
+        lines += [f"> {results.note}", ""]
     return lines + [
         f"- machine: {cpu['model']} ({cpu['logical_cores']} logical cores, flags {', '.join(cpu['flags']) or 'none'}),"
         f" {cpu['memory_gb']} GB, {environment['os']}, host `{environment['hostname']}`",
         f"- versions: Python {environment['python']}, " + ", ".join(f"{k} {v}" for k, v in packages.items() if v),
-        *[_profile_line(device, profile, results.get("timing_processes", 1))
-          for device, profile in results.get("profiles", {profile["device"]: profile}).items()],
+        *[_profile_line(device, profile, results.timing_processes) for device, profile in results.profiles.items()],
         f"- git: `{environment['git']['commit']}`{' (uncommitted changes)' if environment['git']['dirty'] else ''}",
         f"- command: `{environment['command']}`",
         f"- recorded: {environment['recorded_at']}",
@@ -159,9 +151,8 @@ def _profile_line(device: str, profile: dict, processes: int) -> str:
             f"{profile['min_time_s']} s per case after warm-up, in each of {processes} fresh timing process(es)")
 
 
-def _headline(results: dict) -> list:
-    headline = results.get("headline") or {
-        "ok": False, "reasons": ["results format 1: one timing process per case, machine state not recorded"]}
+def _headline(results: ResultsDocument) -> list:
+    headline = results.headline
     if headline["ok"]:
         return [f"**Headline figures:** a quiet machine, at least {HEADLINE_PROCESSES} fresh timing processes per case, "
                 f"their online speed-ups within {UNSTABLE_SPREAD:.0%} of their median.", ""]
@@ -177,9 +168,9 @@ def _snapshot_lines(name: str, snapshot: dict, note: str = "") -> list:
             f"other processes above the threshold over {snapshot.get('sample_s', '?')} s: {busy_text or 'none'}"]
 
 
-def _machine_state(results: dict) -> list:
+def _machine_state(results: ResultsDocument) -> list:
     lines = ["## Machine state", ""]
-    state = results.get("machine_state")
+    state = results.machine_state
     if state is None:
         return lines + ["Not recorded (results format 1).", ""]
     thresholds = state["thresholds"]
@@ -237,9 +228,9 @@ def process_table(processes: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def report_markdown(results: dict, frame: pd.DataFrame, processes: pd.DataFrame) -> str:
+def report_markdown(results: ResultsDocument, frame: pd.DataFrame, processes: pd.DataFrame) -> str:
     lines = _header(results) + _headline(results)
-    untrained = sorted({c["label"] for c in results["configs"] if not c["model"]["qa_head_trained"]})
+    untrained = sorted({c["label"] for c in results.configs if not c["model"]["qa_head_trained"]})
     if untrained:
         lines += [f"**Speed only:** the QA head of {', '.join(untrained)} is untrained (or the weights random); "
                   "these figures say nothing about accuracy.", ""]
@@ -279,10 +270,10 @@ def report_markdown(results: dict, frame: pd.DataFrame, processes: pd.DataFrame)
     return "\n".join(lines + _warnings(results))
 
 
-def _warnings(results: dict) -> list:
-    if not results.get("warnings"):
+def _warnings(results: ResultsDocument) -> list:
+    if not results.warnings:
         return []
-    return ["## Warnings", ""] + [f"- {warning}" for warning in results["warnings"]] + [""]
+    return ["## Warnings", ""] + [f"- {warning}" for warning in results.warnings] + [""]
 
 
 def write_report(directory) -> None:

@@ -1,4 +1,4 @@
-"""The report's device sections (results format 3): what each device's target was, read on the target, and the
+"""The report's device sections (results format 3; contracts.results): what each device's target was, read on the target, and the
 functional check of its outputs against this host's CPU. Emulated devices appear here only: they never have
 a speed or memory figure."""
 
@@ -12,7 +12,7 @@ def _gpu_text(environment: dict) -> str:
 
 def devices_frame(results: dict) -> pd.DataFrame:
     rows = []
-    for device in results.get("devices", []):
+    for device in results.devices:
         environment = device.get("environment") or {}
         cpu, onnxruntime = environment.get("cpu") or {}, environment.get("onnxruntime") or {}
         rows.append({
@@ -30,11 +30,11 @@ def devices_frame(results: dict) -> pd.DataFrame:
 
 def functional_frame(results: dict) -> pd.DataFrame:
     rows = []
-    for config in results["configs"]:
-        parity = config.get("parity")
+    for config in results.configs:
+        parity = config["parity"]
         if parity is None:
             continue
-        emulated = bool(config.get("emulated"))
+        emulated = bool(config["emulated"])
         wall = parity.get("emulated_wall_s" if emulated else "wall_s") or {}
         rows.append({
             "device": config["device"], "model": config["label"], "layer": config["deformer"]["layer"],
@@ -53,12 +53,12 @@ def functional_only_rows(results: dict) -> pd.DataFrame:
     """Rows for the speed-up table of configs checked under emulation: they say so, with no figure."""
     rows = [{"model": config["label"], "device": config["device"], "layer": config["deformer"]["layer"],
              "batch_size": None, "speedup": "functional only (emulated)"}
-            for config in results["configs"] if config.get("emulated")]
+            for config in results.configs if config["emulated"]]
     return pd.DataFrame(rows)
 
 
 def device_sections(results: dict, markdown_table) -> list:
-    if "devices" not in results:
+    if not results.devices:  # format 2 and earlier recorded none
         return []
     lines = ["## Devices", "",
              "Each device's target as its runner read it there (CPU, cores, governor, onnxruntime and its providers, "
@@ -71,6 +71,6 @@ def device_sections(results: dict, markdown_table) -> list:
                   "difference of its logits and passage states from this host's CPU (onnxruntime CPU provider). "
                   "A device that fails it is not timed. Wall times are of single runs (under an emulator, the "
                   "emulator's), not latencies.", "", markdown_table(functional), ""]
-    if results.get("failures"):
-        lines += ["## Failures", ""] + [f"- {failure}" for failure in results["failures"]] + [""]
+    if results.failures:
+        lines += ["## Failures", ""] + [f"- {failure}" for failure in results.failures] + [""]
     return lines

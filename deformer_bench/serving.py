@@ -1,5 +1,5 @@
-"""The serving side, without torch: the tokenizer of a model directory, ONNX Runtime sessions of a graph set
-(runtime.sessions), the online path over a passage cache. deformer-answer and deformer-eval --onnx use it.
+"""The serving side, without torch: ONNX Runtime sessions of a graph set (runtime.sessions), the online path
+over a passage cache. deformer-answer and deformer-eval --onnx use it.
 """
 
 import time
@@ -8,27 +8,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .errors import ManifestError, ModelDirError, first_line
+from .contracts.errors import ManifestError, first_line
 from .files import scratch_directory
 from .passage_cache import CacheCommands, build_passage_cache, load_passage_cache
 from .passage_cache.store import check_windows_cut
-
-
-def has_tokenizer(model_dir: Path) -> bool:
-    return any((Path(model_dir) / name).exists() for name in ("tokenizer.json", "vocab.txt", "vocab.json"))
-
-
-def load_tokenizer(model_dir: Path):
-    from transformers import AutoTokenizer
-
-    if not has_tokenizer(model_dir):
-        raise ModelDirError(f"{model_dir} has no tokenizer (tokenizer.json or vocab file)",
-                            "save the tokenizer into the model directory (tokenizer.save_pretrained)")
-    try:
-        return AutoTokenizer.from_pretrained(model_dir)
-    except Exception as error:  # the tokenizers library raises plain Exception on a corrupt tokenizer.json
-        raise ModelDirError(f"cannot load the tokenizer of {model_dir}: {type(error).__name__}: {first_line(error)}",
-                            "save the tokenizer again (tokenizer.save_pretrained) or copy it whole") from None
+from .runtime.sessions import GraphSetSessions, open_session
 
 
 def batch_slices(count: int, batch_size: int, progress: bool, desc: str):
@@ -36,21 +20,11 @@ def batch_slices(count: int, batch_size: int, progress: bool, desc: str):
         yield slice(start, start + batch_size)
 
 
-# ORT's defaults (threads = cores, sequential, all graph optimizations) except spinning, which is off.
-EVALUATION_SESSION = {"intra_op_threads": 0, "inter_op_threads": 0, "graph_optimization": "all",
-                      "allow_spinning": False, "provider": "CPUExecutionProvider"}
-
-
 def evaluation_session(path: Path):
-    """An ONNX Runtime CPU session (runtime.sessions.open_session) with spinning off: three sessions run
-    back to back per batch, and a spinning pool holds the cores the next session (or a training run beside
-    it) needs. At batch 1 the bench measured ORT's default spinning doubling the latency of back-to-back
-    sessions (results/settings); at evaluation's batch 64 beside a training run it saved only ~3%
-    (4 batches: 22.3-23.0 s vs 23.3-23.7 s)."""
-    from .runtime.sessions import open_session
-
+    """An ONNX Runtime CPU session with the one set of session defaults (runtime.sessions.DEFAULT_SETTINGS:
+    spinning off); a graph onnxruntime cannot load is named as damaged."""
     try:
-        return open_session(path, EVALUATION_SESSION)
+        return open_session(path)
     except Exception as error:  # onnxruntime's own types (InvalidProtobuf, Fail, ...): a damaged graph
         raise _damaged(path, error) from None
 
@@ -62,10 +36,8 @@ def _damaged(where, error: Exception) -> ManifestError:
 
 def online_sessions(graph_set):
     """lower_question and upper of a verified GraphSet, as runtime.sessions.GraphSetSessions (CPU, no spinning)."""
-    from .runtime.sessions import GraphSetSessions
-
     try:
-        return GraphSetSessions(graph_set.directory, ("lower_question", "upper"), EVALUATION_SESSION)
+        return GraphSetSessions(graph_set.directory, ("lower_question", "upper"))
     except Exception as error:  # onnxruntime's own types (InvalidProtobuf, Fail, ...): a damaged graph
         raise _damaged(graph_set.directory, error) from None
 

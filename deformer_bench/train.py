@@ -25,11 +25,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .errors import ConfigError, DeformerBenchError, RuntimeFailure, first_line
+from .contracts.errors import ConfigError, DeformerBenchError, RuntimeFailure, first_line
+from .contracts.readers import read_json, read_json_lines
+from .environment import describe_environment
 from .files import clean_stale_staging, staged_directory, write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
-from .readers import read_json, read_json_lines
-from .squad.features import check_doc_stride
+from .squad.data import load_squad
+from .squad.features import check_doc_stride, featurize
+from .tokenizer import load_tokenizer
 from .training_checks import (DONE_FILE, MODEL_DIR, check_finished_run, check_room_to_train, check_run_directory,
                               ensure_room, saving, warn_if_bf16_is_slow)
 
@@ -231,8 +234,6 @@ def rewind_log(log_path: Path, step: int, checkpoint_elapsed_s) -> float:
 def write_run_record(output: Path, config: TrainConfig, command: list, features, examples: int, total_steps: int,
                      first_step: int) -> None:
     """train_config.json: the settings, the data used, and one entry per start (machine, versions, commit)."""
-    from .environment import describe_environment
-
     path = output / "train_config.json"
     starts = read_json(path, "training record").get("starts", []) if first_step and path.exists() else []
     starts.append({"from_step": first_step, "environment": describe_environment(command)})
@@ -242,13 +243,11 @@ def write_run_record(output: Path, config: TrainConfig, command: list, features,
     write_text_atomically(path, json.dumps(record, indent=2) + "\n")
 
 
+# Long on purpose: one run's steps in the order a resumed run must repeat exactly (seed, models, data, optimizer,
+# checkpoint, loop, save); split, that order would be spread over functions sharing a dozen locals.
 def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
     """Train (or resume) the run in config.output_dir; returns the saved model directory."""
     from transformers import get_linear_schedule_with_warmup
-
-    from .serving import load_tokenizer
-    from .squad.data import load_squad
-    from .squad.features import featurize
 
     output = Path(config.output_dir)
     if (output / DONE_FILE).exists():

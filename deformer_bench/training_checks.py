@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, OutputLocationError
+from .contracts.errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, OutputLocationError
+from .contracts.readers import FormatError, read_json
 from .files import check_distinct_paths, check_output_dir
-from .readers import FormatError, read_json
 
 MODEL_DIR = "model"
 DONE_FILE = "DONE"

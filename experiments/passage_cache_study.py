@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deformer_bench.environment import describe_environment
-from deformer_bench.readers import parse_json
+from deformer_bench.contracts.readers import parse_json
 
 DTYPES = ("float32", "float16", "int8")
 ROUNDS, WARMUP = 200, 20
@@ -36,16 +36,15 @@ def cache_cli(*args) -> dict:
 
 def read_worker(graphs: str, cache_dir: str, seed: int) -> dict:
     """One fresh process: per round, the read (gather + decode) of one random window, then the online path."""
-    from exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     from deformer_bench.passage_cache import load_passage_cache
     from deformer_bench.runtime.sessions import GraphSetSessions
-    from deformer_bench.serving import EVALUATION_SESSION
 
     graph_set = load_graph_set(graphs)
     cache = load_passage_cache(cache_dir, graph_set)
     cache.verify()  # so the timed reads never include a first-touch check
-    sessions = GraphSetSessions(graph_set.directory, ("lower_question", "upper"), EVALUATION_SESSION)
+    sessions = GraphSetSessions(graph_set.directory, ("lower_question", "upper"))  # the default settings
     deformer = graph_set.manifest["deformer"]
     rng = np.random.default_rng(seed)
     question = rng.integers(3, graph_set.manifest["model"]["vocab_size"], (1, deformer["question_len"]))

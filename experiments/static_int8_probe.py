@@ -21,7 +21,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from deformer_bench.environment import describe_environment
-from deformer_bench.readers import read_json
+from deformer_bench.contracts.readers import read_json
 
 GRAPHS = ("full", "lower_question", "upper")
 ROUNDS, SKIPPED = 25, 3

@@ -5,7 +5,7 @@
 #                                              KD + LRS student, each evaluated on the full dev set on the GPU
 #   here:  make gpu-train-results FROM=<files_at of that call>
 # What comes back fits the call's limits (8 files of at most 16 MiB): each finished run's model in float16 with its
-# records (deformer_bench.reference_models keep), as a tar split into 15 MiB parts with a sha256 list, plus the
+# records (deformer_bench.cli.reference_models keep), as a tar split into 15 MiB parts with a sha256 list, plus the
 # records of every run (with the parts' sha256 sums) and this log.
 #
 # That machine has torch (CUDA), transformers, tokenizers and safetensors of its own (no wheels travel: the
@@ -46,7 +46,7 @@ shopt -s nullglob
 for run in "$runs"/*/; do
     name=$(basename "$run")
     [[ -f "$run/DONE" ]] || { echo "gpu-train: $name did not finish: nothing of it is kept"; continue; }
-    python3 -m deformer_bench.reference_models keep "$run" "$kept/$name" || continue
+    python3 -m deformer_bench.cli.reference_models keep "$run" "$kept/$name" || continue
     tar cf - -C "$kept" "$name" | split -b 15M -d - "$OUT/$name.tar.part-"
 done
 # the parts' sums travel inside records.tgz (a ninth file would not come back)

@@ -51,7 +51,7 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
 def tiny_graphs(tmp_path_factory, tiny_model_dir) -> Path:
     """An exported, validated graph set of the tiny model at k=1 (lengths 8 + 24)."""
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
     out = tmp_path_factory.mktemp("graphs") / "tiny-k1"
@@ -121,7 +121,7 @@ def tiny_queue_runs(tmp_path_factory, tiny_with_tokenizer, small_train_file):
 def tiny_student_graphs(tmp_path_factory, tiny_queue_runs) -> Path:
     """The exported graph set of the tiny queue's k1-kd-lrs student (a trained QA head, MiniLM's tokenizer)."""
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     out = tmp_path_factory.mktemp("student-graphs") / "k1-kd-lrs"
     export_graph_set(Deformer.from_pretrained(tiny_queue_runs[1] / "k1-kd-lrs" / "model"), out, progress=False)

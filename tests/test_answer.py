@@ -120,7 +120,7 @@ def passages_files(folder):
 def test_both_commands_read_every_passages_file_alike(tmp_path, minilm_tokenizer):
     """deformer-answer read JSON Lines from a .json file where deformer-cache build wanted SQuAD, and neither read
     a gzip file unless it was SQuAD named .gz: now the content decides, the same for both."""
-    from deformer_bench.cli.cache import PassageFile
+    from deformer_bench.api.caching import PassageFile
 
     for path, expected in passages_files(tmp_path).items():
         assert read_passages(path, minilm_tokenizer) == expected, path.name
@@ -185,7 +185,7 @@ def test_a_squad_passages_file_from_a_pipe_is_read_once(tmp_path, minilm_tokeniz
     import os
     import threading
 
-    from deformer_bench.cli.cache import PassageFile
+    from deformer_bench.api.caching import PassageFile
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from deformer_bench.errors import OutputExistsError, OutputLocationError
+from deformer_bench.contracts.errors import OutputExistsError, OutputLocationError
 from deformer_bench.files import (RESULTS_NAME_MAX, check_output_dir, check_output_file, clean_stale_staging,
                                   new_results_folder, staged_directory, write_text_atomically)
 
@@ -137,7 +137,7 @@ def test_output_file_checks(tmp_path):
 
 
 def test_a_full_disk_inside_a_staged_directory_is_a_disk_full_error(tmp_path):
-    from deformer_bench.errors import DiskFullError
+    from deformer_bench.contracts.errors import DiskFullError
 
     with pytest.raises(DiskFullError, match="filled up while writing") as raised:
         with staged_directory(tmp_path / "out") as staging:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from deformer_bench.errors import ConfigError
+from deformer_bench.contracts.errors import ConfigError
 from deformer_bench.evaluate import evaluate_model
 from deformer_bench.squad.data import load_squad
 from tests.conftest import SQUAD_DIR

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGE_DIRS = ("deformer_bench", "exporters")
+PACKAGE_DIRS = ("deformer_bench",)
 
 
 def clean_env() -> dict:

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from deformer_bench.errors import ConfigError, ModelDirError, UnsupportedArchitectureError
+from deformer_bench.contracts.errors import ConfigError, ModelDirError, UnsupportedArchitectureError
 from deformer_bench.model import Deformer, DeformerConfig
 
 from .conftest import tiny_qa_model
@@ -177,7 +177,7 @@ def test_damaged_model_files_are_one_clear_error(tiny_model_dir, tmp_path, damag
 def test_a_corrupt_tokenizer_is_one_clear_error(tmp_path):
     import shutil
 
-    from deformer_bench.serving import load_tokenizer
+    from deformer_bench.tokenizer import load_tokenizer
     from deformer_bench.model import default_model_dir
 
     model = tmp_path / "model"

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from deformer_bench import profiles
-from deformer_bench.errors import ProfileError
+from deformer_bench.contracts.errors import ProfileError
 from deformer_bench.profiles import available_profiles, load_profile
 
 REPO_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
@@ -76,7 +76,7 @@ def test_profile_from_a_path(tmp_path):
     ("target: [ssh]\n", "target must be a mapping"),
     ("target: {port: 70000}\n", "is not a port number"),
     ("torch_dtype: float8\n", "torch_dtype 'float8' is unknown"),
-    ("graph_dtype: int4\n", "graph_dtype 'int4' is unknown"),
+    ("variant: int4\n", "variant 'int4' is unknown"),
     ("provider_options: {use_tf32: [1]}\n", "provider_options must map names to strings or numbers"),
     ("provider_options: use_tf32\n", "provider_options must map names to strings or numbers"),
 ])

@@ -1,4 +1,4 @@
-"""The one JSON reader and the one YAML reader (deformer_bench/readers.py), and every kind of file read through them."""
+"""The one JSON reader and the one YAML reader (deformer_bench/contracts/readers.py, deformer_bench/yaml_reader.py), and every kind of file read through them."""
 
 import gzip
 import io
@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from deformer_bench.errors import DeformerBenchError
-from deformer_bench.readers import FormatError, parse_json, parse_yaml, read_json, read_json_lines, read_yaml
+from deformer_bench.contracts.errors import DeformerBenchError
+from deformer_bench.contracts.readers import FormatError, parse_json, read_json, read_json_lines
+from deformer_bench.yaml_reader import parse_yaml, read_yaml
 
 
 @pytest.mark.parametrize("text, message", [
@@ -84,7 +85,7 @@ def _cache_record(path):
 
 
 def _manifest(path):
-    from exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     return load_graph_set(path.parent)
 
@@ -108,25 +109,25 @@ def _bench_results(path):
 
 
 def _evaluation_records(path):
-    from deformer_bench.analysis.variant_accuracy import read_records
+    from deformer_bench.cli.analysis.variant_accuracy import read_records
 
     return read_records(path.parent)
 
 
 def _training_record(path):
-    from deformer_bench.accuracy import run_record
+    from deformer_bench.cli.accuracy import run_record
 
     return run_record(path.parent)
 
 
 def _accuracy_results(path):
-    from deformer_bench.accuracy import saved_records
+    from deformer_bench.cli.accuracy import saved_records
 
     return saved_records(path)
 
 
 def _predictions(path):
-    from deformer_bench.cli.eval import read_predictions
+    from deformer_bench.api.evaluating import read_predictions
 
     return read_predictions(path)
 
@@ -138,7 +139,7 @@ def _dataset(path):
 
 
 def _training_log(path):
-    from deformer_bench.accuracy import read_log
+    from deformer_bench.cli.accuracy import read_log
 
     return read_log(path)
 
@@ -241,7 +242,7 @@ def test_the_default_tokenizer_folder_is_read_from_the_manifest_by_the_rule(tiny
     """graph_set_source names the model folder a graph set came from before any work (so that no output lands in
     it); it reads manifest.json as load_graph_set does: a `source` given twice is no folder at all, not whichever
     one Python's json keeps, and the command then stops at the manifest, naming the key."""
-    from exporters.manifest import graph_set_source, load_graph_set
+    from deformer_bench.contracts.manifest import graph_set_source, load_graph_set
 
     source = graph_set_source(tiny_graphs)
     assert source == json.loads((tiny_graphs / "manifest.json").read_text())["model"]["source"]

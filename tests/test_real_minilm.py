@@ -7,7 +7,7 @@ import torch
 
 from deformer_bench.model import Deformer, default_model_dir
 from deformer_bench.squad.data import load_squad
-from exporters.onnx_export import export_graph_set
+from deformer_bench.exporters.onnx_export import export_graph_set
 from tests.conftest import SQUAD_DIR
 
 QUESTION_LEN, PASSAGE_LEN = 24, 96

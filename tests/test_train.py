@@ -39,7 +39,7 @@ def test_losses_vanish_when_student_equals_teacher():
     (dict(device="gpu"), "training device 'gpu' is unknown"),
 ])
 def test_bad_training_configs(changes, message):
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
 
     base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
     with pytest.raises(ConfigError, match=message):
@@ -97,7 +97,7 @@ def test_a_cuda_run_without_cuda_is_refused_before_any_work(tmp_path, tiny_with_
                                                             monkeypatch):
     import dataclasses
 
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     run = dataclasses.replace(config(tmp_path / "run", tiny_with_tokenizer, small_train_file), device="cuda")
@@ -120,7 +120,7 @@ def test_a_run_that_cannot_start_leaves_no_directory(tmp_path, tiny_with_tokeniz
 def test_run_directory_that_would_harm_data_is_refused(tmp_path, tiny_with_tokenizer, small_train_file, where):
     import shutil
 
-    from deformer_bench.errors import OutputLocationError
+    from deformer_bench.contracts.errors import OutputLocationError
 
     model = tmp_path / "x" / "model"
     shutil.copytree(tiny_with_tokenizer, model)
@@ -176,7 +176,7 @@ def test_a_checkpoint_save_killed_mid_swap_is_put_back(tmp_path):
     (dict(epochs=1e9), "epochs \\(at most 1,000\\) are out of range"),
 ])
 def test_bad_numbers_in_training_configs(changes, message):
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
 
     base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
     with pytest.raises(ConfigError, match=message):
@@ -186,7 +186,7 @@ def test_bad_numbers_in_training_configs(changes, message):
 def test_a_finished_run_is_reused_only_with_its_own_settings(tmp_path, tiny_with_tokenizer, small_train_file):
     import shutil
 
-    from deformer_bench.errors import ConfigError, OutputLocationError
+    from deformer_bench.contracts.errors import ConfigError, OutputLocationError
 
     run = config(tmp_path / "run", tiny_with_tokenizer, small_train_file, max_examples=8)
     model_dir = train(run, ["test"], progress=False)
@@ -222,7 +222,7 @@ def test_too_little_room_to_train_is_refused_up_front(tmp_path, tiny_with_tokeni
     from types import SimpleNamespace
 
     import deformer_bench.training_checks as checks
-    from deformer_bench.errors import DiskFullError
+    from deformer_bench.contracts.errors import DiskFullError
 
     monkeypatch.setattr(checks.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
     with pytest.raises(DiskFullError, match="training needs about"):
@@ -231,7 +231,7 @@ def test_too_little_room_to_train_is_refused_up_front(tmp_path, tiny_with_tokeni
 
 
 def test_a_full_disk_while_saving_is_a_disk_full_error(tmp_path):
-    from deformer_bench.errors import DiskFullError
+    from deformer_bench.contracts.errors import DiskFullError
     from deformer_bench.training_checks import saving
 
     with pytest.raises(DiskFullError, match="while saving the checkpoint"):
@@ -248,7 +248,7 @@ def test_a_full_disk_while_saving_is_a_disk_full_error(tmp_path):
     (dict(layer=1, passage_position_offset="zeroo"), "unknown passage position offset"),
 ])
 def test_settings_that_would_be_ignored_are_refused(changes, message):
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
 
     base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
     with pytest.raises(ConfigError, match=message):

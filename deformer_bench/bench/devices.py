@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeviceError, TargetError
+from ..contracts.errors import DeviceError, TargetError
 from .targets import EmulatorTarget, SshTarget, Target
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent

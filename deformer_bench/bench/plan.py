@@ -6,10 +6,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import RunnerError, TargetError
+from ..contracts.errors import RunnerError, TargetError
+from ..contracts.protocol import (MISS_PATH, SERVED_PATH, STANDARD_PATHS, InputSpec, ProbeJob, ProtocolError, Rounds,
+                                  TimingJob, TorchModel)
+from ..exporters.variants import TOLERANCES
 from .devices import ARM_MACHINES
-from .precision import FLOAT16_TOLERANCE, convert_graph_set
-from .runner import MISS_PATH, PROTOCOL_VERSION, SERVED_PATH, STANDARD_PATHS
 
 TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
 
@@ -26,7 +27,6 @@ class DevicePlan:
     backend: str = "onnxruntime"
     torch_source: dict = None  # the PyTorch backend's model: {"model_dir": path} or {"arch": name}
     skipped: str = None  # why the device cannot run here at all (preflight), e.g. no CUDA device
-    scratch: str = None  # where converted graph sets are made (run_benchmark sets it)
     float32_graphs: dict = field(default_factory=dict)  # staged variant graph set -> its staged float32 parent
     environment: dict = None  # the target's own description, from the preflight probe
 
@@ -35,20 +35,24 @@ class DevicePlan:
         """The device the PyTorch backend puts its model on."""
         return "cuda" if self.device.name == "cuda" else "cpu"
 
-    def probe_job(self) -> dict:
-        return {"protocol_version": PROTOCOL_VERSION, "mode": "probe", "device": self.torch_device}
+    def probe_job(self) -> ProbeJob:
+        return ProbeJob(device=self.torch_device)
 
     def runner_script(self) -> str:
         return "runner.py" if self.backend == "onnxruntime" else str(TORCH_RUNNER_SCRIPT)
 
-    def precision(self) -> str:
-        return self.profile.torch_dtype if self.backend == "torch" else self.profile.graph_dtype
+    def precision(self, variant: str = "float32") -> str:
+        """What the device computes in: the PyTorch backend's torch_dtype, or the element type of the graphs'
+        weights and activations (float16 for that variant, else float32: int8 graphs take and give float32)."""
+        if self.backend == "torch":
+            return self.profile.torch_dtype
+        return "float16" if (self.profile.variant or variant) == "float16" else "float32"
 
-    def parity_tolerance(self) -> float:
+    def parity_tolerance(self, variant: str = "float32") -> float:
         """The device's fp32 tolerance; half precision rounds every activation to 8 (bf16) or 11 (fp16)
         mantissa bits, and across the layers logits move by up to a few hundredths (fp16) or tenths (bf16)."""
-        low_precision = {"float16": FLOAT16_TOLERANCE, "bfloat16": 0.5}
-        return max(self.device.parity_tolerance, low_precision.get(self.precision(), 0.0))
+        low_precision = {"float16": TOLERANCES["float16"], "bfloat16": 0.5}
+        return max(self.device.parity_tolerance, low_precision.get(self.precision(variant), 0.0))
 
     def provider_asked(self) -> str:
         if self.backend == "torch":
@@ -66,7 +70,7 @@ def preflight(plans: list) -> None:
         try:
             with plan.target.staged() as work:
                 work.script = plan.runner_script()
-                plan.environment = work.run_job(plan.probe_job())["environment"]
+                plan.environment = run_job(work, plan.probe_job()).environment
         except (TargetError, RunnerError) as error:
             plan.error, plan.failure = error.message, error
             continue
@@ -75,21 +79,27 @@ def preflight(plans: list) -> None:
             tqdm.write(f"{plan.device.name}: skipped ({plan.skipped})")
 
 
-def base_job(config, plan, batch: int) -> dict:
-    deformer = config.manifest["deformer"]
-    torch_fields = {} if plan.backend != "torch" else {
-        "source": plan.torch_source, "deformer": deformer, "device": plan.torch_device,
-        "dtype": plan.profile.torch_dtype}
-    return {**torch_fields,
-        "protocol_version": PROTOCOL_VERSION,
-        "batch_size": batch,
-        "question_len": deformer["question_len"],
-        "passage_len": deformer["passage_len"],
-        "passage_token_type": deformer["passage_token_type"],
-        "vocab_size": config.manifest["model"]["vocab_size"],
-        "seed": plan.profile.seed,
-        "session": session_settings(plan.device, plan.profile),
-    }
+def run_job(work, job):
+    """A typed job (contracts.protocol) run in a staged work directory (bench/targets.py), its typed result; a
+    result of another shape is the runner's failure."""
+    data = work.run_job(job.as_json())
+    try:
+        return job.read_result(data)
+    except ProtocolError as error:
+        raise RunnerError(f"runner job ({job.mode}) returned a result of another protocol: {error}",
+                          "stage the runner of this deformer-bench version (the target may run another)") from None
+
+
+def job_fields(config, plan, batch: int) -> dict:
+    """What every job of a config, device and batch size carries: its inputs, session and the PyTorch model."""
+    deformer = config.deformer
+    torch_model = None if plan.backend != "torch" else TorchModel(
+        source=plan.torch_source, deformer=config.manifest["deformer"], device=plan.torch_device,
+        dtype=plan.profile.torch_dtype)
+    inputs = InputSpec(batch_size=batch, question_len=deformer.question_len, passage_len=deformer.passage_len,
+                       passage_token_type=deformer.passage_token_type, vocab_size=config.model.vocab_size,
+                       seed=plan.profile.seed)
+    return {"inputs": inputs, "session": session_settings(plan.device, plan.profile), "torch_model": torch_model}
 
 
 def session_settings(device, profile) -> dict:
@@ -116,16 +126,12 @@ def memory_paths(plan) -> list:
     return [path for path in measured_paths(plan) if path != SERVED_PATH]
 
 
-def timing_job(config, plan, batch: int, graphs: str) -> dict:
+def timing_job(config, plan, batch: int, graphs: str) -> TimingJob:
     profile = plan.profile
-    return {
-        **base_job(config, plan, batch), "mode": "timing", "graphs_dir": graphs, "paths": measured_paths(plan),
-        "float32_graphs_dir": plan.float32_graphs.get(graphs), "served_cache_mb": profile.served_cache_mb,
-        "warmup": {"min_count": profile.warmup_min_count, "min_time_s": profile.warmup_min_time_s,
-                   "max_time_s": profile.max_time_s},
-        "measure": {"min_count": profile.min_count, "min_time_s": profile.min_time_s,
-                    "max_time_s": profile.max_time_s},
-    }
+    return TimingJob(**job_fields(config, plan, batch), graphs_dir=graphs, paths=tuple(measured_paths(plan)),
+                     float32_graphs_dir=plan.float32_graphs.get(graphs), served_cache_mb=profile.served_cache_mb,
+                     warmup=Rounds(profile.warmup_min_count, profile.warmup_min_time_s, profile.max_time_s),
+                     measure=Rounds(profile.min_count, profile.min_time_s, profile.max_time_s))
 
 
 def unavailable_reason(device, environment: dict, backend: str = "onnxruntime"):
@@ -148,14 +154,3 @@ def check_target_machine(device, target, environment: dict) -> None:
     if device.name == "arm" and environment["machine"].lower() not in ARM_MACHINES:
         raise TargetError(f"arm: the target {target.describe()} is a {environment['machine']} machine",
                           "point --target or the profile's target at an aarch64 machine")
-
-
-def graph_set_for(config, plan, index: int) -> Path:
-    """The graph set this device measures: the exported one, or its conversion to the profile's graph_dtype
-    (made once per run, in the run's scratch directory)."""
-    if plan.profile.graph_dtype == "float32":
-        return config.graphs_dir
-    converted = Path(plan.scratch) / f"config-{index}-{plan.profile.graph_dtype}"
-    if not converted.exists():
-        convert_graph_set(config.graphs_dir, converted, plan.profile.graph_dtype)
-    return converted

@@ -10,6 +10,7 @@ outputs against this host's CPU (parity; all an emulated target runs), and per b
 Around it all, the machine state (load, other busy processes), so a figure from a busy machine is flagged.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -18,23 +19,22 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..contracts.errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
+from ..contracts.graphs import BATCH, GRAPHS, HIDDEN, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
+from ..contracts.manifest import DeformerInfo, ModelInfo, load_graph_set
+from ..contracts.protocol import PATH_GRAPHS, SERVED_PATH, STANDARD_PATHS, MemoryJob
+from ..contracts.results import RESULTS_FILE, ResultsDocument
 from ..environment import describe_environment
-from ..errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
-from ..files import new_results_folder, scratch_directory, staged_directory
+from ..files import new_results_folder, staged_directory
+from ..runtime.parity import reference_outputs
 from . import machine_state
 from .flops import path_flops
 from .memory import operator_bytes
-from .parity import PARITY_BATCH, check_device, parity_inputs, reference_outputs
-from .plan import (DevicePlan, base_job, check_target_machine, graph_set_for, measured_paths, memory_paths,
-                   timing_job, unavailable_reason)
-from .runner import PATH_GRAPHS, SERVED_PATH, STANDARD_PATHS
+from .parity import PARITY_BATCH, check_device, parity_inputs
+from .plan import (DevicePlan, check_target_machine, job_fields, measured_paths, memory_paths, run_job, timing_job,
+                   unavailable_reason)
+from .summary import HEADLINE_PROCESSES, few_processes_warning, headline_check, summarise_batch
 
-from .summary import HEADLINE_PROCESSES, headline_check, summarise_batch
-
-# 2: several timing processes per batch (`processes`, `across_processes`), `machine_state`, `headline`.
-# 3: `devices` (target, transport, emulated, status, the target's own environment), `profiles` per device,
-#    per config `backend`, `transport`, `emulated`, `providers`, `parity`, `failures`; `failures` overall.
-RESULTS_FORMAT_VERSION = 3
 PATHS = STANDARD_PATHS
 DEFAULT_PROCESSES = HEADLINE_PROCESSES
 # Each timing process measures every config and batch size afresh (minutes each): a hundred is already days of
@@ -58,15 +58,51 @@ class BenchConfig:
     variant: str = "float32"  # exporters/variants.py; a variant is timed beside its float32 unsplit model
     float32_dir: Path = None  # the float32 graph set a variant was made from
 
+    @property
+    def model(self) -> ModelInfo:
+        return ModelInfo.from_json(self.manifest["model"])
 
-def graph_input_shapes(manifest: dict, batch: int) -> dict:
+    @property
+    def deformer(self) -> DeformerInfo:
+        return DeformerInfo.from_json(self.manifest["deformer"])
+
+    def with_variant(self, variant: str) -> "BenchConfig":
+        """The same graph set's `variant` (a ManifestError where it was not exported)."""
+        if variant == self.variant:
+            return self
+        exported = self.float32_dir or self.graphs_dir
+        graph_set = load_graph_set(exported, variant)
+        return BenchConfig(variant_label(self.label, variant), graph_set.directory, graph_set.manifest, variant,
+                           exported)
+
+
+def variant_label(label: str, variant: str) -> str:
+    """A graph set's row label in the report: the model's, its variant named."""
+    return label if variant == "float32" else f"{label} [{variant}]"
+
+
+def measured_models(configs: list) -> str:
+    """The models measured, without their variants: what the results folder is named for (the variants are
+    the report's rows, not part of the folder's name)."""
+    models = set()
+    for config in configs:
+        suffix = f" [{config.variant}]"
+        models.add(config.label[:-len(suffix)] if config.label.endswith(suffix) else config.label)
+    return "+".join(sorted(models))
+
+
+def device_configs(configs: list, plan) -> list:
+    """What a device measures: the configs, or where its profile names a variant (a GPU's float16), that variant of
+    each one's graph set."""
+    return configs if plan.profile.variant is None else [config.with_variant(plan.profile.variant)
+                                                         for config in configs]
+
+
+def graph_input_shapes(config: BenchConfig, batch: int) -> dict:
     """{graph: {input: concrete shape}} at full length, derived from the graphs' axis names."""
-    from ..runtime.contract import BATCH, GRAPHS, HIDDEN, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
-
-    deformer = manifest["deformer"]
-    sizes = {BATCH: batch, QUESTION_LENGTH: deformer["question_len"], PASSAGE_LENGTH: deformer["passage_len"],
-             SEQUENCE_LENGTH: deformer["question_len"] + deformer["passage_len"],
-             HIDDEN: manifest["model"]["hidden_size"]}
+    deformer = config.deformer
+    sizes = {BATCH: batch, QUESTION_LENGTH: deformer.question_len, PASSAGE_LENGTH: deformer.passage_len,
+             SEQUENCE_LENGTH: deformer.question_len + deformer.passage_len, HIDDEN: config.model.hidden_size}
     return {name: {tensor: tuple(sizes[axis] for axis in axes) for tensor, axes in spec.inputs.items()}
             for name, spec in GRAPHS.items()}
 
@@ -83,7 +119,7 @@ def graph_operator_bytes(path: Path, shapes: dict):
 def paper_memory_metric(config: BenchConfig) -> dict:
     """Operator bytes of one query (batch 1) on each path. The paper's metric is one of float32 operators: a
     variant gets its float32 parent's figure (int8 graphs' quantization operators defeat shape inference)."""
-    shapes = graph_input_shapes(config.manifest, 1)
+    shapes = graph_input_shapes(config, 1)
     graphs_dir = config.float32_dir if config.variant != "float32" else config.graphs_dir
     per_graph = {graph: graph_operator_bytes(graphs_dir / f"{graph}.onnx", shapes[graph]) for graph in shapes}
     result = {path: sum(per_graph[graph][0] for graph in graphs) for path, graphs in PATH_GRAPHS.items() if path in PATHS}
@@ -92,10 +128,10 @@ def paper_memory_metric(config: BenchConfig) -> dict:
     return result
 
 
-def config_flops(manifest: dict) -> dict:
-    model, deformer = manifest["model"], manifest["deformer"]
-    return path_flops(model["num_layers"], deformer["layer"], model["hidden_size"], model["intermediate_size"],
-                      deformer["question_len"], deformer["passage_len"]).to_dict()
+def config_flops(config: BenchConfig) -> dict:
+    model, deformer = config.model, config.deformer
+    return path_flops(model.num_layers, deformer.layer, model.hidden_size, model.intermediate_size,
+                      deformer.question_len, deformer.passage_len).to_dict()
 
 
 def measure_batch(config: BenchConfig, plan, work, graphs: str, batch: int,
@@ -104,17 +140,17 @@ def measure_batch(config: BenchConfig, plan, work, graphs: str, batch: int,
     cache = f"passage_cache_{graphs.replace('/', '_')}_b{batch}.npy"
     job = timing_job(config, plan, batch, graphs)
     # Every process computes the same passage states (same seed); the first one saves them for the memory jobs.
-    timings = [work.run_job({**job, "passage_cache_out": cache if index == 0 else None})
+    timings = [run_job(work, dataclasses.replace(job, passage_cache_out=cache if index == 0 else None))
                for index in range(processes)]
     memory = {
-        path: work.run_job({**base_job(config, plan, batch), "mode": "memory", "graphs_dir": graphs, "path": path,
-                            "iterations": plan.profile.memory_iterations, "passage_cache_in": cache})
+        path: run_job(work, MemoryJob(**job_fields(config, plan, batch), graphs_dir=graphs, path=path,
+                                      iterations=plan.profile.memory_iterations, passage_cache_in=cache))
         for path in memory_paths(plan)
     }
-    case = f"{config.label} k={config.manifest['deformer']['layer']} batch {batch} on {plan.device.name}"
+    case = f"{config.label} k={config.deformer.layer} batch {batch} on {plan.device.name}"
     record = summarise_batch(case, batch, timings, memory)
-    record["usable_cores"] = timings[0].get("usable_cores")
-    record["thermal_c"] = [{"before": timing.get("thermal_before_c"), "after": timing.get("thermal_after_c")}
+    record["usable_cores"] = timings[0].usable_cores
+    record["thermal_c"] = [{"before": timing.thermal_before_c, "after": timing.thermal_after_c}
                            for timing in timings]
     return record
 
@@ -132,7 +168,7 @@ def describe_batch(config: BenchConfig, device: str, record: dict, ideal: float)
     latency, pooled = record["latency"], record["speedup_vs_unsplit"]["online"]
     across = record["across_processes"]["speedup_vs_unsplit"]["online"]
     memory = record["memory"]
-    return (f"{device}: {config.label} k={config.manifest['deformer']['layer']} batch {record['batch_size']}: "
+    return (f"{device}: {config.label} k={config.deformer.layer} batch {record['batch_size']}: "
             f"unsplit p50 {latency['unsplit']['p50_ms']:.2f} ms, online {latency['online']['p50_ms']:.2f} ms -> "
             f"{across['median']:.2f}x (processes {across['min']:.2f}..{across['max']:.2f}; pooled "
             f"{pooled['ratio']:.2f}x [{pooled['ci95_low']:.2f}, {pooled['ci95_high']:.2f}]) "
@@ -146,14 +182,14 @@ def config_record(config: BenchConfig, plan, operator_bytes_record: dict) -> dic
         "variant": config.variant,
         "device": plan.device.name,
         "backend": plan.backend,
-        "precision": plan.precision(),
+        "precision": plan.precision(config.variant),
         "profile": plan.profile.name,
         "transport": plan.target.transport,
         "model": config.manifest["model"],
         "deformer": config.manifest["deformer"],
         "opset": config.manifest["opset"],
         "validation": config.manifest["validation"],
-        "flops": config_flops(config.manifest),
+        "flops": config_flops(config),
         "operator_bytes": operator_bytes_record,
         "providers": {"asked": plan.provider_asked()},
         "batches": [],
@@ -168,10 +204,10 @@ def measure_config(config: BenchConfig, plan, work, graphs: str, emulated: bool,
     record = {**config_record(config, plan, operator_bytes_record), "emulated": emulated}
     if emulated:  # nothing computed for speed or memory goes with an emulated record, not even the ideal
         record.pop("flops"), record.pop("operator_bytes")
-    job = base_job(config, plan, PARITY_BATCH)
-    case = f"{plan.device.name}: {config.label} k={config.manifest['deformer']['layer']}"
+    fields = job_fields(config, plan, PARITY_BATCH)
+    case = f"{plan.device.name}: {config.label} k={config.deformer.layer}"
     try:
-        record["parity"] = check_device(work, graphs, {**job, "paths": measured_paths(plan)}, reference["outputs"],
+        record["parity"] = check_device(work, graphs, fields, measured_paths(plan), reference["outputs"],
                                         reference["inputs_name"], parity_tolerance(config, plan), emulated)
     except RunnerError as error:  # this config's check crashed: the next config is still checked
         record["parity"] = None
@@ -213,8 +249,9 @@ INT8_DEVICE_TOLERANCE = 0.1
 def parity_tolerance(config: BenchConfig, plan) -> float:
     variant = config.variant
     if variant == "ort":
-        variant = config.manifest.get("variants", {}).get("ort", {}).get("parent", "float32")
-    return max(plan.parity_tolerance(), INT8_DEVICE_TOLERANCE if variant.startswith("int8") else 0.0)
+        variant = config.manifest["variants"]["ort"]["parent"] if "ort" in config.manifest.get("variants", {}) \
+            else "float32"
+    return max(plan.parity_tolerance(variant), INT8_DEVICE_TOLERANCE if variant.startswith("int8") else 0.0)
 
 
 def pinning_warnings(target, batch_record: dict, case: str) -> list:
@@ -245,7 +282,7 @@ def measure_device(plan, configs: list, references: dict, processes: int, operat
         with target.staged() as work:
             work.script = plan.runner_script()
             # the preflight's probe, where it ran (bench_main); a fresh one otherwise
-            environment = plan.environment or work.run_job(plan.probe_job())["environment"]
+            environment = plan.environment or run_job(work, plan.probe_job()).environment
             record["environment"] = environment
             record["emulated"] = emulated = target.emulated or environment["emulated"]
             record["reason"] = unavailable_reason(device, environment, plan.backend)
@@ -253,17 +290,17 @@ def measure_device(plan, configs: list, references: dict, processes: int, operat
                 record["status"] = "skipped"
                 return record, records
             check_target_machine(device, target, environment)
-            for index, config in enumerate(configs):
+            for index, config in enumerate(device_configs(configs, plan)):
                 # the PyTorch backend builds its model from the source; only onnxruntime reads the graphs
-                graphs = (work.put_graph_set(graph_set_for(config, plan, index), f"config-{index}")
+                graphs = (work.put_graph_set(config.graphs_dir, f"config-{index}")
                           if plan.backend == "onnxruntime" else f"config-{index}")
                 if config.variant != "float32" and plan.backend == "onnxruntime":
                     # the fair baseline: the float32 unsplit model, timed in the same rounds
                     plan.float32_graphs[graphs] = work.put_graph_set(config.float32_dir, f"config-{index}-float32")
-                reference = references[id(config)]
+                reference = references[config.graphs_dir]
                 work.put_arrays(reference["inputs_name"], reference["inputs"])
                 records.append(measure_config(config, plan, work, graphs, emulated, reference, processes,
-                                              operator_bytes_records[id(config)], failures))
+                                              operator_bytes_records[config.graphs_dir], failures))
     except (TargetError, RunnerError) as error:
         record["reason"] = error.message
         failures.append(f"{device.name}: {error.message}")
@@ -273,18 +310,18 @@ def measure_device(plan, configs: list, references: dict, processes: int, operat
     return record, records
 
 
-def save_results(results: dict, output_root: Path, model: str) -> Path:
-    """Write results.json and the report into a temporary directory, then rename it into place. A results
-    root created here and left empty by a failure is removed again."""
-    from ..report import RESULTS_FILE, write_report
-
+def save_results(results: ResultsDocument, output_root: Path, model: str, write_beside=None) -> Path:
+    """Write results.json, and what `write_beside(folder)` derives from it (the CLI's report.write_report), into a
+    temporary directory, then rename it into place. A results root created here and left empty by a failure is
+    removed again."""
     created = not output_root.exists()
     output_root.mkdir(parents=True, exist_ok=True)
-    final = new_results_folder(output_root, results["profile"]["name"], model)
+    final = new_results_folder(output_root, results.profile["name"], model)
     try:
         with staged_directory(final) as staging:
-            (staging / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
-            write_report(staging)
+            (staging / RESULTS_FILE).write_text(json.dumps(results.as_json(), indent=1) + "\n")
+            if write_beside is not None:
+                write_beside(staging)
     except BaseException:
         if created and not any(output_root.iterdir()):
             output_root.rmdir()
@@ -301,68 +338,55 @@ def start_machine_state(take_snapshot=machine_state.snapshot) -> dict:
 
 
 def parity_references(configs: list, profile, device) -> dict:
-    """{id(config): host reference outputs on the staged inputs}, computed once per graph set."""
+    """{graph set folder: the host's reference outputs on its staged inputs}, computed once per graph set."""
     references = {}
     for index, config in enumerate(configs):
-        inputs = parity_inputs(base_job(config, DevicePlan(device, profile), PARITY_BATCH))
-        references[id(config)] = {"inputs": inputs, "inputs_name": f"parity_inputs_{index}.npz",
-                                  "outputs": reference_outputs(config.graphs_dir, inputs)}
+        inputs = parity_inputs(job_fields(config, DevicePlan(device, profile), PARITY_BATCH))
+        references[config.graphs_dir] = {"inputs": inputs, "inputs_name": f"parity_inputs_{index}.npz",
+                                         "outputs": reference_outputs(config.graphs_dir, inputs)}
     return references
 
 
 def run_benchmark(configs: list, plans: list, command: list, note: str = "", progress: bool = True,
                   processes: int = DEFAULT_PROCESSES, machine_start: dict = None,
-                  take_snapshot=machine_state.snapshot) -> dict:
+                  take_snapshot=machine_state.snapshot) -> ResultsDocument:
     """Measure every config on every device; returns the results document (not yet saved). A device that is
     skipped or fails is recorded as such; the others are measured."""
     check_process_count(processes)
     start = machine_start if machine_start is not None else start_machine_state(take_snapshot)
     primary = plans[0].profile
-    results = {
-        "format_version": RESULTS_FORMAT_VERSION,
-        "environment": describe_environment(command),
-        "profile": primary.to_dict(),
-        "profiles": {plan.device.name: plan.profile.to_dict() for plan in plans},
-        "note": note,
-        "timing_processes": processes,
-        "devices": [],
-        "configs": [],
-        "failures": [],
-    }
-    # Read every graph (the paper's memory metric) before the first measurement: a damaged graph of the last
-    # config is refused now, not after minutes of timing the others.
-    operator_bytes_records = {id(config): paper_memory_metric(config) for config in configs}
-    references = parity_references(configs, primary, plans[0].device)
-    with scratch_directory("deformer-bench-graphs-") as scratch:  # graph sets converted to another precision
-        for plan in tqdm(plans, desc="bench", unit="device", disable=not progress or len(plans) == 1):
-            plan.scratch = scratch
-            if plan.error or plan.skipped:
-                results["devices"].append(device_record(plan, "failed" if plan.error else "skipped",
-                                                        plan.error or plan.skipped))
-                if plan.error:
-                    results["failures"].append(f"{plan.device.name}: {plan.error}")
-                continue
-            measured, records = measure_device(plan, configs, references, processes, operator_bytes_records,
-                                               results["failures"])
-            results["devices"].append(measured)
-            results["configs"].extend(records)
-            if measured["status"] == "skipped":  # found now, where no preflight probe ran
-                tqdm.write(f"{plan.device.name}: skipped ({measured['reason']})")
+    results = ResultsDocument(environment=describe_environment(command), profile=primary.to_dict(),
+                              profiles={plan.device.name: plan.profile.to_dict() for plan in plans},
+                              note=note, timing_processes=processes)
+    # Read every graph (the paper's memory metric) of every graph set a device measures before the first
+    # measurement: a damaged graph of the last config is refused now, not after minutes of timing the others.
+    measured_sets = list({config.graphs_dir: config for plan in plans
+                          for config in device_configs(configs, plan)}.values())
+    operator_bytes_records = {config.graphs_dir: paper_memory_metric(config) for config in measured_sets}
+    references = parity_references(measured_sets, primary, plans[0].device)
+    for plan in tqdm(plans, desc="bench", unit="device", disable=not progress or len(plans) == 1):
+        if plan.error or plan.skipped:
+            results.devices.append(device_record(plan, "failed" if plan.error else "skipped",
+                                                 plan.error or plan.skipped))
+            if plan.error:
+                results.failures.append(f"{plan.device.name}: {plan.error}")
+            continue
+        measured, records = measure_device(plan, configs, references, processes, operator_bytes_records,
+                                           results.failures)
+        results.devices.append(measured)
+        results.configs.extend(records)
+        if measured["status"] == "skipped":  # found now, where no preflight probe ran
+            tqdm.write(f"{plan.device.name}: skipped ({measured['reason']})")
     # the results are filed under the profile of the first device that ran, not of one skipped or failed
-    ran = [record["device"] for record in results["devices"] if record["status"] in ("measured", "functional")]
+    ran = [record["device"] for record in results.devices if record["status"] in ("measured", "functional")]
     if ran:
-        results["profile"] = results["profiles"][ran[0]]
+        results.profile = results.profiles[ran[0]]
     state = machine_state.machine_state_record(start, take_snapshot())
-    results["machine_state"] = state
-    timed = [config for config in results["configs"] if config["batches"]]
-    results["headline"] = headline_check(primary.name, processes, state, timed)
-    results["warnings"] = state["warnings"] + process_count_warnings(primary.name, processes) + [
+    results.machine_state = state
+    timed = [config for config in results.configs if config["batches"]]
+    results.headline = headline_check(primary.name, processes, state, timed)
+    # --quick says what it is in the headline; a full run with too few processes is warned about too
+    few = None if primary.name.endswith("+quick") else few_processes_warning(processes)
+    results.warnings = state["warnings"] + ([few] if few else []) + [
         warning for config in timed for batch in config["batches"] for warning in batch["warnings"]]
     return results
-
-
-def process_count_warnings(profile_name: str, processes: int) -> list:
-    if processes >= HEADLINE_PROCESSES or profile_name.endswith("+quick"):
-        return []
-    return [f"{processes} timing process(es) per case: too few to know how far one process can be trusted; a "
-            f"headline figure needs at least {HEADLINE_PROCESSES} (--processes)"]

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The benchmark runner: the only code that runs on the measured machine.
 
-It imports numpy, onnxruntime, the standard library and deformer_bench.runtime (which imports only
-those), reads one JSON job on stdin and writes one JSON result on stdout, so any transport (a local
-process, ssh, adb) can carry it. Sessions and the three paths are runtime.sessions', as everywhere else.
+It imports numpy, onnxruntime, the standard library, deformer_bench.contracts and deformer_bench.runtime (which
+import only those), reads one JSON job (contracts.protocol) on stdin and writes one JSON result, so any transport
+(a local process, ssh, adb) can carry it. Sessions and the three paths are runtime.sessions', as everywhere else.
 Each job runs in a fresh process: nothing warmed or allocated by an earlier job is reused.
 
 Every path in a job is relative to the runner's working directory, the work directory the host staged on the
@@ -23,6 +23,7 @@ Modes:
           times are recorded as such (emulated_wall_s on an emulator), never as latencies.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -30,74 +31,13 @@ import time
 
 import numpy as np
 
-from deformer_bench.runtime import strict_json, target_environment
-from deformer_bench.runtime.cached_states import ServedPassageStates
+from deformer_bench.contracts import strict_json
+from deformer_bench.contracts.protocol import (FLOAT32_BASELINE, PATH_GRAPHS, PROTOCOL_VERSION, SERVED_CACHE_FILE,
+                                               Job, MemoryResult, ParityResult, ProbeResult, ProtocolError,
+                                               TimingResult)
+from deformer_bench.runtime import target_environment
+from deformer_bench.runtime.paths import make_inputs, path_call, served_states
 from deformer_bench.runtime.sessions import GraphSetSessions
-
-PROTOCOL_VERSION = 2  # 2: paths relative to the staged work directory; probe and parity modes
-# Which graphs each measured path runs, in order.
-PATH_GRAPHS = {
-    "unsplit": ("full",),
-    "online": ("lower_question", "upper"),  # question lower layers + cached passage states + upper
-    "online_served": ("lower_question", "upper"),  # the same, the states gathered from a memory-mapped cache file
-    "online_miss": ("lower_passage", "lower_question", "upper"),  # a cache miss: the passage's states computed online
-    "online_device_io": ("lower_question", "upper"),  # the same, cached states and hand-over kept on the device
-    "passage_precompute": ("lower_passage",),  # offline: passage lower layers, for the cache
-}
-STANDARD_PATHS = ("unsplit", "online", "passage_precompute")
-SERVED_PATH = "online_served"  # onnxruntime's runner only; timed, not memory-profiled (its RSS counts mapped pages)
-MISS_PATH = "online_miss"  # onnxruntime's runner only: the question's passage is not in the cache
-SERVED_CACHE_FILE = "served_passage_hidden.npy"
-SERVED_CACHE_MIN_MB = 256  # larger than any CPU's last-level cache
-FLOAT32_BASELINE = "unsplit_float32"  # a variant's float32 parent, unsplit: what a user has before optimizing  # measured on every device; the others on some
-
-
-def make_inputs(job):
-    """Full-length inputs of one batch: the worst case a deployment pads to."""
-    rng = np.random.default_rng(job["seed"])
-    batch, question_len, passage_len = job["batch_size"], job["question_len"], job["passage_len"]
-    question_ids = rng.integers(3, job["vocab_size"], (batch, question_len), dtype=np.int64)
-    passage_ids = rng.integers(3, job["vocab_size"], (batch, passage_len), dtype=np.int64)
-    question_mask = np.ones((batch, question_len), dtype=np.int64)
-    passage_mask = np.ones((batch, passage_len), dtype=np.int64)
-    return {
-        "question_input_ids": question_ids, "question_attention_mask": question_mask,
-        "passage_input_ids": passage_ids, "passage_attention_mask": passage_mask,
-        "input_ids": np.concatenate([question_ids, passage_ids], axis=1),
-        "attention_mask": np.concatenate([question_mask, passage_mask], axis=1),
-        "token_type_ids": np.concatenate(
-            [np.zeros_like(question_ids), np.full_like(passage_ids, job["passage_token_type"])], axis=1),
-    }
-
-
-def path_call(path, graph_set, inputs, passage_cache, served=None):
-    """A no-argument function that runs one path once on a GraphSetSessions (`served`: a ServedPassageStates)."""
-    if path == "unsplit":
-        return lambda: graph_set.unsplit(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
-    if path == "passage_precompute":
-        return lambda: graph_set.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
-    if path == "online_device_io":
-        on_device = graph_set.on_device(passage_cache)  # once: a server keeps its cache on the device
-        return lambda: graph_set.online_device_io(inputs["question_input_ids"], inputs["question_attention_mask"],
-                                                  on_device, inputs["passage_attention_mask"])
-    if path == MISS_PATH:  # lower_passage runs in the call, as it must when the cache lacks the passage
-        return lambda: graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"],
-                                        graph_set.lower_passage(inputs["passage_input_ids"],
-                                                                inputs["passage_attention_mask"]),
-                                        inputs["passage_attention_mask"])
-    if path == SERVED_PATH:  # the gather from the memory-mapped file is part of every call
-        return lambda: graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"],
-                                        served.next_states(), inputs["passage_attention_mask"])
-    return lambda: graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"], passage_cache,
-                                    inputs["passage_attention_mask"])
-
-
-def served_states(job, passage_cache, min_mb):
-    """The memory-mapped cache file `online_served` reads, where the job times that path (else None)."""
-    if SERVED_PATH not in job.get("paths", ()):
-        return None
-    return ServedPassageStates(SERVED_CACHE_FILE, passage_cache, min_mb * 2**20, seed=job["seed"])
-
 
 def interleave(calls, min_count, min_time_s, max_time_s, clock=time.perf_counter_ns):
     """Run every call once per round, rotating the order, until each has `min_count` samples and
@@ -123,30 +63,29 @@ def interleave(calls, min_count, min_time_s, max_time_s, clock=time.perf_counter
         round_index += 1
 
 
-def run_timing(job):
+def run_timing(job) -> TimingResult:
     thermal_before = target_environment.thermal_readings()
     load_start = time.perf_counter()
-    graph_set = GraphSetSessions(job["graphs_dir"], settings=job["session"])
+    graph_set = GraphSetSessions(job.graphs_dir, settings=job.session)
     load_s = time.perf_counter() - load_start
-    inputs = make_inputs(job)
+    inputs = make_inputs(job.inputs)
     passage_cache = path_call("passage_precompute", graph_set, inputs, None)()
-    if job.get("passage_cache_out"):
-        np.save(job["passage_cache_out"], passage_cache)
-    served = served_states(job, passage_cache, job.get("served_cache_mb", SERVED_CACHE_MIN_MB))
-    calls = {path: path_call(path, graph_set, inputs, passage_cache, served) for path in job["paths"]}
-    if job.get("float32_graphs_dir"):  # a variant: its float32 parent's unsplit model in the same rounds
-        float32 = GraphSetSessions(job["float32_graphs_dir"], ("full",), settings=job["session"])
+    if job.passage_cache_out:
+        np.save(job.passage_cache_out, passage_cache)
+    served = served_states(job.paths, passage_cache, job.served_cache_mb, job.inputs.seed)
+    calls = {path: path_call(path, graph_set, inputs, passage_cache, served) for path in job.paths}
+    if job.float32_graphs_dir:  # a variant: its float32 parent's unsplit model in the same rounds
+        float32 = GraphSetSessions(job.float32_graphs_dir, ("full",), settings=job.session)
         calls[FLOAT32_BASELINE] = path_call("unsplit", float32, inputs, None)
-    warmup = job["warmup"]
-    interleave(calls, warmup["min_count"], warmup["min_time_s"], warmup["max_time_s"])
-    measure = job["measure"]
-    samples, capped = interleave(calls, measure["min_count"], measure["min_time_s"], measure["max_time_s"])
+    interleave(calls, job.warmup.min_count, job.warmup.min_time_s, job.warmup.max_time_s)
+    samples, capped = interleave(calls, job.measure.min_count, job.measure.min_time_s, job.measure.max_time_s)
     if served is not None:  # the next timing process writes its own
         os.remove(SERVED_CACHE_FILE)
-    return {"samples_ns": samples, "stopped_by_time_cap": capped, "load_s": load_s,
-            "served_cache_bytes": served.file_bytes if served is not None else None,
-            "providers_used": graph_set.providers_used(), "provider_options_used": graph_set.provider_options_used(),
-            "thermal_before_c": thermal_before, "thermal_after_c": target_environment.thermal_readings()}
+    return TimingResult(samples_ns=samples, stopped_by_time_cap=capped, load_s=load_s,
+                        served_cache_bytes=served.file_bytes if served is not None else None,
+                        providers_used=graph_set.providers_used(),
+                        provider_options_used=graph_set.provider_options_used(), thermal_before_c=thermal_before,
+                        thermal_after_c=target_environment.thermal_readings())
 
 
 PROC_STATUS = "/proc/self/status"  # Linux; absent on macOS and the BSDs
@@ -241,61 +180,59 @@ def gpu_memory_mb():
         pynvml.nvmlShutdown()
 
 
-def run_memory(job):
-    path = job["path"]
-    graph_set = GraphSetSessions(job["graphs_dir"], PATH_GRAPHS[path], settings=job["session"])
-    inputs = make_inputs(job)
-    passage_cache = np.load(job["passage_cache_in"]) if path.startswith("online") else None
+def run_memory(job) -> MemoryResult:
+    path = job.path
+    graph_set = GraphSetSessions(job.graphs_dir, PATH_GRAPHS[path], settings=job.session)
+    inputs = make_inputs(job.inputs)
+    passage_cache = np.load(job.passage_cache_in) if path.startswith("online") else None
     call = path_call(path, graph_set, inputs, passage_cache)
     on_gpu = graph_set.device != "cpu"
     gpu_after_load = gpu_memory_mb() if on_gpu else None
     load_peak_kb, _ = peak_rss()
     baseline_kb, rss_source = current_rss()
     peak_reset = reset_peak_rss()
-    for _ in range(job["iterations"]):
+    for _ in range(job.iterations):
         call()
     peak_kb, peak_source = peak_rss()
-    return {
-        "gpu_memory_after_load_mb": gpu_after_load,
-        "gpu_memory_after_runs_mb": gpu_memory_mb() if on_gpu else None,
-        "path": path,
-        "rss_after_load_mb": megabytes(baseline_kb),
-        "rss_source": rss_source,
-        "load_peak_rss_mb": megabytes(load_peak_kb),
-        "peak_rss_mb": megabytes(peak_kb),
-        "peak_source": peak_source,
+    return MemoryResult(
+        gpu_memory_after_load_mb=gpu_after_load, gpu_memory_after_runs_mb=gpu_memory_mb() if on_gpu else None,
+        path=path, rss_after_load_mb=megabytes(baseline_kb), rss_source=rss_source,
+        load_peak_rss_mb=megabytes(load_peak_kb), peak_rss_mb=megabytes(peak_kb), peak_source=peak_source,
         # Only a reset VmHWM excludes loading; getrusage's peak is the process's lifetime peak.
-        "peak_excludes_loading": peak_reset and peak_source == "proc_vmhwm",
-        "iterations": job["iterations"],
-    }
+        peak_excludes_loading=peak_reset and peak_source == "proc_vmhwm", iterations=job.iterations)
 
 
-def run_probe(job):
-    return {"environment": target_environment.describe_target()}
+def run_probe(job) -> ProbeResult:
+    return ProbeResult(environment=target_environment.describe_target())
 
 
-def run_parity(job):
-    """Each path once on the staged inputs; outputs saved to job["outputs"] (.npz) for the host to compare."""
-    graph_set = GraphSetSessions(job["graphs_dir"], settings=job["session"])
-    with np.load(job["inputs"]) as staged:
+def run_parity(job) -> ParityResult:
+    """Each path once on the staged inputs; outputs saved to job.outputs_file (.npz) for the host to compare."""
+    graph_set = GraphSetSessions(job.graphs_dir, settings=job.session)
+    with np.load(job.inputs_file) as staged:
         inputs = {name: staged[name] for name in staged.files}
     wall_s, outputs = {}, {}
     start = time.perf_counter()
     outputs["passage_hidden"] = graph_set.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
     wall_s["passage_precompute"] = time.perf_counter() - start
-    logit_paths = [path for path in job.get("paths", ("unsplit", "online")) if path != "passage_precompute"]
-    served = served_states(job, outputs["passage_hidden"], 0)  # one batch: this checks the gather, not its speed
+    logit_paths = [path for path in job.paths if path != "passage_precompute"]
+    served = served_states(job.paths, outputs["passage_hidden"], 0, job.inputs.seed)  # checks the gather
     for path in logit_paths:
         call = path_call(path, graph_set, inputs, outputs["passage_hidden"], served)
         start = time.perf_counter()
         start_logits, end_logits = call()
         wall_s[path] = time.perf_counter() - start
         outputs[f"{path}_start_logits"], outputs[f"{path}_end_logits"] = start_logits, end_logits
-    with open(job["outputs"] + ".partial", "wb") as handle:
-        np.savez(handle, **outputs)
-    os.replace(job["outputs"] + ".partial", job["outputs"])
-    return {"wall_s": wall_s, "outputs": job["outputs"], "providers_used": graph_set.providers_used(),
-            "provider_options_used": graph_set.provider_options_used()}
+    save_arrays(job.outputs_file, outputs)
+    return ParityResult(wall_s=wall_s, outputs_file=job.outputs_file, providers_used=graph_set.providers_used(),
+                        provider_options_used=graph_set.provider_options_used())
+
+
+def save_arrays(path: str, arrays: dict) -> None:
+    """An .npz written whole, then renamed into place."""
+    with open(path + ".partial", "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(path + ".partial", path)
 
 
 MODES = {"probe": run_probe, "timing": run_timing, "memory": run_memory, "parity": run_parity}
@@ -310,16 +247,26 @@ def pin_cores(cores):
             pass  # not applied: the result's usable_cores says so, and the host warns
 
 
-def read_job(stream) -> dict:
-    """The job on `stream`, read by the one JSON rule (runtime.strict_json); a job that is not one JSON object
-    stops the runner with a message the host shows."""
+def read_job(stream) -> Job:
+    """The job on `stream`, read by the one JSON rule (contracts.strict_json) into its protocol type; a job that
+    is not one (invalid JSON, another protocol version, an unknown mode or field) stops the runner with a message
+    the host shows."""
     try:
-        job = strict_json.loads(stream.read())
+        return Job.from_json(strict_json.loads(stream.read()))
+    except ProtocolError as error:
+        raise SystemExit(f"runner job is not one of protocol {PROTOCOL_VERSION}: {error}") from None
     except ValueError as error:  # json.JSONDecodeError or strict_json.JSONRefused
         raise SystemExit(f"runner job is not valid JSON: {error}") from None
-    if not isinstance(job, dict):
-        raise SystemExit(f"runner job must be a JSON object, found {type(job).__name__}")
-    return job
+
+
+def write_result(result, result_path) -> None:
+    """The result's JSON to `result_path` (written whole, then renamed), or to standard output without one."""
+    if result_path is None:
+        json.dump(result.as_json(), sys.stdout)
+        return
+    with open(result_path + ".partial", "w") as handle:
+        json.dump(result.as_json(), handle)
+    os.replace(result_path + ".partial", result_path)
 
 
 def main(argv=None):
@@ -329,21 +276,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     result_path = argv[argv.index("--result") + 1] if "--result" in argv else None
     job = read_job(sys.stdin)
-    if job.get("protocol_version") != PROTOCOL_VERSION:
-        raise SystemExit(f"runner speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol_version')!r}")
     import onnxruntime
 
-    pin_cores(job.get("pin_cores"))
-    result = MODES[job["mode"]](job)
-    result.update({"protocol_version": PROTOCOL_VERSION, "mode": job["mode"],
-                   "onnxruntime": onnxruntime.__version__, "pid": os.getpid(),
-                   "usable_cores": target_environment.usable_cores()})
-    if result_path is None:
-        json.dump(result, sys.stdout)
-        return
-    with open(result_path + ".partial", "w") as handle:
-        json.dump(result, handle)
-    os.replace(result_path + ".partial", result_path)
+    pin_cores(job.pin_cores)
+    result = dataclasses.replace(MODES[job.mode](job), onnxruntime=onnxruntime.__version__, pid=os.getpid(),
+                                 usable_cores=target_environment.usable_cores())
+    write_result(result, result_path)
 
 
 if __name__ == "__main__":

@@ -1,36 +1,15 @@
 """Figures of one (config, batch size), derived from the raw samples of its fresh timing processes (all kept).
 
-Per process: the p50 of each path and the paired speed-up (ratio of medians over the rounds it timed).
-Across processes: the median of those per-process figures and their range (`Spread`). Pooled: every
-process's rounds together, for the latency percentiles and the paired bootstrap CI of the speed-up.
-Format-1 results (one process, its samples at the top of the batch) are read as one process.
+Per process: the p50 of each path and the paired speed-up (ratio of medians over the rounds it timed;
+contracts.results.process_record). Across processes: the median of those per-process figures and their range
+(`Spread`). Pooled: every process's rounds together, for the latency percentiles and the paired bootstrap CI of
+the speed-up.
 """
 
-from .runner import FLOAT32_BASELINE, STANDARD_PATHS
-from .stats import UNSTABLE_SPREAD, LatencyStats, Spread, median_ratio, paired_speedup
-
-PATHS = STANDARD_PATHS
-BASELINE = "unsplit"
-HEADLINE_PATH = "online"
-HEADLINE_PROCESSES = 3  # fresh timing processes a headline figure needs
-
-
-def process_record(index: int, timing: dict) -> dict:
-    """One timing process: its raw samples and the figures drawn from them alone."""
-    samples = timing["samples_ns"]
-    return {
-        "index": index,
-        "pid": timing.get("pid"),
-        "samples_ns": samples,
-        "p50_ms": {path: LatencyStats(values).percentile_ms(50) for path, values in samples.items()},
-        "speedup_vs_unsplit": {path: median_ratio(samples[BASELINE], values)
-                               for path, values in samples.items() if path not in (BASELINE, FLOAT32_BASELINE)},
-        **({"speedup_vs_float32_unsplit": {path: median_ratio(samples[FLOAT32_BASELINE], values)
-                                           for path, values in samples.items() if path != FLOAT32_BASELINE}}
-           if FLOAT32_BASELINE in samples else {}),
-        "stopped_by_time_cap": timing.get("stopped_by_time_cap"),
-        "load_s": timing.get("load_s"),
-    }
+from ..contracts.protocol import FLOAT32_BASELINE
+from ..contracts.results import (BASELINE, HEADLINE_PATH, HEADLINE_PROCESSES, across_processes, process_record,
+                                 process_spreads)
+from ..contracts.stats import UNSTABLE_SPREAD, LatencyStats, paired_speedup
 
 
 def pooled_samples(processes: list) -> dict:
@@ -40,21 +19,6 @@ def pooled_samples(processes: list) -> dict:
         for path, values in process["samples_ns"].items():
             pooled.setdefault(path, []).extend(values)
     return pooled
-
-
-def process_spreads(processes: list) -> dict:
-    """{"p50_ms": {path: Spread}, "speedup_vs_unsplit": {path: Spread}} over the processes."""
-    first = processes[0]
-    figures = [figure for figure in ("p50_ms", "speedup_vs_unsplit", "speedup_vs_float32_unsplit") if figure in first]
-    return {figure: {path: Spread(tuple(process[figure][path] for process in processes)) for path in first[figure]}
-            for figure in figures}
-
-
-def across_processes(processes: list) -> dict:
-    spreads = process_spreads(processes)
-    return {"count": len(processes),
-            **{figure: {path: spread.to_dict() for path, spread in by_path.items()}
-               for figure, by_path in spreads.items()}}
 
 
 def with_peak_above_load(record: dict) -> dict:
@@ -74,7 +38,8 @@ def batch_warnings(case: str, stats: dict, processes: list, spreads: dict) -> li
 
 
 def summarise_batch(case: str, batch: int, timings: list, memory: dict) -> dict:
-    """The record of one batch size: per-process raw samples and figures, pooled figures, spreads, memory."""
+    """The record of one batch size (typed runner results in): per-process raw samples and figures, pooled
+    figures, spreads, memory."""
     processes = [process_record(index, timing) for index, timing in enumerate(timings)]
     pooled = pooled_samples(processes)
     stats = {path: LatencyStats(values) for path, values in pooled.items()}
@@ -90,20 +55,18 @@ def summarise_batch(case: str, batch: int, timings: list, memory: dict) -> dict:
                                            for path, values in pooled.items() if path != FLOAT32_BASELINE}}
            if FLOAT32_BASELINE in pooled else {}),
         "across_processes": across_processes(processes),
-        "memory": {path: with_peak_above_load(record) for path, record in memory.items()},
+        "memory": {path: with_peak_above_load(record.as_json()) for path, record in memory.items()},
         "warnings": batch_warnings(case, stats, processes, spreads),
     }
 
 
-def batch_processes(batch: dict) -> list:
-    """The timing processes of a saved batch; a format-1 batch had one, with its samples at the top."""
-    if "processes" in batch:
-        return batch["processes"]
-    return [process_record(0, {"samples_ns": batch["samples_ns"], "load_s": batch.get("load_s")})]
-
-
-def batch_across(batch: dict) -> dict:
-    return batch["across_processes"] if "across_processes" in batch else across_processes(batch_processes(batch))
+def few_processes_warning(processes: int):
+    """The one line said of too few timing processes (in the headline's reasons and the run's warnings), or None
+    when there are enough to know how far one process can be trusted."""
+    if processes >= HEADLINE_PROCESSES:
+        return None
+    return (f"{processes} timing process(es) per case: too few to know how far one process can be trusted; a "
+            f"headline figure needs at least {HEADLINE_PROCESSES} (--processes)")
 
 
 def headline_check(profile_name: str, processes: int, machine_state: dict, configs: list) -> dict:
@@ -111,15 +74,14 @@ def headline_check(profile_name: str, processes: int, machine_state: dict, confi
     reasons = []
     if profile_name.endswith("+quick"):
         reasons.append("--quick: a smoke test with a few samples")
-    if processes < HEADLINE_PROCESSES:
-        reasons.append(f"{processes} timing process(es) per case; a headline figure needs at least "
-                       f"{HEADLINE_PROCESSES} (--processes)")
+    if few_processes_warning(processes):
+        reasons.append(few_processes_warning(processes))
     if not configs:
         reasons.append("no device was timed (emulated, skipped or failed)")
     if not machine_state.get("quiet", False):
         reasons.append("the machine was not quiet (see the machine state)")
     spread = [batch for config in configs for batch in config["batches"]
-              if batch_across(batch)["speedup_vs_unsplit"][HEADLINE_PATH]["max_deviation"] > UNSTABLE_SPREAD]
+              if batch["across_processes"]["speedup_vs_unsplit"][HEADLINE_PATH]["max_deviation"] > UNSTABLE_SPREAD]
     if spread:
         reasons.append(f"the per-process {HEADLINE_PATH} speed-ups of {len(spread)} case(s) spread more than "
                        f"{UNSTABLE_SPREAD:.0%} around their median")

@@ -5,7 +5,7 @@ imports, the graph set, the inputs), runs each job there in a fresh Python proce
 directory, fetches the result file, and removes the work directory when the device is done, also after a
 failure. Nothing the host sends names a host path.
 
-    with target.staged() as work:                 # runner + deformer_bench/runtime copied over
+    with target.staged() as work:                 # runner + deformer_bench/contracts and runtime copied over
         graphs = work.put_graph_set(local_dir, "k4")   # -> "graphs/k4", relative to the work directory
         result = work.run_job({..., "graphs_dir": graphs})
 """
@@ -26,15 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RunnerError, TargetError
-from ..runtime import strict_json
+from ..contracts import strict_json
+from ..contracts.errors import RunnerError, TargetError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # deformer_bench/
 RUNNER_SCRIPT = PACKAGE_DIR / "bench" / "runner.py"
-# What the runner imports besides numpy and onnxruntime, staged under the same names.
+# What the runner imports besides numpy and onnxruntime, staged under the same names: the two torch-free layers,
+# the contracts (graphs, worker protocol, strict JSON) and the runtime (sessions, the machine read on the target).
+STAGED_PACKAGES = ("contracts", "runtime")
 STAGED_SOURCES = {"runner.py": RUNNER_SCRIPT, "deformer_bench/__init__.py": PACKAGE_DIR / "__init__.py",
-                  **{f"deformer_bench/runtime/{path.name}": path
-                     for path in sorted((PACKAGE_DIR / "runtime").glob("*.py"))}}
+                  **{f"deformer_bench/{package}/{path.name}": path for package in STAGED_PACKAGES
+                     for path in sorted((PACKAGE_DIR / package).glob("*.py"))}}
 
 
 def runner_bundle() -> bytes:

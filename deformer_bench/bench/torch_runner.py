@@ -9,7 +9,7 @@ code and torch), on the local target only, in a fresh process per job like runne
 waits for the GPU), as a server's request would; the online path's cached passage states stay on the device.
 """
 
-import json
+import dataclasses
 import os
 import sys
 import time
@@ -19,9 +19,11 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script by its path: the installed package, not this folder
     sys.path[0:1] = []
 from deformer_bench.bench import runner  # noqa: E402
+from deformer_bench.contracts.protocol import (STANDARD_PATHS, MemoryResult, ParityResult,  # noqa: E402
+                                               ProbeResult, TimingResult)
 from deformer_bench.runtime import target_environment  # noqa: E402
+from deformer_bench.runtime.paths import make_inputs  # noqa: E402
 
-PROTOCOL_VERSION = runner.PROTOCOL_VERSION
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -30,19 +32,20 @@ def build_deformer(job):
     the job's device and dtype, in eval mode: the same weights the host exported."""
     import torch
 
-    from deformer_bench.model import Deformer, DeformerConfig, load_qa_model, random_model
+    from deformer_bench.model import Deformer, DeformerConfig, load_qa_model, random_model  # deferred: torch
 
-    source = job["source"]
+    model = job.torch_model
+    source = model.source
     if "arch" in source:
         qa_model, trained = random_model(source["arch"]), False
     else:
         qa_model, trained = load_qa_model(source["model_dir"])
-    settings = job["deformer"]
+    settings = model.deformer
     config = DeformerConfig(layer=settings["layer"], question_len=settings["question_len"],
                             passage_len=settings["passage_len"],
                             passage_position_offset=settings["passage_position_offset"])
     deformer = Deformer(qa_model, config, qa_head_trained=trained).eval()
-    return deformer.to(device=job["device"], dtype=getattr(torch, job["dtype"]))
+    return deformer.to(device=model.device, dtype=getattr(torch, model.dtype))
 
 
 def torch_calls(deformer, inputs: dict, device: str, paths):
@@ -90,24 +93,28 @@ def torch_facts(device: str) -> dict:
     return facts
 
 
-def run_probe(job):
-    return {"environment": {**target_environment.describe_target(), "torch": torch_facts(job.get("device", "cpu"))}}
+def run_probe(job) -> ProbeResult:
+    return ProbeResult(environment={**target_environment.describe_target(), "torch": torch_facts(job.device)})
 
 
 def set_threads(job):
     import torch
 
-    threads = job["session"]["intra_op_threads"]
+    threads = job.session["intra_op_threads"]
     if threads:
         torch.set_num_threads(threads)
 
 
-def run_parity(job):
+def used(job) -> str:
+    return f"torch:{job.torch_model.device}:{job.torch_model.dtype}"
+
+
+def run_parity(job) -> ParityResult:
     set_threads(job)
     deformer = build_deformer(job)
-    with np.load(job["inputs"]) as staged:
+    with np.load(job.inputs_file) as staged:
         inputs = {name: staged[name] for name in staged.files}
-    calls = torch_calls(deformer, inputs, job["device"], runner.STANDARD_PATHS)
+    calls = torch_calls(deformer, inputs, job.torch_model.device, STANDARD_PATHS)
     wall_s, outputs = {}, {}
     for path, call in calls.items():
         start = time.perf_counter()
@@ -117,52 +124,49 @@ def run_parity(job):
             outputs["passage_hidden"] = value
         else:
             outputs[f"{path}_start_logits"], outputs[f"{path}_end_logits"] = value
-    with open(job["outputs"] + ".partial", "wb") as handle:
-        np.savez(handle, **outputs)
-    os.replace(job["outputs"] + ".partial", job["outputs"])
-    used = f"torch:{job['device']}:{job['dtype']}"
-    return {"wall_s": wall_s, "outputs": job["outputs"], "providers_used": {"model": used},
-            "provider_options_used": {}}
+    runner.save_arrays(job.outputs_file, outputs)
+    return ParityResult(wall_s=wall_s, outputs_file=job.outputs_file, providers_used={"model": used(job)},
+                        provider_options_used={})
 
 
-def run_timing(job):
+def run_timing(job) -> TimingResult:
     set_threads(job)
     thermal_before = target_environment.thermal_readings()
     load_start = time.perf_counter()
     deformer = build_deformer(job)
     load_s = time.perf_counter() - load_start
-    calls = torch_calls(deformer, runner.make_inputs(job), job["device"], job["paths"])
-    warmup, measure = job["warmup"], job["measure"]
-    runner.interleave(calls, warmup["min_count"], warmup["min_time_s"], warmup["max_time_s"])
-    samples, capped = runner.interleave(calls, measure["min_count"], measure["min_time_s"], measure["max_time_s"])
-    return {"samples_ns": samples, "stopped_by_time_cap": capped, "load_s": load_s,
-            "providers_used": {"model": f"torch:{job['device']}:{job['dtype']}"}, "provider_options_used": {},
-            "thermal_before_c": thermal_before, "thermal_after_c": target_environment.thermal_readings()}
+    calls = torch_calls(deformer, make_inputs(job.inputs), job.torch_model.device, job.paths)
+    runner.interleave(calls, job.warmup.min_count, job.warmup.min_time_s, job.warmup.max_time_s)
+    samples, capped = runner.interleave(calls, job.measure.min_count, job.measure.min_time_s,
+                                        job.measure.max_time_s)
+    return TimingResult(samples_ns=samples, stopped_by_time_cap=capped, load_s=load_s,
+                        providers_used={"model": used(job)}, provider_options_used={},
+                        thermal_before_c=thermal_before, thermal_after_c=target_environment.thermal_readings())
 
 
-def run_memory(job):
+def run_memory(job) -> MemoryResult:
     """Resident memory as runner.run_memory reads it; on a GPU also torch's own allocator figures (the peak
     after loading, reset, so it is the running's)."""
     import torch
 
     set_threads(job)
     deformer = build_deformer(job)
-    on_gpu = job["device"] != "cpu"
-    call = torch_calls(deformer, runner.make_inputs(job), job["device"], [job["path"]])[job["path"]]
+    on_gpu = job.torch_model.device != "cpu"
+    call = torch_calls(deformer, make_inputs(job.inputs), job.torch_model.device, [job.path])[job.path]
     gpu_after_load = torch.cuda.memory_allocated() / 2**20 if on_gpu else None
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     load_peak_kb, _ = runner.peak_rss()
     baseline_kb, rss_source = runner.current_rss()
     peak_reset = runner.reset_peak_rss()
-    for _ in range(job["iterations"]):
+    for _ in range(job.iterations):
         call()
     peak_kb, peak_source = runner.peak_rss()
-    return {"path": job["path"], "rss_after_load_mb": runner.megabytes(baseline_kb), "rss_source": rss_source,
-            "load_peak_rss_mb": runner.megabytes(load_peak_kb), "peak_rss_mb": runner.megabytes(peak_kb),
-            "peak_source": peak_source, "peak_excludes_loading": peak_reset and peak_source == "proc_vmhwm",
-            "iterations": job["iterations"], "gpu_memory_after_load_mb": gpu_after_load,
-            "gpu_memory_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None}
+    return MemoryResult(path=job.path, rss_after_load_mb=runner.megabytes(baseline_kb), rss_source=rss_source,
+                        load_peak_rss_mb=runner.megabytes(load_peak_kb), peak_rss_mb=runner.megabytes(peak_kb),
+                        peak_source=peak_source, peak_excludes_loading=peak_reset and peak_source == "proc_vmhwm",
+                        iterations=job.iterations, gpu_memory_after_load_mb=gpu_after_load,
+                        gpu_memory_peak_mb=torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None)
 
 
 MODES = {"probe": run_probe, "parity": run_parity, "timing": run_timing, "memory": run_memory}
@@ -172,16 +176,11 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     result_path = argv[argv.index("--result") + 1]
     job = runner.read_job(sys.stdin)
-    if job.get("protocol_version") != PROTOCOL_VERSION:
-        raise SystemExit(f"torch runner speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol_version')!r}")
     import torch
 
-    result = MODES[job["mode"]](job)
-    result.update({"protocol_version": PROTOCOL_VERSION, "mode": job["mode"], "torch": torch.__version__,
-                   "pid": os.getpid(), "usable_cores": target_environment.usable_cores()})
-    with open(result_path + ".partial", "w") as handle:
-        json.dump(result, handle)
-    os.replace(result_path + ".partial", result_path)
+    result = dataclasses.replace(MODES[job.mode](job), torch=torch.__version__, pid=os.getpid(),
+                                 usable_cores=target_environment.usable_cores())
+    runner.write_result(result, result_path)
 
 
 if __name__ == "__main__":

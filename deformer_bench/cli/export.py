@@ -4,9 +4,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..api.exporting import ExportRequest, export
 from ..model import POSITION_OFFSETS
 from .common import run_cli
-
 
 QUANTIZE_CHOICES = ("int8", "int8-arm64")
 
@@ -51,25 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from exporters.onnx_export import DEFAULT_OPSET, check_destination, check_opset, export_graph_set
-
-    check_opset(DEFAULT_OPSET if args.opset is None else args.opset)  # fail before the model loads
-    check_destination(args.out_dir, args.model_dir, args.overwrite)
-
-    from ..model import Deformer
-
-    deformer = Deformer.from_pretrained(args.model_dir, layer=args.layer, question_len=args.question_len,
-                                        passage_len=args.passage_len, passage_position_offset=args.position_offset)
-    if not deformer.qa_head_trained:
-        print(f"note: {args.model_dir} has no trained QA head; a deterministic random head was used "
-              "(fine for speed, meaningless for answers)", file=sys.stderr)
     variants = [name for name, asked in (("optimized", args.optimize), ("float16", args.fp16),
                                          ("ort", args.ort_format)) if asked] + args.quantize
-    manifest = export_graph_set(deformer, args.out_dir, opset=DEFAULT_OPSET if args.opset is None else args.opset,
-                                overwrite=args.overwrite, progress=not args.quiet, variants=variants)
-    worst = max(diff for case in manifest["validation"]["cases"] for diff in case["max_abs_diff"].values())
-    print(f"wrote {args.out_dir}: k={deformer.config.layer} of {deformer.num_layers} layers, "
-          f"validated at {len(manifest['validation']['cases'])} shapes (max abs diff {worst:.1e})")
+    result = export(ExportRequest(args.model_dir, args.out_dir, layer=args.layer, question_len=args.question_len,
+                                  passage_len=args.passage_len, position_offset=args.position_offset,
+                                  opset=args.opset, variants=variants, overwrite=args.overwrite,
+                                  progress=not args.quiet))
+    manifest = result.manifest
+    print(f"wrote {args.out_dir}: k={result.layer} of {result.num_layers} layers, "
+          f"validated at {len(manifest['validation']['cases'])} shapes (max abs diff {result.worst_difference:.1e})")
     for name, entry in manifest.get("variants", {}).items():
         validation = entry["validation"]
         print(f"  variant {name} (from {entry['parent']}): max abs diff from float32 "

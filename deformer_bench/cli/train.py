@@ -6,9 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError, DeformerBenchError
+from ..contracts.readers import FormatError, read_json
+from ..environment import describe_environment
 from ..files import write_text_atomically
-from ..readers import FormatError, read_json, read_yaml
+from ..squad.metric import warn_to_stderr
+from ..yaml_reader import read_yaml
 from .common import run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
@@ -40,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_class():
-    from ..train import TrainConfig
+    from ..train import TrainConfig  # deferred: torch
 
     return TrainConfig
 
@@ -111,7 +114,7 @@ def check_run_name(queue_path: Path, name) -> None:
 
 def queue_configs(queue_path: Path, runs_dir: Path) -> list:
     """[(name, TrainConfig, eval settings)] in queue order; `init`/`teacher` may name earlier runs."""
-    from ..model import default_model_dir
+    from ..model import default_model_dir  # deferred: torch
 
     queue = read_queue(queue_path)
     defaults = dict(queue.get("defaults") or {})
@@ -149,8 +152,7 @@ def check_queue_inputs(configs: list, runs_dir: Path, queue_path: Path = None) -
     """Before the first run starts (each takes an hour or more): every file and model a run reads must be
     there, or be made by an earlier run of the queue; every run's k must fit its model, and its directory
     must be one it may write."""
-    from ..errors import DeformerBenchError
-    from ..model import load_hf_config
+    from ..model import load_hf_config  # deferred: torch
     from ..training_checks import check_run_directory
 
     layers_of = {}  # model directory -> its number of layers (a run's model has its init's)
@@ -192,9 +194,7 @@ def read_evaluation(path: Path, evaluation: dict, doc_stride: int):
 
 
 def evaluate_run(name: str, config, evaluation: dict, command: list, progress: bool) -> dict:
-    from ..environment import describe_environment
-    from ..evaluate import evaluate_model
-    from ..squad.metric import warn_to_stderr
+    from ..evaluate import evaluate_model  # deferred: torch
 
     output = Path(config.output_dir)
     result_path = output / "eval.json"
@@ -215,7 +215,7 @@ def evaluate_run(name: str, config, evaluation: dict, command: list, progress: b
 
 
 def train_main(argv=None) -> int:
-    from ..model import default_model_dir
+    from ..model import default_model_dir  # deferred: torch
     from ..train import train
 
     args = build_parser().parse_args(argv)

@@ -9,8 +9,7 @@ build.py   building, resuming a killed build, appending new passages
 
 from .build import SEGMENT_WINDOWS, CacheCommands, build_passage_cache, build_passage_cache_from_shards
 from .codecs import DTYPES, bytes_per_window
-from .store import (PassageCache, check_free_space, distinct_windows, graph_identity, load_passage_cache,
-                    window_keys)
+from .store import PassageCache, check_free_space, distinct_windows, graph_identity, load_passage_cache, window_keys
 
 __all__ = ["DTYPES", "SEGMENT_WINDOWS", "CacheCommands", "PassageCache", "build_passage_cache",
            "build_passage_cache_from_shards",

@@ -8,7 +8,7 @@ its value, the others move by at most scale / 2. Per token, not per window: a wi
 
 import numpy as np
 
-from ..errors import PassageCacheError
+from ..contracts.errors import PassageCacheError
 
 DTYPES = ("float32", "float16", "int8")
 STORED = {"float32": np.float32, "float16": np.float16, "int8": np.int8}

@@ -30,9 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PassageCacheError
+from ..contracts import strict_json
+from ..contracts.errors import PassageCacheError
 from ..files import scratch_directory
-from ..runtime import strict_json
+from ..runtime.sessions import DEFAULT_SETTINGS, open_session
+from .build import compute_states, write_segment
+from .codecs import encode
 
 EXTRA = "ray[data]==2.60.0"
 
@@ -91,15 +94,10 @@ class SegmentWriter:
     def __init__(self, graph_path: str, settings: dict, out_dir: str, batch_size: int, dtype: str, vocab_size: int):
         from pathlib import Path
 
-        from ..runtime.sessions import open_session
-
         self.session = open_session(graph_path, settings)
         self.out_dir, self.batch_size, self.dtype, self.vocab_size = Path(out_dir), batch_size, dtype, vocab_size
 
     def __call__(self, batch: dict) -> dict:
-        from .build import compute_states, write_segment
-        from .codecs import encode
-
         entries = []
         for index, ids, mask in zip(batch["index"], batch["input_ids"], batch["attention_mask"]):
             states = compute_states(self.session, np.asarray(ids, np.int64), np.asarray(mask, np.int64),
@@ -209,8 +207,6 @@ class RayEngine:
         if not chunks:
             return
         ray = self.connect()
-        from ..serving import EVALUATION_SESSION
-
         cpus = float(ray.cluster_resources().get("CPU", 1))
         workers = min(self.workers or max(1, int(cpus)), len(chunks))
         per_actor = min(1.0, max(0.1, (cpus - 0.5) / workers))
@@ -220,7 +216,7 @@ class RayEngine:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress
         items = [{"index": index, "input_ids": ids, "attention_mask": mask} for index, ids, mask in chunks]
-        settings = {**EVALUATION_SESSION, "intra_op_threads": threads, "inter_op_threads": 1}
+        settings = {**DEFAULT_SETTINGS, "intra_op_threads": threads, "inter_op_threads": 1}
         dataset = ray.data.from_items(items).map_batches(
             SegmentWriter, batch_size=1, batch_format="numpy", concurrency=workers, num_cpus=per_actor,
             fn_constructor_args=(str(graph_set.path("lower_passage")), settings, str(out_dir), batch_size, dtype,

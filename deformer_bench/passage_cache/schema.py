@@ -12,7 +12,7 @@ whose build did not finish cannot say what it was started with, and is refused.
 
 import re
 
-from ..errors import PassageCacheError
+from ..contracts.errors import PassageCacheError
 from .codecs import DTYPES
 
 FORMAT_VERSION = 4

@@ -1,7 +1,7 @@
-"""What runs exported graphs, on any machine: the standard library, numpy and onnxruntime only (no torch).
+"""What runs exported graphs, on any machine: the standard library, numpy, onnxruntime and the contracts only
+(no torch). Staged to measured machines with the contracts (bench/targets.py).
 
-contract.py       the graphs a DeFormer is exported as: names, inputs, outputs, dtypes and dynamic axes
-cached_states.py  reading passage states out of a memory-mapped passage cache (the served online path)
-strict_json.py    JSON as the format says (no key twice, no NaN): the runner's job, and every JSON file the host
-                  reads (deformer_bench.readers)
+sessions.py            onnxruntime sessions of a graph set on exactly the provider asked for, the paths over them
+cached_states.py       reading passage states out of a memory-mapped passage cache (the served online path)
+target_environment.py  the measured machine, read on it (CPU, cores, governors, temperatures, providers, GPUs)
 """

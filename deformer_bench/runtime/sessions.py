@@ -14,12 +14,16 @@ its figures would be the CPU's under another device's name.
 
 import os
 
-from .contract import GRAPHS
+from ..contracts.graphs import GRAPHS
 
 GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-# ONNX Runtime's defaults (threads = cores, sequential, every graph optimization) except spinning, which is
-# off: sessions of a graph set run back to back, and a spinning pool holds the cores the next one needs.
+# The one set of session defaults (the benchmark's profiles override them; serving, evaluation and the passage
+# cache's builds use them): ONNX Runtime's own (threads = cores, sequential, every graph optimization) except
+# spinning, which is off. Sessions of a graph set run back to back, and a spinning pool holds the cores the next
+# one (or a training run beside it) needs: at batch 1 the bench measured ORT's default spinning doubling the
+# latency of back-to-back sessions (results/settings); at evaluation's batch 64 beside a training run spinning
+# saved only ~3% (4 batches: 22.3-23.0 s vs 23.3-23.7 s).
 DEFAULT_SETTINGS = {"provider": "CPUExecutionProvider", "intra_op_threads": 0, "inter_op_threads": 0,
                     "allow_spinning": False, "graph_optimization": "all"}
 

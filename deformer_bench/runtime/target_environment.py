@@ -46,6 +46,11 @@ def _int(text: str):
         return None
 
 
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo's text; empty where there is none (macOS, Windows) or it cannot be read."""
+    return _read("/proc/cpuinfo") or ""
+
+
 def cpu_blocks(text: str) -> list:
     """/proc/cpuinfo as one {key: value} per processor block."""
     blocks, current = [], {}
@@ -191,7 +196,7 @@ def emulation(machine: str = None, kernel_arch: str = None, process_name: str = 
 
 def describe_target() -> dict:
     """This machine, as a result records it."""
-    cpuinfo = _read("/proc/cpuinfo") or ""
+    cpuinfo = read_cpuinfo()
     emulator = emulation()
     return {
         "machine": platform.machine(),

@@ -19,9 +19,10 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..errors import ConfigError, RuntimeFailure, first_line
+from ..contracts.errors import ConfigError, RuntimeFailure, first_line
 from . import logs
 
 LOADGEN_SCENARIOS = {"single-stream": "SingleStream", "server": "Server", "offline": "Offline"}
@@ -34,7 +35,7 @@ LOADGEN_PACKAGE = "mlcommons-loadgen==6.0.17"
 def import_loadgen():
     """The mlperf_loadgen module (package mlcommons-loadgen), or a ConfigError saying how to get it."""
     try:
-        import mlperf_loadgen
+        import mlperf_loadgen  # deferred: mlperf_loadgen, an optional extra ([scenarios]) only a scenario run needs
     except ImportError:
         try:  # the wheel's own name; importing it registers the mlperf_loadgen alias
             import mlcommons_loadgen  # noqa: F401
@@ -47,8 +48,6 @@ def import_loadgen():
 
 
 def loadgen_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("mlcommons-loadgen")
     except PackageNotFoundError:

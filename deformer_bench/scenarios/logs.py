@@ -10,7 +10,7 @@ latency) and its accuracy log (each sample's response). The figures of a scenari
     mlperf_log_accuracy.json [{"seq_id", "qsl_idx", "data": hex of the response bytes}] (accuracy mode)
 
 Every JSON value read here, a whole file or one line, goes through the project's one strict reader
-(readers.py, runtime/strict_json.py): a key given twice, NaN or Infinity is refused, never read as Python's json
+(contracts/readers.py, contracts/strict_json.py): a key given twice, NaN or Infinity is refused, never read as Python's json
 would (the last value kept, a NaN latency passed on to results.json).
 """
 
@@ -18,9 +18,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RuntimeFailure
-from ..readers import parse_json, read_json
-from ..runtime import strict_json
+from ..contracts.errors import RuntimeFailure
+from ..contracts.readers import parse_json, read_json
+from ..contracts import strict_json
 
 PREFIX = "mlperf_log_"
 SUMMARY_FILE, DETAIL_FILE = f"{PREFIX}summary.txt", f"{PREFIX}detail.txt"

@@ -7,8 +7,10 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
+
+from ..contracts.readers import read_json
 from ..files import save_figure_atomically, write_text_atomically
-from ..readers import read_json
 from .results import (GATE_FRACTION, REFERENCE_LABEL, ScenarioResults, accuracy_gate, csv_rows, offline_rate,
                       speedups)
 
@@ -194,7 +196,7 @@ def report_markdown(results: ScenarioResults, plots: list = ()) -> str:
 
 
 def _figure(columns: int, height: float = 4.2):
-    import matplotlib
+    import matplotlib  # deferred: matplotlib, heavy and needed only to draw
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -217,8 +219,6 @@ def _save(plt, figure, path: Path) -> None:
 
 def plot_latency_cdf(results: ScenarioResults, path: Path) -> None:
     """Per scenario with per-query latencies (SingleStream; Server at the QPS found), each system's CDF."""
-    import numpy as np
-
     panels = [("SingleStream", lambda run: run.single_stream),
               ("Server at its max QPS", lambda run: run.server.best.result if run.server and run.server.best else None)]
     panels = [(title, pick) for title, pick in panels if any(pick(run) for run in results.runs)]

@@ -17,13 +17,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, PassageCacheError
-from ..files import check_distinct_paths, check_output_dir, new_results_folder, staged_directory
+from ..answer import graph_set_tokenizer
+from ..bench import machine_state
+from ..bench.plan import session_settings as device_session_settings
+from ..bench.run import start_machine_state
+from ..contracts.errors import ConfigError, PassageCacheError
+from ..contracts.manifest import load_graph_set
+from ..environment import describe_environment
+from ..files import (check_distinct_paths, check_output_dir, command_line, new_results_folder, staged_directory,
+                     tokenizer_input)
+from ..passage_cache import load_passage_cache
+from ..passage_cache.store import check_windows_cut, graph_identity, resume_hint, tokenizer_sha256
+from ..squad.features import check_doc_stride, featurize
+from ..squad.metric import evaluate
 from . import driver, logs
 from .results import (REFERENCE_LABEL, AccuracyResult, LoadGenResult, ScenarioResults, ServerSearch, ServerTrial,
                       SystemRun)
+from .report import write_report
 from .samples import SampleSet, check_draw, choose_samples
-from .search import format_qps, confirm_peak_qps, search_peak_qps
+from .search import confirm_peak_qps, format_qps, search_peak_qps
 from .systems import DOC_STRIDE, QuestionAnswerer, SystemSpec
 
 SCENARIOS = ("single-stream", "server", "offline")
@@ -106,8 +118,6 @@ def check_request(request: ScenarioRequest) -> None:
 def request_inputs(request: ScenarioRequest) -> dict:
     """{what: path} of everything a run reads, named or found by default: the dataset, every graph set and the
     tokenizer folder its manifest names (the model it was exported from), every passage cache, the profile file."""
-    from ..cli.common import tokenizer_input
-
     inputs = {"the dataset": request.dataset}
     for graphs in dict.fromkeys(Path(spec.graphs) for spec in request.systems):
         kinds = "/".join(dict.fromkeys(spec.kind for spec in request.systems if Path(spec.graphs) == graphs))
@@ -130,17 +140,11 @@ def check_output_location(request: ScenarioRequest) -> None:
 def prepare_systems(request: ScenarioRequest, samples: SampleSet) -> list:
     """Every system's verified graph set and tokenizer, and each deformer's passage cache: one built with its own
     lower_passage graph, finished, cut with the same stride and tokenizer, holding every window of the samples."""
-    from exporters.manifest import load_graph_set
-
-    from ..answer import graph_set_tokenizer
-
-    from ..squad.features import check_doc_stride
-
     prepared, tokenizers = [], {}
     for spec in request.systems:
         graph_set = load_graph_set(spec.graphs, spec.variant)
-        check_doc_stride(graph_set.deformer["passage_len"], request.doc_stride)
-        source = graph_set.manifest["model"]["source"]
+        check_doc_stride(graph_set.deformer.passage_len, request.doc_stride)
+        source = graph_set.model.source
         if source not in tokenizers:
             tokenizers[source] = graph_set_tokenizer(graph_set)
         prepared.append(PreparedSystem(spec, graph_set, tokenizers[source]))
@@ -153,8 +157,6 @@ def cache_build_command(spec: SystemSpec, dataset, out, doc_stride: int = DOC_ST
     """The deformer-cache build that makes (or, `append`, completes) a system's passage cache of `dataset`, as a
     command to paste: the float32 graphs are deformer-cache's default, any other variant is named with --variant.
     `out` is a path, or a word such as DIR for the user to choose."""
-    from ..cli.common import command_line
-
     return command_line("deformer-cache", "build", Path(spec.graphs),
                         *(("--variant", spec.variant) if spec.variant != "float32" else ()),
                         "--passages", Path(dataset), "--out", out, "--doc-stride", doc_stride,
@@ -164,9 +166,6 @@ def cache_build_command(spec: SystemSpec, dataset, out, doc_stride: int = DOC_ST
 def match_caches(deformers: list, directories: list, samples: SampleSet, doc_stride: int = DOC_STRIDE) -> None:
     """Give each deformer system the cache built with its lower_passage graph; a cache that fits none of them
     (another graph set, another variant) is refused, as is a system without one."""
-    from ..passage_cache import load_passage_cache
-    from ..passage_cache.store import check_windows_cut, graph_identity, resume_hint, tokenizer_sha256
-
     caches = []
     for directory in directories:
         cache = load_passage_cache(directory)
@@ -207,10 +206,8 @@ def check_cache_holds_samples(system: PreparedSystem, cache, directory: Path, sa
                               doc_stride: int) -> None:
     """Every window of every sample's passage is in the cache: a `deformer` query is a cache hit by definition
     (misses are the deformer-miss system's)."""
-    from ..squad.features import featurize
-
     deformer = system.graph_set.deformer
-    features = featurize(list(samples.examples), system.tokenizer, deformer["question_len"], deformer["passage_len"],
+    features = featurize(list(samples.examples), system.tokenizer, deformer.question_len, deformer.passage_len,
                          doc_stride, progress=False)
     missing = int((cache.lookup(features.passage_input_ids, features.passage_attention_mask) < 0).sum())
     if missing:
@@ -222,8 +219,6 @@ def check_cache_holds_samples(system: PreparedSystem, cache, directory: Path, sa
 
 
 def session_settings(request: ScenarioRequest) -> dict:
-    from ..bench.plan import session_settings as device_session_settings
-
     return device_session_settings(request.device, request.profile)
 
 
@@ -296,8 +291,6 @@ class SystemMeasurement:
         return QUICK_DURATION_S if self.request.quick else self.request.max_duration_s
 
     def accuracy(self) -> None:
-        from ..squad.metric import evaluate
-
         log_dir = self.log_dir("accuracy")
         result = self.loadgen(driver.LoadGenPlan("offline", True, len(self.samples)), log_dir)
         responses = logs.read_accuracy_log(log_dir)
@@ -409,11 +402,6 @@ def result_warnings(request: ScenarioRequest, runs: list, layout: list, machine:
 
 def run_scenarios(request: ScenarioRequest) -> Path:
     """Check everything, measure, and write the results folder; returns its path."""
-    from ..bench import machine_state
-    from ..bench.run import start_machine_state
-    from ..environment import describe_environment
-    from .report import write_report
-
     check_request(request)
     check_output_location(request)  # now, not after reading every input
     lg = driver.import_loadgen()

@@ -4,7 +4,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError
 from ..squad.data import DatasetError, load_squad
 
 # LoadGen holds every sample in memory (performance_sample_count is the samples chosen): a million questions is

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ManifestError, first_line
+from ..contracts.errors import ManifestError, first_line
+from ..runtime.sessions import GraphSetSessions, open_session
 from ..serving import passage_states
 from ..squad.features import featurize
 from ..squad.postprocess import predictions_from_logits
@@ -93,14 +94,12 @@ class QuestionAnswerer:
 
     def __init__(self, spec: SystemSpec, graph_set, tokenizer, session_settings: dict, cache=None,
                  doc_stride: int = DOC_STRIDE):
-        from ..runtime.sessions import GraphSetSessions
-
         self.spec, self.graph_set, self.tokenizer, self.cache, self.doc_stride = (spec, graph_set, tokenizer, cache,
                                                                                    doc_stride)
         self.session_settings = session_settings
         deformer = graph_set.deformer
-        self.question_len, self.passage_len = deformer["question_len"], deformer["passage_len"]
-        self.passage_token_type = deformer["passage_token_type"]
+        self.question_len, self.passage_len = deformer.question_len, deformer.passage_len
+        self.passage_token_type = deformer.passage_token_type
         try:
             self.sessions = GraphSetSessions(graph_set.directory, KIND_GRAPHS[spec.kind], session_settings)
         except Exception as error:  # onnxruntime's own types (InvalidProtobuf, Fail, ...), a provider fallback
@@ -143,8 +142,6 @@ class QuestionAnswerer:
         if missed.any():
             self.cache_misses += int(missed.sum())
             if self.lower_passage_session is None:
-                from ..runtime.sessions import open_session
-
                 self.lower_passage_session = open_session(self.graph_set.path("lower_passage"), self.session_settings)
         states = passage_states(self.cache, rows, missed, self.lower_passage_session, features.passage_input_ids,
                                 features.passage_attention_mask)

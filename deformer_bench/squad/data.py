@@ -5,8 +5,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeformerBenchError
-from ..readers import GZIP_MAGIC, parse_json, read_bytes
+from ..contracts.errors import DeformerBenchError
+from ..contracts.readers import GZIP_MAGIC, parse_json, read_bytes
 
 
 class DatasetError(DeformerBenchError):

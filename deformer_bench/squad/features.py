@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError
 
 
 @dataclass

@@ -1,28 +1,14 @@
-"""float16 graph sets made from the exported float32 ones, and measured like any other."""
+"""A device's precision: float16 is an exported variant a profile names; the parity check's tolerances."""
 
 import json
 
 import numpy as np
-import onnx
 import pytest
 
-from deformer_bench.bench.precision import FLOAT16_TOLERANCE, convert_graph_set
-from deformer_bench.bench.parity import compare, reference_outputs
-from deformer_bench.bench.runner import make_inputs
+from deformer_bench.exporters.variants import TOLERANCES
+from deformer_bench.runtime.parity import compare
 
-
-def test_float16_graphs_keep_float32_inputs_and_outputs_and_agree_with_float32(tiny_graphs, tmp_path):
-    converted = convert_graph_set(tiny_graphs, tmp_path / "fp16", "float16")
-    upper = onnx.load(str(converted / "upper.onnx"))
-    float_types = {init.data_type for init in upper.graph.initializer if init.data_type in (1, 10)}
-    assert 10 in float_types  # weights are float16 (onnx type 10; layer norms may stay float32)
-    assert {value.type.tensor_type.elem_type for value in upper.graph.input} <= {1, 7}  # float32 and int64 kept
-    assert json.loads((converted / "manifest.json").read_text())["graph_dtype"] == "float16"
-    inputs = make_inputs({"seed": 0, "batch_size": 1, "question_len": 8, "passage_len": 24, "vocab_size": 120,
-                          "passage_token_type": 1})
-    record = compare(reference_outputs(converted, inputs), reference_outputs(tiny_graphs, inputs), FLOAT16_TOLERANCE)
-    assert record["passed"] and 0 < max(record["max_abs_diff"].values()) < FLOAT16_TOLERANCE
-    assert convert_graph_set(tiny_graphs, tmp_path / "unused", "float32") == tiny_graphs
+FLOAT16_TOLERANCE = TOLERANCES["float16"]
 
 
 def test_a_differing_output_fails_the_comparison_by_name():
@@ -36,30 +22,68 @@ def test_a_differing_output_fails_the_comparison_by_name():
     # recorded as null, not as Infinity, which results.json's strict reader would refuse
     import json
 
-    from deformer_bench.readers import parse_json
+    from deformer_bench.contracts.readers import parse_json
 
     assert nan["max_abs_diff"] == {"passage_hidden": None} and "difference nan" in nan["problems"][0]
     assert parse_json(json.dumps(nan), "parity record") == nan
 
 
-@pytest.mark.parametrize("dtype", ["float16"])
-def test_a_float16_profile_is_measured_and_recorded_as_such(tiny_graphs, tmp_path, dtype):
+@pytest.fixture(scope="module")
+def tiny_graphs_float16(tiny_model_dir, tmp_path_factory):
+    from deformer_bench.exporters.onnx_export import export_graph_set
+    from deformer_bench.model import Deformer
+
+    out = tmp_path_factory.mktemp("fp16") / "graphs"
+    export_graph_set(Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24), out,
+                     progress=False, variants=("float16",))
+    return out
+
+
+def profile_naming(tmp_path, variant):
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"name: p\ndescription: d\ndevice: cpu\nintra_op_threads: 1\nbatch_sizes: [1]\n"
+                       f"variant: {variant}\n")
+    return profile
+
+
+def bench(*args):
     import subprocess
     import sys
 
-    profile = tmp_path / "p.yaml"
-    profile.write_text(f"name: p\ndescription: d\ndevice: cpu\nintra_op_threads: 1\nbatch_sizes: [1]\n"
-                       f"graph_dtype: {dtype}\n")
-    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.bench", "--graphs", str(tiny_graphs),
-                                "--profile", str(profile), "--quick", "--quiet", "--output", str(tmp_path / "r")],
-                               capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "deformer_bench.cli.bench", *map(str, args), "--quick", "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_profile_naming_the_float16_variant_measures_it_and_records_its_precision(tiny_graphs_float16, tmp_path):
+    completed = bench("--graphs", tiny_graphs_float16, "--profile", profile_naming(tmp_path, "float16"),
+                      "--output", tmp_path / "r")
     assert completed.returncode == 0, completed.stderr
     [directory] = list((tmp_path / "r").iterdir())
     results = json.loads((directory / "results.json").read_text())
     [config] = results["configs"]
-    assert config["precision"] == dtype and config["parity"]["tolerance"] == FLOAT16_TOLERANCE
+    assert config["variant"] == "float16" and config["label"].endswith("[float16]")
+    assert config["precision"] == "float16" and config["parity"]["tolerance"] == FLOAT16_TOLERANCE
     assert config["parity"]["passed"] and config["batches"]
-    assert results["devices"][0]["precision"] == dtype
+    assert "unsplit_float32" in config["batches"][0]["processes"][0]["samples_ns"]  # beside its float32 parent
+    assert results["devices"][0]["precision"] == "float16"
+
+
+def test_a_profile_naming_a_variant_the_graph_set_lacks_is_refused(tiny_graphs, tmp_path):
+    completed = bench("--graphs", tiny_graphs, "--profile", profile_naming(tmp_path, "float16"),
+                      "--output", tmp_path / "r")
+    assert completed.returncode == 2 and "has no float16 variant" in completed.stderr, completed.stderr
+
+
+def test_graph_dtype_is_retired_with_a_hint_naming_the_variant(tmp_path):
+    from deformer_bench.contracts.errors import ProfileError
+    from deformer_bench.profiles import load_profile
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text("name: p\ndescription: d\ndevice: cpu\nintra_op_threads: 1\nbatch_sizes: [1]\n"
+                       "graph_dtype: float16\n")
+    with pytest.raises(ProfileError, match="graph_dtype is no longer a profile key") as caught:
+        load_profile(str(profile))
+    assert "variant: float16" in caught.value.hint
 
 
 def test_int8_variants_are_checked_across_devices_to_a_quantization_step():

@@ -11,6 +11,8 @@ import pytest
 from deformer_bench.bench import runner
 from deformer_bench.bench.devices import DEVICES
 from deformer_bench.bench.run import BenchConfig, DevicePlan, run_benchmark, save_results
+from deformer_bench.contracts.protocol import Job
+from deformer_bench.report import write_report
 from deformer_bench.profiles import load_profile
 from deformer_bench.runtime.target_environment import describe_target
 
@@ -57,12 +59,12 @@ class FakeTarget:
         if job["mode"] == "probe":
             return {"mode": "probe", "environment": describe_target()}
         if job["mode"] == "parity":
-            job = {**job, "inputs": os.path.join(self.path, job["inputs"]),
-                   "outputs": os.path.join(self.path, job["outputs"])}
+            job = {**job, "inputs_file": os.path.join(self.path, job["inputs_file"]),
+                   "outputs_file": os.path.join(self.path, job["outputs_file"])}
             previous = os.getcwd()
             os.chdir(self.path)  # as a target runs it: in its work directory (the served cache file goes there)
             try:
-                return {"mode": "parity", **runner.run_parity(job)}
+                return runner.run_parity(Job.from_json(job)).as_json()
             finally:
                 os.chdir(previous)
         if job["mode"] == "memory":
@@ -93,31 +95,31 @@ def test_every_case_runs_the_asked_number_of_fresh_timing_processes(fake_run):
     assert modes == ["probe", "parity"] + ["timing"] * 3 + ["memory"] * 4  # online_served has none
     caches = [job["passage_cache_out"] for job in target.jobs if job["mode"] == "timing"]
     assert caches[0] and caches[1:] == [None, None]  # the first process saves the passage states
-    [batch] = results["configs"][0]["batches"]
+    [batch] = results.configs[0]["batches"]
     assert [process["pid"] for process in batch["processes"]] == [100, 101, 102]
     assert batch["across_processes"]["speedup_vs_unsplit"]["online"]["values"] == pytest.approx([3.0, 3.1, 3.2])
-    assert results["format_version"] == 3 and results["timing_processes"] == 3
-    [config] = results["configs"]
+    assert results.format_version == 3 and results.timing_processes == 3
+    [config] = results.configs
     assert (config["device"], config["backend"], config["transport"], config["emulated"]) == (
         "cpu", "onnxruntime", "local", False)
     assert config["providers"] == {"asked": "CPUExecutionProvider", "used": ["CPUExecutionProvider"]}
     assert config["parity"]["passed"] and config["parity"]["max_abs_diff"]["online_start_logits"] == 0.0
-    assert results["devices"][0]["status"] == "measured" and results["failures"] == []
+    assert results.devices[0]["status"] == "measured" and results.failures == []
 
 
 def test_the_machine_state_is_recorded_and_a_busy_machine_warned_about(fake_run):
     results, _, stderr = fake_run
-    state = results["machine_state"]
+    state = results.machine_state
     assert state["at_start"] == BUSY and state["at_end"] == QUIET and not state["quiet"]
-    assert results["warnings"][:2] == state["warnings"]
-    assert "1-min load average 3.00" in results["warnings"][0] and "trainer (pid 9)" in results["warnings"][1]
+    assert results.warnings[:2] == state["warnings"]
+    assert "1-min load average 3.00" in results.warnings[0] and "trainer (pid 9)" in results.warnings[1]
     assert "machine not quiet at the start" in stderr  # said as the run starts, not only at its end
-    assert not results["headline"]["ok"]
+    assert not results.headline["ok"]
 
 
 def test_the_report_shows_processes_machine_state_and_missing_memory(fake_run, tmp_path):
     results, _, _ = fake_run
-    directory = save_results(results, tmp_path / "out", "tiny")
+    directory = save_results(results, tmp_path / "out", "tiny", write_report)
     report = (directory / "report.md").read_text()
     assert "**Not headline figures:** --quick" in report
     assert "## Machine state" in report and "**Not quiet**" in report and "trainer (pid 9) 99%" in report

@@ -4,8 +4,10 @@ import sys
 
 import pytest
 
-from deformer_bench.bench.runner import PROTOCOL_VERSION, interleave
+from deformer_bench.bench.runner import interleave
 from deformer_bench.bench.targets import RUNNER_SCRIPT
+from deformer_bench.contracts.protocol import PROTOCOL_VERSION, InputSpec, Job
+from deformer_bench.runtime.paths import make_inputs
 
 
 class FakeClock:
@@ -94,18 +96,20 @@ def test_the_served_path_times_a_gather_from_a_mapped_file_and_answers_as_online
     from deformer_bench.bench import runner
 
     monkeypatch.chdir(tmp_path)  # the runner works in its staged work directory
-    timing = runner.run_timing(job(tiny_graphs, mode="timing", paths=["unsplit", "online", "online_served"],
-                                   served_cache_mb=1, warmup={"min_count": 1, "min_time_s": 0.0, "max_time_s": 10.0},
-                                   measure={"min_count": 3, "min_time_s": 0.0, "max_time_s": 10.0}))
-    assert len(timing["samples_ns"]["online_served"]) == 3 and timing["served_cache_bytes"] >= 2**20
+    timing = runner.run_timing(Job.from_json(job(
+        tiny_graphs, mode="timing", paths=["unsplit", "online", "online_served"], served_cache_mb=1,
+        warmup={"min_count": 1, "min_time_s": 0.0, "max_time_s": 10.0},
+        measure={"min_count": 3, "min_time_s": 0.0, "max_time_s": 10.0})))
+    assert len(timing.samples_ns["online_served"]) == 3 and timing.served_cache_bytes >= 2**20
     assert not (tmp_path / runner.SERVED_CACHE_FILE).exists()  # removed: the next process writes its own
-    inputs = runner.make_inputs(job(tiny_graphs))
+    inputs = make_inputs(InputSpec(batch_size=2, question_len=8, passage_len=24, passage_token_type=1, vocab_size=120))
     import numpy as np
 
     np.savez(tmp_path / "inputs.npz", **inputs)
-    parity = runner.run_parity(job(tiny_graphs, mode="parity", inputs="inputs.npz", outputs="outputs.npz",
-                                   paths=["online", "online_served", "online_miss"]))
-    with np.load(tmp_path / parity["outputs"]) as outputs:
+    parity = runner.run_parity(Job.from_json(job(tiny_graphs, mode="parity", inputs_file="inputs.npz",
+                                                 outputs_file="outputs.npz",
+                                                 paths=["online", "online_served", "online_miss"])))
+    with np.load(tmp_path / parity.outputs_file) as outputs:
         assert np.array_equal(outputs["online_served_start_logits"], outputs["online_start_logits"])
         assert np.array_equal(outputs["online_served_end_logits"], outputs["online_end_logits"])
         # a cache miss computes the same passage states in the call: the same logits
@@ -131,10 +135,10 @@ def test_memory_without_proc_on_macos_reads_ps_and_scales_ru_maxrss_from_bytes(t
     monkeypatch.setattr(runner.sys, "platform", "darwin")
     monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=300 * 2**20))  # bytes
     monkeypatch.setattr(runner, "ps_rss_kb", lambda: 200 * 1024)
-    result = runner.run_memory(job(tiny_graphs, mode="memory", path="unsplit", iterations=1))
-    assert result["rss_after_load_mb"] == 200 and result["rss_source"] == "ps"
-    assert result["peak_rss_mb"] == 300 and result["load_peak_rss_mb"] == 300 and result["peak_source"] == "ru_maxrss"
-    assert result["peak_excludes_loading"] is False
+    result = runner.run_memory(Job.from_json(job(tiny_graphs, mode="memory", path="unsplit", iterations=1)))
+    assert result.rss_after_load_mb == 200 and result.rss_source == "ps"
+    assert result.peak_rss_mb == 300 and result.load_peak_rss_mb == 300 and result.peak_source == "ru_maxrss"
+    assert result.peak_excludes_loading is False
 
 
 def test_ru_maxrss_is_kib_on_linux(monkeypatch):
@@ -170,9 +174,9 @@ def test_memory_figures_missing_everywhere_are_none_not_a_crash(tiny_graphs, tmp
     monkeypatch.setattr(runner, "PROC_CLEAR_REFS", str(tmp_path / "no-proc" / "clear_refs"))
     monkeypatch.setattr(runner, "ps_rss_kb", lambda: None)
     monkeypatch.setattr(runner, "ru_maxrss_kb", lambda: None)
-    result = runner.run_memory(job(tiny_graphs, mode="memory", path="unsplit", iterations=1))
-    assert result["rss_after_load_mb"] is None and result["peak_rss_mb"] is None
-    assert result["peak_excludes_loading"] is False
+    result = runner.run_memory(Job.from_json(job(tiny_graphs, mode="memory", path="unsplit", iterations=1)))
+    assert result.rss_after_load_mb is None and result.peak_rss_mb is None
+    assert result.peak_excludes_loading is False
 
 
 def test_a_graph_onnxruntime_cannot_load_fails_the_runner_with_exit_code_3(tiny_graphs, tmp_path):
@@ -181,7 +185,7 @@ def test_a_graph_onnxruntime_cannot_load_fails_the_runner_with_exit_code_3(tiny_
     import pytest
 
     from deformer_bench.bench.targets import Target
-    from deformer_bench.errors import EXIT_FAILURE, RunnerError
+    from deformer_bench.contracts.errors import EXIT_FAILURE, RunnerError
 
     broken = tmp_path / "graphs"
     shutil.copytree(tiny_graphs, broken)

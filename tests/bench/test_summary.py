@@ -1,19 +1,20 @@
 import pytest
 
-from deformer_bench.bench.summary import (batch_across, batch_processes, headline_check, summarise_batch,
-                                          with_peak_above_load)
+from deformer_bench.bench.summary import few_processes_warning, headline_check, summarise_batch, with_peak_above_load
+from deformer_bench.contracts.protocol import MemoryResult, TimingResult
 
 MS = 1_000_000
 
 
 def timing(unsplit_ms, online_ms, rounds=5, capped=False, pid=1):
-    return {"samples_ns": {"unsplit": [unsplit_ms * MS] * rounds, "online": [online_ms * MS] * rounds,
-                           "passage_precompute": [5 * MS] * rounds},
-            "stopped_by_time_cap": capped, "load_s": 0.1, "pid": pid, "mode": "timing"}
+    return TimingResult(samples_ns={"unsplit": [unsplit_ms * MS] * rounds, "online": [online_ms * MS] * rounds,
+                                    "passage_precompute": [5 * MS] * rounds},
+                        stopped_by_time_cap=capped, load_s=0.1, pid=pid)
 
 
 def memory(peak=120.0, loaded=100.0, excludes=True):
-    return {path: {"path": path, "peak_rss_mb": peak, "rss_after_load_mb": loaded, "peak_excludes_loading": excludes}
+    return {path: MemoryResult(path=path, iterations=1, peak_rss_mb=peak, rss_after_load_mb=loaded,
+                               peak_excludes_loading=excludes)
             for path in ("unsplit", "online", "passage_precompute")}
 
 
@@ -64,13 +65,6 @@ def test_peak_above_load_only_where_the_peak_excludes_loading(peak, loaded, excl
     assert record["peak_above_load_mb"] == above
 
 
-def test_a_format_1_batch_reads_as_one_process():
-    old = {"batch_size": 1, "samples_ns": timing(30, 10)["samples_ns"], "load_s": 0.2}
-    [process] = batch_processes(old)
-    assert process["index"] == 0 and process["speedup_vs_unsplit"]["online"] == pytest.approx(3.0)
-    assert batch_across(old)["count"] == 1 and batch_across(old)["speedup_vs_unsplit"]["online"]["max_deviation"] == 0
-
-
 def test_headline_needs_three_processes_a_quiet_machine_and_agreeing_processes():
     tight = {"batches": [summarise_batch("c", 1, [timing(30, 10)] * 3, memory())]}
     loose = {"batches": [summarise_batch("c", 1, [timing(30, 10), timing(33, 10), timing(30, 12)], memory())]}
@@ -79,3 +73,10 @@ def test_headline_needs_three_processes_a_quiet_machine_and_agreeing_processes()
     assert len(reasons) == 4
     assert "--quick" in reasons[0] and "at least 3" in reasons[1] and "not quiet" in reasons[2]
     assert "spread more than 5%" in reasons[3]
+
+
+def test_too_few_processes_are_said_in_one_line_in_the_headline_and_the_warnings():
+    assert few_processes_warning(3) is None
+    line = few_processes_warning(2)
+    assert line.startswith("2 timing process(es) per case: too few") and "(--processes)" in line
+    assert line in headline_check("server-cpu", 2, {"quiet": True}, [])["reasons"]

@@ -6,10 +6,12 @@ import sys
 
 import pytest
 
+from deformer_bench.contracts.protocol import ProbeJob
+
 from deformer_bench.bench.devices import (DEVICES, check_target_settings, make_target, parse_ssh_url,
                                           resolve_devices)
 from deformer_bench.bench.targets import STAGED_SOURCES, EmulatorTarget, SshTarget, Target, runner_bundle
-from deformer_bench.errors import EXIT_FAILURE, DeviceError, RunnerError, TargetError
+from deformer_bench.contracts.errors import EXIT_FAILURE, DeviceError, RunnerError, TargetError
 
 JOB = {"mode": "timing"}
 
@@ -49,7 +51,8 @@ def test_the_runner_and_its_runtime_are_staged_and_removed_after(tmp_path):
     assert not os.path.exists(work_dir)  # removed after the device was done
     assert (tmp_path / "staged").read_text().split() == sorted(f"./{name}" for name in STAGED_SOURCES)
     names = set(STAGED_SOURCES)
-    assert {"runner.py", "deformer_bench/runtime/sessions.py", "deformer_bench/runtime/contract.py",
+    assert {"runner.py", "deformer_bench/runtime/sessions.py", "deformer_bench/contracts/graphs.py",
+            "deformer_bench/contracts/strict_json.py",
             "deformer_bench/runtime/target_environment.py"} <= names
     assert not any("torch" in path.read_text() and "import torch" in path.read_text()
                    for path in STAGED_SOURCES.values())
@@ -59,7 +62,7 @@ def test_the_runner_and_its_runtime_are_staged_and_removed_after(tmp_path):
 def test_the_staged_runner_runs_with_only_the_runtime_package(tiny_graphs, tmp_path):
     """The real runner, staged: it imports nothing of deformer_bench but what was staged (no torch, no CLI)."""
     target = Target(timeout_s=120)
-    job = {"protocol_version": 2, "mode": "probe"}
+    job = ProbeJob().as_json()
     with target.staged() as work:
         result = work.run_job(job)
         graphs = work.put_graph_set(tiny_graphs, "tiny")

@@ -176,7 +176,7 @@ def in_process(argv, capsys) -> tuple:
 ])
 def test_a_bad_option_is_blamed_on_the_option_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch, args,
                                                                message):
-    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.load_source_model", _must_not_run)
     code, stderr = in_process(["--model", tiny_model_dir, "--quick", "--output", tmp_path / "r", *args], capsys)
     assert code == 2 and message in stderr and "Traceback" not in stderr
     assert "profile 'server-cpu'" not in stderr  # the option is at fault, not the profile it overrides
@@ -200,8 +200,8 @@ def _read_only_location():
 ])
 def test_an_unwritable_output_is_refused_before_any_export_or_measurement(tiny_model_dir, tmp_path, capsys,
                                                                           monkeypatch, where, message):
-    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
-    monkeypatch.setattr("deformer_bench.bench.run.run_benchmark", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.run_benchmark", _must_not_run)
     (tmp_path / "a-file").write_text("")
     output = {"file": tmp_path / "a-file", "under-file": tmp_path / "a-file" / "results",
               "read-only": _read_only_location()}[where]
@@ -216,8 +216,8 @@ def test_the_results_root_may_not_lie_inside_an_input(tiny_model_dir, tiny_graph
                                                       where):
     """Issue 22, finding 1: the results go to a new folder under --output, which may hold the graph sets (results/
     often does) but may not be, or lie inside, what the run reads."""
-    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
-    monkeypatch.setattr("deformer_bench.bench.run.run_benchmark", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.run_benchmark", _must_not_run)
     source = ["--graphs", tiny_graphs] if where == "inside a graph set" else ["--model", tiny_model_dir]
     output = {"inside the model": tiny_model_dir / "results", "the model itself": tiny_model_dir,
               "inside a graph set": tiny_graphs / "results"}[where]
@@ -227,11 +227,11 @@ def test_the_results_root_may_not_lie_inside_an_input(tiny_model_dir, tiny_graph
 
 
 def test_a_results_root_may_hold_the_graph_sets_it_measures(tiny_graphs, tmp_path, capsys, monkeypatch):
-    from deformer_bench.cli.bench import bench_inputs, build_parser
+    from deformer_bench.api.benchmarking import BenchmarkRequest, bench_inputs
     from deformer_bench.files import check_distinct_paths
 
-    args = build_parser().parse_args(["--graphs", str(tiny_graphs), "--output", str(tiny_graphs.parent)])
-    check_distinct_paths({"--output": args.output}, bench_inputs(args), roots=("--output",))
+    request = BenchmarkRequest(graphs=[tiny_graphs], output=tiny_graphs.parent)
+    check_distinct_paths({"--output": request.output}, bench_inputs(request), roots=("--output",))
 
 
 class CrashingTarget(Target):
@@ -259,7 +259,7 @@ def crashing_python(tmp_path):
 
 def test_a_device_whose_runner_cannot_start_exits_3_and_leaves_nothing_in_output(tiny_graphs, tmp_path, capsys,
                                                                                   monkeypatch, crashing_python):
-    monkeypatch.setattr("deformer_bench.cli.bench.make_target",
+    monkeypatch.setattr("deformer_bench.api.benchmarking.make_target",
                         lambda *args, **kwargs: CrashingTarget(crashing_python, {"probe", "parity", "timing", "memory"}))
     output = tmp_path / "results"
     earlier = output / "2026-01-01-an-earlier-run"
@@ -273,7 +273,7 @@ def test_a_device_whose_runner_cannot_start_exits_3_and_leaves_nothing_in_output
 
 
 def test_when_nothing_was_measured_nothing_is_written(tiny_graphs, tmp_path, capsys, monkeypatch, crashing_python):
-    monkeypatch.setattr("deformer_bench.cli.bench.make_target",
+    monkeypatch.setattr("deformer_bench.api.benchmarking.make_target",
                         lambda *args, **kwargs: CrashingTarget(crashing_python, {"timing"}))
     code, stderr = in_process(["--graphs", tiny_graphs, "--quick", "--output", tmp_path / "r", "--quiet"], capsys)
     assert code == 3 and "error: nothing was measured" in stderr and not (tmp_path / "r").exists()
@@ -281,7 +281,7 @@ def test_when_nothing_was_measured_nothing_is_written(tiny_graphs, tmp_path, cap
 
 def test_a_case_that_crashes_is_recorded_as_failed_and_the_rest_saved(tiny_graphs, tmp_path, capsys, monkeypatch,
                                                                       crashing_python):
-    monkeypatch.setattr("deformer_bench.cli.bench.make_target",
+    monkeypatch.setattr("deformer_bench.api.benchmarking.make_target",
                         lambda *args, **kwargs: CrashingTarget(crashing_python, {"memory"}, batch_size=1))
     profile = tmp_path / "short.yaml"  # --quick would keep the first batch size only
     profile.write_text("name: short\ndescription: d\ndevice: cpu\nintra_op_threads: 1\nbatch_sizes: [1, 2]\n"
@@ -317,24 +317,22 @@ def test_cuda_alone_without_a_gpu_is_an_error_and_writes_nothing(tiny_graphs, tm
 
 
 def test_graph_sets_of_one_folder_name_get_labels_of_their_own(tiny_graphs, tmp_path):
-    from argparse import Namespace
-
-    from deformer_bench.cli.bench import existing_configs
+    from deformer_bench.api.benchmarking import BenchmarkRequest, existing_configs
 
     for model in ("modelA", "modelB"):
         shutil.copytree(tiny_graphs, tmp_path / model / "graphs")
-    configs = existing_configs(Namespace(graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelB" / "graphs"],
-                                         variant="float32"))
+    configs = existing_configs(BenchmarkRequest(graphs=[tmp_path / "modelA" / "graphs",
+                                                        tmp_path / "modelB" / "graphs"]))
     assert [config.label for config in configs] == ["modelA/graphs", "modelB/graphs"]
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
 
     with pytest.raises(ConfigError, match="more than once"):
-        existing_configs(Namespace(variant="float32",
-                                   graphs=[tmp_path / "modelA" / "graphs", tmp_path / "modelA" / ".." / "modelA" / "graphs"]))
+        existing_configs(BenchmarkRequest(graphs=[tmp_path / "modelA" / "graphs",
+                                                  tmp_path / "modelA" / ".." / "modelA" / "graphs"]))
 
 
 def test_a_repeated_layer_is_refused_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.load_source_model", _must_not_run)
     code, stderr = in_process(["--model", tiny_model_dir, "--layer", "1,1", "--quick", "--output", tmp_path / "r"],
                               capsys)
     assert code == 2 and "names a layer more than once" in stderr and not (tmp_path / "r").exists()
@@ -358,13 +356,14 @@ def test_a_damaged_graph_is_refused_before_any_measurement(tiny_graphs, tmp_path
 
 def test_a_results_root_created_for_a_failed_save_is_removed(tmp_path, monkeypatch):
     from deformer_bench.bench import run
+    from deformer_bench.contracts.results import ResultsDocument
 
     def report_fails(directory):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("deformer_bench.report.write_report", report_fails)
+    results = ResultsDocument(environment={}, profile={"name": "p"}, profiles={}, timing_processes=1)
     with pytest.raises(Exception):
-        run.save_results({"profile": {"name": "p"}}, tmp_path / "new-root", "label")
+        run.save_results(results, tmp_path / "new-root", "label", report_fails)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -390,7 +389,7 @@ def test_the_torch_backend_measures_the_pytorch_deformer_and_checks_it_against_o
 ])
 def test_the_torch_backend_refuses_what_it_cannot_measure(tiny_model_dir, tiny_graphs, tmp_path, capsys, monkeypatch,
                                                          args, message):
-    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.load_source_model", _must_not_run)
     args = [arg.format(graphs=tiny_graphs, model=tiny_model_dir) for arg in args]
     code, stderr = in_process(["--backend", "torch", "--quick", "--output", tmp_path / "r", *args], capsys)
     assert code == 2 and message in stderr and "Traceback" not in stderr
@@ -402,7 +401,7 @@ def test_arm_without_a_target_on_this_machine_is_refused_before_any_export(tiny_
 
     if platform.machine().lower() in ("aarch64", "arm64"):
         pytest.skip("this machine is an ARM one: arm runs here")
-    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.load_source_model", _must_not_run)
     code, stderr = in_process(["--model", tiny_model_dir, "--device", "arm", "--quick", "--output", tmp_path / "r"],
                               capsys)
     assert code == 2 and "no ARM target is given" in stderr and "--allow-emulation" in stderr
@@ -425,7 +424,7 @@ def test_a_results_folder_is_named_for_the_models_not_their_variants(tmp_path):
     """The folder of a run of four variants of two models was 164 characters, every variant's label in it; the
     variants are the report's rows, the name says which models."""
     from deformer_bench.bench.run import BenchConfig
-    from deformer_bench.cli.bench import measured_models, variant_label
+    from deformer_bench.bench.run import measured_models, variant_label
 
     configs = [BenchConfig(variant_label(model, variant), tmp_path, {}, variant)
                for model in ("bert-base-random-weights", "minilm-l6-h384")

@@ -125,7 +125,7 @@ def test_a_bad_last_line_is_refused_before_any_shard_is_built(tiny_student_graph
 def test_passages_from_a_pipe_are_read_once_and_a_file_changed_midway_is_refused(tiny_student_graphs, passages,
                                                                                 tmp_path):
     from deformer_bench.answer import InputFileError
-    from deformer_bench.cli.cache import PassageFile
+    from deformer_bench.api.caching import PassageFile
 
     _, four = passages
     piped = subprocess.run([sys.executable, "-m", "deformer_bench.cli.cache", "build", str(tiny_student_graphs),
@@ -179,7 +179,8 @@ def interrupted_at_window(monkeypatch, count: int):
                 raise KeyboardInterrupt
             return self.session.run(names, feed)
 
-    monkeypatch.setattr(serving, "evaluation_session", Interrupting)
+    monkeypatch.setattr(serving, "evaluation_session", Interrupting)  # deformer-answer and deformer-eval's builds
+    monkeypatch.setattr("deformer_bench.api.caching.evaluation_session", Interrupting)  # deformer-cache build's
 
 
 def unfinished_build(monkeypatch, capsys, graphs, passages, cache, *options):

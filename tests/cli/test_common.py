@@ -3,7 +3,7 @@ import errno
 import pytest
 
 from deformer_bench.cli.common import parse_int_list, run_cli
-from deformer_bench.errors import EXIT_FAILURE, ConfigError, RunnerError
+from deformer_bench.contracts.errors import EXIT_FAILURE, ConfigError, RunnerError
 
 
 def raising(error):

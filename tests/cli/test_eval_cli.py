@@ -112,7 +112,7 @@ def test_settings_that_differ_from_the_graph_set_are_refused(tiny_queue_runs, ti
 
 def test_the_graph_sets_lengths_are_the_default(tiny_queue_runs, small_train_file, tmp_path):
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     student = tiny_queue_runs[1] / "k1-kd-lrs" / "model"  # deformer.json: question 16, passage 64
     export_graph_set(Deformer.from_pretrained(student, question_len=12, passage_len=48), tmp_path / "g", progress=False)
@@ -197,7 +197,7 @@ def test_a_model_with_a_random_head_is_warned_about(tiny_with_tokenizer, small_t
 
 def test_a_variant_is_evaluated_against_the_same_weights(tiny_queue_runs, small_train_file, tmp_path):
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     student_dir = tiny_queue_runs[1] / "k1-kd-lrs" / "model"
     graphs = tmp_path / "graphs"

@@ -9,13 +9,13 @@ import onnxruntime
 import pytest
 import torch
 
-from deformer_bench.errors import ManifestError, OutputExistsError, OutputLocationError, ValidationError
+from deformer_bench.contracts.errors import ManifestError, OutputExistsError, OutputLocationError, ValidationError
 from deformer_bench.model import Deformer, DeformerConfig
-from deformer_bench.runtime.contract import GRAPHS
-from exporters.graphs import example_inputs
-from exporters.manifest import MANIFEST_FILE, load_graph_set
-from exporters.onnx_export import export_graph_set
-from exporters.validate import validate_graph_set
+from deformer_bench.contracts.graphs import GRAPHS
+from deformer_bench.exporters.graphs import example_inputs
+from deformer_bench.contracts.manifest import MANIFEST_FILE, load_graph_set
+from deformer_bench.exporters.onnx_export import export_graph_set
+from deformer_bench.exporters.validate import validate_graph_set
 
 
 def run_graph(directory, name, tensors):
@@ -185,7 +185,7 @@ def test_stale_staging_of_a_killed_export_is_cleaned_by_the_next(tiny_model_dir,
 
 
 def test_opset_outside_the_exporters_range_is_refused(tiny_model_dir, tmp_path):
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
 
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
     with pytest.raises(ConfigError, match="opset 13 is outside"):
@@ -194,7 +194,7 @@ def test_opset_outside_the_exporters_range_is_refused(tiny_model_dir, tmp_path):
 
 
 def test_failed_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypatch):
-    import exporters.onnx_export as onnx_export
+    import deformer_bench.exporters.onnx_export as onnx_export
 
     def fail(*args, **kwargs):
         raise ValidationError("simulated failure")
@@ -277,7 +277,7 @@ def test_the_graph_contract_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import deformer_bench.runtime.contract, exporters.manifest; "
+    code = ("import sys; import deformer_bench.contracts.graphs, deformer_bench.exporters.manifest; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

@@ -8,15 +8,15 @@ import sys
 
 import pytest
 
-from deformer_bench.errors import ManifestError
-from exporters.manifest import load_graph_set
-from exporters.variants import TOLERANCES, fusion_problems
+from deformer_bench.contracts.errors import ManifestError
+from deformer_bench.contracts.manifest import load_graph_set
+from deformer_bench.exporters.variants import TOLERANCES, fusion_problems
 
 
 @pytest.fixture(scope="module")
 def variant_graphs(tmp_path_factory, tiny_model_dir):
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
     out = tmp_path_factory.mktemp("variants") / "tiny-k1"
@@ -77,12 +77,13 @@ def test_the_optimized_graphs_honour_a_question_padded_in_the_middle(variant_gra
     as one length per row (onnxruntime's bert default) attends to the wrong tokens there."""
     import numpy as np
 
-    from deformer_bench.bench.parity import reference_outputs
-    from deformer_bench.bench.runner import make_inputs
-    from exporters.variants import pad_last_row
+    from deformer_bench.runtime.parity import reference_outputs
+    from deformer_bench.contracts.protocol import InputSpec
+    from deformer_bench.runtime.paths import make_inputs
+    from deformer_bench.exporters.variants import pad_last_row
 
-    inputs = make_inputs({"seed": 2, "batch_size": 2, "question_len": 8, "passage_len": 24, "vocab_size": 120,
-                          "passage_token_type": 1})
+    inputs = make_inputs(InputSpec(batch_size=2, question_len=8, passage_len=24, passage_token_type=1, vocab_size=120,
+                                   seed=2))
     pad_last_row(inputs)
     assert inputs["attention_mask"][-1].tolist() == [1] * 4 + [0] * 4 + [1] * 8 + [0] * 16
     float32 = reference_outputs(variant_graphs, inputs)
@@ -92,7 +93,7 @@ def test_the_optimized_graphs_honour_a_question_padded_in_the_middle(variant_gra
 
 
 def test_variants_of_optimized_graphs_made_before_raw_masks_are_refused(variant_graphs, tmp_path):
-    from exporters.variants import MASK_LENGTH_RECIPE
+    from deformer_bench.contracts.manifest import MASK_LENGTH_RECIPE
 
     copy = tmp_path / "old"
     shutil.copytree(variant_graphs, copy)
@@ -106,19 +107,20 @@ def test_variants_of_optimized_graphs_made_before_raw_masks_are_refused(variant_
 
 
 def test_the_ort_format_variant_loads_and_matches_its_parent(variant_graphs):
-    from deformer_bench.bench.parity import compare, reference_outputs
-    from deformer_bench.bench.runner import make_inputs
+    from deformer_bench.runtime.parity import compare, reference_outputs
+    from deformer_bench.contracts.protocol import InputSpec
+    from deformer_bench.runtime.paths import make_inputs
 
     graph_set = load_graph_set(variant_graphs, "ort")
     assert graph_set.path("upper").name == "upper.ort"
-    inputs = make_inputs({"seed": 1, "batch_size": 1, "question_len": 8, "passage_len": 24, "vocab_size": 120,
-                          "passage_token_type": 1})
+    inputs = make_inputs(InputSpec(batch_size=1, question_len=8, passage_len=24, passage_token_type=1, vocab_size=120,
+                                   seed=1))
     parent = reference_outputs(variant_graphs / "variants" / "int8", inputs)
     assert compare(reference_outputs(graph_set.directory, inputs), parent, 1e-5)["passed"]
 
 
 def test_overwrite_replaces_a_graph_set_with_variants(variant_graphs, tmp_path, tiny_model_dir):
-    from exporters.onnx_export import check_destination
+    from deformer_bench.exporters.onnx_export import check_destination
 
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)
@@ -163,7 +165,7 @@ def test_int8_straight_from_the_exported_graphs_and_nothing_left_in_the_working_
     """Without --optimize, int8 is made from the exported float32 graphs, whose full graph onnxruntime's symbolic
     shape inference cannot finish (it then drops sym_shape_infer_temp.onnx into the working directory)."""
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     workdir = tmp_path / "cwd"
     workdir.mkdir()
@@ -184,8 +186,8 @@ def test_variants_of_the_unsplit_and_the_all_split_model_keep_every_contract_inp
     import onnx
 
     from deformer_bench.model import Deformer
-    from deformer_bench.runtime.contract import GRAPHS
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.contracts.graphs import GRAPHS
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     deformer = Deformer.from_pretrained(tiny_model_dir, layer=layer, question_len=8, passage_len=24)
     export_graph_set(deformer, tmp_path / "out", progress=False, variants=["optimized", "int8"])
@@ -213,8 +215,8 @@ def test_overwrite_refuses_anything_the_manifest_does_not_list_at_any_depth(vari
                                                                              tiny_model_dir, added, named):
     """--overwrite removes exactly what the manifest lists; anything else, at any depth, stops it before anything
     is removed, and the first such path is named (exit 2)."""
-    from deformer_bench.errors import OutputLocationError
-    from exporters.onnx_export import check_destination
+    from deformer_bench.contracts.errors import OutputLocationError
+    from deformer_bench.exporters.onnx_export import check_destination
 
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)
@@ -230,8 +232,8 @@ def test_overwrite_refuses_anything_the_manifest_does_not_list_at_any_depth(vari
 
 
 def test_overwrite_refuses_links_and_variants_the_manifest_does_not_list(variant_graphs, tmp_path, tiny_model_dir):
-    from deformer_bench.errors import OutputLocationError
-    from exporters.onnx_export import check_destination
+    from deformer_bench.contracts.errors import OutputLocationError
+    from deformer_bench.exporters.onnx_export import check_destination
 
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)
@@ -259,8 +261,8 @@ def test_a_file_written_into_out_during_the_export_survives_the_swap(variant_gra
                                                                       monkeypatch):
     """The swap checks the old OUT/ again once it is moved aside: a file that appeared in it since the first check
     (the export takes minutes) puts it back untouched, and the new graphs are dropped, not the user's file."""
-    import exporters.onnx_export as onnx_export
-    from deformer_bench.errors import OutputLocationError
+    import deformer_bench.exporters.onnx_export as onnx_export
+    from deformer_bench.contracts.errors import OutputLocationError
     from deformer_bench.model import Deformer
 
     copy = tmp_path / "copy"
@@ -284,7 +286,7 @@ def test_a_file_written_into_out_during_the_export_survives_the_swap(variant_gra
 
 def test_overwrite_removes_exactly_the_listed_files(variant_graphs, tmp_path, tiny_model_dir):
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     copy = tmp_path / "copy"
     shutil.copytree(variant_graphs, copy)

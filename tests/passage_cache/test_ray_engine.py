@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deformer_bench.errors import PassageCacheError
+from deformer_bench.contracts.errors import PassageCacheError
 from tests.conftest import SQUAD_DIR
 from tests.test_passage_cache import require_ray
 
@@ -52,7 +52,7 @@ def test_a_local_ray_runs_in_the_builds_scratch_and_is_stopped_on_close(tiny_gra
     import tempfile
 
     from deformer_bench.passage_cache.ray_engine import RayEngine
-    from exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
     from tests.test_passage_cache import build, windows
 
     scratch_root = short_tmp
@@ -82,7 +82,7 @@ def test_a_local_ray_runs_in_the_builds_scratch_and_is_stopped_on_close(tiny_gra
 def ray_build(tmp_path_factory, tiny_with_tokenizer):
     """(graph set, passages file) for a build of a few hundred windows: long enough to be killed midway."""
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     root = tmp_path_factory.mktemp("ray-build")
     export_graph_set(Deformer.from_pretrained(tiny_with_tokenizer, layer=1, question_len=8, passage_len=24),

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from deformer_bench.errors import PassageCacheError
+from deformer_bench.contracts.errors import PassageCacheError
 from deformer_bench.passage_cache import build_passage_cache, build_passage_cache_from_shards, load_passage_cache
 from deformer_bench.serving import evaluation_session
-from exporters.manifest import load_graph_set
+from deformer_bench.contracts.manifest import load_graph_set
 
 STARTED_BY = "deformer-cache build /graphs --passages /all.jsonl --out /cache --doc-stride 128"
 

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from deformer_bench.errors import PassageCacheError
+from deformer_bench.contracts.errors import PassageCacheError
 from deformer_bench.passage_cache import build_passage_cache, load_passage_cache
 from deformer_bench.passage_cache.schema import segment_files
 from deformer_bench.passage_cache.store import expected_arrays
 from deformer_bench.serving import evaluation_session
-from exporters.manifest import load_graph_set
+from deformer_bench.contracts.manifest import load_graph_set
 
 WRONG = [None, True, -1, 0, 2.5, float("nan"), "x", "\x1b[2J", "0" * 64, [], ["x"], [{}], {}, {"a": 1}]
 
@@ -55,7 +55,7 @@ def int8_cache(tiny_graphs, tmp_path_factory):
 
 
 def test_every_field_of_every_wrong_type_is_refused_at_open_and_an_append_writes_nothing(int8_cache):
-    from deformer_bench.cli.cache import cache_info
+    from deformer_bench.api.caching import cache_info
 
     graph_set, directory, ids = int8_cache
     original = (directory / "cache.json").read_text()

@@ -2,14 +2,15 @@
 
 import numpy as np
 
-from deformer_bench.bench.runner import make_inputs
+from deformer_bench.contracts.protocol import InputSpec
+from deformer_bench.runtime.paths import make_inputs
 from deformer_bench.runtime.sessions import GraphSetSessions
 
 
 def test_the_device_io_online_path_equals_the_host_io_one(tiny_graphs):
     sessions = GraphSetSessions(tiny_graphs, settings={"intra_op_threads": 1})
-    inputs = make_inputs({"seed": 0, "batch_size": 2, "question_len": 8, "passage_len": 24, "vocab_size": 120,
-                          "passage_token_type": 1})
+    inputs = make_inputs(InputSpec(batch_size=2, question_len=8, passage_len=24, passage_token_type=1, vocab_size=120,
+                                   seed=0))
     cache = sessions.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
     plain = sessions.online(inputs["question_input_ids"], inputs["question_attention_mask"], cache,
                             inputs["passage_attention_mask"])

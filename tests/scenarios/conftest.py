@@ -14,7 +14,7 @@ DOC_STRIDE = 16
 @pytest.fixture(scope="session")
 def scenario_graphs(tmp_path_factory, tiny_with_tokenizer) -> dict:
     from deformer_bench.model import Deformer
-    from exporters.onnx_export import export_graph_set
+    from deformer_bench.exporters.onnx_export import export_graph_set
 
     root = tmp_path_factory.mktemp("scenario-graphs")
     graphs = {}

@@ -112,7 +112,7 @@ def test_numbers_past_their_bounds_are_refused(capsys, tmp_path, scenario_graphs
 ])
 def test_a_library_request_is_bounded_as_the_options_are(tmp_path, scenario_graphs, small_train_file, setting,
                                                          message):
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
     from deformer_bench.profiles import load_profile
     from deformer_bench.scenarios.run import ScenarioRequest, run_scenarios
     from deformer_bench.scenarios.systems import SystemSpec
@@ -215,6 +215,7 @@ def test_an_unfinished_cache_names_the_build_that_started_it(capsys, tmp_path, m
     cache = tmp_path / "unfinished"
     with monkeypatch.context() as patch:
         patch.setattr(serving, "evaluation_session", Interrupting)
+        patch.setattr("deformer_bench.api.caching.evaluation_session", Interrupting)  # deformer-cache build's
         assert run_cli(cache_main, ["build", str(scenario_graphs["deformer"]), "--passages", str(small_train_file),
                                     "--out", str(cache), "--doc-stride", str(DOC_STRIDE), "--segment-windows", "1",
                                     "--batch-size", "1", "--quiet"]) == 130

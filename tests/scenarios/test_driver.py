@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deformer_bench.errors import RuntimeFailure
+from deformer_bench.contracts.errors import RuntimeFailure
 from deformer_bench.scenarios.driver import BatchingSUT, LoadGenPlan, loadgen_settings as make_settings
 
 lg = pytest.importorskip("mlperf_loadgen")

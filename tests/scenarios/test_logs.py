@@ -83,7 +83,7 @@ def test_trace_samples_are_read_by_the_strict_reader(tmp_path):
     ('{"format_version": 1, "latency_bound": {"ms": Infinity}}', "Infinity"),
 ])
 def test_results_json_is_read_by_the_strict_reader(tmp_path, text, message):
-    from deformer_bench.readers import FormatError
+    from deformer_bench.contracts.readers import FormatError
     from deformer_bench.scenarios.report import load_results, write_report
 
     (tmp_path / "results.json").write_text(text)

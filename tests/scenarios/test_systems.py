@@ -22,7 +22,7 @@ def batch(small_train_file):
 def answerer(kind: str, graphs: dict, caches: dict = None) -> QuestionAnswerer:
     from deformer_bench.answer import graph_set_tokenizer
     from deformer_bench.passage_cache import load_passage_cache
-    from exporters.manifest import load_graph_set
+    from deformer_bench.contracts.manifest import load_graph_set
 
     graph_set = load_graph_set(graphs["unsplit" if kind == "unsplit" else "deformer"])
     cache = load_passage_cache(caches["float32"], graph_set) if kind == "deformer" else None

@@ -69,7 +69,7 @@ def test_answer_not_at_its_start_is_skipped_and_counted(tokenizer):
 
 @pytest.mark.parametrize("doc_stride", [95, 128, -1])
 def test_a_stride_that_leaves_no_new_tokens_is_refused(tokenizer, doc_stride):
-    from deformer_bench.errors import ConfigError
+    from deformer_bench.contracts.errors import ConfigError
 
     example = Example("a", "t", "Paris is in France.", "Where?", (Answer("France", 12),))
     with pytest.raises(ConfigError, match="smaller than the passage window of 95 tokens"):

@@ -1,0 +1,220 @@
+"""build_cache(CacheBuildRequest) -> CacheBuildResult: lower_passage's states of every passage window, stored once
+in a passage cache (what deformer-cache build does); verify_cache and cache_info (deformer-cache verify, info)."""
+
+import itertools
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..answer import InputFileError, graph_set_tokenizer, iter_passages, passage_examples, passages_file
+from ..contracts.errors import DeformerBenchError
+from ..contracts.manifest import load_graph_set
+from ..files import check_distinct_paths, command_line, tokenizer_input
+from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
+from ..passage_cache.build import check_build_location
+from ..passage_cache.ray_engine import RayEngine, import_ray
+from ..passage_cache.store import tokenizer_sha256, unlisted_segments
+from ..serving import evaluation_session
+from ..squad.features import check_doc_stride, featurize
+from .common import MAX_BATCH_SIZE, check_count
+
+# Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
+# 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray
+# actors than a cluster has cores.
+MAX_SEGMENT_WINDOWS = 1_000_000
+MAX_SHARD_PASSAGES = 1_000_000_000
+MAX_WORKERS = 1024
+
+
+@dataclass
+class CacheBuildRequest:
+    """One field per deformer-cache build option (README, "Cache"): the graph set (and `variant`) whose
+    lower_passage runs, the passages file, the cache directory `out`; `engine` local or ray (`address`,
+    `workers`)."""
+
+    graphs: Path
+    passages: Path
+    out: Path
+    variant: str = None
+    dtype: str = None
+    doc_stride: int = 128
+    append: bool = False
+    tokenizer: Path = None
+    batch_size: int = 64
+    segment_windows: int = 1024
+    shard_passages: int = 20000
+    engine: str = "local"
+    address: str = None
+    workers: int = None
+    progress: bool = True
+
+    def __post_init__(self):
+        self.graphs, self.passages, self.out = Path(self.graphs), Path(self.passages), Path(self.out)
+        self.tokenizer = None if self.tokenizer is None else Path(self.tokenizer)
+
+
+@dataclass
+class CacheBuildResult:
+    """The cache built: its passages, this build's record (cache.json's last `builds` entry) and its size."""
+
+    cache: Path
+    passages: int
+    build: dict
+    cache_windows: int
+    dtype: str
+    shards: int
+
+    def as_json(self) -> dict:
+        return {"cache": str(self.cache), "passages": self.passages, "passage_windows": self.build["windows_given"],
+                **self.build, "cache_windows": self.cache_windows, "dtype": self.dtype, "shards": self.shards}
+
+
+class PassageFile:
+    """The passages of a build (answer.PASSAGES_FILE, the file deformer-answer reads), a shard at a time. A JSON
+    Lines file is read twice, one line in memory at a time: a first pass checks every line and counts (a bad line
+    at passage 15M is refused before any work, not after hours of it), the second yields the shards. A SQuAD
+    document is one JSON document, read whole: its distinct paragraphs get ids p00000, p00001, ...; a pipe can be
+    read once only, so it is held whole too."""
+
+    def __init__(self, path: Path, tokenizer):
+        self.path, self.tokenizer, self.in_memory = path, tokenizer, None
+        source = passages_file(path)  # a pipe is read here, once
+        if source.kind == "squad" or source.held is not None:
+            self.in_memory = list(iter_passages(path, tokenizer, source=source))
+        self.signature = self.file_signature()
+        self.count = (len(self.in_memory) if self.in_memory is not None
+                      else sum(1 for _ in iter_passages(path, tokenizer, source=source)))
+
+    def file_signature(self):
+        """What changes when the file is written to or replaced: (device, inode, size, modification time)."""
+        if self.in_memory is not None:
+            return None
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None  # gone: the read that follows says so
+        return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+    def shards(self, size: int):
+        """Lists of at most `size` (passage id, text), in file order."""
+        # ids were checked unique by the first pass; the second keeps no set of them (~130 bytes an id)
+        passages = (iter(self.in_memory) if self.in_memory is not None
+                    else iter_passages(self.path, self.tokenizer, unique_ids=False))
+        read = 0
+        while shard := list(itertools.islice(passages, size)):
+            read += len(shard)
+            yield shard
+        # A file changed since its check may have mixed old and new passages: the build stops before it is recorded
+        # as done (segments written so far stay listed and valid: their keys are the windows they hold).
+        if read != self.count or self.file_signature() != self.signature:
+            raise InputFileError(f"passages file {self.path} changed while the build read it ({self.count:,} "
+                                 f"passages when checked, {read:,} when read again, or its size or time changed)",
+                                 "leave it unchanged while a build reads it, then run the build again with the "
+                                 "file as it was when the build started (an unfinished cache goes on only with "
+                                 "the passages it was started with), or build the changed file into a new "
+                                 "directory")
+
+
+def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
+    """Build (or go on with, or --append to) the passage cache `request.out`."""
+    for option, value, maximum in (("--batch-size", request.batch_size, MAX_BATCH_SIZE),
+                                   ("--segment-windows", request.segment_windows, MAX_SEGMENT_WINDOWS),
+                                   ("--shard-passages", request.shard_passages, MAX_SHARD_PASSAGES),
+                                   ("--workers", request.workers, MAX_WORKERS)):
+        check_count(option, value, maximum)
+    # Before any lock, file or Ray: where the cache goes, and that it is none of what the build reads.
+    check_distinct_paths({"--out": request.out}, {"the graph set": request.graphs,
+                                                  "the passages file": request.passages,
+                                                  **tokenizer_input(request.graphs, request.tokenizer)})
+    check_build_location(request.out, "--out")
+    if request.engine == "local" and (request.address or request.workers):
+        raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
+    engine = None
+    if request.engine == "ray":
+        import_ray()  # before any work: a missing Ray is one clear error
+        engine = RayEngine(request.address, request.workers)
+    graph_set = load_graph_set(request.graphs, request.variant)
+    check_doc_stride(graph_set.deformer.passage_len, request.doc_stride)
+    tokenizer = graph_set_tokenizer(graph_set, request.tokenizer)
+    passages = PassageFile(request.passages, tokenizer)
+    shard_count = -(-passages.count // request.shard_passages)
+    passes = itertools.count()
+
+    def shards():  # one shard's passages and windows in memory at a time; read twice: plan, then build
+        planning = next(passes) == 0
+        for number, shard in enumerate(passages.shards(request.shard_passages)):
+            windows = featurize(passage_examples(dict(shard)), tokenizer, graph_set.deformer.question_len,
+                                graph_set.deformer.passage_len, request.doc_stride,
+                                progress=request.progress and shard_count == 1 and not planning)
+            if request.progress and shard_count > 1:
+                print(f"{'planning' if planning else 'building'} shard {number + 1} of {shard_count}: "
+                      f"{len(windows):,} windows", file=sys.stderr, flush=True)
+            yield windows.passage_input_ids, windows.passage_attention_mask
+
+    try:
+        cache = build_passage_cache_from_shards(
+            graph_set, shards, request.out, evaluation_session, request.batch_size, request.progress,
+            dtype=request.dtype, doc_stride=request.doc_stride, append=request.append,
+            segment_windows=request.segment_windows, passages=passages.count, tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine,
+            command=build_command_line(request))
+    finally:  # a local Ray it started stops here, also when the build fails or is interrupted
+        if engine is not None:
+            engine.close()
+    return CacheBuildResult(request.out, passages.count, cache.info["builds"][-1], cache.windows, cache.info["dtype"],
+                            shard_count)
+
+
+def build_command_line(request: CacheBuildRequest) -> str:
+    """This build as a command that goes on with it from any directory (the options that decide what it stores)."""
+    return command_line("deformer-cache", "build", request.graphs,
+                        *(("--variant", request.variant) if request.variant else ()), "--passages", request.passages,
+                        "--out", request.out,
+                        *(("--dtype", request.dtype) if request.dtype else ()), "--doc-stride", request.doc_stride,
+                        *(("--tokenizer", request.tokenizer) if request.tokenizer else ()),
+                        "--append" if request.append else None)
+
+
+def cache_info(directory: Path) -> dict:
+    cache = load_passage_cache(directory)
+    record, identity = cache.info, cache.info["identity"]
+    on_disk = sum((directory / segment.name / name).stat().st_size
+                  for segment in cache.segments for name in segment.sha256)
+    builds = record["builds"]  # checked whole at open (passage_cache/schema.py)
+    last = builds[-1] if builds else {}
+    # windows per passage of the last build's passages (a cache keeps windows, not passage ids)
+    windows_per_passage = last["windows_given"] / last["passages"] if last.get("passages") else None
+    return {"cache": str(directory), "complete": record.get("complete"), "dtype": record["dtype"],
+            "windows": cache.windows, "segments": len(cache.segments), "doc_stride": record.get("doc_stride"),
+            "bytes_on_disk": on_disk,
+            "state_bytes_per_window": bytes_per_window(record["dtype"], identity["passage_len"],
+                                                       identity["hidden_size"]),
+            "bytes_per_window": on_disk / cache.windows if cache.windows else None,
+            "windows_per_passage": windows_per_passage,
+            "bytes_per_passage": on_disk / cache.windows * windows_per_passage
+            if cache.windows and windows_per_passage else None,
+            "identity": identity, "tokenizer_sha256": record.get("tokenizer_sha256"), "builds": builds,
+            "unfinished_build": record["unfinished_build"],
+            "unlisted_segments": unlisted_segments(directory, record)}
+
+
+def verify_cache(cache_dir: Path, graphs: Path = None, variant: str = None) -> dict:
+    """Every segment's sha256 and no unlisted segment folder; with `graphs` (and its `variant`), that the cache
+    was built from that graph set."""
+    cache_dir = Path(cache_dir)
+    if variant is not None and graphs is None:
+        raise DeformerBenchError("--variant picks a variant of the graph set given with --graphs, and no --graphs "
+                                 "was given", "give --graphs OUT/ too, or drop --variant")
+    graph_set = None
+    if graphs is not None:
+        graph_set = load_graph_set(graphs, variant)
+    cache = load_passage_cache(cache_dir, graph_set)  # structure and (with --graphs) identity
+    started = time.perf_counter()
+    cache.verify()  # every segment's sha256, and no segment folder that no entry lists
+    seconds = time.perf_counter() - started
+    checked = sum((cache_dir / segment.name / name).stat().st_size for segment in cache.segments
+                  for name in segment.sha256)
+    return {"cache": str(cache_dir), "ok": True, "segments": len(cache.segments), "windows": cache.windows,
+            "complete": cache.info.get("complete"), "checked_bytes": checked, "seconds": round(seconds, 3),
+            "identity_checked": graph_set is not None}

@@ -1,0 +1,344 @@
+"""The accuracy table of a training queue: F1/EM per run, F1 drop against the teacher, FLOP speed-up per k.
+
+    python -m deformer_bench.cli.accuracy --runs-dir ../runs --out results/accuracy
+
+Reads only what the runs saved (train_config.json, train_log.jsonl, eval.json, and eval-onnx.json where
+the run's exported graphs were evaluated with `deformer-eval --onnx ... --output RUN/eval-onnx.json`);
+writes accuracy.json, accuracy.csv, accuracy.md (the table), accuracy.png (the analogue of the paper's
+separation-layer figure) and training.png (each run's training CE).
+
+With `--bench RESULTS_DIR` (a `deformer-bench` run of the same model shape and lengths), each student also
+gets the measured batch-1 speed-up of its k beside the FLOP ideal.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..bench.flops import path_flops
+from ..contracts.errors import DeformerBenchError
+from ..contracts.readers import read_json, read_json_lines
+from ..files import check_distinct_paths, save_figure_atomically, write_text_atomically
+from .common import run_cli
+
+TEACHER_LAYER = 0
+ONNX_EVAL_FILE = "eval-onnx.json"
+FINAL_STEPS = 300  # the training CE of a run is its mean over this many last steps
+
+
+def run_record(run_dir: Path) -> dict:
+    train_record = read_json(run_dir / "train_config.json", "training record")
+    scores = read_json(run_dir / "eval.json", "evaluation record")
+    config = train_record["config"]
+    model_config = read_json(run_dir / "model" / "config.json", "model config")
+    log = read_log(run_dir / "train_log.jsonl")
+    flops = path_flops(model_config["num_hidden_layers"], config["layer"], model_config["hidden_size"],
+                       model_config["intermediate_size"], config["question_len"], config["passage_len"])
+    return {
+        "run": run_dir.name, "layer": config["layer"],
+        # The teacher always reads [question; passage]; older records name the students' default then ("zero").
+        "passage_position_offset": "question_len" if config["layer"] == TEACHER_LAYER
+        else config.get("passage_position_offset", "zero"),
+        "init": init_name(Path(config["init_dir"]), run_dir.parent),
+        "gamma": config["gamma"], "alpha": config["alpha"],
+        "beta": config["beta"], "f1": scores["f1"], "exact_match": scores["exact_match"],
+        "dev_questions": scores["questions"], "train_examples": train_record["examples"],
+        "train_windows": train_record["features"], "epochs": config["epochs"],
+        "question_len": config["question_len"], "passage_len": config["passage_len"],
+        "num_layers": model_config["num_hidden_layers"], "hidden_size": model_config["hidden_size"],
+        "intermediate_size": model_config["intermediate_size"],
+        "train_minutes": log[-1]["elapsed_s"] / 60 if log else None,
+        "final_train_ce": final_train_ce(log),
+        "train_ce_curve": [[entry["step"], entry["ce"]] for entry in log],  # for training.png; not in the CSV
+        "flop_ideal_speedup": flops.ideal_speedup, "command": train_record["command"],
+        # Commits the run was trained at, one per start (runs from before this record kept none).
+        "train_commits": [start["environment"]["git"]["commit"] for start in train_record.get("starts", [])],
+        **onnx_scores(run_dir),
+    }
+
+
+def init_name(init_dir: Path, runs_dir: Path) -> str:
+    """The run a run started from ("teacher", or e.g. "k4-kd-lrs" for a continuation), else the directory."""
+    # By name, not by full path: a runs directory that was copied or moved keeps its run names.
+    if init_dir.name == "model" and (runs_dir / init_dir.parent.name / "train_config.json").is_file():
+        return init_dir.parent.name
+    return str(init_dir)
+
+
+def read_log(path: Path) -> list:
+    """Logged steps in order, one entry per step (a step logged twice across a resume keeps its last line)."""
+    by_step = {}
+    for entry in read_json_lines(path, "training log"):
+        by_step[entry["step"]] = entry
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def final_train_ce(log: list):
+    """Mean logged CE of the last FINAL_STEPS steps: how well the run fits the (shared) training data."""
+    if not log:
+        return None
+    last = [entry["ce"] for entry in log if entry["step"] > log[-1]["step"] - FINAL_STEPS]
+    return sum(last) / len(last)
+
+
+def onnx_scores(run_dir: Path) -> dict:
+    """F1/EM of the run's exported graph set, when it was evaluated; empty otherwise."""
+    path = run_dir / ONNX_EVAL_FILE
+    if not path.exists():
+        return {}
+    record = read_json(path, "evaluation record")
+    from ..model import Deformer  # deferred: torch
+
+    if record["model_fingerprint_sha256"] != Deformer.from_pretrained(run_dir / "model").fingerprint():
+        raise DeformerBenchError(f"{path} scores another model than {run_dir / 'model'}",
+                                 "evaluate this run's exported graphs again, or delete the stale file")
+    return {"onnx_f1": record["f1"], "onnx_exact_match": record["exact_match"],
+            "onnx_command": record["environment"]["command"]}
+
+
+def bench_speedups(bench: dict, records: list) -> dict:
+    """{k: measured batch-1 speed-up of the online path} from a deformer-bench run (its results.json) matching the runs.
+
+    The bench must have measured the runs' model shape (layers, hidden, intermediate size) at their
+    question and passage lengths: speed depends on those, not on the trained weights. A k the bench did
+    not measure is left out (its cell stays empty); a bench of another shape or lengths is refused.
+    """
+    students = [record for record in records if record["layer"] != TEACHER_LAYER]
+    wanted = {shape_key(record) for record in students}
+    if len(wanted) > 1:
+        raise DeformerBenchError(f"the runs differ in model shape or lengths ({sorted(wanted)})",
+                                 "join a bench to runs of one model shape and one pair of lengths")
+    speedups = {}
+    for config in bench["configs"]:
+        model, deformer = config["model"], config["deformer"]
+        key = (model["num_layers"], model["hidden_size"], model["intermediate_size"],
+               deformer["question_len"], deformer["passage_len"])
+        if key not in wanted:
+            continue
+        batch = min(config["batches"], key=lambda entry: entry["batch_size"])
+        online = batch["speedup_vs_unsplit"]["online"]
+        across = batch["across_processes"]["speedup_vs_unsplit"]["online"]  # per timing process (one in format 1)
+        speedups[deformer["layer"]] = {
+            "measured_speedup": online["ratio"], "measured_speedup_ci95_low": online["ci95_low"],
+            "measured_speedup_ci95_high": online["ci95_high"], "measured_batch_size": batch["batch_size"],
+            "measured_processes": len(across["values"]), "measured_speedup_process_min": across["min"],
+            "measured_speedup_process_max": across["max"],
+        }
+    if not speedups and wanted:
+        layers, hidden, intermediate, question_len, passage_len = next(iter(wanted))
+        raise DeformerBenchError(
+            f"{bench['directory']} measured no model of the runs' shape ({layers} layers, hidden {hidden}, intermediate "
+            f"{intermediate}) at their lengths (question {question_len} + passage {passage_len})",
+            f"run deformer-bench --question-len {question_len} --passage-len {passage_len} --layer "
+            f"{','.join(str(k) for k in sorted({record['layer'] for record in students}))} on that model",
+        )
+    return speedups
+
+
+def shape_key(record: dict) -> tuple:
+    return (record["num_layers"], record["hidden_size"], record["intermediate_size"], record["question_len"],
+            record["passage_len"])
+
+
+def load_bench(bench_dir: Path) -> dict:
+    """A deformer-bench results.json (of the current format, whichever it was written in), with the directory it was
+    read from."""
+    from ..report import load_results  # deferred: pandas
+
+    return {**load_results(bench_dir).as_json(), "directory": str(bench_dir)}
+
+
+def bench_provenance(bench: dict) -> dict:
+    """What accuracy.json says of the bench it joined: where, by which command, at which commit, on what."""
+    environment = bench["environment"]
+    return {"directory": bench["directory"], "command": environment["command"], "commit": environment["git"]["commit"],
+            "profile": bench["profile"]["name"], "cpu": environment["cpu"]["model"],
+            "onnxruntime": environment["packages"].get("onnxruntime")}
+
+
+def collect(runs_dir: Path, bench: dict = None) -> list:
+    """One record per evaluated run, with its F1 drop; `bench` (load_bench) adds measured speed-ups."""
+    records = [run_record(path.parent) for path in sorted(runs_dir.glob("*/eval.json"))]
+    teachers = [r for r in records if r["layer"] == TEACHER_LAYER]
+    if not teachers:
+        raise DeformerBenchError(f"no evaluated teacher run (k=0) in {runs_dir}", "train and evaluate the teacher first")
+    for record in records:
+        record["f1_drop"] = teachers[0]["f1"] - record["f1"]
+    return join_bench(records, bench)
+
+
+def join_bench(records: list, bench: dict = None) -> list:
+    """Each student gets the measured speed-up of its k from `bench` (load_bench); no bench, no change."""
+    if bench is not None:
+        speedups = bench_speedups(bench, records)
+        for record in records:
+            if record["layer"] != TEACHER_LAYER:
+                record.update(speedups.get(record["layer"], {}))
+    return records
+
+
+MEASURED = ("measured_speedup", "measured_speedup_ci95_low", "measured_speedup_ci95_high", "measured_batch_size",
+            "measured_processes", "measured_speedup_process_min", "measured_speedup_process_max")
+
+
+def saved_records(path: Path, bench: dict = None) -> list:
+    """The records of an accuracy.json, with the measured speed-ups of `bench` in place of the old ones."""
+    document = read_json(path, "accuracy results", hint="give the accuracy.json of a results/accuracy directory")
+    records = document.get("runs") if isinstance(document, dict) else None
+    if not isinstance(records, list) or not all(isinstance(record, dict) and "layer" in record for record in records):
+        raise DeformerBenchError(f"{path} is not an accuracy.json written by this module",
+                                 "give the accuracy.json of a results/accuracy directory")
+    records = [{key: value for key, value in record.items() if key not in MEASURED or bench is None}
+               for record in records]
+    return join_bench(records, bench)
+
+
+def loss_name(record: dict) -> str:
+    terms = [(record["gamma"], "CE"), (record["alpha"], "KD"), (record["beta"], "LRS")]
+    used = [(weight, name) for weight, name in terms if weight]
+    if len(used) == 1 and used[0][0] == 1:
+        return used[0][1]
+    return " + ".join(f"{weight:g} {name}" for weight, name in used)
+
+
+def table_order(record: dict) -> tuple:
+    """Teacher first, then by k, distilled before undistilled, then by name."""
+    return record["layer"], -record["alpha"], -record["beta"], record["run"]
+
+
+def markdown_table(records: list) -> str:
+    """The table of accuracy.md: one row per run, teacher first, then by k and loss."""
+    def cell(value, form):
+        return "-" if value is None else form.format(value)
+
+    rows = ["| run | k | starts from | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up "
+            f"| measured speed-up (batch 1) | train CE (last {FINAL_STEPS} steps) | training |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for record in sorted(records, key=table_order):
+        drop = "-" if record["layer"] == TEACHER_LAYER else f"{record['f1_drop']:.2f}"
+        first_position = "question end" if record["passage_position_offset"] == "question_len" else "0"
+        start = "/".join(Path(record["init"]).parts[-2:])  # a run's name, or the end of a directory's path
+        rows.append(f"| {record['run']} | {record['layer']} | {start} | {first_position} | {loss_name(record)} | "
+                    f"{record['f1']:.2f} | {record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
+                    f"{record['flop_ideal_speedup']:.2f}x | {measured_cell(record)} | "
+                    f"{cell(record['final_train_ce'], '{:.2f}')} | "
+                    f"{cell(record['train_minutes'], '{:.1f} min')} |")
+    return "\n".join(rows) + "\n"
+
+
+def measured_cell(record: dict) -> str:
+    if "measured_speedup" not in record or record["measured_speedup"] != record["measured_speedup"]:  # absent, NaN
+        return "-"
+    cell = (f"{record['measured_speedup']:.2f}x "
+            f"[{record['measured_speedup_ci95_low']:.2f}, {record['measured_speedup_ci95_high']:.2f}]")
+    if record.get("measured_processes", 1) > 1:
+        cell += (f", {record['measured_processes']} processes {record['measured_speedup_process_min']:.2f}-"
+                 f"{record['measured_speedup_process_max']:.2f}")
+    return cell
+
+
+OUTPUT_FILES = ("accuracy.json", "accuracy.md", "accuracy.csv", "accuracy.png", "training.png")
+
+
+def write(records: list, out_dir: Path, bench_source: dict = None) -> None:
+    """The table, CSV, JSON and plots; `bench_source` (bench_provenance) is what accuracy.json says of a joined bench."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out_dir / "accuracy.json", json.dumps({"format_version": 1, "bench": bench_source, "runs": records}, indent=1) + "\n")
+    write_text_atomically(out_dir / "accuracy.md", markdown_table(records))
+    frame = pd.DataFrame(records)
+    columns = [column for column in frame.columns
+               if not column.endswith("command") and column not in ("train_commits", "train_ce_curve")]
+    write_text_atomically(out_dir / "accuracy.csv", frame[columns].to_csv(index=False))
+    students = figure_students(frame)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for (alpha, beta, offset), rows in students.groupby(["alpha", "beta", "passage_position_offset"]):
+        label = "KD + LRS" if alpha and beta else "KD only" if alpha else "LRS only" if beta else "no distillation"
+        label += ", passage positions from 0" if offset == "zero" else ""
+        rows = rows.sort_values("layer")
+        axis.plot(rows["layer"], rows["f1_drop"], marker="o", label=f"F1 drop, {label}")
+    axis.set_xlabel("separation layer k")
+    axis.set_xticks(sorted(students["layer"].unique()))
+    drops = students["f1_drop"] if len(students) else pd.Series([0.0])
+    # from 0 (or below, for a student better than its teacher) with head room for the legend
+    axis.set_ylim(min(0.0, drops.min()), 1.35 * drops.max() if drops.max() > 0 else 1.0)
+    axis.set_ylabel("F1 drop against the unsplit teacher")
+    twin = axis.twinx()
+    ideal = students.drop_duplicates("layer").sort_values("layer")
+    twin.plot(ideal["layer"], ideal["flop_ideal_speedup"], "k--", marker="x", label="FLOP speed-up")
+    if "measured_speedup" in ideal and ideal["measured_speedup"].notna().any():
+        measured = ideal[ideal["measured_speedup"].notna()]
+        ci = [measured["measured_speedup"] - measured["measured_speedup_ci95_low"],
+              measured["measured_speedup_ci95_high"] - measured["measured_speedup"]]
+        twin.errorbar(measured["layer"], measured["measured_speedup"], yerr=ci, fmt="k-", marker="s",
+                      markersize=4, capsize=3, label="measured speed-up, batch 1 (95% CI)")
+    speedups = ideal[[column for column in ("flop_ideal_speedup", "measured_speedup_ci95_high") if column in ideal]]
+    twin.set_ylim(1.0, 1.1 * (speedups.max().max() if len(ideal) else 1.0))  # 1x = the unsplit model
+    twin.set_ylabel("speed-up of the online path (x)")
+    lines, labels = axis.get_legend_handles_labels()
+    more_lines, more_labels = twin.get_legend_handles_labels()
+    axis.legend(lines + more_lines, labels + more_labels, fontsize=7, loc="upper left")
+    figure.tight_layout()
+    save_figure_atomically(figure, out_dir / "accuracy.png")
+    plt.close(figure)
+    plot_training_curves(records, out_dir)
+
+
+def figure_students(frame):
+    """The runs of the separation-layer figure: students trained from the teacher (a continuation of a
+    student, which has had more training, is in the table only)."""
+    teacher_runs = frame.loc[frame["layer"] == TEACHER_LAYER, "run"]
+    return frame[(frame["layer"] > TEACHER_LAYER) & frame["init"].isin(teacher_runs)]
+
+
+def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> None:
+    """training.png: each run's training CE against the step (rolling mean of `smoothing` logged steps)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for record in sorted(records, key=table_order):
+        curve = pd.DataFrame(record["train_ce_curve"], columns=["step", "ce"])
+        axis.plot(curve["step"], curve["ce"].rolling(smoothing, min_periods=1).mean(), label=record["run"],
+                  linestyle="-" if record["layer"] == TEACHER_LAYER else "--" if record["alpha"] else ":")
+    axis.set_xlabel("training step")
+    axis.set_ylabel(f"training CE (rolling mean of {smoothing} logged steps)")
+    axis.set_title("start/end cross-entropy on the shared training questions")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    save_figure_atomically(figure, out_dir / "training.png")
+    plt.close(figure)
+
+
+def main(argv=None) -> None:
+    def accuracy_main(args_list):
+        parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.accuracy", description=__doc__.split("\n\n")[0])
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--runs-dir", type=Path, help="the queue's runs (train_config.json, eval.json, ...)")
+        source.add_argument("--records", type=Path,
+                            help="an accuracy.json written earlier: rebuild the table from it (the runs may be gone), "
+                                 "e.g. to join a new --bench")
+        parser.add_argument("--out", type=Path, required=True)
+        parser.add_argument("--bench", type=Path, default=None,
+                            help="a deformer-bench results directory of the runs' model shape and lengths")
+        args = parser.parse_args(args_list)
+        # the files written into --out, against everything read (a table rebuilt from --records goes elsewhere)
+        check_distinct_paths({f"--out's {name}": args.out / name for name in OUTPUT_FILES},
+                             {"the runs (--runs-dir)": args.runs_dir, "the records (--records)": args.records,
+                              "the bench results (--bench)": args.bench})
+        bench = load_bench(args.bench) if args.bench else None
+        records = collect(args.runs_dir, bench) if args.runs_dir else saved_records(args.records, bench)
+        write(records, args.out, bench_provenance(bench) if bench else None)
+        print(f"wrote {args.out}/accuracy.json")
+
+    sys.exit(run_cli(accuracy_main, argv))
+
+
+if __name__ == "__main__":
+    main()
