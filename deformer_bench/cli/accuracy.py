@@ -13,11 +13,12 @@ gets the measured batch-1 speed-up of its k beside the FLOP ideal.
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from ..bench.flops import path_flops
-from ..contracts.errors import DeformerBenchError
+from ..contracts.errors import ConfigError, DeformerBenchError
 from ..contracts.readers import read_json, read_json_lines
 from ..files import check_distinct_paths, save_figure_atomically, write_text_atomically
 from .common import run_cli
@@ -44,7 +45,7 @@ def run_record(run_dir: Path) -> dict:
         "gamma": config["gamma"], "alpha": config["alpha"],
         "beta": config["beta"], "f1": scores["f1"], "exact_match": scores["exact_match"],
         "dev_questions": scores["questions"], "train_examples": train_record["examples"],
-        "train_windows": train_record["features"], "epochs": config["epochs"],
+        "train_windows": train_record["features"], "epochs": config["epochs"], "batch_size": config["batch_size"],
         "question_len": config["question_len"], "passage_len": config["passage_len"],
         "num_layers": model_config["num_hidden_layers"], "hidden_size": model_config["hidden_size"],
         "intermediate_size": model_config["intermediate_size"],
@@ -157,9 +158,14 @@ def bench_provenance(bench: dict) -> dict:
             "onnxruntime": environment["packages"].get("onnxruntime")}
 
 
-def collect(runs_dir: Path, bench: dict = None) -> list:
-    """One record per evaluated run, with its F1 drop; `bench` (load_bench) adds measured speed-ups."""
-    records = [run_record(path.parent) for path in sorted(runs_dir.glob("*/eval.json"))]
+def collect(runs_dir: Path, bench: dict = None, saved: list = ()) -> list:
+    """One record per evaluated run, with its F1 drop; `bench` (load_bench) adds measured speed-ups. `saved` (records
+    of an accuracy.json) come first: a run of the same name in runs_dir replaces its saved record, and the teacher
+    (k=0) the drops are taken from may be a saved one (a queue of students distilled from a shipped teacher)."""
+    records = {record["run"]: record for record in saved}
+    if runs_dir is not None:
+        records.update((path.parent.name, run_record(path.parent)) for path in sorted(runs_dir.glob("*/eval.json")))
+    records = list(records.values())
     teachers = [r for r in records if r["layer"] == TEACHER_LAYER]
     if not teachers:
         raise DeformerBenchError(f"no evaluated teacher run (k=0) in {runs_dir}", "train and evaluate the teacher first")
@@ -182,8 +188,9 @@ MEASURED = ("measured_speedup", "measured_speedup_ci95_low", "measured_speedup_c
             "measured_processes", "measured_speedup_process_min", "measured_speedup_process_max")
 
 
-def saved_records(path: Path, bench: dict = None) -> list:
-    """The records of an accuracy.json, with the measured speed-ups of `bench` in place of the old ones."""
+def saved_records(path: Path, bench: dict = None) -> tuple:
+    """(records, bench source) of an accuracy.json: the records with the measured speed-ups of `bench` in place of
+    the old ones; the source of the speed-ups kept (what accuracy.json says of its bench, None with a new bench)."""
     document = read_json(path, "accuracy results", hint="give the accuracy.json of a results/accuracy directory")
     records = document.get("runs") if isinstance(document, dict) else None
     if not isinstance(records, list) or not all(isinstance(record, dict) and "layer" in record for record in records):
@@ -191,7 +198,7 @@ def saved_records(path: Path, bench: dict = None) -> list:
                                  "give the accuracy.json of a results/accuracy directory")
     records = [{key: value for key, value in record.items() if key not in MEASURED or bench is None}
                for record in records]
-    return join_bench(records, bench)
+    return join_bench(records, bench), (None if bench is not None else document.get("bench"))
 
 
 def loss_name(record: dict) -> str:
@@ -212,19 +219,32 @@ def markdown_table(records: list) -> str:
     def cell(value, form):
         return "-" if value is None else form.format(value)
 
-    rows = ["| run | k | starts from | passage positions from | loss | F1 | EM | F1 drop | ONNX F1 | FLOP speed-up "
-            f"| measured speed-up (batch 1) | train CE (last {FINAL_STEPS} steps) | training |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | k | starts from | passage positions from | loss | budget | F1 | EM | F1 drop | ONNX F1 "
+            f"| FLOP speed-up | measured speed-up (batch 1) | train CE (last {FINAL_STEPS} steps) | training | commit |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for record in sorted(records, key=table_order):
         drop = "-" if record["layer"] == TEACHER_LAYER else f"{record['f1_drop']:.2f}"
         first_position = "question end" if record["passage_position_offset"] == "question_len" else "0"
         start = "/".join(Path(record["init"]).parts[-2:])  # a run's name, or the end of a directory's path
         rows.append(f"| {record['run']} | {record['layer']} | {start} | {first_position} | {loss_name(record)} | "
-                    f"{record['f1']:.2f} | {record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
+                    f"{budget(record)} | {record['f1']:.2f} | {record['exact_match']:.2f} | {drop} | {cell(record.get('onnx_f1'), '{:.2f}')} | "
                     f"{record['flop_ideal_speedup']:.2f}x | {measured_cell(record)} | "
                     f"{cell(record['final_train_ce'], '{:.2f}')} | "
-                    f"{cell(record['train_minutes'], '{:.1f} min')} |")
+                    f"{cell(record['train_minutes'], '{:.1f} min')} | {commits(record)} |")
     return "\n".join(rows) + "\n"
+
+
+def budget(record: dict) -> str:
+    """What a run was trained on: questions x epochs, and its optimizer steps where the record names the batch."""
+    cell = f"{record['train_examples']:,} questions x {record['epochs']:g}"
+    if record.get("batch_size"):
+        cell += f", {math.ceil(math.ceil(record['train_windows'] / record['batch_size']) * record['epochs']):,} steps"
+    return cell
+
+
+def commits(record: dict) -> str:
+    """The commits a run was trained at, one per start, short; '-' for runs from before the record kept them."""
+    return ", ".join(dict.fromkeys(commit[:7] for commit in record.get("train_commits") or ())) or "-"
 
 
 def measured_cell(record: dict) -> str:
@@ -258,9 +278,11 @@ def write(records: list, out_dir: Path, bench_source: dict = None) -> None:
     write_text_atomically(out_dir / "accuracy.csv", frame[columns].to_csv(index=False))
     students = figure_students(frame)
     figure, axis = plt.subplots(figsize=(6, 4))
-    for (alpha, beta, offset), rows in students.groupby(["alpha", "beta", "passage_position_offset"]):
-        label = "KD + LRS" if alpha and beta else "KD only" if alpha else "LRS only" if beta else "no distillation"
+    for (start, alpha, beta, offset), rows in students.groupby(["start", "alpha", "beta", "passage_position_offset"]):
+        label = (f"KD + {beta:g} LRS" if alpha and beta else "KD only" if alpha else f"{beta:g} LRS only" if beta
+                 else "no distillation")
         label += ", passage positions from 0" if offset == "zero" else ""
+        label += ", from pre-trained" if start == "pre-trained" else ""
         rows = rows.sort_values("layer")
         axis.plot(rows["layer"], rows["f1_drop"], marker="o", label=f"F1 drop, {label}")
     axis.set_xlabel("separation layer k")
@@ -290,11 +312,21 @@ def write(records: list, out_dir: Path, bench_source: dict = None) -> None:
     plot_training_curves(records, out_dir)
 
 
+def start_kind(record: dict, teachers: list) -> str:
+    """What a student started from: "teacher" (a teacher run of the table, or a shipped teacher's model folder),
+    "pre-trained" (the teacher's own start), else "continued" (a student's continuation, more training)."""
+    if record["init"] in {teacher["run"] for teacher in teachers} or Path(record["init"]).parts[-2:] == ("teacher", "model"):
+        return "teacher"
+    return "pre-trained" if record["init"] in {teacher["init"] for teacher in teachers} else "continued"
+
+
 def figure_students(frame):
-    """The runs of the separation-layer figure: students trained from the teacher (a continuation of a
-    student, which has had more training, is in the table only)."""
-    teacher_runs = frame.loc[frame["layer"] == TEACHER_LAYER, "run"]
-    return frame[(frame["layer"] > TEACHER_LAYER) & frame["init"].isin(teacher_runs)]
+    """The runs of the separation-layer figure, each with its start (start_kind): students trained from the teacher
+    or from its pre-trained start (a continuation of a student, which has had more training, is in the table only)."""
+    teachers = frame[frame["layer"] == TEACHER_LAYER].to_dict("records")
+    students = frame[frame["layer"] > TEACHER_LAYER].copy()
+    students["start"] = [start_kind(record, teachers) for record in students.to_dict("records")]
+    return students[students["start"] != "continued"]
 
 
 def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> None:
@@ -319,22 +351,27 @@ def plot_training_curves(records: list, out_dir: Path, smoothing: int = 10) -> N
 def main(argv=None) -> None:
     def accuracy_main(args_list):
         parser = argparse.ArgumentParser(prog="python -m deformer_bench.cli.accuracy", description=__doc__.split("\n\n")[0])
-        source = parser.add_mutually_exclusive_group(required=True)
-        source.add_argument("--runs-dir", type=Path, help="the queue's runs (train_config.json, eval.json, ...)")
-        source.add_argument("--records", type=Path,
+        parser.add_argument("--runs-dir", type=Path, help="the queue's runs (train_config.json, eval.json, ...)")
+        parser.add_argument("--records", type=Path,
                             help="an accuracy.json written earlier: rebuild the table from it (the runs may be gone), "
-                                 "e.g. to join a new --bench")
+                                 "e.g. to join a new --bench; with --runs-dir, the runs' records are added to it (a "
+                                 "run of the same name replaces its saved record)")
         parser.add_argument("--out", type=Path, required=True)
         parser.add_argument("--bench", type=Path, default=None,
                             help="a deformer-bench results directory of the runs' model shape and lengths")
         args = parser.parse_args(args_list)
+        if args.runs_dir is None and args.records is None:
+            raise ConfigError("no records to tabulate", "give --runs-dir (a queue's runs), --records (an accuracy.json), "
+                                                        "or both")
         # the files written into --out, against everything read (a table rebuilt from --records goes elsewhere)
         check_distinct_paths({f"--out's {name}": args.out / name for name in OUTPUT_FILES},
                              {"the runs (--runs-dir)": args.runs_dir, "the records (--records)": args.records,
                               "the bench results (--bench)": args.bench})
         bench = load_bench(args.bench) if args.bench else None
-        records = collect(args.runs_dir, bench) if args.runs_dir else saved_records(args.records, bench)
-        write(records, args.out, bench_provenance(bench) if bench else None)
+        saved, saved_bench = saved_records(args.records, bench) if args.records else ([], None)
+        records = collect(args.runs_dir, bench, saved) if args.runs_dir else saved
+        # the speed-ups kept from --records keep their source (no new --bench), or the new bench's replace them
+        write(records, args.out, bench_provenance(bench) if bench else saved_bench)
         print(f"wrote {args.out}/accuracy.json")
 
     sys.exit(run_cli(accuracy_main, argv))

@@ -196,3 +196,68 @@ def test_the_table_is_not_written_over_the_records_it_is_read_from(tiny_queue_ru
         main(["--runs-dir", str(runs), "--out", str(runs / "table")])
     assert exit_.value.code == 2 and "lies inside the runs" in capsys.readouterr().err
     assert not (runs / "table").exists()
+
+
+def test_new_runs_join_a_saved_table_and_take_their_drops_from_its_teacher(tiny_queue_runs, tmp_path):
+    """A queue of students distilled from a shipped teacher has no teacher run of its own: --records gives the saved
+    table (its teacher among it) and --runs-dir the new runs; a run of the same name replaces its saved record."""
+    import shutil
+
+    from deformer_bench.cli.accuracy import main
+
+    _, runs = tiny_queue_runs
+    write(collect(runs), tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "accuracy.json").read_text())
+    saved["runs"] = [{**record, "f1": 1.0} if record["run"] == "k1-none" else record for record in saved["runs"]]
+    (tmp_path / "saved" / "accuracy.json").write_text(json.dumps(saved))
+    new_runs = tmp_path / "new-runs"
+    shutil.copytree(runs / "k1-none", new_runs / "k1-none")  # evaluated again: its record replaces the saved one
+    shutil.copytree(runs / "k1-kd-lrs", new_runs / "k1-teacher-b2")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--records", str(tmp_path / "saved" / "accuracy.json"), "--runs-dir", str(new_runs),
+              "--out", str(tmp_path / "joined")])
+    assert exit_.value.code == 0
+    joined = {record["run"]: record for record in json.loads((tmp_path / "joined" / "accuracy.json").read_text())["runs"]}
+    assert set(joined) == {"teacher", "k1-kd-lrs", "k1-none", "k1-teacher-b2"}
+    assert joined["k1-none"]["f1"] != 1.0  # the run's own evaluation, not the saved record
+    teacher_f1 = joined["teacher"]["f1"]
+    assert joined["k1-teacher-b2"]["f1_drop"] == pytest.approx(teacher_f1 - joined["k1-teacher-b2"]["f1"])
+    table = (tmp_path / "joined" / "accuracy.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| k1-teacher-b2 |"))
+    commit = joined["k1-teacher-b2"]["train_commits"][0][:7]
+    steps = -(-joined["k1-teacher-b2"]["train_windows"] // joined["k1-teacher-b2"]["batch_size"])
+    assert f" questions x 1, {steps:,} steps | " in row and row.endswith(f" | {commit} |")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "nothing")])
+    assert exit_.value.code == 2 and not (tmp_path / "nothing").exists()
+
+
+def test_a_table_rebuilt_from_its_records_keeps_the_source_of_its_speedups(tiny_queue_runs, tiny_bench, tmp_path):
+    """Without a new --bench, the measured speed-ups kept from --records keep their provenance (it was dropped:
+    accuracy.json then said "bench": null beside speed-ups it no longer named a source for)."""
+    from deformer_bench.cli.accuracy import bench_provenance, main
+
+    _, runs = tiny_queue_runs
+    bench = load_bench(tiny_bench)
+    write(collect(runs, bench), tmp_path / "with-bench", bench_provenance(bench))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--records", str(tmp_path / "with-bench" / "accuracy.json"), "--out", str(tmp_path / "rebuilt")])
+    assert exit_.value.code == 0
+    before = json.loads((tmp_path / "with-bench" / "accuracy.json").read_text())
+    after = json.loads((tmp_path / "rebuilt" / "accuracy.json").read_text())
+    assert before["bench"] is not None and after["bench"] == before["bench"]
+    assert [record.get("measured_speedup") for record in after["runs"]] == \
+        [record.get("measured_speedup") for record in before["runs"]]
+
+
+def test_students_from_a_shipped_teacher_and_from_the_pretrained_start_are_in_the_figure(tiny_queue_runs, tmp_path):
+    _, runs = tiny_queue_runs
+    records = collect(runs)
+    teacher = next(record for record in records if record["run"] == "teacher")
+    student = next(record for record in records if record["run"] == "k1-kd-lrs")
+    shipped = {**student, "run": "k1-shipped-teacher", "init": "reference/teacher/model"}
+    pretrained = {**student, "run": "k1-pretrained", "init": teacher["init"]}
+    continued = {**student, "run": "k1-more", "init": "k1-kd-lrs"}
+    students = figure_students(pd.DataFrame(records + [shipped, pretrained, continued]))
+    assert dict(zip(students["run"], students["start"])) == {
+        "k1-kd-lrs": "teacher", "k1-none": "teacher", "k1-shipped-teacher": "teacher", "k1-pretrained": "pre-trained"}
