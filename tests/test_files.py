@@ -1,5 +1,6 @@
 import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -328,3 +329,25 @@ def test_a_huge_number_in_a_staging_name_is_left_alone(tmp_path):
     odd.mkdir()
     clean_stale_staging(tmp_path / "out")
     assert odd.exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling", "fifo"])
+def test_an_output_file_that_is_a_link_or_a_device_is_refused_and_left_alone(tmp_path, kind):
+    """Written beside and renamed over, an output would replace the link or the device node itself: as root,
+    `deformer-answer --output /dev/stdout` replaced /dev/stdout (a link) with a regular file for the whole system."""
+    from deformer_bench.files import write_text_atomically
+
+    target, output = tmp_path / "real.json", tmp_path / "out.json"
+    if kind == "symlink":
+        target.write_text("mine")
+        output.symlink_to(target)
+    elif kind == "dangling":
+        output.symlink_to(tmp_path / "gone" / "x.json")
+    else:
+        os.mkfifo(output)
+    with pytest.raises(OutputLocationError, match="symbolic link|FIFO"):
+        check_output_file(output, "--output")
+    with pytest.raises(OutputLocationError, match="symbolic link|FIFO"):
+        write_text_atomically(output, "{}")
+    assert output.is_symlink() if kind != "fifo" else stat.S_ISFIFO(os.lstat(output).st_mode)
+    assert kind != "symlink" or target.read_text() == "mine"
