@@ -30,8 +30,11 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
     import signal
     import threading
 
+    from . import restore_interrupt_handler
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
+        restore_interrupt_handler()
     try:
         return main_function(argv) or 0
     except DeformerBenchError as error:

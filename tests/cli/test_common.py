@@ -57,3 +57,22 @@ def test_a_reader_that_goes_away_is_not_an_error_message(capsys):
 
     assert run_cli(main, []) == EXIT_FAILURE
     assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_while_a_command_imports_its_libraries_is_one_line_and_exit_130():
+    """deformer-bench imports torch at start (seconds): Ctrl-C then printed Python's KeyboardInterrupt traceback
+    out of the import, exit -2, before run_cli could say anything."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "deformer-bench"
+    process = subprocess.Popen([str(script), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    time.sleep(0.5)  # past Python's own start, well inside `import torch`
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip() == "interrupted: nothing was written"
