@@ -153,12 +153,19 @@ def check_queue_inputs(configs: list, runs_dir: Path, queue_path: Path = None) -
     from ..model import load_hf_config
     from ..training_checks import check_run_directory
 
+    from ..squad.data import load_squad
+
     layers_of = {}  # model directory -> its number of layers (a run's model has its init's)
+    datasets_read = set()
     for name, config, evaluation in configs:
         for path, what in ((config.train_file, "train_file"), (evaluation.get("dataset"), "evaluation dataset")):
             if path is not None and not Path(path).is_file():
                 raise DeformerBenchError(f"run {name!r}: {what} {path} is not a file",
                                          "fix the path in the queue (relative paths start where you run the command)")
+            if path is not None and Path(path).resolve() not in datasets_read:
+                # read whole now: a damaged evaluation set was found only after its run had trained (hours)
+                load_squad(path)
+                datasets_read.add(Path(path).resolve())
         for path, what in ((config.init_dir, "init"), (config.teacher_dir or None, "teacher")):
             if path is not None and path not in layers_of:
                 if not Path(path, "config.json").is_file():
