@@ -8,14 +8,14 @@ from pathlib import Path
 
 from ..errors import DeformerBenchError
 from ..files import write_text_atomically
-from .common import (MAX_BATCH_SIZE, check_count, check_outputs, command_line, interrupts_name_an_unfinished_cache,
-                     run_cli, tokenizer_input)
+from .common import (ArgumentParser, MAX_BATCH_SIZE, check_count, check_outputs, command_line,
+                     interrupts_name_an_unfinished_cache, run_cli, tokenizer_input)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ..answer import PASSAGES_FILE, QUESTIONS_FILE  # what a passages file is: the same for both commands
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deformer-answer",
         description="Answer questions about your own passages with an exported graph set: lower_passage runs "
                     "once per passage window into a passage cache (offline), then each question runs "

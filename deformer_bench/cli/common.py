@@ -1,5 +1,6 @@
 """What every CLI shares: typed errors become one message and an exit code (errors.py), never a traceback."""
 
+import argparse
 import errno
 import sys
 from contextlib import contextmanager
@@ -24,6 +25,15 @@ def os_error_message(error: OSError) -> tuple:
 
 def _terminated(signal_number, frame):
     raise KeyboardInterrupt  # SIGTERM (kill, a job scheduler) cleans up as Ctrl-C does
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's own errors (an unknown option, a choice not offered, a value past its bound) as every other error
+    of a command: one `error:` line and one `fix:` line, exit 2, not the usage block and `prog: error: ...`.
+    Subcommands' parsers (deformer-cache build) are of this class too: argparse makes them of their parent's."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {message}\n  fix: see {self.prog} --help\n")
 
 
 def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int:

@@ -10,7 +10,8 @@ from ..errors import DeformerBenchError, ManifestError
 from ..files import write_texts_atomically
 from ..model import POSITION_OFFSETS
 from ..readers import read_json
-from .common import check_outputs, command_line, interrupts_name_an_unfinished_cache, positive_int, run_cli
+from .common import (ArgumentParser, check_outputs, command_line, interrupts_name_an_unfinished_cache, positive_int,
+                     run_cli)
 
 DEFAULT_DOC_STRIDE = 128
 # Options that only mean something when a model is evaluated: with --predictions they are refused, not ignored.
@@ -19,7 +20,7 @@ MODEL_OPTIONS = ("onnx", "variant", "passage_cache", "layer", "question_len", "p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deformer-eval",
         description="Score predictions ({question_id: text}) with the official SQuAD v1.1 metric, or evaluate "
                     "a model directory end to end (PyTorch, or its exported graphs with --onnx).")

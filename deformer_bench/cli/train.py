@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..files import write_text_atomically
 from ..readers import FormatError, read_json, read_yaml
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
 QUEUE_SECTIONS = {"defaults", "evaluation", "runs"}
@@ -22,7 +22,7 @@ RESUMES = ("interrupted: nothing of the current step was kept; run the same comm
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deformer-train", description=__doc__)
+    parser = ArgumentParser(prog="deformer-train", description=__doc__)
     parser.add_argument("--queue", type=Path, help="YAML queue of runs (see experiments/); resumes where it stopped")
     parser.add_argument("--runs-dir", type=Path, help="where queue runs live (default runs/)")
     parser.add_argument("--only", help="comma-separated run names of the queue to run")

@@ -76,3 +76,24 @@ def test_ctrl_c_while_a_command_imports_its_libraries_is_one_line_and_exit_130()
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert stderr.strip() == "interrupted: nothing was written"
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("deformer-cache", ["build", "g", "--passages", "p", "--out", "c", "--dtype", "int4"],
+     "argument --dtype: invalid choice"),
+    ("deformer-cache", ["biuld"], "argument command: invalid choice: 'biuld'"),
+    ("deformer-export", ["m", "o", "--quantize", "int4"], "argument --quantize: 'int4'"),
+    ("deformer-answer", ["g", "--passages", "p", "--passage-cache", "c", "--nope"], "unrecognized arguments: --nope"),
+])
+def test_argparse_errors_are_one_error_line_and_one_fix_line(command, args, message):
+    """A bad option printed argparse's usage block and `prog: error: ...`, with no fix line, where every other
+    error of the commands is one `error:` line and one `fix:` line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    completed = subprocess.run([str(Path(sys.executable).parent / command), *args], capture_output=True, text=True,
+                               timeout=120)
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 2, completed.stderr
+    assert lines[0].startswith(f"error: {message}") and lines[1].startswith("  fix: see deformer-"), completed.stderr
