@@ -47,6 +47,36 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
         restore_interrupt_handler()
     try:
         return main_function(argv) or 0
+    except Exception as error:
+        if not _caused_by_interrupt(error):
+            return _report(error)
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interruption:
+        print(interruption.left if isinstance(interruption, Interrupted) else interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(error: BaseException) -> bool:
+    """True when a KeyboardInterrupt (Ctrl-C, SIGTERM) is in `error`'s chain: a library that catches it mid-call
+    raises its own error instead (Ctrl-C during `import onnxruntime` is "ImportError: initialization failed", which
+    a graph set's loader then reported as a damaged graph set to export again, exit 2)."""
+    seen, pending = set(), [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return False
+
+
+def _report(error: Exception) -> int:
+    """The one error: and fix: lines of a failure, and its exit code; an error of no known kind (a bug) is raised."""
+    try:
+        raise error
     except DeformerBenchError as error:
         print(f"error: {error.message}", file=sys.stderr)
         if error.hint:
@@ -65,9 +95,6 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
         print(f"error: {message}", file=sys.stderr)
         print(f"  fix: {hint}", file=sys.stderr)
         return code
-    except KeyboardInterrupt as interruption:
-        print(interruption.left if isinstance(interruption, Interrupted) else interrupted, file=sys.stderr)
-        return EXIT_INTERRUPTED
 
 
 def check_outputs(files: dict, passage_cache, inputs: dict) -> None:

@@ -97,3 +97,32 @@ def test_argparse_errors_are_one_error_line_and_one_fix_line(command, args, mess
     lines = completed.stderr.strip().splitlines()
     assert completed.returncode == 2 and len(lines) == 2, completed.stderr
     assert lines[0].startswith(f"error: {message}") and lines[1].startswith("  fix: see deformer-"), completed.stderr
+
+
+def test_an_error_a_library_raised_for_an_interrupt_is_an_interrupt(capsys):
+    """Ctrl-C during `import onnxruntime` is "ImportError: initialization failed"; the graph set loader turned it
+    into "graph set ... cannot be loaded by onnxruntime ... export the graph set again", exit 2."""
+    from deformer_bench.errors import ManifestError
+
+    def loads_a_graph_set(argv):
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise ImportError("initialization failed")
+        except Exception as error:
+            raise ManifestError(f"graph set g cannot be loaded by onnxruntime: {error}", "export it again") from None
+
+    assert run_cli(loads_a_graph_set, []) == 130
+    assert capsys.readouterr().err.strip() == "interrupted: nothing was written"
+
+    def interrupted_import(argv):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed")
+
+    assert run_cli(interrupted_import, []) == 130  # not a traceback
+    assert run_cli(raising(ConfigError("bad k", "choose k")), []) == 2  # errors of their own stay errors
+    with pytest.raises(ZeroDivisionError):  # and a bug is not taken for an interrupt
+        run_cli(lambda argv: 1 / 0, [])
