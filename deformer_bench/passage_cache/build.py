@@ -326,10 +326,11 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
     except BaseException as error:  # noqa: BLE001 (re-raised)
         # A build refused by the lock touches nothing: the directory is another build's.
         if not isinstance(error, BuildLocked) and discard_unfinished(out_dir, record, created, new, keep_unfinished) \
-                and isinstance(error, KeyboardInterrupt) and not isinstance(error, Interrupted):
+                and keep_unfinished and isinstance(error, KeyboardInterrupt) and not isinstance(error, Interrupted):
             # deformer-cache's usual line says the finished segments are kept: here there are none, nor the folder
-            raise Interrupted(f"interrupted: nothing was written (no segment of {out_dir} was finished, and the "
-                              "folder this build made is removed)") from None
+            # (deformer-answer's and -eval's, keep_unfinished False, already say that nothing was written)
+            raise Interrupted(f"interrupted: nothing was written (no segment was finished; {out_dir}, which this "
+                              "build made, is removed)") from None
         raise
     return load_passage_cache(out_dir, graph_set)
 
