@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -120,13 +121,41 @@ def check_output_dir(path, what: str = "output directory") -> None:
     _probe_writable(existing, f"{what} {path}")
 
 
+def _special_kind(path: Path):
+    """What `path` is when it is not a plain place for a file: a symbolic link, a device, a FIFO or a socket."""
+    if path.is_symlink():
+        return f"a symbolic link (to {os.readlink(path)})"
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None
+
+
+def refuse_special_output(path, what: str = "output file") -> None:
+    """An output file is written beside its target and renamed over it: over a symbolic link or a device that
+    replaces the link or the device node itself (as root, `--output /dev/stdout` or `/dev/null` replaced them for
+    the whole system), and never reaches what the user pointed at. Such an existing path is refused."""
+    path = Path(path)
+    kind = _special_kind(path)
+    if kind is not None:
+        raise OutputLocationError(f"{what} {path} is {kind}, not a regular file: the output would be renamed over it",
+                                  "give the path of a regular file (outputs are written whole, then renamed into "
+                                  "place), and copy or print it from there")
+
+
 def check_output_file(path, what: str = "output file") -> None:
-    """`path` can be written as a file: not a directory, its folder is (or can become) writable."""
+    """`path` can be written as a file: not a directory, a link or a device, its folder is (or can become) writable."""
     path = Path(path)
     if path.is_dir():
         raise OutputLocationError(f"{what} {path} is a directory", "give the path of a file to write")
     if path.name in ("", ".", ".."):
         raise OutputLocationError(f"{what} {path} is not a file name", "give the path of a file to write")
+    refuse_special_output(path, what)
     check_output_dir(path.parent, f"the folder of {what} {path}")
 
 
@@ -208,6 +237,7 @@ def _staging_file(path: Path) -> Path:
     """The staging name beside `path` (its folder created), after removing what a dead writer of it left."""
     if path.is_dir():
         raise OutputLocationError(f"{path} is a directory", "give the path of a file to write")
+    refuse_special_output(path, "the output")
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(path)
     return path.with_name(f".{path.name}.partial-{os.getpid()}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bench.devices import DEVICES, check_target_settings
+from .contracts.bounds import MAX_BATCH_SIZE
 from .contracts.errors import ProfileError, TargetError
 from .contracts.manifest import VARIANTS
 from .yaml_reader import parse_yaml
@@ -29,8 +30,8 @@ REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_siz
 MAX_TIMED_SECONDS = 3600.0
 MAX_REPEATS = 100_000
 # The scenarios' batching: at most as many questions in one batch as deformer-cache and deformer-answer take windows
-# (api/common.MAX_BATCH_SIZE), and a wait of at most ten seconds for a batch to fill.
-MAX_BATCH_QUESTIONS = 65_536
+# (contracts.bounds.MAX_BATCH_SIZE), and a wait of at most ten seconds for a batch to fill.
+MAX_BATCH_QUESTIONS = MAX_BATCH_SIZE
 MAX_BATCH_WAIT_MS = 10_000
 
 

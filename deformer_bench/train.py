@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .contracts.bounds import MAX_BATCH_SIZE
 from .contracts.errors import ConfigError, DeformerBenchError, RuntimeFailure, first_line
 from .contracts.readers import read_json, read_json_lines
 from .environment import describe_environment
@@ -124,6 +125,9 @@ class TrainConfig:
                               "drop it for the teacher (it applies to students)")
         if self.temperature <= 0 or self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("temperature, epochs, batch size and learning rate must be positive", "fix them")
+        if self.batch_size > MAX_BATCH_SIZE:  # a typo such as 1e11 was taken: a batch of the whole set, out of memory
+            raise ConfigError(f"training setting batch_size must be at most {MAX_BATCH_SIZE:,} examples, got "
+                              f"{self.batch_size:,}", "fix batch_size")
         if self.device not in DEVICES:
             raise ConfigError(f"training device {self.device!r} is unknown", f"use one of: {', '.join(DEVICES)}")
         check_doc_stride(self.passage_len, self.doc_stride)

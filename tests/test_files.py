@@ -1,6 +1,7 @@
 import errno
 import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -353,3 +354,25 @@ def test_a_results_folder_never_reuses_a_name_and_counts_within_60_characters(tm
     link = new_results_folder(tmp_path, "p", "m")
     link.symlink_to(tmp_path / "nowhere")  # a link, even a broken one, is a name taken
     assert new_results_folder(tmp_path, "p", "m").name == link.name + "-2"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling", "fifo"])
+def test_an_output_file_that_is_a_link_or_a_device_is_refused_and_left_alone(tmp_path, kind):
+    """Written beside and renamed over, an output would replace the link or the device node itself: as root,
+    `deformer-answer --output /dev/stdout` replaced /dev/stdout (a link) with a regular file for the whole system."""
+    from deformer_bench.files import write_text_atomically
+
+    target, output = tmp_path / "real.json", tmp_path / "out.json"
+    if kind == "symlink":
+        target.write_text("mine")
+        output.symlink_to(target)
+    elif kind == "dangling":
+        output.symlink_to(tmp_path / "gone" / "x.json")
+    else:
+        os.mkfifo(output)
+    with pytest.raises(OutputLocationError, match="symbolic link|FIFO"):
+        check_output_file(output, "--output")
+    with pytest.raises(OutputLocationError, match="symbolic link|FIFO"):
+        write_text_atomically(output, "{}")
+    assert output.is_symlink() if kind != "fifo" else stat.S_ISFIFO(os.lstat(output).st_mode)
+    assert kind != "symlink" or target.read_text() == "mine"

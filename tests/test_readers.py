@@ -21,6 +21,7 @@ from deformer_bench.yaml_reader import parse_yaml, read_yaml
     ('{"lr": 1e400}', "the number 1e400 is beyond a float's range"),  # Python would read inf
     ("1" * 5000, "a value Python cannot read: Exceeds the limit"),  # a bare ValueError before
     ('{"a": 1} {"b": 2}', r"is not valid JSON \(Extra data at column 10\)"),
+    ('{"id": "p0", "text": "cut', r"\(Unterminated string starting at column 22\)"),  # was "starting at at column"
 ])
 def test_json_that_python_reads_but_the_format_refuses(text, message):
     with pytest.raises(FormatError, match=message) as raised:

@@ -253,3 +253,13 @@ def test_settings_that_would_be_ignored_are_refused(changes, message):
     base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**{**base, **changes})
+
+
+def test_a_batch_size_past_its_bound_is_refused():
+    """batch_size 100000000000 in a queue was taken (a batch of the whole training set); counts are bounded."""
+    from deformer_bench.contracts.errors import ConfigError
+
+    base = dict(output_dir="o", init_dir="i", train_file="f", gamma=1.0, alpha=0.0, beta=0.0)
+    TrainConfig(**base, batch_size=65_536)
+    with pytest.raises(ConfigError, match="batch_size must be at most 65,536"):
+        TrainConfig(**base, batch_size=100_000_000_000)

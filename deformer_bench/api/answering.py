@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..answer import answer_questions, cache_passages, graph_set_tokenizer, read_passages, read_questions
+from ..contracts.bounds import MAX_BATCH_SIZE
 from ..contracts.errors import DeformerBenchError
 from ..contracts.manifest import load_graph_set
 from ..files import command_line, tokenizer_input, write_text_atomically
 from ..passage_cache import CacheCommands
-from .common import MAX_BATCH_SIZE, check_count, check_outputs, interrupts_name_an_unfinished_cache
+from .common import check_count, check_outputs, interrupts_name_an_unfinished_cache
 
 
 @dataclass

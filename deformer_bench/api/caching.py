@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..answer import InputFileError, graph_set_tokenizer, iter_passages, passage_examples, passages_file
+from ..contracts.bounds import MAX_BATCH_SIZE
 from ..contracts.errors import DeformerBenchError
 from ..contracts.manifest import load_graph_set
 from ..files import check_distinct_paths, command_line, tokenizer_input
@@ -18,7 +19,7 @@ from ..passage_cache.ray_engine import RayEngine, import_ray
 from ..passage_cache.store import tokenizer_sha256, unlisted_segments
 from ..serving import evaluation_session
 from ..squad.features import check_doc_stride, featurize
-from .common import MAX_BATCH_SIZE, check_count
+from .common import check_count
 
 # Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
 # 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray

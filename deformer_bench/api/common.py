@@ -48,8 +48,6 @@ def is_unfinished_cache(directory) -> bool:
         return False
 
 
-# Windows run through a graph at once: 65,536 of 224 x 384 float32 states are 22 GB per layer's output.
-MAX_BATCH_SIZE = 65_536
 
 
 def check_count(option: str, value, maximum: int) -> None:

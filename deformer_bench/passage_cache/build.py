@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..contracts.errors import PassageCacheError
+from ..contracts.errors import Interrupted, PassageCacheError
 from ..contracts.hashing import file_sha256
 from ..files import check_output_dir, staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
@@ -328,8 +328,12 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
             save_record(out_dir, record)
     except BaseException as error:  # noqa: BLE001 (re-raised)
         # A build refused by the lock touches nothing: the directory is another build's.
-        if not isinstance(error, BuildLocked):
-            discard_unfinished(out_dir, record, created, new, keep_unfinished)
+        if not isinstance(error, BuildLocked) and discard_unfinished(out_dir, record, created, new, keep_unfinished) \
+                and keep_unfinished and isinstance(error, KeyboardInterrupt) and not isinstance(error, Interrupted):
+            # deformer-cache's usual line says the finished segments are kept: here there are none, nor the folder
+            # (deformer-answer's and -eval's, keep_unfinished False, already say that nothing was written)
+            raise Interrupted(f"interrupted: nothing was written (no segment was finished; {out_dir}, which this "
+                              "build made, is removed)") from None
         raise
     return load_passage_cache(out_dir, graph_set)
 
@@ -393,13 +397,16 @@ def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, se
     return walk
 
 
-def discard_unfinished(out_dir: Path, record: dict, created: bool, new: bool, keep_unfinished: bool) -> None:
+def discard_unfinished(out_dir: Path, record: dict, created: bool, new: bool, keep_unfinished: bool) -> bool:
     """What a failed or interrupted build removes: the directory it made, when nothing of it is kept (no segment
     listed, or not `keep_unfinished`); without `keep_unfinished`, the record and segments it started in a directory
-    it found empty. A cache it went on with (another build's) keeps what it had and gained."""
+    it found empty. A cache it went on with (another build's) keeps what it had and gained. True when the
+    directory it made is removed."""
     if created and (not keep_unfinished or not record["segments"]):
         shutil.rmtree(out_dir, ignore_errors=True)
+        return True
     elif new and not keep_unfinished:
         for entry in record["segments"]:
             shutil.rmtree(out_dir / entry["name"], ignore_errors=True)
         (out_dir / RECORD_FILE).unlink(missing_ok=True)
+    return False

@@ -14,11 +14,13 @@ Every JSON value read here, a whole file or one line, goes through the project's
 would (the last value kept, a NaN latency passed on to results.json).
 """
 
+import functools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contracts.errors import RuntimeFailure
+from ..contracts.errors import DiskFullError, RuntimeFailure
 from ..contracts.readers import parse_json, read_json
 from ..contracts import strict_json
 
@@ -48,11 +50,40 @@ def _must_exist(path: Path) -> None:
 
 RERUN = "run the test again; LoadGen writes its logs whole by the end of a test"
 
+# LoadGen writes its logs from C++ and says nothing when a write fails: a log missing, cut or empty on a disk
+# with less than this left is named as the full disk it is, not as LoadGen's fault to rerun.
+FULL_DISK_BYTES = 1 << 20
+
+
+def _free_bytes(folder: Path):
+    try:
+        status = os.statvfs(folder)
+    except OSError:
+        return None
+    return status.f_bavail * status.f_frsize
+
+
+def _full_disk_named(reader):
+    """A reader of one of LoadGen's logs in `directory`: its LoadGenLogError, on a full disk, as a DiskFullError."""
+    @functools.wraps(reader)
+    def read(directory):
+        try:
+            return reader(directory)
+        except LoadGenLogError as error:
+            free = _free_bytes(Path(directory))
+            if free is not None and free < FULL_DISK_BYTES:
+                raise DiskFullError(f"the disk holding {directory} is full ({free:,} bytes free): LoadGen could not "
+                                    f"write its logs there ({error.message})",
+                                    "free space on that disk, or give --output on another one, and run again") from None
+            raise
+    return read
+
 
 def _refused(path: Path, number: int, why) -> LoadGenLogError:
     return LoadGenLogError(f"LoadGen's {path.name} in {path.parent}, line {number}: {why}", RERUN)
 
 
+@_full_disk_named
 def read_detail_log(directory) -> DetailLog:
     path = Path(directory) / DETAIL_FILE
     _must_exist(path)
@@ -78,6 +109,7 @@ def read_detail_log(directory) -> DetailLog:
     return log
 
 
+@_full_disk_named
 def read_sample_latencies(directory) -> list:
     """Every sample's latency in ns, as LoadGen measured it (scheduled -> QuerySamplesComplete), in issue order."""
     path = Path(directory) / TRACE_FILE
@@ -100,6 +132,7 @@ def read_sample_latencies(directory) -> list:
     return [latency for _, latency in sorted(latencies)]
 
 
+@_full_disk_named
 def read_accuracy_log(directory) -> dict:
     """{sample index: response bytes} of an accuracy run (each sample answered once)."""
     path = Path(directory) / ACCURACY_FILE

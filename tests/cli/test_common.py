@@ -57,3 +57,72 @@ def test_a_reader_that_goes_away_is_not_an_error_message(capsys):
 
     assert run_cli(main, []) == EXIT_FAILURE
     assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_while_a_command_imports_its_libraries_is_one_line_and_exit_130():
+    """deformer-bench imports torch at start (seconds): Ctrl-C then printed Python's KeyboardInterrupt traceback
+    out of the import, exit -2, before run_cli could say anything."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "deformer-bench"
+    process = subprocess.Popen([str(script), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    time.sleep(0.5)  # past Python's own start, well inside `import torch`
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip() == "interrupted: nothing was written"
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("deformer-cache", ["build", "g", "--passages", "p", "--out", "c", "--dtype", "int4"],
+     "argument --dtype: invalid choice"),
+    ("deformer-cache", ["biuld"], "argument command: invalid choice: 'biuld'"),
+    ("deformer-export", ["m", "o", "--quantize", "int4"], "argument --quantize: 'int4'"),
+    ("deformer-answer", ["g", "--passages", "p", "--passage-cache", "c", "--nope"], "unrecognized arguments: --nope"),
+])
+def test_argparse_errors_are_one_error_line_and_one_fix_line(command, args, message):
+    """A bad option printed argparse's usage block and `prog: error: ...`, with no fix line, where every other
+    error of the commands is one `error:` line and one `fix:` line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    completed = subprocess.run([str(Path(sys.executable).parent / command), *args], capture_output=True, text=True,
+                               timeout=120)
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 2, completed.stderr
+    assert lines[0].startswith(f"error: {message}") and lines[1].startswith("  fix: see deformer-"), completed.stderr
+
+
+def test_an_error_a_library_raised_for_an_interrupt_is_an_interrupt(capsys):
+    """Ctrl-C during `import onnxruntime` is "ImportError: initialization failed"; the graph set loader turned it
+    into "graph set ... cannot be loaded by onnxruntime ... export the graph set again", exit 2."""
+    from deformer_bench.contracts.errors import ManifestError
+
+    def loads_a_graph_set(argv):
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise ImportError("initialization failed")
+        except Exception as error:
+            raise ManifestError(f"graph set g cannot be loaded by onnxruntime: {error}", "export it again") from None
+
+    assert run_cli(loads_a_graph_set, []) == 130
+    assert capsys.readouterr().err.strip() == "interrupted: nothing was written"
+
+    def interrupted_import(argv):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed")
+
+    assert run_cli(interrupted_import, []) == 130  # not a traceback
+    assert run_cli(raising(ConfigError("bad k", "choose k")), []) == 2  # errors of their own stay errors
+    with pytest.raises(ZeroDivisionError):  # and a bug is not taken for an interrupt
+        run_cli(lambda argv: 1 / 0, [])

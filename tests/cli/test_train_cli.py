@@ -160,3 +160,24 @@ def test_a_run_may_not_be_written_where_its_queue_or_evaluation_set_lies(tmp_pat
                                 "--quiet"]) == 2
     assert "holds the evaluation dataset" in capsys.readouterr().err
     assert sorted(path.name for path in (tmp_path / "runs" / "a").iterdir()) == ["dev.json", "train_config.json"]
+
+
+@pytest.mark.parametrize("damage", ["cut-off gzip", "a key twice"])
+def test_a_damaged_evaluation_set_is_refused_before_the_first_run_trains(tmp_path, tiny_with_tokenizer,
+                                                                          small_train_file, capsys, damage):
+    """An evaluation set that exists but cannot be read was found only after its run had trained (exit 2 then)."""
+    import gzip
+
+    dataset = tmp_path / "dev.json.gz"
+    if damage == "cut-off gzip":
+        dataset.write_bytes(gzip.compress(small_train_file.read_bytes())[:2000])
+    else:
+        dataset = tmp_path / "dev.json"
+        dataset.write_text(small_train_file.read_text().replace('"version"', '"data": [], "version"', 1))
+    queue = tmp_path / "queue.yaml"
+    queue.write_text(f"{{defaults: {{train_file: {small_train_file}, question_len: 16, passage_len: 64, doc_stride: 16, "
+                     f"bf16: false, max_examples: 2}}, evaluation: {{dataset: {dataset}, limit: 2}}, "
+                     f"runs: [{{name: a, init: {tiny_with_tokenizer}, layer: 0, gamma: 1, alpha: 0, beta: 0}}]}}")
+    assert run_cli(train_main, ["--queue", str(queue), "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 2
+    assert str(dataset) in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # run a never started

@@ -122,3 +122,24 @@ def test_a_cache_started_by_a_reader_is_removed_when_its_build_is_interrupted(ti
         build_passage_cache(graph_set, ids, mask, tmp_path / "theirs", DiesOnTheThirdBatch, batch_size=1,
                             segment_windows=1, progress=False, keep_unfinished=False)
     assert json.loads((tmp_path / "theirs" / "cache.json").read_text())["windows"] == 4
+
+
+def test_an_interrupted_build_that_finished_no_segment_says_nothing_was_written(tiny_graphs, tmp_path):
+    """SIGTERM as the first segment was being listed: deformer-cache removed the folder it had made (nothing of it
+    listed) and said "the segments finished so far are kept and listed; the same command goes on from there"."""
+    from deformer_bench.contracts.errors import Interrupted
+
+    class DiesOnTheFirstBatch(DiesOnTheThirdBatch):
+        def run(self, names, feed):
+            raise KeyboardInterrupt
+
+    ids, mask = distinct_windows(4)
+    caught = None
+    try:  # a bare KeyboardInterrupt would end pytest itself: caught here, so the test fails instead
+        build_passage_cache(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache", DiesOnTheFirstBatch,
+                            batch_size=1, segment_windows=1, progress=False)
+    except KeyboardInterrupt as interruption:
+        caught = interruption
+    assert isinstance(caught, Interrupted) and "nothing was written" in caught.left, repr(caught)
+    assert not (tmp_path / "cache").exists()
+    killed_build(load_graph_set(tiny_graphs), ids, mask, tmp_path / "kept")  # segments listed: the usual interrupt

@@ -92,3 +92,17 @@ def test_results_json_is_read_by_the_strict_reader(tmp_path, text, message):
     with pytest.raises(FormatError):
         write_report(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_a_log_cut_by_a_full_disk_is_named_as_the_full_disk(tmp_path, monkeypatch):
+    """With --output on a full disk, LoadGen (C++) wrote an empty accuracy log without a word, and the run said
+    "is not valid JSON ... run the test again; LoadGen writes its logs whole", blaming LoadGen, not the disk."""
+    from deformer_bench.contracts.errors import DiskFullError
+
+    write_accuracy(tmp_path, "")
+    with pytest.raises(LoadGenLogError, match="is not valid JSON"):  # room on the disk: LoadGen's own fault
+        logs.read_accuracy_log(tmp_path)
+    monkeypatch.setattr(logs, "_free_bytes", lambda folder: 4096)
+    for reader in (logs.read_accuracy_log, logs.read_detail_log, logs.read_sample_latencies):
+        with pytest.raises(DiskFullError, match="is full .*4,096 bytes free"):
+            reader(tmp_path)
