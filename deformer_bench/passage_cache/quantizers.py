@@ -80,44 +80,19 @@ def _nearest(faiss, centroids: np.ndarray, points: np.ndarray) -> np.ndarray:
     return index.search(np.ascontiguousarray(points, dtype=np.float32), 1)[1][:, 0]
 
 
-def _token_prior(sample: np.ndarray, token_ids: np.ndarray, positions: np.ndarray, vocab_size: int,
-                 passage_len: int) -> dict:
-    """What a token's state is expected to be from its id and its position alone, learned on the sample: the
-    mean state of each token id (pulled towards the sample's mean by one pseudo-token: an id seen once is not
-    taken at its word; an id never seen gets the sample's mean), then the mean of what is left at each position.
-    The ids are stored in the cache anyway, so the prior costs no bytes a token; the codes carry the residual."""
-    mean = sample.mean(axis=0, dtype=np.float64)
-    sums = np.zeros((vocab_size, sample.shape[1]))
-    np.add.at(sums, token_ids, sample - mean)
-    counts = np.bincount(token_ids, minlength=vocab_size)[:, None]
-    token_mean = (mean + sums / (counts + 1)).astype(np.float16)  # a table of the vocabulary: float16 halves it
-    left = sample - token_mean[token_ids].astype(np.float32)
-    sums = np.zeros((passage_len, sample.shape[1]))
-    np.add.at(sums, positions, left)
-    position_mean = sums / np.maximum(np.bincount(positions, minlength=passage_len), 1)[:, None]
-    return {"token_mean": token_mean, "position_mean": position_mean.astype(np.float32)}
-
-
 class Codec:
-    """A learned codec: `settings` (JSON scalars) and `codebook` (numpy arrays) are its whole state.
-
-    `prior`: "none", or "token": the codes carry each state minus what its token id and position predict
-    (_token_prior); encode and decode then need the windows' token ids, [n, Lp], as the cache stores them."""
+    """A learned codec: `settings` (JSON scalars) and `codebook` (numpy arrays) are its whole state."""
 
     name = None
-    SETTINGS = {}  # setting -> default, besides "prior"
-    PRIORS = ("none", "token")
+    SETTINGS = {}  # setting -> default
 
     def __init__(self, hidden_size: int, codebook: dict = None, **settings):
-        unknown = set(settings) - set(self.SETTINGS) - {"prior"}
+        unknown = set(settings) - set(self.SETTINGS)
         if unknown:
             raise CodecError(f"codec {self.name} has no setting {', '.join(sorted(unknown))}",
-                             f"its settings: {', '.join(self.SETTINGS)}, prior")
+                             f"its settings: {', '.join(self.SETTINGS)}")
         self.hidden_size = int(hidden_size)
-        self.settings = {**self.SETTINGS, "prior": "none", **settings}
-        if self.settings["prior"] not in self.PRIORS:
-            raise CodecError(f"codec {self.name}: unknown prior {self.settings['prior']!r}",
-                             f"choose one of {', '.join(self.PRIORS)}")
+        self.settings = {**self.SETTINGS, **settings}
         self.check_settings()
         self.codebook = None if codebook is None else {key: np.asarray(value) for key, value in codebook.items()}
 
@@ -132,52 +107,17 @@ class Codec:
             raise CodecError(f"codec {self.describe()} has no codebook", "train it on a sample first")
         return self.codebook
 
-    def _require_ids(self, token_ids, shape: tuple, what: str):
-        if self.settings["prior"] == "none":
-            return None
-        if token_ids is None:
-            raise CodecError(f"codec {self.describe()} {what} with the token ids (its prior is the ids' mean state)",
-                             "give the windows' passage_input_ids")
-        token_ids = np.asarray(token_ids).astype(np.intp)
-        if token_ids.shape != shape:
-            raise CodecError(f"codec {self.describe()}: token ids of shape {token_ids.shape}, expected {shape}",
-                             "give one id a token")
-        return token_ids
-
-    def _prior(self, codebook: dict, token_ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """[T, H] float32 prior of tokens of these ids and positions in their windows ([T] each)."""
-        vocab = len(codebook["token_mean"])
-        if token_ids.size and (token_ids.min() < 0 or token_ids.max() >= vocab):
-            raise CodecError(f"token ids reach {token_ids.max()}, beyond the codebook's vocabulary of {vocab}",
-                             "use the codec learned for this graph set")
-        prior = np.take(codebook["token_mean"], token_ids, axis=0).astype(np.float32)
-        prior += np.take(codebook["position_mean"], positions, axis=0)
-        return prior
-
-    def train(self, sample: np.ndarray, token_ids=None, positions=None, vocab_size: int = None,
-              passage_len: int = None, metric=None, seed: int = 0) -> dict:
-        """Learn the codebook from token states [N, H] (with prior "token": their ids and positions in their
-        windows [N], and the vocabulary size and passage length the tables cover; `metric` [H, H]: the upper
-        layers' sensitivity, for codecs that weigh errors by it); returns it (also kept in `codebook`)."""
+    def train(self, sample: np.ndarray, metric=None, seed: int = 0) -> dict:
+        """Learn the codebook from token states [N, H] (`metric` [H, H]: the upper layers' sensitivity, for the
+        codecs that weigh errors by it); returns it (also kept in `codebook`)."""
         faiss = require_faiss()
-        sample = _float32_rows(sample, self.hidden_size)
-        prior = {}
-        if self.settings["prior"] == "token":
-            token_ids = self._require_ids(token_ids, sample.shape[:1], "learns")
-            positions = self._require_ids(positions, sample.shape[:1], "learns")
-            if vocab_size is None or passage_len is None:
-                raise CodecError("a token prior is learned for a vocabulary and a passage length",
-                                 "give vocab_size and passage_len")
-            prior = _token_prior(sample, token_ids, positions, vocab_size, passage_len)
-            sample = sample - prior["token_mean"][token_ids].astype(np.float32) - prior["position_mean"][positions]
-        self.codebook = {**prior, **self._train(faiss, np.ascontiguousarray(sample), seed, metric)}
+        self.codebook = self._train(faiss, _float32_rows(sample, self.hidden_size), seed, metric)
         return self.codebook
 
-    def encode(self, states: np.ndarray, token_ids=None, lengths=None) -> dict:
+    def encode(self, states: np.ndarray, lengths=None) -> dict:
         """{array name: [n, Lp, ...]} codes of float32 windows [n, Lp, H] (row-aligned, like a segment's arrays).
-        `token_ids` [n, Lp]: the windows' ids (a token prior needs them). `lengths` [n]: each window's valid
-        tokens; the padding past them is not encoded (its codes are zeros): padding states are masked as keys
-        and never an answer, so no answer depends on them."""
+        `lengths` [n]: each window's valid tokens; the padding past them is not encoded (its codes are zeros):
+        padding states are masked as keys and never an answer, so no answer depends on them."""
         faiss = require_faiss()
         states = np.asarray(states, dtype=np.float32)
         if states.ndim != 3 or states.shape[2] != self.hidden_size:
@@ -188,11 +128,8 @@ class Codec:
                              "check the graph set (deformer-export validates it)")
         codebook = self._require_codebook()
         n, length, _ = states.shape
-        token_ids = self._require_ids(token_ids, (n, length), "encodes")
         rows = self._valid_rows(lengths, n, length)
         tokens = states.reshape(n * length, self.hidden_size)[rows]
-        if token_ids is not None:
-            tokens = tokens - self._prior(codebook, token_ids.reshape(-1)[rows], rows % length)
         codes = self._encode(faiss, codebook, np.ascontiguousarray(tokens))
         out = {}
         for key, value in codes.items():
@@ -201,18 +138,15 @@ class Codec:
             out[key] = out[key].reshape((n, length) + value.shape[1:])
         return out
 
-    def decode(self, codes: dict, token_ids=None, lengths=None) -> np.ndarray:
-        """float32 [n, Lp, H] of encode()'s arrays (or rows gathered from them); `token_ids` [n, Lp] with a token
-        prior; with `lengths` [n], the padding past each window's length is left zero, not decoded (see encode)."""
+    def decode(self, codes: dict, lengths=None) -> np.ndarray:
+        """float32 [n, Lp, H] of encode()'s arrays (or rows gathered from them); with `lengths` [n], the padding
+        past each window's length is left zero, not decoded (see encode)."""
         codebook = self._require_codebook()
         first = next(iter(codes.values()))
         n, length = first.shape[:2]
-        token_ids = self._require_ids(token_ids, (n, length), "decodes")
         rows = self._valid_rows(lengths, n, length)
         tokens = self._decode(codebook, {key: value.reshape((n * length,) + value.shape[2:])[rows]
                                          for key, value in codes.items()})
-        if token_ids is not None:
-            tokens += self._prior(codebook, token_ids.reshape(-1)[rows], rows % length)
         if len(rows) == n * length:
             return tokens.reshape(n, length, self.hidden_size)
         out = np.zeros((n * length, self.hidden_size), dtype=np.float32)

@@ -11,7 +11,7 @@ from deformer_bench.passage_cache.quantizers import (CODECS, FAISS_EXTRA, CodecE
 
 faiss = pytest.importorskip("faiss")  # the test extra installs it; the refusal below runs without it too
 
-HIDDEN, LENGTH, VOCAB = 64, 24, 50
+HIDDEN, LENGTH = 64, 24
 
 
 def correlated_states(count: int, seed: int = 0) -> np.ndarray:
@@ -100,39 +100,21 @@ def test_fisher_transform_spends_bytes_where_the_metric_weighs(sample, windows):
     assert metric_error(fisher) < 0.7 * metric_error(pca)
 
 
-def test_token_prior_round_trip(sample, windows):
-    """prior=token: the codes carry the state minus its id's and position's mean; the ids decode it back."""
-    rng = np.random.default_rng(2)
-    token_ids = rng.integers(0, VOCAB, len(sample))
-    positions = rng.integers(0, LENGTH, len(sample))
-    shifted = sample + 3.0 * np.sin(token_ids)[:, None].astype(np.float32)  # a state that depends on its id
-    codec = make_codec("pq", HIDDEN, m=16, prior="token")
-    codec.train(shifted, token_ids, positions, VOCAB, LENGTH)
-    window_ids = rng.integers(0, VOCAB, windows.shape[:2])
-    states = windows + 3.0 * np.sin(window_ids)[..., None].astype(np.float32)
-    decoded = codec.decode(codec.encode(states, window_ids), window_ids)
-    assert relative_error(decoded, states) < 0.15
-    with pytest.raises(CodecError, match="token ids"):
-        codec.decode(codec.encode(states, window_ids))
-
-
 def test_padding_past_the_lengths_is_neither_encoded_nor_decoded(sample, windows):
     """With lengths, a window's padding codes are zeros and decode to zeros; its valid tokens decode as
     without lengths (the codes of a token do not depend on its window's other tokens)."""
-    codec = make_codec("pq", HIDDEN, m=12, transform="pca", prior="token")
-    rng = np.random.default_rng(3)
-    codec.train(sample, rng.integers(0, VOCAB, len(sample)), rng.integers(0, LENGTH, len(sample)), VOCAB, LENGTH)
-    window_ids = rng.integers(0, VOCAB, windows.shape[:2])
+    codec = make_codec("pq", HIDDEN, m=12, transform="pca")
+    codec.train(sample)
     lengths = np.array([LENGTH, 0, 1, 5, LENGTH - 1, 17])
-    codes = codec.encode(windows, window_ids, lengths)
-    decoded = codec.decode(codes, window_ids, lengths)
-    whole = codec.decode(codec.encode(windows, window_ids), window_ids)
+    codes = codec.encode(windows, lengths)
+    decoded = codec.decode(codes, lengths)
+    whole = codec.decode(codec.encode(windows))
     for window, length in enumerate(lengths):
         assert not codes["codes"][window, length:].any()
         assert not decoded[window, length:].any()
         np.testing.assert_allclose(decoded[window, :length], whole[window, :length], rtol=1e-5, atol=1e-5)
     with pytest.raises(CodecError, match="lengths"):
-        codec.decode(codes, window_ids, lengths + 1)
+        codec.decode(codes, lengths + 1)
 
 
 @pytest.mark.parametrize("name,settings", [("pq", {"m": 12, "transform": "pca"}), ("rq", {"centroids": 32}),
@@ -207,7 +189,6 @@ def test_too_small_a_sample_is_refused(name, settings, centroids, sample):
     ("rq", {"centroids": 70_000}, "uint16"),
     ("binary", {"group": 24}, "equal groups"),
     ("binary", {"scale": 2}, "no setting scale"),
-    ("pq", {"prior": "word"}, "unknown prior"),
     ("lsq", {}, "unknown codec"),
 ])
 def test_settings_that_do_not_fit_are_refused(name, settings, match):
