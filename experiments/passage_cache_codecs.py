@@ -153,7 +153,7 @@ def dev_questions(every: int):
     return load_squad(DEV)[::every]
 
 
-def scored(graph_set, model_dir, work: Path, every: int, codes: dict, decode) -> dict:
+def scored(graph_set, model_dir, work: Path, every: int, codes: dict, decode, timing: bool = False) -> dict:
     """F1 and EM of the dev questions (every `every`th) with passage states decoded from `codes` ([U, ...] per dev
     window, as dev.npz orders them), and their answers, through the project's serving path and metric."""
     from deformer_bench.passage_cache.store import window_keys
@@ -173,10 +173,11 @@ def scored(graph_set, model_dir, work: Path, every: int, codes: dict, decode) ->
     online = time.perf_counter() - started
     question_len = graph_set.manifest["deformer"]["question_len"]
     predictions = predictions_from_logits(examples, features, start, end, question_len)
+    timings = query_path_timing(graph_set, features, rows, decode, codes) if timing else None
     return {"scores": evaluate(examples, predictions), "questions": len(examples), "windows": len(features),
             "logits": answer_log_probabilities(start, end, features.passage_attention_mask, question_len),
             "online_seconds": round(online, 1), "decode_seconds": round(cache.decode_seconds, 2),
-            "windows_decoded": cache.windows_decoded, "predictions": predictions}
+            "windows_decoded": cache.windows_decoded, "predictions": predictions, "query_path": timings}
 
 
 def answer_log_probabilities(start, end, passage_mask, question_len: int) -> np.ndarray:
@@ -265,20 +266,38 @@ def trained_codec(name: str, settings: dict, hidden_size: int, work: Path, train
     return codec, info
 
 
-def decode_microseconds(decode, codes: dict, rows, repeats: int = 50) -> dict:
-    """Median time to decode one window, then two, from codes gathered like a cache's rows (functional: the
-    machine is shared; a figure for the lead's quiet machine is phase 2's)."""
-    timings = {}
-    for count in (1, 2):
-        samples = []
-        for repeat in range(repeats):
-            picked = rows[repeat % (len(rows) - count + 1):][:count]
-            gathered = {name: array[picked] for name, array in codes.items()}
-            started = time.perf_counter_ns()
-            decode(gathered)
-            samples.append(time.perf_counter_ns() - started)
-        timings[f"windows_{count}_p50_us"] = round(float(np.median(samples)) / 1e3, 1)
-    return timings
+def query_path_timing(graph_set, features, feature_rows, decode, codes: dict, rounds: int = 60) -> dict:
+    """The query path at batch 1, as served: per round, one question window's codes gathered and decoded
+    (decode_us), then lower_question + upper on it (online_ms), interleaved; and the decode of two windows alone.
+    Functional figures: the machine is shared with a training job and other sessions' tests."""
+    from deformer_bench.serving import online_sessions
+
+    sessions = online_sessions(graph_set)
+    picked = np.random.default_rng(0).choice(len(feature_rows), rounds + 5, replace=False)
+    decode_ns, online_ns, pair_ns = [], [], []
+    for round_index, feature in enumerate(picked):
+        row = feature_rows[feature:feature + 1]
+        started = time.perf_counter_ns()
+        states = decode({name: array[row] for name, array in codes.items()})
+        decoded = time.perf_counter_ns()
+        sessions.online(features.question_input_ids[feature:feature + 1],
+                        features.question_attention_mask[feature:feature + 1], states,
+                        features.passage_attention_mask[feature:feature + 1])
+        done = time.perf_counter_ns()
+        pair = feature_rows[picked[round_index - 1:round_index + 1]] if round_index else None
+        if pair is not None:
+            started_pair = time.perf_counter_ns()
+            decode({name: array[pair] for name, array in codes.items()})
+            pair_ns.append(time.perf_counter_ns() - started_pair)
+        if round_index >= 5:  # warm-up
+            decode_ns.append(decoded - started)
+            online_ns.append(done - decoded)
+    decode_us, online_ms = float(np.median(decode_ns)) / 1e3, float(np.median(online_ns)) / 1e6
+    return {"decode_1_window_p50_us": round(decode_us, 1), "decode_2_windows_p50_us":
+            round(float(np.median(pair_ns)) / 1e3, 1), "online_p50_ms": round(online_ms, 2),
+            "decode_share_of_online_1_window": round(decode_us / 1e3 / (online_ms + decode_us / 1e3), 4),
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "rounds": rounds,
+            "note": "functional: beside a training job and other sessions' tests on the same 2 cores"}
 
 
 def run(args) -> None:
@@ -338,7 +357,7 @@ def run(args) -> None:
     codes = {key: np.zeros((len(dev["keys"]),) + value.shape[1:], value.dtype) for key, value in encoded.items()}
     for key, value in encoded.items():
         codes[key][needed] = value
-    result = scored(graph_set, args.model, work, args.every, codes, decode)
+    result = scored(graph_set, args.model, work, args.every, codes, decode, timing=True)
     # the answers stay in WORK (a full run's are ~0.5 MB): the record keeps how many differ from float32's
     answers = work / "predictions"
     answers.mkdir(exist_ok=True)
@@ -358,10 +377,9 @@ def run(args) -> None:
               "encoded_windows": len(needed), "relative_squared_error": round(error, 5),
               "fisher_weighted_error": None if fisher_error is None else round(fisher_error, 5),
               "encode_cpu_seconds_per_window": round(encode_cpu / len(needed), 5),
-              "decode": {**decode_microseconds(decode, codes, needed),
-                         "in_eval_seconds": result["decode_seconds"], "windows_decoded": result["windows_decoded"],
-                         "online_seconds": result["online_seconds"], "note": "functional: beside a training job "
-                         "and other helpers' tests on the same 2 cores"},
+              "decode": {**result["query_path"], "in_eval_seconds": result["decode_seconds"],
+                         "windows_decoded_in_eval": result["windows_decoded"],
+                         "eval_online_seconds": result["online_seconds"]},
               "codebook": codebook_info, "graphs": str(args.graphs), "model": str(args.model),
               "graph_sha256": {key: value["sha256"] for key, value in graph_set.manifest["graphs"].items()},
               "environment": environment}
@@ -381,6 +399,97 @@ def run(args) -> None:
     print(f"{name}: {bytes_per_token:.1f} B/token, F1 {record['f1']:.3f} (delta {record.get('f1_delta', float('nan')):+.3f}, "
           f"{record.get('answers_changed')} answers changed, KL {record.get('kl_from_float32')}), relative squared error {error:.4f}, "
           f"Fisher-weighted {fisher_error}", file=sys.stderr)
+
+
+TARGETS = ((192, 0.3), (96, 0.5), (48, 1.5))  # issue 25: at most this many bytes a token, within this F1
+FAMILY_STYLE = {"float32": ("black", "s"), "float16": ("dimgray", "s"), "int8": ("gray", "s"),
+                "pq": ("tab:blue", "o"), "pq fisher": ("tab:red", "D"), "pq pca": ("tab:purple", "v"),
+                "rq": ("tab:green", "^"), "binary": ("tab:orange", "P")}
+
+
+def family(record: dict) -> str:
+    transform = record["settings"].get("transform", "none")
+    return record["codec"] + ("" if transform == "none" else f" {transform}")
+
+
+def dtype_records(folder: Path) -> list:
+    """The full-dev F1 records of make cache-accuracy (results/passage-cache/f1-per-dtype), as rows like ours."""
+    rows = []
+    for dtype in BASELINES:
+        path = folder / f"k3-kd-lrs-{dtype}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            hidden, passage_len = record["graph_set"]["manifest"]["model"]["hidden_size"], record["deformer"]["passage_len"]
+            rows.append({"codec": dtype, "settings": {}, "describe": f"{dtype} (make cache-accuracy)", "every": 1,
+                         "bytes_per_token_all_included": round(baseline_codec(dtype)[2](hidden, passage_len), 3),
+                         "f1": record["f1"], "exact_match": record["exact_match"], "source": str(path)})
+    float32 = next((row for row in rows if row["codec"] == "float32"), None)
+    for row in rows:
+        if float32 is not None:
+            row["f1_delta"] = row["f1"] - float32["f1"]
+    return rows
+
+
+def table(args) -> None:
+    """The README's table (markdown, to stdout) and the F1-against-bytes plot from the saved records."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deformer_bench.files import save_figure_atomically
+
+    records = [json.loads(path.read_text()) for folder in args.records for path in sorted(Path(folder).glob("*.json"))]
+    records += dtype_records(Path(args.dtype_records)) if args.dtype_records else []
+    float32_bytes = next(r["bytes_per_token_all_included"] for r in records if r["codec"] == "float32")
+    by_setting = {}
+    for record in records:
+        setting = " ".join(f"{key}={value}" for key, value in record["settings"].items())
+        by_setting.setdefault((record["codec"], setting), {})[record["every"]] = record
+    print("| codec | setting | bytes / token, all included | share of float32 | KL from float32, subset | answers "
+          "changed, subset | F1 delta, subset | F1, full | F1 delta, full |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (codec, setting), runs in sorted(by_setting.items(), key=lambda item: (
+            -next(iter(item[1].values()))["bytes_per_token_all_included"], item[0])):
+        any_run = next(iter(runs.values()))
+        subset, full = runs.get(args.every), runs.get(1)
+        cells = [codec, setting or "-", f"{any_run['bytes_per_token_all_included']:.1f}",
+                 f"1/{float32_bytes / any_run['bytes_per_token_all_included']:.1f}",
+                 f"{subset['kl_from_float32']:.4f}" if subset and "kl_from_float32" in subset else "",
+                 str(subset.get("answers_changed", "")) if subset else "",
+                 f"{subset['f1_delta']:+.2f}" if subset and "f1_delta" in subset else "",
+                 f"{full['f1']:.3f}" if full else "", f"{full['f1_delta']:+.3f}" if full and "f1_delta" in full else ""]
+        print("| " + " | ".join(cells) + " |")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for record in records:
+        colour, marker = FAMILY_STYLE.get(family(record), ("k", "x"))
+        label = family(record) + (" (full dev)" if record["every"] == 1 else f" (every {record['every']}th)")
+        if "f1_delta" in record or record["codec"] == "float32":
+            left.scatter(record["bytes_per_token_all_included"], record.get("f1_delta", 0.0), color=colour,
+                         marker=marker, s=46 if record["every"] == 1 else 30, label=label,
+                         facecolors=colour if record["every"] == 1 else "none")
+        if record["every"] == args.every and record.get("kl_from_float32"):
+            right.scatter(record["bytes_per_token_all_included"], record["kl_from_float32"], color=colour,
+                          marker=marker, label=family(record))
+    for limit, within in TARGETS:
+        left.plot([limit / 1.6, limit], [-within, -within], color="tab:red", linewidth=1, alpha=0.6)
+        left.axvline(limit, color="tab:red", linewidth=0.6, linestyle=":", alpha=0.6)
+    for axis in (left, right):
+        axis.set_xscale("log")
+        axis.set_xlabel("bytes a token, all included (states, scales, id, key and length)")
+        handles, labels = axis.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        axis.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right" if axis is left else "upper right")
+        axis.grid(alpha=0.3, which="both")
+    left.set_ylabel("F1 change from float32 states (points)")
+    left.set_ylim(-13, 2)
+    left.set_title("F1 against bytes (red: the issue's targets)", fontsize=10)
+    right.set_yscale("log")
+    right.set_ylabel("KL of the answer distribution from float32's (nats)")
+    right.set_title(f"KL from float32, every {args.every}th dev question", fontsize=10)
+    figure.tight_layout()
+    save_figure_atomically(figure, Path(args.plot))
+    plt.close(figure)
 
 
 def main(argv=None) -> None:
@@ -407,6 +516,11 @@ def main(argv=None) -> None:
     runner.add_argument("--train-tokens", type=int, default=0, help="a seeded draw of the sample's tokens to learn "
                         "from (0: all of them)")
     runner.add_argument("--seed", type=int, default=0)
+    tabler = commands.add_parser("table")
+    tabler.add_argument("records", nargs="+", help="folders of run records")
+    tabler.add_argument("--dtype-records", help="make cache-accuracy's records (results/passage-cache/f1-per-dtype)")
+    tabler.add_argument("--every", type=int, default=35, help="the subset shown beside the full set")
+    tabler.add_argument("--plot", required=True, help="the PNG to write")
     args = parser.parse_args(argv)
     if args.command == "states":
         compute_states(args)
@@ -414,6 +528,8 @@ def main(argv=None) -> None:
         compute_fisher(args)
     elif args.command == "run":
         run(args)
+    elif args.command == "table":
+        table(args)
 
 
 if __name__ == "__main__":
