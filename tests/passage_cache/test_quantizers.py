@@ -216,3 +216,18 @@ def test_states_of_another_shape_or_not_finite_are_refused(sample, windows):
         codec.encode(windows[0])
     with pytest.raises(CodecError, match="has no codebook"):
         make_codec("binary", HIDDEN).decode(codec.encode(windows))
+
+
+def test_one_dimensional_sub_vectors_are_coded_to_their_nearest_level(sample, windows):
+    """The transform codes give the coefficients that matter most a byte each; those are coded by a sorted
+    search, not faiss (15x slower there): every code must still be the nearest of its 256 levels."""
+    codec = make_codec("pq", HIDDEN, m=40, transform="pca")
+    codec.train(sample)
+    assert codec.codebook["sizes"][0] == 1  # the leading coefficients have a byte each
+    codes = codec.encode(windows)["codes"].reshape(-1, 40)
+    coefficients = codec._coefficients(codec.codebook, windows.reshape(-1, HIDDEN))
+    singles = int((codec.codebook["sizes"] == 1).sum())
+    levels = codec.codebook["centroids"][:singles * 256].reshape(singles, 256)
+    distance = np.abs(coefficients[:, :singles, None] - levels[None])  # [T, singles, 256]
+    chosen = np.take_along_axis(distance, codes[:, :singles, None].astype(np.intp), axis=2)[..., 0]
+    np.testing.assert_allclose(chosen, distance.min(axis=2), rtol=0, atol=1e-5)
