@@ -404,12 +404,14 @@ def run(args) -> None:
 TARGETS = ((192, 0.3), (96, 0.5), (48, 1.5))  # issue 25: at most this many bytes a token, within this F1
 FAMILY_STYLE = {"float32": ("black", "s"), "float16": ("dimgray", "s"), "int8": ("gray", "s"),
                 "pq": ("tab:blue", "o"), "pq fisher": ("tab:red", "D"), "pq pca": ("tab:purple", "v"),
-                "rq": ("tab:green", "^"), "binary": ("tab:orange", "P")}
+                "rq": ("tab:green", "^"), "binary": ("tab:orange", "P"), "pq + token prior": ("tab:cyan", "o"),
+                "pq fisher + token prior": ("tab:pink", "D"), "pq opq": ("tab:brown", "X")}
 
 
 def family(record: dict) -> str:
     transform = record["settings"].get("transform", "none")
-    return record["codec"] + ("" if transform == "none" else f" {transform}")
+    prior = " + token prior" if record["settings"].get("prior", "none") != "none" else ""  # tried, dropped
+    return record["codec"] + ("" if transform == "none" else f" {transform}") + prior
 
 
 def dtype_records(folder: Path) -> list:
@@ -436,6 +438,7 @@ def table(args) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from deformer_bench.files import save_figure_atomically
 
@@ -476,6 +479,9 @@ def table(args) -> None:
         left.axvline(limit, color="tab:red", linewidth=0.6, linestyle=":", alpha=0.6)
     for axis in (left, right):
         axis.set_xscale("log")
+        axis.set_xticks([48, 96, 192, 384, 768, 1536])
+        axis.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_xlabel("bytes a token, all included (states, scales, id, key and length)")
         handles, labels = axis.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
