@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 
 .PHONY: install bench test demo reference-accuracy cache-accuracy test-system reference clean arm-emulator gpu-wheels gpu-check gpu-results gpu-train-pack \
-	gpu-train gpu-train-results
+	gpu-train gpu-train-results scenario-graphs scenario-caches scenarios-quick
 
 install: $(VENV)/.installed
 
@@ -68,16 +68,41 @@ cache-accuracy: install
 	mkdir -p $(CACHE_RESULTS); \
 	for dtype in $(CACHE_DTYPES); do \
 	  cache=build/reference-caches/$(CACHE_MODEL)-$$dtype; record=$(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json; \
-	  $(PY) -c "import json, sys; sys.exit(not json.load(open(sys.argv[1]))['complete'])" $$cache/cache.json 2>/dev/null \
+	  $(PY) -c "import sys; from deformer_bench.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
 	    || $(VENV)/bin/deformer-cache build $$graphs --passages $(SQUAD)/dev-v1.1.json.gz \
 	    --out $$cache --dtype $$dtype --quiet; \
 	  test -f $$record || $(VENV)/bin/deformer-eval --dataset $(SQUAD)/dev-v1.1.json.gz --model reference/$(CACHE_MODEL)/model \
 	    --onnx $$graphs --passage-cache $$cache --output $$record --quiet $(CACHE_EVAL_ARGS); \
 	done; \
 	for dtype in $(CACHE_DTYPES); do \
-	  $(PY) -c "import json, sys; r = json.load(open(sys.argv[1])); print(sys.argv[2], 'F1 %.2f EM %.2f' % (r['f1'], r['exact_match']), r['questions'], 'questions')" \
+	  $(PY) -c "import sys; from deformer_bench.readers import read_json; r = read_json(sys.argv[1], 'evaluation record'); print(sys.argv[2], 'F1 %.2f EM %.2f' % (r['f1'], r['exact_match']), r['questions'], 'questions')" \
 	    $(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json $$dtype; \
 	done
+
+# The scenarios (deformer-bench --scenario, MLPerf LoadGen on SQuAD; results/scenarios/README.md). Their defaults: the
+# shipped reference models exported as make reference-accuracy exports them (build/reference-graphs/, both variants of
+# each), and the k=3 student's passage cache of the dev set in each variant (build/scenario-caches/k3-kd-lrs-<variant>;
+# a variant's upper graph reads its own lower_passage's states). A complete cache is reused.
+SCENARIO_VARIANTS ?= float32 int8-arm64
+scenario-graphs: install
+	set -e; for model in teacher k3-kd-lrs; do \
+	  test -f build/reference-graphs/$$model/manifest.json || $(VENV)/bin/deformer-export reference/$$model/model \
+	    build/reference-graphs/$$model --optimize --quantize int8,int8-arm64; \
+	done
+
+scenario-caches: scenario-graphs
+	set -e; for variant in $(SCENARIO_VARIANTS); do \
+	  cache=build/scenario-caches/k3-kd-lrs-$$variant; \
+	  $(PY) -c "import sys; from deformer_bench.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
+	    || $(VENV)/bin/deformer-cache build build/reference-graphs/k3-kd-lrs $$(test $$variant = float32 || echo --variant $$variant) \
+	    --passages $(SQUAD)/dev-v1.1.json.gz --out $$cache --quiet; \
+	done
+
+# A functional check of every scenario on 50 dev questions (minutes; LoadGen labels every run INVALID). The figure runs
+# are in results/scenarios/README.md.
+scenarios-quick: scenario-caches
+	$(VENV)/bin/deformer-bench --scenario single-stream,server,offline --dataset $(SQUAD)/dev-v1.1.json.gz --limit 50 \
+		--quick --systems unsplit,deformer,deformer-miss
 
 # The committed reference runs (results/README.md); each takes a few minutes on 2 cores.
 reference: install

@@ -19,7 +19,8 @@ from pathlib import Path
 from .bench.flops import path_flops
 from .bench.summary import batch_across
 from .errors import DeformerBenchError
-from .files import save_figure_atomically, write_text_atomically
+from .files import check_distinct_paths, save_figure_atomically, write_text_atomically
+from .readers import read_json, read_json_lines
 
 TEACHER_LAYER = 0
 ONNX_EVAL_FILE = "eval-onnx.json"
@@ -27,10 +28,10 @@ FINAL_STEPS = 300  # the training CE of a run is its mean over this many last st
 
 
 def run_record(run_dir: Path) -> dict:
-    train_record = json.loads((run_dir / "train_config.json").read_text())
-    scores = json.loads((run_dir / "eval.json").read_text())
+    train_record = read_json(run_dir / "train_config.json", "training record")
+    scores = read_json(run_dir / "eval.json", "evaluation record")
     config = train_record["config"]
-    model_config = json.loads((run_dir / "model" / "config.json").read_text())
+    model_config = read_json(run_dir / "model" / "config.json", "model config")
     log = read_log(run_dir / "train_log.jsonl")
     flops = path_flops(model_config["num_hidden_layers"], config["layer"], model_config["hidden_size"],
                        model_config["intermediate_size"], config["question_len"], config["passage_len"])
@@ -68,8 +69,7 @@ def init_name(init_dir: Path, runs_dir: Path) -> str:
 def read_log(path: Path) -> list:
     """Logged steps in order, one entry per step (a step logged twice across a resume keeps its last line)."""
     by_step = {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in read_json_lines(path, "training log"):
         by_step[entry["step"]] = entry
     return [by_step[step] for step in sorted(by_step)]
 
@@ -87,7 +87,7 @@ def onnx_scores(run_dir: Path) -> dict:
     path = run_dir / ONNX_EVAL_FILE
     if not path.exists():
         return {}
-    record = json.loads(path.read_text())
+    record = read_json(path, "evaluation record")
     from .model import Deformer
 
     if record["model_fingerprint_sha256"] != Deformer.from_pretrained(run_dir / "model").fingerprint():
@@ -183,10 +183,8 @@ MEASURED = ("measured_speedup", "measured_speedup_ci95_low", "measured_speedup_c
 
 def saved_records(path: Path, bench: dict = None) -> list:
     """The records of an accuracy.json, with the measured speed-ups of `bench` in place of the old ones."""
-    try:
-        records = json.loads(Path(path).read_text(encoding="utf-8"))["runs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        records = None
+    document = read_json(path, "accuracy results", hint="give the accuracy.json of a results/accuracy directory")
+    records = document.get("runs") if isinstance(document, dict) else None
     if not isinstance(records, list) or not all(isinstance(record, dict) and "layer" in record for record in records):
         raise DeformerBenchError(f"{path} is not an accuracy.json written by this module",
                                  "give the accuracy.json of a results/accuracy directory")
@@ -237,6 +235,9 @@ def measured_cell(record: dict) -> str:
         cell += (f", {record['measured_processes']} processes {record['measured_speedup_process_min']:.2f}-"
                  f"{record['measured_speedup_process_max']:.2f}")
     return cell
+
+
+OUTPUT_FILES = ("accuracy.json", "accuracy.md", "accuracy.csv", "accuracy.png", "training.png")
 
 
 def write(records: list, out_dir: Path, bench_source: dict = None) -> None:
@@ -328,6 +329,10 @@ def main(argv=None) -> None:
         parser.add_argument("--bench", type=Path, default=None,
                             help="a deformer-bench results directory of the runs' model shape and lengths")
         args = parser.parse_args(args_list)
+        # the files written into --out, against everything read (a table rebuilt from --records goes elsewhere)
+        check_distinct_paths({f"--out's {name}": args.out / name for name in OUTPUT_FILES},
+                             {"the runs (--runs-dir)": args.runs_dir, "the records (--records)": args.records,
+                              "the bench results (--bench)": args.bench})
         bench = load_bench(args.bench) if args.bench else None
         records = collect(args.runs_dir, bench) if args.runs_dir else saved_records(args.records, bench)
         write(records, args.out, bench_provenance(bench) if bench else None)

@@ -6,21 +6,28 @@ The serving path DeFormer is for, outside SQuAD: offline, every passage is cut i
 across the passage's windows is the answer. The windows, the cache and the span search are those of
 `deformer-eval --onnx`, so a SQuAD paragraph answered here gets the same answer as there.
 
-Inputs are JSON Lines:
-  passages   {"id": "p1", "text": "..."}                            one per line, ids unique
-  questions  {"id": "q1", "question": "...", "passage_id": "p1"}    one per line, ids unique
+Inputs (either one plain or gzip-compressed, told by its first bytes):
+  passages   JSON Lines {"id": "p1", "text": "..."}, one per line, ids unique; or a SQuAD v1.1 document, whose
+             distinct paragraphs are the passages p00000, p00001, ... (deformer-cache build reads the same files)
+  questions  JSON Lines {"id": "q1", "question": "...", "passage_id": "p1"}, one per line, ids unique
 """
 
-import json
+import gzip
+import io
+import os
+import re
+import stat
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DeformerBenchError, ModelDirError
+from .readers import GZIP_MAGIC, json_lines, refuse_binary
 from .serving import load_tokenizer, onnx_logits, open_passage_cache
-from .passage_cache import load_passage_cache
+from .passage_cache import CacheCommands, load_passage_cache
 from .passage_cache.store import check_windows_cut, tokenizer_sha256
 from .squad.data import Example, is_unicode
 from .squad.features import check_doc_stride, featurize
@@ -31,63 +38,98 @@ class InputFileError(DeformerBenchError):
     """A passages or questions file is missing or malformed."""
 
 
-def text_lines(path, what: str):
-    """(line number, text) of a UTF-8 file, one line in memory at a time. Lines end at \n, \r\n or a lone \r (as
-    Python's text files read them), not at the U+2028 and U+0085 that JSON strings may hold unescaped (where
-    str.splitlines would cut); a byte-order mark is read past. Read as bytes, so a decoding error names its line."""
-    number = 0
-    with open(path, "rb") as handle:
-        for raw in handle:  # bytes up to and including each \n
-            try:
-                text = raw.decode("utf-8-sig" if number == 0 else "utf-8")
-            except UnicodeDecodeError as error:
-                raise InputFileError(f"{what} file {path}, line {number + 1}: not UTF-8 ({error.reason}: byte "
-                                     f"{error.object[error.start:error.start + 1]!r} at byte {error.start} of the "
-                                     "line)", "write the file as UTF-8") from None
-            text = text[:-1] if text.endswith("\n") else text
-            text = text[:-1] if text.endswith("\r") else text  # \r\n is one line end
-            for line in text.split("\r"):  # JSON strings cannot hold a raw \r: each one ends a line
-                number += 1
-                yield number, line
+# What a passages file is, for deformer-answer and deformer-cache alike (their --passages help, and every hint).
+PASSAGES_FILE = ('JSON Lines, one {"id": ..., "text": ...} per passage, or a SQuAD v1.1 document (its distinct '
+                 "paragraphs, ids p00000, p00001, ...); either one plain or gzip-compressed, whatever its name")
+QUESTIONS_FILE = 'JSON Lines, one {"id": ..., "question": ..., "passage_id": ...} per question, plain or gzip-compressed'
+# A SQuAD document is one JSON object whose first key is "data" (or "version"); a JSON Lines record of passages or
+# questions starts with its own keys. This is read from the file's first bytes, whatever its name or line breaks.
+SQUAD_START = re.compile(r'\s*\{\s*"(data|version)"\s*:')
+HEAD_BYTES = 4096
 
 
-def iter_jsonl(path, fields: tuple, what: str, unique_ids: bool = True):
+DAMAGED_GZIP = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def damaged_gzip(source: str, error: Exception) -> InputFileError:
+    return InputFileError(f"{source} is gzip-compressed, but damaged or cut off ({error})",
+                          "copy or compress it again")
+
+
+class InputFile:
+    """A passages or questions file as the one rule reads it: gzip-compressed or not by its first bytes (not its
+    name); a SQuAD document or JSON Lines by its first key (`kind`: "squad" or "jsonl"); a pipe (or /dev/stdin),
+    which reads once, held whole. A common wrong file (zip, xz, a NumPy array, UTF-16, ...) is refused naming
+    what it is and what to give."""
+
+    def __init__(self, path, what: str, formats: str):
+        self.path, self.what, self.formats = Path(path), what, formats
+        self.source = f"{what} file {self.path}"
+        try:
+            if self.path.is_dir():
+                raise InputFileError(f"{self.source} is a directory", f"give a file: {formats}")
+            mode = self.path.stat().st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # /dev/zero would be read forever; a terminal is fine
+                with open(self.path, "rb") as device:
+                    if not device.isatty():
+                        raise InputFileError(f"{self.source} is a device, not a file", f"give {formats}")
+            self.held = None if os.path.isfile(self.path) else self.path.read_bytes()
+            with self.open(raw=True) as stream:
+                raw_head = stream.read(HEAD_BYTES)
+            self.gzip = raw_head.startswith(GZIP_MAGIC)
+            with self.open() as stream:
+                head = stream.read(HEAD_BYTES)
+        except DAMAGED_GZIP as error:
+            raise damaged_gzip(self.source, error) from None
+        except OSError as error:
+            what = "it does not exist" if not self.path.exists() else error.strerror or error
+            raise InputFileError(f"cannot read the {self.source}: {what}", f"give {formats}") from None
+        refuse_binary(head, self.source + (" (gzip-compressed)" if self.gzip else ""), InputFileError)
+        self.kind = "squad" if SQUAD_START.match(head.decode("utf-8-sig", "replace")) else "jsonl"
+
+    def open(self, raw: bool = False):
+        """A binary stream of the file's bytes (decompressed, unless `raw`), from the start."""
+        stream = io.BytesIO(self.held) if self.held is not None else open(self.path, "rb")
+        return gzip.GzipFile(fileobj=stream) if not raw and self.gzip else stream
+
+    def squad_passages(self) -> list:
+        """(id, text) of a SQuAD document's distinct paragraphs, in file order: p00000, p00001, ..."""
+        from .squad.data import parse_squad
+
+        with self.open(raw=True) as stream:
+            contexts = dict.fromkeys(example.context for example in parse_squad(stream.read(), self.path))
+        return [(f"p{index:05d}", context) for index, context in enumerate(contexts)]
+
+
+def iter_jsonl(source: InputFile, fields: tuple, unique_ids: bool = True):
     """(line number, object) of a JSON Lines file, one line in memory at a time, each object with string `fields`
     (blank lines skipped), ids unique (`unique_ids`: checked; the check holds every id, ~130 bytes each); errors
     name the line. A file of no records is refused at its end."""
-    path = Path(path)
-    hint = f"write one JSON object per line with {', '.join(repr(field) for field in fields)} (strings)"
+    what, path = source.what, source.path
+    hint = f"write {source.formats}"
     ids, records = {}, 0
     try:
-        for number, line in text_lines(path, what):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputFileError(f"{what} file {path}, line {number}: not JSON ({error})", hint) from None
-            if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in fields):
-                raise InputFileError(f"{what} file {path}, line {number}: expected an object with string "
-                                     f"{', '.join(repr(field) for field in fields)}", hint)
-            if not all(is_unicode(record[field]) for field in fields):
-                raise InputFileError(f"{what} file {path}, line {number}: a string holds an unpaired surrogate "
-                                     "escape (such as \\ud800), which is not text", "write the text as UTF-8")
-            if unique_ids:
-                if record["id"] in ids:
-                    raise InputFileError(f"{what} file {path}, line {number}: id {record['id']!r} repeats line "
-                                         f"{ids[record['id']]}", f"give every one of the {what} its own id")
-                ids[record["id"]] = number
-            records += 1
-            yield number, record
+        with source.open() as stream:
+            for number, record in json_lines(stream, source.source, InputFileError, hint):
+                if not isinstance(record, dict) or not all(isinstance(record.get(field), str) for field in fields):
+                    raise InputFileError(f"{what} file {path}, line {number}: expected an object with string "
+                                         f"{', '.join(repr(field) for field in fields)}", hint)
+                if not all(is_unicode(record[field]) for field in fields):
+                    raise InputFileError(f"{what} file {path}, line {number}: a string holds an unpaired surrogate "
+                                         "escape (such as \\ud800), which is not text", "write the text as UTF-8")
+                if unique_ids:
+                    if record["id"] in ids:
+                        raise InputFileError(f"{what} file {path}, line {number}: id {record['id']!r} repeats line "
+                                             f"{ids[record['id']]}", f"give every one of the {what} its own id")
+                    ids[record["id"]] = number
+                records += 1
+                yield number, record
+    except DAMAGED_GZIP as error:  # a gzip stream that ends early or is damaged past its first bytes
+        raise damaged_gzip(source.source, error) from None
     except OSError as error:
-        raise InputFileError(f"cannot read the {what} file {path}: {error}", hint) from None
+        raise InputFileError(f"cannot read the {what} file {path}: {error.strerror or error}", hint) from None
     if not records:
         raise InputFileError(f"{what} file {path} holds no {what}", hint)
-
-
-def read_jsonl(path, fields: tuple, what: str) -> list:
-    """[(line number, object)] of a JSON Lines file, checked as iter_jsonl checks it."""
-    return list(iter_jsonl(path, fields, what))
 
 
 def has_tokens(text: str, tokenizer) -> bool:
@@ -97,17 +139,30 @@ def has_tokens(text: str, tokenizer) -> bool:
     return bool(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def iter_passages(path, tokenizer=None, unique_ids: bool = True):
-    """(passage id, text) of a passages file, one line in memory at a time; empty texts are refused (they have no
-    span to answer with), and with a tokenizer so are texts it reads as no tokens at all (e.g. only zero-width
-    characters). `unique_ids=False`: ids not checked (a file read again after a first, checking pass)."""
-    for number, record in iter_jsonl(path, ("id", "text"), "passages", unique_ids):
-        empty = not record["text"].strip() or (tokenizer is not None and not has_tokens(record["text"], tokenizer))
-        if empty:
-            raise InputFileError(f"passages file {path}, line {number}: passage {record['id']!r} has no text "
+def passages_file(path) -> InputFile:
+    """A passages file (PASSAGES_FILE), its format told from its first bytes."""
+    return InputFile(path, "passages", PASSAGES_FILE)
+
+
+def iter_passages(path, tokenizer=None, unique_ids: bool = True, source: InputFile = None):
+    """(passage id, text) of a passages file (PASSAGES_FILE), JSON Lines one line in memory at a time; empty texts
+    are refused (they have no span to answer with), and with a tokenizer so are texts it reads as no tokens at all
+    (e.g. only zero-width characters). `unique_ids=False`: ids not checked (a file read again after a first,
+    checking pass); `source`: the file already opened (a pipe is read once)."""
+    source = source or passages_file(path)
+    if source.kind == "squad":
+        passages = ((index + 1, *passage) for index, passage in enumerate(source.squad_passages()))
+        where = "paragraph"
+    else:
+        passages = ((number, record["id"], record["text"])
+                    for number, record in iter_jsonl(source, ("id", "text"), unique_ids))
+        where = "line"
+    for number, passage_id, text in passages:
+        if not text.strip() or (tokenizer is not None and not has_tokens(text, tokenizer)):
+            raise InputFileError(f"passages file {source.path}, {where} {number}: passage {passage_id!r} has no text "
                                  "(nothing but whitespace, zero-width or control characters)",
                                  "remove it or give it text")
-        yield record["id"], record["text"]
+        yield passage_id, text
 
 
 def read_passages(path, tokenizer=None) -> dict:
@@ -118,8 +173,13 @@ def read_passages(path, tokenizer=None) -> dict:
 def read_questions(path, passages: dict, tokenizer=None) -> list:
     """Questions as Examples (no gold answers) over their passage's text; unknown passage ids are refused, and
     empty questions (with a tokenizer: questions it reads as no tokens, such as zero-width characters)."""
+    source = InputFile(path, "questions", QUESTIONS_FILE)
+    if source.kind == "squad":
+        raise InputFileError(f"questions file {path} is a SQuAD document: questions for deformer-answer are "
+                             "JSON Lines, each naming its passage", f"write {QUESTIONS_FILE}; to score a SQuAD "
+                             "file's questions, use deformer-eval --dataset FILE --model MODEL --onnx GRAPHS")
     examples = []
-    for number, record in read_jsonl(path, ("id", "question", "passage_id"), "questions"):
+    for number, record in iter_jsonl(source, ("id", "question", "passage_id")):
         question = record["question"]
         if not question.strip() or (tokenizer is not None and not has_tokens(question, tokenizer)):
             raise InputFileError(f"questions file {path}, line {number}: question {record['id']!r} is empty",
@@ -161,15 +221,18 @@ class Answers:
 
 
 def cache_passages(graph_set, passages: dict, tokenizer, directory, doc_stride: int, batch_size: int = 64,
-                   progress: bool = True):
+                   progress: bool = True, commands: CacheCommands = CacheCommands()):
     """(cache, record): the offline step. Builds the passage cache of every passage's windows in `directory`
-    if it does not exist; if it does, checks that it holds them all (one of other passages or another stride
-    is refused)."""
+    if it does not exist (or goes on with its unfinished build of these same passages); if it does, checks that it
+    holds them all (one of other passages or another stride is refused). `commands`: see
+    serving.open_passage_cache and PassageCache.rows."""
     deformer = graph_set.manifest["deformer"]
     windows = featurize(passage_examples(passages), tokenizer, deformer["question_len"], deformer["passage_len"],
                         doc_stride, progress=progress)  # refuses a bad stride before any graph runs
-    cache, built = open_passage_cache(graph_set, windows, Path(directory), batch_size, progress, doc_stride)
-    rows = cache.rows(windows.passage_input_ids, windows.passage_attention_mask)  # refuses missing windows
+    cache, built = open_passage_cache(graph_set, windows, Path(directory), batch_size, progress, doc_stride,
+                                      commands)
+    rows = cache.rows(windows.passage_input_ids, windows.passage_attention_mask,  # refuses missing windows
+                      fix=commands.add_missing)
     record = {"directory": str(directory), "passages": len(passages), "passage_windows": len(windows),
               "distinct_windows": int(len(np.unique(rows))), "cache_windows": cache.info["windows"],
               "built": built, "build_seconds": cache.info["build_seconds"] if built else None}
@@ -180,13 +243,14 @@ CACHE_MISS_RULES = ("refuse", "compute")
 
 
 def answer_questions(graph_set, passages: dict, questions: list, tokenizer, passage_cache_dir, doc_stride: int = 128,
-                     batch_size: int = 64, progress: bool = True, cache_miss: str = "refuse") -> Answers:
+                     batch_size: int = 64, progress: bool = True, cache_miss: str = "refuse",
+                     commands: CacheCommands = CacheCommands()) -> Answers:
     """Answer `questions` (Examples from read_questions). A cache already in `passage_cache_dir` is read as is;
     an absent one is built first from every passage. A question window whose passage window the cache lacks
     (a passage added after the build, another doc stride) is a cache miss; `cache_miss` says what then:
     "refuse" (PassageCacheError before any question runs: most often the wrong cache directory) or "compute"
     (lower_passage runs online for those windows, as a cache miss costs in serving; the cache is not written,
-    and the record counts them)."""
+    and the record counts them). `commands`: see serving.open_passage_cache and PassageCache.rows."""
     if cache_miss not in CACHE_MISS_RULES:
         raise ValueError(f"cache_miss must be one of {CACHE_MISS_RULES}, got {cache_miss!r}")
     deformer = graph_set.manifest["deformer"]
@@ -194,16 +258,17 @@ def answer_questions(graph_set, passages: dict, questions: list, tokenizer, pass
     cache = load_passage_cache(passage_cache_dir, graph_set) if Path(passage_cache_dir).exists() else None
     if cache is not None:  # windows cut otherwise would only look missing (or, with "compute", all be misses)
         check_windows_cut(cache.info, passage_cache_dir, doc_stride, tokenizer_sha256(tokenizer))
-    if cache is not None and cache.info.get("complete"):
+    if cache is not None and cache.info["complete"]:
         record = {"directory": str(passage_cache_dir), "cache_windows": cache.info["windows"], "built": False}
-    else:  # absent, or a build that did not finish: it goes on
+    else:  # absent, or a build that did not finish: it goes on if it was started for these passages
         cache, record = cache_passages(graph_set, passages, tokenizer, passage_cache_dir, doc_stride, batch_size,
-                                       progress)
+                                       progress, commands)
     started = time.perf_counter()
     features = featurize(questions, tokenizer, deformer["question_len"], deformer["passage_len"], doc_stride,
                          progress=progress)
     if cache_miss == "refuse":
-        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)  # refuses missing windows
+        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask,  # refuses missing windows
+                          fix=commands.add_missing)
     else:
         rows = cache.lookup(features.passage_input_ids, features.passage_attention_mask)  # -1: computed online
     start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)

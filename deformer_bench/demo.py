@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from .errors import DeformerBenchError, ModelDirError
-from .files import write_text_atomically
+from .files import check_distinct_paths, check_output_dir, write_text_atomically
+from .readers import FormatError, read_json
 
 DEFAULT_MODEL = Path("reference/k3-kd-lrs")
 DEFAULT_DATASET = Path("../shared/data/squad/dev-v1.1.json.gz")
@@ -85,8 +86,8 @@ def training_doc_stride(run_dir: Path, passage_len: int) -> int:
     """The doc stride the model trained with (train_config.json beside its model/), else 128 or, for windows
     too short for it, half a window."""
     try:
-        return int(json.loads((run_dir / "train_config.json").read_text())["config"]["doc_stride"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(read_json(run_dir / "train_config.json", "training record")["config"]["doc_stride"])
+    except (FormatError, ValueError, KeyError, TypeError):
         return min(128, passage_len // 2)
 
 
@@ -100,12 +101,13 @@ def demo(model_dir: Path, dataset: Path, passages: int, work: Path) -> dict:
     if not (model_dir / "config.json").is_file() and not (model_dir / "model" / "config.json").is_file():
         raise ModelDirError(f"{model_dir} is not a trained model directory (no config.json)",
                             "give --model a directory kept by `reference_models keep` (e.g. reference/k3-kd-lrs)")
+    run_dir = model_dir
     model_dir = model_dir / "model" if (model_dir / "model" / "config.json").is_file() else model_dir
-    if work.resolve().is_relative_to(model_dir.parent.resolve()):
-        raise DeformerBenchError(f"--work {work} is inside the model's directory {model_dir.parent}",
-                                 "give a work directory outside it (default build/demo)")
-    if work.exists() and not work.is_dir():
-        raise DeformerBenchError(f"--work {work} is a file", "give a directory (it is made if missing)")
+    check_output_dir(work, "--work")  # a file, a broken link or a file on the way
+    # WORK gets the demo's own files and folders: it may hold the dataset, not be or lie inside what is read
+    check_distinct_paths({"--work": work}, {"the model directory": run_dir, "the model's training record":
+                                            model_dir.parent / "train_config.json", "the dataset": dataset},
+                         roots=("--work",))
     examples = demo_examples(dataset, passages)  # a bad dataset fails before any export
     deformer = Deformer.from_pretrained(model_dir)
     doc_stride = training_doc_stride(model_dir.parent, deformer.config.passage_len)
@@ -120,7 +122,7 @@ def demo(model_dir: Path, dataset: Path, passages: int, work: Path) -> dict:
         run_command("deformer-export", model_dir, graphs)
     run_command("deformer-answer", graphs, "--passages", passages_file, "--questions", questions_file,
                 "--passage-cache", cache, "--doc-stride", doc_stride, "--output", work / "answers.json", "--quiet")
-    return show(examples, json.loads((work / "answers.json").read_text()))
+    return show(examples, read_json(work / "answers.json", "answers"))
 
 
 def demo_main(argv=None) -> int:

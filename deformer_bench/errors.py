@@ -97,3 +97,12 @@ class DiskFullError(RuntimeFailure):
 
 class PassageCacheError(DeformerBenchError):
     """A passage cache directory is malformed, of another graph set, or lacks the passages asked for."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """An interrupt (Ctrl-C, SIGTERM) re-raised with what the interrupted command left behind: run_cli prints
+    `left` instead of the command's usual interrupted line."""
+
+    def __init__(self, left: str):
+        super().__init__(left)
+        self.left = left

@@ -8,6 +8,7 @@ import torch
 
 from .errors import ConfigError, ModelDirError
 from .model import Deformer
+from .passage_cache import CacheCommands
 from .serving import batch_slices, load_tokenizer, onnx_evaluation_logits
 from .squad.data import load_squad
 from .squad.features import check_doc_stride, featurize
@@ -65,10 +66,11 @@ class Evaluation:
 def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: int = 128, batch_size: int = 64,
                    layer=None, question_len=None, passage_len=None, progress: bool = True,
                    warn=None, passage_cache_dir=None, passage_position_offset=None, device: str = "cpu",
-                   onnx_variant=None) -> Evaluation:
+                   onnx_variant=None, passage_cache_commands=None) -> Evaluation:
     """Score `model_dir` on a SQuAD file. With `onnx_dir`, through that graph set: its manifest fixes k, the
     lengths and the offset (the defaults here), and any setting given that differs from it is refused;
-    `onnx_variant` picks one of its variants (exporters/variants.py), checked against the same weights."""
+    `onnx_variant` picks one of its variants (exporters/variants.py), checked against the same weights.
+    `passage_cache_commands`: the CacheCommands a kept passage cache names (serving.open_passage_cache)."""
     from exporters.manifest import load_graph_set
 
     model_dir = Path(model_dir)
@@ -95,7 +97,8 @@ def evaluate_model(model_dir, dataset, onnx_dir=None, limit=None, doc_stride: in
     features = featurize(examples, tokenizer, config.question_len, config.passage_len, doc_stride, progress=progress)
     if graph_set is not None:
         start, end, passage_cache = onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size,
-                                                           progress, doc_stride)
+                                                           progress, doc_stride,
+                                                           passage_cache_commands or CacheCommands())
         backend = "onnxruntime"
     else:
         start, end = pytorch_logits(deformer, features, batch_size, progress, device)

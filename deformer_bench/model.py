@@ -23,6 +23,7 @@ from torch import nn
 from .architectures import Architecture, architecture_for
 from .errors import ConfigError, ModelDirError, first_line
 from .files import staged_directory
+from .readers import read_json
 from .serving import has_tokenizer
 
 DEFORMER_FILE = "deformer.json"
@@ -96,10 +97,7 @@ class DeformerConfig:
     @classmethod
     def load(cls, directory: Path) -> "DeformerConfig":
         path = Path(directory) / DEFORMER_FILE
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ModelDirError(f"cannot read {path}: {error}", "fix or delete deformer.json") from None
+        payload = read_json(path, "DeFormer settings", ModelDirError, "fix or delete deformer.json")
         if not isinstance(payload, dict):
             raise ModelDirError(f"{path} must be a JSON object, found {type(payload).__name__}",
                                 "fix or delete deformer.json")
@@ -288,6 +286,8 @@ def load_hf_config(model_dir: Path):
             f"{model_dir} is not a model directory: it has no config.json",
             "give a directory written by save_pretrained (config.json + weights)",
         )
+    # transformers reads config.json with Python's json: a key given twice would pass, the last one kept
+    read_json(model_dir / "config.json", "model config", ModelDirError, "fix config.json")
     try:
         hf_config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # [] or a truncated file

@@ -7,14 +7,12 @@ way in an editable install and in an installed wheel.
 
 import dataclasses
 import importlib.resources
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .errors import ProfileError
+from .readers import parse_yaml
 
 BUILTIN_PROFILES_PACKAGE = "deformer_bench.builtin_profiles"
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -22,6 +20,14 @@ GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 TORCH_DTYPES = ("float32", "float16", "bfloat16")
 GRAPH_DTYPES = ("float32", "float16")
 REQUIRED_KEYS = ("name", "description", "device", "intra_op_threads", "batch_sizes")
+# Bounds on how long and how often a measurement repeats: past them a typo (min_time_s: 1e9, memory_iterations:
+# 10**12) runs until killed. An hour per measurement, a hundred thousand repeats.
+MAX_TIMED_SECONDS = 3600.0
+MAX_REPEATS = 100_000
+# The scenarios' batching: at most as many questions in one batch as deformer-cache and deformer-answer take windows
+# (cli/common.MAX_BATCH_SIZE), and a wait of at most ten seconds for a batch to fill.
+MAX_BATCH_QUESTIONS = 65_536
+MAX_BATCH_WAIT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,11 @@ class Profile:
     # The onnxruntime backend's graphs: float32 as exported, or float16 (onnxruntime's float16 conversion with
     # float32 inputs and outputs kept), converted on the host and checked against float32 (bench/precision.py).
     graph_dtype: str = "float32"
+    # The scenarios (deformer-bench --scenario): the most questions answered in one batch (Offline, and the Server's
+    # dynamic batching; default: the largest of batch_sizes) and how long the Server waits after a question arrives
+    # for others to batch with it.
+    max_batch_size: int = None
+    batch_wait_ms: float = 4.0
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -74,13 +85,27 @@ class Profile:
         if not _is_int(self.seed) or self.seed < 0:
             raise ProfileError(f"profile {self.name!r}: seed must be an integer >= 0, got {self.seed!r}",
                                "fix seed in the profile")
+        for name in ("warmup_min_count", "min_count", "memory_iterations"):
+            if getattr(self, name) > MAX_REPEATS:
+                raise ProfileError(f"profile {self.name!r}: {name} must be at most {MAX_REPEATS:,}, got "
+                                   f"{getattr(self, name):,}", f"fix {name} in the profile")
         for name in ("warmup_min_time_s", "min_time_s", "max_time_s"):
             value = getattr(self, name)
-            # NaN passes every comparison and inf never ends a timed loop: both are refused
+            # NaN passes every comparison and inf never ends a timed loop: both are refused, as is a finite time
+            # that would not end either (1e9 s)
             if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-                    or value < 0):
-                raise ProfileError(f"profile {self.name!r}: {name} must be a finite number >= 0, got {value!r}",
-                                   f"fix {name} in the profile")
+                    or not 0 <= value <= MAX_TIMED_SECONDS):
+                raise ProfileError(f"profile {self.name!r}: {name} must be a finite number of seconds from 0 to "
+                                   f"{MAX_TIMED_SECONDS:g}, got {value!r}", f"fix {name} in the profile")
+        if self.max_batch_size is not None and (not _is_int(self.max_batch_size)
+                                                or not 1 <= self.max_batch_size <= MAX_BATCH_QUESTIONS):
+            raise ProfileError(f"profile {self.name!r}: max_batch_size must be a whole number of questions from 1 to "
+                               f"{MAX_BATCH_QUESTIONS:,}, got {self.max_batch_size!r}",
+                               "fix max_batch_size in the profile, or leave it out")
+        if (not isinstance(self.batch_wait_ms, (int, float)) or isinstance(self.batch_wait_ms, bool)
+                or not math.isfinite(self.batch_wait_ms) or not 0 <= self.batch_wait_ms <= MAX_BATCH_WAIT_MS):
+            raise ProfileError(f"profile {self.name!r}: batch_wait_ms must be a number of milliseconds from 0 to "
+                               f"{MAX_BATCH_WAIT_MS:,}, got {self.batch_wait_ms!r}", "fix batch_wait_ms in the profile")
         if self.max_time_s < self.min_time_s:
             raise ProfileError(f"profile {self.name!r}: max_time_s < min_time_s", "raise max_time_s")
         if (not isinstance(self.batch_sizes, (list, tuple)) or not self.batch_sizes
@@ -148,33 +173,8 @@ def _example_profile() -> str:
     return str(builtin_profiles_dir() / "server-cpu.yaml")
 
 
-class _DuplicateKeyError(yaml.YAMLError):
-    def __init__(self, key, first_line: int, line: int):
-        super().__init__(f"duplicate key {key!r}")
-        self.key, self.first_line, self.line = key, first_line, line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node, deep=False):
-        first_lines = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in first_lines:
-                    raise _DuplicateKeyError(key, first_lines[key], line)
-                first_lines[key] = line
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-        return super().construct_mapping(node, deep=deep)
-
-
-def _read_profile_text(name_or_path: str):
-    """(text, source) of a built-in profile by name or of a YAML file by path."""
+def _read_profile_bytes(name_or_path: str):
+    """(bytes, source) of a built-in profile by name or of a YAML file by path."""
     path = Path(name_or_path)
     if path.suffix not in PROFILE_SUFFIXES:
         names = available_profiles()
@@ -196,30 +196,16 @@ def _read_profile_text(name_or_path: str):
                                f"{', '.join(available_profiles())}")
         source, read = str(path), path.read_bytes
     try:
-        raw = read()
+        return read(), source
     except OSError as error:
         raise ProfileError(f"cannot read profile {source}: {error.strerror or error}",
                            "check the file's permissions") from None
-    try:
-        return raw.decode("utf-8"), source
-    except UnicodeDecodeError as error:
-        raise ProfileError(f"profile {source} is not UTF-8 text (byte {error.start}: {raw[error.start]:#04x})",
-                           "save the file as UTF-8") from None
 
 
 def load_profile(name_or_path: str) -> Profile:
     """A built-in profile by name (see available_profiles) or a profile by path to a .yaml/.yml file."""
-    text, source = _read_profile_text(name_or_path)
-    stream = io.StringIO(text)
-    stream.name = source  # YAML errors then name the file, not "<unicode string>"
-    try:
-        data = yaml.load(stream, Loader=_UniqueKeyLoader)
-    except _DuplicateKeyError as error:
-        where = (f"line {error.line}" if error.line == error.first_line
-                 else f"lines {error.first_line} and {error.line}")
-        raise ProfileError(f"profile {source}: {error.key!r} is given twice ({where})", "keep one of them") from None
-    except yaml.YAMLError as error:
-        raise ProfileError(f"profile {source} is not valid YAML: {error}", "fix the YAML syntax") from None
+    raw, source = _read_profile_bytes(name_or_path)
+    data = parse_yaml(raw, f"profile {source}", ProfileError, name=source)
     if data is None:
         raise ProfileError(f"profile {source} is empty", f"write its settings; see {_example_profile()}")
     if not isinstance(data, dict):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import ModelDirError, OutputExistsError
-from .files import staged_directory, write_text_atomically
+from .files import check_distinct_paths, staged_directory, write_text_atomically
 
 RECORD_FILE = "reference.json"
 RUN_RECORDS = ("eval.json", "train_config.json", "train_log.jsonl")
@@ -52,6 +52,7 @@ def keep(run_dir: Path, out_dir: Path) -> dict:
                             "give a run directory of deformer-train whose training finished")
     if out_dir.exists() or out_dir.is_symlink():
         raise OutputExistsError(f"{out_dir} exists", "give a new directory")
+    check_distinct_paths({"OUT_DIR": out_dir}, {"the run directory": run_dir})
     trained = Deformer.from_pretrained(run_dir / "model").eval()
     with staged_directory(out_dir) as staging:
         trained.save_pretrained(staging / "model", dtype=torch.float16)
@@ -81,6 +82,7 @@ def base(model_dir: Path, out_dir: Path) -> None:
                             "directory, e.g. MiniLM-L6's")
     if out_dir.exists() or out_dir.is_symlink():
         raise OutputExistsError(f"{out_dir} exists", "give a new directory")
+    check_distinct_paths({"OUT_DIR": out_dir}, {"the model directory": model_dir})
     with staged_directory(out_dir) as staging:
         AutoModel.from_pretrained(model_dir, dtype=torch.float32).to(torch.float16).save_pretrained(staging)
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(staging)

@@ -4,7 +4,6 @@ Format 2 results carry several timing processes per case and the machine state; 
 timing process, no machine state) are read as one process, and the report says what they lack.
 """
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,7 @@ from .bench.stats import UNSTABLE_SPREAD
 from .bench.summary import HEADLINE_PATH, HEADLINE_PROCESSES, batch_across, batch_processes
 from .errors import DeformerBenchError
 from .files import write_text_atomically
+from .readers import read_json
 from .plots import PATH_COLOURS, plot_latency, plot_memory, plot_speedup, plot_throughput
 from .report_devices import device_sections, functional_only_rows
 
@@ -32,10 +32,10 @@ PLOTS = {
 
 def load_results(directory) -> dict:
     path = Path(directory) / RESULTS_FILE
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise DeformerBenchError(f"cannot read {path}: {error}", "give a directory written by deformer-bench")
+    results = read_json(path, "benchmark results", hint="give a directory written by deformer-bench")
+    if not isinstance(results, dict):
+        raise DeformerBenchError(f"{path} is not a deformer-bench results document (a {type(results).__name__})",
+                                 "give a directory written by deformer-bench")
     if results.get("format_version") not in KNOWN_FORMAT_VERSIONS:
         raise DeformerBenchError(f"{path} has format_version {results.get('format_version')!r}",
                                  f"this version reads {KNOWN_FORMAT_VERSIONS}")

@@ -39,7 +39,9 @@ def functional_frame(results: dict) -> pd.DataFrame:
         rows.append({
             "device": config["device"], "model": config["label"], "layer": config["deformer"]["layer"],
             "emulated": emulated, "passed": parity["passed"],
-            "max_abs_diff": max(parity["max_abs_diff"].values()) if parity["max_abs_diff"] else None,
+            # null: a difference that was not a number (NaN or inf outputs)
+            "max_abs_diff": max(float("inf") if value is None else value for value in parity["max_abs_diff"].values())
+            if parity["max_abs_diff"] else None,
             "tolerance": parity["tolerance"], "providers_used": ", ".join(config["providers"].get("used") or []),
             ("emulated_wall_s" if emulated else "wall_s") + " (unsplit / online)":
                 f"{wall.get('unsplit', float('nan')):.3f} / {wall.get('online', float('nan')):.3f}",

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from .errors import ManifestError, ModelDirError, first_line
 from .files import scratch_directory
-from .passage_cache import build_passage_cache, load_passage_cache
+from .passage_cache import CacheCommands, build_passage_cache, load_passage_cache
 from .passage_cache.store import check_windows_cut
 
 
@@ -107,26 +107,34 @@ def passage_states(cache, rows, missed, lower_passage, passage_input_ids, passag
     return states
 
 
-def open_passage_cache(graph_set, features, directory: Path, batch_size: int, progress: bool, doc_stride=None):
+def open_passage_cache(graph_set, features, directory: Path, batch_size: int, progress: bool, doc_stride=None,
+                       commands: CacheCommands = CacheCommands()):
     """(cache, built): the cache in `directory` if it exists and its build finished (it must hold every window),
-    else one built there from the features' distinct passage windows (an unfinished build goes on)."""
+    else one built there from the features' distinct passage windows, in the cache's dtype (float32 for a new
+    one). An unfinished build goes on only if it was started for the same windows (else it is refused, naming
+    the command that started it); a cache this call starts is removed again if the build fails or is
+    interrupted (the cache is the means here, not the product), and `commands.start` is recorded as the command
+    that started it."""
     if directory.exists():
         cache = load_passage_cache(directory, graph_set)
         check_windows_cut(cache.info, directory, doc_stride)  # else its windows would only look missing
-        if cache.info.get("complete"):
+        if cache.info["complete"]:
             return cache, False
     return build_passage_cache(graph_set, features.passage_input_ids, features.passage_attention_mask, directory,
-                               evaluation_session, batch_size, progress, doc_stride=doc_stride), True
+                               evaluation_session, batch_size, progress, doc_stride=doc_stride,
+                               command=commands.start, keep_unfinished=False), True
 
 
-def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: int, progress: bool, doc_stride=None):
+def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: int, progress: bool, doc_stride=None,
+                           commands: CacheCommands = CacheCommands()):
     """Logits through the graph set, and what the passage cache did: offline build (or reuse of
-    `passage_cache_dir`), then the online path timed alone."""
+    `passage_cache_dir`), then the online path timed alone. `commands`: see open_passage_cache and
+    PassageCache.rows."""
     with scratch_directory("deformer-passage-cache-") as scratch:
         directory = Path(passage_cache_dir) if passage_cache_dir is not None else Path(scratch) / "cache"
-        cache, built = open_passage_cache(graph_set, features, directory, batch_size, progress, doc_stride)
+        cache, built = open_passage_cache(graph_set, features, directory, batch_size, progress, doc_stride, commands)
         started = time.perf_counter()
-        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask)
+        rows = cache.rows(features.passage_input_ids, features.passage_attention_mask, fix=commands.add_missing)
         start, end = onnx_logits(graph_set, features, cache, rows, batch_size, progress)
         record = {"windows": len(features), "distinct_windows": len(np.unique(rows)),
                   "cache_windows": cache.info["windows"], "built": built,
@@ -135,5 +143,3 @@ def onnx_evaluation_logits(graph_set, features, passage_cache_dir, batch_size: i
                   "directory": str(passage_cache_dir) if passage_cache_dir is not None else None}
         del cache  # closes the memory map before the scratch directory goes
     return start, end, record
-
-

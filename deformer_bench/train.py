@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .errors import ConfigError, DeformerBenchError, RuntimeFailure, first_line
 from .files import clean_stale_staging, staged_directory, write_text_atomically
 from .model import Deformer, DeformerConfig, load_qa_model
+from .readers import read_json, read_json_lines
 from .squad.features import check_doc_stride
 from .training_checks import (DONE_FILE, MODEL_DIR, check_finished_run, check_room_to_train, check_run_directory,
                               ensure_room, saving, warn_if_bf16_is_slow)
@@ -42,6 +43,10 @@ class CheckpointError(DeformerBenchError):
 
 class TrainingDiverged(RuntimeFailure):
     """The loss became NaN or infinite."""
+
+
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 1000
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,11 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"training setting {name} must be a whole number >= 0, got {value!r}", f"fix {name}")
+        # torch.manual_seed takes at most 64 bits (a larger seed was a ValueError deep in the run); a thousand
+        # epochs are past any schedule this project trains, and a typo such as 1e9 would train until killed
+        if self.seed > MAX_SEED or self.epochs > MAX_EPOCHS:
+            raise ConfigError(f"training settings seed (at most {MAX_SEED:,}) and epochs (at most {MAX_EPOCHS:,}) are "
+                              f"out of range: seed {self.seed:,}, epochs {self.epochs:g}", "fix them")
         if not isinstance(self.bf16, bool):
             raise ConfigError(f"training setting bf16 must be true or false, got {self.bf16!r}", "fix bf16")
         if self.checkpoint_every < 1 or not 0 <= self.warmup_ratio <= 1 or not 0 <= self.attention_dropout < 1:
@@ -209,13 +219,13 @@ def load_checkpoint(directory: Path, config: TrainConfig):
 def rewind_log(log_path: Path, step: int, checkpoint_elapsed_s) -> float:
     """Drop log lines past `step` (work the interruption lost, redone now); returns the elapsed seconds to
     continue from: the checkpoint's own figure, or the last kept line's for checkpoints that lack one."""
-    lines = log_path.read_text().splitlines() if log_path.exists() else []
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        write_text_atomically(log_path, "".join(line + "\n" for line in kept))
+    entries = read_json_lines(log_path, "training log") if log_path.exists() else []
+    kept = [entry for entry in entries if entry["step"] <= step]
+    if len(kept) != len(entries):
+        write_text_atomically(log_path, "".join(json.dumps(entry) + "\n" for entry in kept))
     if checkpoint_elapsed_s is not None:
         return checkpoint_elapsed_s
-    return json.loads(kept[-1])["elapsed_s"] if kept else 0.0
+    return kept[-1]["elapsed_s"] if kept else 0.0
 
 
 def write_run_record(output: Path, config: TrainConfig, command: list, features, examples: int, total_steps: int,
@@ -224,7 +234,7 @@ def write_run_record(output: Path, config: TrainConfig, command: list, features,
     from .environment import describe_environment
 
     path = output / "train_config.json"
-    starts = json.loads(path.read_text()).get("starts", []) if first_step and path.exists() else []
+    starts = read_json(path, "training record").get("starts", []) if first_step and path.exists() else []
     starts.append({"from_step": first_step, "environment": describe_environment(command)})
     record = {"config": dataclasses.asdict(config), "command": " ".join(command), "features": len(features),
               "examples": examples, "skipped_examples": features.skipped_examples, "total_steps": total_steps,

@@ -1,7 +1,7 @@
 """What a training run checks before it starts and while it saves: nothing of the user's harmed, nothing
 reused that was trained otherwise, a full disk reported as such.
 
-    check_run_directory   the output may not be, hold or lie inside the models it reads, nor a folder of other files
+    check_run_directory   the output may not be, hold or lie inside what the run reads, nor a folder of other files
     check_finished_run    a finished run (DONE) is reused only with the settings it was trained with
     check_room_to_train   room for checkpoints and the model, checked before the first step
     saving                a full disk while saving is one DiskFullError, whatever torch or safetensors raised
@@ -9,7 +9,6 @@ reused that was trained otherwise, a full disk reported as such.
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 import torch
 
 from .errors import DISK_FULL_ERRNOS, ConfigError, DiskFullError, OutputLocationError
-from .files import check_output_dir
+from .files import check_distinct_paths, check_output_dir
+from .readers import FormatError, read_json
 
 MODEL_DIR = "model"
 DONE_FILE = "DONE"
@@ -49,18 +49,15 @@ def saving(directory: Path, what: str):
         raise
 
 
-def check_run_directory(config) -> None:
-    """Refuse an output directory a run could harm: one that is, holds or lies inside the model it starts from
-    or its teacher (the run writes OUT/model and removes OUT/checkpoint), or an existing folder that is not a
-    training run (its files are not ours)."""
+def check_run_directory(config, inputs: dict = None) -> None:
+    """Refuse an output directory a run could harm: one that is, holds or lies inside what the run reads (the
+    model it starts from, its teacher, its training file, and `inputs`, {what: path}, such as a queue's file and
+    evaluation set: files.check_distinct_paths; the run writes OUT/model and removes OUT/checkpoint), or an
+    existing folder that is not a training run (its files are not ours)."""
+    reads = {"its init model": config.init_dir, "its teacher model": config.teacher_dir or None,
+             "its training file": config.train_file, **(inputs or {})}
+    check_distinct_paths({"the run's output": config.output_dir}, reads)
     output = Path(config.output_dir).resolve()
-    for what, directory in (("init", config.init_dir), ("teacher", config.teacher_dir)):
-        if not directory:
-            continue
-        source = Path(directory).resolve()
-        if source == output or output in source.parents or source in output.parents:
-            raise OutputLocationError(f"the run's output {config.output_dir} overlaps its {what} model {directory}",
-                                      "give --output a new directory outside the models it reads")
     if output.is_file():
         raise OutputLocationError(f"the run's output {config.output_dir} is a file", "give a directory path")
     check_output_dir(output, "the run's output")  # a file on the way, a read-only disk: now, not after featurizing
@@ -73,10 +70,10 @@ def check_finished_run(output: Path, config) -> None:
     """A finished run is reused only if it was trained with these settings: a DONE file proves nothing alone."""
     path = output / "train_config.json"
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))["config"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise OutputLocationError(f"{output} holds a DONE file but no readable train_config.json: it is not a "
-                                  "finished run of deformer-train", "give a new --output directory") from None
+        saved = read_json(path, "training record")["config"]
+    except (FormatError, KeyError, TypeError) as error:
+        raise OutputLocationError(f"{output} holds a DONE file but no readable train_config.json ({error}): it is "
+                                  "not a finished run of deformer-train", "give a new --output directory") from None
     defaults = {field.name: field.default for field in dataclasses.fields(config)}
     mine = dataclasses.asdict(config)
     # Paths may differ (another checkout, venv or runs-dir spelling); the settings that shape the model may not.

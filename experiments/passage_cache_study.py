@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deformer_bench.environment import describe_environment
+from deformer_bench.readers import parse_json
 
 DTYPES = ("float32", "float16", "int8")
 ROUNDS, WARMUP = 200, 20
@@ -30,7 +31,7 @@ def cache_cli(*args) -> dict:
                                capture_output=True, text=True)
     if completed.returncode:
         raise SystemExit(completed.stderr)
-    return json.loads(completed.stdout)
+    return parse_json(completed.stdout, "deformer-cache's output")
 
 
 def read_worker(graphs: str, cache_dir: str, seed: int) -> dict:
@@ -98,7 +99,7 @@ def main(graphs: str, squad: str, out_dir: str) -> None:
             completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if completed.returncode:
                 raise SystemExit(completed.stderr)
-            reads[dtype].append(json.loads(completed.stdout.strip().splitlines()[-1]))
+            reads[dtype].append(parse_json(completed.stdout.strip().splitlines()[-1], "a read worker's output"))
     result = {"graphs": graphs, "squad": squad, "builds": builds, "info": info, "verify": verify,
               "ray_segment_0_equals_local": same, "reads": reads, "environment": environment}
     scratch_dir.cleanup()

@@ -21,6 +21,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from deformer_bench.environment import describe_environment
+from deformer_bench.readers import read_json
 
 GRAPHS = ("full", "lower_question", "upper")
 ROUNDS, SKIPPED = 25, 3
@@ -83,7 +84,7 @@ def main(graphs_dir: str, out_dir: str) -> None:
     if out.exists():
         raise SystemExit(f"{out} exists: give a new folder")
     environment = describe_environment(["python", *sys.argv])
-    manifest = json.loads((source / "manifest.json").read_text())
+    manifest = read_json(source / "manifest.json", "graph set manifest")
     feeds = calibration_feeds(source, manifest)
     scratch = tempfile.TemporaryDirectory(prefix="static-int8-")  # the graphs are not results: only the record is
     quantize_statically(source, Path(scratch.name), feeds)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deformer_bench.errors import ManifestError
+from deformer_bench.readers import read_json
 
 from deformer_bench.runtime.contract import GRAPHS
 
@@ -61,17 +62,16 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     (Path(directory) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def is_graph_set_dir(directory) -> bool:
-    """True for a directory holding a manifest.json that deformer-export wrote (whatever its state)."""
-    path = Path(directory) / MANIFEST_FILE
-    if not Path(directory).is_dir() or not path.is_file():
-        return False
+def graph_set_source(directory):
+    """The model folder a graph set was exported from (its manifest's `source`), without checking the set: the
+    default tokenizer of the commands that read it, named before any work so that no output lands in it. None
+    when the manifest cannot be read, is refused or names no folder (load_graph_set then says why). Read as every
+    manifest is (read_manifest): a `source` given twice is refused, not taken as whichever one JSON keeps."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(manifest, dict) and isinstance(manifest.get("tool"), dict) \
-        and manifest["tool"].get("name") == "deformer-bench"
+        source = read_manifest(Path(directory))["model"]["source"]
+    except ManifestError:
+        return None
+    return source if source != "in-memory" else None
 
 
 @dataclass(frozen=True)
@@ -186,20 +186,15 @@ def check_variants_shape(manifest: dict, manifest_path: Path) -> None:
                                     "re-export the graph set")
 
 
-def load_graph_set(directory, variant: str = None) -> GraphSet:
-    """Read manifest.json and check its shape, and that every graph it names is there with the recorded hash;
-    with `variant` (see exporters/variants.py), that variant's graphs instead ("float32": the exported ones)."""
-    directory = Path(directory)
+def read_manifest(directory: Path) -> dict:
+    """A graph set's manifest.json, of a known version and checked whole for shape (not the graphs' hashes)."""
     manifest_path = directory / MANIFEST_FILE
     if not directory.is_dir():
         what = "does not exist" if not directory.exists() else "is not a directory"
         raise ManifestError(f"graph set {directory} {what}", "give a directory written by deformer-export")
     if not manifest_path.is_file():
         raise ManifestError(f"{directory} has no {MANIFEST_FILE}", "give a directory written by deformer-export")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ManifestError(f"{manifest_path} is not valid JSON: {error}", "re-export the graph set") from None
+    manifest = read_json(manifest_path, "graph set manifest", ManifestError, "re-export the graph set")
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != MANIFEST_FORMAT_VERSION:
         raise ManifestError(
@@ -208,6 +203,37 @@ def load_graph_set(directory, variant: str = None) -> GraphSet:
         )
     check_manifest_shape(manifest, manifest_path)
     check_variants_shape(manifest, manifest_path)
+    return manifest
+
+
+def graph_set_entries(directory) -> set:
+    """Every path (relative, POSIX) a graph set's manifest makes its own: the manifest, its graphs, and under
+    variants/ each listed variant's folder, graphs and (ort) operator config. Raises ManifestError when the
+    manifest is missing, of another version or shape, or not deformer-export's."""
+    from .variants import ORT_EXTRA_FILES, VARIANTS_DIR
+
+    manifest = read_manifest(Path(directory))
+    tool = manifest.get("tool")
+    if not isinstance(tool, dict) or tool.get("name") != "deformer-bench":
+        raise ManifestError(f"{Path(directory) / MANIFEST_FILE} was not written by deformer-export",
+                            "give a directory written by deformer-export")
+    entries = {MANIFEST_FILE, *(entry["file"] for entry in manifest["graphs"].values())}
+    variants = manifest.get("variants", {})
+    if variants:
+        entries.add(VARIANTS_DIR)
+    for name, entry in variants.items():
+        folder = f"{VARIANTS_DIR}/{name}"
+        entries |= {folder, *(f"{folder}/{graph['file']}" for graph in entry["graphs"].values())}
+        if name == "ort":
+            entries |= {f"{folder}/{extra}" for extra in ORT_EXTRA_FILES}
+    return entries
+
+
+def load_graph_set(directory, variant: str = None) -> GraphSet:
+    """Read manifest.json and check its shape, and that every graph it names is there with the recorded hash;
+    with `variant` (see exporters/variants.py), that variant's graphs instead ("float32": the exported ones)."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
     if variant in (None, "float32"):
         _check_graph_files(directory, manifest["graphs"])
         return GraphSet(directory, manifest)

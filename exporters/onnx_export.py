@@ -16,15 +16,17 @@ import torch
 from tqdm import tqdm
 
 from deformer_bench import __version__
-from deformer_bench.errors import ConfigError, ExportError, OutputExistsError, OutputLocationError, first_line
-from deformer_bench.files import check_output_dir, clean_stale_staging, staged_directory
+from deformer_bench.errors import (ConfigError, ExportError, ManifestError, OutputExistsError, OutputLocationError,
+                                   first_line)
+from deformer_bench.files import (check_distinct_paths, check_output_dir, clean_stale_staging, describe_obstacle,
+                                  staged_directory, unlisted_entries)
 
 from deformer_bench.runtime.contract import FLOAT32, GRAPHS, HIDDEN
 
 from .graphs import GraphModule, example_inputs
-from .manifest import MANIFEST_FILE, build_manifest, is_graph_set_dir, write_manifest
+from .manifest import build_manifest, graph_set_entries, write_manifest
 from .validate import ValidationSettings, validate_graph_set
-from .variants import VARIANTS_DIR, build_variants, variant_order
+from .variants import build_variants, variant_order
 
 DEFAULT_OPSET = 18  # optimum's recommended minimum for BERT
 MIN_OPSET = 14  # scaled_dot_product_attention exports from opset 14 on (13 fails in torch's exporter)
@@ -122,49 +124,49 @@ def export_full_graph(deformer, path: Path, opset: int) -> None:
 
 
 def check_destination(out_dir, model_dir=None, overwrite: bool = False) -> None:
-    """Refuse, before any work, an OUT/ that exporting (and --overwrite's replacing) could harm.
-
-    `--overwrite` replaces only a graph set written by deformer-export that holds nothing else (no results or
-    caches of yours kept in it), and never one that holds the model being read, lies inside it, or holds the
-    current directory: `deformer-export /x/model /x --overwrite` would otherwise delete the model.
-    """
+    """Refuse, before any work, an OUT/ that exporting (and --overwrite's replacing) could harm: one that is,
+    holds or lies inside the model being read (files.check_distinct_paths), a file or a broken link, and, for
+    --overwrite, anything but a graph set of ours (replaceable_entries) or the folder the command runs in."""
     out_dir = Path(out_dir)
+    if model_dir is not None:
+        check_distinct_paths({"OUT/": out_dir}, {"the model directory": model_dir})
     clean_stale_staging(out_dir)  # a killed export's leftovers; may put back an OUT/ it had moved aside
     exists = out_dir.exists() or out_dir.is_symlink()
     if exists and not out_dir.is_dir():
-        raise OutputLocationError(f"OUT/ {out_dir} is a file", "give the path of a new directory")
+        raise OutputLocationError(f"OUT/ {out_dir} {describe_obstacle(out_dir, out_dir)}",
+                                  "give the path of a new directory")
     if exists and not overwrite:
         raise OutputExistsError(f"output directory {out_dir} already exists",
                                 "choose a new OUT/ or pass --overwrite to replace it")
-    out_real = out_dir.resolve()
-    if model_dir is not None:
-        model_real = Path(model_dir).resolve()
-        if out_real == model_real or out_real in model_real.parents:
-            raise OutputLocationError(f"OUT/ {out_dir} is, or holds, the model directory {model_dir} being exported",
-                                      "give an OUT/ outside the model directory")
-        if exists and model_real in out_real.parents:
-            raise OutputLocationError(f"--overwrite would replace {out_dir}, which lies inside the model directory "
-                                      f"{model_dir} being exported", "give a new OUT/ (or remove the old one yourself)")
     if exists:
-        check_replaceable(out_dir, out_real)
+        check_replaceable(out_dir)
     check_output_dir(out_dir.parent, "the folder of OUT/")
 
 
-def check_replaceable(out_dir: Path, out_real: Path) -> None:
-    """What --overwrite may remove: a graph set of ours, nothing else in it, not the current directory."""
+def replaceable_entries(out_dir: Path) -> set:
+    """What --overwrite may remove in `out_dir` (relative paths): exactly what its manifest lists (the graphs,
+    each variant's folder and graphs, the ort variant's operator config, the manifest itself); nothing in an
+    empty folder. A folder without a valid manifest of ours is not ours: refused."""
     if not any(out_dir.iterdir()):
-        return  # an empty folder: nothing to lose
-    if not is_graph_set_dir(out_dir):
+        return set()
+    try:
+        return graph_set_entries(out_dir)
+    except ManifestError as error:
         raise OutputLocationError(f"--overwrite refuses to replace {out_dir}: it is not a graph set written by "
-                                  "deformer-export (no manifest.json of ours)",
-                                  "--overwrite only replaces graph sets; give a new OUT/")
-    ours = {spec.file_name for spec in GRAPHS.values()} | {MANIFEST_FILE, VARIANTS_DIR}
-    others = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in ours)
+                                  f"deformer-export ({error.message})",
+                                  "--overwrite only replaces graph sets; give a new OUT/") from None
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """--overwrite removes exactly what the manifest lists, and refuses (naming the first) when anything else is
+    there, at any depth, or when OUT/ holds the folder the command runs in."""
+    others = unlisted_entries(out_dir, replaceable_entries(out_dir))
     if others:
-        raise OutputLocationError(f"--overwrite would delete files that are not the graph set's in {out_dir}: "
-                                  f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}",
-                                  "move them out of OUT/ first, or give a new OUT/")
-    cwd = Path.cwd().resolve()
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        raise OutputLocationError(f"--overwrite would delete {out_dir / others[0]}, which is not part of the graph set "
+                                  f"(its manifest does not list it){more}",
+                                  "move what is yours out of OUT/ first, or give a new OUT/")
+    cwd, out_real = Path.cwd().resolve(), out_dir.resolve()
     if cwd == out_real or out_real in cwd.parents:
         raise OutputLocationError(f"--overwrite would replace {out_dir}, the folder this command runs in",
                                   "run it from another folder")
@@ -182,7 +184,7 @@ def export_graph_set(deformer, out_dir, opset: int = DEFAULT_OPSET, overwrite: b
         raise ConfigError(str(error), "use optimized, int8, int8-arm64, float16 or ort") from None
     check_opset(opset)
     check_destination(out_dir, getattr(deformer, "source_dir", None), overwrite)
-    with staged_directory(out_dir, replace=True) as staging:
+    with staged_directory(out_dir, replace=True, listed=replaceable_entries) as staging:
         steps = tqdm(list(GRAPHS), desc="export", unit="graph", disable=not progress)
         for name in steps:
             steps.set_postfix_str(name)

@@ -178,3 +178,21 @@ def test_the_table_is_rebuilt_from_its_saved_records_with_a_new_bench(tiny_queue
     with pytest.raises(SystemExit) as exit_:
         main(["--records", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")])
     assert exit_.value.code == 2 and not (tmp_path / "x").exists()
+
+
+def test_the_table_is_not_written_over_the_records_it_is_read_from(tiny_queue_runs, tmp_path, capsys):
+    """Issue 22, finding 1: accuracy.json read by --records is an input; a table written over it (a rebuild without
+    --bench drops the measured speed-ups) is refused, as is an --out inside the runs it reads."""
+    from deformer_bench.accuracy import main
+
+    _, runs = tiny_queue_runs
+    write(collect(runs), tmp_path / "table")
+    before = (tmp_path / "table" / "accuracy.json").read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--records", str(tmp_path / "table" / "accuracy.json"), "--out", str(tmp_path / "table")])
+    assert exit_.value.code == 2 and "would overwrite the records" in capsys.readouterr().err
+    assert (tmp_path / "table" / "accuracy.json").read_bytes() == before
+    with pytest.raises(SystemExit) as exit_:
+        main(["--runs-dir", str(runs), "--out", str(runs / "table")])
+    assert exit_.value.code == 2 and "lies inside the runs" in capsys.readouterr().err
+    assert not (runs / "table").exists()

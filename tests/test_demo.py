@@ -45,7 +45,7 @@ def test_the_demo_answers_through_the_commands_and_keeps_its_graphs(tiny_queue_r
 def test_the_demo_refuses_work_inside_the_model_or_on_a_file(tiny_queue_runs, small_train_file, tmp_path):
     student = tiny_queue_runs[1] / "k1-kd-lrs"
     code, _, stderr = demo("--model", student, "--dataset", small_train_file, "--work", student / "demo")
-    assert code == 2 and "inside the model's directory" in stderr and not (student / "demo").exists()
+    assert code == 2 and "lies inside the model directory" in stderr and not (student / "demo").exists()
     (tmp_path / "afile").write_text("x")
     code, _, stderr = demo("--model", student, "--dataset", small_train_file, "--work", tmp_path / "afile")
     assert code == 2 and "is a file" in stderr and "Traceback" not in stderr

@@ -235,7 +235,7 @@ def test_refuses_missing_windows_and_foreign_or_broken_caches(tiny_graphs, tmp_p
         load_passage_cache(format_2, graph_set)
     assert "build it again" in error.value.hint
     sizeless = edited("sizeless", lambda record: record["identity"].pop("vocab_size"))
-    with pytest.raises(PassageCacheError, match="identity lacks a size"):
+    with pytest.raises(PassageCacheError, match="identity' lacks vocab_size"):
         load_passage_cache(sizeless, graph_set)
     (tmp_path / "empty").mkdir()
     with pytest.raises(PassageCacheError, match="is not a passage cache"):
@@ -304,12 +304,12 @@ def test_a_build_on_a_local_ray_stores_what_the_local_build_stores(tiny_graphs, 
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
     local = build(graph_set, ids, mask, tmp_path / "local", dtype="int8", batch_size=2, segment_windows=2)
-    engine = RayEngine(workers=2)
     try:
-        on_ray = build(graph_set, ids, mask, tmp_path / "ray", dtype="int8", batch_size=2, segment_windows=2,
-                       engine=engine)
+        with RayEngine(workers=2) as engine:
+            on_ray = build(graph_set, ids, mask, tmp_path / "ray", dtype="int8", batch_size=2, segment_windows=2,
+                           engine=engine)
     finally:
-        ray.shutdown()
+        ray.shutdown()  # a failed build's too
     assert on_ray.info["builds"][-1]["engine"]["workers"] == 2 and on_ray.info["complete"]
     assert sorted(segment.name for segment in on_ray.segments) == ["segment-00000", "segment-00001"]
     # the same numbers to the last digit, whichever segment finished first
@@ -405,3 +405,56 @@ def test_a_truncated_array_is_found_at_open(tiny_graphs, tmp_path):
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(PassageCacheError, match="truncated"):
         load_passage_cache(tmp_path / "cache", graph_set)
+
+
+def test_the_lock_goes_on_every_exit_and_a_refusal_before_it_makes_nothing(tiny_graphs, tmp_path, monkeypatch):
+    """Issue 22, finding 7: a refused build left .build.lock in --out (a graph set's then refused --overwrite)."""
+    import deformer_bench.passage_cache.build as build_module
+    from deformer_bench.passage_cache.build import LOCK_FILE
+
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    build(graph_set, ids, mask, tmp_path / "done")
+    assert not (tmp_path / "done" / LOCK_FILE).exists()  # a build that finished
+    with pytest.raises(PassageCacheError, match="stores float32, not int8"):  # refused under the lock
+        build(graph_set, ids, mask, tmp_path / "done", dtype="int8")
+    assert not (tmp_path / "done" / LOCK_FILE).exists()
+
+    def fails(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_module, "write_segment", fails)
+    (tmp_path / "killed").mkdir()
+    with pytest.raises(KeyboardInterrupt):  # interrupted mid-build
+        build(graph_set, ids, mask, tmp_path / "killed")
+    assert sorted(path.name for path in (tmp_path / "killed").iterdir()) == ["cache.json"]
+    monkeypatch.undo()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(PassageCacheError, match="is not a passage cache"):  # refused before any lock
+        build(graph_set, ids, mask, tmp_path / "mine")
+    assert [path.name for path in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_a_lock_file_replaced_under_a_build_is_locked_again(tmp_path, monkeypatch):
+    """The lock file is removed when a build ends: a build that opened it just before, and so locked a file no
+    longer at the path, locks the one now there instead, so that two builds never run at once."""
+    import fcntl
+
+    import deformer_bench.passage_cache.build as build_module
+    from deformer_bench.passage_cache.build import LOCK_FILE, build_lock
+
+    real_flock, replaced = fcntl.flock, []
+
+    def flock(handle, operation):
+        if not replaced:  # between our open and our lock, the holder ended and a third build made a new file
+            (tmp_path / LOCK_FILE).unlink()
+            (tmp_path / LOCK_FILE).write_text("")
+            replaced.append(True)
+        return real_flock(handle, operation)
+
+    monkeypatch.setattr(build_module.fcntl, "flock", flock)
+    with build_lock(tmp_path):
+        with open(tmp_path / LOCK_FILE) as other, pytest.raises(OSError):
+            real_flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the file at the path is the one held
+    assert not (tmp_path / LOCK_FILE).exists()

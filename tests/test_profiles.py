@@ -46,11 +46,19 @@ def test_profile_from_a_path(tmp_path):
     ("graph_optimization: max\n", "graph_optimization 'max' is unknown"),
     ("min_time_s: 10\nmax_time_s: 5\n", "max_time_s < min_time_s"),
     # non-finite numbers: NaN passes every comparison, inf never ends a timed loop
-    ("min_time_s: .nan\n", "min_time_s must be a finite number >= 0, got nan"),
+    ("min_time_s: .nan\n", "min_time_s must be a finite number of seconds from 0 to 3600, got nan"),
     ("max_time_s: .nan\n", "max_time_s must be a finite number"),
-    ("max_time_s: .inf\n", "max_time_s must be a finite number >= 0, got inf"),
+    ("max_time_s: .inf\n", "max_time_s must be a finite number of seconds from 0 to 3600, got inf"),
     ("warmup_min_time_s: .inf\n", "warmup_min_time_s must be a finite number"),
     ("warmup_min_time_s: .NaN\n", "warmup_min_time_s must be a finite number"),
+    # issue 22, finding 14: finite but absurd durations and repeats would run until killed
+    ("min_time_s: 1.0e+9\nmax_time_s: 2.0e+9\n", "min_time_s must be a finite number of seconds from 0 to 3600"),
+    ("warmup_min_time_s: 3601\n", "warmup_min_time_s must be a finite number of seconds from 0 to 3600"),
+    ("memory_iterations: 99999999999999999999\n", "memory_iterations must be at most 100,000"),
+    ("min_count: 100001\n", "min_count must be at most 100,000"),
+    ("target: {cool_down_s: .inf}\n", "target.cool_down_s must be from 0 to 3600 s"),
+    ("target: {cool_down_s: 1.0e+12}\n", "target.cool_down_s must be from 0 to 3600 s"),
+    ("target: {timeout_s: .inf}\n", "target.timeout_s must be above 0 and at most 86400 s"),
     # the seed goes to numpy.random.default_rng in the runner
     ("seed: -1\n", "seed must be an integer >= 0, got -1"),
     ("seed: abc\n", "seed must be an integer >= 0, got 'abc'"),
@@ -113,7 +121,7 @@ def test_profile_files_that_are_not_settings(tmp_path, text, message):
 def test_profile_file_not_utf8(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes(BASE.replace("description: d", "description: caf\xe9").encode("latin-1"))
-    with pytest.raises(ProfileError, match=r"latin1.yaml is not UTF-8 text \(byte \d+: 0xe9\)") as error:
+    with pytest.raises(ProfileError, match=r"latin1.yaml is not UTF-8 text \(byte 0xe9 at offset \d+, line 2") as error:
         load_profile(str(path))
     assert "UTF-8" in error.value.hint
 
@@ -176,3 +184,23 @@ def test_every_builtin_profile_loads_and_names_a_known_device():
 def test_a_profile_for_an_unknown_device_is_refused(tmp_path):
     with pytest.raises(ProfileError, match="device 'tpu' is unknown"):
         load_profile(write(tmp_path, BASE.replace("device: cpu", "device: tpu")))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("max_batch_size: 0\n", "max_batch_size must be a whole number of questions from 1 to 65,536, got 0"),
+    ("max_batch_size: 2.5\n", "max_batch_size must be a whole number of questions"),
+    ("max_batch_size: 99999999999999999999\n", "max_batch_size must be a whole number of questions from 1 to 65,536"),
+    ("batch_wait_ms: 10001\n", "batch_wait_ms must be a number of milliseconds from 0 to 10,000, got 10001"),
+    ("batch_wait_ms: -1\n", "batch_wait_ms must be a number of milliseconds"),
+    ("batch_wait_ms: .nan\n", "batch_wait_ms must be a number of milliseconds"),
+    ("batch_wait_ms: true\n", "batch_wait_ms must be a number of milliseconds"),
+])
+def test_scenario_batching_settings_are_checked(tmp_path, extra, message):
+    with pytest.raises(ProfileError, match=message):
+        load_profile(write(tmp_path, BASE + extra))
+
+
+def test_scenario_batching_defaults_to_the_largest_batch_size(tmp_path):
+    profile = load_profile(write(tmp_path, BASE + "max_batch_size: 8\nbatch_wait_ms: 2.5\n"))
+    assert profile.max_batch_size == 8 and profile.batch_wait_ms == 2.5
+    assert load_profile("server-cpu").max_batch_size is None  # the scenarios then take max(batch_sizes)

@@ -42,6 +42,12 @@ def test_keep_refuses_an_unfinished_run_and_an_existing_out(tiny_queue_runs, tmp
     with pytest.raises(SystemExit) as exit_info:
         reference_models.main(["keep", str(runs / "teacher"), str(tmp_path)])
     assert exit_info.value.code == 2 and "exists" in capsys.readouterr().err
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:  # issue 22, finding 1: not inside the run it reads
+        reference_models.main(["keep", str(tmp_path / "run"), str(tmp_path / "run" / "kept")])
+    assert exit_info.value.code == 2 and "lies inside the run directory" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "kept").exists()
 
 
 def test_base_halves_an_encoder_with_its_tokenizer(tiny_with_tokenizer, tmp_path):

@@ -115,7 +115,8 @@ def test_a_run_that_cannot_start_leaves_no_directory(tmp_path, tiny_with_tokeniz
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("where", ["init itself", "holds init", "init's model folder", "foreign folder", "a file"])
+@pytest.mark.parametrize("where", ["init itself", "holds init", "init's model folder", "foreign folder", "a file",
+                                   "holds the training file", "init through a link"])
 def test_run_directory_that_would_harm_data_is_refused(tmp_path, tiny_with_tokenizer, small_train_file, where):
     import shutil
 
@@ -123,8 +124,16 @@ def test_run_directory_that_would_harm_data_is_refused(tmp_path, tiny_with_token
 
     model = tmp_path / "x" / "model"
     shutil.copytree(tiny_with_tokenizer, model)
+    (tmp_path / "data").mkdir()
+    train_file = tmp_path / "data" / "train.json"
+    shutil.copy(small_train_file, train_file)
+    (tmp_path / "link").symlink_to(model)
     output = {"init itself": model, "holds init": tmp_path / "x", "init's model folder": model / "run",
-              "foreign folder": tmp_path / "mine", "a file": tmp_path / "file"}[where]
+              "foreign folder": tmp_path / "mine", "a file": tmp_path / "file",
+              "holds the training file": tmp_path / "data",  # issue 22, finding 1: the training file is read too
+              "init through a link": tmp_path / "link" / "run"}[where]
+    if where == "holds the training file":  # a run's folder (an interrupted run) with the training file in it
+        (output / "train_config.json").write_text("{}")
     if where == "foreign folder":
         output.mkdir()
         (output / "notes.txt").write_text("mine")
@@ -132,7 +141,7 @@ def test_run_directory_that_would_harm_data_is_refused(tmp_path, tiny_with_token
         output.write_text("mine")
     before = sorted(str(path) for path in tmp_path.rglob("*"))
     with pytest.raises(OutputLocationError):
-        train(config(output, model, small_train_file), ["test"], progress=False)
+        train(config(output, model, train_file), ["test"], progress=False)
     assert sorted(str(path) for path in tmp_path.rglob("*")) == before  # nothing created, nothing removed
 
 
@@ -162,6 +171,9 @@ def test_a_checkpoint_save_killed_mid_swap_is_put_back(tmp_path):
     (dict(checkpoint_every=0), "checkpoint_every must be >= 1"),
     (dict(max_examples=-1), "max_examples must be a whole number"),
     (dict(bf16="yes"), "bf16 must be true or false"),
+    # issue 22, finding 14: a seed torch cannot take (a ValueError deep in the run), epochs that would not end
+    (dict(seed=10**20), "seed \\(at most 4,294,967,295\\) and epochs"),
+    (dict(epochs=1e9), "epochs \\(at most 1,000\\) are out of range"),
 ])
 def test_bad_numbers_in_training_configs(changes, message):
     from deformer_bench.errors import ConfigError

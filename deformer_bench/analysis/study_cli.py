@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from ..environment import describe_environment
 from ..errors import OutputExistsError
+from ..files import check_distinct_paths
 
 
 def run_study_cli(module: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
@@ -27,8 +28,11 @@ def run_study_cli(module: str, description: str, add_arguments: Callable[[argpar
         parser.add_argument("--count", type=int, default=300, help="first N questions (default 300)")
         parser.add_argument("--out", type=Path, required=True, help="a new directory for JSON, CSV and plot")
         args = parser.parse_args(args_list)
-        if args.out.exists():
+        if args.out.exists() or args.out.is_symlink():
             raise OutputExistsError(f"output directory {args.out} already exists", "give a new --out directory")
+        # every path the study is given (dataset, model, teacher) is read: --out may not lie inside one
+        check_distinct_paths({"--out": args.out}, {f"--{name.replace('_', '-')}": value for name, value
+                                                   in vars(args).items() if isinstance(value, Path) and name != "out"})
         environment = describe_environment(["python", "-m", module,
                                             *(args_list if args_list is not None else sys.argv[1:])])
         result = run(args)

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from ..bench.flops import layer_flops
 from ..errors import OutputExistsError
-from ..files import staged_directory
+from ..files import check_distinct_paths, staged_directory
+from ..profiles import MAX_REPEATS, MAX_TIMED_SECONDS, PROFILE_SUFFIXES
+from ..readers import read_json
 
 RESULTS_FILE = "time_breakdown.json"
 FORMAT_VERSION = 1
@@ -97,7 +99,7 @@ def measure_process(job: dict) -> dict:
             session = open_session(graph_path(job["graphs_dir"], graph), job["session"], str(Path(scratch) / graph))
             for _ in range(job["warmup_runs"] + job["profiled_runs"]):
                 session.run(None, feeds[graph])
-            trace = json.loads(Path(session.end_profiling()).read_text())
+            trace = read_json(session.end_profiling(), "onnxruntime profile")
             profiled[graph] = kernel_times(trace, job["warmup_runs"])
     return {"samples_ns": samples, "stopped_by_time_cap": capped, "profiled": profiled,
             "onnxruntime": onnxruntime.__version__}
@@ -227,17 +229,9 @@ def write_outputs(result: dict, out_dir: Path) -> None:
         plot(summary, staging / "time_breakdown.png")
 
 
-def seconds(text: str) -> float:
-    import math
-
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
-    return value
-
-
 def study_main(argv) -> int:
-    from ..cli.common import positive_int
+    from ..bench.run import MAX_PROCESSES
+    from ..cli.common import int_up_to, positive_int, seconds_up_to
     from ..environment import describe_environment
 
     parser = argparse.ArgumentParser(prog="python -m deformer_bench.analysis.time_breakdown",
@@ -246,15 +240,21 @@ def study_main(argv) -> int:
     parser.add_argument("--variant", default="float32", help="which of its variants (default float32)")
     parser.add_argument("--profile", default="server-cpu", help="session settings (threads, ...) from this profile")
     parser.add_argument("--batch", type=positive_int, default=1)
-    parser.add_argument("--processes", type=positive_int, default=3, help="fresh processes (default 3)")
-    parser.add_argument("--runs", type=positive_int, default=30, help="timed rounds per process (default 30)")
-    parser.add_argument("--min-time-s", type=seconds, help="least seconds of timed rounds per process "
-                        "(default: the profile's min_time_s)")
-    parser.add_argument("--profiled-runs", type=positive_int, default=10, help="profiled runs per graph (default 10)")
+    repeats = "more would run until killed"
+    parser.add_argument("--processes", type=int_up_to(MAX_PROCESSES, repeats), default=3,
+                        help=f"fresh processes (default 3, at most {MAX_PROCESSES})")
+    parser.add_argument("--runs", type=int_up_to(MAX_REPEATS, repeats), default=30,
+                        help="timed rounds per process (default 30)")
+    parser.add_argument("--min-time-s", type=seconds_up_to(MAX_TIMED_SECONDS, repeats),
+                        help="least seconds of timed rounds per process (default: the profile's min_time_s)")
+    parser.add_argument("--profiled-runs", type=int_up_to(MAX_REPEATS, repeats), default=10,
+                        help="profiled runs per graph (default 10)")
     parser.add_argument("--out", type=Path, required=True, help="a new directory")
     args = parser.parse_args(argv)
     if args.out.exists() or args.out.is_symlink():
         raise OutputExistsError(f"output directory {args.out} already exists", "give a new --out directory")
+    check_distinct_paths({"--out": args.out}, {"the graph set": args.graphs, "the profile": Path(args.profile)
+                                               if args.profile.endswith(PROFILE_SUFFIXES) else None})
     environment = describe_environment(["python", "-m", "deformer_bench.analysis.time_breakdown",
                                         *(argv if argv is not None else sys.argv[1:])])
     result = run_study(args.graphs, args.variant, args.profile, args.batch, args.processes, args.runs,

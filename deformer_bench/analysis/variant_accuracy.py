@@ -10,12 +10,12 @@ compare. `make reference-accuracy` makes the records for the reference models.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError
-from ..files import write_texts_atomically
+from ..files import check_distinct_paths, write_texts_atomically
+from ..readers import FormatError, read_json
 
 COLUMNS = ["model", "k", "variant", "made_from", "f1", "exact_match", "f1_change", "questions", "windows", "doc_stride",
            "commit", "dirty", "cpu", "onnxruntime", "command"]
@@ -33,7 +33,7 @@ def read_records(directory: Path) -> list:
     records = []
     for path in sorted(Path(directory).glob("*.json")):
         try:
-            record = json.loads(path.read_text())
+            record = read_json(path, "evaluation record")
             graph_set = record["graph_set"]
             row = {"model": Path(record["model_dir"]).parent.name if Path(record["model_dir"]).name == "model"
                    else Path(record["model_dir"]).name,
@@ -47,7 +47,7 @@ def read_records(directory: Path) -> list:
                    "command": record["environment"]["command"],
                    "_dataset": Path(record["dataset"]).name, "_limit": record["limit"],
                    "_fingerprint": record["model_fingerprint_sha256"], "_file": path.name}
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (FormatError, ValueError, KeyError, TypeError) as error:
             raise DeformerBenchError(f"{path} is not a deformer-eval --onnx --output record ({type(error).__name__}: "
                                      f"{error})", "keep only such records in the directory") from None
         records.append(row)
@@ -114,11 +114,11 @@ def record_is_current(record_path: Path, graphs_dir: Path, variant: str) -> bool
 
     current = load_graph_set(graphs_dir, variant).manifest["graphs"]
     try:
-        graph_set = json.loads(record_path.read_text())["graph_set"]
+        graph_set = read_json(record_path, "evaluation record")["graph_set"]
         manifest = graph_set["manifest"]
         scored = manifest["graphs"] if variant == "float32" else manifest["variants"][variant]["graphs"]
         same = all(scored[graph]["sha256"] == entry["sha256"] for graph, entry in current.items())
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (FormatError, ValueError, KeyError, TypeError) as error:
         raise DeformerBenchError(f"{record_path} is not a deformer-eval --onnx --output record of a {variant} "
                                  f"variant ({type(error).__name__}: {error})", "move it aside") from None
     if not same:
@@ -143,8 +143,11 @@ def variant_accuracy_main(argv=None) -> int:
         parser.error("give RECORDS (a directory of records) or --is-current")
     if not args.records.is_dir():
         raise DeformerBenchError(f"{args.records} is not a directory", "give the directory of the records")
-    table = variant_table(read_records(args.records))
     out = args.out or args.records
+    records = sorted(args.records.glob("*.json"))
+    check_distinct_paths({"the table": out / "accuracy.csv", "the table's markdown": out / "accuracy.md"},
+                         {f"record #{index + 1}": path for index, path in enumerate(records)})
+    table = variant_table(read_records(args.records))
     out.mkdir(parents=True, exist_ok=True)
     write_texts_atomically({out / "accuracy.csv": table.to_csv(index=False), out / "accuracy.md": markdown(table)})
     print(markdown(table), end="")

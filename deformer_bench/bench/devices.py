@@ -23,6 +23,8 @@ ARM_MACHINES = ("aarch64", "arm64")
 TRANSPORTS = ("local", "ssh", "emulator")
 MAX_CORE = 4095
 # Keys of a profile's `target:` mapping, with their types.
+MAX_COOL_DOWN_S = 3600.0  # a pause between jobs
+MAX_TIMEOUT_S = 86400.0  # one runner job: a day
 TARGET_KEYS = {"transport": str, "python": str, "host": str, "port": int, "user": str, "identity_file": str,
                "work_dir": str, "ssh_options": list, "cool_down_s": (int, float), "pin_cores": list,
                "timeout_s": (int, float)}
@@ -89,10 +91,13 @@ def check_target_settings(settings, where: str) -> dict:
     port = settings.get("port", 22)
     if not 1 <= port <= 65535:
         raise TargetError(f"{where}: target.port {port} is not a port number", "use 1..65535")
-    if "cool_down_s" in settings and not settings["cool_down_s"] >= 0:
-        raise TargetError(f"{where}: target.cool_down_s must be >= 0", "fix target.cool_down_s")
-    if "timeout_s" in settings and not settings["timeout_s"] > 0:
-        raise TargetError(f"{where}: target.timeout_s must be > 0", "fix target.timeout_s")
+    # NaN and inf are refused with the rest: an infinite pause or timeout would wait until killed
+    if "cool_down_s" in settings and not 0 <= settings["cool_down_s"] <= MAX_COOL_DOWN_S:
+        raise TargetError(f"{where}: target.cool_down_s must be from 0 to {MAX_COOL_DOWN_S:g} s, got "
+                          f"{settings['cool_down_s']!r}", "fix target.cool_down_s")
+    if "timeout_s" in settings and not 0 < settings["timeout_s"] <= MAX_TIMEOUT_S:
+        raise TargetError(f"{where}: target.timeout_s must be above 0 and at most {MAX_TIMEOUT_S:g} s, got "
+                          f"{settings['timeout_s']!r}", "fix target.timeout_s")
     if "work_dir" in settings and not settings["work_dir"].startswith("/"):
         raise TargetError(f"{where}: target.work_dir {settings['work_dir']!r} is not an absolute path",
                           "give the work directory on the target as an absolute path, e.g. /tmp")

@@ -11,7 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import RunnerError, first_line
+from ..errors import ManifestError, RunnerError, first_line
+from ..readers import read_json
 from ..runtime.contract import GRAPHS
 
 FLOAT16_TOLERANCE = 0.1
@@ -34,7 +35,7 @@ def convert_graph_set(source_dir: Path, out_dir: Path, dtype: str) -> Path:
             raise RunnerError(f"converting {spec.file_name} to float16 failed: {first_line(error)}",
                               "measure the float32 graphs (graph_dtype: float32)") from None
         onnx.save(model, str(out_dir / spec.file_name))
-    manifest = json.loads((Path(source_dir) / "manifest.json").read_text())
+    manifest = read_json(Path(source_dir) / "manifest.json", "graph set manifest", ManifestError)
     manifest["graph_dtype"] = dtype
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return out_dir

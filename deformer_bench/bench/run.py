@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..environment import describe_environment
-from ..errors import ManifestError, RunnerError, TargetError, first_line
+from ..errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
 from ..files import scratch_directory, staged_directory
 from . import machine_state
 from .flops import path_flops
@@ -39,6 +39,15 @@ from .summary import HEADLINE_PROCESSES, headline_check, summarise_batch
 RESULTS_FORMAT_VERSION = 3
 PATHS = STANDARD_PATHS
 DEFAULT_PROCESSES = HEADLINE_PROCESSES
+# Each timing process measures every config and batch size afresh (minutes each): a hundred is already days of
+# work, and a count past it is a typo that would run until killed.
+MAX_PROCESSES = 100
+
+
+def check_process_count(processes) -> None:
+    if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= MAX_PROCESSES:
+        raise ConfigError(f"timing processes must be a whole number from 1 to {MAX_PROCESSES}, got {processes!r}",
+                          f"e.g. --processes {DEFAULT_PROCESSES} (a headline figure needs {HEADLINE_PROCESSES})")
 
 
 @dataclass(frozen=True)
@@ -319,6 +328,7 @@ def run_benchmark(configs: list, plans: list, command: list, note: str = "", pro
                   take_snapshot=machine_state.snapshot) -> dict:
     """Measure every config on every device; returns the results document (not yet saved). A device that is
     skipped or fails is recorded as such; the others are measured."""
+    check_process_count(processes)
     start = machine_start if machine_start is not None else start_machine_state(take_snapshot)
     primary = plans[0].profile
     results = {

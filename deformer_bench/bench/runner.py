@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from deformer_bench.runtime import target_environment
+from deformer_bench.runtime import strict_json, target_environment
 from deformer_bench.runtime.cached_states import ServedPassageStates
 from deformer_bench.runtime.sessions import GraphSetSessions
 
@@ -310,13 +310,25 @@ def pin_cores(cores):
             pass  # not applied: the result's usable_cores says so, and the host warns
 
 
+def read_job(stream) -> dict:
+    """The job on `stream`, read by the one JSON rule (runtime.strict_json); a job that is not one JSON object
+    stops the runner with a message the host shows."""
+    try:
+        job = strict_json.loads(stream.read())
+    except ValueError as error:  # json.JSONDecodeError or strict_json.JSONRefused
+        raise SystemExit(f"runner job is not valid JSON: {error}") from None
+    if not isinstance(job, dict):
+        raise SystemExit(f"runner job must be a JSON object, found {type(job).__name__}")
+    return job
+
+
 def main(argv=None):
     """`runner.py [--result PATH] < job.json`: the result goes to PATH (written whole, then renamed), so that
     what onnxruntime or a library prints on standard output (ORT prints "EP Error ... Falling back" there)
     cannot corrupt it; without --result, to standard output (by hand)."""
     argv = sys.argv[1:] if argv is None else argv
     result_path = argv[argv.index("--result") + 1] if "--result" in argv else None
-    job = json.load(sys.stdin)
+    job = read_job(sys.stdin)
     if job.get("protocol_version") != PROTOCOL_VERSION:
         raise SystemExit(f"runner speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol_version')!r}")
     import onnxruntime

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RunnerError, TargetError
+from ..runtime import strict_json
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # deformer_bench/
 RUNNER_SCRIPT = PACKAGE_DIR / "bench" / "runner.py"
@@ -48,7 +49,10 @@ def runner_bundle() -> bytes:
 def parse_result(job: dict, text: str) -> dict:
     """The runner's one JSON object (its result file); anything else (none, a cut-off write) is a RunnerError."""
     try:
-        result = json.loads(text)
+        result = strict_json.loads(text)
+    except strict_json.JSONRefused as refused:  # JSON to Python, not by the format: say what
+        raise RunnerError(f"runner job ({job['mode']}) returned a result that is not valid JSON: {refused}",
+                          "check the runner's onnxruntime installation") from None
     except json.JSONDecodeError:
         result = None
     if not isinstance(result, dict) or result.get("mode") != job["mode"]:

@@ -171,7 +171,7 @@ MODES = {"probe": run_probe, "parity": run_parity, "timing": run_timing, "memory
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     result_path = argv[argv.index("--result") + 1]
-    job = json.load(sys.stdin)
+    job = runner.read_job(sys.stdin)
     if job.get("protocol_version") != PROTOCOL_VERSION:
         raise SystemExit(f"torch runner speaks protocol {PROTOCOL_VERSION}, job has {job.get('protocol_version')!r}")
     import torch

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from ..bench.devices import ARM_MACHINES, check_target_settings, make_target, resolve_devices
 from ..errors import ConfigError, ProfileError, RunnerError, TargetError
-from ..files import check_output_dir, scratch_directory
+from ..files import check_distinct_paths, check_output_dir, scratch_directory
 from ..model import POSITION_OFFSETS
 from ..profiles import load_profile
-from .common import parse_int_list, positive_int, run_cli
+from ..bench.run import MAX_PROCESSES
+from .common import int_up_to, parse_int_list, positive_int, run_cli
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
 BACKENDS = ("onnxruntime", "torch")
@@ -33,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated profiles (names in profiles/ or YAML paths), at most one per device; "
                              "a device without one takes its default (cpu: server-cpu, cuda: gpu-cuda, "
                              "arm: arm-mobile)")
-    parser.add_argument("--variant", default="float32",
-                        help="comma-separated graph variants to measure: float32 (as exported), optimized, int8, "
+    parser.add_argument("--variant",
+                        help="comma-separated graph variants to measure (default float32; with --scenario "
+                             "float32,int8-arm64): float32 (as exported), optimized, int8, "
                              "int8-arm64, float16, ort (deformer-export --optimize/--quantize/--fp16/--ort-format); "
                              "each variant's "
                              "DeFormer and unsplit model are timed in the same rounds as the float32 unsplit model")
@@ -49,15 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question-len", type=positive_int, help="override the profile's question length")
     parser.add_argument("--passage-len", type=positive_int, help="override the profile's passage length")
     parser.add_argument("--batch-sizes", help="override the profile's batch sizes, e.g. 1,8")
-    parser.add_argument("--processes", type=positive_int,
-                        help="fresh timing processes per (config, batch size); the report gives their spread "
+    parser.add_argument("--processes", type=int_up_to(MAX_PROCESSES, "each timing process measures every case "
+                                                      "afresh; more would run for days"),
+                        help="fresh timing processes per (config, batch size), at most "
+                             f"{MAX_PROCESSES}; the report gives their spread "
                              "(default: 3, the fewest for a headline figure; 1 with --quick)")
     parser.add_argument("--position-offset", choices=POSITION_OFFSETS, default=None,
                         help="passage position offset for exported models (default: question_len)")
-    parser.add_argument("--output", type=Path, default=Path("results"), help="results root (default: results/)")
-    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test)")
+    parser.add_argument("--output", type=Path,
+                        help="results root (default: results/; with --scenario results/scenarios/)")
+    parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test); with "
+                        "--scenario: each run capped at 2 s (Offline: one pass), a functional check")
     parser.add_argument("--note", default="", help="a line to put at the top of the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from ..scenarios.cli import add_scenario_arguments
+
+    add_scenario_arguments(parser)
     return parser
 
 
@@ -224,7 +233,7 @@ def existing_configs(args) -> list:
 def resolve_variants(args) -> list:
     from exporters.variants import VARIANTS
 
-    names = [name.strip() for name in args.variant.split(",") if name.strip()]
+    names = [name.strip() for name in (args.variant or "float32").split(",") if name.strip()]
     unknown = [name for name in names if name not in ("float32", *VARIANTS)]
     if not names or unknown or len(set(names)) != len(names):
         raise ConfigError(f"--variant {args.variant!r} is not a list of distinct variants",
@@ -293,6 +302,23 @@ def check_something_runs(plans) -> None:
 
 
 
+def bench_inputs(args) -> dict:
+    """{what: path} of everything the run reads: the model (the default MiniLM too), the graph sets, profile files."""
+    from ..model import default_model_dir
+    from ..profiles import PROFILE_SUFFIXES
+
+    graphs = args.graphs or []
+    inputs = {"the graph set" if len(graphs) == 1 else f"graph set #{index + 1} of --graphs": path
+              for index, path in enumerate(graphs)}
+    if not args.graphs and not args.arch:
+        inputs["the model directory" if args.model else "the default model directory"] = \
+            args.model or default_model_dir()
+    for name in (args.profile or "").split(","):
+        if name.strip().endswith(PROFILE_SUFFIXES):
+            inputs[f"the profile {name.strip()}"] = Path(name.strip())
+    return inputs
+
+
 def outcome(results: dict) -> int:
     """Exit code: 0 when every device ran or was skipped for want of hardware; 3 when something failed."""
     for line in results["failures"]:
@@ -301,7 +327,15 @@ def outcome(results: dict) -> int:
 
 
 def bench_main(argv=None) -> int:
+    from ..scenarios.cli import scenario_main, scenario_mode
+
     args = build_parser().parse_args(argv)
+    if scenario_mode(args):
+        return scenario_main(args, argv)
+    if args.variant is None:
+        args.variant = "float32"
+    if args.output is None:
+        args.output = Path("results")
     devices = resolve_devices(args.device)
     profiles = resolve_profiles(args, devices)
     layers = resolve_layers(args)
@@ -315,6 +349,8 @@ def bench_main(argv=None) -> int:
     check_backend(args, devices)
     plans = device_plans(args, devices, profiles)
     check_output_dir(args.output, "--output")  # now, not after minutes of measurement
+    # the results root only gets a new folder of this run: it may hold the graph sets, not lie inside an input
+    check_distinct_paths({"--output": args.output}, bench_inputs(args), roots=("--output",))
     profile = profiles[devices[0].name]  # the lengths of the graphs exported (the same in every profile)
     processes = timing_processes(args, profile)
     from ..bench.plan import preflight

@@ -8,26 +8,37 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError, PassageCacheError
-from .common import run_cli
+from .common import MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenizer_input
 
+# Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
+# 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray
+# actors than a cluster has cores.
+MAX_SEGMENT_WINDOWS = 1_000_000
+MAX_SHARD_PASSAGES = 1_000_000_000
+MAX_WORKERS = 1024
 INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; the same command goes on from "
                "there")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
+
     parser = argparse.ArgumentParser(prog="deformer-cache", description="Build, check and describe passage caches: "
                                      "lower_passage's states of every passage window, stored once, read online.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="run lower_passage once per distinct window and store the states")
     build.add_argument("graphs", type=Path, help="graph set directory written by deformer-export")
-    build.add_argument("--passages", type=Path, required=True,
-                       help='JSON Lines, one {"id": ..., "text": ...} per passage, or a SQuAD .json/.json.gz '
-                            "(its paragraphs)")
+    build.add_argument("--variant", help="build with this variant's lower_passage (optimized, int8, int8-arm64, "
+                       "float16, ort: one the graph set was exported with; default: the float32 graphs), as "
+                       "deformer-eval --variant reads it")
+    build.add_argument("--passages", type=Path, required=True, help=PASSAGES_FILE)
     build.add_argument("--out", type=Path, required=True, help="cache directory (a killed build into it goes on)")
-    build.add_argument("--dtype", choices=("float32", "float16", "int8"), default="float32",
-                       help="stored precision (int8: one scale per token); read back as float32")
+    build.add_argument("--dtype", choices=("float32", "float16", "int8"),
+                       help="stored precision (int8: one scale per token); read back as float32 (default: the "
+                            "cache's own; float32 for a new cache)")
     build.add_argument("--doc-stride", type=int, default=128, help="overlap of consecutive windows (default 128)")
-    build.add_argument("--append", action="store_true", help="add these passages' new windows to a complete cache")
+    build.add_argument("--append", action="store_true", help="add these passages' new windows to a complete cache "
+                       "(an unfinished one goes on only with the passages it was started with)")
     build.add_argument("--tokenizer", type=Path, help="model directory holding the tokenizer (default: the one "
                        "the graphs were exported from)")
     build.add_argument("--batch-size", type=int, default=64)
@@ -46,30 +57,29 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check every segment's sha256 and the cache's identity")
     verify.add_argument("cache", type=Path)
     verify.add_argument("--graphs", type=Path, help="also check that the cache belongs to this graph set")
+    verify.add_argument("--variant", help="with --graphs: the variant of the graph set the cache was built with")
     info = commands.add_parser("info", help="windows, dtype, bytes per window, identity (JSON)")
     info.add_argument("cache", type=Path)
     return parser
 
 
 class PassageFile:
-    """The passages of a build, read a shard at a time. A JSON Lines file is read twice, one line in memory at a
-    time: a first pass checks every line and counts (a bad line at passage 15M is refused before any work, not
-    after hours of it), the second yields the shards. A SQuAD file is one JSON document, read whole: its distinct
-    paragraphs get ids p00000, p00001, ...; a pipe can be read once only, so it is held whole too."""
+    """The passages of a build (answer.PASSAGES_FILE, the file deformer-answer reads), a shard at a time. A JSON
+    Lines file is read twice, one line in memory at a time: a first pass checks every line and counts (a bad line
+    at passage 15M is refused before any work, not after hours of it), the second yields the shards. A SQuAD
+    document is one JSON document, read whole: its distinct paragraphs get ids p00000, p00001, ...; a pipe can be
+    read once only, so it is held whole too."""
 
     def __init__(self, path: Path, tokenizer):
-        from ..answer import iter_passages
-        from ..squad.data import load_squad
+        from ..answer import iter_passages, passages_file
 
         self.path, self.tokenizer, self.in_memory = path, tokenizer, None
-        if path.name.endswith((".json", ".json.gz")):
-            contexts = dict.fromkeys(example.context for example in load_squad(path))
-            self.in_memory = [(f"p{index:05d}", context) for index, context in enumerate(contexts)]
-        elif not os.path.isfile(path):  # a pipe (or /dev/stdin) reads once: held whole, as a SQuAD file is
-            self.in_memory = list(iter_passages(path, tokenizer))
+        source = passages_file(path)  # a pipe is read here, once
+        if source.kind == "squad" or source.held is not None:
+            self.in_memory = list(iter_passages(path, tokenizer, source=source))
         self.signature = self.file_signature()
         self.count = (len(self.in_memory) if self.in_memory is not None
-                      else sum(1 for _ in iter_passages(path, tokenizer)))
+                      else sum(1 for _ in iter_passages(path, tokenizer, source=source)))
 
     def file_signature(self):
         """What changes when the file is written to or replaced: (device, inode, size, modification time)."""
@@ -97,25 +107,32 @@ class PassageFile:
         if read != self.count or self.file_signature() != self.signature:
             raise InputFileError(f"passages file {self.path} changed while the build read it ({self.count:,} "
                                  f"passages when checked, {read:,} when read again, or its size or time changed)",
-                                 "leave it unchanged while a build reads it, then run the same build again: it "
-                                 "goes on from the segments written")
+                                 "leave it unchanged while a build reads it, then run the build again with the "
+                                 "file as it was when the build started (an unfinished cache goes on only with "
+                                 "the passages it was started with), or build the changed file into a new "
+                                 "directory")
 
 
 def build_command(args) -> dict:
     from exporters.manifest import load_graph_set
 
     from ..answer import graph_set_tokenizer, passage_examples
+    from ..files import check_distinct_paths
     from ..passage_cache import build_passage_cache_from_shards
+    from ..passage_cache.build import check_build_location
     from ..passage_cache.store import tokenizer_sha256
     from ..serving import evaluation_session
     from ..squad.features import check_doc_stride, featurize
 
-    for option, value in (("--batch-size", args.batch_size), ("--segment-windows", args.segment_windows),
-                          ("--shard-passages", args.shard_passages)):
-        if value < 1:
-            raise DeformerBenchError(f"{option} must be at least 1, got {value}", f"e.g. {option} 64")
-    if args.out.exists() and not args.out.is_dir():
-        raise PassageCacheError(f"--out {args.out} is a file", "give a directory for the cache")
+    for option, value, maximum in (("--batch-size", args.batch_size, MAX_BATCH_SIZE),
+                                   ("--segment-windows", args.segment_windows, MAX_SEGMENT_WINDOWS),
+                                   ("--shard-passages", args.shard_passages, MAX_SHARD_PASSAGES),
+                                   ("--workers", args.workers, MAX_WORKERS)):
+        check_count(option, value, maximum)
+    # Before any lock, file or Ray: where the cache goes, and that it is none of what the build reads.
+    check_distinct_paths({"--out": args.out}, {"the graph set": args.graphs, "the passages file": args.passages,
+                                               **tokenizer_input(args.graphs, args.tokenizer)})
+    check_build_location(args.out, "--out")
     if args.engine == "local" and (args.address or args.workers):
         raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
     engine = None
@@ -124,39 +141,58 @@ def build_command(args) -> dict:
 
         import_ray()  # before any work: a missing Ray is one clear error
         engine = RayEngine(args.address, args.workers)
-    graph_set = load_graph_set(args.graphs)
+    graph_set = load_graph_set(args.graphs, args.variant)
     deformer = graph_set.manifest["deformer"]
     check_doc_stride(deformer["passage_len"], args.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, args.tokenizer)
     passages = PassageFile(args.passages, tokenizer)
     shard_count = -(-passages.count // args.shard_passages)
+    passes = itertools.count()
 
-    def shards():  # one shard's passages and windows in memory at a time
+    def shards():  # one shard's passages and windows in memory at a time; read twice: plan, then build
+        planning = next(passes) == 0
         for number, shard in enumerate(passages.shards(args.shard_passages)):
             windows = featurize(passage_examples(dict(shard)), tokenizer, deformer["question_len"],
                                 deformer["passage_len"], args.doc_stride,
-                                progress=not args.quiet and shard_count == 1)
+                                progress=not args.quiet and shard_count == 1 and not planning)
             if not args.quiet and shard_count > 1:
-                print(f"shard {number + 1} of {shard_count}: {len(windows):,} windows", file=sys.stderr, flush=True)
+                print(f"{'planning' if planning else 'building'} shard {number + 1} of {shard_count}: "
+                      f"{len(windows):,} windows", file=sys.stderr, flush=True)
             yield windows.passage_input_ids, windows.passage_attention_mask
 
-    cache = build_passage_cache_from_shards(
-        graph_set, shards(), args.out, evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
-        doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows, passages=passages.count,
-        tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine)
+    try:
+        cache = build_passage_cache_from_shards(
+            graph_set, shards, args.out, evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
+            doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows,
+            passages=passages.count, tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine,
+            command=build_command_line(args))
+    finally:  # a local Ray it started stops here, also when the build fails or is interrupted
+        if engine is not None:
+            engine.close()
     build = cache.info["builds"][-1]
     return {"cache": str(args.out), "passages": passages.count, "passage_windows": build["windows_given"], **build,
             "cache_windows": cache.windows, "dtype": cache.info["dtype"], "shards": shard_count}
 
 
+def build_command_line(args) -> str:
+    """This build as a command that goes on with it from any directory (the options that decide what it stores)."""
+    return command_line("deformer-cache", "build", args.graphs,
+                        *(("--variant", args.variant) if args.variant else ()), "--passages", args.passages,
+                        "--out", args.out,
+                        *(("--dtype", args.dtype) if args.dtype else ()), "--doc-stride", args.doc_stride,
+                        *(("--tokenizer", args.tokenizer) if args.tokenizer else ()),
+                        "--append" if args.append else None)
+
+
 def cache_info(directory: Path) -> dict:
     from ..passage_cache import bytes_per_window, load_passage_cache
+    from ..passage_cache.store import unlisted_segments
 
     cache = load_passage_cache(directory)
     record, identity = cache.info, cache.info["identity"]
     on_disk = sum((directory / segment.name / name).stat().st_size
                   for segment in cache.segments for name in segment.sha256)
-    builds = record.get("builds", [])
+    builds = record["builds"]  # checked whole at open (passage_cache/schema.py)
     last = builds[-1] if builds else {}
     # windows per passage of the last build's passages (a cache keeps windows, not passage ids)
     windows_per_passage = last["windows_given"] / last["passages"] if last.get("passages") else None
@@ -169,7 +205,9 @@ def cache_info(directory: Path) -> dict:
             "windows_per_passage": windows_per_passage,
             "bytes_per_passage": on_disk / cache.windows * windows_per_passage
             if cache.windows and windows_per_passage else None,
-            "identity": identity, "tokenizer_sha256": record.get("tokenizer_sha256"), "builds": builds}
+            "identity": identity, "tokenizer_sha256": record.get("tokenizer_sha256"), "builds": builds,
+            "unfinished_build": record["unfinished_build"],
+            "unlisted_segments": unlisted_segments(directory, record)}
 
 
 def verify_command(args) -> dict:
@@ -177,14 +215,17 @@ def verify_command(args) -> dict:
 
     from ..passage_cache import load_passage_cache
 
+    if args.variant is not None and args.graphs is None:
+        raise DeformerBenchError("--variant picks a variant of the graph set given with --graphs, and no --graphs "
+                                 "was given", "give --graphs OUT/ too, or drop --variant")
     graph_set = None
     if args.graphs is not None:
         from exporters.manifest import load_graph_set
 
-        graph_set = load_graph_set(args.graphs)
+        graph_set = load_graph_set(args.graphs, args.variant)
     cache = load_passage_cache(args.cache, graph_set)  # structure and (with --graphs) identity
     started = time.perf_counter()
-    cache.verify()  # every segment's sha256
+    cache.verify()  # every segment's sha256, and no segment folder that no entry lists
     seconds = time.perf_counter() - started
     checked = sum((args.cache / segment.name / name).stat().st_size for segment in cache.segments
                   for name in segment.sha256)

@@ -6,10 +6,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import DeformerBenchError
+from ..errors import DeformerBenchError, ManifestError
 from ..files import write_texts_atomically
 from ..model import POSITION_OFFSETS
-from .common import check_outputs, positive_int, run_cli
+from ..readers import read_json
+from .common import check_outputs, command_line, interrupts_name_an_unfinished_cache, positive_int, run_cli
 
 DEFAULT_DOC_STRIDE = 128
 # Options that only mean something when a model is evaluated: with --predictions they are refused, not ignored.
@@ -52,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_predictions(path: Path) -> dict:
-    try:
-        predictions = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DeformerBenchError(f"cannot read predictions {path}: {error}", "give a JSON object {id: answer}")
+    predictions = read_json(path, "predictions", hint="give a JSON object {id: answer}")
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise DeformerBenchError(f"predictions {path} must be a JSON object of question id -> answer text",
                                  "write predictions as {\"id\": \"answer\", ...}")
@@ -82,6 +80,7 @@ def eval_main(argv=None) -> int:
     from ..evaluate import evaluate_model
 
     # before minutes of evaluation, not after
+    # the model folder holds the tokenizer too; a variant's graphs lie inside the graph set
     check_outputs({"--write-predictions": args.write_predictions, "--output": args.output}, args.passage_cache,
                   {"the dataset": args.dataset, "the model directory": args.model, "the graph set": args.onnx})
 
@@ -90,11 +89,13 @@ def eval_main(argv=None) -> int:
     if args.doc_stride is None:
         args.doc_stride = DEFAULT_DOC_STRIDE
     started = time.perf_counter()
-    result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, onnx_variant=args.variant, limit=args.limit,
-                            doc_stride=args.doc_stride, layer=args.layer, question_len=args.question_len,
-                            passage_len=args.passage_len, progress=not args.quiet,
-                            warn=warn_to_stderr, passage_cache_dir=args.passage_cache,
-                            passage_position_offset=args.position_offset)
+    with interrupts_name_an_unfinished_cache(args.passage_cache):
+        result = evaluate_model(args.model, args.dataset, onnx_dir=args.onnx, onnx_variant=args.variant,
+                                limit=args.limit, doc_stride=args.doc_stride, layer=args.layer,
+                                question_len=args.question_len, passage_len=args.passage_len,
+                                progress=not args.quiet, warn=warn_to_stderr, passage_cache_dir=args.passage_cache,
+                                passage_position_offset=args.position_offset,
+                                passage_cache_commands=cache_commands(args) if args.passage_cache else None)
     summary = {**result.scores, "questions": result.questions, "windows": result.windows, "backend": result.backend}
     if result.passage_cache:
         summary["passage_cache"] = result.passage_cache
@@ -109,6 +110,22 @@ def eval_main(argv=None) -> int:
     return 0
 
 
+def cache_commands(args):
+    """The commands a kept passage cache names: this evaluation (it builds the cache, and goes on with it after a
+    kill), and how windows the cache lacks are added: deformer-cache build of the dataset's paragraphs, with the
+    same graphs, variant, stride and tokenizer."""
+    from ..passage_cache import CacheCommands
+
+    variant = ("--variant", args.variant) if args.variant else ()
+    start = command_line("deformer-eval", "--dataset", args.dataset, "--model", args.model, "--onnx", args.onnx,
+                         *variant, "--passage-cache", args.passage_cache, "--doc-stride", args.doc_stride,
+                         *(("--limit", args.limit) if args.limit else ()))
+    append = command_line("deformer-cache", "build", args.onnx, *variant, "--passages", args.dataset, "--out",
+                          args.passage_cache, "--doc-stride", args.doc_stride, "--tokenizer", args.model, "--append")
+    return CacheCommands(start, f"add the dataset's passages to it: {append}; or give a new --passage-cache "
+                                "directory")
+
+
 def evaluation_record(args, result, summary: dict, environment: dict, seconds: float) -> dict:
     record = {"format_version": 1, **summary, "dataset": str(args.dataset), "limit": args.limit,
               "doc_stride": args.doc_stride, "model_dir": str(args.model),
@@ -116,7 +133,8 @@ def evaluation_record(args, result, summary: dict, environment: dict, seconds: f
               "evaluation_seconds": round(seconds, 1), "environment": environment}
     if args.onnx:
         record["graph_set"] = {"dir": str(args.onnx), "variant": args.variant or "float32",
-                               "manifest": json.loads((args.onnx / "manifest.json").read_text())}
+                               "manifest": read_json(args.onnx / "manifest.json", "graph set manifest",
+                                                      ManifestError)}
         record["passage_cache"] = result.passage_cache
     return record
 

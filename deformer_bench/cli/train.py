@@ -6,10 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from ..errors import ConfigError
 from ..files import write_text_atomically
+from ..readers import FormatError, read_json, read_yaml
 from .common import run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
@@ -77,10 +76,7 @@ def _queue_error(queue_path: Path, what: str) -> ConfigError:
 
 def read_queue(queue_path: Path) -> dict:
     """The queue file as a mapping with known sections of the right types; anything else is refused."""
-    try:
-        queue = yaml.safe_load(queue_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read queue {queue_path}: {error}", "give a YAML queue file") from None
+    queue = read_yaml(queue_path, "queue", ConfigError, "give a YAML queue file")
     if not isinstance(queue, dict) or not isinstance(queue.get("runs"), list) or not queue["runs"]:
         raise _queue_error(queue_path, "needs a non-empty 'runs' list")
     unknown = sorted(set(queue) - QUEUE_SECTIONS, key=str)
@@ -149,7 +145,7 @@ def queue_configs(queue_path: Path, runs_dir: Path) -> list:
     return configs
 
 
-def check_queue_inputs(configs: list, runs_dir: Path) -> None:
+def check_queue_inputs(configs: list, runs_dir: Path, queue_path: Path = None) -> None:
     """Before the first run starts (each takes an hour or more): every file and model a run reads must be
     there, or be made by an earlier run of the queue; every run's k must fit its model, and its directory
     must be one it may write."""
@@ -173,7 +169,8 @@ def check_queue_inputs(configs: list, runs_dir: Path) -> None:
             raise ConfigError(f"run {name!r}: k={config.layer} is outside 0..{layers_of[config.init_dir]} for its "
                                f"{layers_of[config.init_dir]}-layer model", "fix its layer")
         if not (Path(config.output_dir) / "DONE").exists():
-            check_run_directory(config)
+            check_run_directory(config, {"the queue file": queue_path,
+                                         "the evaluation dataset": evaluation.get("dataset")})
         layers_of[str(runs_dir / name / "model")] = layers_of[config.init_dir]
 
 
@@ -182,11 +179,11 @@ def read_evaluation(path: Path, evaluation: dict, doc_stride: int):
     if not path.exists():
         return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = read_json(path, "evaluation record")
         same = (record["dataset"] == str(evaluation["dataset"]) and record.get("limit", 0) == evaluation.get("limit", 0)
                 and record["doc_stride"] == doc_stride)
-    except (OSError, ValueError, KeyError, TypeError):
-        print(f"note: {path} cannot be read; evaluating again", file=sys.stderr)
+    except (FormatError, KeyError, TypeError) as error:
+        print(f"note: {path} cannot be read ({error}); evaluating again", file=sys.stderr)
         return None
     if not same:
         print(f"note: {path} scored another evaluation (dataset, limit or stride); evaluating again", file=sys.stderr)
@@ -240,7 +237,7 @@ def train_main(argv=None) -> int:
         if unknown:
             raise ConfigError(f"--only names runs not in {args.queue}: {', '.join(unknown)}",
                               f"runs there: {', '.join(name for name, _, _ in configs)}")
-        check_queue_inputs(configs, runs_dir)
+        check_queue_inputs(configs, runs_dir, args.queue)
         for name, config, evaluation in configs:
             if selected and name not in selected:
                 continue

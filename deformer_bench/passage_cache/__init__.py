@@ -1,16 +1,18 @@
 """A real passage cache: `lower_passage` runs once per distinct passage window, offline; the online path reads it.
 
 store.py   the directory format (segments of memory-mapped numpy arrays, cache.json with their sha256s), reads
+schema.py  cache.json's schema, checked whole at open
 key_index.py  window key -> row, as sorted arrays (32 bytes a window)
 codecs.py  float32, float16 and int8-with-per-token-scales storage of the states
 build.py   building, resuming a killed build, appending new passages
 """
 
-from .build import SEGMENT_WINDOWS, build_passage_cache, build_passage_cache_from_shards
+from .build import SEGMENT_WINDOWS, CacheCommands, build_passage_cache, build_passage_cache_from_shards
 from .codecs import DTYPES, bytes_per_window
 from .store import (PassageCache, check_free_space, distinct_windows, graph_identity, load_passage_cache,
                     window_keys)
 
-__all__ = ["DTYPES", "SEGMENT_WINDOWS", "PassageCache", "build_passage_cache", "build_passage_cache_from_shards",
+__all__ = ["DTYPES", "SEGMENT_WINDOWS", "CacheCommands", "PassageCache", "build_passage_cache",
+           "build_passage_cache_from_shards",
            "bytes_per_window",
            "check_free_space", "distinct_windows", "graph_identity", "load_passage_cache", "window_keys"]

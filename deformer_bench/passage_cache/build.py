@@ -3,32 +3,48 @@
 A build writes segment after segment (each whole, then renamed, then listed in cache.json), so a killed build
 keeps every segment it finished and the same command goes on from there. An append is the same walk over new
 passages: windows already stored are skipped, new ones go to new segments, old segments are never rewritten.
+
+Before any work a build names what it will store (its plan: the sha256 of its distinct window keys, sorted, and
+their count) and records it in cache.json as the unfinished build, with the command that started it. An
+unfinished cache goes on only with a build of the same plan (the same passages, cut the same way, for the same
+graph); any other build is refused with that command. The cache is marked complete only when the walk has stored
+every window of the plan, and the windows it walked are the plan's.
 """
 
 import fcntl
-import itertools
+import hashlib
 import os
 import re
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import PassageCacheError
-from ..files import staged_directory
+from ..files import check_output_dir, staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
 from .key_index import KEY_BYTES, keys_array
 from .store import (FORMAT_VERSION, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity,
-                    check_windows_cut,
-                    distinct_windows, file_sha256, graph_identity, id_dtype, load_passage_cache, read_record,
-                    save_record, segment_name, window_keys)
+                    check_windows_cut, file_sha256, graph_identity, id_dtype, load_passage_cache, read_record,
+                    resume_hint, save_record, segment_name, unlisted_segments, window_keys)
 
 SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
 LOCK_FILE = ".build.lock"
 STAGING = re.compile(r"^\.segment-\d{5,}\.partial-")
+
+
+@dataclass(frozen=True)
+class CacheCommands:
+    """Commands of the caller's CLI that a cache names: `start`, the command that builds the cache (recorded when
+    it starts a build, named when a build of other passages is refused there), and `add_missing`, the hint for
+    windows a cache lacks. None: generic words."""
+
+    start: str = None
+    add_missing: str = None
 
 
 class BuildLocked(PassageCacheError):
@@ -38,46 +54,141 @@ class BuildLocked(PassageCacheError):
 @contextmanager
 def build_lock(directory: Path):
     """One build at a time per cache directory (a second one would list the same segment names twice). The lock
-    file stays: unlinking it would let a third build lock a new file while a second still holds the old one."""
-    with open(directory / LOCK_FILE, "w") as handle:
+    file goes when the build ends, however it ends: removed while still held, and a build that locked a file
+    already removed (it opened it just before) tries again on the one now there, so two builds never hold two
+    files at once."""
+    path = directory / LOCK_FILE
+    while True:
+        handle = open(path, "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            handle.close()
             raise BuildLocked(f"another build is writing {directory}", "wait for it to finish") from None
         try:
-            yield
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()  # locked a removed file: the build that held it has ended
+    try:
+        yield
+    finally:
+        try:
+            path.unlink(missing_ok=True)
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+
+def check_build_location(out_dir: Path, what: str = "the cache directory") -> None:
+    """Before any lock or file is made: `out_dir` is a passage cache, an empty folder, or a path where one can be
+    made. A file, a broken link or a file on the way, a folder that cannot be written, or a folder of anything
+    else (a graph set, a model, your files) is refused, and the refusal leaves nothing there."""
+    check_output_dir(out_dir, what)
+    if out_dir.is_dir() and not (out_dir / RECORD_FILE).is_file():
+        others = sorted(entry.name for entry in out_dir.iterdir() if entry.name != LOCK_FILE)
+        if others:
+            raise PassageCacheError(f"{out_dir} exists and is not a passage cache (no {RECORD_FILE}; it holds "
+                                    f"{others[0]})", "give a new directory, or the directory of a cache")
+
+
+def build_running(directory: Path) -> bool:
+    """True while a build holds `directory`'s lock (a reader then sees segments it has not listed yet)."""
+    try:
+        handle = open(Path(directory) / LOCK_FILE, "rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def remove_unlisted(directory: Path, record: dict) -> None:
     """Segments a killed build renamed into place but never listed, and its half-written staging folders."""
-    listed = {entry["name"] for entry in record["segments"]}
+    for name in unlisted_segments(directory, record):
+        shutil.rmtree(directory / name, ignore_errors=True)
     for entry in directory.iterdir():
-        if entry.is_dir() and ((SEGMENT_NAME.match(entry.name) and entry.name not in listed)
-                               or STAGING.match(entry.name)):
+        if entry.is_dir() and STAGING.match(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+class WindowSet:
+    """The distinct window keys of a walk over shards, collected shard by shard (16 bytes a window); its digest
+    names them: the sha256 of the distinct keys in sorted order, whatever the order or repeats of the windows."""
+
+    def __init__(self):
+        self.parts, self.given = [], 0
+
+    def add(self, keys) -> None:
+        keys = keys_array(keys)
+        self.given += len(keys)
+        self.parts.append(np.unique(keys.view(np.dtype((np.void, KEY_BYTES))).ravel()))  # one 16-byte item a key
+
+    def digest(self) -> tuple:
+        """(sha256, distinct windows)."""
+        key = np.dtype((np.void, KEY_BYTES))
+        distinct = np.unique(np.concatenate(self.parts)) if self.parts else np.zeros(0, key)
+        return hashlib.sha256(distinct.tobytes()).hexdigest(), len(distinct)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build will store: the digest of its distinct windows (WindowSet.digest), their count, and the
+    windows given (with repeats)."""
+
+    windows_sha256: str
+    windows: int
+    windows_given: int
+
+
+def plan_build(shards) -> BuildPlan:
+    """The plan of these shards' windows, read once (a first pass before any work)."""
+    windows = WindowSet()
+    for input_ids, attention_mask in shards:
+        windows.add(window_keys(input_ids, attention_mask))
+    return BuildPlan(*windows.digest(), windows.given)
 
 
 def new_record(graph_set, dtype: str, doc_stride, tokenizer_sha256) -> dict:
     return {"format_version": FORMAT_VERSION, "identity": graph_identity(graph_set), "dtype": dtype,
             "doc_stride": doc_stride, "tokenizer_sha256": tokenizer_sha256, "segments": [], "windows": 0,
-            "complete": False, "builds": []}
+            "complete": False, "builds": [], "unfinished_build": None}
 
 
-def existing_record(directory: Path, graph_set, dtype: str, doc_stride, append: bool, tokenizer_sha256) -> dict:
+def existing_record(directory: Path, graph_set, dtype, doc_stride, append: bool, tokenizer_sha256,
+                    plan: BuildPlan) -> dict:
+    """The record of the cache in `directory`, if this build may go on in it: the same graph, and either the
+    same plan as the unfinished build it holds, or (`append`) a complete cache, its dtype and windows cut the
+    same way. `dtype` None: the cache's."""
     record = read_record(directory)
     check_identity(record, directory, graph_set)
-    if record["dtype"] != dtype:
+    unfinished = record["unfinished_build"]
+    resuming = not record["complete"]
+    if resuming and unfinished["windows_sha256"] != plan.windows_sha256:
+        raise PassageCacheError(
+            f"passage cache {directory} holds an unfinished build of other windows: it was started for "
+            f"{unfinished['windows']:,} distinct windows and holds {record['windows']:,} of them; these passages "
+            f"(and settings) give {plan.windows:,}{' others' if plan.windows == unfinished['windows'] else ''}",
+            f"{resume_hint(unfinished)}; or build these passages into a new directory")
+    if dtype is not None and record["dtype"] != dtype:
         raise PassageCacheError(f"passage cache {directory} stores {record['dtype']}, not {dtype}",
-                                f"build with --dtype {record['dtype']}, or into a new directory")
+                                resume_hint(unfinished) if resuming
+                                else f"build with --dtype {record['dtype']}, or into a new directory")
     check_windows_cut(record, directory, doc_stride, tokenizer_sha256)
     record["doc_stride"] = record.get("doc_stride") or doc_stride
     record["tokenizer_sha256"] = record.get("tokenizer_sha256") or tokenizer_sha256
-    if record.get("complete") and not append:
+    if not resuming and not append:
         raise PassageCacheError(f"passage cache {directory} exists and is complete",
                                 "add passages with --append, read it as it is, or give a new directory")
     return record
+
+
+def unfinished_build(plan: BuildPlan, append: bool, command) -> dict:
+    return {"windows_sha256": plan.windows_sha256, "windows": plan.windows, "append": append, "command": command}
 
 
 def compute_states(session, input_ids, attention_mask, batch_size: int, on_batch=None) -> np.ndarray:
@@ -126,55 +237,65 @@ def build_locally(graph_set, chunks: list, out_dir: Path, session_factory, batch
 
 
 def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
-                        progress: bool = True, dtype: str = "float32", doc_stride=None, append: bool = False,
-                        segment_windows: int = SEGMENT_WINDOWS, passages=None, tokenizer_sha256=None, engine=None):
+                        progress: bool = True, dtype: str = None, doc_stride=None, append: bool = False,
+                        segment_windows: int = SEGMENT_WINDOWS, passages=None, tokenizer_sha256=None, engine=None,
+                        command: str = None, keep_unfinished: bool = True):
     """Store lower_passage's states of every distinct window of ([N, Lp] ids, mask) not yet in `out_dir`: a new
-    cache, the rest of a killed build, or (`append`) new passages added to a complete one. Returns the cache.
-    `engine`: None (this process, `session_factory`'s sessions) or a RayEngine (ray_engine.py)."""
-    return build_passage_cache_from_shards(graph_set, [(input_ids, attention_mask)], out_dir, session_factory,
-                                           batch_size, progress, dtype, doc_stride, append, segment_windows,
-                                           passages, tokenizer_sha256, engine)
+    cache, the rest of a killed build of the same windows, or (`append`) new passages added to a complete one.
+    Returns the cache. `engine`: None (this process, `session_factory`'s sessions) or a RayEngine (ray_engine.py).
+    The other options: build_passage_cache_from_shards."""
+    shard = (input_ids, attention_mask)
+    return build_passage_cache_from_shards(graph_set, lambda: [shard], out_dir, session_factory, batch_size, progress,
+                                           dtype, doc_stride, append, segment_windows, passages, tokenizer_sha256,
+                                           engine, command, keep_unfinished)
 
 
 def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory, batch_size: int = 64,
-                                    progress: bool = True, dtype: str = "float32", doc_stride=None,
+                                    progress: bool = True, dtype: str = None, doc_stride=None,
                                     append: bool = False, segment_windows: int = SEGMENT_WINDOWS, passages=None,
-                                    tokenizer_sha256=None, engine=None):
-    """build_passage_cache over `shards`, an iterable of ([n, Lp] ids, mask) pairs read one at a time (a corpus
-    whose windows would not fit in memory at once: deformer-cache build cuts its passages into shards). Windows
-    repeated across shards are stored once; the cache is complete only after the last shard."""
-    if dtype not in DTYPES:
+                                    tokenizer_sha256=None, engine=None, command: str = None,
+                                    keep_unfinished: bool = True):
+    """build_passage_cache over `shards`: ([n, Lp] ids, mask) pairs read one at a time (a corpus whose windows
+    would not fit in memory at once: deformer-cache build cuts its passages into shards), given as a function that
+    returns an iterable of them, or as a list. They are read twice: to plan the build (every window's key, before
+    any work), then to build. Windows
+    repeated across shards are stored once; the cache is complete only after the last shard.
+
+    `dtype`: float32, float16 or int8; None: the cache's own (float32 for a new one). `command`: the command that
+    started this build, recorded in cache.json so that a build refused there later can name it. `keep_unfinished`:
+    a build that fails or is interrupted keeps the segments it listed, to go on from (deformer-cache build);
+    False: a cache this call started is removed again (deformer-answer and deformer-eval, for which the cache is
+    a means, not the product), and one it went on with keeps what it had and gained."""
+    if dtype is not None and dtype not in DTYPES:
         raise PassageCacheError(f"unknown cache dtype {dtype!r}", f"use one of: {', '.join(DTYPES)}")
     if segment_windows < 1:
         raise PassageCacheError(f"segment_windows must be at least 1, got {segment_windows}", "e.g. 1024")
+    shards = shard_source(shards)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PassageCacheError(f"{out_dir} is a file, not a cache directory", "give a directory path")
-    shards = iter(shards)
-    first_shard = next(shards, None)
-    if first_shard is None:
-        first_shard = (np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64))
+    check_build_location(out_dir)
+    plan = plan_build(shards())
     identity = graph_identity(graph_set)
-    per_window = bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) + KEY_BYTES \
-        + (np.dtype(id_dtype(identity["vocab_size"])).itemsize + 1) * identity["passage_len"]
     created = False
     if not out_dir.exists():
-        first, _ = distinct_windows(*first_shard)
-        check_free_space(out_dir, per_window * len(first) + 2**20)  # before anything is made
+        check_free_space(out_dir, stored_bytes(identity, dtype or "float32") * plan.windows + 2**20)  # before all
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
             out_dir.mkdir()
             created = True  # this process made it: it may remove it again if nothing of it is kept
         except FileExistsError:
             pass  # another build made it meanwhile: the lock below decides
-    record = {"segments": []}
+    record, new = {"segments": []}, False
     try:
         with build_lock(out_dir):  # everything below reads and writes the record under the lock
             if not (out_dir / RECORD_FILE).is_file() and any(not entry.name.startswith(".")
                                                              for entry in out_dir.iterdir()):
                 raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
-            record = (existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256)
-                      if (out_dir / RECORD_FILE).is_file() else new_record(graph_set, dtype, doc_stride, tokenizer_sha256))
+            if (out_dir / RECORD_FILE).is_file():
+                record = existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256, plan)
+            else:
+                record, new = new_record(graph_set, dtype or "float32", doc_stride, tokenizer_sha256), True
+            if new or record["complete"]:  # this build's plan; an unfinished one keeps the command that started it
+                record["unfinished_build"] = unfinished_build(plan, not new, command)
             # The stored keys' index (sorted arrays); keys new to this build go into a set, so repeats across
             # shards are computed once.
             stored = load_passage_cache(out_dir, graph_set).key_index if record["segments"] else None
@@ -184,50 +305,98 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
             # killed append leaves it readable, to be resumed by the same command.
             save_record(out_dir, record)
             started = time.perf_counter()
-            next_index = max((int(SEGMENT_NAME.match(entry["name"]).group(1)) + 1 for entry in record["segments"]),
-                             default=0)
-
-            def listed(entry):  # the segment counts from here on: a kill after this keeps it
-                record["segments"].append(entry)
-                record["windows"] += entry["windows"]
-                save_record(out_dir, record)
-
-            given, new_windows, stored_hits, seen = 0, 0, set(), set()  # stored_hits: stored keys given again
-            for input_ids, attention_mask in itertools.chain([first_shard], shards):
-                input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
-                keys = window_keys(input_ids, attention_mask)
-                rows = stored.lookup(keys) if stored is not None else np.full(len(keys), -1)
-                new = []
-                for position, (key, row) in enumerate(zip(keys, rows)):
-                    if row >= 0:
-                        stored_hits.add(key)
-                    elif key not in seen:
-                        seen.add(key)
-                        new.append(position)
-                given += len(input_ids)
-                new_windows += len(new)
-                check_free_space(out_dir, per_window * len(new) + 2**20)
-                chunks = [(next_index + number, input_ids[new[start:start + segment_windows]],
-                           attention_mask[new[start:start + segment_windows]])
-                          for number, start in enumerate(range(0, len(new), segment_windows))]
-                next_index += len(chunks)
-                if engine is None:
-                    build_locally(graph_set, chunks, out_dir, session_factory, batch_size, dtype, listed, progress)
-                else:
-                    engine.build(graph_set, chunks, out_dir, batch_size, dtype, listed, progress)
+            walk = store_new_windows(graph_set, shards(), out_dir, record, stored, session_factory, batch_size,
+                                     segment_windows, engine, progress)
+            walked_sha256, walked = walk.windows.digest()
+            if walked_sha256 != plan.windows_sha256:  # only the build that was planned marks the cache complete
+                raise PassageCacheError(
+                    f"the passages changed while the build read them: {plan.windows:,} distinct windows when "
+                    f"planned, {walked:,} (or other ones) when built", "leave them unchanged "
+                    "while a build reads them; the cache keeps the segments written: give the passages as they "
+                    "were to go on, or build the changed ones into a new directory")
             seconds = round(time.perf_counter() - started, 2)
-            record["builds"].append({"passages": passages, "windows_given": given,
-                                     "distinct_windows": new_windows + len(stored_hits),
-                                     "new_windows": new_windows, "seconds": seconds,
-                                     "windows_per_second": round(new_windows / seconds, 2) if seconds else None,
+            record["builds"].append({"passages": passages, "windows_given": walk.windows.given,
+                                     "distinct_windows": plan.windows, "new_windows": walk.new_windows,
+                                     "seconds": seconds,
+                                     "windows_per_second": round(walk.new_windows / seconds, 2) if seconds else None,
                                      "engine": "local" if engine is None else engine.describe(),
                                      "pid": os.getpid()})
-            record["complete"], record["build_seconds"] = True, seconds
+            record["complete"], record["build_seconds"], record["unfinished_build"] = True, seconds, None
             save_record(out_dir, record)
     except BaseException as error:  # noqa: BLE001 (re-raised)
-        # Only the process that made the directory, and only while it held the lock (a build refused by the lock
-        # touches nothing), removes it, and only if no segment was listed in it.
-        if created and not isinstance(error, BuildLocked) and not record["segments"]:
-            shutil.rmtree(out_dir, ignore_errors=True)
+        # A build refused by the lock touches nothing: the directory is another build's.
+        if not isinstance(error, BuildLocked):
+            discard_unfinished(out_dir, record, created, new, keep_unfinished)
         raise
     return load_passage_cache(out_dir, graph_set)
+
+
+def shard_source(shards):
+    """A function returning the shards afresh at each call, from such a function or a list of shards."""
+    if callable(shards):
+        return shards
+    if iter(shards) is shards:
+        raise TypeError("shards are read twice (to plan the build, then to build it): give a list of them, or a "
+                        "function returning an iterable of them, not an iterator")
+    return lambda: shards
+
+
+def stored_bytes(identity: dict, dtype: str) -> int:
+    """Bytes one stored window takes on disk: its states, key, ids and mask."""
+    return bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) + KEY_BYTES \
+        + (np.dtype(id_dtype(identity["vocab_size"])).itemsize + 1) * identity["passage_len"]
+
+
+@dataclass
+class Walk:
+    windows: WindowSet  # every window walked
+    new_windows: int  # computed and stored by this build
+
+
+def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, session_factory, batch_size: int,
+                      segment_windows: int, engine, progress: bool) -> Walk:
+    """The walk: shard after shard, the windows neither `stored` (the index of the cache's keys at the start) nor
+    seen earlier in this walk are computed and written as segments, each listed in the record as it is written."""
+    per_window = stored_bytes(record["identity"], record["dtype"])
+    next_index = max((int(SEGMENT_NAME.match(entry["name"]).group(1)) + 1 for entry in record["segments"]),
+                     default=0)
+
+    def listed(entry):  # the segment counts from here on: a kill after this keeps it
+        record["segments"].append(entry)
+        record["windows"] += entry["windows"]
+        save_record(out_dir, record)
+
+    walk, seen = Walk(WindowSet(), 0), set()
+    for input_ids, attention_mask in shards:
+        input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
+        keys = window_keys(input_ids, attention_mask)
+        walk.windows.add(keys)
+        rows = stored.lookup(keys) if stored is not None else np.full(len(keys), -1)
+        new = []
+        for position, (key, row) in enumerate(zip(keys, rows)):
+            if row < 0 and key not in seen:
+                seen.add(key)
+                new.append(position)
+        walk.new_windows += len(new)
+        check_free_space(out_dir, per_window * len(new) + 2**20)
+        chunks = [(next_index + number, input_ids[new[start:start + segment_windows]],
+                   attention_mask[new[start:start + segment_windows]])
+                  for number, start in enumerate(range(0, len(new), segment_windows))]
+        next_index += len(chunks)
+        if engine is None:
+            build_locally(graph_set, chunks, out_dir, session_factory, batch_size, record["dtype"], listed, progress)
+        else:
+            engine.build(graph_set, chunks, out_dir, batch_size, record["dtype"], listed, progress)
+    return walk
+
+
+def discard_unfinished(out_dir: Path, record: dict, created: bool, new: bool, keep_unfinished: bool) -> None:
+    """What a failed or interrupted build removes: the directory it made, when nothing of it is kept (no segment
+    listed, or not `keep_unfinished`); without `keep_unfinished`, the record and segments it started in a directory
+    it found empty. A cache it went on with (another build's) keeps what it had and gained."""
+    if created and (not keep_unfinished or not record["segments"]):
+        shutil.rmtree(out_dir, ignore_errors=True)
+    elif new and not keep_unfinished:
+        for entry in record["segments"]:
+            shutil.rmtree(out_dir / entry["name"], ignore_errors=True)
+        (out_dir / RECORD_FILE).unlink(missing_ok=True)

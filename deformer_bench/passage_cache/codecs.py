@@ -30,7 +30,8 @@ def encode(hidden: np.ndarray, dtype: str) -> dict:
                                 "stored and served as they are", "check the graph set (deformer-export validates it)")
     if dtype == "float16" and hidden.size and np.abs(hidden).max() > FLOAT16_MAX:
         raise PassageCacheError(f"passage states reach {np.abs(hidden).max():.4g}, beyond float16's {FLOAT16_MAX:g}: "
-                                "they would be stored as infinity", "store them as float32 or int8 (--dtype)")
+                                "they would be stored as infinity",
+                                "store them as float32 or int8 (deformer-cache build --dtype)")
     if dtype == "float32":
         return {"passage_hidden": hidden}
     if dtype == "float16":

@@ -9,7 +9,9 @@ A cache is a directory:
   cache.json                  format version; the identity of the lower_passage graph it was built with (sha256,
                               model fingerprint, k, lengths, hidden size); the stored dtype; the doc stride the
                               windows were cut with; every segment with its window count and each file's sha256;
-                              whether the build finished; one entry per build or append
+                              whether the build finished; one entry per build or append; the build started
+                              and not yet finished (what it will store, the command that started it); its
+                              schema, checked whole at open: schema.py
   segment-00000/              written whole under a temporary name, then renamed; listed in cache.json after
     window_key.npy            [n, 16] uint8   the lookup key: blake2b-128 of the window's exact ids and mask
     passage_input_ids.npy     [n, Lp] uint16  each window's token ids (int32 for a vocabulary past 65,536) ...
@@ -45,7 +47,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,14 +55,13 @@ import numpy as np
 
 from ..errors import PassageCacheError
 from ..files import write_text_atomically
+from ..readers import read_json
 from ..runtime.cached_states import gather_rows
-from .codecs import DTYPES, decode
+from .codecs import decode
 from .key_index import KEY_BYTES, KeyIndex
+from .schema import FORMAT_VERSION, REBUILD, SEGMENT_NAME, checked_record  # noqa: F401 (FORMAT_VERSION: build.py)
 
-FORMAT_VERSION = 3
 RECORD_FILE = "cache.json"
-SEGMENT_NAME = re.compile(r"^segment-(\d{5,})$")
-REBUILD = "remove the cache directory and build it again (deformer-cache build)"
 
 
 def window_keys(input_ids: np.ndarray, attention_mask: np.ndarray) -> list:
@@ -168,32 +168,20 @@ class Segment:
 
 
 def read_record(directory: Path) -> dict:
-    """cache.json, checked for shape and version; a directory that is not a cache is one clear error."""
+    """cache.json, checked whole against its schema (schema.py); a directory that is not a cache is one clear
+    error."""
     record_path = directory / RECORD_FILE
     if not record_path.is_file():
         hint = ("it was written by an earlier version (format 1): " + REBUILD) if (directory / "passage_cache.json").is_file() \
             else "give a new directory to build a cache in, or one written by deformer-cache / deformer-eval"
         raise PassageCacheError(f"{directory} is not a passage cache of this version (no {RECORD_FILE})", hint)
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PassageCacheError(f"{record_path} is not valid JSON: {error}", REBUILD) from None
-    if not isinstance(record, dict) or not isinstance(record.get("segments"), list) \
-            or not isinstance(record.get("identity"), dict):
-        raise PassageCacheError(f"{record_path} is not a passage cache record (no segments or identity)", REBUILD)
-    if record.get("format_version") != FORMAT_VERSION:
-        raise PassageCacheError(f"{record_path} has format_version {record.get('format_version')!r}; this version "
-                                f"reads {FORMAT_VERSION}", REBUILD)
-    sizes = ("passage_len", "hidden_size", "vocab_size")
-    if not all(isinstance(record["identity"].get(key), int) and record["identity"][key] > 0 for key in sizes):
-        raise PassageCacheError(f"{record_path}: its identity lacks a size ({', '.join(sizes)})", REBUILD)
-    if record.get("dtype") not in DTYPES:
-        raise PassageCacheError(f"{record_path}: unknown dtype {record.get('dtype')!r}", REBUILD)
-    for entry in record["segments"]:
-        if not (isinstance(entry, dict) and isinstance(entry.get("name"), str) and SEGMENT_NAME.match(entry["name"])
-                and isinstance(entry.get("windows"), int) and isinstance(entry.get("sha256"), dict)):
-            raise PassageCacheError(f"{record_path}: a segment entry is malformed ({str(entry)[:80]})", REBUILD)
-    return record
+    return checked_record(load_record_json(record_path), record_path)
+
+
+def load_record_json(record_path: Path):
+    """cache.json parsed, whatever its shape (checked_record checks that): the one place it is read, by the one
+    JSON reader (a key given twice, NaN or Infinity is refused, not read as whichever value Python keeps)."""
+    return read_json(record_path, "passage cache record", PassageCacheError, REBUILD)
 
 
 def save_record(directory: Path, record: dict) -> None:
@@ -208,7 +196,7 @@ def check_identity(record: dict, directory: Path, graph_set) -> None:
             f"{str(theirs.get('model_fingerprint_sha256'))[:12]}, k={theirs.get('layer')}, "
             f"{theirs.get('variant', 'float32')}) than {graph_set.directory} (model "
             f"{identity['model_fingerprint_sha256'][:12]}, k={identity['layer']}, {identity['variant']})",
-            "give a new cache directory, or the graph set the cache was built with")
+            "give a new cache directory, or the graph set (and variant) the cache was built with")
 
 
 def tokenizer_sha256(tokenizer) -> str:
@@ -235,16 +223,34 @@ def _file_error(path: Path, error: OSError) -> PassageCacheError:
     if error.errno in SYSTEM_LIMITS:  # not damage: the cache is fine, the process ran out of files or maps
         return PassageCacheError(f"cannot open passage cache file {path}: {error.strerror} (a limit of this system, "
                                  "not damage to the cache)", "raise the limit (ulimit -n; sysctl vm.max_map_count), "
-                                 "or build caches with larger segments (--segment-windows)")
+                                 "or build caches with larger segments (deformer-cache build --segment-windows)")
     return PassageCacheError(f"passage cache file {path} is damaged or missing ({error})", REBUILD)
 
 
+def header_problems(found_shape, fortran_order: bool, found_dtype, shape: tuple, dtype) -> list:
+    """What an array's .npy header says that differs from what the record expects, in words: shape, element
+    type, byte order, memory order (a cache writes C-order arrays in this machine's byte order)."""
+    problems, expected = [], np.dtype(dtype)
+    if found_shape != shape:
+        problems.append(f"its shape is {found_shape}, not {shape}")
+    if found_dtype.newbyteorder("=") == expected.newbyteorder("=") and found_dtype != expected:
+        problems.append(f"its {expected} is stored {'big' if found_dtype.byteorder == '>' else 'little'}-endian, "
+                        f"not in this machine's byte order")
+    elif found_dtype != expected:
+        problems.append(f"its elements are {found_dtype}, not {expected}")
+    if fortran_order:
+        problems.append("it is stored in Fortran (column-major) order, not the C order a cache writes")
+    return problems
+
+
 def _check_header(path: Path, shape: tuple, dtype) -> None:
-    """The .npy header says the recorded shape and dtype, and the file holds all of its bytes (not truncated);
-    nothing stays open."""
+    """The .npy header says the recorded shape and dtype in C order, and the file holds all of its bytes (not
+    truncated); nothing stays open."""
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"a .npy format version {version[0]}.{version[1]} file (a cache writes 1.0)")
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
                 np.lib.format.read_array_header_2_0
             found_shape, fortran_order, found_dtype = read_header(handle)
@@ -254,9 +260,9 @@ def _check_header(path: Path, shape: tuple, dtype) -> None:
         raise _file_error(path, error) from None
     except (ValueError, EOFError) as error:
         raise PassageCacheError(f"passage cache file {path} is damaged ({error})", REBUILD) from None
-    if found_shape != shape or found_dtype != dtype or fortran_order:
-        raise PassageCacheError(f"passage cache file {path} is damaged: {found_dtype} {found_shape}, expected "
-                                f"{np.dtype(dtype)} {shape}", REBUILD)
+    problems = header_problems(found_shape, fortran_order, found_dtype, shape, dtype)
+    if problems:
+        raise PassageCacheError(f"passage cache file {path} is damaged: {'; '.join(problems)}", REBUILD)
     if size != data_start + int(np.prod(shape)) * np.dtype(dtype).itemsize:
         raise PassageCacheError(f"passage cache file {path} is damaged: {size:,} bytes, not the "
                                 f"{data_start + int(np.prod(shape)) * np.dtype(dtype).itemsize:,} its header needs "
@@ -272,9 +278,10 @@ def _open_array(path: Path, shape: tuple, dtype, mmap: bool = True) -> np.ndarra
         raise _file_error(path, error) from None
     except (ValueError, EOFError) as error:
         raise PassageCacheError(f"passage cache file {path} is damaged or missing ({error})", REBUILD) from None
-    if array.shape != shape or array.dtype != dtype:
-        raise PassageCacheError(f"passage cache file {path} is damaged: {array.dtype} {array.shape}, expected "
-                                f"{np.dtype(dtype)} {shape}", REBUILD)
+    fortran_order = array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous
+    problems = header_problems(array.shape, fortran_order, array.dtype, shape, dtype)
+    if problems:  # the file changed since the cache was opened (open checked its header)
+        raise PassageCacheError(f"passage cache file {path} is damaged: {'; '.join(problems)}", REBUILD)
     return array
 
 
@@ -294,9 +301,6 @@ class PassageCache:
         for entry in record["segments"]:
             shapes = expected_arrays(record["dtype"], entry["windows"], identity)
             segment = Segment(self.directory, entry["name"], entry["windows"], entry["sha256"], shapes)
-            if set(segment.sha256) != {f"{stem}.npy" for stem in shapes}:
-                raise PassageCacheError(f"{self.directory / RECORD_FILE}: {entry['name']} lists other files than a "
-                                        f"{record['dtype']} segment holds", REBUILD)
             for stem, (shape, dtype) in shapes.items():
                 _check_header(segment.path(stem), shape, dtype)
             self.segments.append(segment)
@@ -333,17 +337,22 @@ class PassageCache:
         """[N] global rows of these windows, -1 where the cache lacks one."""
         return self.key_index.lookup(window_keys(input_ids, attention_mask))
 
-    def rows(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """[N] cache rows of these windows; every window must be in the cache."""
+    def rows(self, input_ids: np.ndarray, attention_mask: np.ndarray, fix: str = None) -> np.ndarray:
+        """[N] cache rows of these windows; every window must be in the cache. `fix`: the hint, in the words of
+        the caller's command, of how to add the windows the cache lacks."""
         rows = self.lookup(input_ids, attention_mask)
         missing = int((rows < 0).sum())
         if missing:
-            state = "" if self.info.get("complete") else " (its build did not finish: run it again to resume)"
-            raise PassageCacheError(
-                f"passage cache {self.directory} lacks {missing} of the {len(rows)} passage windows asked for "
-                f"(it holds {self.windows}, built for other passages or another doc stride){state}",
-                "build these passages into it (deformer-cache build --append), or give a new cache directory "
-                "(deformer-answer: or compute the missing windows online with --cache-miss compute)")
+            what = f"passage cache {self.directory} lacks {missing} of the {len(rows)} passage windows asked for"
+            if not self.info["complete"]:
+                raise PassageCacheError(f"{what} (it holds {self.windows}, and its build did not finish)",
+                                        resume_hint(self.info["unfinished_build"]))
+            unlisted = unlisted_segments(self.directory, self.info)
+            reason = (f"and {', '.join(unlisted)} in its folder is listed by no cache.json entry: deformer-cache "
+                      "verify says more" if unlisted else "built for other passages or another doc stride")
+            raise PassageCacheError(f"{what} (it holds {self.windows}, {reason})",
+                                    fix or "add them with deformer-cache build --append (the cache's --dtype and "
+                                           "--doc-stride), or give a new cache directory")
         return rows
 
     def passage_hidden(self, rows) -> np.ndarray:
@@ -368,8 +377,48 @@ class PassageCache:
         return out
 
     def verify(self) -> None:
+        """Every listed segment's sha256, and no segment folder that no entry lists (its windows would be missing
+        from the cache, and from the record's count, without a word)."""
+        check_listing(self.directory, self.info)
         for segment in self.segments:
             segment.verify()
+
+
+def unlisted_segments(directory: Path, record: dict) -> list:
+    """Names of segment folders in `directory` that no cache.json entry lists, sorted: a build killed between
+    renaming a segment into place and listing it, or an entry removed from cache.json."""
+    listed = {entry["name"] for entry in record["segments"]}
+    return sorted(entry.name for entry in Path(directory).iterdir()
+                  if SEGMENT_NAME.match(entry.name) and entry.name not in listed and entry.is_dir())
+
+
+def check_listing(directory: Path, record: dict) -> None:
+    """Refuse segment folders no entry lists, saying where they likely came from and what to do."""
+    from .build import build_running
+
+    unlisted = unlisted_segments(directory, record)
+    if not unlisted:
+        return
+    what = f"passage cache {directory}: {', '.join(unlisted)} {'is' if len(unlisted) == 1 else 'are'} in its " \
+           f"folder, and no cache.json entry lists {'it' if len(unlisted) == 1 else 'them'}"
+    if build_running(directory):
+        raise PassageCacheError(f"{what} (a build is writing this cache now)",
+                                "verify it when that build has finished")
+    unfinished = record.get("unfinished_build")
+    if unfinished is not None:
+        raise PassageCacheError(f"{what}: a build killed between writing a segment and listing it leaves one",
+                                f"{resume_hint(unfinished)} (it removes segments no entry lists)")
+    raise PassageCacheError(f"{what}: an entry was removed from cache.json, or the folder was put there",
+                            "remove the folder (its windows are not served), or remove the cache directory and "
+                            "build it again")
+
+
+def resume_hint(unfinished: dict) -> str:
+    """How the unfinished build goes on: the command that started it, when one did."""
+    if unfinished.get("command"):
+        return f"go on with the command that started it: {unfinished['command']}"
+    return ("go on with the same passages and settings it was started with (the library call that started it "
+            "recorded no command)")
 
 
 def load_passage_cache(directory, graph_set=None) -> PassageCache:

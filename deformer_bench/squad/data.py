@@ -1,11 +1,12 @@
-"""Read SQuAD v1.1 JSON (.json or .json.gz, any path) into flat, validated examples."""
+"""Read SQuAD v1.1 JSON (plain or gzip-compressed, any name) into flat, validated examples."""
 
 import gzip
-import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DeformerBenchError
+from ..readers import GZIP_MAGIC, parse_json, read_bytes
 
 
 class DatasetError(DeformerBenchError):
@@ -27,16 +28,21 @@ class Example:
     answers: tuple
 
 
-def _read_json(path: Path):
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
-        raise DatasetError(f"dataset {path} {what}", "give the path of a SQuAD v1.1 .json or .json.gz file")
-    opener = gzip.open if path.suffix == ".gz" else open
+def gunzip(raw: bytes, source: str, error) -> bytes:
+    """`raw` decompressed when it is gzip (its first bytes say so, whatever the file's name), else as it is."""
+    if not raw.startswith(GZIP_MAGIC):
+        return raw
     try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:  # a byte-order mark is read past
-            return json.load(handle)
-    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError(f"dataset {path} is not valid (gzipped) JSON: {error}", "give a SQuAD v1.1 file") from None
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as failure:
+        raise error(f"{source} is a damaged gzip file: {failure}", "copy or download it again") from None
+
+
+def parse_squad(raw: bytes, path) -> list:
+    """The questions of a SQuAD v1.1 document's bytes (plain or gzip-compressed), read as load_squad reads a file."""
+    source = f"dataset {path}"
+    document = parse_json(gunzip(raw, source, DatasetError), source, DatasetError, "give a SQuAD v1.1 file")
+    return squad_examples(document, Path(path))
 
 
 def is_unicode(text: str) -> bool:
@@ -54,9 +60,17 @@ def _require(condition: bool, path: Path, where: str, what: str) -> None:
 
 
 def load_squad(path) -> list:
-    """All questions in file order. Malformed entries raise DatasetError naming the article/question."""
+    """All questions in file order, from a SQuAD v1.1 .json file, plain or gzip-compressed (told by its first bytes,
+    not its name). Malformed entries raise DatasetError naming the article/question."""
     path = Path(path)
-    document = _read_json(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # a pipe, a device: readable, but not a dataset
+        raise DatasetError(f"dataset {path} is not a regular file", "give the path of a SQuAD v1.1 .json or .json.gz "
+                           "file")
+    return parse_squad(read_bytes(path, "dataset", DatasetError), path)
+
+
+def squad_examples(document, path: Path) -> list:
+    """The questions of a parsed SQuAD document, each checked; errors name `path`."""
     _require(isinstance(document, dict) and isinstance(document.get("data"), list), path, "top level",
              "expected an object with a 'data' list")
     examples, seen = [], {}  # seen: question id -> where it was first

@@ -53,3 +53,19 @@ def test_failed_study_writes_nothing(tmp_path, capsys):
     assert run_study_cli("some.study", "a study", add_arguments, run, write_json, "study.json", argv) == 2
     assert "bad layers" in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_out_may_not_lie_inside_a_path_the_study_reads(tmp_path, capsys):
+    """Issue 22, finding 1: every path a study is given (dataset, model, teacher) is an input."""
+    from pathlib import Path
+
+    def with_model(parser):
+        parser.add_argument("--model", type=Path)
+
+    def run(args):
+        raise AssertionError("the study must not run")
+
+    (tmp_path / "model").mkdir()
+    argv = ["--dataset", "dev.json", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "model" / "study")]
+    assert run_study_cli("some.study", "a study", with_model, run, write_json, "study.json", argv) == 2
+    assert "--out" in capsys.readouterr().err and list((tmp_path / "model").iterdir()) == []

@@ -55,7 +55,31 @@ def test_an_existing_out_is_refused_before_any_work(tiny_graphs, tmp_path, capsy
 
 
 def test_a_folder_that_is_no_graph_set_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
     with pytest.raises(SystemExit) as exit_info:
-        time_breakdown.main([str(tmp_path), "--out", str(tmp_path / "out")])
+        time_breakdown.main([str(tmp_path / "folder"), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2 and "manifest.json" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    # issue 22, finding 14: counts and durations that would run until killed
+    (["--processes", "99999999999999999999"], "argument --processes: must be at most 100"),
+    (["--runs", "1000001"], "argument --runs: must be at most 100,000"),
+    (["--profiled-runs", "99999999999999999999"], "argument --profiled-runs: must be at most 100,000"),
+    (["--min-time-s", "1e9"], "argument --min-time-s: must be a number of seconds from 0 to 3600"),
+    (["--min-time-s", "inf"], "argument --min-time-s: must be a number of seconds from 0 to 3600"),
+])
+def test_absurd_counts_and_durations_are_refused(tiny_graphs, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        time_breakdown.main([str(tiny_graphs), "--out", str(tmp_path / "out"), *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_may_not_lie_inside_the_graph_set(tiny_graphs, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        time_breakdown.main([str(tiny_graphs), "--processes", "1", "--runs", "2", "--profiled-runs", "2",
+                             "--out", str(tiny_graphs / "breakdown")])
+    assert exit_info.value.code == 2 and "lies inside the graph set" in capsys.readouterr().err
+    assert not (tiny_graphs / "breakdown").exists()

@@ -33,6 +33,13 @@ def test_a_differing_output_fails_the_comparison_by_name():
                                   "passage_hidden: shape None, expected [1, 2, 3]"]
     nan = compare({"passage_hidden": np.full((1, 2, 3), np.nan)}, {"passage_hidden": np.zeros((1, 2, 3))}, 0.1)
     assert not nan["passed"]  # NaN is never within tolerance
+    # recorded as null, not as Infinity, which results.json's strict reader would refuse
+    import json
+
+    from deformer_bench.readers import parse_json
+
+    assert nan["max_abs_diff"] == {"passage_hidden": None} and "difference nan" in nan["problems"][0]
+    assert parse_json(json.dumps(nan), "parity record") == nan
 
 
 @pytest.mark.parametrize("dtype", ["float16"])

@@ -169,6 +169,9 @@ def in_process(argv, capsys) -> tuple:
     (["--question-len", "0"], "argument --question-len: must be at least 1, got 0"),
     (["--passage-len", "0"], "argument --passage-len: must be at least 1, got 0"),
     (["--processes", "0"], "argument --processes: must be at least 1, got 0"),
+    # issue 22, finding 14: accepted, it ran until killed
+    (["--processes", "99999999999999999999"], "argument --processes: must be at most 100, got 99,999,999,999,999,"),
+    (["--processes", "101"], "argument --processes: must be at most 100, got 101"),
     (["--device", "cpu,cpu"], "device 'cpu' given more than once"),
 ])
 def test_a_bad_option_is_blamed_on_the_option_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch, args,
@@ -206,6 +209,29 @@ def test_an_unwritable_output_is_refused_before_any_export_or_measurement(tiny_m
     assert code == 2 and f"error: --output {output}" in stderr and message in stderr
     assert "fix:" in stderr and "Traceback" not in stderr
     assert (tmp_path / "a-file").read_text() == ""
+
+
+@pytest.mark.parametrize("where", ["inside the model", "the model itself", "inside a graph set"])
+def test_the_results_root_may_not_lie_inside_an_input(tiny_model_dir, tiny_graphs, tmp_path, capsys, monkeypatch,
+                                                      where):
+    """Issue 22, finding 1: the results go to a new folder under --output, which may hold the graph sets (results/
+    often does) but may not be, or lie inside, what the run reads."""
+    monkeypatch.setattr("deformer_bench.cli.bench.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.bench.run.run_benchmark", _must_not_run)
+    source = ["--graphs", tiny_graphs] if where == "inside a graph set" else ["--model", tiny_model_dir]
+    output = {"inside the model": tiny_model_dir / "results", "the model itself": tiny_model_dir,
+              "inside a graph set": tiny_graphs / "results"}[where]
+    code, stderr = in_process([*source, "--quick", "--output", output], capsys)
+    assert code == 2 and f"error: --output {output}" in stderr and "Traceback" not in stderr, stderr
+    assert not (tiny_model_dir / "results").exists() and not (tiny_graphs / "results").exists()
+
+
+def test_a_results_root_may_hold_the_graph_sets_it_measures(tiny_graphs, tmp_path, capsys, monkeypatch):
+    from deformer_bench.cli.bench import bench_inputs, build_parser
+    from deformer_bench.files import check_distinct_paths
+
+    args = build_parser().parse_args(["--graphs", str(tiny_graphs), "--output", str(tiny_graphs.parent)])
+    check_distinct_paths({"--output": args.output}, bench_inputs(args), roots=("--output",))
 
 
 class CrashingTarget(Target):

@@ -112,7 +112,7 @@ def test_a_bad_last_line_is_refused_before_any_shard_is_built(tiny_student_graph
     _, four = passages
     good = four.read_text()
     for last, message in (('{"id": "p0", "text": "again"}\n', "line 5: id 'p0' repeats line 1"),
-                          ('{"id": "p9", "text": \n', "line 5: not JSON"),
+                          ('{"id": "p9", "text": \n', "line 5 is not valid JSON"),
                           (b"\xff\xfe{}\n", "line 5: not UTF-8")):
         bad = tmp_path / "bad.jsonl"
         bad.write_bytes(good.encode() + (last if isinstance(last, bytes) else last.encode()))
@@ -151,3 +151,223 @@ def test_passages_from_a_pipe_are_read_once_and_a_file_changed_midway_is_refused
     four.write_text(four.read_text().replace("Added later.", "Written over!"))
     with pytest.raises(InputFileError, match="changed while the build read it"):
         list(shards)
+
+
+def run_in_process(main, *args) -> int:
+    """A command run here, as its console script runs it (run_cli: its exit code and its stderr lines), for tests
+    that interrupt it."""
+    from deformer_bench.cli import cache
+    from deformer_bench.cli.common import NOTHING_WRITTEN, run_cli
+
+    interrupted = cache.INTERRUPTED if main is cache.cache_main else NOTHING_WRITTEN
+    return run_cli(main, [str(arg) for arg in args], interrupted=interrupted)
+
+
+def interrupted_at_window(monkeypatch, count: int):
+    """lower_passage sessions that raise KeyboardInterrupt (as Ctrl-C or SIGTERM would) at their `count`th run."""
+    from deformer_bench import serving
+
+    real, runs = serving.evaluation_session, []
+
+    class Interrupting:
+        def __init__(self, path):
+            self.session = real(path)
+
+        def run(self, names, feed):
+            runs.append(len(feed["passage_input_ids"]))
+            if len(runs) == count:
+                raise KeyboardInterrupt
+            return self.session.run(names, feed)
+
+    monkeypatch.setattr(serving, "evaluation_session", Interrupting)
+
+
+def unfinished_build(monkeypatch, capsys, graphs, passages, cache, *options):
+    """`deformer-cache build` of `passages` into `cache`, interrupted at its third window (one per segment): an
+    unfinished cache of two windows. Returns the command its record names."""
+    from deformer_bench.cli.cache import cache_main
+
+    with monkeypatch.context() as patch:
+        interrupted_at_window(patch, 3)
+        code = run_in_process(cache_main, "build", graphs, "--passages", passages, "--out", cache, "--doc-stride",
+                              "16", "--segment-windows", "1", "--batch-size", "1", "--quiet", *options)
+    assert code == 130 and "interrupted: the segments finished so far are kept" in capsys.readouterr().err
+    record = json.loads((cache / "cache.json").read_text())
+    assert not record["complete"] and record["windows"] == 2
+    return (record.get("unfinished_build") or {}).get("command")
+
+
+def test_an_unfinished_build_goes_on_only_with_its_own_passages(tiny_student_graphs, passages, tmp_path, monkeypatch,
+                                                               capsys):
+    """A killed build, then a smaller passages file into the same --out, was recorded complete with a fraction of
+    the windows, and the documented resume was refused afterwards (issue 22, finding 3)."""
+    import shlex
+
+    three, four = passages
+    cache = tmp_path / "cache"
+    command = unfinished_build(monkeypatch, capsys, tiny_student_graphs, four, cache)
+    before = (cache / "cache.json").read_text()
+    for options in ((), ("--append",), ("--dtype", "int8")):
+        code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", cache,
+                                   "--doc-stride", "16", "--quiet", *options)
+        assert code == 2 and stdout == "" and "Traceback" not in stderr
+        assert "holds an unfinished build of other windows" in stderr and f"started it: {command}" in stderr
+        assert (cache / "cache.json").read_text() == before
+    assert command == shlex.join(["deformer-cache", "build", str(tiny_student_graphs), "--passages", str(four),
+                                  "--out", str(cache), "--doc-stride", "16"])
+    # the command it names goes on with it, from another directory
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.cache", *shlex.split(command)[1:]],
+                               capture_output=True, text=True, timeout=300, cwd="/")
+    assert completed.returncode == 0, completed.stderr
+    code, stdout, _ = cli("info", cache)
+    info = json.loads(stdout)
+    assert info["complete"] and info["unfinished_build"] is None and info["windows"] > 2
+    assert info["windows"] == json.loads(completed.stdout)["distinct_windows"]
+
+
+@pytest.mark.parametrize("builds", [KeyError, None, "abc", ["abc"], {"a": 1}, [{"passages": 3}]])
+def test_info_and_append_refuse_a_record_of_another_shape_before_writing(tiny_student_graphs, passages, tmp_path,
+                                                                         builds):
+    """info raised AttributeError, --append KeyError after its new segment was written and listed, and verify said
+    ok on such a cache (issue 22, findings 5 and 6)."""
+    three, four = passages
+    cache = tmp_path / "cache"
+    assert cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "16",
+               "--quiet")[0] == 0
+    record = json.loads((cache / "cache.json").read_text())
+    if builds is KeyError:
+        del record["builds"]
+    else:
+        record["builds"] = builds
+    (cache / "cache.json").write_text(json.dumps(record))
+    segments = sorted(path.name for path in cache.iterdir())
+    for command in (("info", cache), ("verify", cache),
+                    ("build", tiny_student_graphs, "--passages", four, "--out", cache, "--doc-stride", "16",
+                     "--append", "--quiet")):
+        code, stdout, stderr = cli(*command)
+        assert code == 2 and stdout == "" and "Traceback" not in stderr, (command, stderr)
+        assert "is not a valid passage cache record" in stderr and "builds" in stderr
+    assert sorted(path.name for path in cache.iterdir()) == segments
+    assert json.loads((cache / "cache.json").read_text()) == record
+
+
+def test_verify_names_a_segment_no_entry_lists(tiny_student_graphs, passages, tmp_path):
+    three, _ = passages
+    cache = tmp_path / "cache"
+    assert cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "16",
+               "--segment-windows", "2", "--quiet")[0] == 0
+    record = json.loads((cache / "cache.json").read_text())
+    dropped = record["segments"].pop()
+    record["windows"] -= dropped["windows"]
+    (cache / "cache.json").write_text(json.dumps(record))
+    code, stdout, stderr = cli("verify", cache)
+    assert code == 2 and f"{dropped['name']} is in its folder, and no cache.json entry lists it" in stderr
+    code, stdout, _ = cli("info", cache)
+    assert code == 0 and json.loads(stdout)["unlisted_segments"] == [dropped["name"]]
+
+
+def test_a_variants_cache_is_built_and_verified_with_its_variant(tiny_student_graphs_int8, passages, tmp_path):
+    """deformer-cache builds from a variant's lower_passage (--variant), as deformer-eval --variant reads it
+    (issue 22, finding 12)."""
+    three, _ = passages
+    cache = tmp_path / "cache"
+    code, stdout, stderr = cli("build", tiny_student_graphs_int8, "--variant", "int8", "--passages", three, "--out",
+                               cache, "--doc-stride", "16", "--quiet")
+    assert code == 0, stderr
+    manifest = json.loads((tiny_student_graphs_int8 / "manifest.json").read_text())
+    identity = json.loads(cli("info", cache)[1])["identity"]
+    assert identity["variant"] == "int8"
+    assert identity["lower_passage_sha256"] == manifest["variants"]["int8"]["graphs"]["lower_passage"]["sha256"]
+    code, stdout, stderr = cli("verify", cache, "--graphs", tiny_student_graphs_int8, "--variant", "int8")
+    assert code == 0 and json.loads(stdout)["identity_checked"], stderr
+    code, _, stderr = cli("verify", cache, "--graphs", tiny_student_graphs_int8)
+    assert code == 2 and "another lower_passage graph" in stderr and "(and variant)" in stderr
+    code, _, stderr = cli("verify", cache, "--variant", "int8")
+    assert code == 2 and "no --graphs" in stderr
+    code, _, stderr = cli("build", tiny_student_graphs_int8, "--variant", "float16", "--passages", three, "--out",
+                          tmp_path / "other", "--doc-stride", "16", "--quiet")
+    assert code == 2 and "has no float16 variant" in stderr and not (tmp_path / "other").exists()
+
+
+@pytest.fixture
+def own_model_graphs(tiny_student_graphs, tiny_queue_runs, tmp_path):
+    """(graph set, model folder): copies, the manifest's source (the default tokenizer) the copied model."""
+    import shutil
+
+    model, graphs = tmp_path / "model", tmp_path / "graphs"
+    shutil.copytree(tiny_queue_runs[1] / "k1-kd-lrs" / "model", model)
+    shutil.copytree(tiny_student_graphs, graphs)
+    manifest = json.loads((graphs / "manifest.json").read_text())
+    manifest["model"]["source"] = str(model)
+    (graphs / "manifest.json").write_text(json.dumps(manifest))
+    return graphs, model
+
+
+def snapshot(root):
+    return sorted((str(path.relative_to(root)), str(path.readlink()) if path.is_symlink() else path.is_dir()
+                   or path.read_bytes()) for path in root.rglob("*"))
+
+
+@pytest.mark.parametrize("out", ["the graph set", "the model folder", "a folder of the user's", "inside the graph set",
+                                 "inside the model folder", "a folder holding the passages"])
+def test_a_refused_build_leaves_nothing_behind(own_model_graphs, passages, tmp_path, out):
+    """Issue 22, finding 7: a build refused for its --out left .build.lock there, which then stopped
+    deformer-export --overwrite of that graph set. Every check comes before any lock or file."""
+    graphs, model = own_model_graphs
+    three, _ = passages
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    target = {"the graph set": graphs, "the model folder": model, "a folder of the user's": tmp_path / "mine",
+              "inside the graph set": graphs / "variants" / "int8" / "mycache",
+              "inside the model folder": model / "cache", "a folder holding the passages": tmp_path}[out]
+    before = snapshot(tmp_path)
+    code, stdout, stderr = cli("build", graphs, "--passages", three, "--out", target, "--doc-stride", "16", "--quiet")
+    assert code == 2 and stderr.startswith("error: ") and "Traceback" not in stderr and stdout == "", stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("obstacle", ["a file on the way", "a broken link", "a file"])
+def test_an_out_that_cannot_be_a_folder_is_one_clear_error_naming_the_obstacle(tiny_student_graphs, passages, tmp_path,
+                                                                                obstacle):
+    """Issue 22, finding 13: `--out afile/sub` said "afile: File exists", a dangling link "dangling/.build.lock: No
+    such file or directory"."""
+    three, _ = passages
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    out, expected = {"a file on the way": (tmp_path / "afile" / "sub", f"has a file in the way: {tmp_path / 'afile'}"),
+                     "a broken link": (tmp_path / "dangling", f"is a broken symbolic link (to {tmp_path / 'gone'}"),
+                     "a file": (tmp_path / "afile", "is a file")}[obstacle]
+    before = snapshot(tmp_path)
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", out, "--doc-stride", "16",
+                               "--quiet")
+    assert code == 2 and f"error: --out {out} {expected}" in stderr and "Traceback" not in stderr, stderr
+    assert "fix: " in stderr and snapshot(tmp_path) == before
+
+
+def test_a_build_leaves_no_lock_behind(tiny_student_graphs, passages, tmp_path):
+    from deformer_bench.passage_cache.build import LOCK_FILE
+
+    three, four = passages
+    cache = tmp_path / "cache"
+    assert cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--doc-stride", "16",
+               "--quiet")[0] == 0
+    assert not (cache / LOCK_FILE).exists()
+    code, _, stderr = cli("build", tiny_student_graphs, "--passages", four, "--out", cache, "--doc-stride", "16",
+                          "--dtype", "int8", "--quiet")  # refused under the lock: another dtype
+    assert code == 2 and "int8" in stderr and not (cache / LOCK_FILE).exists(), stderr
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--shard-passages", "99999999999999999999", "--shard-passages must be at most 1,000,000,000"),  # was a traceback
+    ("--segment-windows", "99999999999999999999", "--segment-windows must be at most 1,000,000"),
+    ("--batch-size", "99999999999999999999", "--batch-size must be at most 65,536"),
+    ("--workers", "99999999999999999999", "--workers must be at most 1,024"),
+])
+def test_absurd_counts_are_refused_with_a_clear_message(tiny_student_graphs, passages, tmp_path, option, value,
+                                                        message):
+    """Issue 22, finding 14: counts are bounded; --shard-passages 99999999999999999999 was a ValueError traceback."""
+    three, _ = passages
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", tmp_path / "x",
+                               "--doc-stride", "16", option, value, "--quiet")
+    assert code == 2 and message in stderr and "Traceback" not in stderr and stdout == "", stderr
+    assert not (tmp_path / "x").exists()

@@ -21,7 +21,7 @@ def test_model_directory_without_a_tokenizer(tiny_model_dir):
     assert code == 2 and "has no tokenizer" in stderr and "Traceback" not in stderr
 
 
-@pytest.mark.parametrize("content, message", [("[1, 2]", "JSON object"), ("{bad", "cannot read predictions")])
+@pytest.mark.parametrize("content, message", [("[1, 2]", "JSON object"), ("{bad", "is not valid JSON")])
 def test_bad_predictions_files(tmp_path, content, message):
     path = tmp_path / "pred.json"
     path.write_text(content)
@@ -144,9 +144,11 @@ def test_a_dataset_path_that_is_a_directory_says_so(tmp_path):
     assert code == 2 and "is a directory" in stderr
 
 
-@pytest.mark.parametrize("outputs", ["dataset", "model config", "same twice", "cache and record"])
-def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tiny_queue_runs, small_train_file, tmp_path,
-                                                                      outputs):
+@pytest.mark.parametrize("outputs", ["dataset", "model config", "same twice", "cache and record",
+                                     "a new record in the model", "a new cache in the model",
+                                     "predictions beside the weights through a link"])
+def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tiny_queue_runs, tiny_student_graphs,
+                                                                      small_train_file, tmp_path, outputs):
     import shutil
 
     dataset = tmp_path / "data.json"
@@ -156,12 +158,18 @@ def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tiny_queu
     extra = {"dataset": ["--write-predictions", dataset],
              "model config": ["--output", model / "config.json"],
              "same twice": ["--output", tmp_path / "r.json", "--write-predictions", tmp_path / "r.json"],
-             "cache and record": ["--passage-cache", tmp_path / "twin", "--output", tmp_path / "twin"]}[outputs]
-    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+             "cache and record": ["--passage-cache", tmp_path / "twin", "--output", tmp_path / "twin"],
+             # issue 22, finding 1: new files inside an input are refused too, however the path is spelled
+             "a new record in the model": ["--output", model / "eval.json"],
+             "a new cache in the model": ["--onnx", tiny_student_graphs, "--passage-cache", model / "cache"],
+             "predictions beside the weights through a link": ["--write-predictions", tmp_path / "m" / "p.json"],
+             }[outputs]
+    (tmp_path / "m").symlink_to(model)
+    before = sorted((path, path.is_file() and path.read_bytes()) for path in tmp_path.rglob("*"))
     code, _, stderr = cli("--dataset", dataset, "--model", model, "--doc-stride", "16", "--limit", "2", "--quiet",
                           *extra)
     assert code == 2 and "Traceback" not in stderr and "featurize" not in stderr, stderr
-    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    assert sorted((path, path.is_file() and path.read_bytes()) for path in tmp_path.rglob("*")) == before
 
 
 def test_a_damaged_graph_whose_hash_was_updated_is_one_clear_error(tiny_queue_runs, tiny_student_graphs,
@@ -215,3 +223,47 @@ def test_a_variant_is_evaluated_against_the_same_weights(tiny_queue_runs, small_
     assert code == 2 and "has no optimized variant" in stderr and "float32, int8" in stderr
     code, _, stderr = cli("--dataset", small_train_file, "--model", student_dir, "--variant", "int8", "--quiet")
     assert code == 2 and "no --onnx was given" in stderr and "Traceback" not in stderr
+
+
+def test_a_variants_cache_lacking_questions_names_a_command_that_adds_them(tiny_queue_runs, tiny_student_graphs_int8,
+                                                                            small_train_file, tmp_path):
+    """The hint was `deformer-cache build --append`, which had no --variant and refused the variant's
+    lower_passage (issue 22, finding 12)."""
+    import shlex
+
+    student_dir = tiny_queue_runs[1] / "k1-kd-lrs" / "model"
+    cache = tmp_path / "cache"
+    evaluation = ("--dataset", small_train_file, "--model", student_dir, "--onnx", tiny_student_graphs_int8,
+                  "--variant", "int8", "--doc-stride", "16", "--passage-cache", cache, "--quiet")
+    code, stdout, stderr = cli(*evaluation, "--limit", "3")  # the first paragraph's windows only
+    assert code == 0, stderr
+    code, _, stderr = cli(*evaluation)
+    assert code == 2 and "lacks" in stderr
+    append = shlex.join(["deformer-cache", "build", str(tiny_student_graphs_int8), "--variant", "int8",
+                         "--passages", str(small_train_file), "--out", str(cache), "--doc-stride", "16",
+                         "--tokenizer", str(student_dir), "--append"])
+    assert f"add the dataset's passages to it: {append}" in stderr
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.cache", *shlex.split(append)[1:],
+                                "--quiet"], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    code, stdout, stderr = cli(*evaluation)
+    assert code == 0 and not json.loads(stdout)["passage_cache"]["built"], stderr
+
+
+def test_an_interrupted_evaluation_removes_the_cache_it_started(tiny_queue_runs, tiny_student_graphs,
+                                                                small_train_file, tmp_path, monkeypatch, capsys):
+    """As deformer-answer (issue 22, finding 8): "nothing was written" is true, the new cache is gone."""
+    import functools
+
+    from deformer_bench import serving
+    from deformer_bench.cli.eval import eval_main
+    from tests.cli.test_cache_cli import interrupted_at_window, run_in_process
+
+    interrupted_at_window(monkeypatch, 3)  # after two segments of one window were written and listed
+    monkeypatch.setattr(serving, "build_passage_cache", functools.partial(serving.build_passage_cache,
+                                                                          segment_windows=1))
+    code = run_in_process(eval_main, "--dataset", small_train_file, "--model", tiny_queue_runs[1] / "k1-kd-lrs" /
+                          "model", "--onnx", tiny_student_graphs, "--doc-stride", "16", "--passage-cache",
+                          tmp_path / "cache", "--quiet")
+    assert code == 130 and capsys.readouterr().err == "interrupted: nothing was written\n"
+    assert not (tmp_path / "cache").exists()

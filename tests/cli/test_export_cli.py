@@ -38,7 +38,7 @@ def test_encoder_without_head_says_so(tiny_encoder_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize("case, args, message", [
     ("missing dir", ["{tmp}/nope", "--layer", "1"], "does not exist"),
-    ("not a model", ["{tmp}", "--layer", "1"], "no config.json"),
+    ("not a model", ["{tmp}/empty", "--layer", "1"], "no config.json"),
     ("unsupported", ["{gpt2}", "--layer", "1"], "unsupported architecture 'gpt2'; supported: bert, electra, roberta"),
     ("k too big", ["{model}", "--layer", "3", "--question-len", "8", "--passage-len", "24"], "outside 0..2"),
     ("k negative", ["{model}", "--layer", "-1"], "negative"),
@@ -47,6 +47,7 @@ def test_encoder_without_head_says_so(tiny_encoder_dir, tmp_path, capsys):
 ])
 def test_bad_input_exits_2_with_one_clear_error(tiny_model_dir, gpt2_dir, tmp_path, case, args, message):
     args = [arg.format(tmp=tmp_path, gpt2=gpt2_dir, model=tiny_model_dir) for arg in args]
+    (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
     code, stdout, stderr = cli(args[0], out, *args[1:])
     assert code == 2, (case, stderr)
@@ -125,3 +126,26 @@ def test_export_with_variants_says_what_each_differs_from_float32(tiny_model_dir
     assert list(manifest["variants"]) == ["optimized", "int8", "int8-arm64"]
     assert "per tensor" in manifest["variants"]["int8"]["recipe"]
     assert "per channel" in manifest["variants"]["int8-arm64"]["recipe"]
+
+
+@pytest.mark.parametrize("where", ["a new folder in the model", "'.' from inside the model", "a new folder relative "
+                                   "from inside it", "through a link to the model", "'..' back into the model"])
+def test_a_new_out_may_not_lie_inside_the_model(tiny_model_dir, tmp_path, where):
+    """Issue 22, finding 1: no output lands inside an input, a new one included (before, only an OUT/ that
+    existed inside the model was refused)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (tmp_path / "link").symlink_to(model)
+    (tmp_path / "other").mkdir()
+    out = {"a new folder in the model": model / "graphs", "'.' from inside the model": ".",
+           "a new folder relative from inside it": "graphs", "through a link to the model": tmp_path / "link" / "g",
+           "'..' back into the model": tmp_path / "other" / ".." / "model" / "g"}[where]
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    completed = subprocess.run([sys.executable, "-m", "deformer_bench.cli.export", str(model), str(out), "--layer",
+                                "1", "--question-len", "8", "--passage-len", "24", "--quiet"],
+                               capture_output=True, text=True, timeout=300, cwd=model)
+    assert completed.returncode == 2, completed.stderr
+    assert "the model directory" in completed.stderr and "Traceback" not in completed.stderr
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before

@@ -60,7 +60,8 @@ def test_queue_trains_evaluates_and_skips_finished_runs(tiny_queue_runs, capsys)
     ("{defaults: {train_file: t.json}, runs: [{name: a, gamma: 1, alpha: 0, beta: 0, lerning_rate: 1}]}",
      "unknown training settings: lerning_rate"),
     ("{defaults: {train_file: t.json}, runs: [{name: a, layer: 4}]}", "KD and LRS need a teacher"),
-    ("runs: [{name: a", "cannot read queue"),
+    ("runs: [{name: a", "is not valid YAML"),
+    ("runs: [{name: a}]\nruns: [{name: b}]\n", "'runs' is given twice (lines 1 and 2)"),
 ])
 def test_bad_queues(tmp_path, text, message):
     queue = tmp_path / "queue.yaml"
@@ -136,3 +137,26 @@ def test_a_stale_or_damaged_evaluation_is_redone(tiny_queue_runs, tmp_path, caps
     path.write_text("[]")
     assert read_evaluation(path, evaluation, config.doc_stride) is None
     assert "evaluating again" in capsys.readouterr().err
+
+
+def test_a_run_may_not_be_written_where_its_queue_or_evaluation_set_lies(tmp_path, tiny_with_tokenizer,
+                                                                          small_train_file, capsys):
+    """Issue 22, finding 1: the queue file and the evaluation set are read too; a run folder that holds one is
+    refused before any run starts."""
+    import shutil
+
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "train_config.json").write_text("{}")  # run a, interrupted
+    queue = tmp_path / "runs" / "a" / "queue.yaml"
+    shutil.copy(small_train_file, tmp_path / "runs" / "a" / "dev.json")
+    for evaluation in ("", f", evaluation: {{dataset: {tmp_path / 'runs' / 'a' / 'dev.json'}}}"):
+        queue.write_text(f"{{defaults: {{train_file: {small_train_file}, question_len: 16, passage_len: 64, "
+                         f"doc_stride: 16, bf16: false}}, runs: [{{name: a, init: {tiny_with_tokenizer}, layer: 0, "
+                         f"gamma: 1, alpha: 0, beta: 0}}]{evaluation}}}")
+        assert run_cli(train_main, ["--queue", str(queue), "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 2
+        assert "holds the queue file" in capsys.readouterr().err
+    shutil.move(queue, tmp_path / "queue.yaml")
+    assert run_cli(train_main, ["--queue", str(tmp_path / "queue.yaml"), "--runs-dir", str(tmp_path / "runs"),
+                                "--quiet"]) == 2
+    assert "holds the evaluation dataset" in capsys.readouterr().err
+    assert sorted(path.name for path in (tmp_path / "runs" / "a").iterdir()) == ["dev.json", "train_config.json"]

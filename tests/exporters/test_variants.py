@@ -194,3 +194,102 @@ def test_variants_of_the_unsplit_and_the_all_split_model_keep_every_contract_inp
         for graph, spec in GRAPHS.items():
             inputs = [graph_input.name for graph_input in onnx.load(str(graph_set.path(graph))).graph.input]
             assert inputs == list(spec.inputs), (variant, graph)
+
+
+def tree(root):
+    return sorted((str(path.relative_to(root)), path.is_symlink() or path.is_dir() or path.read_bytes())
+                  for path in root.rglob("*"))
+
+
+@pytest.mark.parametrize("added, named", [
+    ("variants/int8/mycache/cache.json", "variants/int8/mycache"),  # issue 22, finding 2: a cache in a variant
+    ("variants/ort/mynotes.txt", "variants/ort/mynotes.txt"),
+    ("variants/extra/", "variants/extra"),  # a folder of the user's beside the variants
+    ("variants/int8/upper.onnx.bak", "variants/int8/upper.onnx.bak"),
+    (".build.lock", ".build.lock"),  # hidden files count too
+    ("variants/float16/.keep", "variants/float16/.keep"),
+])
+def test_overwrite_refuses_anything_the_manifest_does_not_list_at_any_depth(variant_graphs, tmp_path,
+                                                                             tiny_model_dir, added, named):
+    """--overwrite removes exactly what the manifest lists; anything else, at any depth, stops it before anything
+    is removed, and the first such path is named (exit 2)."""
+    from deformer_bench.errors import OutputLocationError
+    from exporters.onnx_export import check_destination
+
+    copy = tmp_path / "copy"
+    shutil.copytree(variant_graphs, copy)
+    (copy / added).parent.mkdir(parents=True, exist_ok=True)
+    if added.endswith("/"):
+        (copy / added).mkdir()
+    else:
+        (copy / added).write_text("mine")
+    before = tree(copy)
+    with pytest.raises(OutputLocationError, match=f"would delete {copy / named}, which is not part of the graph set"):
+        check_destination(copy, tiny_model_dir, overwrite=True)
+    assert tree(copy) == before
+
+
+def test_overwrite_refuses_links_and_variants_the_manifest_does_not_list(variant_graphs, tmp_path, tiny_model_dir):
+    from deformer_bench.errors import OutputLocationError
+    from exporters.onnx_export import check_destination
+
+    copy = tmp_path / "copy"
+    shutil.copytree(variant_graphs, copy)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data.txt").write_text("mine")
+    (copy / "variants" / "int8" / "upper.onnx").unlink()
+    (copy / "variants" / "int8" / "upper.onnx").symlink_to(tmp_path / "mine" / "data.txt")  # a listed name, a link
+    with pytest.raises(OutputLocationError, match="variants/int8/upper.onnx, which is not part"):
+        check_destination(copy, tiny_model_dir, overwrite=True)
+    shutil.rmtree(copy)
+    shutil.copytree(variant_graphs, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["variants"]["float16"]  # its folder is no longer the graph set's
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(OutputLocationError, match="variants/float16, which is not part"):
+        check_destination(copy, tiny_model_dir, overwrite=True)
+    manifest["variants"] = "broken"  # a manifest that does not say what is ours: nothing is
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(OutputLocationError, match="not a graph set written by deformer-export"):
+        check_destination(copy, tiny_model_dir, overwrite=True)
+    assert (tmp_path / "mine" / "data.txt").read_text() == "mine"
+
+
+def test_a_file_written_into_out_during_the_export_survives_the_swap(variant_graphs, tmp_path, tiny_model_dir,
+                                                                      monkeypatch):
+    """The swap checks the old OUT/ again once it is moved aside: a file that appeared in it since the first check
+    (the export takes minutes) puts it back untouched, and the new graphs are dropped, not the user's file."""
+    import exporters.onnx_export as onnx_export
+    from deformer_bench.errors import OutputLocationError
+    from deformer_bench.model import Deformer
+
+    copy = tmp_path / "copy"
+    shutil.copytree(variant_graphs, copy)
+    validate = onnx_export.validate_graph_set
+
+    def meanwhile(*args, **kwargs):
+        (copy / "variants" / "int8" / "mycache").mkdir()
+        (copy / "variants" / "int8" / "mycache" / "cache.json").write_text("{}")
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "validate_graph_set", meanwhile)
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    before = tree(variant_graphs)
+    with pytest.raises(OutputLocationError, match="appeared while"):
+        onnx_export.export_graph_set(deformer, copy, overwrite=True, progress=False)
+    assert (copy / "variants" / "int8" / "mycache" / "cache.json").read_text() == "{}"
+    assert [entry for entry in tree(copy) if "mycache" not in entry[0]] == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["copy"]  # no staging or moved-aside leftovers
+
+
+def test_overwrite_removes_exactly_the_listed_files(variant_graphs, tmp_path, tiny_model_dir):
+    from deformer_bench.model import Deformer
+    from exporters.onnx_export import export_graph_set
+
+    copy = tmp_path / "copy"
+    shutil.copytree(variant_graphs, copy)
+    deformer = Deformer.from_pretrained(tiny_model_dir, layer=1, question_len=8, passage_len=24)
+    export_graph_set(deformer, copy, overwrite=True, progress=False)  # no variants this time
+    assert sorted(path.name for path in copy.iterdir()) == sorted(
+        ["manifest.json", "lower_question.onnx", "lower_passage.onnx", "upper.onnx", "full.onnx"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["copy"]

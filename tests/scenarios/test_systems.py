@@ -1,0 +1,90 @@
+"""One query's work per system, and the rule that real lengths keep each model's layout."""
+
+import numpy as np
+import pytest
+
+from deformer_bench.scenarios.systems import QuestionAnswerer, SystemSpec, batch_widths, to_graph_set_layout
+
+from .conftest import DOC_STRIDE
+
+
+@pytest.fixture(scope="module")
+def batch(small_train_file):
+    """Short questions of several lengths (under 16 tokens) about the two shortest paragraphs (one window each,
+    shorter than 96 tokens)."""
+    from deformer_bench.squad.data import load_squad
+
+    examples = load_squad(small_train_file)
+    shortest = sorted({example.context for example in examples}, key=len)[:2]
+    return [example for example in examples if example.context in shortest and len(example.question.split()) <= 8][:8]
+
+
+def answerer(kind: str, graphs: dict, caches: dict = None) -> QuestionAnswerer:
+    from deformer_bench.answer import graph_set_tokenizer
+    from deformer_bench.passage_cache import load_passage_cache
+    from exporters.manifest import load_graph_set
+
+    graph_set = load_graph_set(graphs["unsplit" if kind == "unsplit" else "deformer"])
+    cache = load_passage_cache(caches["float32"], graph_set) if kind == "deformer" else None
+    return QuestionAnswerer(SystemSpec(kind, graph_set.directory), graph_set, graph_set_tokenizer(graph_set),
+                            {"intra_op_threads": 1}, cache, DOC_STRIDE)
+
+
+def features_of(system: QuestionAnswerer, examples):
+    from deformer_bench.squad.features import featurize
+
+    return featurize(examples, system.tokenizer, system.question_len, system.passage_len, DOC_STRIDE, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["unsplit", "deformer", "deformer-miss"])
+def test_real_lengths_give_the_fixed_lengths_logits(kind, scenario_graphs, scenario_caches, batch):
+    system = answerer(kind, scenario_graphs, scenario_caches)
+    features = features_of(system, batch)
+    question, passage = batch_widths(features, "real", keep_question=kind == "unsplit")
+    assert passage < system.passage_len  # the batch is fed shorter than the graph set's lengths
+    if kind != "unsplit":
+        assert question < system.question_len
+    real, fixed = system.logits(features, "real"), system.logits(features, "fixed")
+    valid = features.token_offsets[:, :, 0] >= 0  # the passage tokens a span can use
+    for real_logits, fixed_logits in zip(real, fixed):
+        passage_real = real_logits[:, system.question_len:][valid]
+        passage_fixed = fixed_logits[:, system.question_len:][valid]
+        np.testing.assert_allclose(passage_real, passage_fixed, atol=1e-4)
+    assert system.answer(batch, "real") == system.answer(batch, "fixed")
+
+
+def test_the_unsplit_model_would_move_its_passage_if_the_question_were_cut(scenario_graphs, batch):
+    """Why the unsplit system keeps its question padded: full.onnx numbers positions contiguously, so a shorter
+    question part puts the passage at other positions, and its logits change."""
+    system = answerer("unsplit", scenario_graphs)
+    features = features_of(system, batch)
+    question, passage = batch_widths(features, "real", keep_question=False)
+    inputs = {"input_ids": np.concatenate([features.question_input_ids[:, :question],
+                                           features.passage_input_ids[:, :passage]], axis=1),
+              "attention_mask": np.concatenate([features.question_attention_mask[:, :question],
+                                                features.passage_attention_mask[:, :passage]], axis=1)}
+    inputs["token_type_ids"] = np.concatenate([np.zeros_like(features.question_input_ids[:, :question]),
+                                               np.ones_like(features.passage_input_ids[:, :passage])], axis=1)
+    shifted = to_graph_set_layout(system.sessions.unsplit(**inputs)[0], question, system.question_len,
+                                  system.passage_len)
+    kept = system.logits(features, "real")[0]
+    valid = features.token_offsets[:, :, 0] >= 0
+    assert np.abs(shifted[:, system.question_len:][valid] - kept[:, system.question_len:][valid]).max() > 1e-3
+
+
+def test_logits_fed_short_go_back_to_the_graph_set_coordinates():
+    logits = np.arange(2 * 5, dtype=np.float32).reshape(2, 5)  # question width 2, passage width 3
+    out = to_graph_set_layout(logits, 2, question_len=4, passage_len=6)
+    assert out.shape == (2, 10)
+    np.testing.assert_array_equal(out[:, :2], logits[:, :2])
+    np.testing.assert_array_equal(out[:, 4:7], logits[:, 2:])
+    assert np.isneginf(out[:, 2:4]).all() and np.isneginf(out[:, 7:]).all()
+    full = np.zeros((1, 10), dtype=np.float32)
+    assert to_graph_set_layout(full, 4, 4, 6) is full
+
+
+def test_a_query_answers_each_sample_even_when_one_comes_twice(scenario_graphs, scenario_caches, batch):
+    system = answerer("deformer", scenario_graphs, scenario_caches)
+    answers = system.answer([batch[0], batch[1], batch[0]], "real")
+    assert len(answers) == 3 and answers[0] == answers[2]
+    assert system.cache_misses == 0
