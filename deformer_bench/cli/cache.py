@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DeformerBenchError, PassageCacheError
-from .common import MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenizer_input
+from .common import MAX_BATCH_SIZE, check_count, command_line, int_up_to, run_cli, tokenizer_input
 
 # Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
 # 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray
@@ -16,6 +16,7 @@ from .common import MAX_BATCH_SIZE, check_count, command_line, run_cli, tokenize
 MAX_SEGMENT_WINDOWS = 1_000_000
 MAX_SHARD_PASSAGES = 1_000_000_000
 MAX_WORKERS = 1024
+MAX_TRAIN_WINDOWS = 1_000_000  # ~1.4 GB of float32 token states at 224 x 384 (2/3 full): held whole to train
 INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; the same command goes on from "
                "there")
 
@@ -33,9 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
                        "deformer-eval --variant reads it")
     build.add_argument("--passages", type=Path, required=True, help=PASSAGES_FILE)
     build.add_argument("--out", type=Path, required=True, help="cache directory (a killed build into it goes on)")
-    build.add_argument("--dtype", choices=("float32", "float16", "int8"),
-                       help="stored precision (int8: one scale per token); read back as float32 (default: the "
+    build.add_argument("--dtype", choices=("float32", "float16", "int8", "pq", "rq", "binary"),
+                       help="stored precision (int8: one scale per token), or a codec learned from the passages' "
+                            "own states at the start of the build (pq: product quantization, m bytes a token; rq: a "
+                            "centroid id and a b-bit residual a dimension; binary: a sign bit a dimension and "
+                            "float16 scales; these need the extra .[codecs]); read back as float32 (default: the "
                             "cache's own; float32 for a new cache)")
+    build.add_argument("--codec-settings", type=codec_settings, metavar="KEY=VALUE,...",
+                       help="a learned codec's settings (pq: m=96, transform=none|opq|pca|fisher, alpha=0.1; rq: "
+                            "centroids=1024, bits=1|2|4; binary: group=DIMENSIONS, refit=true); default: those; "
+                            "with --append, the cache's")
+    build.add_argument("--codec-metric", type=Path, help="pq transform=fisher: the upper layers' sensitivity, an "
+                       "[H, H] float .npy (experiments/passage_cache_codecs.py fisher)")
+    build.add_argument("--train-windows", type=int_up_to(MAX_TRAIN_WINDOWS, "a codec's sample is computed and held "
+                       "whole in memory"), default=1000, help="a learned codec's training sample: this many distinct "
+                       "windows drawn from the passages (default 1000: ~150k token states at 224 tokens)")
+    build.add_argument("--train-seed", type=int_up_to(2**32 - 1, "a numpy seed", minimum=0), default=0,
+                       help="the seed of the sample's draw and of the codec's k-means (default 0)")
     build.add_argument("--doc-stride", type=int, default=128, help="overlap of consecutive windows (default 128)")
     build.add_argument("--append", action="store_true", help="add these passages' new windows to a complete cache "
                        "(an unfinished one goes on only with the passages it was started with)")
@@ -113,6 +128,29 @@ class PassageFile:
                                  "directory")
 
 
+def codec_settings(text: str) -> dict:
+    """argparse type: "m=96,transform=opq" -> {"m": 96, "transform": "opq"} (quantizers.parse_settings)."""
+    from ..passage_cache.quantizers import CodecError, parse_settings
+
+    try:
+        return parse_settings(text)
+    except CodecError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+
+
+def codec_metric(path) -> "np.ndarray":
+    """--codec-metric's [H, H] array, or None."""
+    if path is None:
+        return None
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DeformerBenchError(f"--codec-metric {path} is not a readable .npy array ({error})",
+                                 "give the metric the fisher stage wrote (fisher.npy)") from None
+
+
 def build_command(args) -> dict:
     from exporters.manifest import load_graph_set
 
@@ -131,6 +169,7 @@ def build_command(args) -> dict:
         check_count(option, value, maximum)
     # Before any lock, file or Ray: where the cache goes, and that it is none of what the build reads.
     check_distinct_paths({"--out": args.out}, {"the graph set": args.graphs, "the passages file": args.passages,
+                                               **({"--codec-metric": args.codec_metric} if args.codec_metric else {}),
                                                **tokenizer_input(args.graphs, args.tokenizer)})
     check_build_location(args.out, "--out")
     if args.engine == "local" and (args.address or args.workers):
@@ -165,7 +204,8 @@ def build_command(args) -> dict:
             graph_set, shards, args.out, evaluation_session, args.batch_size, not args.quiet, dtype=args.dtype,
             doc_stride=args.doc_stride, append=args.append, segment_windows=args.segment_windows,
             passages=passages.count, tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine,
-            command=build_command_line(args))
+            command=build_command_line(args), codec_settings=args.codec_settings, train_windows=args.train_windows,
+            train_seed=args.train_seed, metric=codec_metric(args.codec_metric))
     finally:  # a local Ray it started stops here, also when the build fails or is interrupted
         if engine is not None:
             engine.close()
@@ -176,31 +216,57 @@ def build_command(args) -> dict:
 
 def build_command_line(args) -> str:
     """This build as a command that goes on with it from any directory (the options that decide what it stores)."""
+    from ..passage_cache.schema import LEARNED_DTYPES
+
     return command_line("deformer-cache", "build", args.graphs,
                         *(("--variant", args.variant) if args.variant else ()), "--passages", args.passages,
                         "--out", args.out,
-                        *(("--dtype", args.dtype) if args.dtype else ()), "--doc-stride", args.doc_stride,
+                        *(("--dtype", args.dtype) if args.dtype else ()),
+                        *(("--codec-settings", ",".join(f"{key}={value}" for key, value in args.codec_settings.items()))
+                          if args.codec_settings else ()),
+                        *(("--codec-metric", args.codec_metric) if args.codec_metric else ()),
+                        *(("--train-windows", args.train_windows, "--train-seed", args.train_seed)
+                          if args.dtype in LEARNED_DTYPES else ()),
+                        "--doc-stride", args.doc_stride,
                         *(("--tokenizer", args.tokenizer) if args.tokenizer else ()),
                         "--append" if args.append else None)
 
 
 def cache_info(directory: Path) -> dict:
-    from ..passage_cache import bytes_per_window, load_passage_cache
+    from ..passage_cache import load_passage_cache
     from ..passage_cache.store import unlisted_segments
 
+    from ..passage_cache.quantizers import CODECS
+    from ..passage_cache.store import codebook_path
+
+    codes = {name for codec in CODECS.values() for name in codec.CODES}  # every learned codec's code arrays
     cache = load_passage_cache(directory)
     record, identity = cache.info, cache.info["identity"]
-    on_disk = sum((directory / segment.name / name).stat().st_size
-                  for segment in cache.segments for name in segment.sha256)
+    state_bytes = other_bytes = 0  # on disk: the states (or codes and scales), and the rest (keys, ids, masks)
+    for segment in cache.segments:
+        for name in segment.sha256:
+            size = (directory / segment.name / name).stat().st_size
+            if name in STATE_FILES or name.removeprefix("passage_").removesuffix(".npy") in codes:
+                state_bytes += size
+            else:
+                other_bytes += size
+    on_disk = state_bytes + other_bytes
+    codebook_bytes = sum(codebook_path(directory, name).stat().st_size for name in (record["codec"] or {}).get(
+        "codebook", {}))
+    tokens = cache.windows * identity["passage_len"]
     builds = record["builds"]  # checked whole at open (passage_cache/schema.py)
     last = builds[-1] if builds else {}
     # windows per passage of the last build's passages (a cache keeps windows, not passage ids)
     windows_per_passage = last["windows_given"] / last["passages"] if last.get("passages") else None
     return {"cache": str(directory), "complete": record.get("complete"), "dtype": record["dtype"],
             "windows": cache.windows, "segments": len(cache.segments), "doc_stride": record.get("doc_stride"),
-            "bytes_on_disk": on_disk,
-            "state_bytes_per_window": bytes_per_window(record["dtype"], identity["passage_len"],
-                                                       identity["hidden_size"]),
+            "codec": record["codec"] and {key: record["codec"][key] for key in ("name", "settings", "sample")},
+            "bytes_on_disk": on_disk + codebook_bytes, "codebook_bytes": codebook_bytes,
+            "state_bytes_per_window": state_bytes_per_window(cache),
+            # per stored token (windows x passage length, padding included): the states (codes and scales) and
+            # everything else a segment holds (key, ids, mask or length), measured on disk (.npy headers included)
+            "state_bytes_per_token": state_bytes / tokens if tokens else None,
+            "other_bytes_per_token": other_bytes / tokens if tokens else None,
             "bytes_per_window": on_disk / cache.windows if cache.windows else None,
             "windows_per_passage": windows_per_passage,
             "bytes_per_passage": on_disk / cache.windows * windows_per_passage
@@ -208,6 +274,19 @@ def cache_info(directory: Path) -> dict:
             "identity": identity, "tokenizer_sha256": record.get("tokenizer_sha256"), "builds": builds,
             "unfinished_build": record["unfinished_build"],
             "unlisted_segments": unlisted_segments(directory, record)}
+
+
+STATE_FILES = ("passage_hidden.npy", "passage_scale.npy")
+
+
+def state_bytes_per_window(cache) -> float:
+    """What one window's states take as stored: codecs.bytes_per_window, or a learned codec's codes and scales."""
+    from ..passage_cache import bytes_per_window
+
+    identity = cache.info["identity"]
+    if cache.codec is not None:
+        return cache.codec.code_bytes_per_token() * identity["passage_len"]
+    return bytes_per_window(cache.info["dtype"], identity["passage_len"], identity["hidden_size"])
 
 
 def verify_command(args) -> dict:

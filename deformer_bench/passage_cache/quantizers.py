@@ -84,6 +84,7 @@ class Codec:
     """A learned codec: `settings` (JSON scalars) and `codebook` (numpy arrays) are its whole state."""
 
     name = None
+    CODES = ()  # the names of the arrays encode() returns
     SETTINGS = {}  # setting -> default
 
     def __init__(self, hidden_size: int, codebook: dict = None, **settings):
@@ -166,6 +167,11 @@ class Codec:
 
     def code_bytes_per_token(self) -> float:
         """Bytes of one token's codes and scales, as encode() stores them."""
+        return float(sum(int(np.prod(tail)) * np.dtype(dtype).itemsize for tail, dtype in self.arrays().values()))
+
+    def arrays(self) -> dict:
+        """{name: (shape per token, numpy dtype)} of what encode() returns: a cache stores each as a segment file
+        passage_NAME.npy of shape [windows, Lp, *shape]."""
         raise NotImplementedError
 
     def bytes_per_token(self, passage_len: int, id_bytes: int = 2) -> float:
@@ -245,6 +251,7 @@ class ProductQuantizer(Codec):
     look-ups."""
 
     name = "pq"
+    CODES = ("codes",)  # the arrays encode() returns (arrays())
     SETTINGS = {"m": 96, "transform": "none", "alpha": 0.1}
     TRANSFORMS = ("none", "opq", "pca", "fisher")
 
@@ -358,8 +365,8 @@ class ProductQuantizer(Codec):
             tokens += codebook["mean"]
         return tokens
 
-    def code_bytes_per_token(self) -> float:
-        return float(self.settings["m"])
+    def arrays(self) -> dict:
+        return {"codes": ((self.settings["m"],), np.dtype(np.uint8))}
 
 
 def _bucket_tables(levels: np.ndarray, bits: int) -> np.ndarray:
@@ -409,6 +416,7 @@ class ResidualCodes(Codec):
     """ColBERTv2: a coarse centroid id (uint16) and the residual in `bits` bits a dimension."""
 
     name = "rq"
+    CODES = ("centroid", "residual")  # the arrays encode() returns (arrays())
     SETTINGS = {"centroids": 1024, "bits": 2}
 
     def check_settings(self) -> None:
@@ -441,8 +449,9 @@ class ResidualCodes(Codec):
         tokens += np.take(codebook["centroids"], codes["centroid"].astype(np.intp), axis=0)
         return tokens
 
-    def code_bytes_per_token(self) -> float:
-        return 2 + self.hidden_size * self.settings["bits"] / 8
+    def arrays(self) -> dict:
+        return {"centroid": ((), np.dtype(np.uint16)),
+                "residual": ((self.hidden_size * self.settings["bits"] // 8,), np.dtype(np.uint8))}
 
 
 class BinaryCodes(Codec):
@@ -450,6 +459,7 @@ class BinaryCodes(Codec):
     With `refit`, each dimension's two decoded levels are fit to the sample (least squares) instead of +-1."""
 
     name = "binary"
+    CODES = ("signs", "scale")  # the arrays encode() returns (arrays())
     SETTINGS = {"group": None, "refit": True}  # group None: the whole token, one scale
 
     def check_settings(self) -> None:
@@ -496,11 +506,37 @@ class BinaryCodes(Codec):
         tokens += codebook["mean"]
         return tokens
 
-    def code_bytes_per_token(self) -> float:
-        return self.hidden_size / 8 + np.dtype(SCALE_DTYPE).itemsize * self.hidden_size / self.settings["group"]
+    def arrays(self) -> dict:
+        return {"signs": ((self.hidden_size // 8,), np.dtype(np.uint8)),
+                "scale": ((self.hidden_size // self.settings["group"],), np.dtype(SCALE_DTYPE))}
 
 
 CODECS = {codec.name: codec for codec in (ProductQuantizer, ResidualCodes, BinaryCodes)}
+
+
+def parse_settings(text: str) -> dict:
+    """"m=96,transform=opq,alpha=0.1" -> {"m": 96, "transform": "opq", "alpha": 0.1}: whole numbers as int, other
+    numbers as float, true/false as booleans, null as None, anything else as text."""
+    settings = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not key or not equals:
+            raise CodecError(f"codec setting {item!r} is not KEY=VALUE", "e.g. m=96,transform=opq")
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            settings[key] = lowered == "true"
+        elif lowered in ("null", "none"):
+            settings[key] = None
+        else:
+            try:
+                settings[key] = int(value)
+            except ValueError:
+                try:
+                    number = float(value)
+                    settings[key] = number if np.isfinite(number) else value
+                except ValueError:
+                    settings[key] = value
+    return settings
 
 
 def make_codec(name: str, hidden_size: int, codebook: dict = None, **settings) -> Codec:
