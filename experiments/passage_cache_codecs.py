@@ -204,15 +204,10 @@ BASELINES = ("float32", "float16", "int8")  # codecs.py's dtypes, decoded as the
 
 
 def parse_setting(text: str) -> dict:
-    """"m=96,opq=true,prior=token" -> {"m": 96, "opq": True, "prior": "token"}: integers, true/false as
-    booleans, any other value as text."""
-    settings = {}
-    for item in filter(None, (text or "").split(",")):
-        key, _, value = item.partition("=")
-        lowered = value.strip().lower()
-        settings[key.strip()] = (True if lowered in ("true", "yes") else False if lowered in ("false", "no")
-                                 else int(value) if lowered.lstrip("-").isdigit() else value.strip())
-    return settings
+    """"m=96,transform=opq" -> {"m": 96, "transform": "opq"}: deformer-cache build --codec-settings' parser."""
+    from deformer_bench.passage_cache.quantizers import parse_settings
+
+    return parse_settings(text)
 
 
 def run_name(codec: str, settings: dict, every: int) -> str:
@@ -445,24 +440,26 @@ def table(args) -> None:
     records = [json.loads(path.read_text()) for folder in args.records for path in sorted(Path(folder).glob("*.json"))]
     records += dtype_records(Path(args.dtype_records)) if args.dtype_records else []
     float32_bytes = next(r["bytes_per_token_all_included"] for r in records if r["codec"] == "float32")
-    by_setting = {}
-    for record in records:
-        setting = " ".join(f"{key}={value}" for key, value in record["settings"].items())
-        by_setting.setdefault((record["codec"], setting), {})[record["every"]] = record
-    print("| codec | setting | bytes / token, all included | share of float32 | KL from float32, subset | answers "
-          "changed, subset | F1 delta, subset | F1, full | F1 delta, full |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (codec, setting), runs in sorted(by_setting.items(), key=lambda item: (
-            -next(iter(item[1].values()))["bytes_per_token_all_included"], item[0])):
-        any_run = next(iter(runs.values()))
-        subset, full = runs.get(args.every), runs.get(1)
-        cells = [codec, setting or "-", f"{any_run['bytes_per_token_all_included']:.1f}",
-                 f"1/{float32_bytes / any_run['bytes_per_token_all_included']:.1f}",
-                 f"{subset['kl_from_float32']:.4f}" if subset and "kl_from_float32" in subset else "",
-                 str(subset.get("answers_changed", "")) if subset else "",
-                 f"{subset['f1_delta']:+.2f}" if subset and "f1_delta" in subset else "",
-                 f"{full['f1']:.3f}" if full else "", f"{full['f1_delta']:+.3f}" if full and "f1_delta" in full else ""]
-        print("| " + " | ".join(cells) + " |")
+    for every, title in ((args.every, f"every {args.every}th dev question"), (1, "the full dev set")):
+        rows = sorted((r for r in records if r["every"] == every),
+                      key=lambda r: (-r["bytes_per_token_all_included"], r["codec"], json.dumps(r["settings"])))
+        if not rows:
+            continue
+        print(f"\n{title}:\n")
+        print("| codec | setting | bytes / token, all included | share of float32 | questions | F1 | F1 delta vs "
+              "float32 | KL from float32 | answers changed |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            setting = " ".join(f"{key}={value}" for key, value in r["settings"].items()) or (
+                "make cache-accuracy's record" if "source" in r else "-")
+            cells = [r["codec"], setting, f"{r['bytes_per_token_all_included']:.1f}",
+                     f"1/{float32_bytes / r['bytes_per_token_all_included']:.1f}",
+                     f"{r.get('questions', 10570):,}", f"{r['f1']:.3f}",
+                     "0 (reference)" if r["codec"] == "float32" else
+                     f"{r['f1_delta']:+.3f}" if "f1_delta" in r else "",
+                     f"{r['kl_from_float32']:.4f}" if r.get("kl_from_float32") is not None else "",
+                     str(r.get("answers_changed", "")) if r["codec"] != "float32" else ""]
+            print("| " + " | ".join(cells) + " |")
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
     for record in records:
         colour, marker = FAMILY_STYLE.get(family(record), ("k", "x"))
