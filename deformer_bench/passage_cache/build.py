@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..errors import PassageCacheError
 from ..files import check_output_dir, staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
-from .key_index import KEY_BYTES, keys_array
+from .key_index import KEY_BYTES, KeySet, keys_array
 from .quantizers import CodecError, make_codec, require_faiss
 from .store import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, RECORD_FILE, SEGMENT_NAME, check_free_space,
                     check_identity, check_windows_cut, codebook_path, file_sha256, graph_identity, id_dtype,
@@ -494,17 +494,14 @@ def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, se
         record["windows"] += entry["windows"]
         save_record(out_dir, record)
 
-    walk, seen = Walk(WindowSet(), 0), set()
+    walk, seen = Walk(WindowSet(), 0), KeySet()  # this build's new keys: sorted arrays, 16 bytes a key
     for input_ids, attention_mask in shards:
         input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
-        keys = window_keys(input_ids, attention_mask)
+        keys = keys_array(window_keys(input_ids, attention_mask))
         walk.windows.add(keys)
         rows = stored.lookup(keys) if stored is not None else np.full(len(keys), -1)
-        new = []
-        for position, (key, row) in enumerate(zip(keys, rows)):
-            if row < 0 and key not in seen:
-                seen.add(key)
-                new.append(position)
+        unstored = np.flatnonzero(rows < 0)
+        new = unstored[seen.add_new(keys[unstored])].tolist()  # in the order the windows came, each once
         walk.new_windows += len(new)
         check_free_space(out_dir, per_window * len(new) + 2**20)
         chunks = [(next_index + number, input_ids[new[start:start + segment_windows]],
