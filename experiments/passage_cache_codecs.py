@@ -11,6 +11,8 @@ token all included, F1, EM, and the answers that differ from the float32 states'
 exists is skipped, so the script resumes.
 
     python experiments/passage_cache_codecs.py states GRAPHS MODEL WORK [--train-paragraphs 1000]
+    python experiments/passage_cache_codecs.py fisher GRAPHS MODEL WORK [--questions 192]   (pq transform=fisher's
+                                                                             metric; deformer-cache --codec-metric)
     python experiments/passage_cache_codecs.py run GRAPHS MODEL WORK OUT --codec pq --setting m=96 [--every 35]
     python experiments/passage_cache_codecs.py table OUT            (the README's table and the plot)
 """
