@@ -57,26 +57,30 @@ reference-accuracy: install
 # one is reused: deformer-eval refuses one of other graphs or stride; an unfinished one is resumed), one record per dtype in
 # CACHE_RESULTS (a record already there is kept), then the table. ~12 min a dtype on 2 cores.
 # CACHE_EVAL_ARGS: extra deformer-eval options (e.g. --limit 50 for a smoke run into another CACHE_RESULTS).
+# A learned codec (issue 25): CACHE_DTYPES=pq CACHE_BUILD_ARGS="--codec-settings m=92,transform=fisher --codec-metric
+# FILE" CACHE_TAG=-m92-fisher (the tag names its cache and record: another setting is another cache).
 CACHE_MODEL ?= k3-kd-lrs
 CACHE_DTYPES ?= float32 float16 int8
 CACHE_RESULTS ?= results/passage-cache/f1-per-dtype
 CACHE_EVAL_ARGS ?=
+CACHE_BUILD_ARGS ?=
+CACHE_TAG ?=
 cache-accuracy: install
 	set -e; graphs=build/reference-graphs/$(CACHE_MODEL); \
 	test -f $$graphs/manifest.json || $(VENV)/bin/deformer-export reference/$(CACHE_MODEL)/model $$graphs --optimize \
 	  --quantize int8,int8-arm64; \
 	mkdir -p $(CACHE_RESULTS); \
 	for dtype in $(CACHE_DTYPES); do \
-	  cache=build/reference-caches/$(CACHE_MODEL)-$$dtype; record=$(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json; \
+	  cache=build/reference-caches/$(CACHE_MODEL)-$$dtype$(CACHE_TAG); record=$(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype$(CACHE_TAG).json; \
 	  $(PY) -c "import sys; from deformer_bench.contracts.readers import read_json; sys.exit(not read_json(sys.argv[1], 'passage cache record')['complete'])" $$cache/cache.json 2>/dev/null \
 	    || $(VENV)/bin/deformer-cache build $$graphs --passages $(SQUAD)/dev-v1.1.json.gz \
-	    --out $$cache --dtype $$dtype --quiet; \
+	    --out $$cache --dtype $$dtype --quiet $(CACHE_BUILD_ARGS); \
 	  test -f $$record || $(VENV)/bin/deformer-eval --dataset $(SQUAD)/dev-v1.1.json.gz --model reference/$(CACHE_MODEL)/model \
 	    --onnx $$graphs --passage-cache $$cache --output $$record --quiet $(CACHE_EVAL_ARGS); \
 	done; \
 	for dtype in $(CACHE_DTYPES); do \
 	  $(PY) -c "import sys; from deformer_bench.contracts.readers import read_json; r = read_json(sys.argv[1], 'evaluation record'); print(sys.argv[2], 'F1 %.2f EM %.2f' % (r['f1'], r['exact_match']), r['questions'], 'questions')" \
-	    $(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype.json $$dtype; \
+	    $(CACHE_RESULTS)/$(CACHE_MODEL)-$$dtype$(CACHE_TAG).json $$dtype$(CACHE_TAG); \
 	done
 
 # The scenarios (deformer-bench --scenario, MLPerf LoadGen on SQuAD; results/scenarios/README.md). Their defaults: the

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..answer import InputFileError, graph_set_tokenizer, iter_passages, passage_examples, passages_file
 from ..contracts.bounds import MAX_BATCH_SIZE
 from ..contracts.errors import DeformerBenchError
@@ -16,7 +18,9 @@ from ..files import check_distinct_paths, command_line, tokenizer_input
 from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
 from ..passage_cache.build import check_build_location
 from ..passage_cache.ray_engine import RayEngine, import_ray
-from ..passage_cache.store import tokenizer_sha256, unlisted_segments
+from ..passage_cache.quantizers import CODECS
+from ..passage_cache.schema import LEARNED_DTYPES
+from ..passage_cache.store import codebook_path, tokenizer_sha256, unlisted_segments
 from ..serving import evaluation_session
 from ..squad.features import check_doc_stride, featurize
 from .common import check_count
@@ -27,6 +31,8 @@ from .common import check_count
 MAX_SEGMENT_WINDOWS = 1_000_000
 MAX_SHARD_PASSAGES = 1_000_000_000
 MAX_WORKERS = 1024
+MAX_TRAIN_WINDOWS = 1_000_000  # ~1.4 GB of float32 token states at 224 x 384 (2/3 full): held whole to train
+STATE_FILES = ("passage_hidden.npy", "passage_scale.npy")
 
 
 @dataclass
@@ -50,10 +56,17 @@ class CacheBuildRequest:
     address: str = None
     workers: int = None
     progress: bool = True
+    # a learned codec (dtype pq, rq or binary): its settings (quantizers.parse_settings; None: the codec's
+    # defaults, or with append the cache's), the pq Fisher transform's metric (an [H, H] .npy), the training sample
+    codec_settings: dict = None
+    codec_metric: Path = None
+    train_windows: int = 1000
+    train_seed: int = 0
 
     def __post_init__(self):
         self.graphs, self.passages, self.out = Path(self.graphs), Path(self.passages), Path(self.out)
         self.tokenizer = None if self.tokenizer is None else Path(self.tokenizer)
+        self.codec_metric = None if self.codec_metric is None else Path(self.codec_metric)
 
 
 @dataclass
@@ -123,11 +136,17 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
     for option, value, maximum in (("--batch-size", request.batch_size, MAX_BATCH_SIZE),
                                    ("--segment-windows", request.segment_windows, MAX_SEGMENT_WINDOWS),
                                    ("--shard-passages", request.shard_passages, MAX_SHARD_PASSAGES),
-                                   ("--workers", request.workers, MAX_WORKERS)):
+                                   ("--workers", request.workers, MAX_WORKERS),
+                                   ("--train-windows", request.train_windows, MAX_TRAIN_WINDOWS)):
         check_count(option, value, maximum)
+    if not 0 <= request.train_seed <= 2**32 - 1:
+        raise DeformerBenchError(f"--train-seed must be 0 to 2^32-1 (a numpy seed), got {request.train_seed}",
+                                 "give a smaller seed")
     # Before any lock, file or Ray: where the cache goes, and that it is none of what the build reads.
     check_distinct_paths({"--out": request.out}, {"the graph set": request.graphs,
                                                   "the passages file": request.passages,
+                                                  **({"--codec-metric": request.codec_metric}
+                                                     if request.codec_metric else {}),
                                                   **tokenizer_input(request.graphs, request.tokenizer)})
     check_build_location(request.out, "--out")
     if request.engine == "local" and (request.address or request.workers):
@@ -158,8 +177,10 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
         cache = build_passage_cache_from_shards(
             graph_set, shards, request.out, evaluation_session, request.batch_size, request.progress,
             dtype=request.dtype, doc_stride=request.doc_stride, append=request.append,
-            segment_windows=request.segment_windows, passages=passages.count, tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine,
-            command=build_command_line(request))
+            segment_windows=request.segment_windows, passages=passages.count,
+            tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine, command=build_command_line(request),
+            codec_settings=request.codec_settings, train_windows=request.train_windows, train_seed=request.train_seed,
+            metric=codec_metric(request.codec_metric))
     finally:  # a local Ray it started stops here, also when the build fails or is interrupted
         if engine is not None:
             engine.close()
@@ -172,25 +193,57 @@ def build_command_line(request: CacheBuildRequest) -> str:
     return command_line("deformer-cache", "build", request.graphs,
                         *(("--variant", request.variant) if request.variant else ()), "--passages", request.passages,
                         "--out", request.out,
-                        *(("--dtype", request.dtype) if request.dtype else ()), "--doc-stride", request.doc_stride,
+                        *(("--dtype", request.dtype) if request.dtype else ()),
+                        *(("--codec-settings", ",".join(f"{key}={value}" for key, value in request.codec_settings.items()))
+                          if request.codec_settings else ()),
+                        *(("--codec-metric", request.codec_metric) if request.codec_metric else ()),
+                        *(("--train-windows", request.train_windows, "--train-seed", request.train_seed)
+                          if request.dtype in LEARNED_DTYPES else ()),
+                        "--doc-stride", request.doc_stride,
                         *(("--tokenizer", request.tokenizer) if request.tokenizer else ()),
                         "--append" if request.append else None)
 
 
+def codec_metric(path: Path):
+    """--codec-metric's [H, H] array, or None."""
+    if path is None:
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DeformerBenchError(f"--codec-metric {path} is not a readable .npy array ({error})",
+                                 "give the metric the fisher stage wrote (fisher.npy)") from None
+
+
 def cache_info(directory: Path) -> dict:
+    codes = {name for codec in CODECS.values() for name in codec.CODES}  # every learned codec's code arrays
     cache = load_passage_cache(directory)
     record, identity = cache.info, cache.info["identity"]
-    on_disk = sum((directory / segment.name / name).stat().st_size
-                  for segment in cache.segments for name in segment.sha256)
+    state_bytes = other_bytes = 0  # on disk: the states (or codes and scales), and the rest (keys, ids, masks)
+    for segment in cache.segments:
+        for name in segment.sha256:
+            size = (directory / segment.name / name).stat().st_size
+            if name in STATE_FILES or name.removeprefix("passage_").removesuffix(".npy") in codes:
+                state_bytes += size
+            else:
+                other_bytes += size
+    on_disk = state_bytes + other_bytes
+    codebook_bytes = sum(codebook_path(directory, name).stat().st_size
+                         for name in (record["codec"] or {}).get("codebook", {}))
+    tokens = cache.windows * identity["passage_len"]
     builds = record["builds"]  # checked whole at open (passage_cache/schema.py)
     last = builds[-1] if builds else {}
     # windows per passage of the last build's passages (a cache keeps windows, not passage ids)
     windows_per_passage = last["windows_given"] / last["passages"] if last.get("passages") else None
     return {"cache": str(directory), "complete": record.get("complete"), "dtype": record["dtype"],
             "windows": cache.windows, "segments": len(cache.segments), "doc_stride": record.get("doc_stride"),
-            "bytes_on_disk": on_disk,
-            "state_bytes_per_window": bytes_per_window(record["dtype"], identity["passage_len"],
-                                                       identity["hidden_size"]),
+            "codec": record["codec"] and {key: record["codec"][key] for key in ("name", "settings", "sample")},
+            "bytes_on_disk": on_disk + codebook_bytes, "codebook_bytes": codebook_bytes,
+            "state_bytes_per_window": state_bytes_per_window(cache),
+            # per stored token (windows x passage length, padding included): the states (codes and scales) and
+            # everything else a segment holds (key, ids, mask or length), measured on disk (.npy headers included)
+            "state_bytes_per_token": state_bytes / tokens if tokens else None,
+            "other_bytes_per_token": other_bytes / tokens if tokens else None,
             "bytes_per_window": on_disk / cache.windows if cache.windows else None,
             "windows_per_passage": windows_per_passage,
             "bytes_per_passage": on_disk / cache.windows * windows_per_passage
@@ -198,6 +251,14 @@ def cache_info(directory: Path) -> dict:
             "identity": identity, "tokenizer_sha256": record.get("tokenizer_sha256"), "builds": builds,
             "unfinished_build": record["unfinished_build"],
             "unlisted_segments": unlisted_segments(directory, record)}
+
+
+def state_bytes_per_window(cache) -> float:
+    """What one window's states take as stored: codecs.bytes_per_window, or a learned codec's codes and scales."""
+    identity = cache.info["identity"]
+    if cache.codec is not None:
+        return cache.codec.code_bytes_per_token() * identity["passage_len"]
+    return bytes_per_window(cache.info["dtype"], identity["passage_len"], identity["hidden_size"])
 
 
 def verify_cache(cache_dir: Path, graphs: Path = None, variant: str = None) -> dict:

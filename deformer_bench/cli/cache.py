@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
-from ..api.caching import CacheBuildRequest, build_cache, cache_info, verify_cache
-from .common import ArgumentParser, run_cli
+from ..api.caching import MAX_TRAIN_WINDOWS, CacheBuildRequest, build_cache, cache_info, verify_cache
+from ..passage_cache.quantizers import CodecError, parse_settings
+from .common import ArgumentParser, int_up_to, run_cli
 
 INTERRUPTED = ("interrupted: the segments finished so far are kept and listed; the same command goes on from "
                "there")
@@ -25,9 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
                        "deformer-eval --variant reads it")
     build.add_argument("--passages", type=Path, required=True, help=PASSAGES_FILE)
     build.add_argument("--out", type=Path, required=True, help="cache directory (a killed build into it goes on)")
-    build.add_argument("--dtype", choices=("float32", "float16", "int8"),
-                       help="stored precision (int8: one scale per token); read back as float32 (default: the "
+    build.add_argument("--dtype", choices=("float32", "float16", "int8", "pq", "rq", "binary"),
+                       help="stored precision (int8: one scale per token), or a codec learned from the passages' "
+                            "own states at the start of the build (pq: product quantization, m bytes a token; rq: a "
+                            "centroid id and a b-bit residual a dimension; binary: a sign bit a dimension and "
+                            "float16 scales; these need the extra .[codecs]); read back as float32 (default: the "
                             "cache's own; float32 for a new cache)")
+    build.add_argument("--codec-settings", type=codec_settings, metavar="KEY=VALUE,...",
+                       help="a learned codec's settings (pq: m=96, transform=none|opq|pca|fisher, alpha=0.1; rq: "
+                            "centroids=1024, bits=1|2|4; binary: group=DIMENSIONS, refit=true); default: those; "
+                            "with --append, the cache's")
+    build.add_argument("--codec-metric", type=Path, help="pq transform=fisher: the upper layers' sensitivity, an "
+                       "[H, H] float .npy (experiments/passage_cache_codecs.py fisher)")
+    build.add_argument("--train-windows", type=int_up_to(MAX_TRAIN_WINDOWS, "a codec's sample is computed and held "
+                       "whole in memory"), default=1000, help="a learned codec's training sample: this many distinct "
+                       "windows drawn from the passages (default 1000: ~150k token states at 224 tokens)")
+    build.add_argument("--train-seed", type=int_up_to(2**32 - 1, "a numpy seed", minimum=0), default=0,
+                       help="the seed of the sample's draw and of the codec's k-means (default 0)")
     build.add_argument("--doc-stride", type=int, default=128, help="overlap of consecutive windows (default 128)")
     build.add_argument("--append", action="store_true", help="add these passages' new windows to a complete cache "
                        "(an unfinished one goes on only with the passages it was started with)")
@@ -38,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--shard-passages", type=int, default=20000,
                        help="passages read, tokenized and built at a time (default 20000): one shard's text and "
                             "windows are in memory at once, besides the index of stored keys (32 bytes a window), "
-                            "this build's new keys (~100-170 bytes a window) and the passage ids (JSON Lines are "
+                            "this build's new keys (16 bytes a window, 32 at peak) and the passage ids (JSON Lines are "
                             "checked whole first, then read a shard at a time); free space is checked per shard")
     build.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process; ray: Ray Data with an actor pool of ONNX Runtime sessions")
@@ -55,12 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def codec_settings(text: str) -> dict:
+    """argparse type: "m=96,transform=opq" -> {"m": 96, "transform": "opq"} (quantizers.parse_settings)."""
+    try:
+        return parse_settings(text)
+    except CodecError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+
+
 def build_request(args) -> CacheBuildRequest:
     return CacheBuildRequest(args.graphs, args.passages, args.out, variant=args.variant, dtype=args.dtype,
                              doc_stride=args.doc_stride, append=args.append, tokenizer=args.tokenizer,
                              batch_size=args.batch_size, segment_windows=args.segment_windows,
                              shard_passages=args.shard_passages, engine=args.engine, address=args.address,
-                             workers=args.workers, progress=not args.quiet)
+                             workers=args.workers, progress=not args.quiet, codec_settings=args.codec_settings,
+                             codec_metric=args.codec_metric, train_windows=args.train_windows,
+                             train_seed=args.train_seed)
 
 
 def cache_main(argv=None) -> int:

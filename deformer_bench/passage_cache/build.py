@@ -9,6 +9,11 @@ their count) and records it in cache.json as the unfinished build, with the comm
 unfinished cache goes on only with a build of the same plan (the same passages, cut the same way, for the same
 graph); any other build is refused with that command. The cache is marked complete only when the walk has stored
 every window of the plan, and the windows it walked are the plan's.
+
+A learned codec (dtype pq, rq or binary: quantizers.py) is trained first, before any segment: on the states of a
+seeded draw of the plan's distinct windows (`train_windows`, drawn while planning), computed by the build's own
+lower_passage. Its codebook is written to codebook/ and recorded with its sha256 in cache.json (schema.py, format
+5); an append encodes with the cache's codebook, never a new one.
 """
 
 import fcntl
@@ -28,12 +33,17 @@ from ..contracts.errors import Interrupted, PassageCacheError
 from ..contracts.hashing import file_sha256
 from ..files import check_output_dir, staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
-from .key_index import KEY_BYTES, keys_array
-from .store import (FORMAT_VERSION, RECORD_FILE, SEGMENT_NAME, check_free_space, check_identity, check_windows_cut,
-                    graph_identity, id_dtype, load_passage_cache, read_record, resume_hint, save_record, segment_name,
-                    unlisted_segments, window_keys)
+from .key_index import KEY_BYTES, KeySet, keys_array
+from .quantizers import CodecError, make_codec, require_faiss
+from .store import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, RECORD_FILE, SEGMENT_NAME, check_free_space,
+                    check_identity, check_windows_cut, codebook_path, graph_identity, id_dtype,
+                    lengths_of_masks, load_codec, load_passage_cache, read_record, resume_hint, save_record,
+                    segment_name, unlisted_segments, window_keys)
 
 SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
+# A learned codec's training sample: ~1,000 windows hold ~150k token states at 224 tokens (SQuAD's windows are
+# ~2/3 full), enough for pq's 256 sub-centroids and rq's 1,024 centroids (quantizers.MIN_POINTS_PER_CENTROID)
+TRAIN_WINDOWS = 1000
 LOCK_FILE = ".build.lock"
 STAGING = re.compile(r"^\.segment-\d{5,}\.partial-")
 
@@ -87,10 +97,15 @@ def check_build_location(out_dir: Path, what: str = "the cache directory") -> No
     else (a graph set, a model, your files) is refused, and the refusal leaves nothing there."""
     check_output_dir(out_dir, what)
     if out_dir.is_dir() and not (out_dir / RECORD_FILE).is_file():
-        others = sorted(entry.name for entry in out_dir.iterdir() if entry.name != LOCK_FILE)
+        others = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in LEFT_BY_A_KILLED_START)
         if others:
             raise PassageCacheError(f"{out_dir} exists and is not a passage cache (no {RECORD_FILE}; it holds "
                                     f"{others[0]})", "give a new directory, or the directory of a cache")
+
+
+# What a build killed before its first record leaves (a new build there replaces them): its lock, a learned
+# codec's codebook
+LEFT_BY_A_KILLED_START = (LOCK_FILE, CODEBOOK_FOLDER)
 
 
 def build_running(directory: Path) -> bool:
@@ -129,11 +144,20 @@ class WindowSet:
         self.given += len(keys)
         self.parts.append(np.unique(keys.view(np.dtype((np.void, KEY_BYTES))).ravel()))  # one 16-byte item a key
 
+    def distinct(self) -> np.ndarray:
+        """The distinct keys, sorted, as 16-byte items."""
+        return np.unique(np.concatenate(self.parts)) if self.parts else np.zeros(0, np.dtype((np.void, KEY_BYTES)))
+
     def digest(self) -> tuple:
         """(sha256, distinct windows)."""
-        key = np.dtype((np.void, KEY_BYTES))
-        distinct = np.unique(np.concatenate(self.parts)) if self.parts else np.zeros(0, key)
+        distinct = self.distinct()
         return hashlib.sha256(distinct.tobytes()).hexdigest(), len(distinct)
+
+    def draw(self, count: int, seed: int) -> frozenset:
+        """A seeded draw of `count` distinct keys (all of them if there are fewer), as bytes."""
+        distinct = self.distinct()
+        picked = np.random.default_rng(seed).permutation(len(distinct))[:count]
+        return frozenset(distinct[index].tobytes() for index in picked)
 
 
 @dataclass(frozen=True)
@@ -144,24 +168,44 @@ class BuildPlan:
     windows_sha256: str
     windows: int
     windows_given: int
+    sample: frozenset = frozenset()  # keys of the windows a learned codec trains on
 
 
-def plan_build(shards) -> BuildPlan:
-    """The plan of these shards' windows, read once (a first pass before any work)."""
+def plan_build(shards, sample_windows: int = 0, seed: int = 0) -> BuildPlan:
+    """The plan of these shards' windows, read once (a first pass before any work), with a seeded draw of
+    `sample_windows` of them to train a codec on."""
     windows = WindowSet()
     for input_ids, attention_mask in shards:
         windows.add(window_keys(input_ids, attention_mask))
-    return BuildPlan(*windows.digest(), windows.given)
+    return BuildPlan(*windows.digest(), windows.given, windows.draw(sample_windows, seed) if sample_windows else
+                     frozenset())
 
 
 def new_record(graph_set, dtype: str, doc_stride, tokenizer_sha256) -> dict:
     return {"format_version": FORMAT_VERSION, "identity": graph_identity(graph_set), "dtype": dtype,
             "doc_stride": doc_stride, "tokenizer_sha256": tokenizer_sha256, "segments": [], "windows": 0,
-            "complete": False, "builds": [], "unfinished_build": None}
+            "complete": False, "builds": [], "unfinished_build": None, "codec": None}
+
+
+def describe_codec(name: str, settings: dict) -> str:
+    return " ".join([name, *(f"{key}={value}" for key, value in settings.items())])
+
+
+def check_same_codec(record: dict, directory: Path, codec) -> None:
+    """An append or a resume encodes with the cache's codebook: a build asking for another codec's settings is
+    refused (its codes would decode with the wrong codebook)."""
+    if codec is None or record["codec"] is None:
+        return
+    theirs = record["codec"]
+    if theirs["settings"] != codec.settings:
+        raise PassageCacheError(f"passage cache {directory} stores {describe_codec(theirs['name'], theirs['settings'])}"
+                                f", not {describe_codec(codec.name, codec.settings)}: its windows are encoded with "
+                                "its own codebook, and an append must use it", "give the cache's codec settings (or "
+                                "none: the cache's are used), or build into a new directory")
 
 
 def existing_record(directory: Path, graph_set, dtype, doc_stride, append: bool, tokenizer_sha256,
-                    plan: BuildPlan) -> dict:
+                    plan: BuildPlan, codec=None) -> dict:
     """The record of the cache in `directory`, if this build may go on in it: the same graph, and either the
     same plan as the unfinished build it holds, or (`append`) a complete cache, its dtype and windows cut the
     same way. `dtype` None: the cache's."""
@@ -179,6 +223,7 @@ def existing_record(directory: Path, graph_set, dtype, doc_stride, append: bool,
         raise PassageCacheError(f"passage cache {directory} stores {record['dtype']}, not {dtype}",
                                 resume_hint(unfinished) if resuming
                                 else f"build with --dtype {record['dtype']}, or into a new directory")
+    check_same_codec(record, directory, codec)
     check_windows_cut(record, directory, doc_stride, tokenizer_sha256)
     record["doc_stride"] = record.get("doc_stride") or doc_stride
     record["tokenizer_sha256"] = record.get("tokenizer_sha256") or tokenizer_sha256
@@ -208,8 +253,10 @@ def write_segment(directory: Path, index: int, input_ids, attention_mask, encode
     """One segment written whole under a staging name, renamed, hashed: its record entry."""
     name = segment_name(index)
     keys = keys_array(window_keys(input_ids, attention_mask))  # [n, 16] uint8
-    arrays = {"window_key": keys, "passage_input_ids": np.asarray(input_ids).astype(id_dtype(vocab_size)),
-              "passage_attention_mask": np.asarray(attention_mask).astype(np.uint8), **encoded}
+    arrays = {"window_key": keys, "passage_input_ids": np.asarray(input_ids).astype(id_dtype(vocab_size))}
+    if "passage_length" not in encoded:  # a learned codec's windows keep their mask as a length (store.py)
+        arrays["passage_attention_mask"] = np.asarray(attention_mask).astype(np.uint8)
+    arrays.update(encoded)
     with staged_directory(directory / name) as staging:
         for stem, array in arrays.items():
             with open(staging / f"{stem}.npy", "wb") as handle:
@@ -225,30 +272,71 @@ def write_segment(directory: Path, index: int, input_ids, attention_mask, encode
     return {"name": name, "windows": int(len(input_ids)), "sha256": sha256}
 
 
+def encoded_states(states: np.ndarray, attention_mask: np.ndarray, dtype: str, codec=None) -> dict:
+    """A segment's arrays of these windows' states: codecs.py's for float32, float16 and int8; a learned codec's
+    codes and each window's length in place of its mask."""
+    if codec is None:
+        return encode(states, dtype)
+    lengths = lengths_of_masks(attention_mask)
+    return {**{f"passage_{name}": array for name, array in codec.encode(states, lengths).items()},
+            "passage_length": lengths}
+
+
 def build_locally(graph_set, chunks: list, out_dir: Path, session_factory, batch_size: int, dtype: str, listed,
-                  progress: bool) -> None:
+                  progress: bool, codec=None) -> None:
     """Segment after segment in this process."""
     session = session_factory(graph_set.path("lower_passage")) if chunks else None
     with tqdm(total=sum(len(ids) for _, ids, _ in chunks), desc="passage cache", unit="window",
               disable=not progress) as bar:
         for index, ids, mask in chunks:
             states = compute_states(session, ids, mask, batch_size, bar.update)
-            listed(write_segment(out_dir, index, ids, mask, encode(states, dtype),
+            listed(write_segment(out_dir, index, ids, mask, encoded_states(states, mask, dtype, codec),
                                  graph_set.manifest["model"]["vocab_size"]))
+
+
+def train_codec(graph_set, shards, plan: BuildPlan, out_dir: Path, codec, session_factory, batch_size: int, seed: int,
+                metric=None) -> dict:
+    """Learn `codec`'s codebook on the states of the plan's sample windows and write it to out_dir/codebook/ (whole,
+    then renamed); its record entry (schema.CODEC)."""
+    session = session_factory(graph_set.path("lower_passage"))
+    taken, tokens = set(), []
+    for input_ids, attention_mask in shards:
+        input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
+        picked = []
+        for position, key in enumerate(window_keys(input_ids, attention_mask)):
+            if key in plan.sample and key not in taken:
+                taken.add(key)
+                picked.append(position)
+        if picked:
+            states = compute_states(session, input_ids[picked], attention_mask[picked], batch_size)
+            tokens.append(states[attention_mask[picked].astype(bool)])  # padding states reach no answer
+    sample = np.concatenate(tokens) if tokens else np.zeros((0, codec.hidden_size), np.float32)
+    if len(sample) == 0:
+        raise CodecError(f"codec {codec.describe()} has no passage states to learn from", "give passages")
+    codec.train(sample, metric, seed=seed)
+    with staged_directory(out_dir / CODEBOOK_FOLDER, replace=True) as staging:
+        for name, array in codec.codebook.items():
+            with open(staging / f"{name}.npy", "wb") as handle:
+                np.save(handle, np.ascontiguousarray(array))
+                handle.flush()
+                os.fsync(handle.fileno())
+    sha256 = {name: file_sha256(codebook_path(out_dir, name)) for name in codec.codebook}
+    return {"name": codec.name, "settings": codec.settings, "codebook": sha256,
+            "sample": {"windows": len(taken), "tokens": int(len(sample)), "seed": seed}}
 
 
 def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
                         progress: bool = True, dtype: str = None, doc_stride=None, append: bool = False,
                         segment_windows: int = SEGMENT_WINDOWS, passages=None, tokenizer_sha256=None, engine=None,
-                        command: str = None, keep_unfinished: bool = True):
+                        command: str = None, keep_unfinished: bool = True, **codec_options):
     """Store lower_passage's states of every distinct window of ([N, Lp] ids, mask) not yet in `out_dir`: a new
     cache, the rest of a killed build of the same windows, or (`append`) new passages added to a complete one.
     Returns the cache. `engine`: None (this process, `session_factory`'s sessions) or a RayEngine (ray_engine.py).
-    The other options: build_passage_cache_from_shards."""
+    The other options (a learned codec's `codec_options` among them): build_passage_cache_from_shards."""
     shard = (input_ids, attention_mask)
     return build_passage_cache_from_shards(graph_set, lambda: [shard], out_dir, session_factory, batch_size, progress,
                                            dtype, doc_stride, append, segment_windows, passages, tokenizer_sha256,
-                                           engine, command, keep_unfinished)
+                                           engine, command, keep_unfinished, **codec_options)
 
 
 # Long until issue 25's phase 2, which owns passage_cache/ and puts the local and Ray build engines behind one
@@ -257,7 +345,8 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
                                     progress: bool = True, dtype: str = None, doc_stride=None,
                                     append: bool = False, segment_windows: int = SEGMENT_WINDOWS, passages=None,
                                     tokenizer_sha256=None, engine=None, command: str = None,
-                                    keep_unfinished: bool = True):
+                                    keep_unfinished: bool = True, codec_settings: dict = None,
+                                    train_windows: int = TRAIN_WINDOWS, train_seed: int = 0, metric=None):
     """build_passage_cache over `shards`: ([n, Lp] ids, mask) pairs read one at a time (a corpus whose windows
     would not fit in memory at once: deformer-cache build cuts its passages into shards), given as a function that
     returns an iterable of them, or as a list. They are read twice: to plan the build (every window's key, before
@@ -268,19 +357,24 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
     started this build, recorded in cache.json so that a build refused there later can name it. `keep_unfinished`:
     a build that fails or is interrupted keeps the segments it listed, to go on from (deformer-cache build);
     False: a cache this call started is removed again (deformer-answer and deformer-eval, for which the cache is
-    a means, not the product), and one it went on with keeps what it had and gained."""
-    if dtype is not None and dtype not in DTYPES:
-        raise PassageCacheError(f"unknown cache dtype {dtype!r}", f"use one of: {', '.join(DTYPES)}")
+    a means, not the product), and one it went on with keeps what it had and gained.
+
+    A learned codec (`dtype` pq, rq or binary, `codec_settings` its settings: quantizers.py) is trained on the
+    states of a seeded draw (`train_seed`) of `train_windows` distinct windows (`metric`: pq's fisher transform's
+    [H, H] metric, sensitivity.py); an append or resume uses the cache's codebook."""
+    if dtype is not None and dtype not in DTYPES + LEARNED_DTYPES:
+        raise PassageCacheError(f"unknown cache dtype {dtype!r}", f"use one of: {', '.join(DTYPES + LEARNED_DTYPES)}")
     if segment_windows < 1:
         raise PassageCacheError(f"segment_windows must be at least 1, got {segment_windows}", "e.g. 1024")
+    identity = graph_identity(graph_set)
+    codec = requested_codec(dtype, codec_settings, identity, engine)  # before any file: faiss, settings
     shards = shard_source(shards)
     out_dir = Path(out_dir)
     check_build_location(out_dir)
-    plan = plan_build(shards())
-    identity = graph_identity(graph_set)
+    plan = plan_build(shards(), train_windows if codec is not None else 0, train_seed)
     created = False
     if not out_dir.exists():
-        check_free_space(out_dir, stored_bytes(identity, dtype or "float32") * plan.windows + 2**20)  # before all
+        check_free_space(out_dir, stored_bytes(identity, dtype or "float32", codec) * plan.windows + 2**20)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
             out_dir.mkdir()
@@ -290,13 +384,23 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
     record, new = {"segments": []}, False
     try:
         with build_lock(out_dir):  # everything below reads and writes the record under the lock
-            if not (out_dir / RECORD_FILE).is_file() and any(not entry.name.startswith(".")
-                                                             for entry in out_dir.iterdir()):
+            if not (out_dir / RECORD_FILE).is_file() and any(
+                    not entry.name.startswith(".") and entry.name not in LEFT_BY_A_KILLED_START
+                    for entry in out_dir.iterdir()):
                 raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
             if (out_dir / RECORD_FILE).is_file():
-                record = existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256, plan)
+                record = existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256, plan,
+                                         codec if codec_settings else None)
+                codec = load_codec(out_dir, record)  # the cache's own codebook (checked)
+                if codec is not None:
+                    require_faiss()  # encoding the new windows needs it
+                    if engine is not None:
+                        raise_no_ray(codec.name)
             else:
                 record, new = new_record(graph_set, dtype or "float32", doc_stride, tokenizer_sha256), True
+                if codec is not None:  # before the record: a refused training leaves nothing
+                    record["codec"] = train_codec(graph_set, shards(), plan, out_dir, codec, session_factory,
+                                                  batch_size, train_seed, metric)
             if new or record["complete"]:  # this build's plan; an unfinished one keeps the command that started it
                 record["unfinished_build"] = unfinished_build(plan, not new, command)
             # The stored keys' index (sorted arrays); keys new to this build go into a set, so repeats across
@@ -309,7 +413,7 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
             save_record(out_dir, record)
             started = time.perf_counter()
             walk = store_new_windows(graph_set, shards(), out_dir, record, stored, session_factory, batch_size,
-                                     segment_windows, engine, progress)
+                                     segment_windows, engine, progress, codec)
             walked_sha256, walked = walk.windows.digest()
             if walked_sha256 != plan.windows_sha256:  # only the build that was planned marks the cache complete
                 raise PassageCacheError(
@@ -338,6 +442,26 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
     return load_passage_cache(out_dir, graph_set)
 
 
+def raise_no_ray(name: str):
+    raise PassageCacheError(f"a {name} cache is built with --engine local only (its Ray workers would need its "
+                            "codebook)", "build it with --engine local")
+
+
+def requested_codec(dtype, settings, identity: dict, engine):
+    """The learned codec a build asks for (untrained), or None; faiss, the settings and the engine checked before
+    any file is touched."""
+    if dtype not in LEARNED_DTYPES:
+        if settings:
+            raise PassageCacheError(f"codec settings ({', '.join(settings)}) belong to a learned codec, and the "
+                                    f"dtype is {dtype or 'the cache own'}", "give --dtype pq, rq or binary, or drop "
+                                    "the settings")
+        return None
+    require_faiss()
+    if engine is not None:
+        raise_no_ray(dtype)
+    return make_codec(dtype, identity["hidden_size"], **(settings or {}))
+
+
 def shard_source(shards):
     """A function returning the shards afresh at each call, from such a function or a list of shards."""
     if callable(shards):
@@ -348,10 +472,14 @@ def shard_source(shards):
     return lambda: shards
 
 
-def stored_bytes(identity: dict, dtype: str) -> int:
-    """Bytes one stored window takes on disk: its states, key, ids and mask."""
-    return bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) + KEY_BYTES \
-        + (np.dtype(id_dtype(identity["vocab_size"])).itemsize + 1) * identity["passage_len"]
+def stored_bytes(identity: dict, dtype: str, codec=None) -> int:
+    """Bytes one stored window takes on disk: its states, key, ids and mask (a learned codec's: codes, key, ids,
+    length)."""
+    ids = np.dtype(id_dtype(identity["vocab_size"])).itemsize * identity["passage_len"]
+    if codec is not None:
+        return int(np.ceil(codec.code_bytes_per_token() * identity["passage_len"])) + KEY_BYTES + ids + 2
+    return bytes_per_window(dtype, identity["passage_len"], identity["hidden_size"]) + KEY_BYTES + ids \
+        + identity["passage_len"]
 
 
 @dataclass
@@ -361,10 +489,10 @@ class Walk:
 
 
 def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, session_factory, batch_size: int,
-                      segment_windows: int, engine, progress: bool) -> Walk:
+                      segment_windows: int, engine, progress: bool, codec=None) -> Walk:
     """The walk: shard after shard, the windows neither `stored` (the index of the cache's keys at the start) nor
     seen earlier in this walk are computed and written as segments, each listed in the record as it is written."""
-    per_window = stored_bytes(record["identity"], record["dtype"])
+    per_window = stored_bytes(record["identity"], record["dtype"], codec)
     next_index = max((int(SEGMENT_NAME.match(entry["name"]).group(1)) + 1 for entry in record["segments"]),
                      default=0)
 
@@ -373,17 +501,14 @@ def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, se
         record["windows"] += entry["windows"]
         save_record(out_dir, record)
 
-    walk, seen = Walk(WindowSet(), 0), set()
+    walk, seen = Walk(WindowSet(), 0), KeySet()  # this build's new keys: sorted arrays, 16 bytes a key
     for input_ids, attention_mask in shards:
         input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
-        keys = window_keys(input_ids, attention_mask)
+        keys = keys_array(window_keys(input_ids, attention_mask))
         walk.windows.add(keys)
         rows = stored.lookup(keys) if stored is not None else np.full(len(keys), -1)
-        new = []
-        for position, (key, row) in enumerate(zip(keys, rows)):
-            if row < 0 and key not in seen:
-                seen.add(key)
-                new.append(position)
+        unstored = np.flatnonzero(rows < 0)
+        new = unstored[seen.add_new(keys[unstored])].tolist()  # in the order the windows came, each once
         walk.new_windows += len(new)
         check_free_space(out_dir, per_window * len(new) + 2**20)
         chunks = [(next_index + number, input_ids[new[start:start + segment_windows]],
@@ -391,7 +516,8 @@ def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, se
                   for number, start in enumerate(range(0, len(new), segment_windows))]
         next_index += len(chunks)
         if engine is None:
-            build_locally(graph_set, chunks, out_dir, session_factory, batch_size, record["dtype"], listed, progress)
+            build_locally(graph_set, chunks, out_dir, session_factory, batch_size, record["dtype"], listed, progress,
+                          codec)
         else:
             engine.build(graph_set, chunks, out_dir, batch_size, record["dtype"], listed, progress)
     return walk
@@ -408,5 +534,6 @@ def discard_unfinished(out_dir: Path, record: dict, created: bool, new: bool, ke
     elif new and not keep_unfinished:
         for entry in record["segments"]:
             shutil.rmtree(out_dir / entry["name"], ignore_errors=True)
+        shutil.rmtree(out_dir / CODEBOOK_FOLDER, ignore_errors=True)
         (out_dir / RECORD_FILE).unlink(missing_ok=True)
     return False

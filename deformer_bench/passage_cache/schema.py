@@ -8,15 +8,23 @@ Format 4 adds `unfinished_build` to format 3: what the build that was started an
 sha256 of its distinct window keys, sorted, and their count), whether it appends to a complete cache, and the
 command that started it. A format 3 record whose build finished reads as format 4 with no unfinished build; one
 whose build did not finish cannot say what it was started with, and is refused.
+
+Format 5 adds `codec`: null for the float32, float16 and int8 dtypes; for a learned codec (dtype pq, rq or binary:
+quantizers.py) its name, settings, the sample it was trained on and the sha256 of each codebook file (folder
+codebook/ of the cache, one .npy an array). Such a cache's segments store the codes (passage_NAME.npy) and each
+window's length (passage_length.npy, uint16) in place of states and attention mask. Format 3 and 4 records read as
+format 5 with no codec.
 """
 
 import re
 
 from ..contracts.errors import PassageCacheError
 from .codecs import DTYPES
+from .quantizers import CODECS
 
-FORMAT_VERSION = 4
-READABLE_FORMATS = (3, 4)
+FORMAT_VERSION = 5
+READABLE_FORMATS = (3, 4, 5)
+LEARNED_DTYPES = tuple(CODECS)  # pq, rq, binary: a codebook learned at build
 SEGMENT_NAME = re.compile(r"^segment-(\d{5,})$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 REBUILD = "remove the cache directory and build it again (deformer-cache build)"
@@ -135,17 +143,37 @@ BUILD = mapping({"passages": nullable(integer(0)), "windows_given": integer(0), 
                  "engine": either(one_of("local"), RAY_ENGINE), "pid": integer(0)})
 UNFINISHED_BUILD = mapping({"windows_sha256": sha256, "windows": integer(0), "append": flag,
                             "command": nullable(text)})
+
+
+def setting(value, where):
+    """A codec setting: a JSON scalar (a whole number, a number, a string, true/false or null)."""
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, float):
+        return number(abs(value), where)  # finite (the strict reader refuses NaN and Infinity anyway)
+    text(value, where)
+
+
+CODEC = mapping({"name": one_of(*LEARNED_DTYPES), "settings": dict_of(setting), "codebook": dict_of(sha256),
+                 "sample": mapping({"windows": integer(1), "tokens": integer(1), "seed": integer(0)})})
 FIELDS = {"format_version": one_of(*READABLE_FORMATS), "identity": IDENTITY, "dtype": one_of(*DTYPES),
           "doc_stride": nullable(integer(1)), "tokenizer_sha256": nullable(sha256), "segments": list_of(SEGMENT),
           "windows": integer(0), "complete": flag, "build_seconds": number, "builds": list_of(BUILD),
           "unfinished_build": nullable(UNFINISHED_BUILD)}
 RECORD = {3: mapping({key: check for key, check in FIELDS.items() if key != "unfinished_build"},
                      optional=("build_seconds",)),
-          4: mapping(FIELDS, optional=("build_seconds",))}
+          4: mapping(FIELDS, optional=("build_seconds",)),
+          5: mapping({**FIELDS, "dtype": one_of(*DTYPES, *LEARNED_DTYPES), "codec": nullable(CODEC)},
+                     optional=("build_seconds",))}
+CODEBOOK_FOLDER = "codebook"
 
 
 def segment_files(dtype: str) -> set:
-    """The file names a segment of this dtype holds (store.expected_arrays' stems)."""
+    """The file names a segment of this dtype holds (store.expected_arrays' stems); a learned codec's: its code
+    arrays (quantizers.Codec.CODES) and the windows' lengths in place of the mask."""
+    if dtype in LEARNED_DTYPES:
+        return {"window_key.npy", "passage_input_ids.npy", "passage_length.npy",
+                *(f"passage_{name}.npy" for name in CODECS[dtype].CODES)}
     return {"window_key.npy", "passage_input_ids.npy", "passage_attention_mask.npy", "passage_hidden.npy",
             *(("passage_scale.npy",) if dtype == "int8" else ())}
 
@@ -162,10 +190,15 @@ def check_consistency(record: dict) -> None:
         if set(entry["sha256"]) != segment_files(record["dtype"]):
             raise RecordError(f"segments[{index}].sha256", f"must name the files of a {record['dtype']} segment "
                                                            f"({', '.join(sorted(segment_files(record['dtype'])))})")
+    codec = record.get("codec")
+    if record["dtype"] in LEARNED_DTYPES and (codec is None or codec["name"] != record["dtype"]):
+        raise RecordError("codec", f"must describe the {record['dtype']} codec the cache stores, found {codec!r}"[:200])
+    if record["dtype"] not in LEARNED_DTYPES and codec is not None:
+        raise RecordError("codec", f"must be null for dtype {record['dtype']}")
     unfinished = record.get("unfinished_build")
-    if record["format_version"] == 4 and not record["complete"] and (unfinished is None or unfinished["append"]):
+    if record["format_version"] >= 4 and not record["complete"] and (unfinished is None or unfinished["append"]):
         raise RecordError("unfinished_build", "must describe the build that was started, since 'complete' is false")
-    if record["format_version"] == 4 and record["complete"] and unfinished is not None and not unfinished["append"]:
+    if record["format_version"] >= 4 and record["complete"] and unfinished is not None and not unfinished["append"]:
         raise RecordError("unfinished_build", "can only be an append, since 'complete' is true")
 
 
@@ -187,5 +220,7 @@ def checked_record(record, path) -> dict:
         if not record["complete"]:
             raise PassageCacheError(f"{path} was written by an earlier version (format 3) and its build did not "
                                     "finish: the record does not say which passages it was started with", REBUILD)
-        record = {**record, "format_version": FORMAT_VERSION, "unfinished_build": None}  # written as 4 when next saved
+        record = {**record, "format_version": 4, "unfinished_build": None}
+    if record["format_version"] == 4:  # written as 5 when next saved
+        record = {**record, "format_version": FORMAT_VERSION, "codec": None}
     return record

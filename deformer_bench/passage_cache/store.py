@@ -18,6 +18,12 @@ A cache is a directory:
     passage_attention_mask.npy[n, Lp] uint8   ... and mask: what the key was made of, kept to rebuild from
     passage_hidden.npy        [n, Lp, H]      float32, float16 or int8 (codecs.py)
     passage_scale.npy         [n, Lp] float32 int8 only: one scale per token
+  A cache of a learned codec (dtype pq, rq or binary: quantizers.py; format 5) stores, in place of the mask and
+  states, passage_length.npy ([n] uint16: the mask is a window's leading `length` ones) and its codes
+  (passage_codes.npy; passage_centroid and passage_residual; passage_signs and passage_scale, float16), and once
+  per cache the codebook they decode with:
+  codebook/NAME.npy           each listed with its sha256 in cache.json's codec entry, checked whenever the cache
+                              is opened (a codebook is ~1 MB; a damaged one would decode every window wrong)
 
 Keys are 16-byte digests, not the windows' bytes (format 2 used the ids and mask themselves: 3,584 bytes per
 224-token window in memory, ~100 GB of index for a 21M-passage corpus); the index is built from window_key.npy
@@ -60,7 +66,9 @@ from ..files import write_text_atomically
 from ..runtime.cached_states import gather_rows
 from .codecs import STORED, decode
 from .key_index import KEY_BYTES, KeyIndex
-from .schema import FORMAT_VERSION, REBUILD, SEGMENT_NAME, checked_record  # noqa: F401 (FORMAT_VERSION: build.py)
+from .quantizers import CodecError, make_codec
+from .schema import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, REBUILD, SEGMENT_NAME,  # noqa: F401
+                     checked_record)  # (FORMAT_VERSION: build.py)
 
 RECORD_FILE = "cache.json"
 
@@ -121,13 +129,20 @@ def segment_name(index: int) -> str:
     return f"segment-{index:05d}"
 
 
-def expected_arrays(dtype: str, windows: int, identity: dict) -> dict:
-    """{file stem: (shape, numpy dtype)} of one segment of a cache of this graph `identity`."""
+def expected_arrays(dtype: str, windows: int, identity: dict, codec=None) -> dict:
+    """{file stem: (shape, numpy dtype)} of one segment of a cache of this graph `identity` (`codec`: the learned
+    codec of dtype pq, rq or binary, quantizers.Codec)."""
+
     passage_len, hidden_size = identity["passage_len"], identity["hidden_size"]
     arrays = {"window_key": ((windows, KEY_BYTES), np.uint8),
-              "passage_input_ids": ((windows, passage_len), id_dtype(identity["vocab_size"])),
-              "passage_attention_mask": ((windows, passage_len), np.uint8),
-              "passage_hidden": ((windows, passage_len, hidden_size), STORED[dtype])}
+              "passage_input_ids": ((windows, passage_len), id_dtype(identity["vocab_size"]))}
+    if dtype in LEARNED_DTYPES:
+        arrays["passage_length"] = ((windows,), np.uint16)
+        for name, (tail, stored) in codec.arrays().items():
+            arrays[f"passage_{name}"] = ((windows, passage_len, *tail), stored)
+        return arrays
+    arrays.update(passage_attention_mask=((windows, passage_len), np.uint8),
+                  passage_hidden=((windows, passage_len, hidden_size), STORED[dtype]))
     if dtype == "int8":
         arrays["passage_scale"] = ((windows, passage_len), np.float32)
     return arrays
@@ -156,6 +171,38 @@ class Segment:
                 raise PassageCacheError(f"passage cache {self.directory}: {self.name}/{file_name} is damaged "
                                         "(its sha256 differs from the one recorded when it was written)", REBUILD)
         self.verified = True
+
+
+def codebook_path(directory: Path, name: str) -> Path:
+    return Path(directory) / CODEBOOK_FOLDER / f"{name}.npy"
+
+
+def load_codec(directory: Path, record: dict):
+    """The learned codec a cache stores (quantizers.Codec, decoding with numpy only), its codebook files checked
+    against their sha256; None for float32, float16 and int8."""
+    entry = record.get("codec")
+    if entry is None:
+        return None
+    codebook = {}
+    for name, expected in entry["codebook"].items():
+        path = codebook_path(directory, name)
+        try:
+            damaged = file_sha256(path) != expected
+        except OSError as error:
+            raise _file_error(path, error) from None
+        if damaged:
+            raise PassageCacheError(f"passage cache {directory}: its codebook file {CODEBOOK_FOLDER}/{name}.npy is "
+                                    "damaged (its sha256 differs from the one recorded when it was written): "
+                                    "every window would decode wrong", REBUILD)
+        try:
+            codebook[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise PassageCacheError(f"passage cache file {path} is damaged ({error})", REBUILD) from None
+    try:
+        return make_codec(entry["name"], record["identity"]["hidden_size"], codebook, **entry["settings"])
+    except CodecError as error:
+        raise PassageCacheError(f"passage cache {directory}: its codec entry does not describe a codec "
+                                f"({error.message})", REBUILD) from None
 
 
 def read_record(directory: Path) -> dict:
@@ -287,10 +334,11 @@ class PassageCache:
     def __init__(self, directory: Path, record: dict):
         self.directory, self.info = Path(directory), record
         identity = record["identity"]
+        self.codec = load_codec(self.directory, record)
         self.segments, self.offsets = [], []
         offset = 0
         for entry in record["segments"]:
-            shapes = expected_arrays(record["dtype"], entry["windows"], identity)
+            shapes = expected_arrays(record["dtype"], entry["windows"], identity, self.codec)
             segment = Segment(self.directory, entry["name"], entry["windows"], entry["sha256"], shapes)
             for stem, (shape, dtype) in shapes.items():
                 _check_header(segment.path(stem), shape, dtype)
@@ -362,6 +410,10 @@ class PassageCache:
             if not segment.verified:
                 segment.verify()
             local = rows[picked] - self.offsets[index]
+            if self.codec is not None:  # decoded here, for the windows asked for only
+                codes = {name: gather_rows(self.array(index, f"passage_{name}"), local) for name in self.codec.CODES}
+                out[picked] = self.codec.decode(codes, gather_rows(self.array(index, "passage_length"), local))
+                continue
             scale = self.array(index, "passage_scale") if "passage_scale" in segment.shapes else None
             out[picked] = decode(gather_rows(self.array(index, "passage_hidden"), local),
                                  None if scale is None else gather_rows(scale, local))
@@ -373,6 +425,23 @@ class PassageCache:
         check_listing(self.directory, self.info)
         for segment in self.segments:
             segment.verify()
+
+
+def mask_of_lengths(lengths, passage_len: int) -> np.ndarray:
+    """[n, Lp] uint8 attention masks of windows of these lengths (leading ones)."""
+    return (np.arange(passage_len)[None, :] < np.asarray(lengths).reshape(-1, 1)).astype(np.uint8)
+
+
+def lengths_of_masks(attention_mask: np.ndarray) -> np.ndarray:
+    """[n] uint16 lengths of these [n, Lp] masks; a mask that is not leading ones (then zeros) cannot be stored
+    as a length, and is refused."""
+    attention_mask = np.asarray(attention_mask)
+    lengths = attention_mask.sum(axis=1)
+    if not np.array_equal(mask_of_lengths(lengths, attention_mask.shape[1]), attention_mask != 0):
+        raise PassageCacheError("a passage window's attention mask is not its leading tokens (ones, then zeros): a "
+                                "learned codec's cache stores masks as lengths", "store such windows as float32, "
+                                "float16 or int8 (--dtype)")
+    return lengths.astype(np.uint16)
 
 
 def unlisted_segments(directory: Path, record: dict) -> list:

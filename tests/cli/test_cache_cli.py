@@ -372,3 +372,45 @@ def test_absurd_counts_are_refused_with_a_clear_message(tiny_student_graphs, pas
                                "--doc-stride", "16", option, value, "--quiet")
     assert code == 2 and message in stderr and "Traceback" not in stderr and stdout == "", stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_learned_codec_cache_is_built_described_and_verified(tiny_student_graphs, passages, tmp_path):
+    """Issue 25: --dtype binary (the codec whose codebook learns from the few token states of 4 paragraphs): the
+    codebook in the cache, info's bytes a token of states and of the rest, and a damaged codebook refused."""
+    three, four = passages
+    cache = tmp_path / "cache"
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", cache, "--dtype", "binary",
+                               "--codec-settings", "group=16", "--doc-stride", "16", "--quiet")
+    assert code == 0, stderr
+    assert json.loads(stdout)["dtype"] == "binary"
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", four, "--out", cache, "--doc-stride", "16",
+                               "--append", "--quiet")  # the cache's codec and codebook
+    assert code == 0 and json.loads(stdout)["new_windows"] > 0, stderr
+    info = json.loads(cli("info", cache)[1])
+    assert info["dtype"] == "binary" and info["codec"]["settings"] == {"group": 16, "refit": True}
+    assert info["state_bytes_per_window"] == 64 * (32 // 8 + 2 * 32 // 16)  # sign bits and two float16 scales
+    headers = 128 * info["segments"] / (info["windows"] * 64)  # a .npy header a file (128 bytes), per token
+    assert 8 < info["state_bytes_per_token"] <= 8 + 2 * headers  # the two files of states: signs and scales
+    # uint16 ids, a window's 16-byte key and uint16 length spread over its 64 tokens (no mask): three files
+    assert 2 + 18 / 64 < info["other_bytes_per_token"] <= 2 + 18 / 64 + 3 * headers + 1e-9
+    assert cli("verify", cache, "--graphs", tiny_student_graphs)[0] == 0
+    levels = cache / "codebook" / "levels.npy"
+    levels.write_bytes(levels.read_bytes()[:-1] + b"\x00")
+    code, stdout, stderr = cli("verify", cache)
+    assert code == 2 and "codebook file codebook/levels.npy is damaged" in stderr and stdout == "", stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--dtype", "pq", "--codec-settings", "m=8"], "needs at least 9,984 token states"),  # 4 paragraphs: too few
+    # token states for 256 centroids
+    (["--dtype", "int8", "--codec-settings", "m=8"], "belong to a learned codec"),
+    (["--dtype", "pq", "--codec-settings", "m=7"], "equal sub-vectors"),
+    (["--dtype", "pq", "--codec-settings", "m"], "is not KEY=VALUE")])
+def test_a_refused_codec_build_is_one_clear_error_and_writes_nothing(tiny_student_graphs, passages, tmp_path, options,
+                                                                     message):
+    three, _ = passages
+    before = snapshot(tmp_path)
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", three, "--out", tmp_path / "cache",
+                               "--doc-stride", "16", "--quiet", *options)
+    assert code == 2 and message in stderr and "Traceback" not in stderr and stdout == "", stderr
+    assert snapshot(tmp_path) == before

@@ -46,3 +46,25 @@ def test_keys_of_another_type_or_width_are_refused_not_cast():
         KeyIndex(random_keys(3).astype(np.int64))
     with pytest.raises(ValueError, match=r"\[N, 16\] uint8"):
         KeyIndex(random_keys(3)[:, :8])
+
+
+def test_a_key_set_finds_the_new_keys_as_a_python_set_does_at_16_bytes_a_key():
+    """A build's keys new to the cache (issue 25's build-memory item): sorted arrays in levels, not a set."""
+    from deformer_bench.passage_cache.key_index import KeySet
+
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, size=(3000, 16), dtype=np.uint8)  # batches draw from it: repeats across and within
+    seen, reference = KeySet(), set()
+    for _ in range(40):
+        batch = pool[rng.integers(0, len(pool), size=rng.integers(0, 300))]
+        expected = []
+        for position, key in enumerate(map(bytes, batch)):
+            if key not in reference:
+                reference.add(key)
+                expected.append(position)
+        assert seen.add_new(batch).tolist() == expected
+    assert len(seen) == len(reference)
+    assert sum(level.nbytes for level in seen.levels) == 16 * len(reference)
+    sizes = [len(level) for level in seen.levels]
+    assert all(larger >= 2 * smaller for larger, smaller in zip(sizes, sizes[1:]))  # O(log N) levels
+    assert all((np.sort(level) == level).all() for level in seen.levels)

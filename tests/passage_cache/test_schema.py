@@ -60,7 +60,7 @@ def test_every_field_of_every_wrong_type_is_refused_at_open_and_an_append_writes
     graph_set, directory, ids = int8_cache
     original = (directory / "cache.json").read_text()
     record = json.loads(original)
-    assert record["format_version"] == 4 and len(record["segments"]) == 2 and len(record["builds"]) == 2
+    assert record["format_version"] == 5 and len(record["segments"]) == 2 and len(record["builds"]) == 2
     refused = accepted = 0
     try:
         for path in list(leaf_paths(record)):
@@ -137,21 +137,29 @@ def test_fields_that_disagree_are_refused(int8_cache, tmp_path):
             load_passage_cache(copy)
 
 
-def test_a_finished_format_3_cache_is_read_and_an_unfinished_one_is_refused(int8_cache, tmp_path):
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_finished_format_3_or_4_cache_is_read_and_an_unfinished_format_3_one_is_refused(int8_cache, tmp_path,
+                                                                                           version):
     import shutil
 
     graph_set, directory, ids = int8_cache
     record = json.loads((directory / "cache.json").read_text())
-    format_3 = {key: value for key, value in record.items() if key != "unfinished_build"}
-    copy = tmp_path / "format-3"
+    # format 4 has no codec entry (format 5's); format 3 no unfinished build either
+    older = {key: value for key, value in record.items()
+             if key != "codec" and (version == 4 or key != "unfinished_build")}
+    copy = tmp_path / f"format-{version}"
     shutil.copytree(directory, copy)
-    (copy / "cache.json").write_text(json.dumps(dict(format_3, format_version=3)))
+    (copy / "cache.json").write_text(json.dumps(dict(older, format_version=version)))
     cache = load_passage_cache(copy, graph_set)
-    assert cache.info["format_version"] == 4 and cache.info["unfinished_build"] is None
+    assert cache.info["format_version"] == 5 and cache.info["unfinished_build"] is None
+    assert cache.info["codec"] is None
     assert (cache.rows(ids, np.ones_like(ids)) >= 0).all()
     grown = build_passage_cache(graph_set, ids[:, ::-1].copy(), np.ones_like(ids), copy, evaluation_session,
-                                progress=False, append=True)  # written as format 4 from then on
-    assert json.loads((copy / "cache.json").read_text())["format_version"] == 4 and grown.windows == 6
+                                progress=False, append=True)  # written as format 5 from then on
+    assert json.loads((copy / "cache.json").read_text())["format_version"] == 5 and grown.windows == 6
+    if version == 4:
+        return
+    format_3 = older
     (copy / "cache.json").write_text(json.dumps(dict(format_3, format_version=3, complete=False)))
     with pytest.raises(PassageCacheError, match="format 3.*does not say which passages") as error:
         load_passage_cache(copy)
@@ -159,6 +167,11 @@ def test_a_finished_format_3_cache_is_read_and_an_unfinished_one_is_refused(int8
 
 
 def test_the_schema_names_the_files_a_segment_holds():
-    identity = {"passage_len": 4, "hidden_size": 2, "vocab_size": 10}
+    from deformer_bench.passage_cache.quantizers import make_codec
+
+    identity = {"passage_len": 4, "hidden_size": 16, "vocab_size": 10}
     for dtype in ("float32", "float16", "int8"):
         assert segment_files(dtype) == {f"{stem}.npy" for stem in expected_arrays(dtype, 1, identity)}
+    for dtype in ("pq", "rq", "binary"):  # a learned codec's: its codes and the windows' lengths
+        codec = make_codec(dtype, 16, **({"m": 4} if dtype == "pq" else {}))
+        assert segment_files(dtype) == {f"{stem}.npy" for stem in expected_arrays(dtype, 1, identity, codec)}
