@@ -71,7 +71,17 @@ def test_ctrl_c_while_a_command_imports_its_libraries_is_one_line_and_exit_130()
     script = Path(sys.executable).parent / "deformer-bench"
     process = subprocess.Popen([str(script), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
-    time.sleep(0.5)  # past Python's own start, well inside `import torch`
+    # Not a fixed sleep (under CI's load Python's own start took longer than 0.5 s, and the signal came before the
+    # handler): wait until a heavy library is being mapped in, which is after deformer_bench.cli installed it.
+    maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if any(library in maps.read_text() for library in ("libtorch", "onnxruntime_pybind11")):
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    assert process.poll() is None, "the command ended before it imported torch or onnxruntime"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
