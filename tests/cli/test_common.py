@@ -69,8 +69,10 @@ def test_ctrl_c_while_a_command_imports_its_libraries_is_one_line_and_exit_130()
     from pathlib import Path
 
     script = Path(sys.executable).parent / "deformer-bench"
+    # SIGINT as a terminal leaves it: a test run in the background (nohup ... &) hands its children SIGINT ignored,
+    # and a Python started so never sees Ctrl-C at all
     process = subprocess.Popen([str(script), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Not a fixed sleep (under CI's load Python's own start took longer than 0.5 s, and the signal came before the
     # handler): wait until a heavy library is being mapped in, which is after deformer_bench.cli installed it.
     maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 60

@@ -95,6 +95,14 @@ def ray_build(tmp_path_factory, tiny_with_tokenizer):
     return root / "graphs", root / "passages.jsonl"
 
 
+def listed_segments(cache: Path) -> list:
+    """The segments cache.json lists (written whole and renamed: never read half-written); [] before it exists."""
+    try:
+        return json.loads((cache / "cache.json").read_text())["segments"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 def start_build(ray_build, tmp_path, short_tmp):
     """A `deformer-cache build --engine ray` process, once its first segments are listed (Ray is up, its
     agents too); its Ray folder goes under short_tmp."""
@@ -103,8 +111,9 @@ def start_build(ray_build, tmp_path, short_tmp):
                                 str(passages), "--out", str(tmp_path / "cache"), "--engine", "ray", "--workers", "1",
                                 "--doc-stride", "8", "--segment-windows", "8", "--quiet"],
                                stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(short_tmp)})
-    for _ in range(600):
-        if (tmp_path / "cache" / "segment-00001").is_dir() or process.poll() is not None:
+    for _ in range(600):  # listed in cache.json, not only renamed into place: a build interrupted before it listed
+        # any segment removes the folder it made ("nothing was written"), which is another test's case
+        if listed_segments(tmp_path / "cache") or process.poll() is not None:
             break
         time.sleep(0.2)
     assert process.poll() is None, process.communicate()[1][-2000:]
