@@ -17,12 +17,13 @@ them) and decodes them back to float32 [n, Lp, H], the only dtype the upper grap
 
 Training and encoding need faiss (the optional extra `pip install deformer-bench[codecs]`); decoding is numpy
 only, so a reader of a cache never needs it. Every decode is table look-ups: a code byte selects a short
-float32 vector from a table learned at training, so decoding a 224-token window costs tens of microseconds, not
-the milliseconds of the upper graph it feeds. A codec's whole state is `codebook`, a dict of plain numpy arrays
+float32 vector from a table learned at training (tens of microseconds a 224-token window); pq's transforms add one
+product back to the states' coordinates (~1 ms a window for fisher at m=92), run on one BLAS thread. A codec's whole state is `codebook`, a dict of plain numpy arrays
 (saved as .npy files beside the segments, checksummed like them), and `settings`, a dict of JSON scalars.
 """
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from ..contracts.errors import PassageCacheError
 
@@ -80,6 +81,21 @@ def _nearest(faiss, centroids: np.ndarray, points: np.ndarray) -> np.ndarray:
     return index.search(np.ascontiguousarray(points, dtype=np.float32), 1)[1][:, 0]
 
 
+_BLAS_CONTROLLER = None  # threadpoolctl's view of the BLAS libraries loaded, found once (it scans the process)
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS (and faiss's) runs on one thread: a codec's products (pq's transform, about
+    [tokens, K] x [K, H]) run between onnxruntime's graph runs, and OpenBLAS's threads spin for a while after a
+    product, taking the cores from the graph that follows. Served from a pq m=92 fisher cache at batch 1, a
+    question's mean latency rose 9% over the float32 cache's with one BLAS thread and 53% with numpy's default
+    two (results/passage-cache/codecs, "In the served path")."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
 class Codec:
     """A learned codec: `settings` (JSON scalars) and `codebook` (numpy arrays) are its whole state."""
 
@@ -131,7 +147,8 @@ class Codec:
         n, length, _ = states.shape
         rows = self._valid_rows(lengths, n, length)
         tokens = states.reshape(n * length, self.hidden_size)[rows]
-        codes = self._encode(faiss, codebook, np.ascontiguousarray(tokens))
+        with one_blas_thread():
+            codes = self._encode(faiss, codebook, np.ascontiguousarray(tokens))
         out = {}
         for key, value in codes.items():
             out[key] = np.zeros((n * length,) + value.shape[1:], dtype=value.dtype)
@@ -146,8 +163,9 @@ class Codec:
         first = next(iter(codes.values()))
         n, length = first.shape[:2]
         rows = self._valid_rows(lengths, n, length)
-        tokens = self._decode(codebook, {key: value.reshape((n * length,) + value.shape[2:])[rows]
-                                         for key, value in codes.items()})
+        with one_blas_thread():
+            tokens = self._decode(codebook, {key: value.reshape((n * length,) + value.shape[2:])[rows]
+                                             for key, value in codes.items()})
         if len(rows) == n * length:
             return tokens.reshape(n, length, self.hidden_size)
         out = np.zeros((n * length, self.hidden_size), dtype=np.float32)
