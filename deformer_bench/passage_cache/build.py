@@ -16,13 +16,11 @@ lower_passage. Its codebook is written to codebook/ and recorded with its sha256
 5); an append encodes with the cache's codebook, never a new one.
 """
 
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from ..contracts.hashing import file_sha256
 from ..files import check_output_dir, staged_directory
 from .codecs import DTYPES, bytes_per_window, encode
 from .key_index import KEY_BYTES, KeySet, keys_array
+from .lock import LOCK_FILE, BuildLocked, build_lock
 from .quantizers import CodecError, make_codec, require_faiss
 from .store import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, RECORD_FILE, SEGMENT_NAME, check_free_space,
                     check_identity, check_windows_cut, codebook_path, graph_identity, id_dtype,
@@ -44,7 +43,6 @@ SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
 # A learned codec's training sample: ~1,000 windows hold ~150k token states at 224 tokens (SQuAD's windows are
 # ~2/3 full), enough for pq's 256 sub-centroids and rq's 1,024 centroids (quantizers.MIN_POINTS_PER_CENTROID)
 TRAIN_WINDOWS = 1000
-LOCK_FILE = ".build.lock"
 STAGING = re.compile(r"^\.segment-\d{5,}\.partial-")
 
 
@@ -56,39 +54,6 @@ class CacheCommands:
 
     start: str = None
     add_missing: str = None
-
-
-class BuildLocked(PassageCacheError):
-    """Another build holds the cache directory's lock."""
-
-
-@contextmanager
-def build_lock(directory: Path):
-    """One build at a time per cache directory (a second one would list the same segment names twice). The lock
-    file goes when the build ends, however it ends: removed while still held, and a build that locked a file
-    already removed (it opened it just before) tries again on the one now there, so two builds never hold two
-    files at once."""
-    path = directory / LOCK_FILE
-    while True:
-        handle = open(path, "a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise BuildLocked(f"another build is writing {directory}", "wait for it to finish") from None
-        try:
-            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        handle.close()  # locked a removed file: the build that held it has ended
-    try:
-        yield
-    finally:
-        try:
-            path.unlink(missing_ok=True)
-        finally:
-            handle.close()
 
 
 def check_build_location(out_dir: Path, what: str = "the cache directory") -> None:
@@ -106,21 +71,6 @@ def check_build_location(out_dir: Path, what: str = "the cache directory") -> No
 # What a build killed before its first record leaves (a new build there replaces them): its lock, a learned
 # codec's codebook
 LEFT_BY_A_KILLED_START = (LOCK_FILE, CODEBOOK_FOLDER)
-
-
-def build_running(directory: Path) -> bool:
-    """True while a build holds `directory`'s lock (a reader then sees segments it has not listed yet)."""
-    try:
-        handle = open(Path(directory) / LOCK_FILE, "rb")
-    except OSError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
 
 
 def remove_unlisted(directory: Path, record: dict) -> None:
