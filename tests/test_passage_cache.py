@@ -409,7 +409,7 @@ def test_a_truncated_array_is_found_at_open(tiny_graphs, tmp_path):
 
 def test_the_lock_goes_on_every_exit_and_a_refusal_before_it_makes_nothing(tiny_graphs, tmp_path, monkeypatch):
     """Issue 22, finding 7: a refused build left .build.lock in --out (a graph set's then refused --overwrite)."""
-    import deformer_bench.passage_cache.build as build_module
+    import deformer_bench.passage_cache.engines as engines_module
     from deformer_bench.passage_cache.lock import LOCK_FILE
 
     graph_set = load_graph_set(tiny_graphs)
@@ -423,7 +423,7 @@ def test_the_lock_goes_on_every_exit_and_a_refusal_before_it_makes_nothing(tiny_
     def fails(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build_module, "write_segment", fails)
+    monkeypatch.setattr(engines_module, "write_segment", fails)
     (tmp_path / "killed").mkdir()
     with pytest.raises(KeyboardInterrupt):  # interrupted mid-build
         build(graph_set, ids, mask, tmp_path / "killed")

@@ -17,6 +17,7 @@ from ..contracts.manifest import load_graph_set
 from ..files import check_distinct_paths, command_line, tokenizer_input
 from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
 from ..passage_cache.build import check_build_location
+from ..passage_cache.engines import BuildEngine, LocalEngine
 from ..passage_cache.ray_engine import RayEngine, import_ray
 from ..passage_cache.quantizers import CODECS
 from ..passage_cache.schema import LEARNED_DTYPES
@@ -149,12 +150,7 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
                                                      if request.codec_metric else {}),
                                                   **tokenizer_input(request.graphs, request.tokenizer)})
     check_build_location(request.out, "--out")
-    if request.engine == "local" and (request.address or request.workers):
-        raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
-    engine = None
-    if request.engine == "ray":
-        import_ray()  # before any work: a missing Ray is one clear error
-        engine = RayEngine(request.address, request.workers)
+    engine = requested_engine(request)
     graph_set = load_graph_set(request.graphs, request.variant)
     check_doc_stride(graph_set.deformer.passage_len, request.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, request.tokenizer)
@@ -173,7 +169,7 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
                       f"{len(windows):,} windows", file=sys.stderr, flush=True)
             yield windows.passage_input_ids, windows.passage_attention_mask
 
-    try:
+    with engine:  # a local Ray it started stops here, also when the build fails or is interrupted
         cache = build_passage_cache_from_shards(
             graph_set, shards, request.out, evaluation_session, request.batch_size, request.progress,
             dtype=request.dtype, doc_stride=request.doc_stride, append=request.append,
@@ -181,11 +177,19 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
             tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine, command=build_command_line(request),
             codec_settings=request.codec_settings, train_windows=request.train_windows, train_seed=request.train_seed,
             metric=codec_metric(request.codec_metric))
-    finally:  # a local Ray it started stops here, also when the build fails or is interrupted
-        if engine is not None:
-            engine.close()
     return CacheBuildResult(request.out, passages.count, cache.info["builds"][-1], cache.windows, cache.info["dtype"],
                             shard_count)
+
+
+def requested_engine(request: CacheBuildRequest) -> BuildEngine:
+    """--engine's engine: this process's, on the evaluation sessions, or Ray's (its install checked before any
+    work: a missing Ray is one clear error)."""
+    if request.engine == "local" and (request.address or request.workers):
+        raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
+    if request.engine == "ray":
+        import_ray()
+        return RayEngine(request.address, request.workers)
+    return LocalEngine(evaluation_session)
 
 
 def build_command_line(request: CacheBuildRequest) -> str:
