@@ -24,7 +24,7 @@ from ..passage_cache.schema import LEARNED_DTYPES
 from ..passage_cache.store import codebook_path, tokenizer_sha256, unlisted_segments
 from ..serving import evaluation_session
 from ..squad.features import check_doc_stride, featurize
-from .common import check_count
+from .common import PathFields, check_count
 
 # Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
 # 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray
@@ -37,7 +37,7 @@ STATE_FILES = ("passage_hidden.npy", "passage_scale.npy")
 
 
 @dataclass
-class CacheBuildRequest:
+class CacheBuildRequest(PathFields):
     """One field per deformer-cache build option (README, "Cache"): the graph set (and `variant`) whose
     lower_passage runs, the passages file, the cache directory `out`; `engine` local or ray (`address`,
     `workers`)."""
@@ -63,11 +63,6 @@ class CacheBuildRequest:
     codec_metric: Path = None
     train_windows: int = 1000
     train_seed: int = 0
-
-    def __post_init__(self):
-        self.graphs, self.passages, self.out = Path(self.graphs), Path(self.passages), Path(self.out)
-        self.tokenizer = None if self.tokenizer is None else Path(self.tokenizer)
-        self.codec_metric = None if self.codec_metric is None else Path(self.codec_metric)
 
 
 @dataclass
