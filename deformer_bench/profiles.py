@@ -73,13 +73,22 @@ class Profile:
     batch_wait_ms: float = 4.0
     source: str = field(default="", compare=False)
 
-    # One check per key, in the order of the fields above: as long as the list of keys.
+    # Checked in this order, each error naming its key: what a profile is, its counts, its times and batches, its
+    # choices and settings.
     def __post_init__(self):
+        self._check_text()
+        self._check_counts()
+        self._check_times_and_batches()
+        self._check_settings()
+
+    def _check_text(self) -> None:
         for name in ("name", "description", "device"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ProfileError(f"profile {self.name!r}: {name} must be a non-empty string, got {value!r}",
                                    f"fix {name} in the profile")
+
+    def _check_counts(self) -> None:
         positive_ints = ("intra_op_threads", "inter_op_threads", "question_len", "passage_len",
                          "warmup_min_count", "min_count", "memory_iterations", "served_cache_mb")
         for name in positive_ints:
@@ -95,6 +104,8 @@ class Profile:
             if getattr(self, name) > MAX_REPEATS:
                 raise ProfileError(f"profile {self.name!r}: {name} must be at most {MAX_REPEATS:,}, got "
                                    f"{getattr(self, name):,}", f"fix {name} in the profile")
+
+    def _check_times_and_batches(self) -> None:
         for name in ("warmup_min_time_s", "min_time_s", "max_time_s"):
             value = getattr(self, name)
             # NaN passes every comparison and inf never ends a timed loop: both are refused, as is a finite time
@@ -118,10 +129,10 @@ class Profile:
                 or not all(_is_int(size) and size >= 1 for size in self.batch_sizes)):
             raise ProfileError(f"profile {self.name!r}: batch_sizes must be a list of positive integers, "
                                f"got {self.batch_sizes!r}", "e.g. batch_sizes: [1, 8, 32]")
+
+    def _check_settings(self) -> None:
         self._check_choice("graph_optimization", GRAPH_OPTIMIZATIONS)
-
         self._check_choice("device", tuple(DEVICES))
-
         try:
             check_target_settings(self.target, f"profile {self.name!r}")
         except TargetError as error:

@@ -50,22 +50,10 @@ def function_level_project_imports(path: Path):
             yield f"{module}:{node.lineno}", lines[node.lineno - 1].strip(), reason
 
 
-def ignored_imports() -> set:
-    """{(importer, imported)} the acyclic contract lets pass (setup.cfg): the one cycle left, deferred to break it."""
-    import configparser
-
-    config = configparser.ConfigParser()
-    config.read(REPO / "setup.cfg")
-    lines = config["importlinter:contract:acyclic"].get("ignore_imports", "").split("\n")
-    return {tuple(part.strip() for part in line.split("->")) for line in lines if "->" in line}
-
-
 def test_a_project_import_inside_a_function_only_defers_a_heavy_dependency_and_says_which():
     found = [entry for path in sorted(PACKAGE.rglob("*.py")) for entry in function_level_project_imports(path)]
-    ignored = {importer for importer, _ in ignored_imports()}
     unexplained = [f"{where}: {text}" for where, text, reason in found
-                   if (reason is None or not any(name in reason for name in HEAVY))
-                   and not (where.split(":")[0] in ignored and reason and "setup.cfg" in reason)]
+                   if reason is None or not any(name in reason for name in HEAVY)]
     assert unexplained == [], ("move these imports to the top of their module, or say what heavy dependency they "
                                "defer (`# deferred: torch`):\n" + "\n".join(unexplained))
 

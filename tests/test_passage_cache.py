@@ -330,7 +330,7 @@ def test_an_unreachable_ray_address_is_one_clear_error(tiny_graphs, tmp_path):
 def test_a_second_build_is_refused_by_the_lock_and_touches_nothing(tiny_graphs, tmp_path):
     import fcntl
 
-    from deformer_bench.passage_cache.build import LOCK_FILE
+    from deformer_bench.passage_cache.lock import LOCK_FILE
 
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
@@ -409,8 +409,8 @@ def test_a_truncated_array_is_found_at_open(tiny_graphs, tmp_path):
 
 def test_the_lock_goes_on_every_exit_and_a_refusal_before_it_makes_nothing(tiny_graphs, tmp_path, monkeypatch):
     """Issue 22, finding 7: a refused build left .build.lock in --out (a graph set's then refused --overwrite)."""
-    import deformer_bench.passage_cache.build as build_module
-    from deformer_bench.passage_cache.build import LOCK_FILE
+    import deformer_bench.passage_cache.engines as engines_module
+    from deformer_bench.passage_cache.lock import LOCK_FILE
 
     graph_set = load_graph_set(tiny_graphs)
     ids, mask = windows()
@@ -423,7 +423,7 @@ def test_the_lock_goes_on_every_exit_and_a_refusal_before_it_makes_nothing(tiny_
     def fails(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build_module, "write_segment", fails)
+    monkeypatch.setattr(engines_module, "write_segment", fails)
     (tmp_path / "killed").mkdir()
     with pytest.raises(KeyboardInterrupt):  # interrupted mid-build
         build(graph_set, ids, mask, tmp_path / "killed")
@@ -441,8 +441,8 @@ def test_a_lock_file_replaced_under_a_build_is_locked_again(tmp_path, monkeypatc
     longer at the path, locks the one now there instead, so that two builds never run at once."""
     import fcntl
 
-    import deformer_bench.passage_cache.build as build_module
-    from deformer_bench.passage_cache.build import LOCK_FILE, build_lock
+    import deformer_bench.passage_cache.lock as lock_module
+    from deformer_bench.passage_cache.lock import LOCK_FILE, build_lock
 
     real_flock, replaced = fcntl.flock, []
 
@@ -453,7 +453,7 @@ def test_a_lock_file_replaced_under_a_build_is_locked_again(tmp_path, monkeypatc
             replaced.append(True)
         return real_flock(handle, operation)
 
-    monkeypatch.setattr(build_module.fcntl, "flock", flock)
+    monkeypatch.setattr(lock_module.fcntl, "flock", flock)
     with build_lock(tmp_path):
         with open(tmp_path / LOCK_FILE) as other, pytest.raises(OSError):
             real_flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the file at the path is the one held

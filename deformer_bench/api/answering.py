@@ -12,11 +12,11 @@ from ..contracts.errors import DeformerBenchError
 from ..contracts.manifest import load_graph_set
 from ..files import command_line, tokenizer_input, write_text_atomically
 from ..passage_cache import CacheCommands
-from .common import check_count, check_outputs, interrupts_name_an_unfinished_cache
+from .common import PathFields, check_count, check_outputs, interrupts_name_an_unfinished_cache
 
 
 @dataclass
-class AnswerRequest:
+class AnswerRequest(PathFields):
     """One field per deformer-answer option (README, "Answer"): without `questions`, only builds (or checks) the
     passage cache; `output` None: the answers are returned, not written."""
 
@@ -30,11 +30,6 @@ class AnswerRequest:
     cache_miss: str = None  # refuse (None: the default) or compute
     batch_size: int = 64
     progress: bool = True
-
-    def __post_init__(self):
-        for name in ("graphs", "passages", "passage_cache", "questions", "output", "tokenizer"):
-            if getattr(self, name) is not None:
-                setattr(self, name, Path(getattr(self, name)))
 
 
 @dataclass

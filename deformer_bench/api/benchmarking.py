@@ -20,13 +20,14 @@ from ..model import (DEFAULT_POSITION_OFFSET, Deformer, DeformerConfig, default_
                      random_model, read_model_dir)
 from ..profiles import PROFILE_SUFFIXES, load_profile
 from ..report import write_report
+from .common import PathFields
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
 BACKENDS = ("onnxruntime", "torch")
 
 
 @dataclass
-class BenchmarkRequest:
+class BenchmarkRequest(PathFields):
     """What to measure, one field per deformer-bench option (README, "Bench"). The source is one of `model` (a
     DeFormer or Hugging Face model directory), `arch` (a known shape with random weights) and `graphs` (graph
     sets written by export); none of them: MiniLM-L6. `device` and `profile` are comma-separated as the options
@@ -54,9 +55,8 @@ class BenchmarkRequest:
     command: tuple = ("deformer_bench.api.benchmark",)  # what the results record as the command run
 
     def __post_init__(self):
-        self.model = None if self.model is None else Path(self.model)
+        super().__post_init__()  # model, output
         self.graphs = tuple(Path(directory) for directory in self.graphs or ())
-        self.output = Path(self.output)
         self.variants = tuple(self.variants)
         self.layers = None if self.layers is None else tuple(self.layers)
         self.batch_sizes = None if self.batch_sizes is None else tuple(self.batch_sizes)

@@ -17,13 +17,14 @@ from ..contracts.manifest import load_graph_set
 from ..files import check_distinct_paths, command_line, tokenizer_input
 from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
 from ..passage_cache.build import check_build_location
+from ..passage_cache.engines import BuildEngine, LocalEngine
 from ..passage_cache.ray_engine import RayEngine, import_ray
 from ..passage_cache.quantizers import CODECS
 from ..passage_cache.schema import LEARNED_DTYPES
 from ..passage_cache.store import codebook_path, tokenizer_sha256, unlisted_segments
 from ..serving import evaluation_session
 from ..squad.features import check_doc_stride, featurize
-from .common import check_count
+from .common import PathFields, check_count
 
 # Counts past these are typos: they would not fit in memory (a batch, a segment: ~350 KB a window in float32 at
 # 224 x 384), overflow what they are handed to (itertools.islice takes at most sys.maxsize), or start more Ray
@@ -36,7 +37,7 @@ STATE_FILES = ("passage_hidden.npy", "passage_scale.npy")
 
 
 @dataclass
-class CacheBuildRequest:
+class CacheBuildRequest(PathFields):
     """One field per deformer-cache build option (README, "Cache"): the graph set (and `variant`) whose
     lower_passage runs, the passages file, the cache directory `out`; `engine` local or ray (`address`,
     `workers`)."""
@@ -62,11 +63,6 @@ class CacheBuildRequest:
     codec_metric: Path = None
     train_windows: int = 1000
     train_seed: int = 0
-
-    def __post_init__(self):
-        self.graphs, self.passages, self.out = Path(self.graphs), Path(self.passages), Path(self.out)
-        self.tokenizer = None if self.tokenizer is None else Path(self.tokenizer)
-        self.codec_metric = None if self.codec_metric is None else Path(self.codec_metric)
 
 
 @dataclass
@@ -149,12 +145,7 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
                                                      if request.codec_metric else {}),
                                                   **tokenizer_input(request.graphs, request.tokenizer)})
     check_build_location(request.out, "--out")
-    if request.engine == "local" and (request.address or request.workers):
-        raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
-    engine = None
-    if request.engine == "ray":
-        import_ray()  # before any work: a missing Ray is one clear error
-        engine = RayEngine(request.address, request.workers)
+    engine = requested_engine(request)
     graph_set = load_graph_set(request.graphs, request.variant)
     check_doc_stride(graph_set.deformer.passage_len, request.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, request.tokenizer)
@@ -173,7 +164,7 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
                       f"{len(windows):,} windows", file=sys.stderr, flush=True)
             yield windows.passage_input_ids, windows.passage_attention_mask
 
-    try:
+    with engine:  # a local Ray it started stops here, also when the build fails or is interrupted
         cache = build_passage_cache_from_shards(
             graph_set, shards, request.out, evaluation_session, request.batch_size, request.progress,
             dtype=request.dtype, doc_stride=request.doc_stride, append=request.append,
@@ -181,11 +172,19 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
             tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine, command=build_command_line(request),
             codec_settings=request.codec_settings, train_windows=request.train_windows, train_seed=request.train_seed,
             metric=codec_metric(request.codec_metric))
-    finally:  # a local Ray it started stops here, also when the build fails or is interrupted
-        if engine is not None:
-            engine.close()
     return CacheBuildResult(request.out, passages.count, cache.info["builds"][-1], cache.windows, cache.info["dtype"],
                             shard_count)
+
+
+def requested_engine(request: CacheBuildRequest) -> BuildEngine:
+    """--engine's engine: this process's, on the evaluation sessions, or Ray's (its install checked before any
+    work: a missing Ray is one clear error)."""
+    if request.engine == "local" and (request.address or request.workers):
+        raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
+    if request.engine == "ray":
+        import_ray()
+        return RayEngine(request.address, request.workers)
+    return LocalEngine(evaluation_session)
 
 
 def build_command_line(request: CacheBuildRequest) -> str:

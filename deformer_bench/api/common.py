@@ -1,11 +1,24 @@
 """What every API function checks the same way: outputs before any work, counts within bounds, and an interrupt
 that names the unfinished passage cache it leaves."""
 
+import dataclasses
 from contextlib import contextmanager
+from pathlib import Path
 
 from ..contracts.errors import ConfigError, Interrupted, PassageCacheError
 from ..files import check_distinct_paths, check_output_dir, check_output_file
 from ..passage_cache.store import RECORD_FILE, read_record
+
+
+class PathFields:
+    """A request dataclass whose fields annotated Path take a string too: each becomes a Path once the request is
+    made (None stays None: not given)."""
+
+    def __post_init__(self):
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.type is Path and value is not None:
+                setattr(self, item.name, Path(value))
 
 
 def check_outputs(files: dict, passage_cache, inputs: dict) -> None:

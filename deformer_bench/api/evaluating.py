@@ -15,7 +15,7 @@ from ..passage_cache import CacheCommands
 from ..squad.data import load_squad
 from ..squad.metric import evaluate as squad_scores
 from ..squad.metric import warn_to_stderr
-from .common import check_outputs, interrupts_name_an_unfinished_cache
+from .common import PathFields, check_outputs, interrupts_name_an_unfinished_cache
 
 DEFAULT_DOC_STRIDE = 128
 # Options that only mean something when a model is evaluated: with predictions they are refused, not ignored.
@@ -24,7 +24,7 @@ MODEL_OPTIONS = ("onnx", "variant", "passage_cache", "layer", "question_len", "p
 
 
 @dataclass
-class EvaluateRequest:
+class EvaluateRequest(PathFields):
     """One field per deformer-eval option (README, "Accuracy"): `predictions` ({question id: text}) to score, or a
     `model` directory to evaluate (through its graph set `onnx`, `variant` and a kept `passage_cache`)."""
 
@@ -44,11 +44,6 @@ class EvaluateRequest:
     output: Path = None
     progress: bool = True
     command: tuple = ("deformer_bench.api.evaluate",)  # what the evaluation record says was run
-
-    def __post_init__(self):
-        for name in ("dataset", "predictions", "model", "onnx", "passage_cache", "write_predictions", "output"):
-            if getattr(self, name) is not None:
-                setattr(self, name, Path(getattr(self, name)))
 
 
 @dataclass

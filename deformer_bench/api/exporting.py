@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ..exporters.onnx_export import DEFAULT_OPSET, check_destination, check_opset, export_graph_set
 from ..model import Deformer
+from .common import PathFields
 
 
 @dataclass
-class ExportRequest:
+class ExportRequest(PathFields):
     """One field per deformer-export option (README, "Export"): lengths, k and the position offset default to
     the model's deformer.json (a plain Hugging Face directory needs `layer`); `variants` are written besides the
     float32 graphs: optimized, int8, int8-arm64, float16, ort."""
@@ -27,7 +28,8 @@ class ExportRequest:
     progress: bool = True
 
     def __post_init__(self):
-        self.model_dir, self.out_dir, self.variants = Path(self.model_dir), Path(self.out_dir), tuple(self.variants)
+        super().__post_init__()  # model_dir, out_dir
+        self.variants = tuple(self.variants)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..contracts.errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
 from ..contracts.graphs import BATCH, GRAPHS, HIDDEN, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
-from ..contracts.manifest import DeformerInfo, ModelInfo, load_graph_set
+from ..contracts.manifest import ManifestSections, load_graph_set
 from ..contracts.protocol import PATH_GRAPHS, SERVED_PATH, STANDARD_PATHS, MemoryJob
 from ..contracts.results import RESULTS_FILE, ResultsDocument
 from ..environment import describe_environment
@@ -49,22 +49,14 @@ def check_process_count(processes) -> None:
 
 
 @dataclass(frozen=True)
-class BenchConfig:
-    """One graph set to measure, as its manifest describes it."""
+class BenchConfig(ManifestSections):
+    """One graph set to measure, as its manifest describes it (`model` and `deformer`: its typed sections)."""
 
     label: str
     graphs_dir: Path
     manifest: dict
     variant: str = "float32"  # exporters/variants.py; a variant is timed beside its float32 unsplit model
     float32_dir: Path = None  # the float32 graph set a variant was made from
-
-    @property
-    def model(self) -> ModelInfo:
-        return ModelInfo.from_json(self.manifest["model"])
-
-    @property
-    def deformer(self) -> DeformerInfo:
-        return DeformerInfo.from_json(self.manifest["deformer"])
 
     def with_variant(self, variant: str) -> "BenchConfig":
         """The same graph set's `variant` (a ManifestError where it was not exported)."""

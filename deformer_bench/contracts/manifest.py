@@ -69,8 +69,22 @@ class DeformerInfo:
         return cls(**{item.name: section[item.name] for item in fields(cls)})
 
 
+class ManifestSections:
+    """The typed sections of the manifest a record holds as `manifest` (a graph set, a benchmark's config)."""
+
+    manifest: dict
+
+    @property
+    def model(self) -> ModelInfo:
+        return ModelInfo.from_json(self.manifest["model"])
+
+    @property
+    def deformer(self) -> DeformerInfo:
+        return DeformerInfo.from_json(self.manifest["deformer"])
+
+
 @dataclass(frozen=True)
-class GraphSet:
+class GraphSet(ManifestSections):
     """An exported, verified graph set on disk (or one of its variants: then `directory` is the variant's
     folder, `manifest["graphs"]` its graphs and `manifest["variant"]` its name). `manifest` is the JSON as
     written (what records copy); `model` and `deformer` are its typed sections."""
@@ -84,14 +98,6 @@ class GraphSet:
 
     def path(self, graph: str) -> Path:
         return self.directory / self.manifest["graphs"][graph]["file"]
-
-    @property
-    def model(self) -> ModelInfo:
-        return ModelInfo.from_json(self.manifest["model"])
-
-    @property
-    def deformer(self) -> DeformerInfo:
-        return DeformerInfo.from_json(self.manifest["deformer"])
 
     @property
     def layer(self) -> int:

@@ -151,11 +151,17 @@ class ProbeJob(Job):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TimingJob(Job):
+class GraphSetJob(Job):
+    """A job that runs the graphs of the graph set staged on the target at `graphs_dir`."""
+
+    graphs_dir: str = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimingJob(GraphSetJob):
     """Every graph loaded, then `paths` timed interleaved round by round (paired samples)."""
 
     mode: ClassVar[str] = "timing"
-    graphs_dir: str = None
     paths: tuple = STANDARD_PATHS
     warmup: Rounds
     measure: Rounds
@@ -165,22 +171,20 @@ class TimingJob(Job):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MemoryJob(Job):
+class MemoryJob(GraphSetJob):
     """One path's graphs loaded alone, run `iterations` times; resident memory after loading and at the peak."""
 
     mode: ClassVar[str] = "memory"
-    graphs_dir: str = None
     path: str
     iterations: int
     passage_cache_in: str = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class ParityJob(Job):
+class ParityJob(GraphSetJob):
     """Each path once on the staged inputs (an .npz of the work directory); the outputs saved for the host."""
 
     mode: ClassVar[str] = "parity"
-    graphs_dir: str = None
     inputs_file: str
     outputs_file: str
     paths: tuple = ("unsplit", "online")

@@ -5,13 +5,19 @@ schema.py  cache.json's schema, checked whole at open
 key_index.py  window key -> row, as sorted arrays (32 bytes a window)
 codecs.py  float32, float16 and int8-with-per-token-scales storage of the states
 build.py   building, resuming a killed build, appending new passages
+engines.py the build engines' interface (BuildEngine) and this process's (LocalEngine); ray_engine.py Ray's
+segments.py  a segment's states computed, encoded and written, whichever engine writes it
+build_codec.py  a build's learned codec (quantizers.py): checked, trained, or the cache's own
+lock.py    one build at a time per cache directory
 """
 
 from .build import SEGMENT_WINDOWS, CacheCommands, build_passage_cache, build_passage_cache_from_shards
 from .codecs import DTYPES, bytes_per_window
+from .engines import BuildEngine, LocalEngine
 from .store import PassageCache, check_free_space, distinct_windows, graph_identity, load_passage_cache, window_keys
 
-__all__ = ["DTYPES", "SEGMENT_WINDOWS", "CacheCommands", "PassageCache", "build_passage_cache",
+__all__ = ["DTYPES", "SEGMENT_WINDOWS", "BuildEngine", "CacheCommands", "LocalEngine", "PassageCache",
+           "build_passage_cache",
            "build_passage_cache_from_shards",
            "bytes_per_window",
            "check_free_space", "distinct_windows", "graph_identity", "load_passage_cache", "window_keys"]

@@ -10,41 +10,36 @@ unfinished cache goes on only with a build of the same plan (the same passages, 
 graph); any other build is refused with that command. The cache is marked complete only when the walk has stored
 every window of the plan, and the windows it walked are the plan's.
 
-A learned codec (dtype pq, rq or binary: quantizers.py) is trained first, before any segment: on the states of a
-seeded draw of the plan's distinct windows (`train_windows`, drawn while planning), computed by the build's own
-lower_passage. Its codebook is written to codebook/ and recorded with its sha256 in cache.json (schema.py, format
-5); an append encodes with the cache's codebook, never a new one.
+A learned codec (dtype pq, rq or binary) is trained first, before any segment: build_codec.py. The segments are
+written by a build engine (engines.py: this process's, or ray_engine.py's), each the same way (segments.py); one
+build at a time per directory (lock.py).
 """
 
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..contracts.errors import Interrupted, PassageCacheError
-from ..contracts.hashing import file_sha256
-from ..files import check_output_dir, staged_directory
-from .codecs import DTYPES, bytes_per_window, encode
+from ..files import check_output_dir
+from .build_codec import cache_codec, check_same_codec, requested_codec, train_codec
+from .codecs import DTYPES, bytes_per_window
+from .engines import BuildEngine, LocalEngine
 from .key_index import KEY_BYTES, KeySet, keys_array
-from .quantizers import CodecError, make_codec, require_faiss
+from .lock import LOCK_FILE, BuildLocked, build_lock
 from .store import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, RECORD_FILE, SEGMENT_NAME, check_free_space,
-                    check_identity, check_windows_cut, codebook_path, graph_identity, id_dtype,
-                    lengths_of_masks, load_codec, load_passage_cache, read_record, resume_hint, save_record,
-                    segment_name, unlisted_segments, window_keys)
+                    check_identity, check_windows_cut, graph_identity, id_dtype, load_passage_cache, read_record,
+                    resume_hint, save_record, unlisted_segments, window_keys)
 
 SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
 # A learned codec's training sample: ~1,000 windows hold ~150k token states at 224 tokens (SQuAD's windows are
 # ~2/3 full), enough for pq's 256 sub-centroids and rq's 1,024 centroids (quantizers.MIN_POINTS_PER_CENTROID)
 TRAIN_WINDOWS = 1000
-LOCK_FILE = ".build.lock"
 STAGING = re.compile(r"^\.segment-\d{5,}\.partial-")
 
 
@@ -56,39 +51,6 @@ class CacheCommands:
 
     start: str = None
     add_missing: str = None
-
-
-class BuildLocked(PassageCacheError):
-    """Another build holds the cache directory's lock."""
-
-
-@contextmanager
-def build_lock(directory: Path):
-    """One build at a time per cache directory (a second one would list the same segment names twice). The lock
-    file goes when the build ends, however it ends: removed while still held, and a build that locked a file
-    already removed (it opened it just before) tries again on the one now there, so two builds never hold two
-    files at once."""
-    path = directory / LOCK_FILE
-    while True:
-        handle = open(path, "a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise BuildLocked(f"another build is writing {directory}", "wait for it to finish") from None
-        try:
-            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        handle.close()  # locked a removed file: the build that held it has ended
-    try:
-        yield
-    finally:
-        try:
-            path.unlink(missing_ok=True)
-        finally:
-            handle.close()
 
 
 def check_build_location(out_dir: Path, what: str = "the cache directory") -> None:
@@ -106,21 +68,6 @@ def check_build_location(out_dir: Path, what: str = "the cache directory") -> No
 # What a build killed before its first record leaves (a new build there replaces them): its lock, a learned
 # codec's codebook
 LEFT_BY_A_KILLED_START = (LOCK_FILE, CODEBOOK_FOLDER)
-
-
-def build_running(directory: Path) -> bool:
-    """True while a build holds `directory`'s lock (a reader then sees segments it has not listed yet)."""
-    try:
-        handle = open(Path(directory) / LOCK_FILE, "rb")
-    except OSError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
 
 
 def remove_unlisted(directory: Path, record: dict) -> None:
@@ -187,23 +134,6 @@ def new_record(graph_set, dtype: str, doc_stride, tokenizer_sha256) -> dict:
             "complete": False, "builds": [], "unfinished_build": None, "codec": None}
 
 
-def describe_codec(name: str, settings: dict) -> str:
-    return " ".join([name, *(f"{key}={value}" for key, value in settings.items())])
-
-
-def check_same_codec(record: dict, directory: Path, codec) -> None:
-    """An append or a resume encodes with the cache's codebook: a build asking for another codec's settings is
-    refused (its codes would decode with the wrong codebook)."""
-    if codec is None or record["codec"] is None:
-        return
-    theirs = record["codec"]
-    if theirs["settings"] != codec.settings:
-        raise PassageCacheError(f"passage cache {directory} stores {describe_codec(theirs['name'], theirs['settings'])}"
-                                f", not {describe_codec(codec.name, codec.settings)}: its windows are encoded with "
-                                "its own codebook, and an append must use it", "give the cache's codec settings (or "
-                                "none: the cache's are used), or build into a new directory")
-
-
 def existing_record(directory: Path, graph_set, dtype, doc_stride, append: bool, tokenizer_sha256,
                     plan: BuildPlan, codec=None) -> dict:
     """The record of the cache in `directory`, if this build may go on in it: the same graph, and either the
@@ -237,121 +167,33 @@ def unfinished_build(plan: BuildPlan, append: bool, command) -> dict:
     return {"windows_sha256": plan.windows_sha256, "windows": plan.windows, "append": append, "command": command}
 
 
-def compute_states(session, input_ids, attention_mask, batch_size: int, on_batch=None) -> np.ndarray:
-    """lower_passage's float32 states [n, Lp, H] of n windows, `batch_size` at a time from the first: the same
-    batches whichever engine runs them, so both give the same numbers."""
-    parts = []
-    for start in range(0, len(input_ids), batch_size):
-        parts.append(session.run(None, {"passage_input_ids": input_ids[start:start + batch_size],
-                                        "passage_attention_mask": attention_mask[start:start + batch_size]})[0])
-        if on_batch is not None:
-            on_batch(len(parts[-1]))
-    return np.concatenate(parts)
-
-
-def write_segment(directory: Path, index: int, input_ids, attention_mask, encoded: dict, vocab_size: int) -> dict:
-    """One segment written whole under a staging name, renamed, hashed: its record entry."""
-    name = segment_name(index)
-    keys = keys_array(window_keys(input_ids, attention_mask))  # [n, 16] uint8
-    arrays = {"window_key": keys, "passage_input_ids": np.asarray(input_ids).astype(id_dtype(vocab_size))}
-    if "passage_length" not in encoded:  # a learned codec's windows keep their mask as a length (store.py)
-        arrays["passage_attention_mask"] = np.asarray(attention_mask).astype(np.uint8)
-    arrays.update(encoded)
-    with staged_directory(directory / name) as staging:
-        for stem, array in arrays.items():
-            with open(staging / f"{stem}.npy", "wb") as handle:
-                np.save(handle, array)
-                handle.flush()
-                os.fsync(handle.fileno())  # on disk before it is listed: a power loss cannot truncate a listed one
-        sha256 = {f"{stem}.npy": file_sha256(staging / f"{stem}.npy") for stem in arrays}
-    folder = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename, too
-    finally:
-        os.close(folder)
-    return {"name": name, "windows": int(len(input_ids)), "sha256": sha256}
-
-
-def encoded_states(states: np.ndarray, attention_mask: np.ndarray, dtype: str, codec=None) -> dict:
-    """A segment's arrays of these windows' states: codecs.py's for float32, float16 and int8; a learned codec's
-    codes and each window's length in place of its mask."""
-    if codec is None:
-        return encode(states, dtype)
-    lengths = lengths_of_masks(attention_mask)
-    return {**{f"passage_{name}": array for name, array in codec.encode(states, lengths).items()},
-            "passage_length": lengths}
-
-
-def build_locally(graph_set, chunks: list, out_dir: Path, session_factory, batch_size: int, dtype: str, listed,
-                  progress: bool, codec=None) -> None:
-    """Segment after segment in this process."""
-    session = session_factory(graph_set.path("lower_passage")) if chunks else None
-    with tqdm(total=sum(len(ids) for _, ids, _ in chunks), desc="passage cache", unit="window",
-              disable=not progress) as bar:
-        for index, ids, mask in chunks:
-            states = compute_states(session, ids, mask, batch_size, bar.update)
-            listed(write_segment(out_dir, index, ids, mask, encoded_states(states, mask, dtype, codec),
-                                 graph_set.manifest["model"]["vocab_size"]))
-
-
-def train_codec(graph_set, shards, plan: BuildPlan, out_dir: Path, codec, session_factory, batch_size: int, seed: int,
-                metric=None) -> dict:
-    """Learn `codec`'s codebook on the states of the plan's sample windows and write it to out_dir/codebook/ (whole,
-    then renamed); its record entry (schema.CODEC)."""
-    session = session_factory(graph_set.path("lower_passage"))
-    taken, tokens = set(), []
-    for input_ids, attention_mask in shards:
-        input_ids, attention_mask = np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)
-        picked = []
-        for position, key in enumerate(window_keys(input_ids, attention_mask)):
-            if key in plan.sample and key not in taken:
-                taken.add(key)
-                picked.append(position)
-        if picked:
-            states = compute_states(session, input_ids[picked], attention_mask[picked], batch_size)
-            tokens.append(states[attention_mask[picked].astype(bool)])  # padding states reach no answer
-    sample = np.concatenate(tokens) if tokens else np.zeros((0, codec.hidden_size), np.float32)
-    if len(sample) == 0:
-        raise CodecError(f"codec {codec.describe()} has no passage states to learn from", "give passages")
-    codec.train(sample, metric, seed=seed)
-    with staged_directory(out_dir / CODEBOOK_FOLDER, replace=True) as staging:
-        for name, array in codec.codebook.items():
-            with open(staging / f"{name}.npy", "wb") as handle:
-                np.save(handle, np.ascontiguousarray(array))
-                handle.flush()
-                os.fsync(handle.fileno())
-    sha256 = {name: file_sha256(codebook_path(out_dir, name)) for name in codec.codebook}
-    return {"name": codec.name, "settings": codec.settings, "codebook": sha256,
-            "sample": {"windows": len(taken), "tokens": int(len(sample)), "seed": seed}}
-
-
 def build_passage_cache(graph_set, input_ids, attention_mask, out_dir, session_factory, batch_size: int = 64,
                         progress: bool = True, dtype: str = None, doc_stride=None, append: bool = False,
-                        segment_windows: int = SEGMENT_WINDOWS, passages=None, tokenizer_sha256=None, engine=None,
-                        command: str = None, keep_unfinished: bool = True, **codec_options):
+                        segment_windows: int = SEGMENT_WINDOWS, passages=None, tokenizer_sha256=None,
+                        engine: BuildEngine = None, command: str = None, keep_unfinished: bool = True,
+                        **codec_options):
     """Store lower_passage's states of every distinct window of ([N, Lp] ids, mask) not yet in `out_dir`: a new
     cache, the rest of a killed build of the same windows, or (`append`) new passages added to a complete one.
-    Returns the cache. `engine`: None (this process, `session_factory`'s sessions) or a RayEngine (ray_engine.py).
-    The other options (a learned codec's `codec_options` among them): build_passage_cache_from_shards."""
+    Returns the cache. `engine`: what writes the segments (engines.py); None: this process, on `session_factory`'s
+    sessions (LocalEngine). The other options (a learned codec's `codec_options` among them):
+    build_passage_cache_from_shards."""
     shard = (input_ids, attention_mask)
     return build_passage_cache_from_shards(graph_set, lambda: [shard], out_dir, session_factory, batch_size, progress,
                                            dtype, doc_stride, append, segment_windows, passages, tokenizer_sha256,
                                            engine, command, keep_unfinished, **codec_options)
 
 
-# Long until issue 25's phase 2, which owns passage_cache/ and puts the local and Ray build engines behind one
-# interface: this function holds the local engine's half of that split.
 def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory, batch_size: int = 64,
                                     progress: bool = True, dtype: str = None, doc_stride=None,
                                     append: bool = False, segment_windows: int = SEGMENT_WINDOWS, passages=None,
-                                    tokenizer_sha256=None, engine=None, command: str = None,
+                                    tokenizer_sha256=None, engine: BuildEngine = None, command: str = None,
                                     keep_unfinished: bool = True, codec_settings: dict = None,
                                     train_windows: int = TRAIN_WINDOWS, train_seed: int = 0, metric=None):
     """build_passage_cache over `shards`: ([n, Lp] ids, mask) pairs read one at a time (a corpus whose windows
     would not fit in memory at once: deformer-cache build cuts its passages into shards), given as a function that
     returns an iterable of them, or as a list. They are read twice: to plan the build (every window's key, before
-    any work), then to build. Windows
-    repeated across shards are stored once; the cache is complete only after the last shard.
+    any work), then to build. Windows repeated across shards are stored once; the cache is complete only after the
+    last shard.
 
     `dtype`: float32, float16 or int8; None: the cache's own (float32 for a new one). `command`: the command that
     started this build, recorded in cache.json so that a build refused there later can name it. `keep_unfinished`:
@@ -361,105 +203,110 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
 
     A learned codec (`dtype` pq, rq or binary, `codec_settings` its settings: quantizers.py) is trained on the
     states of a seeded draw (`train_seed`) of `train_windows` distinct windows (`metric`: pq's fisher transform's
-    [H, H] metric, sensitivity.py); an append or resume uses the cache's codebook."""
-    if dtype is not None and dtype not in DTYPES + LEARNED_DTYPES:
-        raise PassageCacheError(f"unknown cache dtype {dtype!r}", f"use one of: {', '.join(DTYPES + LEARNED_DTYPES)}")
-    if segment_windows < 1:
-        raise PassageCacheError(f"segment_windows must be at least 1, got {segment_windows}", "e.g. 1024")
+    [H, H] metric, sensitivity.py), computed on `session_factory`'s sessions whatever the engine; an append or
+    resume uses the cache's codebook."""
+    check_build_settings(dtype, segment_windows)
+    engine = engine if engine is not None else LocalEngine(session_factory)
     identity = graph_identity(graph_set)
-    codec = requested_codec(dtype, codec_settings, identity, engine)  # before any file: faiss, settings
-    shards = shard_source(shards)
-    out_dir = Path(out_dir)
+    codec = requested_codec(dtype, codec_settings, identity, engine)  # before any file: faiss, settings, engine
+    shards, out_dir = shard_source(shards), Path(out_dir)
     check_build_location(out_dir)
     plan = plan_build(shards(), train_windows if codec is not None else 0, train_seed)
-    created = False
-    if not out_dir.exists():
-        check_free_space(out_dir, stored_bytes(identity, dtype or "float32", codec) * plan.windows + 2**20)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            out_dir.mkdir()
-            created = True  # this process made it: it may remove it again if nothing of it is kept
-        except FileExistsError:
-            pass  # another build made it meanwhile: the lock below decides
+    created = make_cache_directory(out_dir, stored_bytes(identity, dtype or "float32", codec) * plan.windows + 2**20)
     record, new = {"segments": []}, False
     try:
         with build_lock(out_dir):  # everything below reads and writes the record under the lock
-            if not (out_dir / RECORD_FILE).is_file() and any(
-                    not entry.name.startswith(".") and entry.name not in LEFT_BY_A_KILLED_START
-                    for entry in out_dir.iterdir()):
-                raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
             if (out_dir / RECORD_FILE).is_file():
                 record = existing_record(out_dir, graph_set, dtype, doc_stride, append, tokenizer_sha256, plan,
                                          codec if codec_settings else None)
-                codec = load_codec(out_dir, record)  # the cache's own codebook (checked)
-                if codec is not None:
-                    require_faiss()  # encoding the new windows needs it
-                    if engine is not None:
-                        raise_no_ray(codec.name)
+                codec = cache_codec(out_dir, record, engine)  # the cache's own codebook (checked)
             else:
+                check_only_leftovers(out_dir)
                 record, new = new_record(graph_set, dtype or "float32", doc_stride, tokenizer_sha256), True
                 if codec is not None:  # before the record: a refused training leaves nothing
-                    record["codec"] = train_codec(graph_set, shards(), plan, out_dir, codec, session_factory,
+                    record["codec"] = train_codec(graph_set, shards(), plan.sample, out_dir, codec, session_factory,
                                                   batch_size, train_seed, metric)
-            if new or record["complete"]:  # this build's plan; an unfinished one keeps the command that started it
-                record["unfinished_build"] = unfinished_build(plan, not new, command)
-            # The stored keys' index (sorted arrays); keys new to this build go into a set, so repeats across
-            # shards are computed once.
-            stored = load_passage_cache(out_dir, graph_set).key_index if record["segments"] else None
-            remove_unlisted(out_dir, record)
-            # A new or unfinished cache stays incomplete until its last shard is in. An append keeps a complete
-            # cache complete: readers go on serving it (its new segments are listed whole, one by one), and a
-            # killed append leaves it readable, to be resumed by the same command.
-            save_record(out_dir, record)
+            stored = start_walk(out_dir, graph_set, record, plan, new, command)
             started = time.perf_counter()
-            walk = store_new_windows(graph_set, shards(), out_dir, record, stored, session_factory, batch_size,
-                                     segment_windows, engine, progress, codec)
-            walked_sha256, walked = walk.windows.digest()
-            if walked_sha256 != plan.windows_sha256:  # only the build that was planned marks the cache complete
-                raise PassageCacheError(
-                    f"the passages changed while the build read them: {plan.windows:,} distinct windows when "
-                    f"planned, {walked:,} (or other ones) when built", "leave them unchanged "
-                    "while a build reads them; the cache keeps the segments written: give the passages as they "
-                    "were to go on, or build the changed ones into a new directory")
+            walk = store_new_windows(graph_set, shards(), out_dir, record, stored, batch_size, segment_windows,
+                                     engine, progress, codec)
+            check_walked_the_plan(walk, plan)
             seconds = round(time.perf_counter() - started, 2)
-            record["builds"].append({"passages": passages, "windows_given": walk.windows.given,
-                                     "distinct_windows": plan.windows, "new_windows": walk.new_windows,
-                                     "seconds": seconds,
-                                     "windows_per_second": round(walk.new_windows / seconds, 2) if seconds else None,
-                                     "engine": "local" if engine is None else engine.describe(),
-                                     "pid": os.getpid()})
-            record["complete"], record["build_seconds"], record["unfinished_build"] = True, seconds, None
-            save_record(out_dir, record)
+            record_finished_build(out_dir, record, build_entry(walk, plan, passages, seconds, engine))
     except BaseException as error:  # noqa: BLE001 (re-raised)
-        # A build refused by the lock touches nothing: the directory is another build's.
-        if not isinstance(error, BuildLocked) and discard_unfinished(out_dir, record, created, new, keep_unfinished) \
-                and keep_unfinished and isinstance(error, KeyboardInterrupt) and not isinstance(error, Interrupted):
-            # deformer-cache's usual line says the finished segments are kept: here there are none, nor the folder
-            # (deformer-answer's and -eval's, keep_unfinished False, already say that nothing was written)
-            raise Interrupted(f"interrupted: nothing was written (no segment was finished; {out_dir}, which this "
-                              "build made, is removed)") from None
+        clean_up_failed_build(error, out_dir, record, created, new, keep_unfinished)
         raise
     return load_passage_cache(out_dir, graph_set)
 
 
-def raise_no_ray(name: str):
-    raise PassageCacheError(f"a {name} cache is built with --engine local only (its Ray workers would need its "
-                            "codebook)", "build it with --engine local")
+def check_build_settings(dtype, segment_windows: int) -> None:
+    if dtype is not None and dtype not in DTYPES + LEARNED_DTYPES:
+        raise PassageCacheError(f"unknown cache dtype {dtype!r}", f"use one of: {', '.join(DTYPES + LEARNED_DTYPES)}")
+    if segment_windows < 1:
+        raise PassageCacheError(f"segment_windows must be at least 1, got {segment_windows}", "e.g. 1024")
 
 
-def requested_codec(dtype, settings, identity: dict, engine):
-    """The learned codec a build asks for (untrained), or None; faiss, the settings and the engine checked before
-    any file is touched."""
-    if dtype not in LEARNED_DTYPES:
-        if settings:
-            raise PassageCacheError(f"codec settings ({', '.join(settings)}) belong to a learned codec, and the "
-                                    f"dtype is {dtype or 'the cache own'}", "give --dtype pq, rq or binary, or drop "
-                                    "the settings")
-        return None
-    require_faiss()
-    if engine is not None:
-        raise_no_ray(dtype)
-    return make_codec(dtype, identity["hidden_size"], **(settings or {}))
+def make_cache_directory(out_dir: Path, needed_bytes: int) -> bool:
+    """`out_dir` made if it is not there, once the space the build needs is checked; True when this process made
+    it (it may remove it again if nothing of it is kept)."""
+    if out_dir.exists():
+        return False
+    check_free_space(out_dir, needed_bytes)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir()
+        return True
+    except FileExistsError:
+        return False  # another build made it meanwhile: the lock decides
+
+
+def check_only_leftovers(out_dir: Path) -> None:
+    """Under the lock, in a directory without a record: nothing but what a killed start leaves."""
+    if any(not entry.name.startswith(".") and entry.name not in LEFT_BY_A_KILLED_START
+           for entry in out_dir.iterdir()):
+        raise PassageCacheError(f"{out_dir} exists and is not a passage cache", "give a new directory")
+
+
+def start_walk(out_dir: Path, graph_set, record: dict, plan: BuildPlan, new: bool, command):
+    """The record made ready for the walk and saved: this build's plan as its unfinished build (an unfinished one
+    keeps the command that started it), and what a killed build left unlisted removed. Returns the index of the
+    keys stored (sorted arrays), None when none is: keys new to this build go into a set, so repeats across shards
+    are computed once."""
+    if new or record["complete"]:
+        record["unfinished_build"] = unfinished_build(plan, not new, command)
+    stored = load_passage_cache(out_dir, graph_set).key_index if record["segments"] else None
+    remove_unlisted(out_dir, record)
+    # A new or unfinished cache stays incomplete until its last shard is in. An append keeps a complete cache
+    # complete: readers go on serving it (its new segments are listed whole, one by one), and a killed append leaves
+    # it readable, to be resumed by the same command.
+    save_record(out_dir, record)
+    return stored
+
+
+def check_walked_the_plan(walk, plan: BuildPlan) -> None:
+    """Only the build that was planned marks the cache complete."""
+    walked_sha256, walked = walk.windows.digest()
+    if walked_sha256 != plan.windows_sha256:
+        raise PassageCacheError(
+            f"the passages changed while the build read them: {plan.windows:,} distinct windows when "
+            f"planned, {walked:,} (or other ones) when built", "leave them unchanged "
+            "while a build reads them; the cache keeps the segments written: give the passages as they "
+            "were to go on, or build the changed ones into a new directory")
+
+
+def build_entry(walk, plan: BuildPlan, passages, seconds: float, engine: BuildEngine) -> dict:
+    """This build's entry in the record's `builds` (schema.BUILD)."""
+    return {"passages": passages, "windows_given": walk.windows.given, "distinct_windows": plan.windows,
+            "new_windows": walk.new_windows, "seconds": seconds,
+            "windows_per_second": round(walk.new_windows / seconds, 2) if seconds else None,
+            "engine": engine.describe(), "pid": os.getpid()}
+
+
+def record_finished_build(out_dir: Path, record: dict, entry: dict) -> None:
+    """The build listed and the cache marked complete, its unfinished build cleared."""
+    record["builds"].append(entry)
+    record["complete"], record["build_seconds"], record["unfinished_build"] = True, entry["seconds"], None
+    save_record(out_dir, record)
 
 
 def shard_source(shards):
@@ -488,8 +335,8 @@ class Walk:
     new_windows: int  # computed and stored by this build
 
 
-def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, session_factory, batch_size: int,
-                      segment_windows: int, engine, progress: bool, codec=None) -> Walk:
+def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, batch_size: int, segment_windows: int,
+                      engine: BuildEngine, progress: bool, codec=None) -> Walk:
     """The walk: shard after shard, the windows neither `stored` (the index of the cache's keys at the start) nor
     seen earlier in this walk are computed and written as segments, each listed in the record as it is written."""
     per_window = stored_bytes(record["identity"], record["dtype"], codec)
@@ -515,12 +362,21 @@ def store_new_windows(graph_set, shards, out_dir: Path, record: dict, stored, se
                    attention_mask[new[start:start + segment_windows]])
                   for number, start in enumerate(range(0, len(new), segment_windows))]
         next_index += len(chunks)
-        if engine is None:
-            build_locally(graph_set, chunks, out_dir, session_factory, batch_size, record["dtype"], listed, progress,
-                          codec)
-        else:
-            engine.build(graph_set, chunks, out_dir, batch_size, record["dtype"], listed, progress)
+        engine.build(graph_set, chunks, out_dir, batch_size, record["dtype"], listed, progress, codec)
     return walk
+
+
+def clean_up_failed_build(error: BaseException, out_dir: Path, record: dict, created: bool, new: bool,
+                          keep_unfinished: bool) -> None:
+    """What a build that raised `error` leaves (discard_unfinished); an interrupt that leaves nothing raises
+    Interrupted saying so."""
+    # A build refused by the lock touches nothing: the directory is another build's.
+    if not isinstance(error, BuildLocked) and discard_unfinished(out_dir, record, created, new, keep_unfinished) \
+            and keep_unfinished and isinstance(error, KeyboardInterrupt) and not isinstance(error, Interrupted):
+        # deformer-cache's usual line says the finished segments are kept: here there are none, nor the folder
+        # (deformer-answer's and -eval's, keep_unfinished False, already say that nothing was written)
+        raise Interrupted(f"interrupted: nothing was written (no segment was finished; {out_dir}, which this "
+                          "build made, is removed)") from None
 
 
 def discard_unfinished(out_dir: Path, record: dict, created: bool, new: bool, keep_unfinished: bool) -> bool:

@@ -34,8 +34,8 @@ from ..contracts import strict_json
 from ..contracts.errors import PassageCacheError
 from ..files import scratch_directory
 from ..runtime.sessions import DEFAULT_SETTINGS, open_session
-from .build import compute_states, write_segment
-from .codecs import encode
+from .engines import BuildEngine
+from .segments import compute_states, encoded_states, write_segment
 
 EXTRA = "ray[data]==2.60.0"
 
@@ -102,8 +102,8 @@ class SegmentWriter:
         for index, ids, mask in zip(batch["index"], batch["input_ids"], batch["attention_mask"]):
             states = compute_states(self.session, np.asarray(ids, np.int64), np.asarray(mask, np.int64),
                                     self.batch_size)
-            entries.append(json.dumps(write_segment(self.out_dir, int(index), ids, mask, encode(states, self.dtype),
-                                                    self.vocab_size)))
+            entries.append(json.dumps(write_segment(self.out_dir, int(index), ids, mask,
+                                                    encoded_states(states, mask, self.dtype), self.vocab_size)))
         return {"entry": np.asarray(entries)}
 
 
@@ -130,7 +130,7 @@ def scratch_root() -> str:
                             "--engine local")
 
 
-class RayEngine:
+class RayEngine(BuildEngine):
     """`--engine ray [--address ...]`: workers actors (default: one per whole CPU Ray reports, at most the
     segments to write).
 
@@ -142,6 +142,8 @@ class RayEngine:
     after ray.init, which replaces it with its own (a crash dump, exit 15). A Ray this process already runs, or one
     at an address, is used as it is and left running."""
 
+    encodes_learned_codecs = False  # its actors hold no codebook: a learned codec's cache is built locally
+
     def __init__(self, address: str = None, workers: int = None):
         if workers is not None and workers < 1:
             raise PassageCacheError(f"--workers must be at least 1, got {workers}", "e.g. --workers 2")
@@ -150,12 +152,6 @@ class RayEngine:
 
     def describe(self) -> dict:
         return {"engine": "ray", "address": self.address or "local", **self.used}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
 
     def close(self) -> None:
         """Stop the local Ray this engine started (if it did), its reaper and its folder."""
@@ -203,7 +199,9 @@ class RayEngine:
         self.started = started
         return ray
 
-    def build(self, graph_set, chunks: list, out_dir, batch_size: int, dtype: str, listed, progress: bool) -> None:
+    def build(self, graph_set, chunks: list, out_dir, batch_size: int, dtype: str, listed, progress: bool,
+              codec=None) -> None:
+        """BuildEngine.build; `codec` is always None (encodes_learned_codecs)."""
         if not chunks:
             return
         ray = self.connect()

@@ -66,6 +66,7 @@ from ..files import write_text_atomically
 from ..runtime.cached_states import gather_rows
 from .codecs import STORED, decode
 from .key_index import KEY_BYTES, KeyIndex
+from .lock import build_running
 from .quantizers import CodecError, make_codec
 from .schema import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, REBUILD, SEGMENT_NAME,  # noqa: F401
                      checked_record)  # (FORMAT_VERSION: build.py)
@@ -454,8 +455,6 @@ def unlisted_segments(directory: Path, record: dict) -> list:
 
 def check_listing(directory: Path, record: dict) -> None:
     """Refuse segment folders no entry lists, saying where they likely came from and what to do."""
-    from .build import build_running  # deferred: the one cycle setup.cfg's acyclic contract lets pass
-
     unlisted = unlisted_segments(directory, record)
     if not unlisted:
         return

@@ -217,6 +217,15 @@ def _save(plt, figure, path: Path) -> None:
     plt.close(figure)
 
 
+def _label(axis, xlabel: str, ylabel: str, title: str) -> None:
+    """Every scenario plot's axis: its labels and title, a light grid, a small legend."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+
+
 def plot_latency_cdf(results: ScenarioResults, path: Path) -> None:
     """Per scenario with per-query latencies (SingleStream; Server at the QPS found), each system's CDF."""
     panels = [("SingleStream", lambda run: run.single_stream),
@@ -233,11 +242,7 @@ def plot_latency_cdf(results: ScenarioResults, path: Path) -> None:
             axis.plot(latencies, np.arange(1, len(latencies) + 1) / len(latencies), LINESTYLES[run.lengths],
                       color=colours[run.label], label=f"{run.label} ({run.lengths})")
         axis.set_xlim(left=0)
-        axis.set_xlabel("latency (ms, LoadGen's)")
-        axis.set_ylabel("fraction of queries")
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        _label(axis, "latency (ms, LoadGen's)", "fraction of queries", title)
     if not panels:
         axes[0].text(0.5, 0.5, "no SingleStream or Server run", ha="center")
     _save(plt, figure, path)
@@ -255,12 +260,8 @@ def plot_server_search(results: ScenarioResults, path: Path) -> None:
                   label=f"{run.label} ({run.lengths})")
     if results.latency_bound:
         axis.axhline(results.latency_bound["ms"], color="black", linewidth=1, linestyle=":", label="p99 bound")
-    axis.set_xlabel("target QPS (Poisson)")
-    axis.set_ylabel("p99 latency (ms, LoadGen's)")
     axis.set_yscale("log")
-    axis.set_title("Server: QPS against p99")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    _label(axis, "target QPS (Poisson)", "p99 latency (ms, LoadGen's)", "Server: QPS against p99")
     _save(plt, figure, path)
 
 
@@ -280,11 +281,7 @@ def plot_f1_throughput(results: ScenarioResults, path: Path) -> None:
             axis.axhline(GATE_FRACTION * reference.accuracy.f1, color="black", linewidth=1,
                          linestyle=LINESTYLES[lengths], label=f"gate: {GATE_FRACTION:.0%} of {REFERENCE_LABEL} "
                                                            f"({lengths})")
-    axis.set_xlabel("Offline throughput (answered questions/s)")
-    axis.set_ylabel("F1 (SQuAD v1.1 dev)")
-    axis.set_title("F1 against throughput")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    _label(axis, "Offline throughput (answered questions/s)", "F1 (SQuAD v1.1 dev)", "F1 against throughput")
     _save(plt, figure, path)
 
 

@@ -346,7 +346,7 @@ def test_an_out_that_cannot_be_a_folder_is_one_clear_error_naming_the_obstacle(t
 
 
 def test_a_build_leaves_no_lock_behind(tiny_student_graphs, passages, tmp_path):
-    from deformer_bench.passage_cache.build import LOCK_FILE
+    from deformer_bench.passage_cache.lock import LOCK_FILE
 
     three, four = passages
     cache = tmp_path / "cache"

@@ -47,7 +47,7 @@ def test_a_segment_no_entry_lists_is_named_not_blamed_on_other_passages(cache):
 def test_a_build_at_work_is_not_called_damage(cache):
     import fcntl
 
-    from deformer_bench.passage_cache.build import LOCK_FILE
+    from deformer_bench.passage_cache.lock import LOCK_FILE
 
     graph_set, directory, _ = cache
     (directory / "segment-00007").mkdir()  # renamed a moment ago, listed a moment later
