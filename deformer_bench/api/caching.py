@@ -113,7 +113,7 @@ class PassageFile:
 
     def shards(self, size: int):
         """Lists of at most `size` (passage id, text), in file order."""
-        # ids were checked unique by the first pass; the second keeps no set of them (~130 bytes an id)
+        # ids were checked unique by the first pass (answer.unique_id_records); the second checks them no more
         passages = (iter(self.in_memory) if self.in_memory is not None
                     else iter_passages(self.path, self.tokenizer, unique_ids=False))
         read = 0

@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--shard-passages", type=int, default=20000,
                        help="passages read, tokenized and built at a time (default 20000): one shard's text and "
                             "windows are in memory at once, besides the index of stored keys (32 bytes a window), "
-                            "this build's new keys (16 bytes a window, 32 at peak) and the passage ids (JSON Lines are "
-                            "checked whole first, then read a shard at a time); free space is checked per shard")
+                            "this build's new keys (16 bytes a window, 32 at peak) and a 16-byte digest per passage id "
+                            "(JSON Lines are checked whole first, then read a shard at a time); free space is checked "
+                            "per shard")
     build.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process; ray: Ray Data with an actor pool of ONNX Runtime sessions")
     build.add_argument("--address", help="with --engine ray: auto, or ray://HOST:PORT of a running cluster "
