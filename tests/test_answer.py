@@ -236,7 +236,7 @@ def test_a_repeated_id_is_refused_at_its_line_naming_its_first(tmp_path, batches
     path = write_passages(tmp_path / name, ids)
     with pytest.raises(InputFileError) as raised:
         read_passages(path)
-    assert str(raised.value) == repeat_error(path, number, ids[repeated - 1], first)
+    assert raised.value.message == repeat_error(path, number, ids[repeated - 1], first)
     assert raised.value.hint == "give every one of the passages its own id"
 
 
@@ -246,7 +246,7 @@ def test_an_id_in_an_earlier_batch_and_twice_in_this_one_names_its_first_line(tm
     path = write_passages(tmp_path / "passages.jsonl", ids)
     with pytest.raises(InputFileError) as raised:
         read_passages(path)
-    assert str(raised.value) == repeat_error(path, 6, "x", 2)
+    assert raised.value.message == repeat_error(path, 6, "x", 2)
 
 
 def test_the_first_of_two_repeats_is_refused_when_both_fall_in_one_batch(tmp_path):
@@ -255,7 +255,7 @@ def test_the_first_of_two_repeats_is_refused_when_both_fall_in_one_batch(tmp_pat
     path = write_passages(tmp_path / "passages.jsonl", ids)
     with pytest.raises(InputFileError) as raised:
         read_passages(path)
-    assert str(raised.value) == repeat_error(path, 5, "b", 2)
+    assert raised.value.message == repeat_error(path, 5, "b", 2)
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -298,7 +298,7 @@ def test_a_digest_collision_does_not_refuse_distinct_ids(tmp_path, batches_of_4,
     write_passages(path, ids)
     with pytest.raises(InputFileError) as raised:
         read_passages(path)
-    assert str(raised.value) == repeat_error(path, 9, "p3", 3)
+    assert raised.value.message == repeat_error(path, 9, "p3", 3)
 
 
 def test_a_repeat_far_apart_in_a_pipe_is_found_in_the_bytes_held(tmp_path, batches_of_4):
@@ -320,7 +320,7 @@ def test_a_repeat_far_apart_in_a_pipe_is_found_in_the_bytes_held(tmp_path, batch
             PassageFile(fifo, None)
     finally:
         writer.join()
-    assert str(raised.value) == repeat_error(fifo, 18, "p2", 2)
+    assert raised.value.message == repeat_error(fifo, 18, "p2", 2)
 
 
 def test_checking_ids_holds_under_50_bytes_a_passage(tmp_path, monkeypatch):
