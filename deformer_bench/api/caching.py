@@ -16,11 +16,11 @@ from ..contracts.errors import DeformerBenchError
 from ..contracts.manifest import load_graph_set
 from ..files import check_distinct_paths, command_line, tokenizer_input
 from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
-from ..passage_cache.build import check_build_location
+from ..passage_cache.build import TRAIN_WINDOWS, check_build_location, requested_codec
 from ..passage_cache.ray_engine import RayEngine, import_ray
 from ..passage_cache.quantizers import CODECS
 from ..passage_cache.schema import LEARNED_DTYPES
-from ..passage_cache.store import codebook_path, tokenizer_sha256, unlisted_segments
+from ..passage_cache.store import codebook_path, graph_identity, tokenizer_sha256, unlisted_segments
 from ..serving import evaluation_session
 from ..squad.features import check_doc_stride, featurize
 from .common import check_count
@@ -58,10 +58,11 @@ class CacheBuildRequest:
     progress: bool = True
     # a learned codec (dtype pq, rq or binary): its settings (quantizers.parse_settings; None: the codec's
     # defaults, or with append the cache's), the pq Fisher transform's metric (an [H, H] .npy), the training sample
+    # (None: TRAIN_WINDOWS windows, seed 0; given with another dtype, refused: they would change nothing)
     codec_settings: dict = None
     codec_metric: Path = None
-    train_windows: int = 1000
-    train_seed: int = 0
+    train_windows: int = None
+    train_seed: int = None
 
     def __post_init__(self):
         self.graphs, self.passages, self.out = Path(self.graphs), Path(self.passages), Path(self.out)
@@ -139,7 +140,7 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
                                    ("--workers", request.workers, MAX_WORKERS),
                                    ("--train-windows", request.train_windows, MAX_TRAIN_WINDOWS)):
         check_count(option, value, maximum)
-    if not 0 <= request.train_seed <= 2**32 - 1:
+    if request.train_seed is not None and not 0 <= request.train_seed <= 2**32 - 1:
         raise DeformerBenchError(f"--train-seed must be 0 to 2^32-1 (a numpy seed), got {request.train_seed}",
                                  "give a smaller seed")
     # Before any lock, file or Ray: where the cache goes, and that it is none of what the build reads.
@@ -151,6 +152,7 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
     check_build_location(request.out, "--out")
     if request.engine == "local" and (request.address or request.workers):
         raise DeformerBenchError("--address and --workers belong to --engine ray", "add --engine ray, or drop them")
+    check_codec_options(request)
     engine = None
     if request.engine == "ray":
         import_ray()  # before any work: a missing Ray is one clear error
@@ -158,6 +160,7 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
     graph_set = load_graph_set(request.graphs, request.variant)
     check_doc_stride(graph_set.deformer.passage_len, request.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, request.tokenizer)
+    metric = checked_codec_metric(request, graph_set, engine)
     passages = PassageFile(request.passages, tokenizer)
     shard_count = -(-passages.count // request.shard_passages)
     passes = itertools.count()
@@ -179,8 +182,8 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
             dtype=request.dtype, doc_stride=request.doc_stride, append=request.append,
             segment_windows=request.segment_windows, passages=passages.count,
             tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine, command=build_command_line(request),
-            codec_settings=request.codec_settings, train_windows=request.train_windows, train_seed=request.train_seed,
-            metric=codec_metric(request.codec_metric))
+            codec_settings=request.codec_settings, train_windows=train_windows(request),
+            train_seed=request.train_seed or 0, metric=metric)
     finally:  # a local Ray it started stops here, also when the build fails or is interrupted
         if engine is not None:
             engine.close()
@@ -197,11 +200,36 @@ def build_command_line(request: CacheBuildRequest) -> str:
                         *(("--codec-settings", ",".join(f"{key}={value}" for key, value in request.codec_settings.items()))
                           if request.codec_settings else ()),
                         *(("--codec-metric", request.codec_metric) if request.codec_metric else ()),
-                        *(("--train-windows", request.train_windows, "--train-seed", request.train_seed)
+                        *(("--train-windows", train_windows(request), "--train-seed", request.train_seed or 0)
                           if request.dtype in LEARNED_DTYPES else ()),
                         "--doc-stride", request.doc_stride,
                         *(("--tokenizer", request.tokenizer) if request.tokenizer else ()),
                         "--append" if request.append else None)
+
+
+def check_codec_options(request: CacheBuildRequest) -> None:
+    """A learned codec's training options are refused with another dtype (they would change nothing), as its
+    settings and metric are (passage_cache.build.requested_codec)."""
+    given = [option for option, value in (("--train-windows", request.train_windows),
+                                          ("--train-seed", request.train_seed)) if value is not None]
+    if given and request.dtype not in LEARNED_DTYPES:
+        stored = request.dtype or "the cache's own"
+        verb = "belong" if len(given) > 1 else "belongs"
+        raise DeformerBenchError(f"{' and '.join(given)} {verb} to a learned codec's training, and the dtype is "
+                                 f"{stored}", "give --dtype pq, rq or binary, or drop them")
+
+
+def checked_codec_metric(request: CacheBuildRequest, graph_set, engine):
+    """--codec-metric's array (or None), once the codec asked for, its settings and the metric are checked
+    (build.requested_codec): before the passages' checking pass, minutes at corpus scale (the build checks them
+    again)."""
+    metric = codec_metric(request.codec_metric)
+    requested_codec(request.dtype, request.codec_settings, graph_identity(graph_set), engine, metric, request.out)
+    return metric
+
+
+def train_windows(request: CacheBuildRequest) -> int:
+    return TRAIN_WINDOWS if request.train_windows is None else request.train_windows
 
 
 def codec_metric(path: Path):
@@ -209,10 +237,15 @@ def codec_metric(path: Path):
     if path is None:
         return None
     try:
-        return np.load(path, allow_pickle=False)
+        metric = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise DeformerBenchError(f"--codec-metric {path} is not a readable .npy array ({error})",
                                  "give the metric the fisher stage wrote (fisher.npy)") from None
+    if not isinstance(metric, np.ndarray):  # an .npz archive loads as a mapping of arrays
+        metric.close()
+        raise DeformerBenchError(f"--codec-metric {path} is an .npz archive, not one .npy array",
+                                 "give the metric the fisher stage wrote (fisher.npy)")
+    return metric
 
 
 def cache_info(directory: Path) -> dict:

@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--codec-metric", type=Path, help="pq transform=fisher: the upper layers' sensitivity, an "
                        "[H, H] float .npy (experiments/passage_cache_codecs.py fisher)")
     build.add_argument("--train-windows", type=int_up_to(MAX_TRAIN_WINDOWS, "a codec's sample is computed and held "
-                       "whole in memory"), default=1000, help="a learned codec's training sample: this many distinct "
+                       "whole in memory"), help="a learned codec's training sample: this many distinct "
                        "windows drawn from the passages (default 1000: ~150k token states at 224 tokens)")
-    build.add_argument("--train-seed", type=int_up_to(2**32 - 1, "a numpy seed", minimum=0), default=0,
+    build.add_argument("--train-seed", type=int_up_to(2**32 - 1, "a numpy seed", minimum=0),
                        help="the seed of the sample's draw and of the codec's k-means (default 0)")
     build.add_argument("--doc-stride", type=int, default=128, help="overlap of consecutive windows (default 128)")
     build.add_argument("--append", action="store_true", help="add these passages' new windows to a complete cache "

@@ -367,7 +367,7 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
     if segment_windows < 1:
         raise PassageCacheError(f"segment_windows must be at least 1, got {segment_windows}", "e.g. 1024")
     identity = graph_identity(graph_set)
-    codec = requested_codec(dtype, codec_settings, identity, engine)  # before any file: faiss, settings
+    codec = requested_codec(dtype, codec_settings, identity, engine, metric, out_dir)  # before any file
     shards = shard_source(shards)
     out_dir = Path(out_dir)
     check_build_location(out_dir)
@@ -398,6 +398,8 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
                         raise_no_ray(codec.name)
             else:
                 record, new = new_record(graph_set, dtype or "float32", doc_stride, tokenizer_sha256), True
+                if codec is None and dtype in LEARNED_DTYPES:  # the cache asked for is gone: its defaults, checked
+                    codec = requested_codec(dtype, codec_settings, identity, engine, metric)
                 if codec is not None:  # before the record: a refused training leaves nothing
                     record["codec"] = train_codec(graph_set, shards(), plan, out_dir, codec, session_factory,
                                                   batch_size, train_seed, metric)
@@ -447,19 +449,28 @@ def raise_no_ray(name: str):
                             "codebook)", "build it with --engine local")
 
 
-def requested_codec(dtype, settings, identity: dict, engine):
-    """The learned codec a build asks for (untrained), or None; faiss, the settings and the engine checked before
-    any file is touched."""
+def requested_codec(dtype, settings, identity: dict, engine, metric=None, out_dir: Path = None):
+    """The learned codec a build asks for (untrained), or None; faiss, the settings, the metric (the codec's own
+    check: quantizers.Codec.check_metric) and the engine checked before any file is touched. No settings and a
+    cache already in `out_dir`: None too, the cache's own codec is used (whatever the defaults would say)."""
     if dtype not in LEARNED_DTYPES:
-        if settings:
-            raise PassageCacheError(f"codec settings ({', '.join(settings)}) belong to a learned codec, and the "
-                                    f"dtype is {dtype or 'the cache own'}", "give --dtype pq, rq or binary, or drop "
-                                    "the settings")
+        if settings or metric is not None:
+            given = f"codec settings ({', '.join(settings)}) belong" if settings else "a codec metric belongs"
+            stored = dtype or "the cache's own"
+            raise PassageCacheError(f"{given} to a learned codec, and the dtype is {stored}",
+                                    "give --dtype pq, rq or binary, or drop them")
         return None
     require_faiss()
     if engine is not None:
         raise_no_ray(dtype)
-    return make_codec(dtype, identity["hidden_size"], **(settings or {}))
+    if not settings and out_dir is not None and (Path(out_dir) / RECORD_FILE).is_file():
+        if metric is not None:
+            raise PassageCacheError(f"a codec metric is read only to learn a codebook, and passage cache {out_dir} "
+                                    "has its own", "drop the metric (or give the codec settings it was built with)")
+        return None
+    codec = make_codec(dtype, identity["hidden_size"], **(settings or {}))
+    codec.check_metric(metric)
+    return codec
 
 
 def shard_source(shards):
