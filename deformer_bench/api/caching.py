@@ -32,6 +32,7 @@ MAX_SEGMENT_WINDOWS = 1_000_000
 MAX_SHARD_PASSAGES = 1_000_000_000
 MAX_WORKERS = 1024
 MAX_TRAIN_WINDOWS = 1_000_000  # ~1.4 GB of float32 token states at 224 x 384 (2/3 full): held whole to train
+MAX_TRAIN_SEED = 2**31 - 1  # the sample's numpy draw and faiss's k-means (a C int: 2^31 raised OverflowError)
 STATE_FILES = ("passage_hidden.npy", "passage_scale.npy")
 
 
@@ -140,9 +141,9 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
                                    ("--workers", request.workers, MAX_WORKERS),
                                    ("--train-windows", request.train_windows, MAX_TRAIN_WINDOWS)):
         check_count(option, value, maximum)
-    if request.train_seed is not None and not 0 <= request.train_seed <= 2**32 - 1:
-        raise DeformerBenchError(f"--train-seed must be 0 to 2^32-1 (a numpy seed), got {request.train_seed}",
-                                 "give a smaller seed")
+    if request.train_seed is not None and not 0 <= request.train_seed <= MAX_TRAIN_SEED:
+        raise DeformerBenchError(f"--train-seed must be 0 to 2^31-1 (a numpy and faiss seed), got "
+                                 f"{request.train_seed}", "give a smaller seed")
     # Before any lock, file or Ray: where the cache goes, and that it is none of what the build reads.
     check_distinct_paths({"--out": request.out}, {"the graph set": request.graphs,
                                                   "the passages file": request.passages,

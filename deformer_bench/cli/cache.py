@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
-from ..api.caching import MAX_TRAIN_WINDOWS, CacheBuildRequest, build_cache, cache_info, verify_cache
+from ..api.caching import MAX_TRAIN_SEED, MAX_TRAIN_WINDOWS, CacheBuildRequest, build_cache, cache_info, verify_cache
 from ..passage_cache.quantizers import CodecError, parse_settings
 from .common import ArgumentParser, int_up_to, run_cli
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--train-windows", type=int_up_to(MAX_TRAIN_WINDOWS, "a codec's sample is computed and held "
                        "whole in memory"), help="a learned codec's training sample: this many distinct "
                        "windows drawn from the passages (default 1000: ~150k token states at 224 tokens)")
-    build.add_argument("--train-seed", type=int_up_to(2**32 - 1, "a numpy seed", minimum=0),
+    build.add_argument("--train-seed", type=int_up_to(MAX_TRAIN_SEED, "a numpy and faiss seed", minimum=0),
                        help="the seed of the sample's draw and of the codec's k-means (default 0)")
     build.add_argument("--doc-stride", type=int, default=128, help="overlap of consecutive windows (default 128)")
     build.add_argument("--append", action="store_true", help="add these passages' new windows to a complete cache "

@@ -414,7 +414,10 @@ def test_a_learned_codec_cache_is_built_described_and_verified(tiny_student_grap
     (["--dtype", "int8", "--train-windows", "5"], "--train-windows belongs to a learned codec's training, and the "
                                                   "dtype is int8"),
     (["--train-seed", "3"], "--train-seed belongs to a learned codec's training, and the dtype is the cache's own"),
-    (["--codec-settings", "m=8"], "and the dtype is the cache's own")])
+    (["--codec-settings", "m=8"], "and the dtype is the cache's own"),
+    # a seed numpy takes and faiss's k-means (a C int) did not: OverflowError, a traceback, after the planning
+    (["--dtype", "rq", "--codec-settings", "centroids=4", "--train-seed", "2147483648"],
+     "must be at most 2,147,483,647, got 2,147,483,648: a numpy and faiss seed")])
 def test_a_refused_codec_build_is_one_clear_error_and_writes_nothing(tiny_student_graphs, passages, tmp_path, options,
                                                                      message):
     three, _ = passages
