@@ -194,3 +194,152 @@ def test_a_squad_passages_file_from_a_pipe_is_read_once(tmp_path, minilm_tokeniz
     built = PassageFile(fifo, minilm_tokenizer)
     writer.join()
     assert dict(built.shards(10).__next__()) == SQUAD_PASSAGES
+
+
+# ---- unique ids, checked a batch at a time over 16-byte digests (issue 25: ~16 bytes an id, not a dict's ~130) ----
+def write_passages(path, ids, texts=None):
+    """A passages file of these ids (line n holds ids[n - 1]), each with a text; gzip-compressed if named .gz."""
+    import gzip
+    import json
+
+    lines = "".join(json.dumps({"id": passage_id, "text": "A passage." if texts is None else texts[number]}) + "\n"
+                    for number, passage_id in enumerate(ids))
+    path.write_bytes(gzip.compress(lines.encode()) if path.suffix == ".gz" else lines.encode())
+    return path
+
+
+def repeat_error(path, number, passage_id, first) -> str:
+    """The whole message a repeated id gets, as before the batches."""
+    return f"passages file {path}, line {number}: id {passage_id!r} repeats line {first}"
+
+
+@pytest.fixture
+def batches_of_4(monkeypatch):
+    """Batches of 4 lines, so that a few lines hold several batches (raising=False: these tests run unchanged
+    against the code before the batches, which passed them)."""
+    import deformer_bench.answer as answer
+
+    monkeypatch.setattr(answer, "ID_BATCH_LINES", 4, raising=False)
+
+
+@pytest.mark.parametrize("name", ["passages.jsonl", "passages.jsonl.gz"])
+@pytest.mark.parametrize("repeated, number, first", [
+    (3, 4, 3),      # lines 3 and 4: one batch
+    (3, 6, 3),      # lines 3 and 6: the next batch
+    (1, 4000, 1),   # lines 1 and 4000: a thousand batches apart
+    (4, 5, 4),      # the last line of a batch and the first of the next
+])
+def test_a_repeated_id_is_refused_at_its_line_naming_its_first(tmp_path, batches_of_4, name, repeated, number,
+                                                               first):
+    ids = [f"enwiki-{line}-0" for line in range(1, 4001)]
+    ids[number - 1] = ids[repeated - 1]
+    path = write_passages(tmp_path / name, ids)
+    with pytest.raises(InputFileError) as raised:
+        read_passages(path)
+    assert raised.value.message == repeat_error(path, number, ids[repeated - 1], first)
+    assert raised.value.hint == "give every one of the passages its own id"
+
+
+def test_an_id_in_an_earlier_batch_and_twice_in_this_one_names_its_first_line(tmp_path, batches_of_4):
+    """Lines 2, 6 and 7 hold one id: line 6 repeats line 2 (read again from the file), not line 7 line 6."""
+    ids = ["a", "x", "b", "c", "d", "x", "x", "e"]
+    path = write_passages(tmp_path / "passages.jsonl", ids)
+    with pytest.raises(InputFileError) as raised:
+        read_passages(path)
+    assert raised.value.message == repeat_error(path, 6, "x", 2)
+
+
+def test_the_first_of_two_repeats_is_refused_when_both_fall_in_one_batch(tmp_path):
+    """Lines 5 and 6 repeat lines 2 and 1: line 5 is refused (the file's order), not line 6 (the first id)."""
+    ids = ["a", "b", "c", "d", "b", "a"]
+    path = write_passages(tmp_path / "passages.jsonl", ids)
+    with pytest.raises(InputFileError) as raised:
+        read_passages(path)
+    assert raised.value.message == repeat_error(path, 5, "b", 2)
+
+
+@pytest.mark.parametrize("lines, message", [
+    # a repeat before a bad line of its batch: the repeat (the bad line waits until the batch is checked)
+    (['{"id": "a", "text": "A."}', '{"id": "a", "text": "B."}', "not json"], "line 2: id 'a' repeats line 1"),
+    (['{"id": "a", "text": "A."}', '{"id": "a", "text": "B."}', '{"id": 7}'], "line 2: id 'a' repeats line 1"),
+    # a bad line before a repeat: the bad line
+    (['{"id": "a", "text": "A."}', "not json", '{"id": "a", "text": "B."}'], "line 2 is not valid JSON"),
+    # a passage of no text (refused by iter_passages, after the ids) before a repeat, and after one
+    (['{"id": "a", "text": "A."}', '{"id": "b", "text": " "}', '{"id": "a", "text": "B."}'],
+     "line 2: passage 'b' has no text"),
+    (['{"id": "a", "text": "A."}', '{"id": "a", "text": "B."}', '{"id": "b", "text": " "}'],
+     "line 2: id 'a' repeats line 1"),
+])
+def test_errors_come_in_file_order_within_a_batch(tmp_path, lines, message):
+    (tmp_path / "passages.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputFileError, match=message):
+        read_passages(tmp_path / "passages.jsonl")
+
+
+def test_a_question_before_a_repeat_in_its_batch_is_refused_first(tmp_path):
+    """read_questions refuses an unknown passage at line 1 before line 3's repeated id."""
+    (tmp_path / "questions.jsonl").write_text(
+        '{"id": "q1", "question": "Why?", "passage_id": "p9"}\n{"id": "q2", "question": "Why?", "passage_id": "p0"}\n'
+        '{"id": "q2", "question": "How?", "passage_id": "p0"}\n')
+    with pytest.raises(InputFileError, match="line 1: question 'q1' asks about passage 'p9'"):
+        read_questions(tmp_path / "questions.jsonl", {"p0": "A passage."})
+
+
+def test_a_digest_collision_does_not_refuse_distinct_ids(tmp_path, batches_of_4, monkeypatch):
+    """Every id given one digest: distinct ids all pass (each candidate is compared with the earlier lines' ids),
+    and a real repeat is still refused at its line, naming its first."""
+    import deformer_bench.answer as answer
+
+    monkeypatch.setattr(answer, "id_digest", lambda passage_id: bytes(16))
+    ids = [f"p{line}" for line in range(1, 11)]
+    path = write_passages(tmp_path / "passages.jsonl", ids)
+    assert list(read_passages(path)) == ids
+    ids[8] = "p3"
+    write_passages(path, ids)
+    with pytest.raises(InputFileError) as raised:
+        read_passages(path)
+    assert raised.value.message == repeat_error(path, 9, "p3", 3)
+
+
+def test_a_repeat_far_apart_in_a_pipe_is_found_in_the_bytes_held(tmp_path, batches_of_4):
+    """A pipe is read once and held: the earlier line is read again from what is held."""
+    import os
+    import threading
+
+    from deformer_bench.api.caching import PassageFile
+
+    ids = [f"p{line}" for line in range(1, 21)]
+    ids[17] = "p2"
+    content = write_passages(tmp_path / "passages.jsonl", ids).read_bytes()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(content))
+    writer.start()
+    try:
+        with pytest.raises(InputFileError) as raised:
+            PassageFile(fifo, None)
+    finally:
+        writer.join()
+    assert raised.value.message == repeat_error(fifo, 18, "p2", 2)
+
+
+def test_checking_ids_holds_under_50_bytes_a_passage(tmp_path, monkeypatch):
+    """The checking pass over 100,000 passages (ids like 'enwiki-12345678-3'): its peak traced memory is under
+    50 bytes a passage (the digests, their merges and one batch of records); a dict of the ids took ~130."""
+    import tracemalloc
+
+    import deformer_bench.answer as answer
+
+    monkeypatch.setattr(answer, "ID_BATCH_LINES", 1024, raising=False)  # the dict before it: ~130 bytes an id
+    count = 100_000
+    path = write_passages(tmp_path / "passages.jsonl", [f"enwiki-{12345678 + line}-3" for line in range(count)],
+                          ["A passage."] * count)
+    source = answer.passages_file(path)
+    tracemalloc.start()
+    try:
+        read = sum(1 for _ in answer.iter_jsonl(source, ("id", "text")))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert read == count
+    assert peak / count < 50, f"{peak / count:.1f} bytes a passage"

@@ -16,12 +16,13 @@ from ..contracts.errors import DeformerBenchError
 from ..contracts.manifest import load_graph_set
 from ..files import check_distinct_paths, command_line, tokenizer_input
 from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
-from ..passage_cache.build import check_build_location
+from ..passage_cache.build import TRAIN_WINDOWS, check_build_location
+from ..passage_cache.build_codec import requested_codec
 from ..passage_cache.engines import BuildEngine, LocalEngine
 from ..passage_cache.ray_engine import RayEngine, import_ray
 from ..passage_cache.quantizers import CODECS
 from ..passage_cache.schema import LEARNED_DTYPES
-from ..passage_cache.store import codebook_path, tokenizer_sha256, unlisted_segments
+from ..passage_cache.store import codebook_path, graph_identity, tokenizer_sha256, unlisted_segments
 from ..serving import evaluation_session
 from ..squad.features import check_doc_stride, featurize
 from .common import PathFields, check_count
@@ -33,6 +34,7 @@ MAX_SEGMENT_WINDOWS = 1_000_000
 MAX_SHARD_PASSAGES = 1_000_000_000
 MAX_WORKERS = 1024
 MAX_TRAIN_WINDOWS = 1_000_000  # ~1.4 GB of float32 token states at 224 x 384 (2/3 full): held whole to train
+MAX_TRAIN_SEED = 2**31 - 1  # the sample's numpy draw and faiss's k-means (a C int: 2^31 raised OverflowError)
 STATE_FILES = ("passage_hidden.npy", "passage_scale.npy")
 
 
@@ -59,10 +61,11 @@ class CacheBuildRequest(PathFields):
     progress: bool = True
     # a learned codec (dtype pq, rq or binary): its settings (quantizers.parse_settings; None: the codec's
     # defaults, or with append the cache's), the pq Fisher transform's metric (an [H, H] .npy), the training sample
+    # (None: TRAIN_WINDOWS windows, seed 0; given with another dtype, refused: they would change nothing)
     codec_settings: dict = None
     codec_metric: Path = None
-    train_windows: int = 1000
-    train_seed: int = 0
+    train_windows: int = None
+    train_seed: int = None
 
 
 @dataclass
@@ -109,7 +112,7 @@ class PassageFile:
 
     def shards(self, size: int):
         """Lists of at most `size` (passage id, text), in file order."""
-        # ids were checked unique by the first pass; the second keeps no set of them (~130 bytes an id)
+        # ids were checked unique by the first pass (answer.unique_id_records); the second checks them no more
         passages = (iter(self.in_memory) if self.in_memory is not None
                     else iter_passages(self.path, self.tokenizer, unique_ids=False))
         read = 0
@@ -135,9 +138,9 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
                                    ("--workers", request.workers, MAX_WORKERS),
                                    ("--train-windows", request.train_windows, MAX_TRAIN_WINDOWS)):
         check_count(option, value, maximum)
-    if not 0 <= request.train_seed <= 2**32 - 1:
-        raise DeformerBenchError(f"--train-seed must be 0 to 2^32-1 (a numpy seed), got {request.train_seed}",
-                                 "give a smaller seed")
+    if request.train_seed is not None and not 0 <= request.train_seed <= MAX_TRAIN_SEED:
+        raise DeformerBenchError(f"--train-seed must be 0 to 2^31-1 (a numpy and faiss seed), got "
+                                 f"{request.train_seed}", "give a smaller seed")
     # Before any lock, file or Ray: where the cache goes, and that it is none of what the build reads.
     check_distinct_paths({"--out": request.out}, {"the graph set": request.graphs,
                                                   "the passages file": request.passages,
@@ -146,9 +149,11 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
                                                   **tokenizer_input(request.graphs, request.tokenizer)})
     check_build_location(request.out, "--out")
     engine = requested_engine(request)
+    check_codec_options(request)
     graph_set = load_graph_set(request.graphs, request.variant)
     check_doc_stride(graph_set.deformer.passage_len, request.doc_stride)
     tokenizer = graph_set_tokenizer(graph_set, request.tokenizer)
+    metric = checked_codec_metric(request, graph_set, engine)
     passages = PassageFile(request.passages, tokenizer)
     shard_count = -(-passages.count // request.shard_passages)
     passes = itertools.count()
@@ -170,8 +175,8 @@ def build_cache(request: CacheBuildRequest) -> CacheBuildResult:
             dtype=request.dtype, doc_stride=request.doc_stride, append=request.append,
             segment_windows=request.segment_windows, passages=passages.count,
             tokenizer_sha256=tokenizer_sha256(tokenizer), engine=engine, command=build_command_line(request),
-            codec_settings=request.codec_settings, train_windows=request.train_windows, train_seed=request.train_seed,
-            metric=codec_metric(request.codec_metric))
+            codec_settings=request.codec_settings, train_windows=train_windows(request),
+            train_seed=request.train_seed or 0, metric=metric)
     return CacheBuildResult(request.out, passages.count, cache.info["builds"][-1], cache.windows, cache.info["dtype"],
                             shard_count)
 
@@ -196,11 +201,36 @@ def build_command_line(request: CacheBuildRequest) -> str:
                         *(("--codec-settings", ",".join(f"{key}={value}" for key, value in request.codec_settings.items()))
                           if request.codec_settings else ()),
                         *(("--codec-metric", request.codec_metric) if request.codec_metric else ()),
-                        *(("--train-windows", request.train_windows, "--train-seed", request.train_seed)
+                        *(("--train-windows", train_windows(request), "--train-seed", request.train_seed or 0)
                           if request.dtype in LEARNED_DTYPES else ()),
                         "--doc-stride", request.doc_stride,
                         *(("--tokenizer", request.tokenizer) if request.tokenizer else ()),
                         "--append" if request.append else None)
+
+
+def check_codec_options(request: CacheBuildRequest) -> None:
+    """A learned codec's training options are refused with another dtype (they would change nothing), as its
+    settings and metric are (passage_cache.build.requested_codec)."""
+    given = [option for option, value in (("--train-windows", request.train_windows),
+                                          ("--train-seed", request.train_seed)) if value is not None]
+    if given and request.dtype not in LEARNED_DTYPES:
+        stored = request.dtype or "the cache's own"
+        verb = "belong" if len(given) > 1 else "belongs"
+        raise DeformerBenchError(f"{' and '.join(given)} {verb} to a learned codec's training, and the dtype is "
+                                 f"{stored}", "give --dtype pq, rq or binary, or drop them")
+
+
+def checked_codec_metric(request: CacheBuildRequest, graph_set, engine):
+    """--codec-metric's array (or None), once the codec asked for, its settings and the metric are checked
+    (build.requested_codec): before the passages' checking pass, minutes at corpus scale (the build checks them
+    again)."""
+    metric = codec_metric(request.codec_metric)
+    requested_codec(request.dtype, request.codec_settings, graph_identity(graph_set), engine, metric, request.out)
+    return metric
+
+
+def train_windows(request: CacheBuildRequest) -> int:
+    return TRAIN_WINDOWS if request.train_windows is None else request.train_windows
 
 
 def codec_metric(path: Path):
@@ -208,10 +238,15 @@ def codec_metric(path: Path):
     if path is None:
         return None
     try:
-        return np.load(path, allow_pickle=False)
+        metric = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise DeformerBenchError(f"--codec-metric {path} is not a readable .npy array ({error})",
                                  "give the metric the fisher stage wrote (fisher.npy)") from None
+    if not isinstance(metric, np.ndarray):  # an .npz archive loads as a mapping of arrays
+        metric.close()
+        raise DeformerBenchError(f"--codec-metric {path} is an .npz archive, not one .npy array",
+                                 "give the metric the fisher stage wrote (fisher.npy)")
+    return metric
 
 
 def cache_info(directory: Path) -> dict:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..answer import PASSAGES_FILE  # what a passages file is: the same for both commands
-from ..api.caching import MAX_TRAIN_WINDOWS, CacheBuildRequest, build_cache, cache_info, verify_cache
+from ..api.caching import MAX_TRAIN_SEED, MAX_TRAIN_WINDOWS, CacheBuildRequest, build_cache, cache_info, verify_cache
 from ..passage_cache.quantizers import CodecError, parse_settings
 from .common import ArgumentParser, int_up_to, run_cli
 
@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--codec-metric", type=Path, help="pq transform=fisher: the upper layers' sensitivity, an "
                        "[H, H] float .npy (experiments/passage_cache_codecs.py fisher)")
     build.add_argument("--train-windows", type=int_up_to(MAX_TRAIN_WINDOWS, "a codec's sample is computed and held "
-                       "whole in memory"), default=1000, help="a learned codec's training sample: this many distinct "
+                       "whole in memory"), help="a learned codec's training sample: this many distinct "
                        "windows drawn from the passages (default 1000: ~150k token states at 224 tokens)")
-    build.add_argument("--train-seed", type=int_up_to(2**32 - 1, "a numpy seed", minimum=0), default=0,
+    build.add_argument("--train-seed", type=int_up_to(MAX_TRAIN_SEED, "a numpy and faiss seed", minimum=0),
                        help="the seed of the sample's draw and of the codec's k-means (default 0)")
     build.add_argument("--doc-stride", type=int, default=128, help="overlap of consecutive windows (default 128)")
     build.add_argument("--append", action="store_true", help="add these passages' new windows to a complete cache "
@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--shard-passages", type=int, default=20000,
                        help="passages read, tokenized and built at a time (default 20000): one shard's text and "
                             "windows are in memory at once, besides the index of stored keys (32 bytes a window), "
-                            "this build's new keys (16 bytes a window, 32 at peak) and the passage ids (JSON Lines are "
-                            "checked whole first, then read a shard at a time); free space is checked per shard")
+                            "this build's new keys (16 bytes a window, 32 at peak) and a 16-byte digest per passage id "
+                            "(JSON Lines are checked whole first, then read a shard at a time); free space is checked "
+                            "per shard")
     build.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process; ray: Ray Data with an actor pool of ONNX Runtime sessions")
     build.add_argument("--address", help="with --engine ray: auto, or ray://HOST:PORT of a running cluster "

@@ -208,11 +208,12 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
     check_build_settings(dtype, segment_windows)
     engine = engine if engine is not None else LocalEngine(session_factory)
     identity = graph_identity(graph_set)
-    codec = requested_codec(dtype, codec_settings, identity, engine)  # before any file: faiss, settings, engine
+    codec = requested_codec(dtype, codec_settings, identity, engine, metric, out_dir)  # before any file
     shards, out_dir = shard_source(shards), Path(out_dir)
     check_build_location(out_dir)
     plan = plan_build(shards(), train_windows if codec is not None else 0, train_seed)
-    created = make_cache_directory(out_dir, stored_bytes(identity, dtype or "float32", codec) * plan.windows + 2**20)
+    created = make_cache_directory(out_dir, lambda: stored_bytes(identity, dtype or "float32", codec) * plan.windows
+                                   + 2**20)
     record, new = {"segments": []}, False
     try:
         with build_lock(out_dir):  # everything below reads and writes the record under the lock
@@ -223,6 +224,8 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
             else:
                 check_only_leftovers(out_dir)
                 record, new = new_record(graph_set, dtype or "float32", doc_stride, tokenizer_sha256), True
+                if codec is None and dtype in LEARNED_DTYPES:  # the cache asked for is gone: its defaults, checked
+                    codec = requested_codec(dtype, codec_settings, identity, engine, metric)
                 if codec is not None:  # before the record: a refused training leaves nothing
                     record["codec"] = train_codec(graph_set, shards(), plan.sample, out_dir, codec, session_factory,
                                                   batch_size, train_seed, metric)
@@ -246,12 +249,13 @@ def check_build_settings(dtype, segment_windows: int) -> None:
         raise PassageCacheError(f"segment_windows must be at least 1, got {segment_windows}", "e.g. 1024")
 
 
-def make_cache_directory(out_dir: Path, needed_bytes: int) -> bool:
-    """`out_dir` made if it is not there, once the space the build needs is checked; True when this process made
-    it (it may remove it again if nothing of it is kept)."""
+def make_cache_directory(out_dir: Path, needed_bytes) -> bool:
+    """`out_dir` made if it is not there, once the space the build needs (`needed_bytes()`: asked only for a new
+    directory, whose codec is known) is checked; True when this process made it (it may remove it again if
+    nothing of it is kept)."""
     if out_dir.exists():
         return False
-    check_free_space(out_dir, needed_bytes)
+    check_free_space(out_dir, needed_bytes())
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         out_dir.mkdir()

@@ -15,21 +15,30 @@ from .engines import check_encodes_learned_codec
 from .quantizers import CodecError, make_codec, require_faiss
 from .schema import CODEBOOK_FOLDER, LEARNED_DTYPES
 from .segments import compute_states
-from .store import codebook_path, load_codec, window_keys
+from .store import RECORD_FILE, codebook_path, load_codec, window_keys
 
 
-def requested_codec(dtype, settings, identity: dict, engine):
-    """The learned codec a build asks for (untrained), or None; faiss, the settings and the engine checked before
-    any file is touched."""
+def requested_codec(dtype, settings, identity: dict, engine, metric=None, out_dir: Path = None):
+    """The learned codec a build asks for (untrained), or None; faiss, the settings, the metric (the codec's own
+    check: quantizers.Codec.check_metric) and the engine checked before any file is touched. No settings and a
+    cache already in `out_dir`: None too, the cache's own codec is used (whatever the defaults would say)."""
     if dtype not in LEARNED_DTYPES:
-        if settings:
-            raise PassageCacheError(f"codec settings ({', '.join(settings)}) belong to a learned codec, and the "
-                                    f"dtype is {dtype or 'the cache own'}", "give --dtype pq, rq or binary, or drop "
-                                    "the settings")
+        if settings or metric is not None:
+            given = f"codec settings ({', '.join(settings)}) belong" if settings else "a codec metric belongs"
+            stored = dtype or "the cache's own"
+            raise PassageCacheError(f"{given} to a learned codec, and the dtype is {stored}",
+                                    "give --dtype pq, rq or binary, or drop them")
         return None
     require_faiss()
     check_encodes_learned_codec(engine, dtype)
-    return make_codec(dtype, identity["hidden_size"], **(settings or {}))
+    if not settings and out_dir is not None and (Path(out_dir) / RECORD_FILE).is_file():
+        if metric is not None:
+            raise PassageCacheError(f"a codec metric is read only to learn a codebook, and passage cache {out_dir} "
+                                    "has its own", "drop the metric (or give the codec settings it was built with)")
+        return None
+    codec = make_codec(dtype, identity["hidden_size"], **(settings or {}))
+    codec.check_metric(metric)
+    return codec
 
 
 def cache_codec(directory: Path, record: dict, engine):

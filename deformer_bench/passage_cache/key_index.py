@@ -24,6 +24,11 @@ def keys_array(keys) -> np.ndarray:
     return np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), KEY_BYTES)
 
 
+def key_items(keys) -> np.ndarray:
+    """[N] KEY_ITEM: each key as one item, as KeySet sorts and searches them."""
+    return keys_array(keys).view(KEY_ITEM).reshape(-1)
+
+
 def key_prefix(keys: np.ndarray) -> np.ndarray:
     """[N] uint64: each key's first 8 bytes, big-endian, so the prefix order is the bytes' order."""
     return keys[:, :8].copy().view(">u8").reshape(-1).astype(np.uint64)
@@ -67,9 +72,10 @@ class KeyIndex:
 
 class KeySet:
     """Distinct 16-byte keys held as sorted arrays, 16 bytes a key (a Python set of them takes ~98): a build's keys
-    new to the cache, ~0.3 GB for a fresh 21M-window build instead of ~2 GB. The arrays are levels, each at least
-    twice the size of the next (merged as keys arrive), so adding N keys costs O(N log N) and a lookup one binary
-    search a level (at most log2 N levels)."""
+    new to the cache, ~0.3 GB for a fresh 21M-window build instead of ~2 GB; a passages file's id digests while its
+    ids are checked unique (answer.unique_id_records). The arrays are levels, each at least twice the size of the
+    next (merged as keys arrive), so adding N keys costs O(N log N) and a lookup one binary search a level (at most
+    log2 N levels)."""
 
     def __init__(self):
         self.levels = []
@@ -77,17 +83,34 @@ class KeySet:
     def __len__(self) -> int:
         return sum(len(level) for level in self.levels)
 
+    def holds_items(self, items: np.ndarray) -> np.ndarray:
+        """[N] bool: whether each of these KEY_ITEM keys (key_items) is in the set."""
+        held = np.zeros(len(items), dtype=bool)
+        for level in self.levels:
+            at = np.minimum(np.searchsorted(level, items), len(level) - 1)
+            held |= level[at] == items
+        return held
+
     def add_new(self, keys) -> np.ndarray:
         """Positions, ascending, of the keys not yet in the set (the first of a key given twice); they are added."""
-        items = keys_array(keys).view(KEY_ITEM).reshape(-1)
-        distinct, first = np.unique(items, return_index=True)
-        new = np.ones(len(distinct), dtype=bool)
-        for level in self.levels:
-            at = np.minimum(np.searchsorted(level, distinct), len(level) - 1)
-            new &= level[at] != distinct
-        if new.any():
-            self.levels.append(distinct[new])
-            while len(self.levels) > 1 and len(self.levels[-2]) < 2 * len(self.levels[-1]):
-                last = self.levels.pop()
-                self.levels[-1] = np.sort(np.concatenate([self.levels[-1], last]))
+        distinct, first = np.unique(key_items(keys), return_index=True)
+        new = ~self.holds_items(distinct)
+        self.insert(distinct[new])
         return np.sort(first[new])
+
+    def add(self, keys) -> np.ndarray:
+        """[N] bool: whether each key was in the set before this call (one given twice in `keys` is False both
+        times); all are added."""
+        items = key_items(keys)
+        held = self.holds_items(items)
+        self.insert(np.unique(items[~held]))
+        return held
+
+    def insert(self, distinct: np.ndarray):
+        """Add sorted KEY_ITEM keys that the set does not hold."""
+        if len(distinct):
+            self.levels.append(distinct)
+            while len(self.levels) > 1 and len(self.levels[-2]) < 2 * len(self.levels[-1]):
+                merged = np.concatenate([self.levels[-2], self.levels.pop()])
+                merged.sort()  # in place: the merge holds the two levels and one copy, not two
+                self.levels[-1] = merged

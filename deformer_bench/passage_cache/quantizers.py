@@ -69,6 +69,17 @@ def _check_sample_size(sample: np.ndarray, centroids: int, what: str) -> None:
                          "train on more passages, or choose a codec with fewer centroids")
 
 
+def is_whole(value) -> bool:
+    """A setting that is a whole number: an int, not a bool (parse_settings reads `true` as True, which Python
+    counts as the int 1: m=true would be m=1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A setting that is a finite real number (not a bool, not text such as "abc" or "nan")."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def _kmeans(faiss, points: np.ndarray, centroids: int, seed: int) -> np.ndarray:
     kmeans = faiss.Kmeans(points.shape[1], centroids, niter=20, seed=seed, max_points_per_centroid=256)
     kmeans.train(np.ascontiguousarray(points, dtype=np.float32))
@@ -115,6 +126,34 @@ class Codec:
 
     def check_settings(self) -> None:
         pass
+
+    @property
+    def uses_metric(self) -> bool:
+        """Whether training weighs errors by a metric [H, H] (pq transform=fisher only)."""
+        return False
+
+    def check_metric(self, metric) -> np.ndarray:
+        """The metric as float64 [H, H] for a codec that uses one (refused unless a finite real matrix of that shape
+        with a positive trace, as a Fisher information is), or None for one that does not (a metric given to it is
+        refused: it would change nothing)."""
+        if not self.uses_metric:
+            if metric is not None:
+                raise CodecError(f"codec {self.describe()} learns without a metric: only pq transform=fisher weighs "
+                                 "its errors by one", "drop the metric, or use pq with transform=fisher")
+            return None
+        size = self.hidden_size
+        if metric is None:
+            raise CodecError(f"{self.describe()} learns from the upper layers' sensitivity (a metric [{size}, "
+                             f"{size}])", "give the metric (sensitivity.fisher_metric) or use transform pca")
+        metric = np.asarray(metric)
+        if metric.dtype.kind not in "iuf" or metric.shape != (size, size):
+            raise CodecError(f"{self.describe()}: the metric must be a [{size}, {size}] matrix of real numbers; got "
+                             f"shape {metric.shape}, {metric.dtype}", "give the graph set's metric (fisher.npy)")
+        metric = metric.astype(np.float64)
+        if not np.isfinite(metric).all() or not np.trace(metric) > 0:
+            raise CodecError(f"{self.describe()}: the metric must be finite with a positive trace (a Fisher "
+                             "information is positive semi-definite)", "give the graph set's metric (fisher.npy)")
+        return metric
 
     def describe(self) -> str:
         return f"{self.name} " + " ".join(f"{key}={value}" for key, value in self.settings.items())
@@ -273,17 +312,22 @@ class ProductQuantizer(Codec):
     SETTINGS = {"m": 96, "transform": "none", "alpha": 0.1}
     TRANSFORMS = ("none", "opq", "pca", "fisher")
 
+    @property
+    def uses_metric(self) -> bool:
+        return self.settings["transform"] == "fisher"
+
     def check_settings(self) -> None:
         m, transform = self.settings["m"], self.settings["transform"]
-        if transform not in self.TRANSFORMS:
+        if not isinstance(transform, str) or transform not in self.TRANSFORMS:
             raise CodecError(f"pq transform={transform!r} is unknown", f"choose one of {', '.join(self.TRANSFORMS)}")
-        if not (isinstance(m, int) and 0 < m <= self.hidden_size):
+        if not (is_whole(m) and 0 < m <= self.hidden_size):
             raise CodecError(f"pq m={m}: between 1 and {self.hidden_size} bytes a token", "give another m")
         if transform in ("none", "opq") and self.hidden_size % m:
             raise CodecError(f"pq m={m}: the {self.hidden_size} dimensions must split into m equal sub-vectors "
                              f"(transform {transform})", f"give an m that divides {self.hidden_size}, or transform "
                              "pca or fisher (unequal sub-vectors)")
-        if not 0 < float(self.settings["alpha"]) <= 1:
+        alpha = self.settings["alpha"]
+        if not (is_number(alpha) and 0 < alpha <= 1):
             raise CodecError(f"pq alpha={self.settings['alpha']}: between 0 (excluded) and 1",
                              "give an alpha such as 0.1")
 
@@ -295,13 +339,7 @@ class ProductQuantizer(Codec):
         if self.settings["transform"] == "pca":
             root, inverse_root = np.eye(self.hidden_size), np.eye(self.hidden_size)
         else:
-            if metric is None:
-                raise CodecError("pq transform=fisher learns from the upper layers' sensitivity (a metric [H, H])",
-                                 "give the metric (sensitivity.fisher_metric) or use transform pca")
-            metric = np.asarray(metric, dtype=np.float64)
-            if metric.shape != (self.hidden_size, self.hidden_size) or not np.isfinite(metric).all():
-                raise CodecError(f"pq transform=fisher: the metric must be a finite [{self.hidden_size}, "
-                                 f"{self.hidden_size}] matrix; got shape {metric.shape}", "give the graph set's metric")
+            metric = self.check_metric(metric)
             alpha = float(self.settings["alpha"])
             blended = (1 - alpha) * metric / np.trace(metric) + alpha * np.eye(self.hidden_size) / self.hidden_size
             values, vectors = np.linalg.eigh((blended + blended.T) / 2)
@@ -439,9 +477,9 @@ class ResidualCodes(Codec):
 
     def check_settings(self) -> None:
         centroids, bits = self.settings["centroids"], self.settings["bits"]
-        if bits not in (1, 2, 4):
+        if not (is_whole(bits) and bits in (1, 2, 4)):
             raise CodecError(f"rq bits={bits}: the residual takes 1, 2 or 4 bits a dimension", "give bits 1, 2 or 4")
-        if not (isinstance(centroids, int) and 1 <= centroids <= 2**16):
+        if not (is_whole(centroids) and 1 <= centroids <= 2**16):
             raise CodecError(f"rq centroids={centroids}: a centroid id is stored as uint16",
                              "give 1 to 65536 centroids")
         if (self.hidden_size * bits) % 8:
@@ -487,9 +525,11 @@ class BinaryCodes(Codec):
         if self.hidden_size % 8:
             raise CodecError(f"binary: {self.hidden_size} dimensions do not pack into whole bytes",
                              "a hidden size that is a multiple of 8")
-        if not (isinstance(group, int) and 0 < group <= self.hidden_size and self.hidden_size % group == 0):
+        if not (is_whole(group) and 0 < group <= self.hidden_size and self.hidden_size % group == 0):
             raise CodecError(f"binary group={group}: the {self.hidden_size} dimensions must split into equal groups",
                              f"give a group that divides {self.hidden_size}")
+        if not isinstance(self.settings["refit"], bool):
+            raise CodecError(f"binary refit={self.settings['refit']}: true or false", "give refit=true or refit=false")
 
     def _signs_and_scales(self, centered: np.ndarray) -> tuple:
         group = self.settings["group"]
@@ -540,6 +580,8 @@ def parse_settings(text: str) -> dict:
         key, equals, value = (part.strip() for part in item.partition("="))
         if not key or not equals:
             raise CodecError(f"codec setting {item!r} is not KEY=VALUE", "e.g. m=96,transform=opq")
+        if key in settings:
+            raise CodecError(f"codec setting {key} is given twice", "give each setting once")
         lowered = value.lower()
         if lowered in ("true", "false"):
             settings[key] = lowered == "true"

@@ -405,7 +405,19 @@ def test_a_learned_codec_cache_is_built_described_and_verified(tiny_student_grap
     # token states for 256 centroids
     (["--dtype", "int8", "--codec-settings", "m=8"], "belong to a learned codec"),
     (["--dtype", "pq", "--codec-settings", "m=7"], "equal sub-vectors"),
-    (["--dtype", "pq", "--codec-settings", "m"], "is not KEY=VALUE")])
+    (["--dtype", "pq", "--codec-settings", "m"], "is not KEY=VALUE"),
+    # issue 25's hostile check: a traceback (alpha=abc), `true` taken for 1, options that changed nothing
+    (["--dtype", "pq", "--codec-settings", "m=8,transform=pca,alpha=abc"], "pq alpha=abc"),
+    (["--dtype", "pq", "--codec-settings", "m=true"], "pq m=True: between 1 and 32"),
+    (["--dtype", "pq", "--codec-settings", "m=8,m=16"], "codec setting m is given twice"),
+    (["--dtype", "binary", "--codec-settings", "refit=maybe"], "binary refit=maybe: true or false"),
+    (["--dtype", "int8", "--train-windows", "5"], "--train-windows belongs to a learned codec's training, and the "
+                                                  "dtype is int8"),
+    (["--train-seed", "3"], "--train-seed belongs to a learned codec's training, and the dtype is the cache's own"),
+    (["--codec-settings", "m=8"], "and the dtype is the cache's own"),
+    # a seed numpy takes and faiss's k-means (a C int) did not: OverflowError, a traceback, after the planning
+    (["--dtype", "rq", "--codec-settings", "centroids=4", "--train-seed", "2147483648"],
+     "must be at most 2,147,483,647, got 2,147,483,648: a numpy and faiss seed")])
 def test_a_refused_codec_build_is_one_clear_error_and_writes_nothing(tiny_student_graphs, passages, tmp_path, options,
                                                                      message):
     three, _ = passages
@@ -414,3 +426,31 @@ def test_a_refused_codec_build_is_one_clear_error_and_writes_nothing(tiny_studen
                                "--doc-stride", "16", "--quiet", *options)
     assert code == 2 and message in stderr and "Traceback" not in stderr and stdout == "", stderr
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("metric, options, message", [
+    ("archive.npz", ["--dtype", "pq", "--codec-settings", "m=8,transform=fisher"], "is an .npz archive"),
+    ("zeros.npy", ["--dtype", "pq", "--codec-settings", "m=8,transform=fisher"], "positive trace"),
+    ("strings.npy", ["--dtype", "pq", "--codec-settings", "m=8,transform=fisher"], "matrix of real numbers"),
+    ("folder", ["--dtype", "pq", "--codec-settings", "m=8,transform=fisher"], "is not a readable .npy array"),
+    ("good.npy", ["--dtype", "rq", "--codec-settings", "centroids=16"], "learns without a metric"),
+    ("good.npy", ["--dtype", "int8"], "a codec metric belongs to a learned codec"),
+])
+def test_a_bad_codec_metric_is_refused_before_the_passages_are_read(tiny_student_graphs, passages, tmp_path, metric,
+                                                                   options, message):
+    """Issue 25's hostile check: --codec-metric is checked (read, shape, numbers, trace, a codec that reads it)
+    before the passages' checking pass: here a repeated id on the last line is not what is refused."""
+    _, four = passages
+    good = np.eye(32)
+    np.savez(tmp_path / "archive.npz", metric=good)
+    np.save(tmp_path / "zeros.npy", np.zeros((32, 32)))
+    np.save(tmp_path / "strings.npy", np.full((32, 32), "abc"))
+    np.save(tmp_path / "good.npy", good)
+    (tmp_path / "folder").mkdir()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(four.read_text() + '{"id": "p0", "text": "again"}\n')
+    before = snapshot(tmp_path)
+    code, stdout, stderr = cli("build", tiny_student_graphs, "--passages", bad, "--out", tmp_path / "cache",
+                               "--doc-stride", "16", "--quiet", "--codec-metric", tmp_path / metric, *options)
+    assert code == 2 and message in stderr and "Traceback" not in stderr and stdout == "", stderr
+    assert len(stderr.splitlines()) == 2 and snapshot(tmp_path) == before

@@ -128,6 +128,20 @@ def test_an_append_with_another_codec_or_settings_is_refused_and_writes_nothing(
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
+def test_an_append_naming_only_the_dtype_uses_the_caches_settings_whatever_the_defaults(pq_cache, graph_set, tmp_path):
+    """pq's default m=96 does not fit hidden size 32: `--append --dtype pq` (the settings left out: the cache's)
+    was refused for it; and a metric given to such an append is refused (the cache has its codebook)."""
+    import shutil
+
+    out = tmp_path / "cache"
+    shutil.copytree(pq_cache.directory, out)
+    ids, mask = windows(1200)
+    grown = build(graph_set, ids, mask, out, dtype="pq", append=True)
+    assert grown.windows == 1200 and grown.info["codec"]["settings"]["m"] == 8
+    with pytest.raises(PassageCacheError, match="a codec metric is read only to learn a codebook"):
+        build(graph_set, ids, mask, out, dtype="pq", append=True, metric=np.eye(32))
+
+
 def test_a_damaged_codebook_is_refused_when_the_cache_is_opened(pq_cache, tmp_path):
     import shutil
 
@@ -162,6 +176,15 @@ def test_settings_that_do_not_fit_are_refused_before_anything_is_written(graph_s
                                    ("pq", {"k": 1}, "no setting k"), ("int8", {"m": 8}, "belong to a learned")):
         with pytest.raises(PassageCacheError, match=match):
             build(graph_set, ids, mask, tmp_path / "cache", dtype=dtype, codec_settings=settings)
+        assert not (tmp_path / "cache").exists()
+    # a metric: checked with the settings, before the plan (pq fisher without one was refused only once its
+    # sample's states were computed; one given to int8 or rq was ignored)
+    for dtype, settings, metric, match in (("pq", {"m": 8, "transform": "fisher"}, None, "learns from the upper"),
+                                           ("pq", {"m": 8, "transform": "fisher"}, np.zeros((32, 32)), "positive"),
+                                           ("rq", {"centroids": 16}, np.eye(32), "learns without a metric"),
+                                           ("int8", None, np.eye(32), "a codec metric belongs to a learned codec")):
+        with pytest.raises(PassageCacheError, match=match):
+            build(graph_set, ids, mask, tmp_path / "cache", dtype=dtype, codec_settings=settings, metric=metric)
         assert not (tmp_path / "cache").exists()
 
 

@@ -68,3 +68,20 @@ def test_a_key_set_finds_the_new_keys_as_a_python_set_does_at_16_bytes_a_key():
     sizes = [len(level) for level in seen.levels]
     assert all(larger >= 2 * smaller for larger, smaller in zip(sizes, sizes[1:]))  # O(log N) levels
     assert all((np.sort(level) == level).all() for level in seen.levels)
+
+
+def test_a_key_set_says_which_keys_it_held_before_as_a_python_set_does():
+    """KeySet.add (answer.unique_id_records' check of a passages file's id digests): held before this call, not
+    given earlier in the same call; every key is held after."""
+    from deformer_bench.passage_cache.key_index import KeySet
+
+    rng = np.random.default_rng(1)
+    pool = rng.integers(0, 256, size=(2000, 16), dtype=np.uint8)
+    seen, reference = KeySet(), set()
+    for _ in range(30):
+        batch = pool[rng.integers(0, len(pool), size=rng.integers(0, 200))]
+        keys = list(map(bytes, batch))
+        assert seen.add(batch).tolist() == [key in reference for key in keys]
+        reference.update(keys)
+    assert len(seen) == len(reference)
+    assert all((np.sort(level) == level).all() for level in seen.levels)

@@ -190,10 +190,56 @@ def test_too_small_a_sample_is_refused(name, settings, centroids, sample):
     ("binary", {"group": 24}, "equal groups"),
     ("binary", {"scale": 2}, "no setting scale"),
     ("lsq", {}, "unknown codec"),
+    # a hostile user's settings (issue 25's check): `true` parses as a bool, which Python counts as the int 1;
+    # text where a number or a bool goes (alpha=abc raised a bare ValueError)
+    ("pq", {"m": True}, "between 1 and 64"),
+    ("pq", {"m": 16, "transform": "pca", "alpha": "abc"}, "alpha=abc"),
+    ("pq", {"m": 16, "transform": "pca", "alpha": True}, "alpha=True"),
+    ("pq", {"m": 16, "transform": "pca", "alpha": "nan"}, "alpha=nan"),
+    ("rq", {"bits": True}, "1, 2 or 4"),
+    ("rq", {"centroids": True}, "uint16"),
+    ("binary", {"group": True}, "equal groups"),
+    ("binary", {"refit": "maybe"}, "true or false"),
+    ("binary", {"refit": 1}, "true or false"),
 ])
 def test_settings_that_do_not_fit_are_refused(name, settings, match):
     with pytest.raises(CodecError, match=match):
         make_codec(name, HIDDEN, **settings)
+
+
+def test_a_setting_given_twice_is_refused():
+    from deformer_bench.passage_cache.quantizers import parse_settings
+
+    assert parse_settings(" m = 8 ,transform=pca") == {"m": 8, "transform": "pca"}
+    with pytest.raises(CodecError, match="codec setting m is given twice"):
+        parse_settings("m=8,transform=pca,m=16")
+
+
+@pytest.mark.parametrize("metric, match", [
+    (np.zeros((HIDDEN, HIDDEN)), "positive trace"),  # trace 0: the blend divided by it, NaN into eigh
+    (-np.eye(HIDDEN), "positive trace"),
+    (np.full((HIDDEN, HIDDEN), np.nan), "finite"),
+    (np.full((HIDDEN, HIDDEN), "abc"), "real numbers"),  # a bare ValueError from np.asarray(float64)
+    (np.eye(HIDDEN, dtype=np.complex64), "real numbers"),
+    (np.eye(HIDDEN, dtype=bool), "real numbers"),
+    (np.eye(HIDDEN)[None], "got shape"),
+])
+def test_a_metric_that_is_no_fisher_information_is_refused(sample, metric, match):
+    codec = make_codec("pq", HIDDEN, m=8, transform="fisher")
+    with pytest.raises(CodecError, match=match):
+        codec.check_metric(metric)
+    with pytest.raises(CodecError, match=match):
+        codec.train(sample, metric=metric)
+    assert codec.check_metric(np.eye(HIDDEN, dtype=np.int64)).dtype == np.float64  # whole numbers are numbers
+
+
+@pytest.mark.parametrize("name, settings", [("pq", {"m": 8}), ("pq", {"m": 8, "transform": "pca"}),
+                                            ("rq", {"centroids": 16}), ("binary", {})])
+def test_a_metric_given_to_a_codec_that_learns_without_one_is_refused(name, settings):
+    codec = make_codec(name, HIDDEN, **settings)
+    assert codec.check_metric(None) is None
+    with pytest.raises(CodecError, match="learns without a metric"):
+        codec.check_metric(np.eye(HIDDEN))
 
 
 def test_fisher_transform_needs_a_metric(sample):
