@@ -19,13 +19,14 @@ Training and encoding need faiss (the optional extra `pip install deformer-bench
 only, so a reader of a cache never needs it. Every decode is table look-ups: a code byte selects a short
 float32 vector from a table learned at training (tens of microseconds a 224-token window); pq's transforms add one
 product back to the states' coordinates (~1 ms a window for fisher at m=92), run on one BLAS thread. A codec's whole state is `codebook`, a dict of plain numpy arrays
-(saved as .npy files beside the segments, checksummed like them), and `settings`, a dict of JSON scalars.
+(saved as .npy files beside the segments, checksummed like them), and `settings`, a dict of JSON scalars. The decoding
+itself is runtime/codec_decode.py's, which the benchmark's runner runs on a measured machine too.
 """
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from ..contracts.errors import PassageCacheError
+from ..runtime.codec_decode import code_runs, make_decoder, one_blas_thread, product_tables
 
 FAISS_EXTRA = "pip install deformer-bench[codecs]"
 KEY_BYTES_PER_WINDOW = 16  # store.KEY_BYTES: a window's key
@@ -90,21 +91,6 @@ def _nearest(faiss, centroids: np.ndarray, points: np.ndarray) -> np.ndarray:
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(centroids)
     return index.search(np.ascontiguousarray(points, dtype=np.float32), 1)[1][:, 0]
-
-
-_BLAS_CONTROLLER = None  # threadpoolctl's view of the BLAS libraries loaded, found once (it scans the process)
-
-
-def one_blas_thread():
-    """A context in which numpy's BLAS (and faiss's) runs on one thread: a codec's products (pq's transform, about
-    [tokens, K] x [K, H]) run between onnxruntime's graph runs, and OpenBLAS's threads spin for a while after a
-    product, taking the cores from the graph that follows. Served from a pq m=92 fisher cache at batch 1, a
-    question's mean latency rose 9% over the float32 cache's with one BLAS thread and 53% with numpy's default
-    two (results/passage-cache/codecs, "In the served path")."""
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 class Codec:
@@ -222,6 +208,14 @@ class Codec:
                              "give each window's number of valid tokens")
         return np.flatnonzero(np.arange(length)[None, :] < lengths[:, None])
 
+    def _decode(self, codebook: dict, codes: dict) -> np.ndarray:
+        """[T, H] float32 of the valid tokens' codes {array: [T, ...]}: runtime.codec_decode's decoder of this codec
+        (the one a measured machine runs), made once per codebook."""
+        made = getattr(self, "_decoder", None)
+        if made is None or made[0] is not codebook:
+            self._decoder = made = (codebook, make_decoder(self.name, self.settings, codebook))
+        return made[1].decode(codes)
+
     def code_bytes_per_token(self) -> float:
         """Bytes of one token's codes and scales, as encode() stores them."""
         return float(sum(int(np.prod(tail)) * np.dtype(dtype).itemsize for tail, dtype in self.arrays().values()))
@@ -239,14 +233,6 @@ class Codec:
 
     def codebook_bytes(self) -> int:
         return int(sum(array.nbytes for array in self._require_codebook().values()))
-
-
-def _table_decode(tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """[T, table_width * groups]: row t is tables[g, codes[t, g]] for each group g, concatenated (tables
-    [groups, 256, width], codes [T, groups] uint8). One flat take: numpy's fastest gather."""
-    groups, entries, width = tables.shape
-    flat = codes.astype(np.intp) + np.arange(groups, dtype=np.intp) * entries
-    return np.take(tables.reshape(groups * entries, width), flat, axis=0).reshape(len(codes), groups * width)
 
 
 def _water_filled_groups(variances: np.ndarray, groups: int, max_size: int = 32) -> list:
@@ -272,17 +258,6 @@ def _water_filled_groups(variances: np.ndarray, groups: int, max_size: int = 32)
     while len(sizes) < groups and sum(sizes) < len(variances):  # rounding left bytes over: cover more
         sizes.append(min(sizes[-1], len(variances) - sum(sizes)))
     return sizes[:groups]
-
-
-def _runs(sizes) -> list:
-    """[(size, count)]: consecutive sub-vectors of one size, each learned as one faiss ProductQuantizer."""
-    runs = []
-    for size in sizes:
-        if runs and runs[-1][0] == size:
-            runs[-1][1] += 1
-        else:
-            runs.append([size, 1])
-    return [tuple(run) for run in runs]
 
 
 def _nearest_scalar(levels: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -370,7 +345,7 @@ class ProductQuantizer(Codec):
             sizes = [self.hidden_size // m] * m
         coefficients = self._coefficients(codebook, sample)
         centroids, start = [], 0
-        for size, count in _runs(sizes):
+        for size, count in code_runs(sizes):
             quantizer = faiss.ProductQuantizer(size * count, count, 8)
             quantizer.cp.seed = seed
             quantizer.train(np.ascontiguousarray(coefficients[:, start:start + size * count]))
@@ -388,12 +363,7 @@ class ProductQuantizer(Codec):
     def _tables(self, codebook: dict) -> list:
         """[(first code, first coefficient, tables [count, 256, size])] per run of equal sub-vectors."""
         if getattr(self, "_decode_tables", None) is None:
-            tables, offset, code, column = [], 0, 0, 0
-            for size, count in _runs(codebook["sizes"].tolist()):
-                width = count * 256 * size
-                tables.append((code, column, codebook["centroids"][offset:offset + width].reshape(count, 256, size)))
-                offset, code, column = offset + width, code + count, column + size * count
-            self._decode_tables = tables
+            self._decode_tables = product_tables(codebook)
         return self._decode_tables
 
     def _encode(self, faiss, codebook: dict, tokens: np.ndarray) -> dict:
@@ -410,30 +380,8 @@ class ProductQuantizer(Codec):
             codes.append(quantizer.compute_codes(block))
         return {"codes": np.concatenate(codes, axis=1)}
 
-    def _decode(self, codebook: dict, codes: dict) -> np.ndarray:
-        tables = self._tables(codebook)
-        parts = [_table_decode(table, codes["codes"][:, code:code + len(table)]) for code, _, table in tables]
-        coefficients = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        if "decoder" not in codebook:
-            return coefficients
-        tokens = coefficients @ codebook["decoder"]
-        if "mean" in codebook:
-            tokens += codebook["mean"]
-        return tokens
-
     def arrays(self) -> dict:
         return {"codes": ((self.settings["m"],), np.dtype(np.uint8))}
-
-
-def _bucket_tables(levels: np.ndarray, bits: int) -> np.ndarray:
-    """Decode tables of `bits`-bit codes packed 8 / bits dimensions a byte (lowest bits first): [H * bits / 8,
-    256, 8 / bits] float32, entry [j, byte] = the levels of the byte's dimensions (levels [H, 2 ** bits])."""
-    per_byte = 8 // bits
-    hidden = levels.shape[0]
-    byte = np.arange(256)
-    codes = (byte[:, None] >> (bits * np.arange(per_byte))[None, :]) & ((1 << bits) - 1)  # [256, per_byte]
-    grouped = levels.reshape(hidden // per_byte, per_byte, 1 << bits)  # [bytes, per_byte, levels]
-    return np.take_along_axis(grouped[:, None, :, :], codes[None, :, :, None], axis=3)[..., 0].astype(np.float32)
 
 
 def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -498,13 +446,6 @@ class ResidualCodes(Codec):
         residuals = _bucketize(tokens - codebook["centroids"][ids], codebook["cutoffs"])
         return {"centroid": ids.astype(np.uint16), "residual": _pack(residuals, self.settings["bits"])}
 
-    def _decode(self, codebook: dict, codes: dict) -> np.ndarray:
-        if getattr(self, "_tables", None) is None:
-            self._tables = _bucket_tables(codebook["levels"], self.settings["bits"])
-        tokens = _table_decode(self._tables, codes["residual"])
-        tokens += np.take(codebook["centroids"], codes["centroid"].astype(np.intp), axis=0)
-        return tokens
-
     def arrays(self) -> dict:
         return {"centroid": ((), np.dtype(np.uint16)),
                 "residual": ((self.hidden_size * self.settings["bits"] // 8,), np.dtype(np.uint8))}
@@ -554,15 +495,6 @@ class BinaryCodes(Codec):
     def _encode(self, faiss, codebook: dict, tokens: np.ndarray) -> dict:
         positive, scales = self._signs_and_scales(tokens - codebook["mean"])
         return {"signs": _pack(positive, 1), "scale": scales}
-
-    def _decode(self, codebook: dict, codes: dict) -> np.ndarray:
-        if getattr(self, "_tables", None) is None:
-            self._tables = _bucket_tables(codebook["levels"], 1)
-        tokens = _table_decode(self._tables, codes["signs"])
-        scales = codes["scale"].astype(np.float32)
-        tokens = (tokens.reshape(len(tokens), scales.shape[1], -1) * scales[:, :, None]).reshape(tokens.shape)
-        tokens += codebook["mean"]
-        return tokens
 
     def arrays(self) -> dict:
         return {"signs": ((self.hidden_size // 8,), np.dtype(np.uint8)),

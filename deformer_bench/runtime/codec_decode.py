@@ -1,0 +1,154 @@
+"""Decoding a learned codec's passage codes back to float32 states (numpy only): what a reader of a pq, rq or binary
+passage cache runs in the query path, here so that the measured machine runs the same code (the benchmark's
+`online_served_codec` path decodes in every call). Training and encoding need faiss and stay in
+passage_cache/quantizers.py, whose codecs decode with these decoders; a codec's codebook is plain arrays and its
+settings JSON scalars, so a runner gets both in a file and a job.
+
+    pq      a table look-up per code byte (the sub-vectors' coefficients, concatenated), then, for its transforms,
+            one product back to the states' coordinates (coefficients @ decoder + mean)
+    rq      the residual bytes' table look-ups plus the coarse centroid of the token
+    binary  the sign bits' table look-ups (each dimension's two levels) times the token's scales, plus the mean
+"""
+
+import contextlib
+
+import numpy as np
+
+try:  # holds numpy's BLAS to one thread while a codec decodes (see one_blas_thread)
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # a measured machine with numpy and onnxruntime only: BLAS keeps its threads
+    ThreadpoolController = None
+
+_BLAS_CONTROLLER = None  # threadpoolctl's view of the BLAS libraries loaded, found once (it scans the process)
+
+
+def blas_threads_limited() -> bool:
+    """Whether one_blas_thread can hold numpy's BLAS to one thread here (threadpoolctl installed)."""
+    return ThreadpoolController is not None
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS (and faiss's) runs on one thread: a codec's products (pq's transform, about
+    [tokens, K] x [K, H]) run between onnxruntime's graph runs, and OpenBLAS's threads spin for a while after a
+    product, taking the cores from the graph that follows. Served from a pq m=92 fisher cache at batch 1, a
+    question's mean latency rose 9% over the float32 cache's with one BLAS thread and 53% with numpy's default
+    two (results/passage-cache/codecs, "In the served path"). Without threadpoolctl, a context that changes
+    nothing."""
+    global _BLAS_CONTROLLER
+    if ThreadpoolController is None:
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def table_decode(tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """[T, table_width * groups]: row t is tables[g, codes[t, g]] for each group g, concatenated (tables
+    [groups, 256, width], codes [T, groups] uint8). One flat take: numpy's fastest gather."""
+    groups, entries, width = tables.shape
+    flat = codes.astype(np.intp) + np.arange(groups, dtype=np.intp) * entries
+    return np.take(tables.reshape(groups * entries, width), flat, axis=0).reshape(len(codes), groups * width)
+
+
+def bucket_tables(levels: np.ndarray, bits: int) -> np.ndarray:
+    """Decode tables of `bits`-bit codes packed 8 / bits dimensions a byte (lowest bits first): [H * bits / 8,
+    256, 8 / bits] float32, entry [j, byte] = the levels of the byte's dimensions (levels [H, 2 ** bits])."""
+    per_byte = 8 // bits
+    hidden = levels.shape[0]
+    byte = np.arange(256)
+    codes = (byte[:, None] >> (bits * np.arange(per_byte))[None, :]) & ((1 << bits) - 1)  # [256, per_byte]
+    grouped = levels.reshape(hidden // per_byte, per_byte, 1 << bits)  # [bytes, per_byte, levels]
+    return np.take_along_axis(grouped[:, None, :, :], codes[None, :, :, None], axis=3)[..., 0].astype(np.float32)
+
+
+def code_runs(sizes) -> list:
+    """[(size, count)]: consecutive pq sub-vectors of one size (each run learned as one faiss ProductQuantizer,
+    decoded with one table)."""
+    runs = []
+    for size in sizes:
+        if runs and runs[-1][0] == size:
+            runs[-1][1] += 1
+        else:
+            runs.append([size, 1])
+    return [tuple(run) for run in runs]
+
+
+def product_tables(codebook: dict) -> list:
+    """[(first code, first coefficient, tables [count, 256, size])] of a pq codebook, one per run of equal
+    sub-vectors (views of its centroids)."""
+    tables, offset, code, column = [], 0, 0, 0
+    for size, count in code_runs(codebook["sizes"].tolist()):
+        width = count * 256 * size
+        tables.append((code, column, codebook["centroids"][offset:offset + width].reshape(count, 256, size)))
+        offset, code, column = offset + width, code + count, column + size * count
+    return tables
+
+
+class ProductDecoder:
+    """pq: the sub-vectors' coefficients looked up, then (transforms opq, pca, fisher) mapped back to the states'
+    coordinates."""
+
+    def __init__(self, settings: dict, codebook: dict):
+        self.tables = product_tables(codebook)
+        # as stored, not converted: a copy would also drop what a caller passed (a test's probe of the product)
+        self.decoder, self.mean = codebook.get("decoder"), codebook.get("mean")
+
+    def decode(self, codes: dict) -> np.ndarray:
+        codes = codes["codes"]
+        parts = [table_decode(table, codes[:, code:code + len(table)]) for code, _, table in self.tables]
+        coefficients = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        if self.decoder is None:
+            return coefficients
+        tokens = coefficients @ self.decoder
+        if self.mean is not None:
+            tokens += self.mean
+        return tokens
+
+
+class ResidualDecoder:
+    """rq: the token's coarse centroid plus its residual, each dimension's `bits` decoded to its bucket's mean."""
+
+    def __init__(self, settings: dict, codebook: dict):
+        self.tables = bucket_tables(codebook["levels"], settings["bits"])
+        self.centroids = codebook["centroids"]
+
+    def decode(self, codes: dict) -> np.ndarray:
+        tokens = table_decode(self.tables, codes["residual"])
+        tokens += np.take(self.centroids, codes["centroid"].astype(np.intp), axis=0)
+        return tokens
+
+
+class BinaryDecoder:
+    """binary: each dimension's level for its sign bit, times the token's scale of its group, plus the mean."""
+
+    def __init__(self, settings: dict, codebook: dict):
+        self.tables = bucket_tables(codebook["levels"], 1)
+        self.mean = codebook["mean"]
+
+    def decode(self, codes: dict) -> np.ndarray:
+        tokens = table_decode(self.tables, codes["signs"])
+        scales = codes["scale"].astype(np.float32)
+        tokens = (tokens.reshape(len(tokens), scales.shape[1], -1) * scales[:, :, None]).reshape(tokens.shape)
+        tokens += self.mean
+        return tokens
+
+
+DECODERS = {"pq": ProductDecoder, "rq": ResidualDecoder, "binary": BinaryDecoder}
+
+
+def make_decoder(name: str, settings: dict, codebook: dict):
+    """The decoder of codec `name` (its settings and codebook as a cache stores them): decode({array: [T, ...]})
+    gives the tokens' float32 states [T, H]."""
+    if name not in DECODERS:
+        raise ValueError(f"unknown codec {name!r} (known: {', '.join(DECODERS)})")
+    return DECODERS[name](settings, codebook)
+
+
+def decode_windows(decoder, codes: dict) -> np.ndarray:
+    """float32 [n, Lp, H] of windows' codes {array: [n, Lp, ...]}, every position decoded (padding included: a
+    caller that knows the windows' lengths decodes less, as passage_cache's Codec.decode does), numpy's BLAS on
+    one thread."""
+    n, length = next(iter(codes.values())).shape[:2]
+    with one_blas_thread():
+        tokens = decoder.decode({name: value.reshape((n * length,) + value.shape[2:]) for name, value in codes.items()})
+    return tokens.reshape(n, length, -1)

@@ -1,0 +1,135 @@
+"""The learned codecs' numpy decode, as the cache reader and the benchmark's runner both run it: the same states as
+each codec's decode, pq's fisher transform as its formula (table look-ups, then coefficients @ decoder + mean), and
+numpy's BLAS held to one thread."""
+
+import numpy as np
+import pytest
+
+from deformer_bench.runtime import codec_decode
+from deformer_bench.runtime.codec_decode import decode_windows, make_decoder, product_tables
+
+HIDDEN = 32
+
+
+@pytest.fixture(scope="module")
+def sample():
+    pytest.importorskip("faiss")  # training needs it (the test extra installs it); decoding does not
+    rng = np.random.default_rng(0)
+    basis = rng.standard_normal((8, HIDDEN))
+    return (rng.standard_normal((12000, 8)) @ basis + 0.1 * rng.standard_normal((12000, HIDDEN))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def windows(sample):
+    return sample[:3 * 20].reshape(3, 20, HIDDEN) * 1.01
+
+
+def metric():
+    rng = np.random.default_rng(1)
+    root = rng.standard_normal((HIDDEN, HIDDEN))
+    return root @ root.T
+
+
+def trained(name, settings, sample):
+    from deformer_bench.passage_cache.quantizers import make_codec
+
+    codec = make_codec(name, HIDDEN, **settings)
+    codec.train(sample, metric=metric() if settings.get("transform") == "fisher" else None)
+    return codec
+
+
+CODECS = [("pq", {"m": 8}), ("pq", {"m": 12, "transform": "pca"}),
+          ("pq", {"m": 12, "transform": "fisher"}), ("rq", {"centroids": 16, "bits": 2}),
+          ("binary", {"group": 8})]
+
+
+@pytest.mark.parametrize("name, settings", CODECS)
+def test_a_runner_decodes_whole_windows_as_the_cache_reader_does(sample, windows, name, settings):
+    """What online_served_codec decodes (decode_windows over the codec as a cache stores it: its name, settings and
+    codebook) equals what the cache reader's Codec.decode gives, every position."""
+    codec = trained(name, settings, sample)
+    codes = codec.encode(windows)
+    decoder = make_decoder(codec.name, codec.settings, codec.codebook)
+    decoded = decode_windows(decoder, codes)
+    assert decoded.shape == windows.shape and decoded.dtype == np.float32
+    np.testing.assert_allclose(decoded, codec.decode(codes), rtol=0, atol=1e-5)
+    error = ((decoded - windows) ** 2).sum() / ((windows - windows.mean(axis=(0, 1))) ** 2).sum()
+    assert error < 0.6  # a decode, not noise (binary, the coarsest, measured ~0.3)
+
+
+def reference_pq_decode(codebook: dict, codes: np.ndarray) -> np.ndarray:
+    """pq's decode as written before it was tuned: each code's coefficients looked up and concatenated, then
+    coefficients @ decoder + mean."""
+    parts = []
+    for first, _, tables in product_tables(codebook):
+        for group in range(len(tables)):
+            parts.append(tables[group][codes[:, first + group].astype(np.intp)])
+    coefficients = np.concatenate(parts, axis=1).astype(np.float64)
+    return coefficients @ codebook["decoder"].astype(np.float64) + codebook["mean"].astype(np.float64)
+
+
+def test_pq_fisher_decodes_to_its_formula(sample, windows):
+    codec = trained("pq", {"m": 12, "transform": "fisher"}, sample)
+    codes = codec.encode(windows)["codes"].reshape(-1, 12)
+    decoded = make_decoder("pq", codec.settings, codec.codebook).decode({"codes": codes})
+    assert decoded.dtype == np.float32 and decoded.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(decoded, reference_pq_decode(codec.codebook, codes), rtol=1e-5, atol=1e-5)
+
+
+def test_pq_decodes_a_valid_prefix_of_rows_alone(sample, windows):
+    """A window's valid tokens are decoded alone (the cache reader passes only those rows): the same rows."""
+    codec = trained("pq", {"m": 12, "transform": "fisher"}, sample)
+    codes = codec.encode(windows)["codes"].reshape(-1, 12)
+    decoder = make_decoder("pq", codec.settings, codec.codebook)
+    whole = decoder.decode({"codes": codes})
+    np.testing.assert_array_equal(decoder.decode({"codes": codes[:7]}), whole[:7])
+    assert decoder.decode({"codes": codes[:0]}).shape == (0, HIDDEN)
+
+
+class BlasThreadsProbe(np.ndarray):
+    """A decoder matrix that records how many threads numpy's BLAS may use when a product reaches it."""
+
+    seen = []
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from threadpoolctl import threadpool_info
+
+        BlasThreadsProbe.seen.append(max(info["num_threads"] for info in threadpool_info()
+                                         if info["user_api"] == "blas"))
+        return getattr(ufunc, method)(*(np.asarray(value) for value in inputs), **kwargs)
+
+
+def test_a_runner_decodes_on_one_blas_thread(sample, windows):
+    """The runner's decode, like the cache reader's, holds numpy's BLAS to one thread (its spinning threads took
+    the cores from the next onnxruntime graph: +53% a served question, against +9% on one), and gives the process's
+    setting back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    codec = trained("pq", {"m": 12, "transform": "pca"}, sample)
+    codes = codec.encode(windows)
+    codebook = {**codec.codebook, "decoder": codec.codebook["decoder"].view(BlasThreadsProbe)}
+    BlasThreadsProbe.seen = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        decode_windows(make_decoder("pq", codec.settings, codebook), codes)
+        after = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    assert BlasThreadsProbe.seen == [1]
+    assert all(threads == 2 for threads in after)
+    assert codec_decode.blas_threads_limited()
+
+
+def test_without_threadpoolctl_the_decode_runs_and_says_it_could_not_limit(monkeypatch):
+    """A measured machine may have numpy and onnxruntime only: decoding still works there."""
+    monkeypatch.setattr(codec_decode, "ThreadpoolController", None)
+    tables = np.arange(2 * 256 * 3, dtype=np.float32).reshape(2 * 256 * 3)
+    codebook = {"centroids": tables, "sizes": np.array([3, 3], dtype=np.int32)}
+    codes = {"codes": np.array([[[1, 2], [255, 0]]], dtype=np.uint8)}  # one window of two tokens
+    decoded = decode_windows(make_decoder("pq", {"m": 2}, codebook), codes)
+    expected = tables.reshape(2, 256, 3)
+    np.testing.assert_array_equal(decoded[0, 0], np.concatenate([expected[0, 1], expected[1, 2]]))
+    np.testing.assert_array_equal(decoded[0, 1], np.concatenate([expected[0, 255], expected[1, 0]]))
+    assert not codec_decode.blas_threads_limited()
+
+
+def test_an_unknown_codec_is_refused():
+    with pytest.raises(ValueError, match="unknown codec 'lz4'"):
+        make_decoder("lz4", {}, {})
