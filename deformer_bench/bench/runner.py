@@ -2,8 +2,9 @@
 """The benchmark runner: the only code that runs on the measured machine.
 
 It imports numpy, onnxruntime, the standard library, deformer_bench.contracts and deformer_bench.runtime (which
-import only those), reads one JSON job (contracts.protocol) on stdin and writes one JSON result, so any transport
-(a local process, ssh, adb) can carry it. Sessions and the three paths are runtime.sessions', as everywhere else.
+import only those, and threadpoolctl where it is installed: a codec's decode holds numpy's BLAS to one thread),
+reads one JSON job (contracts.protocol) on stdin and writes one JSON result, so any transport (a local process,
+ssh, adb) can carry it. Sessions and the three paths are runtime.sessions', as everywhere else.
 Each job runs in a fresh process: nothing warmed or allocated by an earlier job is reused.
 
 Every path in a job is relative to the runner's working directory, the work directory the host staged on the
@@ -32,11 +33,12 @@ import time
 import numpy as np
 
 from deformer_bench.contracts import strict_json
-from deformer_bench.contracts.protocol import (FLOAT32_BASELINE, PATH_GRAPHS, PROTOCOL_VERSION, SERVED_CACHE_FILE,
-                                               Job, MemoryResult, ParityResult, ProbeResult, ProtocolError,
-                                               TimingResult)
+from deformer_bench.contracts.protocol import (CODEC_SERVED_PATH, FLOAT32_BASELINE, PATH_GRAPHS, PROTOCOL_VERSION,
+                                               SERVED_PATH, Job, MemoryResult, ParityResult, ProbeResult,
+                                               ProtocolError, TimingResult)
 from deformer_bench.runtime import target_environment
-from deformer_bench.runtime.paths import make_inputs, path_call, served_states
+from deformer_bench.runtime.codec_decode import blas_threads_limited
+from deformer_bench.runtime.paths import make_inputs, path_call, served_sources
 from deformer_bench.runtime.sessions import GraphSetSessions
 
 def interleave(calls, min_count, min_time_s, max_time_s, clock=time.perf_counter_ns):
@@ -72,17 +74,21 @@ def run_timing(job) -> TimingResult:
     passage_cache = path_call("passage_precompute", graph_set, inputs, None)()
     if job.passage_cache_out:
         np.save(job.passage_cache_out, passage_cache)
-    served = served_states(job.paths, passage_cache, job.served_cache_mb, job.inputs.seed)
+    served = served_sources(job.paths, passage_cache, job.served_cache_mb, job.inputs.seed, job.served_codec)
     calls = {path: path_call(path, graph_set, inputs, passage_cache, served) for path in job.paths}
     if job.float32_graphs_dir:  # a variant: its float32 parent's unsplit model in the same rounds
         float32 = GraphSetSessions(job.float32_graphs_dir, ("full",), settings=job.session)
         calls[FLOAT32_BASELINE] = path_call("unsplit", float32, inputs, None)
     interleave(calls, job.warmup.min_count, job.warmup.min_time_s, job.warmup.max_time_s)
     samples, capped = interleave(calls, job.measure.min_count, job.measure.min_time_s, job.measure.max_time_s)
-    if served is not None:  # the next timing process writes its own
-        os.remove(SERVED_CACHE_FILE)
+    file_bytes = {path: source.file_bytes for path, source in served.items()}
+    for source in served.values():  # the next timing process writes its own
+        source.remove()
+    codec = CODEC_SERVED_PATH in served
     return TimingResult(samples_ns=samples, stopped_by_time_cap=capped, load_s=load_s,
-                        served_cache_bytes=served.file_bytes if served is not None else None,
+                        served_cache_bytes=file_bytes.get(SERVED_PATH),
+                        served_codes_bytes=file_bytes.get(CODEC_SERVED_PATH),
+                        served_codec_one_blas_thread=blas_threads_limited() if codec else None,
                         providers_used=graph_set.providers_used(),
                         provider_options_used=graph_set.provider_options_used(), thermal_before_c=thermal_before,
                         thermal_after_c=target_environment.thermal_readings())
@@ -216,7 +222,7 @@ def run_parity(job) -> ParityResult:
     outputs["passage_hidden"] = graph_set.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
     wall_s["passage_precompute"] = time.perf_counter() - start
     logit_paths = [path for path in job.paths if path != "passage_precompute"]
-    served = served_states(job.paths, outputs["passage_hidden"], 0, job.inputs.seed)  # checks the gather
+    served = served_sources(job.paths, outputs["passage_hidden"], 0, job.inputs.seed)  # checks the gather
     for path in logit_paths:
         call = path_call(path, graph_set, inputs, outputs["passage_hidden"], served)
         start = time.perf_counter()

@@ -11,23 +11,26 @@ staged with the runner on the measured machine.
 from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
-PROTOCOL_VERSION = 3  # 3: typed jobs and results (parity names inputs_file and outputs_file); 2: paths relative to
-# the staged work directory, probe and parity modes
+PROTOCOL_VERSION = 4  # 4: timing's served_codec (online_served_codec); 3: typed jobs and results (parity names
+# inputs_file and outputs_file); 2: paths relative to the staged work directory, probe and parity modes
 
 # Which graphs each measured path runs, in order.
 PATH_GRAPHS = {
     "unsplit": ("full",),
     "online": ("lower_question", "upper"),  # question lower layers + cached passage states + upper
     "online_served": ("lower_question", "upper"),  # the same, the states gathered from a memory-mapped cache file
+    "online_served_codec": ("lower_question", "upper"),  # the same, codes gathered and decoded (a learned codec)
     "online_miss": ("lower_passage", "lower_question", "upper"),  # a cache miss: the passage's states computed online
     "online_device_io": ("lower_question", "upper"),  # the same, cached states and hand-over kept on the device
     "passage_precompute": ("lower_passage",),  # offline: passage lower layers, for the cache
 }
 STANDARD_PATHS = ("unsplit", "online", "passage_precompute")  # measured on every device; the others on some
 SERVED_PATH = "online_served"  # onnxruntime's runner only; timed, not memory-profiled (its RSS counts mapped pages)
+CODEC_SERVED_PATH = "online_served_codec"  # a timing job's served_codec only: timed, like online_served, alone
 MISS_PATH = "online_miss"  # onnxruntime's runner only: the question's passage is not in the cache
 FLOAT32_BASELINE = "unsplit_float32"  # a variant's float32 parent, unsplit: what a user has before optimizing
 SERVED_CACHE_FILE = "served_passage_hidden.npy"
+SERVED_CODES_PREFIX = "served_passage_"  # + a codec's array name + ".npy": online_served_codec's files
 SERVED_CACHE_MIN_MB = 256  # larger than any CPU's last-level cache
 
 
@@ -168,6 +171,9 @@ class TimingJob(GraphSetJob):
     float32_graphs_dir: str = None  # a variant's float32 parent, its unsplit model timed in the same rounds
     served_cache_mb: int = SERVED_CACHE_MIN_MB
     passage_cache_out: str = None  # where the first process saves the passage states for the memory jobs
+    # online_served_codec's codec, where `paths` has it: {"name", "settings", "codebook_file", "codes_file"} (the
+    # two .npz files staged in the work directory: the codebook's arrays, and windows' codes {array: [W, Lp, ...]})
+    served_codec: dict = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +237,8 @@ class TimingResult(Result):
     stopped_by_time_cap: bool = False
     load_s: float = None
     served_cache_bytes: int = None
+    served_codes_bytes: int = None  # online_served_codec's files
+    served_codec_one_blas_thread: bool = None  # whether its decode held numpy's BLAS to one thread (threadpoolctl)
     providers_used: dict = None
     provider_options_used: dict = None
     thermal_before_c: dict = None

@@ -3,8 +3,10 @@ what the host computes its parity reference with, and what an exported variant i
 
 import numpy as np
 
-from ..contracts.protocol import MISS_PATH, SERVED_CACHE_FILE, SERVED_PATH, InputSpec
-from .cached_states import ServedPassageStates
+from ..contracts.protocol import (CODEC_SERVED_PATH, MISS_PATH, SERVED_CACHE_FILE, SERVED_CODES_PREFIX, SERVED_PATH,
+                                  InputSpec)
+from .cached_states import ServedPassageCodes, ServedPassageStates
+from .codec_decode import make_decoder
 
 
 def make_inputs(spec: InputSpec) -> dict:
@@ -26,7 +28,8 @@ def make_inputs(spec: InputSpec) -> dict:
 
 
 def path_call(path, graph_set, inputs, passage_cache, served=None):
-    """A no-argument function that runs one path once on a GraphSetSessions (`served`: a ServedPassageStates)."""
+    """A no-argument function that runs one path once on a GraphSetSessions (`served`: {served path: what serves its
+    states}, served_sources)."""
     if path == "unsplit":
         return lambda: graph_set.unsplit(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
     if path == "passage_precompute":
@@ -40,15 +43,33 @@ def path_call(path, graph_set, inputs, passage_cache, served=None):
                                         graph_set.lower_passage(inputs["passage_input_ids"],
                                                                 inputs["passage_attention_mask"]),
                                         inputs["passage_attention_mask"])
-    if path == SERVED_PATH:  # the gather from the memory-mapped file is part of every call
+    if path in (SERVED_PATH, CODEC_SERVED_PATH):  # the gather from the mapped file (and decode) is in every call
+        source = served[path]
         return lambda: graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"],
-                                        served.next_states(), inputs["passage_attention_mask"])
+                                        source.next_states(), inputs["passage_attention_mask"])
     return lambda: graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"], passage_cache,
                                     inputs["passage_attention_mask"])
 
 
-def served_states(paths, passage_cache, min_mb, seed: int):
-    """The memory-mapped cache file `online_served` reads, where `paths` time that path (else None)."""
-    if SERVED_PATH not in paths:
-        return None
-    return ServedPassageStates(SERVED_CACHE_FILE, passage_cache, min_mb * 2**20, seed=seed)
+def served_sources(paths, passage_cache, min_mb, seed: int, served_codec: dict = None) -> dict:
+    """{path: what serves its passage states} for the served paths among `paths`: online_served's memory-mapped file
+    of the float32 states, online_served_codec's files of a learned codec's codes (`served_codec`: a timing job's)."""
+    sources = {}
+    if SERVED_PATH in paths:
+        sources[SERVED_PATH] = ServedPassageStates(SERVED_CACHE_FILE, passage_cache, min_mb * 2**20, seed=seed)
+    if CODEC_SERVED_PATH in paths:
+        sources[CODEC_SERVED_PATH] = served_codes(served_codec, len(passage_cache), min_mb * 2**20, seed)
+    return sources
+
+
+def served_codes(served_codec: dict, batch: int, min_bytes: int, seed: int) -> ServedPassageCodes:
+    """A batch of `batch` windows' codes (the staged windows in order, again from the first where there are fewer)
+    served and decoded with the staged codebook."""
+    with np.load(served_codec["codebook_file"], allow_pickle=False) as staged:
+        codebook = {name: staged[name] for name in staged.files}
+    with np.load(served_codec["codes_file"], allow_pickle=False) as staged:
+        codes = {name: staged[name] for name in staged.files}
+    rows = np.arange(batch) % len(next(iter(codes.values())))
+    decoder = make_decoder(served_codec["name"], served_codec["settings"], codebook)
+    return ServedPassageCodes({name: f"{SERVED_CODES_PREFIX}{name}.npy" for name in codes},
+                              {name: array[rows] for name, array in codes.items()}, decoder, min_bytes, seed)

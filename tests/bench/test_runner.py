@@ -6,7 +6,7 @@ import pytest
 
 from deformer_bench.bench.runner import interleave
 from deformer_bench.bench.targets import RUNNER_SCRIPT
-from deformer_bench.contracts.protocol import PROTOCOL_VERSION, InputSpec, Job
+from deformer_bench.contracts.protocol import PROTOCOL_VERSION, SERVED_CACHE_FILE, InputSpec, Job
 from deformer_bench.runtime.paths import make_inputs
 
 
@@ -101,7 +101,7 @@ def test_the_served_path_times_a_gather_from_a_mapped_file_and_answers_as_online
         warmup={"min_count": 1, "min_time_s": 0.0, "max_time_s": 10.0},
         measure={"min_count": 3, "min_time_s": 0.0, "max_time_s": 10.0})))
     assert len(timing.samples_ns["online_served"]) == 3 and timing.served_cache_bytes >= 2**20
-    assert not (tmp_path / runner.SERVED_CACHE_FILE).exists()  # removed: the next process writes its own
+    assert not (tmp_path / SERVED_CACHE_FILE).exists()  # removed: the next process writes its own
     inputs = make_inputs(InputSpec(batch_size=2, question_len=8, passage_len=24, passage_token_type=1, vocab_size=120))
     import numpy as np
 
@@ -114,6 +114,72 @@ def test_the_served_path_times_a_gather_from_a_mapped_file_and_answers_as_online
         assert np.array_equal(outputs["online_served_end_logits"], outputs["online_end_logits"])
         # a cache miss computes the same passage states in the call: the same logits
         assert np.array_equal(outputs["online_miss_start_logits"], outputs["online_start_logits"])
+
+
+def staged_pq_codec(directory, windows: int = 3) -> dict:
+    """A timing job's served_codec: a pq codec of the tiny graphs' states (hidden 32: eight sub-vectors of 4, a
+    transform back and a mean) made by hand, and `windows` windows' codes, staged as the host stages them."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    codebook = {"centroids": rng.standard_normal(8 * 256 * 4).astype(np.float32),
+                "sizes": np.full(8, 4, dtype=np.int32),
+                "decoder": (rng.standard_normal((32, 32)) / 6).astype(np.float32),
+                "mean": rng.standard_normal(32).astype(np.float32)}
+    np.savez(directory / "codebook.npz", **codebook)
+    np.savez(directory / "codes.npz", codes=rng.integers(0, 256, (windows, 24, 8)).astype(np.uint8))
+    return {"name": "pq", "settings": {"m": 8, "transform": "pca", "alpha": 0.1}, "codebook_file": "codebook.npz",
+            "codes_file": "codes.npz"}
+
+
+def test_the_codec_served_path_decodes_the_staged_codes_in_every_call(tiny_graphs, tmp_path, monkeypatch):
+    """online_served_codec (deformer-bench --served-cache): the staged windows' codes served from mapped files and
+    decoded in every call, upper fed the decoded states; timed beside online_served, its files removed after."""
+    import numpy as np
+
+    from deformer_bench.bench import runner
+    from deformer_bench.runtime.codec_decode import decode_windows, make_decoder
+    from deformer_bench.runtime.paths import path_call, served_sources
+    from deformer_bench.runtime.sessions import GraphSetSessions
+
+    monkeypatch.chdir(tmp_path)  # the runner works in its staged work directory
+    served_codec = staged_pq_codec(tmp_path)
+    paths = ["unsplit", "online", "online_served", "online_served_codec"]
+    timing = runner.run_timing(Job.from_json(job(
+        tiny_graphs, mode="timing", paths=paths, served_cache_mb=1, served_codec=served_codec,
+        warmup={"min_count": 1, "min_time_s": 0.0, "max_time_s": 10.0},
+        measure={"min_count": 3, "min_time_s": 0.0, "max_time_s": 10.0})))
+    assert {path: len(values) for path, values in timing.samples_ns.items()} == dict.fromkeys(paths, 3)
+    assert timing.served_codes_bytes >= 2**20 and timing.served_cache_bytes >= 2**20
+    assert timing.served_codec_one_blas_thread is True
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["codebook.npz", "codes.npz"]  # served files gone
+
+    graph_set = GraphSetSessions(tiny_graphs)
+    inputs = make_inputs(InputSpec(batch_size=2, question_len=8, passage_len=24, passage_token_type=1,
+                                   vocab_size=120))
+    states = graph_set.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
+    served = served_sources(["online_served_codec"], states, 0, 0, served_codec)
+    with np.load("codebook.npz") as codebook, np.load("codes.npz") as codes:
+        decoded = decode_windows(make_decoder("pq", served_codec["settings"], dict(codebook)),
+                                 {"codes": codes["codes"][:2]})  # the batch: the first two staged windows
+    assert not np.allclose(decoded, states)  # the codec's states, not the float32 ones
+    logits = path_call("online_served_codec", graph_set, inputs, states, served)()
+    expected = graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"], decoded,
+                                inputs["passage_attention_mask"])
+    for got, want in zip(logits, expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_a_batch_larger_than_the_staged_windows_takes_them_again_from_the_first(tmp_path, monkeypatch):
+    import numpy as np
+
+    from deformer_bench.runtime.paths import served_codes
+
+    monkeypatch.chdir(tmp_path)
+    served = served_codes(staged_pq_codec(tmp_path, windows=2), batch=5, min_bytes=0, seed=0)
+    with np.load("codes.npz") as codes:
+        staged = codes["codes"]
+    np.testing.assert_array_equal(served.next_arrays()["codes"], staged[[0, 1, 0, 1, 0]])
 
 
 def test_runner_refuses_another_protocol(tiny_graphs):

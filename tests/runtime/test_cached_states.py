@@ -28,3 +28,24 @@ def test_one_batch_when_no_size_is_asked(tmp_path):
     batch = np.ones((2, 4, 2), dtype=np.float32)
     served = ServedPassageStates(tmp_path / "served.npy", batch, min_bytes=0)
     assert served.blocks == 1 and np.array_equal(served.next_states(), batch)
+
+
+def test_served_codes_fill_files_of_whole_batches_and_decode_the_batch_in_every_call(tmp_path):
+    """online_served_codec's source: the batch's codes (a pq codec's, by hand: two one-byte sub-vectors of 3
+    dimensions) copied into memory-mapped files of at least min_bytes, gathered and decoded in every call."""
+    from deformer_bench.runtime.cached_states import ServedPassageCodes
+    from deformer_bench.runtime.codec_decode import make_decoder
+
+    rng = np.random.default_rng(0)
+    tables = rng.standard_normal((2, 256, 3)).astype(np.float32)
+    decoder = make_decoder("pq", {"m": 2}, {"centroids": tables.ravel(), "sizes": np.array([3, 3], np.int32)})
+    codes = rng.integers(0, 256, (2, 5, 2)).astype(np.uint8)  # 2 windows of 5 positions: 20 bytes a batch
+    served = ServedPassageCodes({"codes": tmp_path / "served_codes.npy"}, {"codes": codes}, decoder, min_bytes=100)
+    assert served.blocks == 5 and served.file_bytes == 100 and isinstance(served.mapped["codes"], np.memmap)
+    expected = np.concatenate([tables[0][codes[..., 0]], tables[1][codes[..., 1]]], axis=-1)  # [2, 5, 6]
+    for _ in range(served.blocks + 1):
+        states = served.next_states()
+        assert states.shape == (2, 5, 6) and states.dtype == np.float32
+        np.testing.assert_array_equal(states, expected)
+    served.remove()
+    assert not (tmp_path / "served_codes.npy").exists()
