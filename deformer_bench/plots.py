@@ -7,7 +7,8 @@ import pandas as pd
 from .files import save_figure_atomically
 
 PATH_COLOURS = {"unsplit": "#7f7f7f", "online": "#1f77b4", "passage_precompute": "#ff7f0e",
-                "online_served": "#17becf", "online_miss": "#d62728", "online_device_io": "#2ca02c"}
+                "online_served": "#17becf", "online_served_codec": "#9467bd", "online_miss": "#d62728",
+                "online_device_io": "#2ca02c"}
 
 
 def _figure(columns: int):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .contracts.protocol import MISS_PATH, SERVED_PATH
+from .contracts.protocol import CODEC_SERVED_PATH, MISS_PATH, SERVED_PATH
 from .contracts.readers import read_json
 from .contracts.results import HEADLINE_PATH, HEADLINE_PROCESSES, RESULTS_FILE, ResultsDocument, ResultsFormatError
 from .contracts.stats import UNSTABLE_SPREAD
@@ -208,6 +208,12 @@ def speedup_table(frame: pd.DataFrame) -> pd.DataFrame:
         table["served_speedup"] = served["speedup_process_median"]
         table["served_speedup_range"] = [_range(*pair) for pair in zip(served["speedup_process_min"],
                                                                         served["speedup_process_max"])]
+    codec = frame[frame["path"] == CODEC_SERVED_PATH].set_index(keys)
+    if not codec.empty:  # served from a learned codec's cache: its codes gathered and decoded in every call
+        table["codec_served_speedup"] = codec["speedup_process_median"]
+        table["decode_cost"] = [f"{after / before - 1:+.1%}" if pd.notna(after) and pd.notna(before) else None
+                                for after, before in zip(codec["p50_ms"].reindex(table.index),
+                                                         served["p50_ms"].reindex(table.index))]
     miss = frame[frame["path"] == MISS_PATH].set_index(keys)
     if not miss.empty:  # a cache miss: lower_passage computed in the call
         table["miss_speedup"] = miss["speedup_process_median"]
@@ -228,6 +234,14 @@ def process_table(processes: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def _served_codec_lines(results: ResultsDocument) -> list:
+    """What each online_served_codec served from: the cache, its codec, the bytes of a token's codes."""
+    lines = [f"- `online_served_codec` of {config['label']} on {config['device']}: {served['codec']} "
+             f"({served['code_bytes_per_token']:g} bytes of codes a token) from `{served['cache']}`"
+             for config in results.configs if (served := config.get("served_codec"))]
+    return lines + [""] if lines else []
+
+
 def report_markdown(results: ResultsDocument, frame: pd.DataFrame, processes: pd.DataFrame) -> str:
     lines = _header(results) + _headline(results)
     untrained = sorted({c["label"] for c in results.configs if not c["model"]["qa_head_trained"]})
@@ -242,13 +256,18 @@ def report_markdown(results: ResultsDocument, frame: pd.DataFrame, processes: pd
               "p50s; `pooled_speedup_ci95`: the paired ratio over all rounds pooled, with its 95% bootstrap CI. "
               "`served_speedup` (onnxruntime): the online path as served, its passage states gathered in every call "
               "from a memory-mapped cache file (`online_served`, rows spread over a file larger than the CPU's "
-              "caches, its pages in the OS page cache); `online` takes them from memory. `miss_speedup`: a cache "
+              "caches, its pages in the OS page cache); `online` takes them from memory. `codec_served_speedup` "
+              "(deformer-bench --served-cache): the same from a passage cache stored in a learned codec, its windows' "
+              "codes gathered and decoded in every call (`online_served_codec`, every position of the window decoded, "
+              "as the full-length inputs take them); `decode_cost`: its p50 over `online_served`'s, what decoding "
+              "adds to a served question. `miss_speedup`: a cache "
               "miss, the passage's states computed in the call (`online_miss`: lower_passage + lower_question + "
               "upper).", ""]
     speedups = pd.concat([speedup_table(frame).astype(object) if not frame.empty else None,
                           functional_only_rows(results)])
     lines += [_markdown_table(speedups.astype(object).where(speedups.notna(), None)) if not speedups.empty
               else "No device was timed.", ""]
+    lines += _served_codec_lines(results)
     if not frame.empty:
         lines += ["### Per timing process", "", _markdown_table(process_table(processes)), ""]
     lines += device_sections(results, _markdown_table)

@@ -7,12 +7,39 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..contracts.errors import RunnerError, TargetError
-from ..contracts.protocol import (MISS_PATH, SERVED_PATH, STANDARD_PATHS, InputSpec, ProbeJob, ProtocolError, Rounds,
-                                  TimingJob, TorchModel)
+from ..contracts.protocol import (CODEC_SERVED_PATH, MISS_PATH, SERVED_PATH, STANDARD_PATHS, InputSpec, ProbeJob,
+                                  ProtocolError, Rounds, TimingJob, TorchModel)
 from ..exporters.variants import TOLERANCES
 from .devices import ARM_MACHINES
 
 TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
+
+
+@dataclass(frozen=True)
+class ServedCodec:
+    """A passage cache stored in a learned codec (pq, rq or binary) that online_served_codec serves from
+    (deformer-bench --served-cache): its codec, as the cache stores it (name, settings, codebook arrays), and the
+    codes of its first windows ({array: [W, Lp, ...]}), staged on the target, where the runner serves them from
+    memory-mapped files and decodes them in every call (runtime.codec_decode)."""
+
+    cache: str  # the cache's folder, as given
+    name: str
+    settings: dict
+    codebook: dict
+    codes: dict
+    description: str  # the codec and its settings, e.g. "pq m=92 transform=fisher alpha=0.1"
+    code_bytes_per_token: float
+
+    def stage(self, work, index: int) -> dict:
+        """The codebook and codes written into the work directory; the timing job's served_codec naming them."""
+        return {"name": self.name, "settings": dict(self.settings),
+                "codebook_file": work.put_arrays(f"served_codebook_{index}.npz", self.codebook),
+                "codes_file": work.put_arrays(f"served_codes_{index}.npz", self.codes)}
+
+    def record(self) -> dict:
+        """What the results say of it."""
+        return {"cache": self.cache, "codec": self.description, "code_bytes_per_token": self.code_bytes_per_token,
+                "windows_staged": int(len(next(iter(self.codes.values()))))}
 
 
 @dataclass
@@ -28,6 +55,7 @@ class DevicePlan:
     torch_source: dict = None  # the PyTorch backend's model: {"model_dir": path} or {"arch": name}
     skipped: str = None  # why the device cannot run here at all (preflight), e.g. no CUDA device
     float32_graphs: dict = field(default_factory=dict)  # staged variant graph set -> its staged float32 parent
+    served_codecs: dict = field(default_factory=dict)  # staged graph set -> its timing jobs' served_codec
     environment: dict = None  # the target's own description, from the preflight probe
 
     @property
@@ -127,8 +155,12 @@ def memory_paths(plan) -> list:
 
 
 def timing_job(config, plan, batch: int, graphs: str) -> TimingJob:
+    """The timing job of a staged graph set; with a served codec staged for it, online_served_codec timed too."""
     profile = plan.profile
-    return TimingJob(**job_fields(config, plan, batch), graphs_dir=graphs, paths=tuple(measured_paths(plan)),
+    served_codec = plan.served_codecs.get(graphs)
+    paths = [*measured_paths(plan), *([CODEC_SERVED_PATH] if served_codec else [])]
+    return TimingJob(**job_fields(config, plan, batch), graphs_dir=graphs, paths=tuple(paths),
+                     served_codec=served_codec,
                      float32_graphs_dir=plan.float32_graphs.get(graphs), served_cache_mb=profile.served_cache_mb,
                      warmup=Rounds(profile.warmup_min_count, profile.warmup_min_time_s, profile.max_time_s),
                      measure=Rounds(profile.min_count, profile.min_time_s, profile.max_time_s))

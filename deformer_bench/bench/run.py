@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..contracts.errors import ConfigError, ManifestError, RunnerError, TargetError, first_line
 from ..contracts.graphs import BATCH, GRAPHS, HIDDEN, PASSAGE_LENGTH, QUESTION_LENGTH, SEQUENCE_LENGTH
 from ..contracts.manifest import ManifestSections, load_graph_set
-from ..contracts.protocol import PATH_GRAPHS, SERVED_PATH, STANDARD_PATHS, MemoryJob
+from ..contracts.protocol import CODEC_SERVED_PATH, PATH_GRAPHS, SERVED_PATH, STANDARD_PATHS, MemoryJob
 from ..contracts.results import RESULTS_FILE, ResultsDocument
 from ..environment import describe_environment
 from ..files import new_results_folder, staged_directory
@@ -57,6 +57,7 @@ class BenchConfig(ManifestSections):
     manifest: dict
     variant: str = "float32"  # exporters/variants.py; a variant is timed beside its float32 unsplit model
     float32_dir: Path = None  # the float32 graph set a variant was made from
+    served_codec: object = None  # plan.ServedCodec: a learned codec's cache built with this graph set's lower_passage
 
     def with_variant(self, variant: str) -> "BenchConfig":
         """The same graph set's `variant` (a ManifestError where it was not exported)."""
@@ -152,8 +153,10 @@ def _mb(value) -> str:
 
 
 def _served(record: dict) -> str:
-    served = record["across_processes"]["speedup_vs_unsplit"].get(SERVED_PATH)
-    return f", served from the memory-mapped cache {served['median']:.2f}x" if served else ""
+    speedups = record["across_processes"]["speedup_vs_unsplit"]
+    served, codec = speedups.get(SERVED_PATH), speedups.get(CODEC_SERVED_PATH)
+    return ((f", served from the memory-mapped cache {served['median']:.2f}x" if served else "")
+            + (f", from the codec's cache (decoded) {codec['median']:.2f}x" if codec else ""))
 
 
 def describe_batch(config: BenchConfig, device: str, record: dict, ideal: float) -> str:
@@ -184,6 +187,7 @@ def config_record(config: BenchConfig, plan, operator_bytes_record: dict) -> dic
         "flops": config_flops(config),
         "operator_bytes": operator_bytes_record,
         "providers": {"asked": plan.provider_asked()},
+        "served_codec": config.served_codec.record() if config.served_codec and plan.backend == "onnxruntime" else None,
         "batches": [],
         "failures": [],
     }
@@ -289,6 +293,8 @@ def measure_device(plan, configs: list, references: dict, processes: int, operat
                 if config.variant != "float32" and plan.backend == "onnxruntime":
                     # the fair baseline: the float32 unsplit model, timed in the same rounds
                     plan.float32_graphs[graphs] = work.put_graph_set(config.float32_dir, f"config-{index}-float32")
+                if config.served_codec is not None and plan.backend == "onnxruntime":
+                    plan.served_codecs[graphs] = config.served_codec.stage(work, index)
                 reference = references[config.graphs_dir]
                 work.put_arrays(reference["inputs_name"], reference["inputs"])
                 records.append(measure_config(config, plan, work, graphs, emulated, reference, processes,

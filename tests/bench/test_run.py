@@ -132,3 +132,69 @@ def test_the_report_shows_processes_machine_state_and_missing_memory(fake_run, t
     assert frame["peak_rss_mb"].isna().all()
     processes = pd.read_csv(directory / "processes.csv")
     assert len(processes) == 3 * 3 and sorted(processes["process"].unique()) == [1, 2, 3]
+
+
+class FakeCodecTarget(FakeTarget):
+    """A fake target whose timing processes also time online_served (10 ms) and online_served_codec (10.5 ms), as
+    a runner does when its job has a served codec."""
+
+    def run_job(self, job):
+        result = super().run_job(job)
+        if job["mode"] == "timing":
+            result["samples_ns"] = {**result["samples_ns"], "online_served": [10 * MS] * 4,
+                                    **({"online_served_codec": [10_500_000] * 4} if job.get("served_codec") else {})}
+        return result
+
+
+def served_pq_codec():
+    import numpy as np
+
+    from deformer_bench.bench.plan import ServedCodec
+
+    codebook = {"centroids": np.zeros(8 * 256 * 4, np.float32), "sizes": np.full(8, 4, np.int32)}
+    return ServedCodec(cache="caches/pq", name="pq", settings={"m": 8, "transform": "none", "alpha": 0.1},
+                       codebook=codebook, codes={"codes": np.ones((3, 24, 8), np.uint8)},
+                       description="pq m=8 transform=none alpha=0.1", code_bytes_per_token=8.0)
+
+
+def test_a_served_codec_is_staged_timed_beside_online_served_and_reported(tiny_graphs, tmp_path):
+    """deformer-bench --served-cache: the codec's codebook and codes staged in the target's work directory, every
+    timing job (not parity, not memory) asked for online_served_codec with them, and the report's decode_cost its
+    p50 over online_served's."""
+    import numpy as np
+
+    target = FakeCodecTarget(tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    manifest = json.loads((tiny_graphs / "manifest.json").read_text())
+    configs = [BenchConfig("tiny", tiny_graphs, manifest, served_codec=served_pq_codec())]
+    with contextlib.redirect_stderr(io.StringIO()):
+        results = run_benchmark(configs, [DevicePlan(DEVICES["cpu"], load_profile("server-cpu").quick(), target)],
+                                command=["deformer-bench", "--test"], progress=False, processes=2,
+                                take_snapshot=lambda: QUIET)
+    timings = [job for job in target.jobs if job["mode"] == "timing"]
+    assert len(timings) == 2 and all("online_served_codec" in job["paths"] for job in timings)
+    staged = timings[0]["served_codec"]
+    assert staged["name"] == "pq" and staged["settings"]["m"] == 8
+    with np.load(tmp_path / "work" / staged["codes_file"]) as codes:
+        assert codes["codes"].shape == (3, 24, 8)
+    with np.load(tmp_path / "work" / staged["codebook_file"]) as codebook:
+        assert sorted(codebook.files) == ["centroids", "sizes"]
+    others = [job for job in target.jobs if job["mode"] in ("parity", "memory")]
+    assert others and all("online_served_codec" not in (job.get("paths") or [job.get("path")]) for job in others)
+    [config] = results.configs
+    assert config["served_codec"] == {"cache": "caches/pq", "codec": "pq m=8 transform=none alpha=0.1",
+                                      "code_bytes_per_token": 8.0, "windows_staged": 3}
+    directory = save_results(results, tmp_path / "out", "tiny", write_report)
+    report = (directory / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| model |"))
+    row = next(line for line in report.splitlines() if line.startswith("| tiny |"))
+    cells = dict(zip(*([cell.strip() for cell in line.strip().strip("|").split("|")] for line in (header, row))))
+    assert (cells["served_speedup"], cells["codec_served_speedup"], cells["decode_cost"]) == ("3.05", "2.90", "+5.0%")
+    assert "`online_served_codec` of tiny on cpu: pq m=8 transform=none alpha=0.1 (8 bytes of codes a token) " \
+           "from `caches/pq`" in report
+
+
+def test_without_a_served_codec_no_job_asks_for_its_path(fake_run):
+    _, target, _ = fake_run
+    assert all("online_served_codec" not in job.get("paths", ()) and not job.get("served_codec")
+               for job in target.jobs)
