@@ -21,6 +21,7 @@ from ..model import (DEFAULT_POSITION_OFFSET, Deformer, DeformerConfig, default_
 from ..profiles import PROFILE_SUFFIXES, load_profile
 from ..report import write_report
 from .common import PathFields
+from .served_codec import check_served_cache_request, with_served_codec
 
 DEFAULT_MODEL_LABEL = "MiniLM-L6-H384"
 BACKENDS = ("onnxruntime", "torch")
@@ -52,6 +53,7 @@ class BenchmarkRequest(PathFields):
     quick: bool = False
     note: str = ""
     progress: bool = True
+    served_cache: Path = None  # a learned codec's passage cache of `graphs`: online_served_codec timed from it too
     command: tuple = ("deformer_bench.api.benchmark",)  # what the results record as the command run
 
     def __post_init__(self):
@@ -344,6 +346,8 @@ def bench_inputs(request: BenchmarkRequest) -> dict:
     if not graphs and not request.arch:
         inputs["the model directory" if request.model else "the default model directory"] = \
             request.model or default_model_dir()
+    if request.served_cache is not None:
+        inputs["the served passage cache"] = request.served_cache
     for name in (request.profile or "").split(","):
         if name.strip().endswith(PROFILE_SUFFIXES):
             inputs[f"the profile {name.strip()}"] = Path(name.strip())
@@ -361,6 +365,7 @@ def benchmark(request: BenchmarkRequest) -> BenchmarkResult:
     check_source(request)
     check_profile_variants(request, profiles)
     check_backend(request, devices)
+    check_served_cache_request(request)
     if request.processes is not None:
         check_process_count(request.processes)
     plans = device_plans(request, devices, profiles)
@@ -375,6 +380,7 @@ def benchmark(request: BenchmarkRequest) -> BenchmarkResult:
     with scratch_directory("deformer-bench-graphs-") as workdir:
         configs = (existing_configs(request) if request.graphs
                    else export_configs(request, profile, Path(workdir), profile_variants(profiles)))
+        configs = with_served_codec(request, configs)
         results = run_benchmark(configs, plans, command=list(request.command), note=request.note,
                                 progress=request.progress, processes=timing_processes(request),
                                 machine_start=machine_start)

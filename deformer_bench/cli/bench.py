@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..api.benchmarking import BACKENDS, BenchmarkRequest, benchmark, variant_names
 from ..bench.run import MAX_PROCESSES
+from ..contracts.errors import ConfigError
 from ..model import POSITION_OFFSETS
 from .common import ArgumentParser, int_up_to, parse_int_list, positive_int, run_cli
 from .scenario import add_scenario_arguments, scenario_main, scenario_mode
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results root (default: results/; with --scenario results/scenarios/)")
     parser.add_argument("--quick", action="store_true", help="a few samples, first batch size only (smoke test); with "
                         "--scenario: each run capped at 2 s (Offline: one pass), a functional check")
+    parser.add_argument("--served-cache", type=Path, metavar="CACHE",
+                        help="a passage cache of the --graphs set stored in a learned codec (deformer-cache build "
+                             "--dtype pq, rq or binary): online_served_codec is timed too, its windows' codes read "
+                             "from a memory-mapped file and decoded in every call, beside online_served's float32 "
+                             "states")
     parser.add_argument("--note", default="", help="a line to put at the top of the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_scenario_arguments(parser)
@@ -79,12 +85,15 @@ def benchmark_request(args, argv) -> BenchmarkRequest:
         batch_sizes=None if args.batch_sizes is None else tuple(parse_int_list(args.batch_sizes, "batch-sizes",
                                                                                minimum=1)),
         processes=args.processes, position_offset=args.position_offset, output=args.output or Path("results"),
-        quick=args.quick, note=args.note, progress=not args.quiet,
+        quick=args.quick, note=args.note, progress=not args.quiet, served_cache=args.served_cache,
         command=("deformer-bench", *(argv or sys.argv[1:])))
 
 
 def bench_main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.served_cache is not None and args.scenario is not None:
+        raise ConfigError("--served-cache times the graph-level served path; a scenario serves from --passage-cache",
+                          "drop --served-cache, or give the codec's cache with --passage-cache")
     if scenario_mode(args):
         return scenario_main(args, argv)
     result = benchmark(benchmark_request(args, argv))

@@ -431,3 +431,61 @@ def test_a_results_folder_is_named_for_the_models_not_their_variants(tmp_path):
                for variant in ("float32", "optimized", "int8", "int8-arm64")]
     assert measured_models(configs) == "bert-base-random-weights+minilm-l6-h384"
     assert measured_models(configs[4:]) == "minilm-l6-h384"
+
+
+@pytest.fixture(scope="module")
+def pq_cache(tiny_graphs, tmp_path_factory):
+    """A pq passage cache (m=8) of the tiny graph set."""
+    pytest.importorskip("faiss")  # building it needs faiss; the bench does not
+    from deformer_bench.contracts.manifest import load_graph_set
+    from tests.passage_cache.test_codec_cache import build, windows
+
+    ids, mask = windows(1000)
+    directory = tmp_path_factory.mktemp("pq") / "cache"
+    build(load_graph_set(tiny_graphs), ids, mask, directory, dtype="pq", codec_settings={"m": 8})
+    return directory
+
+
+def test_bench_serves_the_online_path_from_a_codec_cache_too(tiny_graphs, pq_cache, tmp_path):
+    """--served-cache: online_served_codec timed in every timing process beside online_served, its codec named in
+    the results and its decode cost in the report."""
+    code, _, err = cli("--graphs", tiny_graphs, "--served-cache", pq_cache, "--quick", "--processes", "1",
+                       "--output", tmp_path / "r", "--quiet")
+    assert code == 0, err
+    [directory] = list((tmp_path / "r").iterdir())
+    [config] = json.loads((directory / "results.json").read_text())["configs"]
+    assert config["served_codec"]["codec"] == "pq m=8 transform=none alpha=0.1"
+    [batch] = config["batches"]
+    assert {"online_served", "online_served_codec"} <= set(batch["processes"][0]["samples_ns"])
+    assert batch["latency"]["online_served_codec"]["count"] >= 3
+    assert "online_served_codec" not in batch["memory"]  # timed only, like online_served
+    report = (directory / "report.md").read_text()
+    assert "codec_served_speedup" in report and "decode_cost" in report
+    assert f"pq m=8 transform=none alpha=0.1 (8 bytes of codes a token) from `{pq_cache}`" in report
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scenario", "single-stream"], "--served-cache times the graph-level served path"),
+    (["--arch", "minilm-l6"], "--served-cache serves states stored with a graph set's lower_passage graph"),
+])
+def test_a_served_cache_without_its_graph_set_is_refused(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setattr("deformer_bench.api.benchmarking.load_source_model", _must_not_run)
+    monkeypatch.setattr("deformer_bench.api.benchmarking.run_benchmark", _must_not_run)
+    code, stderr = in_process(["--served-cache", tmp_path / "cache", *args, "--output", tmp_path / "r"], capsys)
+    assert code == 2 and f"error: {message}" in stderr and "fix:" in stderr and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_served_cache_of_another_graph_set_is_refused_before_any_timing(tiny_graphs, pq_cache, tmp_path, capsys,
+                                                                         monkeypatch):
+    manifest = json.loads((tiny_graphs / "manifest.json").read_text())
+    shutil.copytree(pq_cache, tmp_path / "pq")
+    cache_record = json.loads((tmp_path / "pq" / "cache.json").read_text())
+    assert cache_record["identity"]["lower_passage_sha256"] == manifest["graphs"]["lower_passage"]["sha256"]
+    cache_record["identity"]["lower_passage_sha256"] = "0" * 64  # as if built with another lower_passage graph
+    (tmp_path / "pq" / "cache.json").write_text(json.dumps(cache_record))
+    monkeypatch.setattr("deformer_bench.api.benchmarking.run_benchmark", _must_not_run)
+    code, stderr = in_process(["--graphs", tiny_graphs, "--served-cache", tmp_path / "pq", "--quick", "--output",
+                               tmp_path / "r"], capsys)
+    assert code == 2 and "was built with another lower_passage graph" in stderr and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "r").exists()
