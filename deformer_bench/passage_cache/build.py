@@ -32,9 +32,9 @@ from .codecs import DTYPES, bytes_per_window
 from .engines import BuildEngine, LocalEngine
 from .key_index import KEY_BYTES, KeySet, keys_array
 from .lock import LOCK_FILE, BuildLocked, build_lock
-from .store import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, RECORD_FILE, SEGMENT_NAME, check_free_space,
-                    check_identity, check_windows_cut, graph_identity, id_dtype, load_passage_cache, read_record,
-                    resume_hint, save_record, unlisted_segments, window_keys)
+from .schema import CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, SEGMENT_NAME
+from .store import (RECORD_FILE, check_free_space, check_identity, check_windows_cut, graph_identity, id_dtype,
+                    load_passage_cache, read_record, resume_hint, save_record, unlisted_segments, window_keys)
 
 SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
 # A learned codec's training sample: ~1,000 windows hold ~150k token states at 224 tokens (SQuAD's windows are

@@ -68,8 +68,7 @@ from .codecs import STORED, decode
 from .key_index import KEY_BYTES, KeyIndex
 from .lock import build_running
 from .quantizers import CodecError, make_codec
-from .schema import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, REBUILD, SEGMENT_NAME,  # noqa: F401
-                     checked_record)  # (FORMAT_VERSION: build.py)
+from .schema import CODEBOOK_FOLDER, LEARNED_DTYPES, REBUILD, SEGMENT_NAME, checked_record
 
 RECORD_FILE = "cache.json"
 

@@ -16,6 +16,7 @@ has one sample at a time and Offline all of them at once, so neither waits).
 
 import array
 import collections
+import importlib
 import threading
 import time
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ def import_loadgen():
     try:
         import mlperf_loadgen  # deferred: mlperf_loadgen, an optional extra ([scenarios]) only a scenario run needs
     except ImportError:
-        try:  # the wheel's own name; importing it registers the mlperf_loadgen alias
-            import mlcommons_loadgen  # noqa: F401
+        try:  # the wheel's own name: imported for its side effect, registering the mlperf_loadgen alias
+            importlib.import_module("mlcommons_loadgen")
             import mlperf_loadgen
         except ImportError:
             raise ConfigError("--scenario runs MLPerf LoadGen, which is not installed (package mlcommons-loadgen)",
