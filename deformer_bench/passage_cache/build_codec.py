@@ -12,7 +12,7 @@ from ..contracts.errors import PassageCacheError
 from ..contracts.hashing import file_sha256
 from ..files import staged_directory
 from .engines import check_encodes_learned_codec
-from .quantizers import CodecError, make_codec, require_faiss
+from .quantizers import CodecError, describe_codec, make_codec, require_faiss
 from .schema import CODEBOOK_FOLDER, LEARNED_DTYPES
 from .segments import compute_states
 from .store import RECORD_FILE, codebook_path, load_codec, window_keys
@@ -49,10 +49,6 @@ def cache_codec(directory: Path, record: dict, engine):
         require_faiss()
         check_encodes_learned_codec(engine, codec.name)
     return codec
-
-
-def describe_codec(name: str, settings: dict) -> str:
-    return " ".join([name, *(f"{key}={value}" for key, value in settings.items())])
 
 
 def check_same_codec(record: dict, directory: Path, codec) -> None:

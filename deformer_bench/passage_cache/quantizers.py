@@ -107,6 +107,12 @@ def one_blas_thread():
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
+def describe_codec(name: str, settings: dict) -> str:
+    """"pq m=96 transform=none alpha=0.1": a codec's name and settings, as messages name it (a codec's own, or one
+    a cache's record describes)."""
+    return " ".join([name, *(f"{key}={value}" for key, value in settings.items())])
+
+
 class Codec:
     """A learned codec: `settings` (JSON scalars) and `codebook` (numpy arrays) are its whole state."""
 
@@ -156,7 +162,7 @@ class Codec:
         return metric
 
     def describe(self) -> str:
-        return f"{self.name} " + " ".join(f"{key}={value}" for key, value in self.settings.items())
+        return describe_codec(self.name, self.settings)
 
     def _require_codebook(self) -> dict:
         if self.codebook is None:

@@ -207,6 +207,16 @@ def test_settings_that_do_not_fit_are_refused(name, settings, match):
         make_codec(name, HIDDEN, **settings)
 
 
+def test_a_codec_and_a_caches_record_of_it_are_described_alike():
+    """One description for both: a codec's messages (Codec.describe) and an append's refusal, which names the codec
+    a cache's record stores (build_codec.check_same_codec) from its name and settings alone."""
+    from deformer_bench.passage_cache.quantizers import describe_codec
+
+    codec = make_codec("pq", HIDDEN, m=8)
+    assert codec.describe() == "pq m=8 transform=none alpha=0.1" == describe_codec(codec.name, codec.settings)
+    assert describe_codec("rq", {"centroids": 16, "bits": 2}) == "rq centroids=16 bits=2"
+
+
 def test_a_setting_given_twice_is_refused():
     from deformer_bench.passage_cache.quantizers import parse_settings
 
