@@ -7,7 +7,8 @@ codecs.py  float32, float16 and int8-with-per-token-scales storage of the states
 build.py   building, resuming a killed build, appending new passages
 engines.py the build engines' interface (BuildEngine) and this process's (LocalEngine); ray_engine.py Ray's
 segments.py  a segment's states computed, encoded and written, whichever engine writes it
-build_codec.py  a build's learned codec (quantizers.py): checked, trained, or the cache's own
+build_codec.py  a build's learned codec (quantizers/): checked, trained, or the cache's own
+quantizers/  the learned codecs (pq, rq, binary) a cache may store its states in
 lock.py    one build at a time per cache directory
 """
 

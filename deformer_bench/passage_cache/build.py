@@ -201,7 +201,7 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
     False: a cache this call started is removed again (deformer-answer and deformer-eval, for which the cache is
     a means, not the product), and one it went on with keeps what it had and gained.
 
-    A learned codec (`dtype` pq, rq or binary, `codec_settings` its settings: quantizers.py) is trained on the
+    A learned codec (`dtype` pq, rq or binary, `codec_settings` its settings: quantizers/) is trained on the
     states of a seeded draw (`train_seed`) of `train_windows` distinct windows (`metric`: pq's fisher transform's
     [H, H] metric, sensitivity.py), computed on `session_factory`'s sessions whatever the engine; an append or
     resume uses the cache's codebook."""

@@ -1,4 +1,4 @@
-"""A build's learned codec (dtype pq, rq or binary: quantizers.py): the one a build asks for, checked before any
+"""A build's learned codec (dtype pq, rq or binary: quantizers/): the one a build asks for, checked before any
 file; trained first, before any segment, on the states of a seeded draw of the plan's distinct windows (computed by
 the build's own lower_passage), its codebook written to codebook/ and recorded with its sha256 in cache.json
 (schema.py, format 5); a resume or an append encodes with the cache's own codebook, never a new one."""

@@ -18,7 +18,7 @@ A cache is a directory:
     passage_attention_mask.npy[n, Lp] uint8   ... and mask: what the key was made of, kept to rebuild from
     passage_hidden.npy        [n, Lp, H]      float32, float16 or int8 (codecs.py)
     passage_scale.npy         [n, Lp] float32 int8 only: one scale per token
-  A cache of a learned codec (dtype pq, rq or binary: quantizers.py; format 5) stores, in place of the mask and
+  A cache of a learned codec (dtype pq, rq or binary: quantizers/; format 5) stores, in place of the mask and
   states, passage_length.npy ([n] uint16: the mask is a window's leading `length` ones) and its codes
   (passage_codes.npy; passage_centroid and passage_residual; passage_signs and passage_scale, float16), and once
   per cache the codebook they decode with:

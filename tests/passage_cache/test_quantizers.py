@@ -1,4 +1,4 @@
-"""Learned passage-state codecs (quantizers.py): round-trip error bounds on random states, the codebook as plain
+"""Learned passage-state codecs (quantizers/): round-trip error bounds on random states, the codebook as plain
 arrays, bytes a token, and the refusals (no faiss, a sample too small, settings that do not fit)."""
 
 import sys
