@@ -1,6 +1,7 @@
 """A real passage cache: `lower_passage` runs once per distinct passage window, offline; the online path reads it.
 
 store.py   the directory format (segments of memory-mapped numpy arrays, cache.json with their sha256s), reads
+cache_files.py  a segment's files (their arrays, .npy headers, checksums) and the codebook, one by one
 schema.py  cache.json's schema, checked whole at open
 key_index.py  window key -> row, as sorted arrays (32 bytes a window)
 codecs.py  float32, float16 and int8-with-per-token-scales storage of the states

@@ -28,12 +28,13 @@ import numpy as np
 from ..contracts.errors import Interrupted, PassageCacheError
 from ..files import check_output_dir
 from .build_codec import cache_codec, check_same_codec, requested_codec, train_codec
+from .cache_files import id_dtype
 from .codecs import DTYPES, bytes_per_window
 from .engines import BuildEngine, LocalEngine
 from .key_index import KEY_BYTES, KeySet, keys_array
 from .lock import LOCK_FILE, BuildLocked, build_lock
 from .schema import CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, SEGMENT_NAME
-from .store import (RECORD_FILE, check_free_space, check_identity, check_windows_cut, graph_identity, id_dtype,
+from .store import (RECORD_FILE, check_free_space, check_identity, check_windows_cut, graph_identity,
                     load_passage_cache, read_record, resume_hint, save_record, unlisted_segments, window_keys)
 
 SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work

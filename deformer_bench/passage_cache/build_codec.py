@@ -11,11 +11,12 @@ import numpy as np
 from ..contracts.errors import PassageCacheError
 from ..contracts.hashing import file_sha256
 from ..files import staged_directory
+from .cache_files import codebook_path, load_codec
 from .engines import check_encodes_learned_codec
 from .quantizers import CodecError, describe_codec, make_codec, require_faiss
 from .schema import CODEBOOK_FOLDER, LEARNED_DTYPES
 from .segments import compute_states
-from .store import RECORD_FILE, codebook_path, load_codec, window_keys
+from .store import RECORD_FILE, window_keys
 
 
 def requested_codec(dtype, settings, identity: dict, engine, metric=None, out_dir: Path = None):

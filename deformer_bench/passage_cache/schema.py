@@ -169,7 +169,7 @@ CODEBOOK_FOLDER = "codebook"
 
 
 def segment_files(dtype: str) -> set:
-    """The file names a segment of this dtype holds (store.expected_arrays' stems); a learned codec's: its code
+    """The file names a segment of this dtype holds (cache_files.expected_arrays' stems); a learned codec's: its code
     arrays (quantizers.Codec.CODES) and the windows' lengths in place of the mask."""
     if dtype in LEARNED_DTYPES:
         return {"window_key.npy", "passage_input_ids.npy", "passage_length.npy",

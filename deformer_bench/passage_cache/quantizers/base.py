@@ -9,7 +9,7 @@ from threadpoolctl import ThreadpoolController
 from ...contracts.errors import PassageCacheError
 
 FAISS_EXTRA = "pip install deformer-bench[codecs]"
-KEY_BYTES_PER_WINDOW = 16  # store.KEY_BYTES: a window's key
+KEY_BYTES_PER_WINDOW = 16  # key_index.KEY_BYTES: a window's key
 LENGTH_BYTES_PER_WINDOW = 2  # the attention mask stored as the window's length (uint16)
 # k-means needs a few dozen points per centroid to place it (faiss warns below 39); fewer leave centroids
 # that describe a handful of tokens each, and the codes learned from them do not carry to other passages.
