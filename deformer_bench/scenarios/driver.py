@@ -7,7 +7,8 @@ durations, the 90th percentile for SingleStream, the 99th for Server, the seeds)
 - Offline's minimum sample count is the dataset's size, at most 24,576 (mlperf.conf's rule for its models);
 - the expected rates LoadGen sizes its queries by (SingleStream's expected latency, Offline's expected QPS) come
   from the system's own warm-up, and Server's target QPS and latency bound from the search (search.py);
-- a shorter run caps max_duration_ms and leaves the minimum duration as it is, so LoadGen itself labels it INVALID.
+- a shorter run caps max_duration_ms (Offline: a smaller expected QPS, so a smaller query) and leaves the minimum
+  duration as it is, so LoadGen itself labels it INVALID.
 
 The SUT queues what LoadGen issues; one worker thread answers it in batches: at most `max_batch` samples, and
 having waited at most `wait_s` after the oldest one arrived for more (the server's dynamic batching; SingleStream
