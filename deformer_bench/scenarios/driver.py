@@ -191,13 +191,19 @@ def run_test(lg, plan: LoadGenPlan, answer_batch, log_dir: Path, max_batch: int,
                      wait_s if plan.scenario == "server" else 0.0) as sut:
         handle = lg.ConstructSUT(sut.issue_query, sut.flush_queries)
         library = lg.ConstructQSL(plan.sample_count, plan.sample_count, noop, noop)
-        started = time.perf_counter()
-        # An audit.config in the working directory would change the test; LoadGen reads none from here.
-        wait_for_test(lambda: lg.StartTestWithLogSettings(handle, library, settings, log_settings,
-                                                          str(log_dir / "audit.config")))
-        wall_s = time.perf_counter() - started
-        lg.DestroyQSL(library)
-        lg.DestroySUT(handle)
+        started, running = time.perf_counter(), False
+        try:
+            # An audit.config in the working directory would change the test; LoadGen reads none from here.
+            wait_for_test(lambda: lg.StartTestWithLogSettings(handle, library, settings, log_settings,
+                                                              str(log_dir / "audit.config")))
+        except InterruptedMidTest:
+            running = True  # LoadGen still uses its SUT and QSL: they are not destroyed under it
+            raise
+        finally:
+            wall_s = time.perf_counter() - started
+            if not running:
+                lg.DestroyQSL(library)
+                lg.DestroySUT(handle)
     sut.raise_failure(f"LoadGen's {LOADGEN_SCENARIOS[plan.scenario]} "
                       f"{'accuracy' if plan.accuracy else 'performance'} run")
     return {"wall_s": wall_s, **sut.stats()}
