@@ -1,4 +1,4 @@
-"""Issue 25, phase 1: F1 per byte of learned passage-state codecs (deformer_bench/passage_cache/quantizers.py).
+"""Issue 25, phase 1: F1 per byte of learned passage-state codecs (deformer_bench/passage_cache/quantizers/).
 
 The float32 passage states of a graph set are computed once into WORK (lower_passage, the cache's own graph):
 - train.npz: the valid tokens' states of a seeded sample of SQuAD train paragraphs (what codebooks learn from);

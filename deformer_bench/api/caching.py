@@ -18,11 +18,12 @@ from ..files import check_distinct_paths, command_line, tokenizer_input
 from ..passage_cache import build_passage_cache_from_shards, bytes_per_window, load_passage_cache
 from ..passage_cache.build import TRAIN_WINDOWS, check_build_location
 from ..passage_cache.build_codec import requested_codec
+from ..passage_cache.cache_files import codebook_path
 from ..passage_cache.engines import BuildEngine, LocalEngine
 from ..passage_cache.ray_engine import RayEngine, import_ray
 from ..passage_cache.quantizers import CODECS
 from ..passage_cache.schema import LEARNED_DTYPES
-from ..passage_cache.store import codebook_path, graph_identity, tokenizer_sha256, unlisted_segments
+from ..passage_cache.store import graph_identity, tokenizer_sha256, unlisted_segments
 from ..serving import evaluation_session
 from ..squad.features import check_doc_stride, featurize
 from .common import PathFields, check_count

@@ -2,13 +2,14 @@
 
 import argparse
 import errno
+import os
 import signal
 import sys
 import threading
 
 from . import restore_interrupt_handler
 from ..contracts.errors import (DISK_FULL_ERRNOS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError,
-                                DeformerBenchError, Interrupted)
+                                DeformerBenchError, Interrupted, InterruptedMidTest)
 
 # What an interrupted command leaves behind; commands that keep partial work (training) say so.
 NOTHING_WRITTEN = "interrupted: nothing was written"
@@ -46,17 +47,25 @@ def run_cli(main_function, argv=None, interrupted: str = NOTHING_WRITTEN) -> int
     try:
         return main_function(argv) or 0
     except Exception as error:
-        if not _caused_by_interrupt(error):
+        interruption = _interrupt_in_chain(error)
+        if interruption is None:
             return _report(error)
-        print(interrupted, file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(interruption, interrupted)
     except KeyboardInterrupt as interruption:
-        print(interruption.left if isinstance(interruption, Interrupted) else interrupted, file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(interruption, interruption.left if isinstance(interruption, Interrupted) else interrupted)
 
 
-def _caused_by_interrupt(error: BaseException) -> bool:
-    """True when a KeyboardInterrupt (Ctrl-C, SIGTERM) is in `error`'s chain: a library that catches it mid-call
+def _interrupted(interruption: KeyboardInterrupt, message: str) -> int:
+    print(message, file=sys.stderr)
+    if isinstance(interruption, InterruptedMidTest):  # a test's threads still run: no Python shutdown after it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+    return EXIT_INTERRUPTED
+
+
+def _interrupt_in_chain(error: BaseException):
+    """The KeyboardInterrupt (Ctrl-C, SIGTERM) in `error`'s chain, or None: a library that catches it mid-call
     raises its own error instead (Ctrl-C during `import onnxruntime` is "ImportError: initialization failed", which
     a graph set's loader then reported as a damaged graph set to export again, exit 2)."""
     seen, pending = set(), [error]
@@ -65,10 +74,10 @@ def _caused_by_interrupt(error: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         if isinstance(current, KeyboardInterrupt):
-            return True
+            return current
         seen.add(id(current))
         pending += [current.__cause__, current.__context__]
-    return False
+    return None
 
 
 def _report(error: Exception) -> int:

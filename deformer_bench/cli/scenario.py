@@ -74,8 +74,9 @@ def add_scenario_arguments(parser) -> None:
     group.add_argument("--max-duration-s",
                        type=number_up_to(MAX_DURATION_S, "seconds", "a cap past a day would not end a run in time",
                                          above_zero=True),
-                       help="cap SingleStream and Server runs (LoadGen labels those below its 600 s minimum "
-                            "INVALID; at most a day); Offline always runs to LoadGen's minimums")
+                       help="cap SingleStream and Server runs, and size Offline's one query to last about as "
+                            "long, never under one pass over the samples (LoadGen labels runs below its 600 s "
+                            "minimum INVALID; at most a day)")
 
 
 def scenario_mode(args) -> bool:

@@ -99,6 +99,12 @@ class PassageCacheError(DeformerBenchError):
     """A passage cache directory is malformed, of another graph set, or lacks the passages asked for."""
 
 
+class InterruptedMidTest(KeyboardInterrupt):
+    """An interrupt (Ctrl-C, SIGTERM) that came while a test that cannot be stopped (LoadGen's) still runs in its
+    own threads: once the usual cleanup has run, run_cli ends the process at once (os._exit), since Python's shutdown
+    would tear down the objects those threads use (an abort or a segmentation fault)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """An interrupt (Ctrl-C, SIGTERM) re-raised with what the interrupted command left behind: run_cli prints
     `left` instead of the command's usual interrupted line."""

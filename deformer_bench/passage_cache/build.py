@@ -28,13 +28,14 @@ import numpy as np
 from ..contracts.errors import Interrupted, PassageCacheError
 from ..files import check_output_dir
 from .build_codec import cache_codec, check_same_codec, requested_codec, train_codec
+from .cache_files import id_dtype
 from .codecs import DTYPES, bytes_per_window
 from .engines import BuildEngine, LocalEngine
 from .key_index import KEY_BYTES, KeySet, keys_array
 from .lock import LOCK_FILE, BuildLocked, build_lock
-from .store import (CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, RECORD_FILE, SEGMENT_NAME, check_free_space,
-                    check_identity, check_windows_cut, graph_identity, id_dtype, load_passage_cache, read_record,
-                    resume_hint, save_record, unlisted_segments, window_keys)
+from .schema import CODEBOOK_FOLDER, FORMAT_VERSION, LEARNED_DTYPES, SEGMENT_NAME
+from .store import (RECORD_FILE, check_free_space, check_identity, check_windows_cut, graph_identity,
+                    load_passage_cache, read_record, resume_hint, save_record, unlisted_segments, window_keys)
 
 SEGMENT_WINDOWS = 1024  # a killed build loses at most this many windows' work
 # A learned codec's training sample: ~1,000 windows hold ~150k token states at 224 tokens (SQuAD's windows are
@@ -201,7 +202,7 @@ def build_passage_cache_from_shards(graph_set, shards, out_dir, session_factory,
     False: a cache this call started is removed again (deformer-answer and deformer-eval, for which the cache is
     a means, not the product), and one it went on with keeps what it had and gained.
 
-    A learned codec (`dtype` pq, rq or binary, `codec_settings` its settings: quantizers.py) is trained on the
+    A learned codec (`dtype` pq, rq or binary, `codec_settings` its settings: quantizers/) is trained on the
     states of a seeded draw (`train_seed`) of `train_windows` distinct windows (`metric`: pq's fisher transform's
     [H, H] metric, sensitivity.py), computed on `session_factory`'s sessions whatever the engine; an append or
     resume uses the cache's codebook."""

@@ -1,4 +1,4 @@
-"""A build's learned codec (dtype pq, rq or binary: quantizers.py): the one a build asks for, checked before any
+"""A build's learned codec (dtype pq, rq or binary: quantizers/): the one a build asks for, checked before any
 file; trained first, before any segment, on the states of a seeded draw of the plan's distinct windows (computed by
 the build's own lower_passage), its codebook written to codebook/ and recorded with its sha256 in cache.json
 (schema.py, format 5); a resume or an append encodes with the cache's own codebook, never a new one."""
@@ -11,11 +11,12 @@ import numpy as np
 from ..contracts.errors import PassageCacheError
 from ..contracts.hashing import file_sha256
 from ..files import staged_directory
+from .cache_files import codebook_path, load_codec
 from .engines import check_encodes_learned_codec
-from .quantizers import CodecError, make_codec, require_faiss
+from .quantizers import CodecError, describe_codec, make_codec, require_faiss
 from .schema import CODEBOOK_FOLDER, LEARNED_DTYPES
 from .segments import compute_states
-from .store import RECORD_FILE, codebook_path, load_codec, window_keys
+from .store import RECORD_FILE, window_keys
 
 
 def requested_codec(dtype, settings, identity: dict, engine, metric=None, out_dir: Path = None):
@@ -49,10 +50,6 @@ def cache_codec(directory: Path, record: dict, engine):
         require_faiss()
         check_encodes_learned_codec(engine, codec.name)
     return codec
-
-
-def describe_codec(name: str, settings: dict) -> str:
-    return " ".join([name, *(f"{key}={value}" for key, value in settings.items())])
 
 
 def check_same_codec(record: dict, directory: Path, codec) -> None:

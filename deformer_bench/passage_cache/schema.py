@@ -10,7 +10,7 @@ command that started it. A format 3 record whose build finished reads as format 
 whose build did not finish cannot say what it was started with, and is refused.
 
 Format 5 adds `codec`: null for the float32, float16 and int8 dtypes; for a learned codec (dtype pq, rq or binary:
-quantizers.py) its name, settings, the sample it was trained on and the sha256 of each codebook file (folder
+quantizers/) its name, settings, the sample it was trained on and the sha256 of each codebook file (folder
 codebook/ of the cache, one .npy an array). Such a cache's segments store the codes (passage_NAME.npy) and each
 window's length (passage_length.npy, uint16) in place of states and attention mask. Format 3 and 4 records read as
 format 5 with no codec.
@@ -169,7 +169,7 @@ CODEBOOK_FOLDER = "codebook"
 
 
 def segment_files(dtype: str) -> set:
-    """The file names a segment of this dtype holds (store.expected_arrays' stems); a learned codec's: its code
+    """The file names a segment of this dtype holds (cache_files.expected_arrays' stems); a learned codec's: its code
     arrays (quantizers.Codec.CODES) and the windows' lengths in place of the mask."""
     if dtype in LEARNED_DTYPES:
         return {"window_key.npy", "passage_input_ids.npy", "passage_length.npy",

@@ -8,9 +8,10 @@ import numpy as np
 
 from ..contracts.hashing import file_sha256
 from ..files import staged_directory
+from .cache_files import id_dtype, lengths_of_masks, segment_name
 from .codecs import encode
 from .key_index import keys_array
-from .store import id_dtype, lengths_of_masks, segment_name, window_keys
+from .store import window_keys
 
 
 def compute_states(session, input_ids, attention_mask, batch_size: int, on_batch=None) -> np.ndarray:

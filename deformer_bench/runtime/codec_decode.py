@@ -1,7 +1,7 @@
 """Decoding a learned codec's passage codes back to float32 states (numpy only): what a reader of a pq, rq or binary
 passage cache runs in the query path, here so that the measured machine runs the same code (the benchmark's
 `online_served_codec` path decodes in every call). Training and encoding need faiss and stay in
-passage_cache/quantizers.py, whose codecs decode with these decoders; a codec's codebook is plain arrays and its
+passage_cache/quantizers/, whose codecs decode with these decoders; a codec's codebook is plain arrays and its
 settings JSON scalars, so a runner gets both in a file and a job.
 
     pq      a table look-up per code byte (the sub-vectors' coefficients, concatenated), then, for its transforms,

@@ -7,7 +7,8 @@ durations, the 90th percentile for SingleStream, the 99th for Server, the seeds)
 - Offline's minimum sample count is the dataset's size, at most 24,576 (mlperf.conf's rule for its models);
 - the expected rates LoadGen sizes its queries by (SingleStream's expected latency, Offline's expected QPS) come
   from the system's own warm-up, and Server's target QPS and latency bound from the search (search.py);
-- a shorter run caps max_duration_ms and leaves the minimum duration as it is, so LoadGen itself labels it INVALID.
+- a shorter run caps max_duration_ms (Offline: a smaller expected QPS, so a smaller query) and leaves the minimum
+  duration as it is, so LoadGen itself labels it INVALID.
 
 The SUT queues what LoadGen issues; one worker thread answers it in batches: at most `max_batch` samples, and
 having waited at most `wait_s` after the oldest one arrived for more (the server's dynamic batching; SingleStream
@@ -16,13 +17,14 @@ has one sample at a time and Offline all of them at once, so neither waits).
 
 import array
 import collections
+import importlib
 import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..contracts.errors import ConfigError, RuntimeFailure, first_line
+from ..contracts.errors import ConfigError, InterruptedMidTest, RuntimeFailure, first_line
 from . import logs
 
 LOADGEN_SCENARIOS = {"single-stream": "SingleStream", "server": "Server", "offline": "Offline"}
@@ -37,8 +39,8 @@ def import_loadgen():
     try:
         import mlperf_loadgen  # deferred: mlperf_loadgen, an optional extra ([scenarios]) only a scenario run needs
     except ImportError:
-        try:  # the wheel's own name; importing it registers the mlperf_loadgen alias
-            import mlcommons_loadgen  # noqa: F401
+        try:  # the wheel's own name: imported for its side effect, registering the mlperf_loadgen alias
+            importlib.import_module("mlcommons_loadgen")
             import mlperf_loadgen
         except ImportError:
             raise ConfigError("--scenario runs MLPerf LoadGen, which is not installed (package mlcommons-loadgen)",
@@ -102,6 +104,7 @@ class BatchingSUT:
         self.pending = collections.deque()  # (QuerySample, arrival time)
         self.condition = threading.Condition()
         self.closing = False
+        self.abandoned = False  # an interrupt: LoadGen still runs, but nothing more is answered
         self.failure = None
         self.batch_sizes = collections.Counter()
         self.worker = threading.Thread(target=self._work, name="deformer-sut", daemon=True)
@@ -119,17 +122,20 @@ class BatchingSUT:
         self.worker.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         with self.condition:
             self.closing = True
+            # interrupted mid-test, LoadGen still issues samples: the worker stops after its batch, not joined
+            self.abandoned = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
             self.condition.notify()
-        self.worker.join()
+        if not self.abandoned:
+            self.worker.join()
 
     def _next_batch(self) -> list:
         with self.condition:
             while not self.pending and not self.closing:
                 self.condition.wait()
-            if not self.pending:
+            if not self.pending or self.abandoned:
                 return []
             deadline = self.pending[0][1] + self.wait_s
             while len(self.pending) < self.max_batch and not self.closing:
@@ -185,17 +191,47 @@ def run_test(lg, plan: LoadGenPlan, answer_batch, log_dir: Path, max_batch: int,
                      wait_s if plan.scenario == "server" else 0.0) as sut:
         handle = lg.ConstructSUT(sut.issue_query, sut.flush_queries)
         library = lg.ConstructQSL(plan.sample_count, plan.sample_count, noop, noop)
-        started = time.perf_counter()
+        started, running = time.perf_counter(), False
         try:
             # An audit.config in the working directory would change the test; LoadGen reads none from here.
-            lg.StartTestWithLogSettings(handle, library, settings, log_settings, str(log_dir / "audit.config"))
+            wait_for_test(lambda: lg.StartTestWithLogSettings(handle, library, settings, log_settings,
+                                                              str(log_dir / "audit.config")))
+        except InterruptedMidTest:
+            running = True  # LoadGen still uses its SUT and QSL: they are not destroyed under it
+            raise
         finally:
             wall_s = time.perf_counter() - started
-            lg.DestroyQSL(library)
-            lg.DestroySUT(handle)
+            if not running:
+                lg.DestroyQSL(library)
+                lg.DestroySUT(handle)
     sut.raise_failure(f"LoadGen's {LOADGEN_SCENARIOS[plan.scenario]} "
                       f"{'accuracy' if plan.accuracy else 'performance'} run")
     return {"wall_s": wall_s, **sut.stats()}
+
+
+def wait_for_test(start_test, poll_s: float = 0.2) -> None:
+    """Run LoadGen's test in a thread of its own while this one waits in Python. LoadGen cannot be stopped mid-test,
+    and it calls the SUT from the thread that started it: Ctrl-C raised there unwinds through LoadGen's C++ and
+    the process aborts or segfaults; and while that thread waits in C++, no signal handler runs for minutes. Here
+    an interrupt reaches this thread at once and is raised as InterruptedMidTest: the caller's cleanup runs, then
+    run_cli ends the process without touching LoadGen (its threads still run)."""
+    failure = []
+
+    def run() -> None:
+        try:
+            start_test()
+        except BaseException as error:  # noqa: BLE001 - raised again in the waiting thread
+            failure.append(error)
+
+    runner = threading.Thread(target=run, name="loadgen-test", daemon=True)
+    runner.start()
+    try:
+        while runner.is_alive():
+            runner.join(poll_s)
+    except KeyboardInterrupt:
+        raise InterruptedMidTest() from None
+    if failure:
+        raise failure[0]
 
 
 def drop_unkept_logs(log_dir: Path, accuracy: bool) -> None:

@@ -42,6 +42,7 @@ SCENARIOS = ("single-stream", "server", "offline")
 BOUND_FACTOR = 3.0  # the default p99 bound: 3x the float32 unsplit system's SingleStream p90
 QUICK_DURATION_S = 2.0  # --quick: each SingleStream and server run capped here
 SEARCH_TRIAL_S = 60.0  # a server search trial (the found QPS is then run at full length)
+MLPERF_MIN_DURATION_S = 600  # mlperf.conf's minimum duration of every scenario's performance run
 OFFLINE_RATE_MARGIN = 1.2  # Offline's expected QPS above the accuracy run's rate: its query outlasts the minimum
 SINGLE_STREAM_LATENCY_MARGIN = 0.5  # expected latency below the warm-up's: LoadGen generates queries to spare
 SERVER_START_FRACTION = 0.5  # the search starts at half the accuracy run's rate (a batching server's ceiling)
@@ -274,15 +275,24 @@ class SystemMeasurement:
             self.report_line("single-stream", f"p90 {self.run.single_stream.latency_ms('90.00'):.2f} ms",
                              self.run.single_stream)
         if "offline" in scenarios:
-            # --quick: an expected rate so low that LoadGen's one query (1.1 x 600 s x the rate) is smaller than its
-            # minimum sample count (every sample once)
-            expected = count / (1.1 * 600 * 2) if request.quick else rate * OFFLINE_RATE_MARGIN
+            expected = self.offline_expected_qps(rate)
             self.run.offline = self.loadgen(driver.LoadGenPlan("offline", False, count, expected_qps=expected),
                                             self.log_dir("offline"))
             self.run.warmup["offline_expected_qps"] = expected
             self.report_line("offline", f"{self.run.offline.throughput.get('samples_per_second', 0):.2f} samples/s",
                              self.run.offline)
         return self.run
+
+    def offline_expected_qps(self, rate: float) -> float:
+        """The rate LoadGen sizes Offline's one query by: 1.1 x its 600 s minimum x this many samples, and never
+        fewer than every sample once (its minimum sample count)."""
+        if self.request.quick:  # so low that the query is the minimum: every sample once
+            return len(self.samples) / (1.1 * MLPERF_MIN_DURATION_S * 2)
+        if self.request.max_duration_s is None:  # past the minimum duration: a VALID run
+            return rate * OFFLINE_RATE_MARGIN
+        # --max-duration-s: a query of about max_duration_s x the accuracy run's rate, so the run lasts about the
+        # cap (the minimum duration stays, so LoadGen labels a shorter one INVALID)
+        return rate * min(self.request.max_duration_s, MLPERF_MIN_DURATION_S) / (1.1 * MLPERF_MIN_DURATION_S)
 
     def sets_bound(self, bound_ms) -> bool:
         return "server" in self.request.scenarios and bound_ms is None and self.system.spec.label == REFERENCE_LABEL
@@ -385,8 +395,9 @@ def result_warnings(request: ScenarioRequest, runs: list, layout: list, machine:
         found.append("--quick: every run is capped far below LoadGen's minimum durations; LoadGen labels them "
                      "INVALID and the figures are a functional check, not results")
     elif request.max_duration_s is not None:
-        found.append(f"--max-duration-s {request.max_duration_s:g}: SingleStream and Server runs were capped; LoadGen "
-                     "labels those shorter than its minimum duration INVALID")
+        found.append(f"--max-duration-s {request.max_duration_s:g}: SingleStream and Server runs were capped, and "
+                     "Offline's one query sized to last about as long (never fewer than every sample once); LoadGen "
+                     "labels runs shorter than its minimum duration INVALID")
     for run in runs:
         if run.cache_misses:
             found.append(f"{run.label} ({run.lengths}): {run.cache_misses} windows missed the passage cache at query "

@@ -10,7 +10,7 @@ from deformer_bench.contracts.errors import PassageCacheError
 from deformer_bench.contracts.manifest import load_graph_set
 from deformer_bench.passage_cache import BuildEngine, LocalEngine, build_passage_cache_from_shards, load_passage_cache
 from deformer_bench.serving import evaluation_session
-from tests.test_passage_cache import build, direct_states, windows
+from tests.passage_cache.conftest import build, direct_states, windows
 
 
 class RecordingEngine(BuildEngine):

@@ -6,19 +6,7 @@ import numpy as np
 import pytest
 
 from deformer_bench.contracts.errors import PassageCacheError
-from deformer_bench.passage_cache import build_passage_cache, load_passage_cache
-from deformer_bench.serving import evaluation_session
-from deformer_bench.contracts.manifest import load_graph_set
-
-
-@pytest.fixture
-def cache(tiny_graphs, tmp_path):
-    """A complete float32 cache of 4 windows in two segments of 2."""
-    graph_set = load_graph_set(tiny_graphs)
-    ids = np.random.default_rng(0).integers(1, 120, size=(4, 24))
-    build_passage_cache(graph_set, ids, np.ones_like(ids), tmp_path / "cache", evaluation_session, progress=False,
-                        segment_windows=2)
-    return graph_set, tmp_path / "cache", ids
+from deformer_bench.passage_cache import load_passage_cache
 
 
 def test_a_segment_no_entry_lists_is_named_not_blamed_on_other_passages(cache):

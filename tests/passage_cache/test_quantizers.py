@@ -1,4 +1,4 @@
-"""Learned passage-state codecs (quantizers.py): round-trip error bounds on random states, the codebook as plain
+"""Learned passage-state codecs (quantizers/): round-trip error bounds on random states, the codebook as plain
 arrays, bytes a token, and the refusals (no faiss, a sample too small, settings that do not fit)."""
 
 import sys
@@ -205,6 +205,16 @@ def test_too_small_a_sample_is_refused(name, settings, centroids, sample):
 def test_settings_that_do_not_fit_are_refused(name, settings, match):
     with pytest.raises(CodecError, match=match):
         make_codec(name, HIDDEN, **settings)
+
+
+def test_a_codec_and_a_caches_record_of_it_are_described_alike():
+    """One description for both: a codec's messages (Codec.describe) and an append's refusal, which names the codec
+    a cache's record stores (build_codec.check_same_codec) from its name and settings alone."""
+    from deformer_bench.passage_cache.quantizers import describe_codec
+
+    codec = make_codec("pq", HIDDEN, m=8)
+    assert codec.describe() == "pq m=8 transform=none alpha=0.1" == describe_codec(codec.name, codec.settings)
+    assert describe_codec("rq", {"centroids": 16, "bits": 2}) == "rq centroids=16 bits=2"
 
 
 def test_a_setting_given_twice_is_refused():

@@ -1,4 +1,6 @@
-"""The Ray engine's own Ray: started without leftovers, stopped on close, and nothing left by a killed build."""
+"""The Ray build engine (deformer_bench/passage_cache/ray_engine.py): a build on a local Ray stores what the local
+build stores, an unreachable address is one clear error; its own Ray started without leftovers, stopped on close, and
+nothing left by a killed build."""
 
 import gzip
 import json
@@ -9,11 +11,22 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deformer_bench.contracts.errors import PassageCacheError
+from deformer_bench.contracts.manifest import load_graph_set
 from tests.conftest import SQUAD_DIR
-from tests.test_passage_cache import require_ray
+from tests.passage_cache.conftest import build, windows
+
+
+def require_ray():
+    """Ray, or a skip; under CI (which installs the test extra) a missing Ray fails instead."""
+    if os.environ.get("CI"):
+        import ray
+
+        return ray
+    return pytest.importorskip("ray")
 
 
 def test_ray_folder_root_keeps_its_socket_paths_within_the_limit(monkeypatch):
@@ -53,7 +66,6 @@ def test_a_local_ray_runs_in_the_builds_scratch_and_is_stopped_on_close(tiny_gra
 
     from deformer_bench.passage_cache.ray_engine import RayEngine
     from deformer_bench.contracts.manifest import load_graph_set
-    from tests.test_passage_cache import build, windows
 
     scratch_root = short_tmp
     monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
@@ -158,3 +170,33 @@ def alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_build_on_a_local_ray_stores_what_the_local_build_stores(tiny_graphs, tmp_path):
+    ray = require_ray()
+    from deformer_bench.passage_cache.ray_engine import RayEngine
+
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    local = build(graph_set, ids, mask, tmp_path / "local", dtype="int8", batch_size=2, segment_windows=2)
+    try:
+        with RayEngine(workers=2) as engine:
+            on_ray = build(graph_set, ids, mask, tmp_path / "ray", dtype="int8", batch_size=2, segment_windows=2,
+                           engine=engine)
+    finally:
+        ray.shutdown()  # a failed build's too
+    assert on_ray.info["builds"][-1]["engine"]["workers"] == 2 and on_ray.info["complete"]
+    assert sorted(segment.name for segment in on_ray.segments) == ["segment-00000", "segment-00001"]
+    # the same numbers to the last digit, whichever segment finished first
+    assert np.array_equal(on_ray.passage_hidden(on_ray.rows(ids, mask)), local.passage_hidden(local.rows(ids, mask)))
+    on_ray.verify()
+
+
+def test_an_unreachable_ray_address_is_one_clear_error(tiny_graphs, tmp_path):
+    require_ray()
+    from deformer_bench.passage_cache.ray_engine import RayEngine
+
+    ids, mask = windows()
+    with pytest.raises(PassageCacheError, match="cannot start or reach Ray at ray://127.0.0.1:1"):
+        build(load_graph_set(tiny_graphs), ids, mask, tmp_path / "cache", engine=RayEngine("ray://127.0.0.1:1"))
+    assert not (tmp_path / "cache").exists()

@@ -9,7 +9,7 @@ import pytest
 from deformer_bench.contracts.errors import PassageCacheError
 from deformer_bench.passage_cache import build_passage_cache, load_passage_cache
 from deformer_bench.passage_cache.schema import segment_files
-from deformer_bench.passage_cache.store import expected_arrays
+from deformer_bench.passage_cache.cache_files import expected_arrays
 from deformer_bench.serving import evaluation_session
 from deformer_bench.contracts.manifest import load_graph_set
 

@@ -108,3 +108,42 @@ def test_a_failure_completes_every_sample_and_is_raised_after_the_test():
     assert len(fake.completed) == 5 and len(calls) == 1  # LoadGen can end; the work stopped at the first failure
     with pytest.raises(RuntimeFailure, match="ValueError: the graph failed"):
         sut.raise_failure("a test")
+
+
+def test_an_interrupt_mid_test_reaches_the_waiting_thread_at_once():
+    """LoadGen runs in a thread of its own: Ctrl-C is raised in the waiting thread within a poll, as
+    InterruptedMidTest (run_cli then ends the process without Python's shutdown), while the test still runs."""
+    import os
+    import signal
+
+    from deformer_bench.contracts.errors import InterruptedMidTest
+    from deformer_bench.scenarios.driver import wait_for_test
+
+    test_over = threading.Event()
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    with pytest.raises(InterruptedMidTest):
+        wait_for_test(lambda: test_over.wait(10.0), poll_s=0.05)
+    assert time.monotonic() - started < 2.0 and not test_over.is_set()  # not after the 10 s "test"
+    test_over.set()
+    with pytest.raises(ValueError, match="LoadGen refused"):  # a failure of the test itself is raised as it was
+        wait_for_test(lambda: (_ for _ in ()).throw(ValueError("LoadGen refused")))
+
+
+def test_an_abandoned_sut_answers_nothing_more_and_is_not_waited_for():
+    fake, calls = FakeLoadGen(), []
+
+    def answer(indices):
+        calls.append(list(indices))
+        time.sleep(0.05)
+        return [""] * len(indices)
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with BatchingSUT(fake, answer, max_batch=1, wait_s=0.0) as sut:
+            sut.issue_query(samples(*range(100)))  # 5 s of work queued
+            time.sleep(0.1)
+            raise KeyboardInterrupt
+    assert time.monotonic() - started < 1.0  # __exit__ did not wait for the queue
+    time.sleep(0.2)
+    assert len(calls) <= 4  # the worker stopped after the batch it was in

@@ -163,3 +163,39 @@ def test_a_results_folder_name_stays_within_60_characters(tmp_path):
     first.mkdir()
     second = new_results_folder(tmp_path, "server-cpu-quick", "teacher+" + "a-very-long-graph-set-name" * 4)
     assert second.name == first.name + "-2" and len(second.name) <= 60
+
+
+def test_max_duration_sizes_offlines_one_query_to_about_the_cap():
+    """--max-duration-s S without --quick: Offline's one query holds about S x the accuracy run's rate samples, never
+    fewer than every sample once; without the cap, enough to outlast LoadGen's 600 s minimum."""
+    from types import SimpleNamespace
+
+    from deformer_bench.scenarios.run import SystemMeasurement
+
+    def expected_qps(max_duration_s, quick=False, samples=10):
+        measurement = SimpleNamespace(request=SimpleNamespace(quick=quick, max_duration_s=max_duration_s),
+                                      samples=[None] * samples)
+        return SystemMeasurement.offline_expected_qps(measurement, 50.0)
+
+    query_samples = lambda qps: 1.1 * 600 * qps  # how LoadGen sizes Offline's query (at least its minimum count)
+    assert query_samples(expected_qps(120)) == pytest.approx(120 * 50.0)  # lasts about 120 s at 50 samples/s
+    assert query_samples(expected_qps(10_000)) == pytest.approx(600 * 50.0)  # a cap past the minimum: the minimum
+    assert query_samples(expected_qps(None)) > 600 * 50.0  # uncapped: outlasts the minimum, so it can be VALID
+    assert query_samples(expected_qps(120, quick=True)) < 10  # --quick: below the minimum count, one pass
+
+
+def test_a_capped_offline_run_is_short_and_loadgen_calls_it_invalid(tmp_path, scenario_graphs, small_train_file):
+    argv = scenario_argv(scenario_graphs, [], small_train_file, tmp_path, "--scenario", "offline", "--systems",
+                         "unsplit", "--variant", "float32", "--lengths", "real", "--limit", "3", "--max-duration-s",
+                         "0.5")
+    argv.remove("--quick")
+    assert run_bench(argv) == 0
+    [directory] = list(tmp_path.iterdir())
+    run = results_of(directory)["runs"][0]
+    values = detail_values(directory / run["offline"]["log_dir"])
+    expected = run["warmup"]["offline_expected_qps"]
+    assert expected == pytest.approx(run["warmup"]["accuracy_run_samples_per_s"] * 0.5 / (1.1 * 600))
+    assert values["effective_min_duration_ms"] == 600000  # LoadGen's minimum untouched
+    assert values["generated_samples_per_query"] == pytest.approx(max(3, 1.1 * 600 * expected), abs=1)
+    assert run["offline"]["verdict"] == summary_verdict(directory / run["offline"]["log_dir"]) == "INVALID"
+    assert "Offline's one query sized to last about as long" in (directory / "report.md").read_text()

@@ -47,10 +47,19 @@ def test_trials_running_out_say_what_is_known():
 
 def test_the_confirmation_steps_down_until_the_bound_holds():
     calls = []
-    trials = confirm_peak_qps(threshold(8.5, calls), 10.0, step=0.9, attempts=3)
+    trials = confirm_peak_qps(threshold(8.5, calls), 10.0, step=0.9, floor=0.5)
     assert calls == [10.0, 9.0, pytest.approx(8.1)] and trials[-1].met
-    trials = confirm_peak_qps(threshold(1.0), 10.0, step=0.9, attempts=2)
-    assert len(trials) == 2 and not any(trial.met for trial in trials)
+    # the default keeps stepping past three runs: a bound met at 0.6x the search's QPS is still found
+    calls = []
+    trials = confirm_peak_qps(threshold(6.0, calls), 10.0)
+    assert trials[-1].met and trials[-1].qps == pytest.approx(10.0 * 0.9 ** 5) and len(calls) == 6
+    # down to the floor and no further: 10, 9, 8.1, 7.29 ... 5.31 (>= 5), never 4.78
+    calls = []
+    trials = confirm_peak_qps(threshold(1.0, calls), 10.0, step=0.9, floor=0.5)
+    assert len(trials) == 7 and not any(trial.met for trial in trials) and min(calls) >= 5.0
+    assert len(confirm_peak_qps(threshold(1.0), 10.0, step=0.5, floor=0.5)) == 2  # the floor itself is tried
+    with pytest.raises(ValueError):
+        confirm_peak_qps(threshold(1.0), 10.0, step=1.0)
 
 
 def test_a_search_needs_a_start():
