@@ -138,17 +138,35 @@ class ProductQuantizer(Codec):
             self._decode_tables = product_tables(codebook)
         return self._decode_tables
 
+    def _quantizers(self, faiss, codebook: dict) -> list:
+        """One faiss ProductQuantizer per run of equal sub-vectors of two dimensions or more (None for the
+        one-dimensional runs, coded by _nearest_scalar), its centroids the codebook's, made once. Each keeps its
+        centroids transposed too (sync_transposed_centroids): faiss's per-vector search then runs a SIMD kernel for
+        every sub-vector size, not only its few specialised ones (encode ~1.3x faster on the fisher codebooks' sizes
+        of 2 to 27)."""
+        if getattr(self, "_encode_quantizers", None) is None:
+            quantizers = []
+            for _, _, tables in self._tables(codebook):
+                count, _, size = tables.shape
+                if size == 1:
+                    quantizers.append(None)
+                    continue
+                quantizer = faiss.ProductQuantizer(size * count, count, 8)
+                faiss.copy_array_to_vector(np.ascontiguousarray(tables).ravel(), quantizer.centroids)
+                quantizer.sync_transposed_centroids()
+                quantizers.append(quantizer)
+            self._encode_quantizers = quantizers
+        return self._encode_quantizers
+
     def _encode(self, faiss, codebook: dict, tokens: np.ndarray) -> dict:
-        coefficients = self._coefficients(codebook, tokens).astype(np.float32)
+        coefficients = self._coefficients(codebook, tokens).astype(np.float32, copy=False)
         codes = []
-        for _, column, tables in self._tables(codebook):
+        for (_, column, tables), quantizer in zip(self._tables(codebook), self._quantizers(faiss, codebook)):
             count, _, size = tables.shape
             block = np.ascontiguousarray(coefficients[:, column:column + size * count])
-            if size == 1:  # faiss codes one-dimensional sub-vectors ~15x slower than two-dimensional ones
+            if quantizer is None:  # faiss codes one-dimensional sub-vectors ~15x slower than two-dimensional ones
                 codes.append(_nearest_scalar(tables[:, :, 0], block))
                 continue
-            quantizer = faiss.ProductQuantizer(size * count, count, 8)
-            faiss.copy_array_to_vector(tables.ravel(), quantizer.centroids)
             codes.append(quantizer.compute_codes(block))
         return {"codes": np.concatenate(codes, axis=1)}
 
