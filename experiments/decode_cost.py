@@ -14,8 +14,10 @@ cache. Each round takes the next of the cache's first `--windows` windows and ti
            graph set's passage length (`full`, what deformer-bench's online_served_codec times).
 It prints and writes the p50/p90 of each, and decode's share: decode p50 / (decode p50 + online p50). With --stages
 (pq only), the decode's own steps timed apart on the same windows: gathering the codes, the table look-ups, joining
-the sub-vectors, the product back to the states' coordinates, adding the mean, and placing the tokens in the
-zero-filled window.
+the sub-vectors, the product back to the states' coordinates (runtime.codec_decode.decode_product: split over two
+threads from SPLIT_PRODUCT_MIN_ROWS rows), adding the mean, placing the tokens in the zero-filled window, and the
+same product again on one thread (product_one_thread: what the split saves). --unsplit turns the split off
+throughout (the query path as before it).
 
 A functional tool: quote its figures only from a quiet machine (nothing else running), and say which one. It runs in
 one process; onnxruntime takes its default threads unless --intra-op-threads is given.
@@ -32,7 +34,8 @@ import numpy as np
 from deformer_bench.contracts.manifest import load_graph_set
 from deformer_bench.passage_cache import load_passage_cache
 from deformer_bench.passage_cache.quantizers import one_blas_thread
-from deformer_bench.runtime.codec_decode import product_tables, table_decode
+from deformer_bench.runtime import codec_decode
+from deformer_bench.runtime.codec_decode import decode_product, product_tables, table_decode
 from deformer_bench.runtime.sessions import GraphSetSessions
 
 
@@ -78,7 +81,8 @@ def time_pq_stages(cache, rows, lengths, rounds: int) -> dict:
     decoder, mean = codebook.get("decoder"), codebook.get("mean")
     segment_codes = cache.array(0, "passage_codes")
     passage_len, hidden = segment_codes.shape[1], cache.info["identity"]["hidden_size"]
-    steps = {name: [] for name in ("gather_codes", "table_lookups", "join", "product", "mean", "place")}
+    steps = {name: [] for name in ("gather_codes", "table_lookups", "join", "product", "mean", "place",
+                                   "product_one_thread")}
     with one_blas_thread():
         for round_index in range(rounds):
             row, length = rows[round_index % len(rows)], int(lengths[round_index % len(rows)])
@@ -89,13 +93,16 @@ def time_pq_stages(cache, rows, lengths, rounds: int) -> dict:
             clock.append(time.perf_counter_ns())
             coefficients = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
             clock.append(time.perf_counter_ns())
-            tokens = coefficients @ decoder if decoder is not None else coefficients
+            tokens = decode_product(coefficients, decoder) if decoder is not None else coefficients
             clock.append(time.perf_counter_ns())
             if mean is not None:
                 tokens += mean
             clock.append(time.perf_counter_ns())
             out = np.zeros((passage_len, hidden), dtype=np.float32)
             out[:length] = tokens
+            clock.append(time.perf_counter_ns())
+            if decoder is not None:  # the same product unsplit, on this thread alone (as before the split)
+                np.matmul(coefficients, decoder)
             clock.append(time.perf_counter_ns())
             for name, before, after in zip(steps, clock, clock[1:]):
                 steps[name].append(after - before)
@@ -112,12 +119,16 @@ def parse_args(argv):
     parser.add_argument("--question-len", type=int, default=16)
     parser.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime's (0: its default)")
     parser.add_argument("--stages", action="store_true", help="pq: the decode's steps timed apart")
+    parser.add_argument("--unsplit", action="store_true",
+                        help="pq's product on one thread (runtime.codec_decode's split turned off)")
     parser.add_argument("--output", type=Path, help="a JSON file of the figures")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.unsplit:
+        codec_decode.SPLIT_PRODUCT_MIN_ROWS = 1 << 62
     graph_set = load_graph_set(args.graphs)
     cache = load_passage_cache(args.cache, graph_set)
     if cache.codec is None:
@@ -133,6 +144,7 @@ def main(argv=None) -> None:
     record = {"graphs": str(args.graphs), "cache": str(args.cache), "codec": cache.codec.describe(),
               "windows": len(rows), "mean_length": round(float(lengths.mean()), 1), "lengths": args.lengths,
               "question_len": args.question_len, "rounds": args.rounds,
+              "product": "one thread" if args.unsplit else f"split from {codec_decode.SPLIT_PRODUCT_MIN_ROWS} rows",
               **time_query_path(cache, sessions, rows, lengths, question, passage_len, args.rounds,
                                 args.lengths == "real")}
     if args.stages and cache.codec.name == "pq":

@@ -112,7 +112,7 @@ def test_a_runner_decodes_on_one_blas_thread(sample, windows):
     with threadpool_limits(limits=2, user_api="blas"):
         decode_windows(make_decoder("pq", codec.settings, codebook), codes)
         after = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    assert BlasThreadsProbe.seen == [1]
+    assert BlasThreadsProbe.seen and set(BlasThreadsProbe.seen) == {1}  # (a long product: each half on one)
     assert all(threads == 2 for threads in after)
     assert codec_decode.blas_threads_limited()
 
@@ -128,6 +128,53 @@ def test_without_threadpoolctl_the_decode_runs_and_says_it_could_not_limit(monke
     np.testing.assert_array_equal(decoded[0, 0], np.concatenate([expected[0, 1], expected[1, 2]]))
     np.testing.assert_array_equal(decoded[0, 1], np.concatenate([expected[0, 255], expected[1, 0]]))
     assert not codec_decode.blas_threads_limited()
+
+
+class ThreadsProbe(np.ndarray):
+    """A decoder matrix that records the thread each product reaching it runs on."""
+
+    seen = []
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        import threading
+
+        ThreadsProbe.seen.append(threading.current_thread().name)
+        return getattr(ufunc, method)(*(np.asarray(value) for value in inputs), **kwargs)
+
+
+def probed_product(rows: int, monkeypatch, cores: int = 2):
+    monkeypatch.setattr(codec_decode, "_usable_cores", lambda: cores)
+    rng = np.random.default_rng(0)
+    coefficients = rng.standard_normal((rows, 24)).astype(np.float32)
+    decoder = rng.standard_normal((24, HIDDEN)).astype(np.float32)
+    ThreadsProbe.seen = []
+    with codec_decode.one_blas_thread():
+        product = codec_decode.decode_product(coefficients, decoder.view(ThreadsProbe))
+    np.testing.assert_allclose(product, coefficients @ decoder, rtol=1e-5, atol=1e-5)
+    assert type(product) is np.ndarray and product.dtype == np.float32 and product.shape == (rows, HIDDEN)
+    return sorted(name.split("_")[0] for name in ThreadsProbe.seen)
+
+
+def test_a_long_product_is_split_over_this_thread_and_a_helper(monkeypatch):
+    """pq's product back to the states' coordinates (~70% of a fisher decode) runs while onnxruntime waits:
+    from SPLIT_PRODUCT_MIN_ROWS rows, half of it runs on a helper thread (BLAS held to one thread in each), the
+    same product."""
+    rows = codec_decode.SPLIT_PRODUCT_MIN_ROWS
+    assert probed_product(rows + 1, monkeypatch) == ["MainThread", "codec-decode"]
+    assert probed_product(rows - 1, monkeypatch) == ["MainThread"]  # too short to be worth the hand-over
+    assert probed_product(3 * rows, monkeypatch, cores=1) == ["MainThread"]  # a process held to one core
+    monkeypatch.setattr(codec_decode, "ThreadpoolController", None)  # BLAS not held: its own threads, not ours
+    assert probed_product(3 * rows, monkeypatch) == ["MainThread"]
+
+
+def test_a_forked_child_gets_a_helper_thread_of_its_own(monkeypatch):
+    """A fork copies the helper's executor but not its thread: work handed to the copy would wait forever."""
+    first = codec_decode._product_helper()
+    assert codec_decode._product_helper() is first
+    monkeypatch.setattr(codec_decode.os, "getpid", lambda: -1)  # as seen from a child
+    child = codec_decode._product_helper()
+    assert child is not first
+    assert probed_product(2 * codec_decode.SPLIT_PRODUCT_MIN_ROWS, monkeypatch) == ["MainThread", "codec-decode"]
 
 
 def test_an_unknown_codec_is_refused():
