@@ -322,10 +322,11 @@ class BlasThreadsProbe(np.ndarray):
         return getattr(ufunc, method)(*(np.asarray(value) for value in inputs), **kwargs)
 
 
-def test_decode_and_encode_run_blas_on_one_thread(sample, windows):
-    """A codec's products run between onnxruntime's graph runs: with numpy's default BLAS threads (which spin
+def test_decode_runs_blas_on_one_thread_and_encode_on_the_processs(sample, windows):
+    """A decode's products run between onnxruntime's graph runs: with numpy's default BLAS threads (which spin
     after a product) a served question took 53% longer from a pq cache; with one, 9%. Held to one thread inside
-    encode and decode, whatever the process allows, and given back after."""
+    decode, whatever the process allows, and given back after. An encode runs in a build, after lower_passage
+    over the whole shard: it keeps the process's threads (held to one, a build's encode took 2.2x as long)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     codec = make_codec("pq", HIDDEN, m=12, transform="pca")
@@ -338,3 +339,8 @@ def test_decode_and_encode_run_blas_on_one_thread(sample, windows):
         after = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
     assert BlasThreadsProbe.seen and set(BlasThreadsProbe.seen) == {1}  # (a long product: each half on one)
     assert all(threads == 2 for threads in after)  # the process's own setting, restored
+    codec.codebook["encoder"] = codec.codebook["encoder"].view(BlasThreadsProbe)
+    BlasThreadsProbe.seen = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        codec.encode(windows)
+    assert BlasThreadsProbe.seen == [2]
