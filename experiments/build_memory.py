@@ -11,10 +11,13 @@ with no passages read (the imports and the tokenizer: the fixed part).
     python experiments/build_memory.py measure WORK/passages-1000000.jsonl WORK --tree before=../before \
         --tree after=../after --parallel --out results/passage-cache/2026-12-05-build-memory/build_memory.json
 
-`measure` runs every command under `nice -n 10`, in the tree and with PYTHONPATH set to it (its deformer_bench is
+`measure` runs every command at niceness 10 (`nice -n 10`, less the script's own: started as a pausable job under
+`nice -n 10`, its commands stay at 10, not 19), in the tree and with PYTHONPATH set to it (its deformer_bench is
 imported ahead of an editable install: the record names the file each tree imports); the trees share this
-Python and its packages. `--parallel` runs the trees' commands of one kind at once (peak memory is each process's
-own). The caches go in WORK and are removed after each build (their size on disk is recorded).
+Python and its packages. `--runs build` measures the builds alone (a whole build over 1M passages takes minutes of
+CPU a tree). `--parallel` runs the trees' commands of one kind at once (peak memory is each process's own). The
+caches go in WORK and are removed after each build (their size on disk is recorded). The record is written after
+each run.
 """
 
 import argparse
@@ -32,6 +35,7 @@ TINY_BERT = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_atte
                  max_position_embeddings=128)
 QUESTION_LEN, PASSAGE_LEN, LAYER, DOC_STRIDE = 8, 32, 1, 16
 WORDS_PER_PASSAGE = 16  # ~16-20 tokens: one window of 32 with [SEP]s
+NICENESS = 10  # every measured command's
 TIME_FIELDS = {"max_rss_kib": "Maximum resident set size (kbytes)", "elapsed": "Elapsed (wall clock) time",
                "user_seconds": "User time (seconds)", "system_seconds": "System time (seconds)"}
 
@@ -75,11 +79,18 @@ def check_pass(passages: str, graphs: str) -> None:
     print(json.dumps({"passages": count, "deformer_bench": deformer_bench.__file__}))
 
 
+def nice_increment() -> int:
+    """What `nice -n` adds to this process's niceness for a command to run at NICENESS (nice adds to the caller's:
+    a script started under `nice -n 10` would run its commands at 19, level with the machine's background job)."""
+    return max(0, NICENESS - os.nice(0))
+
+
 def timed(command: list, tree: Path) -> dict:
-    """Run `command` (niced, the tree's deformer_bench first on the path) under /usr/bin/time -v."""
+    """Run `command` (at NICENESS, the tree's deformer_bench first on the path) under /usr/bin/time -v."""
     environment = {**os.environ, "PYTHONPATH": str(tree)}
     # run in the tree: `python -m` puts the working directory ahead of PYTHONPATH on sys.path
-    completed = subprocess.run(["/usr/bin/time", "-v", "nice", "-n", "10", *map(str, command)], env=environment,
+    completed = subprocess.run(["/usr/bin/time", "-v", "nice", "-n", str(nice_increment()), *map(str, command)],
+                               env=environment,
                                capture_output=True, text=True, cwd=tree)
     if completed.returncode:
         raise SystemExit(f"{' '.join(map(str, command))} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
@@ -124,15 +135,14 @@ def measure(passages: Path, work: Path, trees: dict, out: Path, runs: tuple, par
               "parallel": parallel, "load_average_at_start": os.getloadavg(),
               "trees": {label: {"path": str(tree), "commit": tree_commit(tree), "imports": imported(tree)}
                         for label, tree in trees.items()}, "runs": []}
+    out.parent.mkdir(parents=True, exist_ok=True)
     for run in runs:
         with ThreadPoolExecutor(len(trees) if parallel else 1) as pool:
-            results = list(pool.map(lambda item: one_run(run, *item, passages, work), trees.items()))
-        for result in results:
-            print(json.dumps({key: value for key, value in result.items() if key != "stdout"}), flush=True)
-        record["runs"] += results
-        record["difference_bytes_a_passage"] = differences(record["runs"], list(trees), count)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=1) + "\n")
+            for result in pool.map(lambda item: one_run(run, *item, passages, work), trees.items()):  # in order
+                print(json.dumps({key: value for key, value in result.items() if key != "stdout"}), flush=True)
+                record["runs"].append(result)
+                record["difference_bytes_a_passage"] = differences(record["runs"], list(trees), count)
+                out.write_text(json.dumps(record, indent=1) + "\n")  # a run at a time: minutes each at 1M
     print(out)
 
 
@@ -146,7 +156,8 @@ def one_run(run: str, label: str, tree: Path, passages: Path, work: Path) -> dic
         command = [sys.executable, Path(__file__).resolve(), "check-pass", passages if run == "check" else "",
                    work / "graphs"]
     result = {"tree": label, "run": run, "load_average_before": os.getloadavg(),
-              "command": f"cd {tree}; PYTHONPATH={tree} /usr/bin/time -v nice -n 10 " + " ".join(map(str, command)),
+              "command": f"cd {tree}; PYTHONPATH={tree} /usr/bin/time -v nice -n {nice_increment()} "
+              + " ".join(map(str, command)),
               **timed(command, tree)}
     if run == "build":
         result["cache_bytes"] = folder_bytes(cache)
@@ -155,13 +166,18 @@ def one_run(run: str, label: str, tree: Path, passages: Path, work: Path) -> dic
 
 
 def differences(runs: list, labels: list, count: int) -> dict:
-    """{run: (peak of the first tree - peak of the second) / passages, in bytes}, for runs measured in both."""
+    """{run: (peak of the first tree - peak of the second) / passages, in bytes}, for runs measured in both; with
+    more than two trees, {"FIRST-OTHER": such a dict} for every other tree."""
     peaks = {(run["tree"], run["run"]): run["max_rss_kib"] for run in runs}
-    if len(labels) != 2:
-        return {}
-    return {kind: round((peaks[(labels[0], kind)] - peaks[(labels[1], kind)]) * 1024 / count, 1)
-            for kind in dict.fromkeys(run["run"] for run in runs)
-            if (labels[0], kind) in peaks and (labels[1], kind) in peaks}
+
+    def against(other: str) -> dict:
+        return {kind: round((peaks[(labels[0], kind)] - peaks[(other, kind)]) * 1024 / count, 1)
+                for kind in dict.fromkeys(run["run"] for run in runs)
+                if (labels[0], kind) in peaks and (other, kind) in peaks}
+
+    if len(labels) == 2:
+        return against(labels[1])
+    return {f"{labels[0]}-{other}": against(other) for other in labels[1:]}
 
 
 def main() -> None:
