@@ -120,12 +120,18 @@ def test_an_interrupt_mid_test_reaches_the_waiting_thread_at_once():
     from deformer_bench.scenarios.driver import wait_for_test
 
     test_over = threading.Event()
-    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
-    started = time.monotonic()
-    with pytest.raises(InterruptedMidTest):
-        wait_for_test(lambda: test_over.wait(10.0), poll_s=0.05)
-    assert time.monotonic() - started < 2.0 and not test_over.is_set()  # not after the 10 s "test"
-    test_over.set()
+    # Ctrl-C as a terminal delivers it: a suite started in the background (nohup ... &) inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(InterruptedMidTest):
+            wait_for_test(lambda: test_over.wait(10.0), poll_s=0.05)
+        assert time.monotonic() - started < 2.0 and not test_over.is_set()  # not after the 10 s "test"
+    finally:
+        test_over.set()
+        signal.signal(signal.SIGINT, previous)
     with pytest.raises(ValueError, match="LoadGen refused"):  # a failure of the test itself is raised as it was
         wait_for_test(lambda: (_ for _ in ()).throw(ValueError("LoadGen refused")))
 
