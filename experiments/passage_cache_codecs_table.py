@@ -74,13 +74,19 @@ def run_rows(records: list, every: int, float32_bytes: float) -> list:
     return lines
 
 
+def codec_key(record: dict) -> tuple:
+    """(codec, settings) as text: older records kept a setting's value as its text ("alpha": "0.1"), newer ones
+    parsed (0.1)."""
+    return record["codec"], json.dumps({key: str(value) for key, value in record["settings"].items()}, sort_keys=True)
+
+
 def by_codec(records: list, every: int) -> dict:
-    """(codec, settings) -> record on this subset; the first of equals wins (the experiment's own float32 run
-    before make cache-accuracy's record of the same F1)."""
+    """codec_key -> record on this subset; the first of equals wins (the experiment's own float32 run before make
+    cache-accuracy's record of the same F1)."""
     found = {}
     for record in records:
         if record["every"] == every:
-            found.setdefault((record["codec"], json.dumps(record["settings"], sort_keys=True)), record)
+            found.setdefault(codec_key(record), record)
     return found
 
 
@@ -97,7 +103,7 @@ def split_and_codec_rows(student: list, teacher: list, every: int) -> list:
              "KL | student (k=3) F1 | student - teacher float32 | = the split | + the codec on the student | KL |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in in_table_order(list(teachers.values()), every):
-        s = students.get((t["codec"], json.dumps(t["settings"], sort_keys=True)))
+        s = students.get(codec_key(t))
         if s is None:
             continue
         codec_on_student, codec_on_teacher = s["f1"] - student_float32["f1"], t["f1"] - teacher_float32["f1"]
