@@ -430,6 +430,9 @@ def main(argv=None) -> None:
     tabler.add_argument("--plot", required=True, help="the PNG to write")
     tabler.add_argument("--teacher", help="the same runs of the unsplit teacher (its k=0 graph set): its tables, "
                         "the student's loss against it cut into the split's and the codec's shares, its points")
+    tabler.add_argument("--teacher-float32", help="a deformer-eval record of the teacher's float32 graphs on the full "
+                        "dev set (results/reference-accuracy/teacher-float32.json): its reference where the "
+                        "experiment's own float32 run on the full set is missing")
     args = parser.parse_args(argv)
     if args.command == "states":
         compute_states(args)

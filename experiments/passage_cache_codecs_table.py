@@ -26,22 +26,44 @@ def family(record: dict) -> str:
     return record["codec"] + ("" if transform == "none" else f" {transform}") + prior
 
 
+def eval_record_row(path: Path, dtype: str, source: str) -> dict:
+    """A deformer-eval record of the full dev set through `dtype` states, as a row like the runs' records."""
+    record = json.loads(path.read_text())
+    hidden, passage_len = record["graph_set"]["manifest"]["model"]["hidden_size"], record["deformer"]["passage_len"]
+    return {"codec": dtype, "settings": {}, "describe": f"{dtype} ({source})", "every": 1,
+            "bytes_per_token_all_included": round(baseline_codec(dtype)[2](hidden, passage_len), 3),
+            "f1": record["f1"], "exact_match": record["exact_match"], "questions": record["questions"],
+            "source": str(path), "source_note": source,
+            "graph_sha256": {key: value["sha256"] for key, value in record["graph_set"]["manifest"]["graphs"].items()}}
+
+
 def dtype_records(folder: Path) -> list:
     """The full-dev F1 records of make cache-accuracy (results/passage-cache/f1-per-dtype), as rows like ours."""
-    rows = []
-    for dtype in BASELINES:
-        path = folder / f"k3-kd-lrs-{dtype}.json"
-        if path.exists():
-            record = json.loads(path.read_text())
-            hidden, passage_len = record["graph_set"]["manifest"]["model"]["hidden_size"], record["deformer"]["passage_len"]
-            rows.append({"codec": dtype, "settings": {}, "describe": f"{dtype} (make cache-accuracy)", "every": 1,
-                         "bytes_per_token_all_included": round(baseline_codec(dtype)[2](hidden, passage_len), 3),
-                         "f1": record["f1"], "exact_match": record["exact_match"], "source": str(path)})
-    float32 = next((row for row in rows if row["codec"] == "float32"), None)
-    for row in rows:
-        if float32 is not None:
-            row["f1_delta"] = row["f1"] - float32["f1"]
-    return rows
+    return [eval_record_row(folder / f"k3-kd-lrs-{dtype}.json", dtype, "make cache-accuracy's record")
+            for dtype in BASELINES if (folder / f"k3-kd-lrs-{dtype}.json").exists()]
+
+
+def reference_record(path: Path, runs: list) -> dict:
+    """The float32 full-dev row from a deformer-eval record of the same graphs as `runs` (sha256s checked): the
+    full set's reference where the experiment's own float32 run on it is missing."""
+    row = eval_record_row(path, "float32", f"{path.parent.name}'s deformer-eval record")
+    for run in runs:
+        if any(run["graph_sha256"].get(key) != sha for key, sha in row["graph_sha256"].items() if key != "full"):
+            raise ValueError(f"{path} is of other graphs than {run['graphs']}: not their reference")
+    return row
+
+
+def with_f1_deltas(records: list) -> list:
+    """Each row's F1 delta against the float32 row of its subset (the first: the experiment's own run before a
+    deformer-eval record of the same F1). `records`: one graph set's."""
+    float32 = {}
+    for record in records:
+        if record["codec"] == "float32":
+            float32.setdefault(record["every"], record)
+    for record in records:
+        if record["codec"] != "float32" and record["every"] in float32:
+            record["f1_delta"] = record["f1"] - float32[record["every"]]["f1"]
+    return records
 
 
 def folder_records(folders) -> list:
@@ -49,8 +71,7 @@ def folder_records(folders) -> list:
 
 
 def setting_text(record: dict) -> str:
-    return " ".join(f"{key}={value}" for key, value in record["settings"].items()) or (
-        "make cache-accuracy's record" if "source" in record else "-")
+    return " ".join(f"{key}={value}" for key, value in record["settings"].items()) or record.get("source_note", "-")
 
 
 def in_table_order(records: list, every: int) -> list:
@@ -179,8 +200,11 @@ def plot(student: list, teacher: list, every: int, path: Path) -> None:
 def table(args) -> None:
     """The README's tables (markdown, to stdout) and the F1-against-bytes plot from the saved records."""
     student = folder_records(args.records)
-    student += dtype_records(Path(args.dtype_records)) if args.dtype_records else []
+    student = with_f1_deltas(student + (dtype_records(Path(args.dtype_records)) if args.dtype_records else []))
     teacher = folder_records([args.teacher]) if args.teacher else []
+    if args.teacher_float32:
+        teacher.append(reference_record(Path(args.teacher_float32), teacher))
+    teacher = with_f1_deltas(teacher)
     float32_bytes = next(r["bytes_per_token_all_included"] for r in student + teacher if r["codec"] == "float32")
     subsets = ((args.every, f"every {args.every}th dev question"), (1, "the full dev set"))
     for records, whose in ((student, ""), (teacher, "the teacher (k=0), ")):
