@@ -114,25 +114,25 @@ def by_codec(records: list, every: int) -> dict:
 def split_and_codec_rows(student: list, teacher: list, every: int) -> list:
     """The student's F1 at each codec against the teacher's float32 F1, cut into the split's share (the student's
     float32 F1 less the teacher's) and the codec's (the student's F1 at the codec less its float32 F1), beside
-    what the same codec costs the teacher; for the codecs both ran on this subset."""
+    what the same codec costs the teacher where the teacher ran it on this subset; for the codecs the teacher ran
+    on any subset."""
     students, teachers = by_codec(student, every), by_codec(teacher, every)
     student_float32, teacher_float32 = students.get(("float32", "{}")), teachers.get(("float32", "{}"))
     if student_float32 is None or teacher_float32 is None:
         return []
-    split = student_float32["f1"] - teacher_float32["f1"]
+    split, teacher_codecs = student_float32["f1"] - teacher_float32["f1"], {codec_key(t) for t in teacher}
     lines = ["| codec | setting | bytes / token | questions | teacher (k=0) F1 | codec on the teacher: F1 delta | "
              "KL | student (k=3) F1 | student - teacher float32 | = the split | + the codec on the student | KL |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for t in in_table_order(list(teachers.values()), every):
-        s = students.get(codec_key(t))
-        if s is None:
-            continue
-        codec_on_student, codec_on_teacher = s["f1"] - student_float32["f1"], t["f1"] - teacher_float32["f1"]
-        cells = [t["codec"], setting_text(t), f"{t['bytes_per_token_all_included']:.1f}",
-                 f"{t.get('questions', 10570):,}", f"{t['f1']:.3f}", f"{codec_on_teacher:+.3f}",
-                 f"{t['kl_from_float32']:.4f}" if t.get("kl_from_float32") is not None else "",
+    for s in in_table_order([s for key, s in students.items() if key in teacher_codecs], every):
+        t = teachers.get(codec_key(s))
+        teacher_cells = ["", "", ""] if t is None else [
+            f"{t['f1']:.3f}", f"{t['f1'] - teacher_float32['f1']:+.3f}",
+            f"{t['kl_from_float32']:.4f}" if t.get("kl_from_float32") is not None else ""]
+        cells = [s["codec"], setting_text(s), f"{s['bytes_per_token_all_included']:.1f}",
+                 f"{s.get('questions', 10570):,}", *teacher_cells,
                  f"{s['f1']:.3f}", f"**{s['f1'] - teacher_float32['f1']:+.3f}**", f"{split:+.3f}",
-                 f"{codec_on_student:+.3f}",
+                 f"{s['f1'] - student_float32['f1']:+.3f}",
                  f"{s['kl_from_float32']:.4f}" if s.get("kl_from_float32") is not None else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
