@@ -14,7 +14,8 @@ exists is skipped, so the script resumes.
     python experiments/passage_cache_codecs.py fisher GRAPHS MODEL WORK [--questions 192]   (pq transform=fisher's
                                                                              metric; deformer-cache --codec-metric)
     python experiments/passage_cache_codecs.py run GRAPHS MODEL WORK OUT --codec pq --setting m=96 [--every 35]
-    python experiments/passage_cache_codecs.py table OUT            (the README's table and the plot)
+    python experiments/passage_cache_codecs.py table OUT [--teacher OUT2]   (the README's tables and the plot:
+                                                                    passage_cache_codecs_table.py)
 """
 
 import argparse
@@ -398,105 +399,6 @@ def run(args) -> None:
           f"Fisher-weighted {fisher_error}", file=sys.stderr)
 
 
-TARGETS = ((192, 0.3), (96, 0.5), (48, 1.5))  # issue 25: at most this many bytes a token, within this F1
-FAMILY_STYLE = {"float32": ("black", "s"), "float16": ("dimgray", "s"), "int8": ("gray", "s"),
-                "pq": ("tab:blue", "o"), "pq fisher": ("tab:red", "D"), "pq pca": ("tab:purple", "v"),
-                "rq": ("tab:green", "^"), "binary": ("tab:orange", "P"), "pq + token prior": ("tab:cyan", "o"),
-                "pq fisher + token prior": ("tab:pink", "D"), "pq opq": ("tab:brown", "X")}
-
-
-def family(record: dict) -> str:
-    transform = record["settings"].get("transform", "none")
-    prior = " + token prior" if record["settings"].get("prior", "none") != "none" else ""  # tried, dropped
-    return record["codec"] + ("" if transform == "none" else f" {transform}") + prior
-
-
-def dtype_records(folder: Path) -> list:
-    """The full-dev F1 records of make cache-accuracy (results/passage-cache/f1-per-dtype), as rows like ours."""
-    rows = []
-    for dtype in BASELINES:
-        path = folder / f"k3-kd-lrs-{dtype}.json"
-        if path.exists():
-            record = json.loads(path.read_text())
-            hidden, passage_len = record["graph_set"]["manifest"]["model"]["hidden_size"], record["deformer"]["passage_len"]
-            rows.append({"codec": dtype, "settings": {}, "describe": f"{dtype} (make cache-accuracy)", "every": 1,
-                         "bytes_per_token_all_included": round(baseline_codec(dtype)[2](hidden, passage_len), 3),
-                         "f1": record["f1"], "exact_match": record["exact_match"], "source": str(path)})
-    float32 = next((row for row in rows if row["codec"] == "float32"), None)
-    for row in rows:
-        if float32 is not None:
-            row["f1_delta"] = row["f1"] - float32["f1"]
-    return rows
-
-
-def table(args) -> None:
-    """The README's table (markdown, to stdout) and the F1-against-bytes plot from the saved records."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    from deformer_bench.files import save_figure_atomically
-
-    records = [json.loads(path.read_text()) for folder in args.records for path in sorted(Path(folder).glob("*.json"))]
-    records += dtype_records(Path(args.dtype_records)) if args.dtype_records else []
-    float32_bytes = next(r["bytes_per_token_all_included"] for r in records if r["codec"] == "float32")
-    for every, title in ((args.every, f"every {args.every}th dev question"), (1, "the full dev set")):
-        rows = sorted((r for r in records if r["every"] == every),
-                      key=lambda r: (-r["bytes_per_token_all_included"], r["codec"], json.dumps(r["settings"])))
-        if not rows:
-            continue
-        print(f"\n{title}:\n")
-        print("| codec | setting | bytes / token, all included | share of float32 | questions | F1 | F1 delta vs "
-              "float32 | KL from float32 | answers changed |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            setting = " ".join(f"{key}={value}" for key, value in r["settings"].items()) or (
-                "make cache-accuracy's record" if "source" in r else "-")
-            cells = [r["codec"], setting, f"{r['bytes_per_token_all_included']:.1f}",
-                     f"1/{float32_bytes / r['bytes_per_token_all_included']:.1f}",
-                     f"{r.get('questions', 10570):,}", f"{r['f1']:.3f}",
-                     "0 (reference)" if r["codec"] == "float32" else
-                     f"{r['f1_delta']:+.3f}" if "f1_delta" in r else "",
-                     f"{r['kl_from_float32']:.4f}" if r.get("kl_from_float32") is not None else "",
-                     str(r.get("answers_changed", "")) if r["codec"] != "float32" else ""]
-            print("| " + " | ".join(cells) + " |")
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for record in records:
-        colour, marker = FAMILY_STYLE.get(family(record), ("k", "x"))
-        label = family(record) + (" (full dev)" if record["every"] == 1 else f" (every {record['every']}th)")
-        if "f1_delta" in record or record["codec"] == "float32":
-            left.scatter(record["bytes_per_token_all_included"], record.get("f1_delta", 0.0), color=colour,
-                         marker=marker, s=46 if record["every"] == 1 else 30, label=label,
-                         facecolors=colour if record["every"] == 1 else "none")
-        if record["every"] == args.every and record.get("kl_from_float32"):
-            right.scatter(record["bytes_per_token_all_included"], record["kl_from_float32"], color=colour,
-                          marker=marker, label=family(record))
-    for limit, within in TARGETS:
-        left.plot([limit / 1.6, limit], [-within, -within], color="tab:red", linewidth=1, alpha=0.6)
-        left.axvline(limit, color="tab:red", linewidth=0.6, linestyle=":", alpha=0.6)
-    for axis in (left, right):
-        axis.set_xscale("log")
-        axis.set_xticks([48, 96, 192, 384, 768, 1536])
-        axis.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        axis.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
-        axis.set_xlabel("bytes a token, all included (states, scales, id, key and length)")
-        handles, labels = axis.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
-        axis.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right" if axis is left else "upper right")
-        axis.grid(alpha=0.3, which="both")
-    left.set_ylabel("F1 change from float32 states (points)")
-    left.set_ylim(-13, 2)
-    left.set_title("F1 against bytes (red: the issue's targets)", fontsize=10)
-    right.set_yscale("log")
-    right.set_ylabel("KL of the answer distribution from float32's (nats)")
-    right.set_title(f"KL from float32, every {args.every}th dev question", fontsize=10)
-    figure.tight_layout()
-    save_figure_atomically(figure, Path(args.plot))
-    plt.close(figure)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -526,6 +428,11 @@ def main(argv=None) -> None:
     tabler.add_argument("--dtype-records", help="make cache-accuracy's records (results/passage-cache/f1-per-dtype)")
     tabler.add_argument("--every", type=int, default=35, help="the subset shown beside the full set")
     tabler.add_argument("--plot", required=True, help="the PNG to write")
+    tabler.add_argument("--teacher", help="the same runs of the unsplit teacher (its k=0 graph set): its tables, "
+                        "the student's loss against it cut into the split's and the codec's shares, its points")
+    tabler.add_argument("--teacher-float32", help="a deformer-eval record of the teacher's float32 graphs on the full "
+                        "dev set (results/reference-accuracy/teacher-float32.json): its reference where the "
+                        "experiment's own float32 run on the full set is missing")
     args = parser.parse_args(argv)
     if args.command == "states":
         compute_states(args)
@@ -533,7 +440,9 @@ def main(argv=None) -> None:
         compute_fisher(args)
     elif args.command == "run":
         run(args)
-    elif args.command == "table":
+    elif args.command == "table":  # reading records apart from running them (the table module's docstring)
+        from passage_cache_codecs_table import table
+
         table(args)
 
 
