@@ -44,8 +44,10 @@ def one_blas_thread():
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
-# A product of at least this many rows is split over two threads (below it, handing half over costs more than it
-# saves: ~20-40 us to wake the helper against ~3 us a row of a [rows, 384] x [384, 384] product on one core).
+# A product of at least this many rows is split over two threads. Not tuned: a [rows, 384] x [384, 384] product costs
+# ~3 us a row on one core, and in a served question's decode (cold caches) the split of windows of 142 rows on
+# average saved ~80 us of ~420, not half: the hand-over costs tens of microseconds (results/passage-cache/codecs,
+# "After two fixes"). Below ~50 rows it can only cost.
 SPLIT_PRODUCT_MIN_ROWS = 48
 _PRODUCT_HELPER = None  # (pid, executor): one thread that takes half of a large product; blocks, not spins, between
 
