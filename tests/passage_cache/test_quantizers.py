@@ -8,6 +8,7 @@ import pytest
 
 from deformer_bench.passage_cache.quantizers import (CODECS, FAISS_EXTRA, CodecError, make_codec,
                                                      MIN_POINTS_PER_CENTROID)
+from tests.runtime.test_codec_decode import BlasThreadsProbe  # the decode's own probe, one copy
 
 faiss = pytest.importorskip("faiss")  # the test extra installs it; the refusal below runs without it too
 
@@ -307,19 +308,6 @@ def test_every_sub_vector_is_coded_to_its_nearest_centroid(sample, windows):
         chosen = distance[np.arange(len(block)), codes[:, group]]
         np.testing.assert_allclose(chosen, distance.min(axis=1), rtol=1e-4, atol=1e-5)
         offset, column = offset + 256 * size, column + size
-
-
-class BlasThreadsProbe(np.ndarray):
-    """A decoder matrix that records how many threads numpy's BLAS may use when a product reaches it."""
-
-    seen = []
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from threadpoolctl import threadpool_info
-
-        BlasThreadsProbe.seen.append(max(info["num_threads"] for info in threadpool_info()
-                                         if info["user_api"] == "blas"))
-        return getattr(ufunc, method)(*(np.asarray(value) for value in inputs), **kwargs)
 
 
 def test_decode_runs_blas_on_one_thread_and_encode_on_the_processs(sample, windows):
