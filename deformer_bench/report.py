@@ -235,9 +235,12 @@ def process_table(processes: pd.DataFrame) -> pd.DataFrame:
 
 
 def _served_codec_lines(results: ResultsDocument) -> list:
-    """What each online_served_codec served from: the cache, its codec, the bytes of a token's codes."""
+    """What each online_served_codec served from: the cache, its codec, the bytes of a token's codes, and where its
+    product ran (results before it was recorded: numpy)."""
     lines = [f"- `online_served_codec` of {config['label']} on {config['device']}: {served['codec']} "
              f"({served['code_bytes_per_token']:g} bytes of codes a token) from `{served['cache']}`"
+             + ("; its product in upper's graph, the look-ups in numpy" if served.get("product") == "in upper's graph"
+                else "")
              for config in results.configs if (served := config.get("served_codec"))]
     return lines + [""] if lines else []
 

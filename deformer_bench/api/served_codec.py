@@ -1,8 +1,9 @@
 """deformer-bench --served-cache: the online path served from a passage cache stored in a learned codec (pq, rq or
 binary: deformer-cache build --dtype), its codes gathered from memory-mapped files and decoded in every call
 (`online_served_codec`), timed beside `online_served` (the float32 states gathered the same way): what decoding costs
-in the query path (issue 25). The runner decodes with numpy alone (runtime.codec_decode): faiss is not needed to
-serve a cache, only to build one."""
+in the query path (issue 25). The runner decodes with numpy alone (runtime.codec_decode), but for pq with a transform
+it runs the look-ups only and upper's graph the product (exporters/codec_upper.py), as a server does: faiss is not
+needed to serve a cache, only to build one."""
 
 import dataclasses
 from pathlib import Path
@@ -12,7 +13,9 @@ import numpy as np
 
 from ..bench.plan import ServedCodec
 from ..contracts.errors import ConfigError, PassageCacheError
+from ..contracts.graphs import GRAPHS
 from ..passage_cache.store import check_identity, load_passage_cache
+from ..runtime.codec_decode import graph_product, make_decoder
 
 # The cache's first windows staged on the target (of its first segment); a larger batch takes them again from the
 # first: decoding costs the same whichever windows it decodes.
@@ -53,8 +56,19 @@ def with_served_codec(request, configs: list) -> list:
     served = ServedCodec(cache=str(directory), name=codec.name, settings=dict(codec.settings),
                          codebook=dict(codec.codebook), codes=first_windows(cache), description=codec.describe(),
                          code_bytes_per_token=codec.code_bytes_per_token())
-    return [dataclasses.replace(config, served_codec=served) if built else config
-            for config, built in zip(configs, matched)]
+    return [dataclasses.replace(config, served_codec=dataclasses.replace(served,
+                                                                         upper_graph=upper_graph(served, config)))
+            if built else config for config, built in zip(configs, matched)]
+
+
+def upper_graph(served: ServedCodec, config):
+    """The config's upper.onnx, where the codec's product can go into it (pq with a transform: a server runs it
+    there, exporters/codec_upper.py); None where the runner decodes in numpy (no product, or a graph set in the ORT
+    format only, which onnx cannot edit)."""
+    if graph_product(make_decoder(served.name, served.settings, served.codebook)) is None:
+        return None
+    path = Path(config.graphs_dir) / GRAPHS["upper"].file_name
+    return str(path) if path.is_file() else None
 
 
 def lower_passage_sha256(config) -> str:

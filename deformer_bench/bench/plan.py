@@ -9,7 +9,9 @@ from tqdm import tqdm
 from ..contracts.errors import RunnerError, TargetError
 from ..contracts.protocol import (CODEC_SERVED_PATH, MISS_PATH, SERVED_PATH, STANDARD_PATHS, InputSpec, ProbeJob,
                                   ProtocolError, Rounds, TimingJob, TorchModel)
+from ..exporters.codec_upper import upper_with_product
 from ..exporters.variants import TOLERANCES
+from ..runtime.codec_decode import graph_product, make_decoder
 from .devices import ARM_MACHINES
 
 TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
@@ -29,17 +31,27 @@ class ServedCodec:
     codes: dict
     description: str  # the codec and its settings, e.g. "pq m=92 transform=fisher alpha=0.1"
     code_bytes_per_token: float
+    # the upper.onnx that the codec's product goes into (pq with a transform: exporters/codec_upper.py), the runner
+    # then running only the look-ups; None: the runner decodes whole windows in numpy (rq, binary, plain pq)
+    upper_graph: str = None
 
     def stage(self, work, index: int) -> dict:
-        """The codebook and codes written into the work directory; the timing job's served_codec naming them."""
-        return {"name": self.name, "settings": dict(self.settings),
-                "codebook_file": work.put_arrays(f"served_codebook_{index}.npz", self.codebook),
-                "codes_file": work.put_arrays(f"served_codes_{index}.npz", self.codes)}
+        """The codebook and codes written into the work directory (and upper's graph with the product inside, where
+        it has one); the timing job's served_codec naming them."""
+        staged = {"name": self.name, "settings": dict(self.settings),
+                  "codebook_file": work.put_arrays(f"served_codebook_{index}.npz", self.codebook),
+                  "codes_file": work.put_arrays(f"served_codes_{index}.npz", self.codes)}
+        if self.upper_graph is not None:
+            decoder, mean = graph_product(make_decoder(self.name, self.settings, self.codebook))
+            staged["upper_file"] = work.put_bytes(f"served_upper_{index}.onnx",
+                                                  upper_with_product(self.upper_graph, decoder, mean))
+        return staged
 
     def record(self) -> dict:
         """What the results say of it."""
         return {"cache": self.cache, "codec": self.description, "code_bytes_per_token": self.code_bytes_per_token,
-                "windows_staged": int(len(next(iter(self.codes.values()))))}
+                "windows_staged": int(len(next(iter(self.codes.values())))),
+                "product": "in upper's graph" if self.upper_graph is not None else "numpy"}
 
 
 @dataclass

@@ -74,7 +74,8 @@ def run_timing(job) -> TimingResult:
     passage_cache = path_call("passage_precompute", graph_set, inputs, None)()
     if job.passage_cache_out:
         np.save(job.passage_cache_out, passage_cache)
-    served = served_sources(job.paths, passage_cache, job.served_cache_mb, job.inputs.seed, job.served_codec)
+    served = served_sources(job.paths, passage_cache, job.served_cache_mb, job.inputs.seed, job.served_codec,
+                            job.session)
     calls = {path: path_call(path, graph_set, inputs, passage_cache, served) for path in job.paths}
     if job.float32_graphs_dir:  # a variant: its float32 parent's unsplit model in the same rounds
         float32 = GraphSetSessions(job.float32_graphs_dir, ("full",), settings=job.session)

@@ -147,6 +147,13 @@ class WorkDirectory:
             self.target.put_file(self.path, local, name)
         return name
 
+    def put_bytes(self, name: str, data: bytes) -> str:
+        with tempfile.TemporaryDirectory(prefix="deformer-bytes-") as scratch:
+            local = Path(scratch) / name
+            local.write_bytes(data)
+            self.target.put_file(self.path, local, name)
+        return name
+
     def fetch_arrays(self, name: str) -> dict:
         data = self.target.read_file(self.path, name)
         if data is None:

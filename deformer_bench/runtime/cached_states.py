@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .codec_decode import decode_windows
+from .codec_decode import coefficient_windows, decode_windows
 
 
 def gather_rows(hidden: np.ndarray, rows) -> np.ndarray:
@@ -87,9 +87,14 @@ class ServedPassageCodes(ServedBatches):
     stores them) served from memory-mapped files (ServedBatches) and decoded in every call (codec_decode: every
     position, as the full-length inputs take them), the states [B, Lp, H] handed on as a served cache's."""
 
-    def __init__(self, files: dict, codes: dict, decoder, min_bytes: int, seed: int = 0):
+    def __init__(self, files: dict, codes: dict, decoder, min_bytes: int, seed: int = 0, upper=None):
         super().__init__(files, codes, min_bytes, seed)
         self.decoder = decoder
+        # an onnxruntime session of upper with pq's product inside (exporters/codec_upper.py), or None: then
+        # next_states gives the coefficients [B, Lp, K] (the look-ups alone) that it takes in place of the states
+        self.upper = upper
 
     def next_states(self) -> np.ndarray:
+        if self.upper is not None:
+            return coefficient_windows(self.decoder, self.next_arrays())
         return decode_windows(self.decoder, self.next_arrays())

@@ -5,7 +5,8 @@ passage_cache/quantizers/, whose codecs decode with these decoders; a codec's co
 settings JSON scalars, so a runner gets both in a file and a job.
 
     pq      a table look-up per code byte (the sub-vectors' coefficients, concatenated), then, for its transforms,
-            one product back to the states' coordinates (coefficients @ decoder + mean)
+            one product back to the states' coordinates (coefficients @ decoder + mean): in the query path, a server
+            leaves that product to upper's graph (exporters/codec_upper.py) and runs the look-ups alone
     rq      the residual bytes' table look-ups plus the coarse centroid of the token
     binary  the sign bits' table look-ups (each dimension's two levels) times the token's scales, plus the mean
 """
@@ -137,10 +138,21 @@ class ProductDecoder:
         # as stored, not converted: a copy would also drop what a caller passed (a test's probe of the product)
         self.decoder, self.mean = codebook.get("decoder"), codebook.get("mean")
 
-    def decode(self, codes: dict) -> np.ndarray:
+    @property
+    def graph_product(self) -> tuple:
+        """(decoder [K, H], mean [H] or None): the product a graph can compute in place of decode()'s (see
+        exporters/codec_upper.py), coefficients() giving its input; None where the codec has no transform (its
+        coefficients are the states)."""
+        return None if self.decoder is None else (self.decoder, self.mean)
+
+    def coefficients(self, codes: dict) -> np.ndarray:
+        """[T, K] float32: the look-ups alone, each token's sub-vectors' coefficients concatenated."""
         codes = codes["codes"]
         parts = [table_decode(table, codes[:, code:code + len(table)]) for code, _, table in self.tables]
-        coefficients = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def decode(self, codes: dict) -> np.ndarray:
+        coefficients = self.coefficients(codes)
         if self.decoder is None:
             return coefficients
         tokens = decode_product(coefficients, self.decoder)
@@ -186,6 +198,18 @@ def make_decoder(name: str, settings: dict, codebook: dict):
     if name not in DECODERS:
         raise ValueError(f"unknown codec {name!r} (known: {', '.join(DECODERS)})")
     return DECODERS[name](settings, codebook)
+
+
+def graph_product(decoder):
+    """A decoder's product that a graph can take over (ProductDecoder.graph_product), else None (rq, binary)."""
+    return getattr(decoder, "graph_product", None)
+
+
+def coefficient_windows(decoder, codes: dict) -> np.ndarray:
+    """float32 [n, Lp, K] of windows' pq codes {"codes": [n, Lp, m]}: the look-ups alone, every position (the
+    product is left to upper's graph: exporters/codec_upper.py)."""
+    n, length = codes["codes"].shape[:2]
+    return decoder.coefficients({"codes": codes["codes"].reshape(n * length, -1)}).reshape(n, length, -1)
 
 
 def decode_windows(decoder, codes: dict) -> np.ndarray:

@@ -7,6 +7,7 @@ from ..contracts.protocol import (CODEC_SERVED_PATH, MISS_PATH, SERVED_CACHE_FIL
                                   InputSpec)
 from .cached_states import ServedPassageCodes, ServedPassageStates
 from .codec_decode import make_decoder
+from .sessions import open_session
 
 
 def make_inputs(spec: InputSpec) -> dict:
@@ -43,6 +44,10 @@ def path_call(path, graph_set, inputs, passage_cache, served=None):
                                         graph_set.lower_passage(inputs["passage_input_ids"],
                                                                 inputs["passage_attention_mask"]),
                                         inputs["passage_attention_mask"])
+    if path == CODEC_SERVED_PATH and served[path].upper is not None:  # pq: the look-ups here, the product in upper
+        source = served[path]
+        return lambda: graph_set.online_coded(inputs["question_input_ids"], inputs["question_attention_mask"],
+                                              source.next_states(), inputs["passage_attention_mask"], source.upper)
     if path in (SERVED_PATH, CODEC_SERVED_PATH):  # the gather from the mapped file (and decode) is in every call
         source = served[path]
         return lambda: graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"],
@@ -51,25 +56,29 @@ def path_call(path, graph_set, inputs, passage_cache, served=None):
                                     inputs["passage_attention_mask"])
 
 
-def served_sources(paths, passage_cache, min_mb, seed: int, served_codec: dict = None) -> dict:
+def served_sources(paths, passage_cache, min_mb, seed: int, served_codec: dict = None, settings: dict = None) -> dict:
     """{path: what serves its passage states} for the served paths among `paths`: online_served's memory-mapped file
-    of the float32 states, online_served_codec's files of a learned codec's codes (`served_codec`: a timing job's)."""
+    of the float32 states, online_served_codec's files of a learned codec's codes (`served_codec`: a timing job's;
+    `settings`: the sessions', for the upper graph it may stage)."""
     sources = {}
     if SERVED_PATH in paths:
         sources[SERVED_PATH] = ServedPassageStates(SERVED_CACHE_FILE, passage_cache, min_mb * 2**20, seed=seed)
     if CODEC_SERVED_PATH in paths:
-        sources[CODEC_SERVED_PATH] = served_codes(served_codec, len(passage_cache), min_mb * 2**20, seed)
+        sources[CODEC_SERVED_PATH] = served_codes(served_codec, len(passage_cache), min_mb * 2**20, seed, settings)
     return sources
 
 
-def served_codes(served_codec: dict, batch: int, min_bytes: int, seed: int) -> ServedPassageCodes:
+def served_codes(served_codec: dict, batch: int, min_bytes: int, seed: int,
+                 settings: dict = None) -> ServedPassageCodes:
     """A batch of `batch` windows' codes (the staged windows in order, again from the first where there are fewer)
-    served and decoded with the staged codebook."""
+    served and decoded with the staged codebook; where the job stages an upper graph with pq's product inside
+    (served_codec's "upper_file"), only the look-ups run here and that graph takes their coefficients."""
     with np.load(served_codec["codebook_file"], allow_pickle=False) as staged:
         codebook = {name: staged[name] for name in staged.files}
     with np.load(served_codec["codes_file"], allow_pickle=False) as staged:
         codes = {name: staged[name] for name in staged.files}
     rows = np.arange(batch) % len(next(iter(codes.values())))
     decoder = make_decoder(served_codec["name"], served_codec["settings"], codebook)
+    upper = open_session(served_codec["upper_file"], settings) if served_codec.get("upper_file") else None
     return ServedPassageCodes({name: f"{SERVED_CODES_PREFIX}{name}.npy" for name in codes},
-                              {name: array[rows] for name, array in codes.items()}, decoder, min_bytes, seed)
+                              {name: array[rows] for name, array in codes.items()}, decoder, min_bytes, seed, upper)

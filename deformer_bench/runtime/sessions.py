@@ -113,6 +113,16 @@ class GraphSetSessions:
         return self.run("upper", {"question_hidden": question_hidden, "question_attention_mask": question_attention_mask,
                                   "passage_hidden": passage_hidden, "passage_attention_mask": passage_attention_mask})
 
+    def online_coded(self, question_input_ids, question_attention_mask, passage_coefficients, passage_attention_mask,
+                     coded_upper):
+        """`online` from a pq cache's coefficients [B, Lp, K] (the look-ups of its decode): `coded_upper`, a session
+        of upper with the product inside (exporters/codec_upper.py), computes the states from them."""
+        question_hidden = self.run("lower_question", {"question_input_ids": question_input_ids,
+                                                      "question_attention_mask": question_attention_mask})[0]
+        return coded_upper.run(list(GRAPHS["upper"].outputs), {
+            "question_hidden": question_hidden, "question_attention_mask": question_attention_mask,
+            "passage_coefficients": passage_coefficients, "passage_attention_mask": passage_attention_mask})
+
     def on_device(self, array):
         """An array copied once to the sessions' device (an OrtValue), e.g. the cached passage states."""
         import onnxruntime

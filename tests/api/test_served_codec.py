@@ -56,6 +56,24 @@ def test_the_cache_of_the_graph_set_measured_gives_its_codec_and_first_windows(t
     np.testing.assert_allclose(decoded, cache.codec.decode(codec.codes), rtol=0, atol=1e-6)
 
 
+def test_the_product_goes_in_upper_s_graph_only_for_pq_with_a_transform(tiny_graphs, pq_cache, tmp_path):
+    """A server leaves a pq transform's product to upper's graph (exporters/codec_upper.py); plain pq (its
+    coefficients are the states) and a graph set in the ORT format only (onnx cannot edit it) decode in numpy."""
+    from deformer_bench.api.served_codec import upper_graph
+
+    [config] = served(tiny_graphs, pq_cache)
+    assert config.served_codec.upper_graph is None and config.served_codec.record()["product"] == "numpy"
+    rng = np.random.default_rng(0)
+    with_transform = dataclasses.replace(
+        config.served_codec, settings={"m": 8, "transform": "pca", "alpha": 0.1},
+        codebook={**config.served_codec.codebook, "decoder": rng.standard_normal((32, 32)).astype(np.float32),
+                  "mean": np.zeros(32, np.float32)})
+    assert upper_graph(with_transform, config) == str(tiny_graphs / "upper.onnx")
+    ort_only = tmp_path / "graphs"
+    ort_only.mkdir()
+    assert upper_graph(with_transform, dataclasses.replace(config, graphs_dir=ort_only)) is None
+
+
 def test_only_the_graph_sets_whose_lower_passage_built_the_cache_serve_from_it(tiny_graphs, pq_cache):
     [config] = existing_configs(BenchmarkRequest(graphs=(tiny_graphs,)))
     other = dataclasses.replace(config, label="other", manifest=with_lower_passage(config.manifest, "0" * 64))

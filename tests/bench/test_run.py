@@ -183,7 +183,7 @@ def test_a_served_codec_is_staged_timed_beside_online_served_and_reported(tiny_g
     assert others and all("online_served_codec" not in (job.get("paths") or [job.get("path")]) for job in others)
     [config] = results.configs
     assert config["served_codec"] == {"cache": "caches/pq", "codec": "pq m=8 transform=none alpha=0.1",
-                                      "code_bytes_per_token": 8.0, "windows_staged": 3}
+                                      "code_bytes_per_token": 8.0, "windows_staged": 3, "product": "numpy"}
     directory = save_results(results, tmp_path / "out", "tiny", write_report)
     report = (directory / "report.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| model |"))
@@ -192,6 +192,39 @@ def test_a_served_codec_is_staged_timed_beside_online_served_and_reported(tiny_g
     assert (cells["served_speedup"], cells["codec_served_speedup"], cells["decode_cost"]) == ("3.05", "2.90", "+5.0%")
     assert "`online_served_codec` of tiny on cpu: pq m=8 transform=none alpha=0.1 (8 bytes of codes a token) " \
            "from `caches/pq`" in report
+
+
+def test_a_product_that_goes_in_upper_s_graph_is_staged_with_that_graph(tiny_graphs, tmp_path):
+    """pq with a transform: the host makes upper's graph with the product inside from the config's upper.onnx and
+    stages it beside the codes; the results and the report say where the product ran."""
+    import dataclasses
+
+    import numpy as np
+    import onnx
+
+    target = FakeCodecTarget(tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    manifest = json.loads((tiny_graphs / "manifest.json").read_text())
+    rng = np.random.default_rng(0)
+    codebook = {"centroids": rng.standard_normal(8 * 256 * 4).astype(np.float32), "sizes": np.full(8, 4, np.int32),
+                "decoder": rng.standard_normal((32, 32)).astype(np.float32),
+                "mean": np.zeros(32, np.float32)}
+    served = dataclasses.replace(served_pq_codec(), settings={"m": 8, "transform": "pca", "alpha": 0.1},
+                                 codebook=codebook, description="pq m=8 transform=pca alpha=0.1",
+                                 upper_graph=str(tiny_graphs / "upper.onnx"))
+    with contextlib.redirect_stderr(io.StringIO()):
+        results = run_benchmark([BenchConfig("tiny", tiny_graphs, manifest, served_codec=served)],
+                                [DevicePlan(DEVICES["cpu"], load_profile("server-cpu").quick(), target)],
+                                command=["deformer-bench", "--test"], progress=False, processes=2,
+                                take_snapshot=lambda: QUIET)
+    staged = next(job for job in target.jobs if job["mode"] == "timing")["served_codec"]
+    graph = onnx.load(str(tmp_path / "work" / staged["upper_file"]))
+    assert "passage_coefficients" in [graph_input.name for graph_input in graph.graph.input]
+    [config] = results.configs
+    assert config["served_codec"]["product"] == "in upper's graph"
+    report = (save_results(results, tmp_path / "out", "tiny", write_report) / "report.md").read_text()
+    assert "pq m=8 transform=pca alpha=0.1 (8 bytes of codes a token) from `caches/pq`; its product in upper's " \
+           "graph, the look-ups in numpy" in report
 
 
 def test_without_a_served_codec_no_job_asks_for_its_path(fake_run):

@@ -170,6 +170,47 @@ def test_the_codec_served_path_decodes_the_staged_codes_in_every_call(tiny_graph
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
+def test_a_staged_upper_with_the_product_takes_the_look_ups_and_gives_the_same_logits(tiny_graphs, tmp_path,
+                                                                                      monkeypatch):
+    """Where the host stages upper's graph with pq's product inside (served_codec's upper_file), online_served_codec
+    runs only the look-ups in numpy and that graph the product: the logits of upper on the decoded states."""
+    import numpy as np
+
+    from deformer_bench.bench import runner
+    from deformer_bench.exporters.codec_upper import upper_with_product
+    from deformer_bench.runtime.codec_decode import decode_windows, graph_product, make_decoder
+    from deformer_bench.runtime.paths import path_call, served_sources
+    from deformer_bench.runtime.sessions import GraphSetSessions
+
+    monkeypatch.chdir(tmp_path)
+    served_codec = staged_pq_codec(tmp_path)
+    with np.load("codebook.npz") as codebook:
+        decoder = make_decoder("pq", served_codec["settings"], dict(codebook))
+    (tmp_path / "upper-coded.onnx").write_bytes(upper_with_product(tiny_graphs / "upper.onnx",
+                                                                   *graph_product(decoder)))
+    served_codec["upper_file"] = "upper-coded.onnx"
+    timing = runner.run_timing(Job.from_json(job(
+        tiny_graphs, mode="timing", paths=["online_served", "online_served_codec"], served_cache_mb=1,
+        served_codec=served_codec, warmup={"min_count": 1, "min_time_s": 0.0, "max_time_s": 10.0},
+        measure={"min_count": 3, "min_time_s": 0.0, "max_time_s": 10.0})))
+    assert len(timing.samples_ns["online_served_codec"]) == 3
+
+    graph_set = GraphSetSessions(tiny_graphs)
+    inputs = make_inputs(InputSpec(batch_size=2, question_len=8, passage_len=24, passage_token_type=1,
+                                   vocab_size=120))
+    states = graph_set.lower_passage(inputs["passage_input_ids"], inputs["passage_attention_mask"])
+    served = served_sources(["online_served_codec"], states, 0, 0, served_codec)
+    assert served["online_served_codec"].upper is not None
+    assert served["online_served_codec"].next_states().shape == (2, 24, 32)  # coefficients: K = 8 x 4
+    with np.load("codes.npz") as codes:
+        decoded = decode_windows(decoder, {"codes": codes["codes"][:2]})
+    logits = path_call("online_served_codec", graph_set, inputs, states, served)()
+    expected = graph_set.online(inputs["question_input_ids"], inputs["question_attention_mask"], decoded,
+                                inputs["passage_attention_mask"])
+    for got, want in zip(logits, expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
 def test_a_batch_larger_than_the_staged_windows_takes_them_again_from_the_first(tmp_path, monkeypatch):
     import numpy as np
 
