@@ -19,6 +19,13 @@ threads from SPLIT_PRODUCT_MIN_ROWS rows), adding the mean, placing the tokens i
 same product again on one thread (product_one_thread: what the split saves). --unsplit turns the split off
 throughout (the query path as before it).
 
+With --paired (pq with a transform), three ways of serving the same window are timed round-robin, each round
+on the same window and question, their order rotated: `numpy` (the window decoded whole in numpy, then
+lower_question + upper), `graph` (the look-ups only, then lower_question + upper with the product inside:
+exporters/codec_upper.py, what a server runs) and `states` (lower_question + upper on the window's states decoded
+beforehand: no decode at all). Each way's cost is its paired extra time over `states` (the median of the per-round
+differences), and its share extra / (extra + states' p50): the product inside upper cannot be timed apart.
+
 A functional tool: quote its figures only from a quiet machine (nothing else running), and say which one. It runs in
 one process; onnxruntime takes its default threads unless --intra-op-threads is given.
 """
@@ -109,6 +116,39 @@ def time_pq_stages(cache, rows, lengths, rounds: int) -> dict:
     return {name: percentiles_us(samples) for name, samples in steps.items()}
 
 
+def time_paired(cache, sessions, coded_upper, rows, lengths, question, rounds: int) -> dict:
+    """numpy, graph and states (see the module's doc) on the same window each round, at its real length."""
+    states = [np.ascontiguousarray(cache.passage_hidden([row])[:, :length]) for row, length in zip(rows, lengths)]
+
+    def numpy_decode(row, length, mask, index):
+        sessions.online(question[0], question[1], np.ascontiguousarray(cache.passage_hidden([row])[:, :length]), mask)
+
+    def graph_product(row, length, mask, index):
+        coefficients = np.ascontiguousarray(cache.passage_coefficients([row])[:, :length])
+        sessions.online_coded(question[0], question[1], coefficients, mask, coded_upper)
+
+    def decoded_before(row, length, mask, index):
+        sessions.online(question[0], question[1], states[index], mask)
+
+    ways = [("numpy", numpy_decode), ("graph", graph_product), ("states", decoded_before)]
+    samples = {name: [] for name, _ in ways}
+    for round_index in range(rounds):
+        index = round_index % len(rows)
+        row, length = rows[index], int(lengths[index])
+        mask = np.ones((1, length), dtype=np.int64)
+        for name, way in ways[round_index % 3:] + ways[:round_index % 3]:
+            started = time.perf_counter_ns()
+            way(row, length, mask, index)
+            samples[name].append(time.perf_counter_ns() - started)
+    times = {name: np.asarray(values, dtype=np.float64) / 1e3 for name, values in samples.items()}
+    record = {name: percentiles_us(values) for name, values in samples.items()}
+    for name in ("numpy", "graph"):
+        extra = float(np.median(times[name] - times["states"]))
+        record[name]["paired_extra_us"] = round(extra, 1)
+        record[name]["share"] = round(extra / (extra + record["states"]["p50_us"]), 4)
+    return record
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("graphs", type=Path)
@@ -121,6 +161,9 @@ def parse_args(argv):
     parser.add_argument("--stages", action="store_true", help="pq: the decode's steps timed apart")
     parser.add_argument("--unsplit", action="store_true",
                         help="pq's product on one thread (runtime.codec_decode's split turned off)")
+    parser.add_argument("--paired", action="store_true",
+                        help="pq with a transform: numpy's decode, the product in upper's graph and no decode, "
+                             "paired round by round (real lengths)")
     parser.add_argument("--output", type=Path, help="a JSON file of the figures")
     return parser.parse_args(argv)
 
@@ -139,6 +182,9 @@ def main(argv=None) -> None:
                                 settings={"intra_op_threads": args.intra_op_threads})
     question = question_inputs(graph_set.manifest["model"]["vocab_size"], args.question_len)
     passage_len = cache.info["identity"]["passage_len"]
+    if args.paired:
+        main_paired(args, cache, sessions, rows, lengths, question)
+        return
     time_query_path(cache, sessions, rows, lengths, question, passage_len, min(20, args.rounds),
                     args.lengths == "real")  # warm-up: every segment checked once, sessions warm
     record = {"graphs": str(args.graphs), "cache": str(args.cache), "codec": cache.codec.describe(),
@@ -149,6 +195,24 @@ def main(argv=None) -> None:
                                 args.lengths == "real")}
     if args.stages and cache.codec.name == "pq":
         record["pq_stages"] = time_pq_stages(cache, rows, lengths, args.rounds)
+    print(json.dumps(record, indent=1))
+    if args.output:
+        args.output.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def main_paired(args, cache, sessions, rows, lengths, question) -> None:
+    from deformer_bench.exporters.codec_upper import upper_with_product
+    from deformer_bench.runtime.sessions import open_session
+
+    if cache.graph_product is None:
+        raise SystemExit(f"--paired: {cache.codec.describe()} has no product to put in upper's graph")
+    coded_upper = open_session(upper_with_product(args.graphs / "upper.onnx", *cache.graph_product),
+                               {"intra_op_threads": args.intra_op_threads})
+    time_paired(cache, sessions, coded_upper, rows, lengths, question, min(60, args.rounds))  # warm-up
+    record = {"graphs": str(args.graphs), "cache": str(args.cache), "codec": cache.codec.describe(),
+              "windows": len(rows), "mean_length": round(float(lengths.mean()), 1), "lengths": "real",
+              "question_len": args.question_len, "rounds": args.rounds,
+              **time_paired(cache, sessions, coded_upper, rows, lengths, question, args.rounds)}
     print(json.dumps(record, indent=1))
     if args.output:
         args.output.write_text(json.dumps(record, indent=1) + "\n")

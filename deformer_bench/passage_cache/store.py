@@ -239,26 +239,52 @@ class PassageCache:
     def passage_hidden(self, rows) -> np.ndarray:
         """[B, Lp, H] float32 states of these global rows, in memory (decoded; each segment read is first
         checked against its sha256)."""
+        return self._read(rows, self.info["identity"]["hidden_size"], self._states)
+
+    @property
+    def graph_product(self):
+        """(decoder [K, H], mean) of a cache whose codec leaves its decode's product to upper's graph (pq with a
+        transform: exporters/codec_upper.py, passage_coefficients giving that graph's input), else None."""
+        return None if self.codec is None else self.codec.graph_product()
+
+    def passage_coefficients(self, rows) -> np.ndarray:
+        """[B, Lp, K] float32 of these global rows: the look-ups of their decode, its product left to upper's graph
+        (graph_product); the padding zero."""
+        product = self.graph_product
+        if product is None:
+            raise PassageCacheError(f"passage cache {self.directory} stores {self.info['dtype']} without a product "
+                                    "to leave to a graph", "read its states with passage_hidden()")
+        return self._read(rows, product[0].shape[0], self._coefficients)
+
+    def _states(self, index: int, local: np.ndarray) -> np.ndarray:
+        if self.codec is not None:  # decoded here, for the windows asked for only
+            return self.codec.decode(self._codes(index, local), gather_rows(self.array(index, "passage_length"), local))
+        scale = self.array(index, "passage_scale") if "passage_scale" in self.segments[index].shapes else None
+        return decode(gather_rows(self.array(index, "passage_hidden"), local),
+                      None if scale is None else gather_rows(scale, local))
+
+    def _coefficients(self, index: int, local: np.ndarray) -> np.ndarray:
+        return self.codec.coefficients(self._codes(index, local),
+                                       gather_rows(self.array(index, "passage_length"), local))
+
+    def _codes(self, index: int, local: np.ndarray) -> dict:
+        return {name: gather_rows(self.array(index, f"passage_{name}"), local) for name in self.codec.CODES}
+
+    def _read(self, rows, width: int, read_segment) -> np.ndarray:
+        """[B, Lp, width] float32 of these global rows: read_segment(segment index, its local rows) for each
+        segment they fall in, each segment first checked against its sha256."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.windows):
             raise PassageCacheError(f"passage cache {self.directory} has rows 0..{self.windows - 1}; asked for "
                                     f"{rows.min()}..{rows.max()} (-1: a window lookup() did not find)",
                                     "look windows up with rows(), which refuses missing ones")
-        identity = self.info["identity"]
         which = np.searchsorted(self.offsets, rows, side="right") - 1
-        out = np.empty((len(rows), identity["passage_len"], identity["hidden_size"]), dtype=np.float32)
+        out = np.empty((len(rows), self.info["identity"]["passage_len"], width), dtype=np.float32)
         for index in np.unique(which):
             segment, picked = self.segments[index], np.flatnonzero(which == index)
             if not segment.verified:
                 segment.verify()
-            local = rows[picked] - self.offsets[index]
-            if self.codec is not None:  # decoded here, for the windows asked for only
-                codes = {name: gather_rows(self.array(index, f"passage_{name}"), local) for name in self.codec.CODES}
-                out[picked] = self.codec.decode(codes, gather_rows(self.array(index, "passage_length"), local))
-                continue
-            scale = self.array(index, "passage_scale") if "passage_scale" in segment.shapes else None
-            out[picked] = decode(gather_rows(self.array(index, "passage_hidden"), local),
-                                 None if scale is None else gather_rows(scale, local))
+            out[picked] = read_segment(index, rows[picked] - self.offsets[index])
         return out
 
     def verify(self) -> None:

@@ -38,8 +38,8 @@ class ProviderFallback(RuntimeError):
 
 
 def open_session(path, settings: dict = None, profile_prefix: str = None):
-    """An InferenceSession of one graph, on exactly the provider asked for (with onnxruntime's profiler on, its
-    trace file starting with `profile_prefix`, where given)."""
+    """An InferenceSession of one graph (a file, or a serialized ModelProto's bytes), on exactly the provider asked
+    for (with onnxruntime's profiler on, its trace file starting with `profile_prefix`, where given)."""
     import onnxruntime
 
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
@@ -56,11 +56,13 @@ def open_session(path, settings: dict = None, profile_prefix: str = None):
     options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
     options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
     provider = settings["provider"]
-    session = onnxruntime.InferenceSession(str(path), options,
+    in_memory = isinstance(path, bytes)
+    session = onnxruntime.InferenceSession(path if in_memory else str(path), options,
                                            providers=[(provider, settings.get("provider_options") or {})])
     used = session.get_providers()[0]
     if used != provider:
-        raise ProviderFallback(f"{provider} was asked for {os.path.basename(str(path))} but onnxruntime "
+        name = "a graph made in memory" if in_memory else os.path.basename(str(path))
+        raise ProviderFallback(f"{provider} was asked for {name} but onnxruntime "
                                f"{onnxruntime.__version__} runs it on {used} (available: "
                                f"{', '.join(onnxruntime.get_available_providers())})")
     return session

@@ -2,7 +2,8 @@
 
     unsplit        full.onnx over [question; window]
     deformer       lower_question, the window's passage states from a passage cache built beforehand
-                   (`deformer-cache build`), upper
+                   (`deformer-cache build`), upper; from a pq cache with a transform, the look-ups of the decode
+                   only, its product run inside upper's graph (exporters/codec_upper.py)
     deformer-miss  the same with an empty cache: every window runs lower_passage inside the query
 
 Lengths. `fixed` feeds the graph set's lengths (question padded to question_len, every window to passage_len).
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contracts.errors import ManifestError, first_line
+from ..exporters.codec_upper import upper_with_product
 from ..runtime.sessions import GraphSetSessions, open_session
 from ..serving import passage_states
 from ..squad.features import featurize
@@ -107,6 +109,21 @@ class QuestionAnswerer:
                                 f"{first_line(error)}", "export the graph set again, or check the device") from None
         self.lower_passage_session = None  # a deformer's cache miss opens it (none is expected: see run.py)
         self.cache_misses = 0
+        self.coded_upper = self._coded_upper()
+
+    def _coded_upper(self):
+        """A deformer served from a pq cache with a transform: upper with the codec's product inside
+        (exporters/codec_upper.py), so that only the look-ups of the decode run in numpy; else None."""
+        if self.spec.kind != "deformer" or self.cache is None or self.cache.graph_product is None:
+            return None
+        if self.graph_set.path("upper").suffix != ".onnx":  # the ORT format, which onnx cannot edit: numpy decodes
+            return None
+        graph = upper_with_product(self.graph_set.path("upper"), *self.cache.graph_product)
+        try:
+            return open_session(graph, self.session_settings)
+        except Exception as error:  # onnxruntime's own types, a provider fallback
+            raise ManifestError(f"upper of {self.graph_set.directory} with the cache's product inside cannot be "
+                                f"loaded by onnxruntime: {first_line(error)}", "check the device") from None
 
     def answer(self, examples, lengths: str) -> list:
         """The answer strings of `examples` (a batch; the same question may come twice), one query's whole work."""
@@ -125,11 +142,26 @@ class QuestionAnswerer:
             fed = dataclasses.replace(features, passage_input_ids=passage_ids, passage_attention_mask=passage_mask)
             start, end = self.sessions.unsplit(**fed.unsplit_inputs(self.passage_token_type))
         else:
-            start, end = self.sessions.online(features.question_input_ids[:, :question_width],
-                                              features.question_attention_mask[:, :question_width],
-                                              self.passage_states(features, passage_width), passage_mask)
+            question = (features.question_input_ids[:, :question_width],
+                        features.question_attention_mask[:, :question_width])
+            coefficients = self.passage_coefficients(features, passage_width)
+            if coefficients is not None:
+                start, end = self.sessions.online_coded(*question, coefficients, passage_mask, self.coded_upper)
+            else:
+                start, end = self.sessions.online(*question, self.passage_states(features, passage_width),
+                                                  passage_mask)
         return tuple(to_graph_set_layout(logits, question_width, self.question_len, self.passage_len)
                      for logits in (start, end))
+
+    def passage_coefficients(self, features, passage_width: int):
+        """[N, passage_width, K] of a deformer whose cache leaves its product to upper's graph (coded_upper), where
+        the cache holds every window of the batch; else None (passage_states serves the batch)."""
+        if self.coded_upper is None:
+            return None
+        rows = self.cache.lookup(features.passage_input_ids, features.passage_attention_mask)
+        if (rows < 0).any():
+            return None
+        return np.ascontiguousarray(self.cache.passage_coefficients(rows)[:, :passage_width])
 
     def passage_states(self, features, passage_width: int) -> np.ndarray:
         """[N, passage_width, H]: the deformer's from its cache (keyed by the whole padded window, as built),

@@ -206,3 +206,22 @@ def test_a_learned_codec_needs_masks_that_are_a_length(graph_set, tmp_path):
     mask[3, 0] = 0  # a hole before the window's last token
     with pytest.raises(PassageCacheError, match="not its leading tokens"):
         build(graph_set, ids, mask, tmp_path / "cache", dtype="binary")
+
+
+def test_a_pq_cache_with_a_transform_gives_its_look_ups_for_upper_s_graph(graph_set, float32_cache, pq_cache,
+                                                                          tmp_path):
+    """passage_coefficients: the look-ups of the decode, whose product (graph_product) gives passage_hidden's
+    states at every valid token; the padding zero. A cache without a product to leave refuses."""
+    ids, mask = windows(1000)
+    cache = build(graph_set, ids, mask, tmp_path / "pca", dtype="pq", codec_settings={"m": 8, "transform": "pca"})
+    rows = cache.rows(ids[:5], mask[:5])
+    coefficients = cache.passage_coefficients(rows)
+    decoder, mean = cache.graph_product
+    assert coefficients.shape == (5, LENGTH, decoder.shape[0]) and coefficients.dtype == np.float32
+    valid = mask[:5].astype(bool)
+    np.testing.assert_allclose(coefficients[valid] @ decoder + mean, cache.passage_hidden(rows)[valid], atol=1e-5)
+    assert not coefficients[~valid].any()
+    for other in (pq_cache, float32_cache):  # plain pq's coefficients are its states; float32 has no codes
+        assert other.graph_product is None
+        with pytest.raises(PassageCacheError, match="without a product to leave to a graph"):
+            other.passage_coefficients(rows[:1])

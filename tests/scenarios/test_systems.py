@@ -88,3 +88,35 @@ def test_a_query_answers_each_sample_even_when_one_comes_twice(scenario_graphs, 
     answers = system.answer([batch[0], batch[1], batch[0]], "real")
     assert len(answers) == 3 and answers[0] == answers[2]
     assert system.cache_misses == 0
+
+
+def test_a_pq_cache_with_a_transform_leaves_its_product_to_upper_s_graph(scenario_graphs, small_train_file, batch,
+                                                                         tmp_path_factory, monkeypatch):
+    """The deformer served from a pq cache with a transform runs only the look-ups of the decode in numpy and upper
+    with the product inside (exporters/codec_upper.py): the logits and answers of the numpy decode."""
+    pytest.importorskip("faiss")  # building the cache needs it
+    from deformer_bench.answer import graph_set_tokenizer
+    from deformer_bench.cli.cache import cache_main
+    from deformer_bench.contracts.manifest import load_graph_set
+    from deformer_bench.passage_cache import load_passage_cache
+
+    from deformer_bench.passage_cache.quantizers import base
+
+    monkeypatch.setattr(base, "MIN_POINTS_PER_CENTROID", 1)  # the small file's ~500 tokens: a poor codebook, served
+    directory = tmp_path_factory.mktemp("pq-pca") / "cache"
+    assert cache_main(["build", str(scenario_graphs["deformer"]), "--passages", str(small_train_file), "--out",
+                       str(directory), "--doc-stride", str(DOC_STRIDE), "--dtype", "pq", "--codec-settings",
+                       "m=8,transform=pca", "--quiet"]) == 0
+    graph_set = load_graph_set(scenario_graphs["deformer"])
+    system = QuestionAnswerer(SystemSpec("deformer", graph_set.directory), graph_set, graph_set_tokenizer(graph_set),
+                              {"intra_op_threads": 1}, load_passage_cache(directory, graph_set), DOC_STRIDE)
+    assert system.coded_upper is not None
+    features = features_of(system, batch)
+    coded = system.logits(features, "real")
+    system.coded_upper = None  # the numpy decode: passage_states, then upper
+    decoded = system.logits(features, "real")
+    valid = features.token_offsets[:, :, 0] >= 0
+    for coded_logits, decoded_logits in zip(coded, decoded):
+        np.testing.assert_allclose(coded_logits[:, system.question_len:][valid],
+                                   decoded_logits[:, system.question_len:][valid], atol=1e-4)
+    assert system.cache_misses == 0

@@ -7,7 +7,7 @@ look-up tables and packing."""
 import numpy as np
 
 from ...contracts.errors import PassageCacheError
-from ...runtime.codec_decode import make_decoder, one_blas_thread
+from ...runtime.codec_decode import graph_product, make_decoder, one_blas_thread
 
 FAISS_EXTRA = "pip install deformer-bench[codecs]"
 KEY_BYTES_PER_WINDOW = 16  # key_index.KEY_BYTES: a window's key
@@ -187,18 +187,34 @@ class Codec:
     def decode(self, codes: dict, lengths=None) -> np.ndarray:
         """float32 [n, Lp, H] of encode()'s arrays (or rows gathered from them); with `lengths` [n], the padding
         past each window's length is left zero, not decoded (see encode)."""
-        codebook = self._require_codebook()
+        return self._windows(codes, lengths, lambda decoder, valid: decoder.decode(valid))
+
+    def graph_product(self):
+        """(decoder [K, H], mean [H] or None): the product that upper's graph can compute in place of decode()'s
+        (pq with a transform: exporters/codec_upper.py), coefficients() giving its input; None for the others."""
+        return graph_product(self._decoder(self._require_codebook()))
+
+    def coefficients(self, codes: dict, lengths=None) -> np.ndarray:
+        """float32 [n, Lp, K]: decode()'s look-ups alone (a codec with a graph_product), the padding zero."""
+        if self.graph_product() is None:
+            raise CodecError(f"{self.describe()} has no product to leave to a graph", "decode() its codes")
+        return self._windows(codes, lengths, lambda decoder, valid: decoder.coefficients(valid))
+
+    def _windows(self, codes: dict, lengths, decode_tokens) -> np.ndarray:
+        """[n, Lp, width] of the windows' codes: decode_tokens(decoder, {array: [T, ...]}) of the valid tokens, the
+        padding zero."""
+        decoder = self._decoder(self._require_codebook())
         first = next(iter(codes.values()))
         n, length = first.shape[:2]
         rows = self._valid_rows(lengths, n, length)
         with one_blas_thread():
-            tokens = self._decode(codebook, {key: value.reshape((n * length,) + value.shape[2:])[rows]
+            tokens = decode_tokens(decoder, {key: value.reshape((n * length,) + value.shape[2:])[rows]
                                              for key, value in codes.items()})
         if len(rows) == n * length:
-            return tokens.reshape(n, length, self.hidden_size)
-        out = np.zeros((n * length, self.hidden_size), dtype=np.float32)
+            return tokens.reshape(n, length, tokens.shape[-1])
+        out = np.zeros((n * length, tokens.shape[-1]), dtype=np.float32)
         out[rows] = tokens
-        return out.reshape(n, length, self.hidden_size)
+        return out.reshape(n, length, tokens.shape[-1])
 
     @staticmethod
     def _valid_rows(lengths, n: int, length: int) -> np.ndarray:
@@ -211,13 +227,12 @@ class Codec:
                              "give each window's number of valid tokens")
         return np.flatnonzero(np.arange(length)[None, :] < lengths[:, None])
 
-    def _decode(self, codebook: dict, codes: dict) -> np.ndarray:
-        """[T, H] float32 of the valid tokens' codes {array: [T, ...]}: runtime.codec_decode's decoder of this codec
-        (the one a measured machine runs), made once per codebook."""
-        made = getattr(self, "_decoder", None)
+    def _decoder(self, codebook: dict):
+        """runtime.codec_decode's decoder of this codec (the one a measured machine runs), made once per codebook."""
+        made = getattr(self, "_made_decoder", None)
         if made is None or made[0] is not codebook:
-            self._decoder = made = (codebook, make_decoder(self.name, self.settings, codebook))
-        return made[1].decode(codes)
+            self._made_decoder = made = (codebook, make_decoder(self.name, self.settings, codebook))
+        return made[1]
 
     def code_bytes_per_token(self) -> float:
         """Bytes of one token's codes and scales, as encode() stores them."""
