@@ -234,8 +234,16 @@ class SystemMeasurement:
         self.log_root, self.results_dir = log_root, results_dir
         self.answerer = QuestionAnswerer(system.spec, system.graph_set, system.tokenizer, session_settings(request),
                                          system.cache, request.doc_stride)
-        self.run = SystemRun(system.spec.record(), lengths, passage_cache=system.cache_record)
+        self.run = SystemRun(system.spec.record(), lengths, passage_cache=self.cache_record())
         self.answers = {}  # question id -> answer, from LoadGen's accuracy log
+
+    def cache_record(self):
+        """The deformer's cache as prepared, and for a learned codec, its codec and where its decode's product ran."""
+        record, cache = self.system.cache_record, self.system.cache
+        if record is None or cache is None or cache.codec is None:
+            return record
+        return {**record, "codec": cache.codec.describe(),
+                "product": "in upper's graph" if self.answerer.coded_upper is not None else "numpy"}
 
     def answer_batch(self, indices: list) -> list:
         return self.answerer.answer([self.samples.examples[index] for index in indices], self.lengths)
