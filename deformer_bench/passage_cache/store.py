@@ -279,8 +279,14 @@ class PassageCache:
                                     f"{rows.min()}..{rows.max()} (-1: a window lookup() did not find)",
                                     "look windows up with rows(), which refuses missing ones")
         which = np.searchsorted(self.offsets, rows, side="right") - 1
+        segments = np.unique(which)
+        if len(segments) == 1:  # a served question's window(s): read straight into the result, no second copy
+            index = int(segments[0])
+            if not self.segments[index].verified:
+                self.segments[index].verify()
+            return np.asarray(read_segment(index, rows - self.offsets[index]), dtype=np.float32)
         out = np.empty((len(rows), self.info["identity"]["passage_len"], width), dtype=np.float32)
-        for index in np.unique(which):
+        for index in segments:
             segment, picked = self.segments[index], np.flatnonzero(which == index)
             if not segment.verified:
                 segment.verify()

@@ -137,6 +137,13 @@ class ProductDecoder:
         self.tables = product_tables(codebook)
         # as stored, not converted: a copy would also drop what a caller passed (a test's probe of the product)
         self.decoder, self.mean = codebook.get("decoder"), codebook.get("mean")
+        # for the look-ups: each code column's first entry in its run's flat table [count * 256, size], and each
+        # run's (first code, codes, flat table, first coefficient, coefficients)
+        self.entry_offsets = np.concatenate([np.arange(len(table), dtype=np.intp) * table.shape[1]
+                                             for _, _, table in self.tables])
+        self.runs = [(code, len(table), table.reshape(-1, table.shape[2]), column, len(table) * table.shape[2])
+                     for code, column, table in self.tables]
+        self.width = sum(run[4] for run in self.runs)
 
     @property
     def graph_product(self) -> tuple:
@@ -146,10 +153,16 @@ class ProductDecoder:
         return None if self.decoder is None else (self.decoder, self.mean)
 
     def coefficients(self, codes: dict) -> np.ndarray:
-        """[T, K] float32: the look-ups alone, each token's sub-vectors' coefficients concatenated."""
-        codes = codes["codes"]
-        parts = [table_decode(table, codes[:, code:code + len(table)]) for code, _, table in self.tables]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        """[T, K] float32: the look-ups alone, each token's sub-vectors' coefficients concatenated (one flat take
+        per run of equal sub-vectors, as table_decode, its entries' offsets computed once for all runs)."""
+        entries = codes["codes"].astype(np.intp)
+        entries += self.entry_offsets
+        if len(self.runs) == 1:
+            return np.take(self.runs[0][2], entries, axis=0).reshape(len(entries), self.width)
+        out = np.empty((len(entries), self.width), dtype=np.float32)
+        for code, count, flat, column, width in self.runs:
+            out[:, column:column + width] = np.take(flat, entries[:, code:code + count], axis=0).reshape(-1, width)
+        return out
 
     def decode(self, codes: dict) -> np.ndarray:
         coefficients = self.coefficients(codes)

@@ -212,9 +212,14 @@ class Codec:
                                              for key, value in codes.items()})
         if len(rows) == n * length:
             return tokens.reshape(n, length, tokens.shape[-1])
-        out = np.zeros((n * length, tokens.shape[-1]), dtype=np.float32)
-        out[rows] = tokens
-        return out.reshape(n, length, tokens.shape[-1])
+        # the valid rows are each window's first `lengths[i]` positions, in order: copied window by window (slices,
+        # not a scatter over every row: this runs in a served question)
+        out = np.zeros((n, length, tokens.shape[-1]), dtype=np.float32)
+        start = 0
+        for window, count in enumerate(np.asarray(lengths).reshape(-1).tolist()):
+            out[window, :count] = tokens[start:start + count]
+            start += count
+        return out
 
     @staticmethod
     def _valid_rows(lengths, n: int, length: int) -> np.ndarray:
