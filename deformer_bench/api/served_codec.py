@@ -14,6 +14,7 @@ import numpy as np
 from ..bench.plan import ServedCodec
 from ..contracts.errors import ConfigError, PassageCacheError
 from ..contracts.graphs import GRAPHS
+from ..exporters.codec_upper import check_loads, upper_with_product
 from ..passage_cache.store import check_identity, load_passage_cache
 from ..runtime.codec_decode import graph_product, make_decoder
 
@@ -56,19 +57,22 @@ def with_served_codec(request, configs: list) -> list:
     served = ServedCodec(cache=str(directory), name=codec.name, settings=dict(codec.settings),
                          codebook=dict(codec.codebook), codes=first_windows(cache), description=codec.describe(),
                          code_bytes_per_token=codec.code_bytes_per_token())
+    product = graph_product(make_decoder(served.name, served.settings, served.codebook))
     return [dataclasses.replace(config, served_codec=dataclasses.replace(served,
-                                                                         upper_graph=upper_graph(served, config)))
+                                                                         coded_upper=coded_upper(product, config)))
             if built else config for config, built in zip(configs, matched)]
 
 
-def upper_graph(served: ServedCodec, config):
-    """The config's upper.onnx, where the codec's product can go into it (pq with a transform: a server runs it
-    there, exporters/codec_upper.py); None where the runner decodes in numpy (no product, or a graph set in the ORT
-    format only, which onnx cannot edit)."""
-    if graph_product(make_decoder(served.name, served.settings, served.codebook)) is None:
-        return None
+def coded_upper(product, config):
+    """The config's upper graph with the codec's product (decoder, mean) inside, made and loaded once here, before
+    anything is timed (a server runs the product there: exporters/codec_upper.py); None where the runner decodes in
+    numpy (no product, or a graph set in the ORT format only, which onnx cannot edit)."""
     path = Path(config.graphs_dir) / GRAPHS["upper"].file_name
-    return str(path) if path.is_file() else None
+    if product is None or not path.is_file():
+        return None
+    graph = upper_with_product(path, *product)
+    check_loads(graph, path)
+    return graph
 
 
 def lower_passage_sha256(config) -> str:

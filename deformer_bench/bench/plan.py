@@ -31,9 +31,10 @@ class ServedCodec:
     codes: dict
     description: str  # the codec and its settings, e.g. "pq m=92 transform=fisher alpha=0.1"
     code_bytes_per_token: float
-    # the upper.onnx that the codec's product goes into (pq with a transform: exporters/codec_upper.py), the runner
-    # then running only the look-ups; None: the runner decodes whole windows in numpy (rq, binary, plain pq)
-    upper_graph: str = None
+    # the config's upper graph with the codec's product inside (pq with a transform: exporters/codec_upper.py, made
+    # and loaded once on the host, api.served_codec), the runner then running only the look-ups; None: the runner
+    # decodes whole windows in numpy (rq, binary, plain pq, a graph set in the ORT format only)
+    coded_upper: bytes = field(default=None, repr=False)
 
     def stage(self, work, index: int) -> dict:
         """The codebook and codes written into the work directory (and upper's graph with the product inside, where
@@ -41,17 +42,15 @@ class ServedCodec:
         staged = {"name": self.name, "settings": dict(self.settings),
                   "codebook_file": work.put_arrays(f"served_codebook_{index}.npz", self.codebook),
                   "codes_file": work.put_arrays(f"served_codes_{index}.npz", self.codes)}
-        if self.upper_graph is not None:
-            decoder, mean = graph_product(make_decoder(self.name, self.settings, self.codebook))
-            staged["upper_file"] = work.put_bytes(f"served_upper_{index}.onnx",
-                                                  upper_with_product(self.upper_graph, decoder, mean))
+        if self.coded_upper is not None:
+            staged["upper_file"] = work.put_bytes(f"served_upper_{index}.onnx", self.coded_upper)
         return staged
 
     def record(self) -> dict:
         """What the results say of it."""
         return {"cache": self.cache, "codec": self.description, "code_bytes_per_token": self.code_bytes_per_token,
                 "windows_staged": int(len(next(iter(self.codes.values())))),
-                "product": "in upper's graph" if self.upper_graph is not None else "numpy"}
+                "product": "in upper's graph" if self.coded_upper is not None else "numpy"}
 
 
 @dataclass

@@ -140,12 +140,9 @@ class WorkDirectory:
         return relative
 
     def put_arrays(self, name: str, arrays: dict) -> str:
-        with tempfile.TemporaryDirectory(prefix="deformer-arrays-") as scratch:
-            local = Path(scratch) / name
-            with open(local, "wb") as handle:
-                np.savez(handle, **arrays)
-            self.target.put_file(self.path, local, name)
-        return name
+        with io.BytesIO() as buffer:
+            np.savez(buffer, **arrays)
+            return self.put_bytes(name, buffer.getvalue())
 
     def put_bytes(self, name: str, data: bytes) -> str:
         with tempfile.TemporaryDirectory(prefix="deformer-bytes-") as scratch:

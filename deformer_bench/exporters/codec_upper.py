@@ -14,8 +14,12 @@ The graph built here takes every input of upper but `passage_hidden`, and in its
 
     passage_hidden = (passage_coefficients @ decoder + mean) * passage_attention_mask[..., None]
 
-before upper's own nodes, which are unchanged. The mask keeps the padding at zero, as the cache reader leaves it
-(a padded token's coefficients are zero, and would decode to the mean).
+before upper's own nodes, which are unchanged (cast to upper's input type where that is not float32: the
+project's float16 variants keep float32 inputs, so only a graph converted without keep_io_types needs it). The
+mask keeps the padding at zero, as the cache reader leaves it (a padded token's coefficients are zero, and would
+decode to the mean). The graph is checked by loading it in onnxruntime (check_loads), not by onnx's checker: the
+float16 variants' own upper (onnxruntime's converter appends its input casts after the nodes that use them) fails
+the checker's topological-order rule, and onnxruntime sorts and runs it.
 """
 
 import numpy as np
@@ -35,16 +39,19 @@ class CodecGraphError(ManifestError):
     """An upper graph the product cannot be put into (no passage_hidden input, an opset below 13, another width)."""
 
 
-_HINT = "give the upper.onnx of the graph set the cache was built with (deformer-export's), or serve without it"
+_HINT = ("export the graph set again (deformer-export: its upper.onnx is damaged or not the contract's), or serve a "
+         "cache stored without a transform (--dtype pq with transform=none, float32, float16, int8)")
 
 
 def upper_with_product(upper_path, decoder: np.ndarray, mean: np.ndarray = None) -> bytes:
     """The serialized ModelProto of `upper_path`'s graph with the product at its front (see the module's doc):
-    decoder [K, H], mean [H] or None. The graph is checked by onnx's checker before it is returned."""
+    decoder [K, H], mean [H] or None. Not yet loaded anywhere: check_loads does that."""
     try:
         model = onnx.load(str(upper_path))
     except Exception as error:  # protobuf's DecodeError, OSError, ...: a damaged or missing file
         raise CodecGraphError(f"{upper_path} cannot be read as an ONNX graph: {first_line(error)}", _HINT) from None
+    if not model.graph.node:  # an empty (or zeroed) file parses as an empty model
+        raise CodecGraphError(f"{upper_path} cannot be read as an ONNX graph: it holds no nodes", _HINT)
     graph = model.graph
     states = _graph_input(graph, STATES_INPUT, upper_path)
     _graph_input(graph, MASK_INPUT, upper_path)
@@ -54,10 +61,10 @@ def upper_with_product(upper_path, decoder: np.ndarray, mean: np.ndarray = None)
     decoder = np.ascontiguousarray(decoder, dtype=np.float32)
     coefficients, hidden = decoder.shape
     shape = [dim.dim_param or dim.dim_value for dim in states.type.tensor_type.shape.dim]
-    if len(shape) != 3 or shape[2] not in (hidden, ""):
+    if len(shape) != 3 or shape[2] not in (hidden, "", 0):  # 0, "": a dimension the graph leaves unnamed
         raise CodecGraphError(f"{upper_path}: passage_hidden is {shape}; the codec decodes to {hidden} dimensions",
                               _HINT)
-    element = states.type.tensor_type.elem_type  # float32, or a float16 variant's float16
+    element = states.type.tensor_type.elem_type  # float32 (the project's variants keep float32 inputs)
     coded = helper.make_tensor_value_info(CODED_INPUT, TensorProto.FLOAT, [shape[0], shape[1], coefficients])
     position = list(graph.input).index(states)
     graph.input.remove(states)
@@ -65,8 +72,18 @@ def upper_with_product(upper_path, decoder: np.ndarray, mean: np.ndarray = None)
     graph.initializer.extend(_initializers(decoder, mean))
     for node in reversed(_product_nodes(mean is not None, element)):
         graph.node.insert(0, node)
-    onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def check_loads(graph: bytes, upper_path) -> None:
+    """Refuse a graph made by upper_with_product that onnxruntime cannot load (on the CPU, where it was made)."""
+    import onnxruntime
+
+    try:
+        onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own types (Fail, InvalidGraph, ...)
+        raise CodecGraphError(f"{upper_path} with the codec's product inside cannot be loaded by onnxruntime: "
+                              f"{first_line(error)}", _HINT) from None
 
 
 def _graph_input(graph, name: str, upper_path):

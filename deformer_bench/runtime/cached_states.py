@@ -85,7 +85,8 @@ class ServedPassageStates(ServedBatches):
 class ServedPassageCodes(ServedBatches):
     """One batch's windows stored in a learned codec ({array: [B, Lp, ...]}, as a pq, rq or binary passage cache
     stores them) served from memory-mapped files (ServedBatches) and decoded in every call (codec_decode: every
-    position, as the full-length inputs take them), the states [B, Lp, H] handed on as a served cache's."""
+    position, as the full-length inputs take them), the states [B, Lp, H] handed on as a served cache's; with
+    `upper` (pq with a transform), only the look-ups: the coefficients [B, Lp, K] that `upper` takes."""
 
     def __init__(self, files: dict, codes: dict, decoder, min_bytes: int, seed: int = 0, upper=None):
         super().__init__(files, codes, min_bytes, seed)

@@ -4,6 +4,8 @@
     online            lower_question + passage states from a cache + upper  -> start, end logits [B, Lq+Lp]
     online_device_io  the same with IO binding: the cached passage states and the question's hidden states stay
                       on the device (a GPU server holds its cache there); only ids in and logits out cross
+    online_coded      online from a pq cache's coefficients (its decode's look-ups), upper with the codec's
+                      product inside (exporters/codec_upper.py) given as a session -> start, end logits
     lower_passage     the offline half: passage states to cache             -> passage_hidden [B, Lp, H]
 
 Session settings are a plain mapping (they travel in a runner's JSON job): provider, intra_op_threads,

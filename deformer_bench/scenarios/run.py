@@ -238,7 +238,8 @@ class SystemMeasurement:
         self.answers = {}  # question id -> answer, from LoadGen's accuracy log
 
     def cache_record(self):
-        """The deformer's cache as prepared, and for a learned codec, its codec and where its decode's product ran."""
+        """The deformer's cache as prepared, and for a learned codec, its codec and where its decode's product ran (a
+        batch with a cache miss decodes in numpy: the run's cache misses count those)."""
         record, cache = self.system.cache_record, self.system.cache
         if record is None or cache is None or cache.codec is None:
             return record

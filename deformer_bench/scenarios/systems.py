@@ -118,7 +118,7 @@ class QuestionAnswerer:
             return None
         if self.graph_set.path("upper").suffix != ".onnx":  # the ORT format, which onnx cannot edit: numpy decodes
             return None
-        graph = upper_with_product(self.graph_set.path("upper"), *self.cache.graph_product)
+        graph = upper_with_product(self.graph_set.path("upper"), *self.cache.graph_product)  # a clear error if not
         try:
             return open_session(graph, self.session_settings)
         except Exception as error:  # onnxruntime's own types, a provider fallback

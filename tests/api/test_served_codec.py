@@ -11,7 +11,7 @@ import pytest
 
 from deformer_bench.api.benchmarking import BenchmarkRequest, existing_configs
 from deformer_bench.api.served_codec import STAGED_WINDOWS, check_served_cache_request, with_served_codec
-from deformer_bench.contracts.errors import ConfigError, PassageCacheError
+from deformer_bench.contracts.errors import ConfigError, ManifestError, PassageCacheError
 from deformer_bench.contracts.manifest import load_graph_set
 from deformer_bench.passage_cache import load_passage_cache
 from deformer_bench.runtime.codec_decode import decode_windows, make_decoder
@@ -57,21 +57,31 @@ def test_the_cache_of_the_graph_set_measured_gives_its_codec_and_first_windows(t
 
 
 def test_the_product_goes_in_upper_s_graph_only_for_pq_with_a_transform(tiny_graphs, pq_cache, tmp_path):
-    """A server leaves a pq transform's product to upper's graph (exporters/codec_upper.py); plain pq (its
-    coefficients are the states) and a graph set in the ORT format only (onnx cannot edit it) decode in numpy."""
-    from deformer_bench.api.served_codec import upper_graph
+    """A server leaves a pq transform's product to upper's graph (exporters/codec_upper.py), made and loaded once
+    before anything is timed; plain pq (its coefficients are the states) and a graph set in the ORT format only (onnx
+    cannot edit it) decode in numpy; a damaged upper.onnx is refused then, with exit 2."""
+    import shutil
+
+    import onnx
+
+    from deformer_bench.api.served_codec import coded_upper
 
     [config] = served(tiny_graphs, pq_cache)
-    assert config.served_codec.upper_graph is None and config.served_codec.record()["product"] == "numpy"
+    assert config.served_codec.coded_upper is None and config.served_codec.record()["product"] == "numpy"
     rng = np.random.default_rng(0)
-    with_transform = dataclasses.replace(
-        config.served_codec, settings={"m": 8, "transform": "pca", "alpha": 0.1},
-        codebook={**config.served_codec.codebook, "decoder": rng.standard_normal((32, 32)).astype(np.float32),
-                  "mean": np.zeros(32, np.float32)})
-    assert upper_graph(with_transform, config) == str(tiny_graphs / "upper.onnx")
+    product = (rng.standard_normal((32, 32)).astype(np.float32), np.zeros(32, np.float32))
+    graph = coded_upper(product, config)
+    assert "passage_coefficients" in [graph_input.name for graph_input in onnx.load_from_string(graph).graph.input]
+    assert coded_upper(None, config) is None
     ort_only = tmp_path / "graphs"
     ort_only.mkdir()
-    assert upper_graph(with_transform, dataclasses.replace(config, graphs_dir=ort_only)) is None
+    assert coded_upper(product, dataclasses.replace(config, graphs_dir=ort_only)) is None
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_graphs, damaged)
+    (damaged / "upper.onnx").write_bytes((tiny_graphs / "upper.onnx").read_bytes()[:200])
+    with pytest.raises(ManifestError, match="cannot be read as an ONNX graph") as refused:
+        coded_upper(product, dataclasses.replace(config, graphs_dir=damaged))
+    assert refused.value.exit_code == 2
 
 
 def test_only_the_graph_sets_whose_lower_passage_built_the_cache_serve_from_it(tiny_graphs, pq_cache):

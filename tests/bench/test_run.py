@@ -48,6 +48,11 @@ class FakeTarget:
         np.savez(os.path.join(self.path, name), **arrays)
         return name
 
+    def put_bytes(self, name, data):
+        with open(os.path.join(self.path, name), "wb") as handle:
+            handle.write(data)
+        return name
+
     def fetch_arrays(self, name):
         import numpy as np
 
@@ -195,8 +200,8 @@ def test_a_served_codec_is_staged_timed_beside_online_served_and_reported(tiny_g
 
 
 def test_a_product_that_goes_in_upper_s_graph_is_staged_with_that_graph(tiny_graphs, tmp_path):
-    """pq with a transform: the host makes upper's graph with the product inside from the config's upper.onnx and
-    stages it beside the codes; the results and the report say where the product ran."""
+    """pq with a transform: the host stages upper's graph with the product inside (made from the config's upper.onnx
+    by api.served_codec) beside the codes; the results and the report say where the product ran."""
     import dataclasses
 
     import numpy as np
@@ -209,9 +214,11 @@ def test_a_product_that_goes_in_upper_s_graph_is_staged_with_that_graph(tiny_gra
     codebook = {"centroids": rng.standard_normal(8 * 256 * 4).astype(np.float32), "sizes": np.full(8, 4, np.int32),
                 "decoder": rng.standard_normal((32, 32)).astype(np.float32),
                 "mean": np.zeros(32, np.float32)}
+    from deformer_bench.exporters.codec_upper import upper_with_product
+
+    graph = upper_with_product(tiny_graphs / "upper.onnx", codebook["decoder"], codebook["mean"])
     served = dataclasses.replace(served_pq_codec(), settings={"m": 8, "transform": "pca", "alpha": 0.1},
-                                 codebook=codebook, description="pq m=8 transform=pca alpha=0.1",
-                                 upper_graph=str(tiny_graphs / "upper.onnx"))
+                                 codebook=codebook, description="pq m=8 transform=pca alpha=0.1", coded_upper=graph)
     with contextlib.redirect_stderr(io.StringIO()):
         results = run_benchmark([BenchConfig("tiny", tiny_graphs, manifest, served_codec=served)],
                                 [DevicePlan(DEVICES["cpu"], load_profile("server-cpu").quick(), target)],

@@ -88,3 +88,37 @@ def test_a_decoder_of_another_width_is_refused(tiny_graphs):
     with pytest.raises(CodecGraphError, match=r"passage_hidden is \['batch', 'passage_length', 32\]; the codec "
                                               r"decodes to 16 dimensions"):
         upper_with_product(tiny_graphs / "upper.onnx", decoder[:, :16], mean[:16])
+
+
+def test_a_float16_variant_s_upper_takes_the_product_too(tiny_graphs, tmp_path):
+    """The float16 variant's upper (onnxruntime's converter, float32 inputs kept) is out of onnx's topological order
+    and loads in onnxruntime all the same: the product goes in front of it, its logits those of the variant on the
+    numpy-decoded states."""
+    import json
+
+    from deformer_bench.exporters.codec_upper import check_loads
+    from deformer_bench.exporters.variants import make_graph
+
+    model = json.loads((tiny_graphs / "manifest.json").read_text())["model"]
+    variant = tmp_path / "upper.onnx"
+    make_graph("float16", "upper", tiny_graphs / "upper.onnx", variant, model)
+    decoder = pq_decoder()
+    graph = upper_with_product(variant, *graph_product(decoder))
+    check_loads(graph, variant)
+    rng = np.random.default_rng(2)
+    codes = {"codes": rng.integers(0, 256, (1, 24, 8)).astype(np.uint8)}
+    states = decoder.decode({"codes": codes["codes"].reshape(-1, 8)}).reshape(1, 24, HIDDEN)
+    feed = {"question_hidden": rng.standard_normal((1, 8, HIDDEN)).astype(np.float32),
+            "question_attention_mask": np.ones((1, 8), np.int64), "passage_attention_mask": np.ones((1, 24), np.int64)}
+    expected = open_session(variant).run(None, {**feed, "passage_hidden": states})
+    got = open_session_bytes(graph, tmp_path).run(None, {**feed, CODED_INPUT: coefficient_windows(decoder, codes)})
+    for logits, want in zip(got, expected):
+        np.testing.assert_allclose(logits, want, rtol=0, atol=1e-2)  # float16 inside: the states' rounding
+
+
+def test_a_graph_onnxruntime_cannot_load_is_refused(tiny_graphs):
+    from deformer_bench.exporters.codec_upper import check_loads
+
+    with pytest.raises(CodecGraphError, match="cannot be loaded by onnxruntime") as refused:
+        check_loads(b"not a graph", tiny_graphs / "upper.onnx")
+    assert refused.value.exit_code == 2

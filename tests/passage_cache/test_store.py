@@ -153,3 +153,22 @@ def test_maps_are_capped_and_a_system_limit_is_not_called_damage(tiny_graphs, tm
     with pytest.raises(PassageCacheError, match="a limit of this system, not damage") as error:
         fresh.rows(ids, mask)
     assert "ulimit" in error.value.hint and "remove the cache directory" not in error.value.hint
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+def test_reads_within_one_segment_or_across_give_float32_rows_in_the_order_asked(tiny_graphs, tmp_path, dtype):
+    """A read whose rows fall in one segment is that segment's read itself (no second copy): float32 whatever the
+    stored dtype, in the order asked, duplicates kept, its own memory; the same rows as a read across segments."""
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    cache = build(graph_set, ids, mask, tmp_path / dtype, dtype=dtype, segment_windows=2)
+    first, _ = distinct_windows(ids, mask)
+    rows = cache.rows(ids[first], mask[first])
+    assert len(cache.segments) == 2 and sorted(rows.tolist()) == [0, 1, 2, 3]
+    everything = cache.passage_hidden(rows)
+    assert everything.dtype == np.float32
+    for pick in ([1, 0], [0, 0, 1], [3, 2, 3]):  # rows 0-1 and 2-3: each pick within one segment
+        got = cache.passage_hidden(np.asarray(pick))
+        assert got.dtype == np.float32 and got.flags.c_contiguous and got.flags.writeable
+        np.testing.assert_array_equal(got, everything[np.argsort(rows)][pick])
+    assert cache.passage_hidden(np.zeros(0, np.int64)).shape == (0, 24, 32)
