@@ -9,9 +9,7 @@ from tqdm import tqdm
 from ..contracts.errors import RunnerError, TargetError
 from ..contracts.protocol import (CODEC_SERVED_PATH, MISS_PATH, SERVED_PATH, STANDARD_PATHS, InputSpec, ProbeJob,
                                   ProtocolError, Rounds, TimingJob, TorchModel)
-from ..exporters.codec_upper import upper_with_product
 from ..exporters.variants import TOLERANCES
-from ..runtime.codec_decode import graph_product, make_decoder
 from .devices import ARM_MACHINES
 
 TORCH_RUNNER_SCRIPT = Path(__file__).resolve().parent / "torch_runner.py"
