@@ -56,7 +56,8 @@ def path_call(path, graph_set, inputs, passage_cache, served=None):
                                     inputs["passage_attention_mask"])
 
 
-def served_sources(paths, passage_cache, min_mb, seed: int, served_codec: dict = None, settings: dict = None) -> dict:
+def served_sources(paths, passage_cache, min_mb, seed: int, served_codec: dict = None,
+                   settings: dict = None) -> dict:
     """{path: what serves its passage states} for the served paths among `paths`: online_served's memory-mapped file
     of the float32 states, online_served_codec's files of a learned codec's codes (`served_codec`: a timing job's;
     `settings`: the sessions', for the upper graph it may stage)."""
