@@ -134,15 +134,15 @@ class ProductDecoder:
     coordinates."""
 
     def __init__(self, settings: dict, codebook: dict):
-        self.tables = product_tables(codebook)
+        tables = product_tables(codebook)
         # as stored, not converted: a copy would also drop what a caller passed (a test's probe of the product)
         self.decoder, self.mean = codebook.get("decoder"), codebook.get("mean")
         # for the look-ups: each code column's first entry in its run's flat table [count * 256, size], and each
         # run's (first code, codes, flat table, first coefficient, coefficients)
         self.entry_offsets = np.concatenate([np.arange(len(table), dtype=np.intp) * table.shape[1]
-                                             for _, _, table in self.tables])
+                                             for _, _, table in tables])
         self.runs = [(code, len(table), table.reshape(-1, table.shape[2]), column, len(table) * table.shape[2])
-                     for code, column, table in self.tables]
+                     for code, column, table in tables]
         self.width = sum(run[4] for run in self.runs)
 
     @property
