@@ -19,12 +19,14 @@ threads from SPLIT_PRODUCT_MIN_ROWS rows), adding the mean, placing the tokens i
 same product again on one thread (product_one_thread: what the split saves). --unsplit turns the split off
 throughout (the query path as before it).
 
-With --paired (pq with a transform), three ways of serving the same window are timed round-robin, each round
+With --paired (pq with a transform), four ways of serving the same window are timed round-robin, each round
 on the same window and question, their order rotated: `numpy` (the window decoded whole in numpy, then
 lower_question + upper), `graph` (the look-ups only, then lower_question + upper with the product inside:
-exporters/codec_upper.py, what a server runs) and `states` (lower_question + upper on the window's states decoded
-beforehand: no decode at all). Each way's cost is its paired extra time over `states` (the median of the per-round
-differences), and its share extra / (extra + states' p50): the product inside upper cannot be timed apart.
+exporters/codec_upper.py), `read_ahead` (the same with the look-ups on a helper thread while lower_question runs:
+GraphSetSessions.online_read_ahead, what the scenario benchmark's server runs) and `states` (lower_question + upper
+on the window's states decoded beforehand: no read, no decode at all). Each way's cost is its paired extra time
+over `states` (the median of the per-round differences), and its share extra / (extra + states' p50): the
+product inside upper cannot be timed apart.
 
 A functional tool: quote its figures only from a quiet machine (nothing else running), and say which one. It runs in
 one process; onnxruntime takes its default threads unless --intra-op-threads is given.
@@ -117,32 +119,36 @@ def time_pq_stages(cache, rows, lengths, rounds: int) -> dict:
 
 
 def time_paired(cache, sessions, coded_upper, rows, lengths, question, rounds: int) -> dict:
-    """numpy, graph and states (see the module's doc) on the same window each round, at its real length."""
+    """numpy, graph, read_ahead and states (see the module's doc) on the same window each round, at its real length."""
     states = [np.ascontiguousarray(cache.passage_hidden([row])[:, :length]) for row, length in zip(rows, lengths)]
 
     def numpy_decode(row, length, mask, index):
         sessions.online(question[0], question[1], np.ascontiguousarray(cache.passage_hidden([row])[:, :length]), mask)
 
     def graph_product(row, length, mask, index):
-        coefficients = np.ascontiguousarray(cache.passage_coefficients([row])[:, :length])
+        coefficients = cache.passage_coefficients([row], length)
         sessions.online_coded(question[0], question[1], coefficients, mask, coded_upper)
+
+    def read_ahead(row, length, mask, index):
+        sessions.online_read_ahead(question[0], question[1], lambda: cache.passage_coefficients([row], length), mask,
+                                   coded_upper)
 
     def decoded_before(row, length, mask, index):
         sessions.online(question[0], question[1], states[index], mask)
 
-    ways = [("numpy", numpy_decode), ("graph", graph_product), ("states", decoded_before)]
+    ways = [("numpy", numpy_decode), ("graph", graph_product), ("read_ahead", read_ahead), ("states", decoded_before)]
     samples = {name: [] for name, _ in ways}
     for round_index in range(rounds):
         index = round_index % len(rows)
         row, length = rows[index], int(lengths[index])
         mask = np.ones((1, length), dtype=np.int64)
-        for name, way in ways[round_index % 3:] + ways[:round_index % 3]:
+        for name, way in ways[round_index % len(ways):] + ways[:round_index % len(ways)]:
             started = time.perf_counter_ns()
             way(row, length, mask, index)
             samples[name].append(time.perf_counter_ns() - started)
     times = {name: np.asarray(values, dtype=np.float64) / 1e3 for name, values in samples.items()}
     record = {name: percentiles_us(values) for name, values in samples.items()}
-    for name in ("numpy", "graph"):
+    for name in ("numpy", "graph", "read_ahead"):
         extra = float(np.median(times[name] - times["states"]))
         record[name]["paired_extra_us"] = round(extra, 1)
         record[name]["share"] = round(extra / (extra + record["states"]["p50_us"]), 4)
@@ -162,8 +168,8 @@ def parse_args(argv):
     parser.add_argument("--unsplit", action="store_true",
                         help="pq's product on one thread (runtime.codec_decode's split turned off)")
     parser.add_argument("--paired", action="store_true",
-                        help="pq with a transform: numpy's decode, the product in upper's graph and no decode, "
-                             "paired round by round (real lengths)")
+                        help="pq with a transform: numpy's decode, the product in upper's graph (the look-ups "
+                             "before or beside lower_question) and no decode, paired round by round (real lengths)")
     parser.add_argument("--output", type=Path, help="a JSON file of the figures")
     return parser.parse_args(argv)
 

@@ -247,14 +247,23 @@ class PassageCache:
         transform: exporters/codec_upper.py, passage_coefficients giving that graph's input), else None."""
         return None if self.codec is None else self.codec.graph_product()
 
-    def passage_coefficients(self, rows) -> np.ndarray:
-        """[B, Lp, K] float32 of these global rows: the look-ups of their decode, its product left to upper's graph
-        (graph_product); the padding zero."""
+    def passage_coefficients(self, rows, positions: int = None) -> np.ndarray:
+        """[B, positions, K] float32 of these global rows: the look-ups of their decode, its product left to upper's
+        graph (graph_product), for each window's first `positions` (default all Lp: a server at real lengths asks for
+        its batch's longest window only, and nothing past it is looked up); the padding zero."""
         product = self.graph_product
         if product is None:
             raise PassageCacheError(f"passage cache {self.directory} stores {self.info['dtype']} without a product "
                                     "to leave to a graph", "read its states with passage_hidden()")
-        return self._read(rows, product[0].shape[0], self._coefficients)
+        passage_len = self.info["identity"]["passage_len"]
+        if positions is None:
+            positions = passage_len
+        if isinstance(positions, bool) or not isinstance(positions, (int, np.integer)) \
+                or not 1 <= positions <= passage_len:
+            raise PassageCacheError(f"positions must be a whole number from 1 to the cache's passage length "
+                                    f"{passage_len}; got {positions!r}", "give the batch's widest window")
+        return self._read(rows, product[0].shape[0],
+                          lambda index, local: self._coefficients(index, local, int(positions)), int(positions))
 
     def _states(self, index: int, local: np.ndarray) -> np.ndarray:
         if self.codec is not None:  # decoded here, for the windows asked for only
@@ -263,16 +272,18 @@ class PassageCache:
         return decode(gather_rows(self.array(index, "passage_hidden"), local),
                       None if scale is None else gather_rows(scale, local))
 
-    def _coefficients(self, index: int, local: np.ndarray) -> np.ndarray:
-        return self.codec.coefficients(self._codes(index, local),
-                                       gather_rows(self.array(index, "passage_length"), local))
+    def _coefficients(self, index: int, local: np.ndarray, positions: int) -> np.ndarray:
+        lengths = np.minimum(gather_rows(self.array(index, "passage_length"), local), positions)
+        return self.codec.coefficients(self._codes(index, local, positions), lengths)
 
-    def _codes(self, index: int, local: np.ndarray) -> dict:
-        return {name: gather_rows(self.array(index, f"passage_{name}"), local) for name in self.codec.CODES}
+    def _codes(self, index: int, local: np.ndarray, positions: int = None) -> dict:
+        """{name: [B, positions, ...]}: the codes of these local rows, their first `positions` (default all)."""
+        return {name: gather_rows(self.array(index, f"passage_{name}")[:, :positions], local)
+                for name in self.codec.CODES}
 
-    def _read(self, rows, width: int, read_segment) -> np.ndarray:
-        """[B, Lp, width] float32 of these global rows: read_segment(segment index, its local rows) for each
-        segment they fall in, each segment first checked against its sha256."""
+    def _read(self, rows, width: int, read_segment, positions: int = None) -> np.ndarray:
+        """[B, positions (default Lp), width] float32 of these global rows: read_segment(segment index, its local
+        rows) for each segment they fall in, each segment first checked against its sha256."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.windows):
             raise PassageCacheError(f"passage cache {self.directory} has rows 0..{self.windows - 1}; asked for "
@@ -285,7 +296,7 @@ class PassageCache:
             if not self.segments[index].verified:
                 self.segments[index].verify()
             return np.asarray(read_segment(index, rows - self.offsets[index]), dtype=np.float32)
-        out = np.empty((len(rows), self.info["identity"]["passage_len"], width), dtype=np.float32)
+        out = np.empty((len(rows), positions or self.info["identity"]["passage_len"], width), dtype=np.float32)
         for index in segments:
             segment, picked = self.segments[index], np.flatnonzero(which == index)
             if not segment.verified:

@@ -13,9 +13,10 @@ settings JSON scalars, so a runner gets both in a file and a job.
 
 import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from .helper_thread import helper_thread
 
 try:  # holds numpy's BLAS to one thread while a codec decodes (see one_blas_thread)
     from threadpoolctl import ThreadpoolController
@@ -50,7 +51,7 @@ def one_blas_thread():
 # average saved ~80 us of ~420, not half: the hand-over costs tens of microseconds (results/passage-cache/codecs,
 # "After two fixes"). Below ~50 rows it can only cost.
 SPLIT_PRODUCT_MIN_ROWS = 48
-_PRODUCT_HELPER = None  # (pid, executor): one thread that takes half of a large product; blocks, not spins, between
+PRODUCT_HELPER = "codec-decode"  # the helper thread (runtime.helper_thread) that takes half of a large product
 
 
 def _usable_cores() -> int:
@@ -58,15 +59,6 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _product_helper() -> ThreadPoolExecutor:
-    """The helper thread, made on first use and again in a forked child (a fork copies the executor, not its
-    thread: work handed to the copy would wait forever)."""
-    global _PRODUCT_HELPER
-    if _PRODUCT_HELPER is None or _PRODUCT_HELPER[0] != os.getpid():
-        _PRODUCT_HELPER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="codec-decode"))
-    return _PRODUCT_HELPER[1]
 
 
 def decode_product(coefficients: np.ndarray, decoder: np.ndarray) -> np.ndarray:
@@ -81,7 +73,7 @@ def decode_product(coefficients: np.ndarray, decoder: np.ndarray) -> np.ndarray:
     if rows < SPLIT_PRODUCT_MIN_ROWS or not blas_threads_limited() or _usable_cores() < 2:
         return np.matmul(coefficients, decoder, out=out)
     half = rows // 2
-    pending = _product_helper().submit(np.matmul, coefficients[half:], decoder, out=out[half:])
+    pending = helper_thread(PRODUCT_HELPER).submit(np.matmul, coefficients[half:], decoder, out=out[half:])
     np.matmul(coefficients[:half], decoder, out=out[:half])
     pending.result()
     return out
@@ -155,8 +147,7 @@ class ProductDecoder:
     def coefficients(self, codes: dict) -> np.ndarray:
         """[T, K] float32: the look-ups alone, each token's sub-vectors' coefficients concatenated (one flat take
         per run of equal sub-vectors, as table_decode, its entries' offsets computed once for all runs)."""
-        entries = codes["codes"].astype(np.intp)
-        entries += self.entry_offsets
+        entries = codes["codes"] + self.entry_offsets  # uint8 + intp: intp, one pass
         if len(self.runs) == 1:
             return np.take(self.runs[0][2], entries, axis=0).reshape(len(entries), self.width)
         out = np.empty((len(entries), self.width), dtype=np.float32)

@@ -238,10 +238,14 @@ class SystemMeasurement:
         self.answers = {}  # question id -> answer, from LoadGen's accuracy log
 
     def cache_record(self):
-        """The deformer's cache as prepared, and for a learned codec, its codec and where its decode's product ran (a
-        batch with a cache miss decodes in numpy: the run's cache misses count those)."""
+        """The deformer's cache as prepared, when its windows are read (beside lower_question: results written before
+        this key read them first), and for a learned codec, its codec and where its decode's product ran (a batch
+        with a cache miss reads and decodes in numpy, before upper: the run's cache misses count those)."""
         record, cache = self.system.cache_record, self.system.cache
-        if record is None or cache is None or cache.codec is None:
+        if record is None or cache is None:
+            return record
+        record = {**record, "read": "beside lower_question"}
+        if cache.codec is None:
             return record
         return {**record, "codec": cache.codec.describe(),
                 "product": "in upper's graph" if self.answerer.coded_upper is not None else "numpy"}

@@ -144,32 +144,36 @@ class QuestionAnswerer:
         else:
             question = (features.question_input_ids[:, :question_width],
                         features.question_attention_mask[:, :question_width])
-            coefficients = self.passage_coefficients(features, passage_width)
-            if coefficients is not None:
-                start, end = self.sessions.online_coded(*question, coefficients, passage_mask, self.coded_upper)
-            else:
-                start, end = self.sessions.online(*question, self.passage_states(features, passage_width),
-                                                  passage_mask)
+            start, end = self.deformer_logits(features, question, passage_width, passage_mask)
         return tuple(to_graph_set_layout(logits, question_width, self.question_len, self.passage_len)
                      for logits in (start, end))
 
-    def passage_coefficients(self, features, passage_width: int):
-        """[N, passage_width, K] of a deformer whose cache leaves its product to upper's graph (coded_upper), where
-        the cache holds every window of the batch; else None (passage_states serves the batch)."""
-        if self.coded_upper is None:
-            return None
-        rows = self.cache.lookup(features.passage_input_ids, features.passage_attention_mask)
-        if (rows < 0).any():
-            return None
-        return np.ascontiguousarray(self.cache.passage_coefficients(rows)[:, :passage_width])
+    def deformer_logits(self, features, question: tuple, passage_width: int, passage_mask) -> tuple:
+        """A deformer's start and end logits. Where the cache holds every window of the batch, their read (the
+        states, or the coefficients for coded_upper) runs beside lower_question (online_read_ahead), as a server
+        would run it; a batch with a cache miss, and the deformer-miss, run lower_passage first, then the rest."""
+        rows = None
+        if self.spec.kind == "deformer":
+            rows = self.cache.lookup(features.passage_input_ids, features.passage_attention_mask)
+            if (rows >= 0).all():
+                if self.coded_upper is not None:
+                    return self.sessions.online_read_ahead(
+                        *question, lambda: self.cache.passage_coefficients(rows, passage_width), passage_mask,
+                        self.coded_upper)
+                return self.sessions.online_read_ahead(
+                    *question, lambda: np.ascontiguousarray(self.cache.passage_hidden(rows)[:, :passage_width]),
+                    passage_mask)
+        return self.sessions.online(*question, self.passage_states(features, passage_width, rows), passage_mask)
 
-    def passage_states(self, features, passage_width: int) -> np.ndarray:
-        """[N, passage_width, H]: the deformer's from its cache (keyed by the whole padded window, as built),
-        the deformer-miss's from lower_passage run now on the window at the width fed."""
+    def passage_states(self, features, passage_width: int, rows=None) -> np.ndarray:
+        """[N, passage_width, H]: the deformer's from its cache (keyed by the whole padded window, as built: `rows`,
+        its lookup, where done already), the deformer-miss's from lower_passage run now on the window at the width
+        fed."""
         if self.spec.kind == "deformer-miss":
             return self.sessions.lower_passage(features.passage_input_ids[:, :passage_width],
                                                features.passage_attention_mask[:, :passage_width])
-        rows = self.cache.lookup(features.passage_input_ids, features.passage_attention_mask)
+        if rows is None:
+            rows = self.cache.lookup(features.passage_input_ids, features.passage_attention_mask)
         missed = rows < 0
         if missed.any():
             self.cache_misses += int(missed.sum())

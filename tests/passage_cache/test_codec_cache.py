@@ -225,3 +225,27 @@ def test_a_pq_cache_with_a_transform_gives_its_look_ups_for_upper_s_graph(graph_
         assert other.graph_product is None
         with pytest.raises(PassageCacheError, match="without a product to leave to a graph"):
             other.passage_coefficients(rows[:1])
+
+
+def test_passage_coefficients_looks_up_only_the_positions_asked_for(graph_set, tmp_path):
+    """A server at real lengths asks for its batch's widest window only: passage_coefficients(rows, positions) is the
+    whole windows' look-ups cut there (a window longer than `positions` cut, one shorter zero past its length),
+    from one segment or several; a width outside 1..Lp is refused."""
+    ids, mask = windows(1200)
+    build(graph_set, ids[:1000], mask[:1000], tmp_path / "pca", dtype="pq", codec_settings={"m": 8, "transform": "pca"})
+    cache = build(graph_set, ids[1000:], mask[1000:], tmp_path / "pca", append=True)  # a second segment
+    assert len(cache.segments) == 2
+    picked = [0, 999, 1000, 5, 1100, 3]  # rows of both segments, in no order
+    ids, mask = ids[picked], mask[picked]
+    rows = cache.rows(ids, mask)
+    whole = cache.passage_coefficients(rows)
+    lengths = mask.sum(axis=1)
+    for positions in (1, int(lengths.min()), int(lengths.max()), LENGTH - 1, LENGTH, np.int64(LENGTH)):
+        cut = cache.passage_coefficients(rows, positions)
+        assert cut.shape == (6, positions, whole.shape[2]) and cut.flags.c_contiguous
+        np.testing.assert_array_equal(cut, whole[:, :positions])
+        one = cache.passage_coefficients(rows[2:3], positions)  # a served question's single window
+        np.testing.assert_array_equal(one, whole[2:3, :positions])
+    for positions in (0, LENGTH + 1, -3, 2.5, True, "8"):
+        with pytest.raises(PassageCacheError, match="positions must be a whole number from 1 to"):
+            cache.passage_coefficients(rows, positions)

@@ -5,7 +5,7 @@ numpy's BLAS held to one thread."""
 import numpy as np
 import pytest
 
-from deformer_bench.runtime import codec_decode
+from deformer_bench.runtime import codec_decode, helper_thread
 from deformer_bench.runtime.codec_decode import decode_windows, make_decoder, product_tables
 
 HIDDEN = 32
@@ -169,11 +169,9 @@ def test_a_long_product_is_split_over_this_thread_and_a_helper(monkeypatch):
 
 def test_a_forked_child_gets_a_helper_thread_of_its_own(monkeypatch):
     """A fork copies the helper's executor but not its thread: work handed to the copy would wait forever."""
-    first = codec_decode._product_helper()
-    assert codec_decode._product_helper() is first
-    monkeypatch.setattr(codec_decode.os, "getpid", lambda: -1)  # as seen from a child
-    child = codec_decode._product_helper()
-    assert child is not first
+    first = helper_thread.helper_thread(codec_decode.PRODUCT_HELPER)
+    monkeypatch.setattr(helper_thread.os, "getpid", lambda: -1)  # as seen from a child
+    assert helper_thread.helper_thread(codec_decode.PRODUCT_HELPER) is not first
     assert probed_product(2 * codec_decode.SPLIT_PRODUCT_MIN_ROWS, monkeypatch) == ["MainThread", "codec-decode"]
 
 

@@ -150,6 +150,7 @@ def test_real_and_fixed_lengths_are_both_scored(tmp_path, scenario_graphs, scena
                       ("unsplit float32", "unsplit int8-arm64", "deformer float32", "deformer int8-arm64")]
     int8 = next(run for run in results["runs"] if run["system"]["label"] == "deformer int8-arm64")
     assert int8["passage_cache"]["variant"] == "int8-arm64"
+    assert int8["passage_cache"]["read"] == "beside lower_question"  # the server's read ahead, recorded
     for row in results["layout"]:  # the layouts agree: the same answers at real and at fixed lengths
         assert row["answers_differing"] == 0 and row["f1_real_minus_fixed"] == 0
     assert "Real lengths keep each model's layout" in (directory / "report.md").read_text()

@@ -1,8 +1,11 @@
 """One query's work per system, and the rule that real lengths keep each model's layout."""
 
+import threading
+
 import numpy as np
 import pytest
 
+from deformer_bench.runtime.sessions import READ_AHEAD_HELPER
 from deformer_bench.scenarios.systems import QuestionAnswerer, SystemSpec, batch_widths, to_graph_set_layout
 
 from .conftest import DOC_STRIDE
@@ -83,11 +86,26 @@ def test_logits_fed_short_go_back_to_the_graph_set_coordinates():
     assert to_graph_set_layout(full, 4, 4, 6) is full
 
 
-def test_a_query_answers_each_sample_even_when_one_comes_twice(scenario_graphs, scenario_caches, batch):
+def test_a_query_answers_each_sample_even_when_one_comes_twice(scenario_graphs, scenario_caches, batch,
+                                                               monkeypatch):
     system = answerer("deformer", scenario_graphs, scenario_caches)
+    read_on = record_threads(system.cache, "passage_hidden", monkeypatch)
     answers = system.answer([batch[0], batch[1], batch[0]], "real")
     assert len(answers) == 3 and answers[0] == answers[2]
     assert system.cache_misses == 0
+    assert read_on and read_on[0].startswith(READ_AHEAD_HELPER)  # the cache read beside lower_question
+
+
+def record_threads(cache, method: str, monkeypatch) -> list:
+    """The names of the threads that call cache.`method` from now on."""
+    seen, original = [], getattr(cache, method)
+
+    def recorded(*args):
+        seen.append(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(cache, method, recorded)
+    return seen
 
 
 def test_a_pq_cache_with_a_transform_leaves_its_product_to_upper_s_graph(scenario_graphs, small_train_file, batch,
@@ -112,7 +130,9 @@ def test_a_pq_cache_with_a_transform_leaves_its_product_to_upper_s_graph(scenari
                               {"intra_op_threads": 1}, load_passage_cache(directory, graph_set), DOC_STRIDE)
     assert system.coded_upper is not None
     features = features_of(system, batch)
+    read_on = record_threads(system.cache, "passage_coefficients", monkeypatch)
     coded = system.logits(features, "real")
+    assert read_on and read_on[0].startswith(READ_AHEAD_HELPER)  # beside lower_question
     system.coded_upper = None  # the numpy decode: passage_states, then upper
     decoded = system.logits(features, "real")
     valid = features.token_offsets[:, :, 0] >= 0

@@ -4,6 +4,8 @@ described alike) and faiss found or refused. Decoding is runtime/codec_decode.py
 machine's runner runs the same code): Codec.decode asks it for this codec's decoder, and the codecs' encoders read its
 look-up tables and packing."""
 
+import contextlib
+
 import numpy as np
 
 from ...contracts.errors import PassageCacheError
@@ -187,7 +189,7 @@ class Codec:
     def decode(self, codes: dict, lengths=None) -> np.ndarray:
         """float32 [n, Lp, H] of encode()'s arrays (or rows gathered from them); with `lengths` [n], the padding
         past each window's length is left zero, not decoded (see encode)."""
-        return self._windows(codes, lengths, lambda decoder, valid: decoder.decode(valid))
+        return self._windows(codes, lengths, lambda decoder, valid: decoder.decode(valid), products=True)
 
     def graph_product(self):
         """(decoder [K, H], mean [H] or None): the product that upper's graph can compute in place of decode()'s
@@ -198,18 +200,20 @@ class Codec:
         """float32 [n, Lp, K]: decode()'s look-ups alone (a codec with a graph_product), the padding zero."""
         if self.graph_product() is None:
             raise CodecError(f"{self.describe()} has no product to leave to a graph", "decode() its codes")
-        return self._windows(codes, lengths, lambda decoder, valid: decoder.coefficients(valid))
+        return self._windows(codes, lengths, lambda decoder, valid: decoder.coefficients(valid), products=False)
 
-    def _windows(self, codes: dict, lengths, decode_tokens) -> np.ndarray:
+    def _windows(self, codes: dict, lengths, decode_tokens, products: bool) -> np.ndarray:
         """[n, Lp, width] of the windows' codes: decode_tokens(decoder, {array: [T, ...]}) of the valid tokens, the
-        padding zero."""
+        padding zero; numpy's BLAS held to one thread where decode_tokens runs `products` (see one_blas_thread)."""
         decoder = self._decoder(self._require_codebook())
         first = next(iter(codes.values()))
         n, length = first.shape[:2]
         rows = self._valid_rows(lengths, n, length)
-        with one_blas_thread():
-            tokens = decode_tokens(decoder, {key: value.reshape((n * length,) + value.shape[2:])[rows]
-                                             for key, value in codes.items()})
+        flat = {key: value.reshape((n * length,) + value.shape[2:]) for key, value in codes.items()}
+        if len(rows) < n * length:  # the valid tokens only (every token valid: a served batch at real lengths)
+            flat = {key: value[rows] for key, value in flat.items()}
+        with one_blas_thread() if products else contextlib.nullcontext():
+            tokens = decode_tokens(decoder, flat)
         if len(rows) == n * length:
             return tokens.reshape(n, length, tokens.shape[-1])
         # the valid rows are each window's first `lengths[i]` positions, in order: copied window by window (slices,
