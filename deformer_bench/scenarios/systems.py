@@ -3,7 +3,8 @@
     unsplit        full.onnx over [question; window]
     deformer       lower_question, the window's passage states from a passage cache built beforehand
                    (`deformer-cache build`), upper; from a pq cache with a transform, the look-ups of the decode
-                   only, its product run inside upper's graph (exporters/codec_upper.py)
+                   only, its product run inside upper's graph (exporters/codec_upper.py). The cache is read on a
+                   helper thread while lower_question runs (GraphSetSessions.online_read_ahead)
     deformer-miss  the same with an empty cache: every window runs lower_passage inside the query
 
 Lengths. `fixed` feeds the graph set's lengths (question padded to question_len, every window to passage_len).
