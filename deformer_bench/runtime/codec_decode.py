@@ -67,7 +67,9 @@ def decode_product(coefficients: np.ndarray, decoder: np.ndarray) -> np.ndarray:
     threads spin after a product and take the cores from the graph that follows). So a product of many rows is
     split in two halves instead, one on this thread and one on a helper thread that sleeps between calls, each
     half a one-thread BLAS call. Only where BLAS is held to one thread (else its threads would run under ours) and
-    the process may use two cores or more."""
+    the process may use two cores or more. (The scenario benchmark's server runs a numpy decode, rq, binary, pq
+    without its product in upper, on its read-ahead thread beside lower_question: sessions.online_read_ahead. The
+    split was measured only between graph runs, not there.)"""
     rows = len(coefficients)
     out = np.empty((rows, decoder.shape[1]), dtype=np.result_type(coefficients, decoder))
     if rows < SPLIT_PRODUCT_MIN_ROWS or not blas_threads_limited() or _usable_cores() < 2:

@@ -23,6 +23,20 @@ from ..contracts.graphs import GRAPHS
 from .helper_thread import helper_thread
 
 READ_AHEAD_HELPER = "passage-read"  # the helper thread (runtime.helper_thread) that reads a passage ahead
+# After an interrupt, how long a query still waits for its passage read (milliseconds, as a rule) before it lets the
+# interrupt through with the read running on: a read blocked on a stalled disk must not make Ctrl-C useless.
+INTERRUPTED_READ_WAIT_S = 10.0
+
+
+def finish(pending) -> None:
+    """Wait for a read ahead (a Future) to end. An interrupt (KeyboardInterrupt, SystemExit) during the wait is held
+    until the read has ended, or INTERRUPTED_READ_WAIT_S more have passed, then raised: so that whoever handles it
+    (closing the cache, writing what was measured) does not race a read still running on the helper thread."""
+    try:
+        wait([pending])
+    except BaseException:
+        wait([pending], timeout=INTERRUPTED_READ_WAIT_S)
+        raise
 
 GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -132,17 +146,25 @@ class GraphSetSessions:
     def online_read_ahead(self, question_input_ids, question_attention_mask, read_passage, passage_attention_mask,
                           coded_upper=None):
         """`online` (or, given `coded_upper`, `online_coded`) with the passage read beside the question's lower
-        layers: read_passage() gives the states [B, Lp, H] (the coefficients [B, Lp, K] for coded_upper) on a
-        helper thread while lower_question runs on this one. The two are independent, and the read (a cache's
-        gather, a codec's look-ups) is numpy that waits on memory, while lower_question at a question's length
-        leaves the cores part idle: at batch 1 and real lengths, a pq m=92 fisher window's read and look-ups
-        added ~730 us to a ~14.5 ms question run after it, ~300 us run beside it (results/passage-cache/codecs,
-        "The read beside the question"). An error of either is raised, after the read has finished."""
+        layers: read_passage() gives the states [B, P, H] (the coefficients [B, P, K] for coded_upper; P the passage
+        width fed) on a helper thread while lower_question runs on this one. The two are independent, and the read
+        (a cache's gather, a codec's look-ups) is numpy that waits on memory, while lower_question at a question's
+        length leaves the cores part idle: at batch 1 and real lengths, a pq m=92 fisher window's read with the
+        product in upper added ~780-840 us to a ~14.5 ms question read first, ~420-470 us read beside
+        (results/passage-cache/codecs, "The read beside the question"). Nothing of the call runs on after it
+        returns or raises (after an interrupt, a read still running gets INTERRUPTED_READ_WAIT_S to end: finish):
+        an error of lower_question's is raised once the read has ended (the read's own error, if it failed too,
+        noted on it), and the read's error otherwise."""
         pending = helper_thread(READ_AHEAD_HELPER).submit(read_passage)
         try:
             question_hidden = self.lower_question(question_input_ids, question_attention_mask)
-        finally:
-            wait([pending])  # nothing goes on (nor an error of lower_question's out) while the read still runs
+        except BaseException as error:
+            finish(pending)
+            read_error = None if pending.cancelled() else pending.exception()
+            if read_error is not None and hasattr(error, "add_note"):  # add_note: Python 3.11 and later
+                error.add_note(f"the passage read failed too: {type(read_error).__name__}: {read_error}")
+            raise
+        finish(pending)
         return self.upper(question_hidden, question_attention_mask, pending.result(), passage_attention_mask,
                           coded_upper)
 
@@ -151,16 +173,18 @@ class GraphSetSessions:
         return self.run("lower_question", {"question_input_ids": question_input_ids,
                                            "question_attention_mask": question_attention_mask})[0]
 
-    def upper(self, question_hidden, question_attention_mask, passage, passage_attention_mask, coded_upper=None):
-        """start, end logits: upper on the question's hidden states and the passage's states (or, given
-        `coded_upper`, its coefficients)."""
+    def upper(self, question_hidden, question_attention_mask, passage_input, passage_attention_mask,
+              coded_upper=None):
+        """start, end logits: upper on the question's hidden states and the passage's `passage_input`: its states
+        [B, P, H], or, given `coded_upper`, its coefficients [B, P, K]."""
         if coded_upper is None:
             return self.run("upper", {"question_hidden": question_hidden,
                                       "question_attention_mask": question_attention_mask,
-                                      "passage_hidden": passage, "passage_attention_mask": passage_attention_mask})
+                                      "passage_hidden": passage_input,
+                                      "passage_attention_mask": passage_attention_mask})
         return coded_upper.run(list(GRAPHS["upper"].outputs), {
             "question_hidden": question_hidden, "question_attention_mask": question_attention_mask,
-            "passage_coefficients": passage, "passage_attention_mask": passage_attention_mask})
+            "passage_coefficients": passage_input, "passage_attention_mask": passage_attention_mask})
 
     def on_device(self, array):
         """An array copied once to the sessions' device (an OrtValue), e.g. the cached passage states."""

@@ -158,7 +158,8 @@ class SystemRun:
     single_stream: LoadGenResult = None
     offline: LoadGenResult = None
     server: ServerSearch = None
-    passage_cache: dict = None  # the deformer's cache: directory, dtype, windows, read (a learned codec's: codec, product)
+    # the deformer's cache: directory, dtype, windows, read (a learned codec's also codec, product)
+    passage_cache: dict = None
     cache_misses: int = 0  # windows the deformer's cache lacked at query time (checked before: 0 expected)
     warmup: dict = None  # the warm-up: single-query latency and the rates LoadGen was told to expect
 

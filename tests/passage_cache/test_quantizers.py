@@ -324,9 +324,10 @@ def test_decode_runs_blas_on_one_thread_and_encode_on_the_processs(sample, windo
     BlasThreadsProbe.seen = []
     with threadpool_limits(limits=2, user_api="blas"):
         codec.decode(codes)
-        after = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+        after = [info["num_threads"] for info in threadpool_info()
+                 if info["user_api"] == "blas" and "numpy" in info["filepath"]]  # numpy's (see BlasThreadsProbe)
     assert BlasThreadsProbe.seen and set(BlasThreadsProbe.seen) == {1}  # (a long product: each half on one)
-    assert all(threads == 2 for threads in after)  # the process's own setting, restored
+    assert after and all(threads == 2 for threads in after)  # the process's own setting, restored
     codec.codebook["encoder"] = codec.codebook["encoder"].view(BlasThreadsProbe)
     BlasThreadsProbe.seen = []
     with threadpool_limits(limits=2, user_api="blas"):

@@ -87,7 +87,9 @@ def test_pq_decodes_a_valid_prefix_of_rows_alone(sample, windows):
 
 
 class BlasThreadsProbe(np.ndarray):
-    """A decoder matrix that records how many threads numpy's BLAS may use when a product reaches it."""
+    """A decoder matrix that records how many threads numpy's BLAS may use when a product reaches it (numpy's own
+    library only: faiss brings another OpenBLAS, which a decode never calls, and which one_blas_thread's controller,
+    made once, does not see if faiss was imported after it: the test failed run after test_cached_states alone)."""
 
     seen = []
 
@@ -95,7 +97,7 @@ class BlasThreadsProbe(np.ndarray):
         from threadpoolctl import threadpool_info
 
         BlasThreadsProbe.seen.append(max(info["num_threads"] for info in threadpool_info()
-                                         if info["user_api"] == "blas"))
+                                         if info["user_api"] == "blas" and "numpy" in info["filepath"]))
         return getattr(ufunc, method)(*(np.asarray(value) for value in inputs), **kwargs)
 
 
@@ -111,9 +113,10 @@ def test_a_runner_decodes_on_one_blas_thread(sample, windows):
     BlasThreadsProbe.seen = []
     with threadpool_limits(limits=2, user_api="blas"):
         decode_windows(make_decoder("pq", codec.settings, codebook), codes)
-        after = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+        after = [info["num_threads"] for info in threadpool_info()
+                 if info["user_api"] == "blas" and "numpy" in info["filepath"]]
     assert BlasThreadsProbe.seen and set(BlasThreadsProbe.seen) == {1}  # (a long product: each half on one)
-    assert all(threads == 2 for threads in after)
+    assert after and all(threads == 2 for threads in after)
     assert codec_decode.blas_threads_limited()
 
 

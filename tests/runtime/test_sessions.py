@@ -1,5 +1,6 @@
 """The paths over a graph set's sessions; IO binding and the read ahead give what plain runs give."""
 
+import sys
 import threading
 import time
 
@@ -9,7 +10,9 @@ import pytest
 from deformer_bench.contracts.errors import PassageCacheError
 from deformer_bench.contracts.protocol import InputSpec
 from deformer_bench.runtime.paths import make_inputs
-from deformer_bench.runtime.sessions import READ_AHEAD_HELPER, GraphSetSessions
+from deformer_bench.runtime import sessions as sessions_module
+from deformer_bench.runtime.helper_thread import helper_thread
+from deformer_bench.runtime.sessions import READ_AHEAD_HELPER, GraphSetSessions, finish
 
 
 def test_the_device_io_online_path_equals_the_host_io_one(tiny_graphs):
@@ -81,3 +84,34 @@ def test_the_read_ahead_path_raises_either_error_after_the_read(tiny_graphs):
         sessions.online_read_ahead(question[0].astype(np.float32), question[1], slow_read,
                                    inputs["passage_attention_mask"])
     assert finished == [True]
+    with pytest.raises(Exception, match="Unexpected input data type") as both:  # the read's error kept as a note
+        sessions.online_read_ahead(question[0].astype(np.float32), question[1], broken_read,
+                                   inputs["passage_attention_mask"])
+    if sys.version_info >= (3, 11):  # exceptions take notes from 3.11
+        assert any("the passage read failed too: PassageCacheError" in note for note in both.value.__notes__)
+
+
+def test_an_interrupt_while_waiting_for_the_read_is_raised_once_the_read_has_ended(monkeypatch):
+    """Ctrl-C during the wait: whoever handles it (closing the cache, writing results) must not race the read."""
+    started, release, ended = threading.Event(), threading.Event(), []
+
+    def read():
+        started.set()
+        release.wait(timeout=30)
+        ended.append(True)
+
+    pending = helper_thread(READ_AHEAD_HELPER).submit(read)
+    started.wait(timeout=30)
+    real_wait, calls = sessions_module.wait, []
+
+    def interrupted_wait(futures, timeout=None):
+        calls.append(timeout)
+        if len(calls) == 1:
+            release.set()  # the read ends soon after the interrupt
+            raise KeyboardInterrupt
+        return real_wait(futures, timeout=timeout)
+
+    monkeypatch.setattr(sessions_module, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        finish(pending)
+    assert ended == [True] and calls == [None, sessions_module.INTERRUPTED_READ_WAIT_S]

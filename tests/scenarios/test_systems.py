@@ -133,7 +133,7 @@ def test_a_pq_cache_with_a_transform_leaves_its_product_to_upper_s_graph(scenari
     read_on = record_threads(system.cache, "passage_coefficients", monkeypatch)
     coded = system.logits(features, "real")
     assert read_on and read_on[0].startswith(READ_AHEAD_HELPER)  # beside lower_question
-    system.coded_upper = None  # the numpy decode: passage_states, then upper
+    system.coded_upper = None  # the numpy decode: passage_hidden read ahead, then upper
     decoded = system.logits(features, "real")
     valid = features.token_offsets[:, :, 0] >= 0
     for coded_logits, decoded_logits in zip(coded, decoded):

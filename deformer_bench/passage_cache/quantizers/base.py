@@ -203,14 +203,15 @@ class Codec:
         return self._windows(codes, lengths, lambda decoder, valid: decoder.coefficients(valid), products=False)
 
     def _windows(self, codes: dict, lengths, decode_tokens, products: bool) -> np.ndarray:
-        """[n, Lp, width] of the windows' codes: decode_tokens(decoder, {array: [T, ...]}) of the valid tokens, the
-        padding zero; numpy's BLAS held to one thread where decode_tokens runs `products` (see one_blas_thread)."""
+        """[n, L, width] of the windows' codes [n, L, ...] (L: Lp, or the positions a reader asked for):
+        decode_tokens(decoder, {array: [T, ...]}) of the valid tokens, the padding zero; numpy's BLAS held to one
+        thread where decode_tokens runs `products` (see one_blas_thread)."""
         decoder = self._decoder(self._require_codebook())
         first = next(iter(codes.values()))
         n, length = first.shape[:2]
         rows = self._valid_rows(lengths, n, length)
         flat = {key: value.reshape((n * length,) + value.shape[2:]) for key, value in codes.items()}
-        if len(rows) < n * length:  # the valid tokens only (every token valid: a served batch at real lengths)
+        if len(rows) < n * length:  # the valid tokens only (all valid: one window read at its own length, say)
             flat = {key: value[rows] for key, value in flat.items()}
         with one_blas_thread() if products else contextlib.nullcontext():
             tokens = decode_tokens(decoder, flat)
