@@ -14,7 +14,7 @@ import numpy as np
 from ..bench.plan import ServedCodec
 from ..contracts.errors import ConfigError, PassageCacheError
 from ..contracts.graphs import GRAPHS
-from ..exporters.codec_upper import check_loads, upper_with_product
+from ..exporters.codec_upper import check_loads, product_graph
 from ..passage_cache.store import check_identity, load_passage_cache
 from ..runtime.codec_decode import graph_product, make_decoder
 
@@ -68,10 +68,9 @@ def coded_upper(product, config):
     anything is timed (a server runs the product there: exporters/codec_upper.py); None where the runner decodes in
     numpy (no product, or a graph set in the ORT format only, which onnx cannot edit)."""
     path = Path(config.graphs_dir) / GRAPHS["upper"].file_name
-    if product is None or not path.is_file():
-        return None
-    graph = upper_with_product(path, *product)
-    check_loads(graph, path)
+    graph = product_graph(path, product)
+    if graph is not None:
+        check_loads(graph, path)
     return graph
 
 

@@ -22,6 +22,8 @@ float16 variants' own upper (onnxruntime's converter appends its input casts aft
 the checker's topological-order rule, and onnxruntime sorts and runs it.
 """
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -73,6 +75,17 @@ def upper_with_product(upper_path, decoder: np.ndarray, mean: np.ndarray = None)
     for node in reversed(_product_nodes(mean is not None, element)):
         graph.node.insert(0, node)
     return model.SerializeToString()
+
+
+def product_graph(upper_path, product):
+    """upper_with_product(upper_path, *product): the graph a server of a pq cache with a transform runs; None where
+    it has no product to put in (`product` None: rq, binary, plain pq) or upper_path is not an ONNX file (a graph set
+    in the ORT format only, which onnx cannot edit): the codec then decodes in numpy. Not yet loaded: check_loads,
+    or the caller's own session, does that."""
+    upper_path = Path(upper_path)
+    if product is None or upper_path.suffix != ".onnx" or not upper_path.is_file():
+        return None
+    return upper_with_product(upper_path, *product)
 
 
 def check_loads(graph: bytes, upper_path) -> None:

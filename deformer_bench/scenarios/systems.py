@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contracts.errors import ManifestError, first_line
-from ..exporters.codec_upper import upper_with_product
+from ..exporters.codec_upper import product_graph
 from ..runtime.sessions import GraphSetSessions, open_session
 from ..serving import passage_states
 from ..squad.features import featurize
@@ -115,11 +115,11 @@ class QuestionAnswerer:
     def _coded_upper(self):
         """A deformer served from a pq cache with a transform: upper with the codec's product inside
         (exporters/codec_upper.py), so that only the look-ups of the decode run in numpy; else None."""
-        if self.spec.kind != "deformer" or self.cache is None or self.cache.graph_product is None:
+        if self.spec.kind != "deformer" or self.cache is None:
             return None
-        if self.graph_set.path("upper").suffix != ".onnx":  # the ORT format, which onnx cannot edit: numpy decodes
+        graph = product_graph(self.graph_set.path("upper"), self.cache.graph_product)  # a clear error if damaged
+        if graph is None:  # no product (rq, binary, plain pq), or the ORT format, which onnx cannot edit
             return None
-        graph = upper_with_product(self.graph_set.path("upper"), *self.cache.graph_product)  # a clear error if not
         try:
             return open_session(graph, self.session_settings)
         except Exception as error:  # onnxruntime's own types, a provider fallback

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from deformer_bench.contracts.errors import ManifestError
-from deformer_bench.exporters.codec_upper import CODED_INPUT, CodecGraphError, upper_with_product
+from deformer_bench.exporters.codec_upper import CODED_INPUT, CodecGraphError, product_graph, upper_with_product
 from deformer_bench.runtime.codec_decode import coefficient_windows, graph_product, make_decoder
 from deformer_bench.runtime.sessions import GraphSetSessions, open_session
 
@@ -66,6 +66,23 @@ def test_a_codec_without_a_transform_has_no_product_to_move():
     levels = rng.standard_normal((HIDDEN, 2)).astype(np.float32)
     binary = make_decoder("binary", {"group": 8}, {"levels": levels, "mean": np.zeros(HIDDEN, np.float32)})
     assert graph_product(binary) is None
+
+
+def test_a_server_gets_the_graph_only_for_a_product_and_an_onnx_upper(tiny_graphs, tmp_path):
+    """product_graph, the one rule both servers (deformer-bench's served path, the scenario benchmark's deformer)
+    follow: a graph for a product and an upper.onnx; None without a product or for the ORT format (onnx cannot edit
+    it: numpy decodes); a damaged upper.onnx refused, not passed over."""
+    product = graph_product(pq_decoder())
+    graph = product_graph(tiny_graphs / "upper.onnx", product)
+    assert CODED_INPUT in [graph_input.name for graph_input in onnx.load_from_string(graph).graph.input]
+    assert product_graph(tiny_graphs / "upper.onnx", None) is None
+    ort_format = tmp_path / "upper.ort"
+    ort_format.write_bytes(b"an ORT-format graph")
+    assert product_graph(ort_format, product) is None
+    assert product_graph(tmp_path / "upper.onnx", product) is None  # a graph set in the ORT format only
+    (tmp_path / "upper.onnx").write_bytes(b"damaged")
+    with pytest.raises(CodecGraphError, match="cannot be read as an ONNX graph"):
+        product_graph(tmp_path / "upper.onnx", product)
 
 
 def test_a_graph_that_is_not_upper_is_refused(tiny_graphs):
