@@ -147,11 +147,12 @@ class GraphSetSessions:
                           coded_upper=None):
         """`online` (or, given `coded_upper`, `online_coded`) with the passage read beside the question's lower
         layers: read_passage() gives the states [B, P, H] (the coefficients [B, P, K] for coded_upper; P the passage
-        width fed) on a helper thread while lower_question runs on this one. The two are independent, and the read
-        (a cache's gather, a codec's look-ups) is numpy that waits on memory, while lower_question at a question's
-        length leaves the cores part idle: at batch 1 and real lengths, a pq m=92 fisher window's read with the
-        product in upper added ~780-840 us to a ~14.5 ms question read first, ~420-470 us read beside
-        (results/passage-cache/codecs, "The read beside the question"). Nothing of the call runs on after it
+        width fed) on a helper thread while lower_question runs on this one. The two are independent; the read (a
+        cache's gather, a codec's look-ups: numpy calls, each slow right after a graph run, its caches cold) costs
+        several times its warm time, while lower_question at a question's length leaves the cores part idle: at
+        batch 1 and real lengths, a pq m=92 fisher window's read with the product in upper added ~780-840 us to a
+        ~14.5 ms question read first, ~420-470 us read beside (results/passage-cache/codecs, "The read beside the
+        question"). Nothing of the call runs on after it
         returns or raises (after an interrupt, a read still running gets INTERRUPTED_READ_WAIT_S to end: finish):
         an error of lower_question's is raised once the read has ended (the read's own error, if it failed too,
         noted on it), and the read's error otherwise."""
