@@ -236,10 +236,13 @@ class PassageCache:
                                            "--doc-stride), or give a new cache directory")
         return rows
 
-    def passage_hidden(self, rows) -> np.ndarray:
-        """[B, Lp, H] float32 states of these global rows, in memory (decoded; each segment read is first
-        checked against its sha256)."""
-        return self._read(rows, self.info["identity"]["hidden_size"], self._states)
+    def passage_hidden(self, rows, positions: int = None) -> np.ndarray:
+        """[B, positions, H] float32 states of these global rows, in memory, each window's first `positions` (default
+        all Lp: a server at real lengths asks for its batch's widest window, and nothing past it is read or decoded);
+        each segment read is first checked against its sha256."""
+        positions = self._positions(positions)
+        return self._read(rows, self.info["identity"]["hidden_size"],
+                          lambda index, local: self._states(index, local, positions), positions)
 
     @property
     def graph_product(self):
@@ -255,22 +258,28 @@ class PassageCache:
         if product is None:
             raise PassageCacheError(f"passage cache {self.directory} stores {self.info['dtype']} without a product "
                                     "to leave to a graph", "read its states with passage_hidden()")
+        positions = self._positions(positions)
+        return self._read(rows, product[0].shape[0],
+                          lambda index, local: self._coefficients(index, local, positions), positions)
+
+    def _positions(self, positions) -> int:
+        """A reader's `positions`: a whole number from 1 to Lp, None meaning Lp."""
         passage_len = self.info["identity"]["passage_len"]
         if positions is None:
-            positions = passage_len
+            return passage_len
         if isinstance(positions, bool) or not isinstance(positions, (int, np.integer)) \
                 or not 1 <= positions <= passage_len:
             raise PassageCacheError(f"positions must be a whole number from 1 to the cache's passage length "
                                     f"{passage_len}; got {positions!r}", "give the batch's widest window")
-        return self._read(rows, product[0].shape[0],
-                          lambda index, local: self._coefficients(index, local, int(positions)), int(positions))
+        return int(positions)
 
-    def _states(self, index: int, local: np.ndarray) -> np.ndarray:
-        if self.codec is not None:  # decoded here, for the windows asked for only
-            return self.codec.decode(self._codes(index, local), gather_rows(self.array(index, "passage_length"), local))
+    def _states(self, index: int, local: np.ndarray, positions: int) -> np.ndarray:
+        if self.codec is not None:  # decoded here, for the windows and positions asked for only
+            lengths = np.minimum(gather_rows(self.array(index, "passage_length"), local), positions)
+            return self.codec.decode(self._codes(index, local, positions), lengths)
         scale = self.array(index, "passage_scale") if "passage_scale" in self.segments[index].shapes else None
-        return decode(gather_rows(self.array(index, "passage_hidden"), local),
-                      None if scale is None else gather_rows(scale, local))
+        return decode(gather_rows(self.array(index, "passage_hidden")[:, :positions], local),
+                      None if scale is None else gather_rows(scale[:, :positions], local))
 
     def _coefficients(self, index: int, local: np.ndarray, positions: int) -> np.ndarray:
         lengths = np.minimum(gather_rows(self.array(index, "passage_length"), local), positions)
@@ -281,8 +290,8 @@ class PassageCache:
         return {name: gather_rows(self.array(index, f"passage_{name}")[:, :positions], local)
                 for name in self.codec.CODES}
 
-    def _read(self, rows, width: int, read_segment, positions: int = None) -> np.ndarray:
-        """[B, positions (default Lp), width] float32 of these global rows: read_segment(segment index, its local
+    def _read(self, rows, width: int, read_segment, positions: int) -> np.ndarray:
+        """[B, positions, width] float32 of these global rows: read_segment(segment index, its local
         rows) for each segment they fall in, each segment first checked against its sha256."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.windows):
@@ -296,7 +305,7 @@ class PassageCache:
             if not self.segments[index].verified:
                 self.segments[index].verify()
             return np.asarray(read_segment(index, rows - self.offsets[index]), dtype=np.float32)
-        out = np.empty((len(rows), positions or self.info["identity"]["passage_len"], width), dtype=np.float32)
+        out = np.empty((len(rows), positions, width), dtype=np.float32)
         for index in segments:
             segment, picked = self.segments[index], np.flatnonzero(which == index)
             if not segment.verified:

@@ -162,8 +162,7 @@ class QuestionAnswerer:
                         *question, lambda: self.cache.passage_coefficients(rows, passage_width), passage_mask,
                         self.coded_upper)
                 return self.sessions.online_read_ahead(
-                    *question, lambda: np.ascontiguousarray(self.cache.passage_hidden(rows)[:, :passage_width]),
-                    passage_mask)
+                    *question, lambda: self.passage_states(features, passage_width, rows), passage_mask)
         return self.sessions.online(*question, self.passage_states(features, passage_width, rows), passage_mask)
 
     def passage_states(self, features, passage_width: int, rows=None) -> np.ndarray:
@@ -176,10 +175,11 @@ class QuestionAnswerer:
         if rows is None:
             rows = self.cache.lookup(features.passage_input_ids, features.passage_attention_mask)
         missed = rows < 0
-        if missed.any():
-            self.cache_misses += int(missed.sum())
-            if self.lower_passage_session is None:
-                self.lower_passage_session = open_session(self.graph_set.path("lower_passage"), self.session_settings)
+        if not missed.any():  # every window cached: read the fed width only, nothing past it decoded
+            return self.cache.passage_hidden(rows, passage_width)
+        self.cache_misses += int(missed.sum())
+        if self.lower_passage_session is None:
+            self.lower_passage_session = open_session(self.graph_set.path("lower_passage"), self.session_settings)
         states = passage_states(self.cache, rows, missed, self.lower_passage_session, features.passage_input_ids,
                                 features.passage_attention_mask)
         return np.ascontiguousarray(states[:, :passage_width])

@@ -249,3 +249,19 @@ def test_passage_coefficients_looks_up_only_the_positions_asked_for(graph_set, t
     for positions in (0, LENGTH + 1, -3, 2.5, True, "8"):
         with pytest.raises(PassageCacheError, match="positions must be a whole number from 1 to"):
             cache.passage_coefficients(rows, positions)
+
+
+@pytest.mark.parametrize("dtype, settings, _", CODECS)
+def test_passage_hidden_decodes_only_the_positions_asked_for(graph_set, tmp_path, dtype, settings, _):
+    """passage_hidden(rows, positions) of a codec's cache decodes each window's first `positions` only: the whole
+    windows' decode cut there (a window longer cut, one shorter zero past its length)."""
+    ids, mask = windows(1000)
+    cache = build(graph_set, ids, mask, tmp_path / dtype, dtype=dtype, codec_settings=settings)
+    picked = [0, 999, 5, 500, 3]
+    rows = cache.rows(ids[picked], mask[picked])
+    whole = cache.passage_hidden(rows)
+    lengths = mask[picked].sum(axis=1)
+    for positions in (1, int(lengths.min()), int(lengths.max()), LENGTH):
+        cut = cache.passage_hidden(rows, positions)
+        assert cut.shape == (5, positions, whole.shape[2]) and cut.flags.c_contiguous
+        np.testing.assert_allclose(cut, whole[:, :positions], rtol=0, atol=1e-6)

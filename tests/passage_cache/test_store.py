@@ -172,3 +172,27 @@ def test_reads_within_one_segment_or_across_give_float32_rows_in_the_order_asked
         assert got.dtype == np.float32 and got.flags.c_contiguous and got.flags.writeable
         np.testing.assert_array_equal(got, everything[np.argsort(rows)][pick])
     assert cache.passage_hidden(np.zeros(0, np.int64)).shape == (0, 24, 32)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+def test_passage_hidden_reads_only_the_positions_asked_for(tiny_graphs, tmp_path, dtype):
+    """A server at real lengths asks for its batch's widest window only: passage_hidden(rows, positions) is the whole
+    windows' states cut there, its own contiguous memory, from one segment or several; a width outside 1..Lp is
+    refused."""
+    graph_set = load_graph_set(tiny_graphs)
+    ids, mask = windows()
+    cache = build(graph_set, ids, mask, tmp_path / dtype, dtype=dtype, segment_windows=2)
+    rows = cache.rows(ids, mask)
+    whole = cache.passage_hidden(rows)
+    assert len(np.unique(np.searchsorted(cache.offsets, rows, side="right"))) == 2  # rows of both segments
+    for positions in (1, 7, 23, 24, np.int64(24)):
+        cut = cache.passage_hidden(rows, positions)
+        assert cut.shape == (len(rows), positions, 32) and cut.dtype == np.float32 and cut.flags.c_contiguous
+        np.testing.assert_array_equal(cut, whole[:, :positions])
+        one = cache.passage_hidden(rows[2:3], positions)  # a served question's single window
+        assert one.flags.c_contiguous
+        np.testing.assert_array_equal(one, whole[2:3, :positions])
+    assert cache.passage_hidden(np.zeros(0, np.int64), 5).shape == (0, 5, 32)
+    for positions in (0, 25, -3, 2.5, True, "8"):
+        with pytest.raises(PassageCacheError, match="positions must be a whole number from 1 to"):
+            cache.passage_hidden(rows, positions)

@@ -96,6 +96,24 @@ def test_a_query_answers_each_sample_even_when_one_comes_twice(scenario_graphs, 
     assert read_on and read_on[0].startswith(READ_AHEAD_HELPER)  # the cache read beside lower_question
 
 
+def test_a_batch_the_cache_holds_reads_only_the_width_fed(scenario_graphs, scenario_caches, batch, monkeypatch):
+    """At real lengths the deformer reads (and a codec decodes) its cached states up to the batch's widest window
+    only, not the cache's whole Lp; at fixed lengths all of it."""
+    system = answerer("deformer", scenario_graphs, scenario_caches)
+    features = features_of(system, batch)
+    _, passage = batch_widths(features, "real", keep_question=False)
+    asked, original = [], system.cache.passage_hidden
+
+    def recorded(rows, positions=None):
+        asked.append(positions)
+        return original(rows, positions)
+
+    monkeypatch.setattr(system.cache, "passage_hidden", recorded)
+    system.logits(features, "real")
+    system.logits(features, "fixed")
+    assert asked == [passage, system.passage_len] and passage < system.passage_len
+
+
 def record_threads(cache, method: str, monkeypatch) -> list:
     """The names of the threads that call cache.`method` from now on."""
     seen, original = [], getattr(cache, method)
