@@ -186,12 +186,14 @@ def staged_directory(out_dir: Path, replace: bool = False, listed=None):
     the listed paths are removed.
     """
     out_dir = Path(os.path.abspath(out_dir))  # '.' and '..' get a name; symbolic links are not followed
+    made = missing_folders(out_dir.parent)  # removed again if the block fails: a failed run leaves no empty root
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(out_dir)
     if not replace and (out_dir.exists() or out_dir.is_symlink()):
         raise OutputExistsError(f"{out_dir} already exists", "give a new path")
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
     _LIVE.add(staging)
+    done = False
     try:
         try:
             yield staging
@@ -212,9 +214,32 @@ def staged_directory(out_dir: Path, replace: bool = False, listed=None):
                     raise OutputExistsError(f"{out_dir} was written by another process meanwhile",
                                             "use it, or give a new path") from None
                 raise
+        done = True
     finally:
         _LIVE.discard(staging)
         shutil.rmtree(staging, ignore_errors=True)
+        if not done:
+            remove_empty_folders(made)
+
+
+def missing_folders(folder: Path) -> list:
+    """The folders of `folder`'s path that do not exist yet, deepest first: what a mkdir(parents=True) would make."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def remove_empty_folders(folders: list) -> None:
+    """Remove `folders` (deepest first), each only while empty: another writer's files in one keep it and those
+    above it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _swap_in(staging: Path, out_dir: Path, listed=None) -> None:

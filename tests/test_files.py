@@ -25,7 +25,7 @@ def test_directory_appears_only_when_the_block_succeeds(tmp_path):
         with staged_directory(out) as staging:
             (staging / "half.txt").write_text("half")
             raise RuntimeError("failed midway")
-    assert list((tmp_path / "deep").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # nor the folder it made for it
     with staged_directory(out) as staging:
         (staging / "whole.txt").write_text("whole")
     assert [p.name for p in out.iterdir()] == ["whole.txt"]
@@ -109,6 +109,22 @@ def test_a_moved_aside_output_is_removed_once_the_new_one_is_in_place(tmp_path):
     aside.mkdir()
     clean_stale_staging(tmp_path / "out")  # the swap completed; only the removal of the old one was cut short
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+def test_a_failed_block_removes_the_folders_it_made_and_only_those(tmp_path, failure):
+    """A run that fails leaves no empty results root behind (`--output runs/new`): the folders staged_directory
+    made are removed while empty; one that was there before, or that another writer put a file in, is kept."""
+    (tmp_path / "there").mkdir()
+    with pytest.raises(failure):
+        with staged_directory(tmp_path / "there" / "a" / "b" / "out"):
+            raise failure()
+    assert list(tmp_path.iterdir()) == [tmp_path / "there"] and list((tmp_path / "there").iterdir()) == []
+    with pytest.raises(failure):
+        with staged_directory(tmp_path / "there" / "a" / "b" / "out"):
+            (tmp_path / "there" / "a" / "other.txt").write_text("another writer's")
+            raise failure()
+    assert sorted(path.name for path in (tmp_path / "there" / "a").iterdir()) == ["other.txt"]
 
 
 def test_a_full_disk_inside_a_staged_directory_is_a_disk_full_error(tmp_path):

@@ -310,20 +310,13 @@ def measure_device(plan, configs: list, references: dict, processes: int, operat
 
 def save_results(results: ResultsDocument, output_root: Path, model: str, write_beside=None) -> Path:
     """Write results.json, and what `write_beside(folder)` derives from it (the CLI's report.write_report), into a
-    temporary directory, then rename it into place. A results root created here and left empty by a failure is
-    removed again."""
-    created = not output_root.exists()
-    output_root.mkdir(parents=True, exist_ok=True)
+    temporary directory, then rename it into place (a results root made for it and left empty by a failure is
+    removed again: staged_directory)."""
     final = new_results_folder(output_root, results.profile["name"], model)
-    try:
-        with staged_directory(final) as staging:
-            (staging / RESULTS_FILE).write_text(json.dumps(results.as_json(), indent=1) + "\n")
-            if write_beside is not None:
-                write_beside(staging)
-    except BaseException:
-        if created and not any(output_root.iterdir()):
-            output_root.rmdir()
-        raise
+    with staged_directory(final) as staging:
+        (staging / RESULTS_FILE).write_text(json.dumps(results.as_json(), indent=1) + "\n")
+        if write_beside is not None:
+            write_beside(staging)
     return final
 
 

@@ -14,7 +14,7 @@ pytest.importorskip("mlperf_loadgen")
 def refused(capsys, argv: list, out) -> str:
     """The error line of a refused run (exit 2), after checking that nothing was written."""
     assert run_bench(argv) == 2
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()  # not even an empty results root (staged_directory removes what it made)
     return capsys.readouterr().err
 
 
@@ -293,3 +293,20 @@ def test_a_results_root_may_hold_what_the_run_reads(own_inputs):
                               own_inputs["dataset"], load_profile(str(own_inputs["profile"])), None,
                               own_inputs["dataset"].parent, passage_caches=[own_inputs["cache"]])
     check_output_location(request)  # no error
+
+
+def test_a_run_that_fails_midway_leaves_no_results_root(capsys, tmp_path, scenario_graphs, scenario_caches,
+                                                        small_train_file, monkeypatch):
+    """A failure during the measurements (a damaged cache segment found at its first read, say) is one error, exit
+    2, and leaves nothing: not the results folder, nor the --output root the run made for it."""
+    from deformer_bench.contracts.errors import PassageCacheError
+    from deformer_bench.scenarios import run
+
+    def damaged(self, bound_ms):
+        raise PassageCacheError("segment-00000's passage_codes.npy does not match its sha256", "rebuild the cache")
+
+    monkeypatch.setattr(run.SystemMeasurement, "measure", damaged)
+    out = tmp_path / "new" / "out"
+    error = refused(capsys, scenario_argv(scenario_graphs, [scenario_caches["float32"]], small_train_file, out,
+                                          "--scenario", "offline", "--variant", "float32", "--limit", "2"), out)
+    assert "does not match its sha256" in error and list(tmp_path.iterdir()) == []
