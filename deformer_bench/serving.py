@@ -64,18 +64,20 @@ def onnx_logits(graph_set, features, cache, rows, batch_size: int = 64, progress
     return np.concatenate(starts), np.concatenate(ends)
 
 
-def passage_states(cache, rows, missed, lower_passage, passage_input_ids, passage_attention_mask):
-    """[B, Lp, H] float32: cached rows read from the cache, missed ones (`missed` [B] bool) run through the
-    `lower_passage` session."""
+def passage_states(cache, rows, missed, lower_passage, passage_input_ids, passage_attention_mask, positions=None):
+    """[B, positions (default Lp), H] float32: cached rows read from the cache (their first `positions` only),
+    missed ones (`missed` [B] bool) run through the `lower_passage` session on their whole windows, as the cache
+    was built, then cut."""
     if not missed.any():
-        return cache.passage_hidden(rows)
+        return cache.passage_hidden(rows, positions)
     computed = lower_passage.run(["passage_hidden"], {"passage_input_ids": passage_input_ids[missed],
                                                       "passage_attention_mask": passage_attention_mask[missed]})[0]
+    computed = np.ascontiguousarray(computed[:, :positions])
     if missed.all():
         return computed
     states = np.empty((len(rows),) + computed.shape[1:], dtype=np.float32)
     states[missed] = computed
-    states[~missed] = cache.passage_hidden(rows[~missed])
+    states[~missed] = cache.passage_hidden(rows[~missed], positions)
     return states
 
 

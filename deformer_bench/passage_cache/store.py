@@ -275,15 +275,17 @@ class PassageCache:
 
     def _states(self, index: int, local: np.ndarray, positions: int) -> np.ndarray:
         if self.codec is not None:  # decoded here, for the windows and positions asked for only
-            lengths = np.minimum(gather_rows(self.array(index, "passage_length"), local), positions)
-            return self.codec.decode(self._codes(index, local, positions), lengths)
+            return self.codec.decode(self._codes(index, local, positions), self._lengths(index, local, positions))
         scale = self.array(index, "passage_scale") if "passage_scale" in self.segments[index].shapes else None
         return decode(gather_rows(self.array(index, "passage_hidden")[:, :positions], local),
                       None if scale is None else gather_rows(scale[:, :positions], local))
 
     def _coefficients(self, index: int, local: np.ndarray, positions: int) -> np.ndarray:
-        lengths = np.minimum(gather_rows(self.array(index, "passage_length"), local), positions)
-        return self.codec.coefficients(self._codes(index, local, positions), lengths)
+        return self.codec.coefficients(self._codes(index, local, positions), self._lengths(index, local, positions))
+
+    def _lengths(self, index: int, local: np.ndarray, positions: int) -> np.ndarray:
+        """[B]: these local rows' window lengths (a codec's cache stores them), at most `positions`."""
+        return np.minimum(gather_rows(self.array(index, "passage_length"), local), positions)
 
     def _codes(self, index: int, local: np.ndarray, positions: int = None) -> dict:
         """{name: [B, positions, ...]}: the codes of these local rows, their first `positions` (default all)."""

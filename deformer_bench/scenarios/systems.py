@@ -175,11 +175,10 @@ class QuestionAnswerer:
         if rows is None:
             rows = self.cache.lookup(features.passage_input_ids, features.passage_attention_mask)
         missed = rows < 0
-        if not missed.any():  # every window cached: read the fed width only, nothing past it decoded
-            return self.cache.passage_hidden(rows, passage_width)
-        self.cache_misses += int(missed.sum())
-        if self.lower_passage_session is None:
-            self.lower_passage_session = open_session(self.graph_set.path("lower_passage"), self.session_settings)
-        states = passage_states(self.cache, rows, missed, self.lower_passage_session, features.passage_input_ids,
-                                features.passage_attention_mask)
-        return np.ascontiguousarray(states[:, :passage_width])
+        if missed.any():
+            self.cache_misses += int(missed.sum())
+            if self.lower_passage_session is None:
+                self.lower_passage_session = open_session(self.graph_set.path("lower_passage"), self.session_settings)
+        # the fed width only: nothing past it read or decoded
+        return passage_states(self.cache, rows, missed, self.lower_passage_session, features.passage_input_ids,
+                              features.passage_attention_mask, passage_width)
