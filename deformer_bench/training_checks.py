@@ -3,6 +3,7 @@ reused that was trained otherwise, a full disk reported as such.
 
     check_run_directory   the output may not be, hold or lie inside what the run reads, nor a folder of other files
     check_finished_run    a finished run (DONE) is reused only with the settings it was trained with
+    differing_settings    the settings two runs differ in (paths aside), for a finished run or a committed record
     check_room_to_train   room for checkpoints and the model, checked before the first step
     saving                a full disk while saving is one DiskFullError, whatever torch or safetensors raised
 """
@@ -66,6 +67,15 @@ def check_run_directory(config, inputs: dict = None) -> None:
                                   "give a new --output directory (an interrupted run is resumed from its own)")
 
 
+def differing_settings(saved: dict, config) -> list:
+    """The settings that shape the model and differ between a recorded run's config (a train_config.json's
+    "config") and `config`. Paths may differ (another checkout, venv or runs-dir spelling); a setting the record
+    lacks (written before it existed) counts as its default."""
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    mine = dataclasses.asdict(config)
+    return sorted(key for key in mine if key not in UNCOMPARED and saved.get(key, defaults[key]) != mine[key])
+
+
 def check_finished_run(output: Path, config) -> None:
     """A finished run is reused only if it was trained with these settings: a DONE file proves nothing alone."""
     path = output / "train_config.json"
@@ -74,10 +84,7 @@ def check_finished_run(output: Path, config) -> None:
     except (FormatError, KeyError, TypeError) as error:
         raise OutputLocationError(f"{output} holds a DONE file but no readable train_config.json ({error}): it is "
                                   "not a finished run of deformer-train", "give a new --output directory") from None
-    defaults = {field.name: field.default for field in dataclasses.fields(config)}
-    mine = dataclasses.asdict(config)
-    # Paths may differ (another checkout, venv or runs-dir spelling); the settings that shape the model may not.
-    differing = sorted(key for key in mine if key not in UNCOMPARED and saved.get(key, defaults[key]) != mine[key])
+    differing = differing_settings(saved, config)
     if differing:
         raise ConfigError(f"{output} is a finished run of other settings ({', '.join(differing)} differ); it would be "
                           "reused as if it were this one", "give a new --output directory, or its own settings")

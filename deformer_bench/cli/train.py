@@ -16,7 +16,7 @@ from ..yaml_reader import read_yaml
 from .common import ArgumentParser, run_cli
 
 QUEUE_KEYS = {"name", "init", "teacher"}  # per-run keys that are not TrainConfig fields
-QUEUE_SECTIONS = {"defaults", "evaluation", "runs"}
+QUEUE_SECTIONS = {"defaults", "evaluation", "records", "runs"}
 QUEUE_MADE = {"output_dir", "init_dir", "teacher_dir"}  # TrainConfig fields the queue fills in itself
 EVALUATION_KEYS = {"dataset", "limit"}
 # Options of a single run; a queue sets these per run, so with --queue they are refused, never ignored.
@@ -101,6 +101,10 @@ def read_queue(queue_path: Path) -> dict:
         raise _queue_error(queue_path, f"evaluation limit must be a whole number >= 0 (0 = all), found {limit!r}")
     if "dataset" in evaluation and not isinstance(evaluation["dataset"], str):
         raise _queue_error(queue_path, "evaluation dataset must be a path")
+    records = queue.get("records")
+    if records is not None and (not isinstance(records, str) or not Path(records).is_dir()):
+        raise _queue_error(queue_path, f"records must be the folder of committed run records (RECORDS/NAME/"
+                                       f"train_config.json and eval.json), found {records!r}")
     for index, run in enumerate(queue["runs"], start=1):
         if not isinstance(run, dict):
             raise _queue_error(queue_path, f"run {index} must be a mapping such as {{name: k3, layer: 3}}, "
@@ -182,21 +186,88 @@ def check_queue_inputs(configs: list, runs_dir: Path, queue_path: Path = None) -
         layers_of[str(runs_dir / name / "model")] = layers_of[config.init_dir]
 
 
+def scored_this_evaluation(record: dict, evaluation: dict, doc_stride: int) -> bool:
+    """Whether an eval.json record scored the queue's evaluation (dataset, limit, stride) and holds its scores;
+    KeyError or TypeError for a record of another shape."""
+    float(record["f1"]), float(record["exact_match"]), int(record["questions"])
+    return (record["dataset"] == str(evaluation["dataset"]) and record.get("limit", 0) == evaluation.get("limit", 0)
+            and record["doc_stride"] == doc_stride)
+
+
 def read_evaluation(path: Path, evaluation: dict, doc_stride: int):
     """The run's eval.json if it scored this evaluation (dataset, limit, stride); None to evaluate (again)."""
     if not path.exists():
         return None
     try:
         record = read_json(path, "evaluation record")
-        same = (record["dataset"] == str(evaluation["dataset"]) and record.get("limit", 0) == evaluation.get("limit", 0)
-                and record["doc_stride"] == doc_stride)
-    except (FormatError, KeyError, TypeError) as error:
+        same = scored_this_evaluation(record, evaluation, doc_stride)
+    except (FormatError, KeyError, TypeError, ValueError) as error:
         print(f"note: {path} cannot be read ({error}); evaluating again", file=sys.stderr)
         return None
     if not same:
         print(f"note: {path} scored another evaluation (dataset, limit or stride); evaluating again", file=sys.stderr)
         return None
     return record
+
+
+def model_reference(path, runs_dir: Path) -> str:
+    """What a run's init or teacher model is, in words that survive another checkout, venv or --runs-dir: the
+    default model package, an earlier run of the queue, or the path as the queue gave it."""
+    from ..model import default_model_dir  # deferred: torch
+
+    if not path:
+        return "none"
+    path, default = Path(path), default_model_dir()
+    if path == default or path.parts[-2:] == default.parts[-2:]:  # the package's model folder in any venv
+        return "the default model"
+    if path.name == "model" and path.parent.parent == Path(runs_dir):
+        return f"run {path.parent.name}"
+    return str(path)
+
+
+def recorded_run(records_dir: Path, name: str, config, evaluation: dict, runs_dir: Path):
+    """(eval record, None) if RECORDS/NAME holds this run, trained with these settings and models and scored on
+    this evaluation; (None, why not) if it holds another; (None, None) if it holds nothing."""
+    from ..training_checks import differing_settings  # deferred: torch
+
+    folder = records_dir / name
+    if not folder.exists():
+        return None, None
+    try:
+        saved = read_json(folder / "train_config.json", "training record")["config"]
+        scored = read_json(folder / "eval.json", "evaluation record")
+        differing = differing_settings(saved, config)
+        recorded_runs_dir = Path(saved["output_dir"]).parent
+        differing += [key for key in ("init_dir", "teacher_dir") if model_reference(saved.get(key), recorded_runs_dir)
+                      != model_reference(getattr(config, key), runs_dir)]
+        if not evaluation.get("dataset") or not scored_this_evaluation(scored, evaluation, config.doc_stride):
+            differing.append("evaluation")
+    except (FormatError, KeyError, TypeError, ValueError, AttributeError) as error:
+        return None, f"cannot be read ({type(error).__name__}: {error})"
+    if differing:
+        return None, f"is of other settings ({', '.join(differing)} differ)"
+    return scored, None
+
+
+def plan_queue(configs: list, selected, runs_dir: Path, records_dir) -> list:
+    """[(name, config, evaluation, recorded eval or None)] for the runs to do, in queue order. A run whose folder
+    in runs-dir is not finished (no DONE) but whose committed record matches is not trained again, unless a later
+    run to train starts from (or distils) its model: records hold no weights."""
+    plan, needed = [], set()
+    for name, config, evaluation in reversed([entry for entry in configs if not selected or entry[0] in selected]):
+        recorded = None
+        if records_dir is not None and not (Path(config.output_dir) / "DONE").exists():
+            recorded, why_not = recorded_run(Path(records_dir), name, config, evaluation, runs_dir)
+            if why_not:
+                print(f"note: {Path(records_dir) / name} {why_not}; training {name}", file=sys.stderr)
+            if recorded is not None and str(runs_dir / name / "model") in needed:
+                print(f"note: {name} is recorded in {records_dir}, but a later run starts from its model, which a "
+                      f"record does not hold; training {name} again", file=sys.stderr)
+                recorded = None
+        if recorded is None:
+            needed |= {config.init_dir, config.teacher_dir}
+        plan.append((name, config, evaluation, recorded))
+    return plan[::-1]
 
 
 def evaluate_run(name: str, config, evaluation: dict, command: list, progress: bool) -> dict:
@@ -244,8 +315,11 @@ def train_main(argv=None) -> int:
             raise ConfigError(f"--only names runs not in {args.queue}: {', '.join(unknown)}",
                               f"runs there: {', '.join(name for name, _, _ in configs)}")
         check_queue_inputs(configs, runs_dir, args.queue)
-        for name, config, evaluation in configs:
-            if selected and name not in selected:
+        records_dir = read_queue(args.queue).get("records")
+        for name, config, evaluation, recorded in plan_queue(configs, selected, runs_dir, records_dir):
+            if recorded is not None:
+                print(f"{name}: F1 {recorded['f1']:.2f}, EM {recorded['exact_match']:.2f} on {recorded['questions']} "
+                      f"questions (recorded in {Path(records_dir) / name}; not trained again)")
                 continue
             train(config, command, progress=not args.quiet)
             if evaluation.get("dataset"):
