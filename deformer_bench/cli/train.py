@@ -227,7 +227,8 @@ def model_reference(path, runs_dir: Path) -> str:
 
 def recorded_run(records_dir: Path, name: str, config, evaluation: dict, runs_dir: Path):
     """(eval record, None) if RECORDS/NAME holds this run, trained with these settings and models and scored on
-    this evaluation; (None, why not) if it holds another; (None, None) if it holds nothing."""
+    this evaluation; (None, why not) if it holds another; (None, None) if it holds nothing. A record that cannot
+    be read is refused: trained again silently, it would cost hours; left alone, it would hide the run."""
     from ..training_checks import differing_settings  # deferred: torch
 
     folder = records_dir / name
@@ -236,14 +237,17 @@ def recorded_run(records_dir: Path, name: str, config, evaluation: dict, runs_di
     try:
         saved = read_json(folder / "train_config.json", "training record")["config"]
         scored = read_json(folder / "eval.json", "evaluation record")
+        if not isinstance(saved, dict) or not isinstance(scored, dict):
+            raise TypeError("train_config.json's 'config' and eval.json must be mappings")
         differing = differing_settings(saved, config)
         recorded_runs_dir = Path(saved["output_dir"]).parent
         differing += [key for key in ("init_dir", "teacher_dir") if model_reference(saved.get(key), recorded_runs_dir)
                       != model_reference(getattr(config, key), runs_dir)]
         if not evaluation.get("dataset") or not scored_this_evaluation(scored, evaluation, config.doc_stride):
             differing.append("evaluation")
-    except (FormatError, KeyError, TypeError, ValueError, AttributeError) as error:
-        return None, f"cannot be read ({type(error).__name__}: {error})"
+    except (FormatError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"the record of run {name!r} in {folder} cannot be read ({type(error).__name__}: {error})",
+                          f"restore it from git, or move {folder} away to train the run again") from None
     if differing:
         return None, f"is of other settings ({', '.join(differing)} differ)"
     return scored, None
@@ -253,20 +257,22 @@ def plan_queue(configs: list, selected, runs_dir: Path, records_dir) -> list:
     """[(name, config, evaluation, recorded eval or None)] for the runs to do, in queue order. A run whose folder
     in runs-dir is not finished (no DONE) but whose committed record matches is not trained again, unless a later
     run to train starts from (or distils) its model: records hold no weights."""
-    plan, needed = [], set()
+    plan, needed, notes = [], set(), []  # planned last run first: whether a run is needed depends on later ones
     for name, config, evaluation in reversed([entry for entry in configs if not selected or entry[0] in selected]):
         recorded = None
         if records_dir is not None and not (Path(config.output_dir) / "DONE").exists():
             recorded, why_not = recorded_run(Path(records_dir), name, config, evaluation, runs_dir)
             if why_not:
-                print(f"note: {Path(records_dir) / name} {why_not}; training {name}", file=sys.stderr)
+                notes.append(f"note: {Path(records_dir) / name} {why_not}; training {name}")
             if recorded is not None and str(runs_dir / name / "model") in needed:
-                print(f"note: {name} is recorded in {records_dir}, but a later run starts from its model, which a "
-                      f"record does not hold; training {name} again", file=sys.stderr)
+                notes.append(f"note: {name} is recorded in {records_dir}, but a later run starts from its model, "
+                             f"which a record does not hold; training {name} again")
                 recorded = None
         if recorded is None:
             needed |= {config.init_dir, config.teacher_dir}
         plan.append((name, config, evaluation, recorded))
+    for note in reversed(notes):
+        print(note, file=sys.stderr)
     return plan[::-1]
 
 

@@ -239,7 +239,6 @@ def test_a_recorded_run_whose_model_a_later_run_needs_is_trained(tiny_queue_runs
     ("train_config.json", "beta", 7.0, "beta differ"),
     ("train_config.json", "teacher_dir", "some/other/teacher", "teacher_dir differ"),
     ("eval.json", "limit", 5, "evaluation differ"),
-    ("eval.json", "f1", None, "cannot be read"),
 ])
 def test_a_record_of_other_settings_is_trained(tiny_queue_runs, tmp_path, capsys, file, key, value, differ):
     _, runs = tiny_queue_runs
@@ -262,3 +261,28 @@ def test_model_references_survive_another_venv_and_runs_dir(tmp_path):
     assert model_reference("/old/runs/teacher/model", "/old/runs") == model_reference("runs/teacher/model", "runs")
     assert model_reference("reference/teacher/model", "runs") != model_reference("runs/teacher/model", "runs")
     assert model_reference("", "runs") == "none"
+
+
+@pytest.mark.parametrize("damage", ["eval.json cut off", "config a list", "a file where the folder goes",
+                                    "eval.json missing"])
+def test_a_damaged_record_is_refused_before_any_run_trains(tiny_queue_runs, tmp_path, capsys, damage):
+    import shutil
+
+    _, runs = tiny_queue_runs
+    records = tmp_path / "records"
+    record_runs(runs, records, ["teacher", "k1-kd-lrs", "k1-none"])
+    if damage == "eval.json cut off":
+        (records / "k1-none" / "eval.json").write_text((runs / "k1-none" / "eval.json").read_text()[:80])
+    elif damage == "config a list":
+        (records / "k1-none" / "train_config.json").write_text('{"config": []}')
+    elif damage == "a file where the folder goes":
+        shutil.rmtree(records / "k1-none")
+        (records / "k1-none").write_text("")
+    else:
+        (records / "k1-none" / "eval.json").unlink()
+    queue = queue_with_records(tiny_queue_runs, tmp_path, records)
+    argv = ["--queue", str(queue), "--runs-dir", str(tmp_path / "new-runs"), "--quiet"]
+    assert run_cli(train_main, argv) == 2
+    err = capsys.readouterr().err
+    assert "the record of run 'k1-none'" in err and "move" in err and "Traceback" not in err
+    assert trained(tmp_path / "new-runs") == []
