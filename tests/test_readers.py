@@ -68,7 +68,7 @@ NESTED_NAN = '{"format_version": 1, "x": {"deep": [NaN]}}'
 
 
 def _queue(path):
-    from deformer_bench.cli.train import read_queue
+    from deformer_bench.cli.train_queue import read_queue
 
     return read_queue(path)
 
@@ -231,7 +231,7 @@ def test_a_queue_with_runs_twice_is_refused_not_cut_to_the_last_list(tmp_path):
 def test_the_evaluation_record_a_queue_reuses_is_read_by_the_rule(tmp_path, capsys):
     """deformer-train reads a run's eval.json to skip an evaluation already done: one that says a key twice is
     not trusted (evaluated again), and the note says why."""
-    from deformer_bench.cli.train import read_evaluation
+    from deformer_bench.cli.train_queue import read_evaluation
 
     path = tmp_path / "eval.json"
     path.write_text(json.dumps({"dataset": "d", "doc_stride": 128})[:-1] + ', "doc_stride": 64}')
