@@ -80,8 +80,10 @@ def read_queue(queue_path: Path) -> dict:
         raise _queue_error(queue_path, "evaluation dataset must be a path")
     records = queue.get("records")
     if records is not None and (not isinstance(records, str) or not records or not Path(records).is_dir()):
-        raise _queue_error(queue_path, f"records must be the folder of committed run records (RECORDS/NAME/"
-                                       f"train_config.json and eval.json), found {records!r}")
+        raise ConfigError(f"queue {queue_path}: records must be the folder of committed run records (RECORDS/NAME/"
+                          f"train_config.json and eval.json), found {records!r}",
+                          f"relative paths start where you run the command (here {Path.cwd()}): run it from the "
+                          "repository's root, or fix the path")
     for index, run in enumerate(queue["runs"], start=1):
         if not isinstance(run, dict):
             raise _queue_error(queue_path, f"run {index} must be a mapping such as {{name: k3, layer: 3}}, "
