@@ -30,7 +30,7 @@ from .contracts.errors import ConfigError, DeformerBenchError, RuntimeFailure, f
 from .contracts.readers import read_json, read_json_lines
 from .environment import describe_environment
 from .files import clean_stale_staging, staged_directory, write_text_atomically
-from .model import Deformer, DeformerConfig, load_qa_model
+from .model import Deformer, DeformerConfig, load_qa_model, weights_fingerprint
 from .squad.data import load_squad
 from .squad.features import check_doc_stride, featurize
 from .tokenizer import load_tokenizer
@@ -235,15 +235,26 @@ def rewind_log(log_path: Path, step: int, checkpoint_elapsed_s) -> float:
     return kept[-1]["elapsed_s"] if kept else 0.0
 
 
+def model_record(qa_model, teacher) -> dict:
+    """The student's shape (readers of the record need no saved model: cli.accuracy) and which weights the run
+    started from and distilled from: sha256 as Deformer.fingerprint gives it, taken before any step or resume."""
+    config = qa_model.config
+    return {"model_shape": {"num_layers": config.num_hidden_layers, "hidden_size": config.hidden_size,
+                            "intermediate_size": config.intermediate_size},
+            "init_fingerprint_sha256": weights_fingerprint(qa_model),
+            "teacher_fingerprint_sha256": teacher.fingerprint() if teacher is not None else None}
+
+
 def write_run_record(output: Path, config: TrainConfig, command: list, features, examples: int, total_steps: int,
-                     first_step: int) -> None:
-    """train_config.json: the settings, the data used, and one entry per start (machine, versions, commit)."""
+                     first_step: int, models: dict) -> None:
+    """train_config.json: the settings, the models (model_record), the data used, and one entry per start
+    (machine, versions, commit)."""
     path = output / "train_config.json"
     starts = read_json(path, "training record").get("starts", []) if first_step and path.exists() else []
     starts.append({"from_step": first_step, "environment": describe_environment(command)})
-    record = {"config": dataclasses.asdict(config), "command": " ".join(command), "features": len(features),
-              "examples": examples, "skipped_examples": features.skipped_examples, "total_steps": total_steps,
-              "resumed_from_step": first_step, "starts": starts}
+    record = {"config": dataclasses.asdict(config), "command": " ".join(command), **models,
+              "features": len(features), "examples": examples, "skipped_examples": features.skipped_examples,
+              "total_steps": total_steps, "resumed_from_step": first_step, "starts": starts}
     write_text_atomically(path, json.dumps(record, indent=2) + "\n")
 
 
@@ -273,6 +284,7 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
                                            passage_len=config.passage_len, passage_position_offset="question_len")
         teacher.requires_grad_(False)
         teacher.to(device)
+    models = model_record(qa_model, teacher)  # the init weights: before .to(device) and any resume
     student.to(device)
 
     examples = select_examples(load_squad(config.train_file), config)
@@ -312,7 +324,7 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
         elapsed_s = rewind_log(log_path, first_step, state.get("elapsed_s"))
     elif log_path.exists():
         log_path.unlink()  # a log without a checkpoint belongs to a run that never reached one
-    write_run_record(output, config, command, features, len(examples), total_steps, first_step)
+    write_run_record(output, config, command, features, len(examples), total_steps, first_step, models)
 
     started = time.time() - elapsed_s
     with open(log_path, "a") as log:

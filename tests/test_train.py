@@ -91,6 +91,14 @@ def test_teacher_then_student_train_resume_and_refuse_foreign_checkpoints(tmp_pa
     assert {"ce", "kd", "lrs"} <= set(log[-1])
     student = Deformer.from_pretrained(student_dir)
     assert student.config.layer == 1 and student.fingerprint() != teacher.fingerprint()
+    # the record names the weights the run started from and distilled from (the resumed start too: the init
+    # weights, not the checkpoint's) and the student's shape, which readers take without the saved model
+    assert record["init_fingerprint_sha256"] == record["teacher_fingerprint_sha256"] == teacher.fingerprint()
+    hf_config = teacher.qa_model.config
+    assert record["model_shape"] == {"num_layers": hf_config.num_hidden_layers, "hidden_size": hf_config.hidden_size,
+                                     "intermediate_size": hf_config.intermediate_size}
+    teacher_record = json.loads((tmp_path / "teacher" / "train_config.json").read_text())
+    assert teacher_record["teacher_fingerprint_sha256"] is None
 
 
 def test_a_cuda_run_without_cuda_is_refused_before_any_work(tmp_path, tiny_with_tokenizer, small_train_file,

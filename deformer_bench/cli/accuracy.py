@@ -32,10 +32,10 @@ def run_record(run_dir: Path) -> dict:
     train_record = read_json(run_dir / "train_config.json", "training record")
     scores = read_json(run_dir / "eval.json", "evaluation record")
     config = train_record["config"]
-    model_config = read_json(run_dir / "model" / "config.json", "model config")
+    shape = model_shape(run_dir, train_record)
     log = read_log(run_dir / "train_log.jsonl")
-    flops = path_flops(model_config["num_hidden_layers"], config["layer"], model_config["hidden_size"],
-                       model_config["intermediate_size"], config["question_len"], config["passage_len"])
+    flops = path_flops(shape["num_layers"], config["layer"], shape["hidden_size"], shape["intermediate_size"],
+                       config["question_len"], config["passage_len"])
     return {
         "run": run_dir.name, "layer": config["layer"],
         # The teacher always reads [question; passage]; older records name the students' default then ("zero").
@@ -47,8 +47,7 @@ def run_record(run_dir: Path) -> dict:
         "dev_questions": scores["questions"], "train_examples": train_record["examples"],
         "train_windows": train_record["features"], "epochs": config["epochs"], "batch_size": config["batch_size"],
         "question_len": config["question_len"], "passage_len": config["passage_len"],
-        "num_layers": model_config["num_hidden_layers"], "hidden_size": model_config["hidden_size"],
-        "intermediate_size": model_config["intermediate_size"],
+        **shape,
         "train_minutes": log[-1]["elapsed_s"] / 60 if log else None,
         "final_train_ce": final_train_ce(log),
         "train_ce_curve": [[entry["step"], entry["ce"]] for entry in log],  # for training.png; not in the CSV
@@ -57,6 +56,40 @@ def run_record(run_dir: Path) -> dict:
         "train_commits": [start["environment"]["git"]["commit"] for start in train_record.get("starts", [])],
         **onnx_scores(run_dir),
     }
+
+
+def model_shape(run_dir: Path, train_record: dict) -> dict:
+    """num_layers, hidden_size, intermediate_size of a run's model: its saved model's config, else what the training
+    record says (records since model_record), else its init model's config (a run retrains its init model, shape
+    and all). A run's record copied without its model (results/accuracy/runs/) is then enough to table it."""
+    saved_model = run_dir / "model" / "config.json"
+    if saved_model.exists():
+        config = read_json(saved_model, "model config")
+    elif "model_shape" in train_record:
+        return train_record["model_shape"]
+    else:
+        init_config = init_model_dir(Path(train_record["config"]["init_dir"]), run_dir) / "config.json"
+        if not init_config.is_file():
+            raise DeformerBenchError(f"{run_dir} holds no model/, its training record no model_shape, and its init "
+                                     f"model {init_config.parent} is not here to take the shape from",
+                                     "give the run folder with its model/")
+        config = read_json(init_config, "model config")
+    return {"num_layers": config["num_hidden_layers"], "hidden_size": config["hidden_size"],
+            "intermediate_size": config["intermediate_size"]}
+
+
+def init_model_dir(init_dir: Path, run_dir: Path) -> Path:
+    """Where a run's init model is on this machine: the path as recorded, a run of the same runs folder, or the
+    default model package installed here (another venv's path recorded)."""
+    from ..model import DEFAULT_MODEL_PACKAGE, default_model_dir  # deferred: torch
+
+    if init_dir.is_dir() or init_dir.name != "model":
+        return init_dir
+    if (run_dir.parent / init_dir.parent.name / "model").is_dir():
+        return run_dir.parent / init_dir.parent.name / "model"
+    if init_dir.parent.name == DEFAULT_MODEL_PACKAGE:
+        return default_model_dir()
+    return init_dir
 
 
 def init_name(init_dir: Path, runs_dir: Path) -> str:

@@ -9,6 +9,7 @@ committed records (`records:`) is reported without training, the rest are traine
 """
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -222,7 +223,8 @@ def recorded_run(records_dir: Path, name: str, config, evaluation: dict, runs_di
     if not folder.exists() and not folder.is_symlink():
         return None, None
     try:
-        saved = read_json(folder / "train_config.json", "training record")["config"]
+        train_record = read_json(folder / "train_config.json", "training record")
+        saved = train_record["config"]
         scored = read_json(folder / "eval.json", "evaluation record")
         if not isinstance(saved, dict) or not isinstance(scored, dict):
             raise TypeError("train_config.json's 'config' and eval.json must be mappings")
@@ -233,12 +235,37 @@ def recorded_run(records_dir: Path, name: str, config, evaluation: dict, runs_di
         differing += [key for key in ("init_dir", "teacher_dir") if model_reference(saved.get(key), recorded_runs_dir)
                       != model_reference(getattr(config, key), runs_dir)]
         differing += evaluation_differences(scored, evaluation, config.doc_stride, by_name=True)
+        differing += weight_differences(train_record, config)
     except (FormatError, KeyError, TypeError, ValueError, OverflowError) as error:
         raise ConfigError(f"the record of run {name!r} in {folder} cannot be read ({type(error).__name__}: {error})",
                           f"restore it from git, or move {folder} away to train the run again") from None
     if differing:
         return None, f"is of other settings ({', '.join(differing)} differ)"
     return scored, None
+
+
+def weight_differences(train_record: dict, config) -> list:
+    """"init weights" / "teacher weights" when the model at the run's init or teacher path is not the one the record
+    trained from (its fingerprint, in records since train.model_record; older records are compared by path only):
+    a teacher retrained into the same folder makes its students' records stale. A model not here is not compared
+    (a queue run's model: plan_queue's rule on sources covers it)."""
+    differing = []
+    for what, path in (("init", config.init_dir), ("teacher", config.teacher_dir)):
+        recorded = train_record.get(f"{what}_fingerprint_sha256")
+        if recorded is not None and path and model_fingerprint(str(path)) not in (None, recorded):
+            differing.append(f"{what} weights")
+    return differing
+
+
+@functools.lru_cache(maxsize=None)
+def model_fingerprint(path: str):
+    """Deformer.fingerprint of the model folder at `path` as a run loads it, or None where there is none; once per
+    path and process (a queue compares each of its records against the same few models)."""
+    from ..model import load_qa_model, weights_fingerprint  # deferred: torch
+
+    if not (Path(path) / "config.json").is_file():
+        return None
+    return weights_fingerprint(load_qa_model(Path(path))[0])
 
 
 def plan_queue(configs: list, selected, runs_dir: Path, records_dir) -> list:

