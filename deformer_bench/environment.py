@@ -33,18 +33,34 @@ def cpu_info() -> dict:
     }
 
 
-def git_commit() -> dict:
+def git_state() -> dict:
+    """The checkout's commit now, and whether tracked files differ from it (new untracked files, results, do not)."""
     root = Path(__file__).resolve().parent.parent
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
 
     try:
-        # Dirty means tracked files differ from the commit; new untracked files (results) do not count.
         return {"commit": git("rev-parse", "HEAD") or None,
                 "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+_first_git_state = None  # this process's first look at the checkout: the code it imported
+
+
+def git_commit() -> dict:
+    """The commit of the code this process runs: the checkout as this process first saw it, not as it is now. A
+    long process (a training queue runs for hours) keeps the code it imported while commits land beside it; when
+    the checkout has moved since, "checkout_now" says to what, so the record does not claim code that never ran."""
+    global _first_git_state
+    now = git_state()
+    if _first_git_state is None:
+        _first_git_state = now
+    if now == _first_git_state:
+        return dict(now)
+    return {**_first_git_state, "checkout_now": now}
 
 
 def package_versions() -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..contracts.errors import ConfigError, DeformerBenchError
 from ..contracts.readers import FormatError, read_json
-from ..environment import describe_environment
+from ..environment import describe_environment, git_commit
 from ..files import write_text_atomically
 from ..squad.data import load_squad
 from ..squad.metric import warn_to_stderr
@@ -339,6 +339,7 @@ def run_queue(queue_path: Path, runs_dir: Path, only, command: list, progress: b
     """Check the whole queue, plan it (plan_queue), then train and evaluate each run to do in order."""
     from ..train import train  # deferred: torch
 
+    git_commit()  # the code this queue runs, looked at now: commits may land during its hours of work
     configs = queue_configs(queue_path, runs_dir)
     selected = {name.strip() for name in only.split(",") if name.strip()} if only is not None else None
     if selected is not None and not selected:
