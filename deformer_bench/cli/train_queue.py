@@ -97,11 +97,12 @@ def check_run_name(queue_path: Path, name) -> None:
         raise _queue_error(queue_path, f"run name {name!r} must be a plain folder name (no '/')")
 
 
-def queue_configs(queue_path: Path, runs_dir: Path) -> list:
-    """[(name, TrainConfig, eval settings)] in queue order; `init`/`teacher` may name earlier runs."""
+def queue_configs(queue_path: Path, runs_dir: Path, queue: dict = None) -> list:
+    """[(name, TrainConfig, eval settings)] in queue order; `init`/`teacher` may name earlier runs. `queue`: the
+    file as read_queue read it already (read once: the runs and the records folder from one version of the file)."""
     from ..model import default_model_dir  # deferred: torch
 
-    queue = read_queue(queue_path)
+    queue = read_queue(queue_path) if queue is None else queue
     defaults = dict(queue.get("defaults") or {})
     evaluation = dict(queue.get("evaluation") or {})
     configs, names = [], set()
@@ -187,12 +188,13 @@ def read_evaluation(path: Path, evaluation: dict, doc_stride: int):
         return None
     try:
         record = read_json(path, "evaluation record")
-        same = not evaluation_differences(record, evaluation, doc_stride)
+        differing = evaluation_differences(record, evaluation, doc_stride)
     except (FormatError, KeyError, TypeError) as error:
         print(f"note: {path} cannot be read ({error}); evaluating again", file=sys.stderr)
         return None
-    if not same:
-        print(f"note: {path} scored another evaluation (dataset, limit or stride); evaluating again", file=sys.stderr)
+    if differing:
+        print(f"note: {path} scored another evaluation ({', '.join(differing)} differ); evaluating again",
+              file=sys.stderr)
         return None
     return record
 
@@ -340,7 +342,8 @@ def run_queue(queue_path: Path, runs_dir: Path, only, command: list, progress: b
     from ..train import train  # deferred: torch
 
     git_commit()  # the code this queue runs, looked at now: commits may land during its hours of work
-    configs = queue_configs(queue_path, runs_dir)
+    queue = read_queue(queue_path)
+    configs = queue_configs(queue_path, runs_dir, queue)
     selected = {name.strip() for name in only.split(",") if name.strip()} if only is not None else None
     if selected is not None and not selected:
         raise ConfigError("--only is empty", f"name runs of {queue_path}, e.g. --only {configs[0][0]}")
@@ -349,7 +352,7 @@ def run_queue(queue_path: Path, runs_dir: Path, only, command: list, progress: b
         raise ConfigError(f"--only names runs not in {queue_path}: {', '.join(unknown)}",
                           f"runs there: {', '.join(name for name, _, _ in configs)}")
     check_queue_inputs(configs, runs_dir, queue_path)
-    records_dir = read_queue(queue_path).get("records")
+    records_dir = queue.get("records")
     for name, config, evaluation, recorded in plan_queue(configs, selected, runs_dir, records_dir):
         if recorded is not None:
             print(f"{name}: F1 {recorded['f1']:.2f}, EM {recorded['exact_match']:.2f} on {recorded['questions']} "

@@ -137,6 +137,7 @@ def test_a_stale_or_damaged_evaluation_is_redone(tiny_queue_runs, tmp_path, caps
     path = copy / "teacher" / "eval.json"
     assert read_evaluation(path, evaluation, config.doc_stride)["questions"] == 6
     assert read_evaluation(path, {**evaluation, "limit": 7}, config.doc_stride) is None
+    assert "(evaluation limit differ)" in capsys.readouterr().err  # what differs, by name
     path.write_text("[]")
     assert read_evaluation(path, evaluation, config.doc_stride) is None
     assert "evaluating again" in capsys.readouterr().err
