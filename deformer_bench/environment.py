@@ -56,6 +56,8 @@ def git_commit() -> dict:
     the checkout has moved since, "checkout_now" says to what, so the record does not claim code that never ran."""
     global _first_git_state
     now = git_state()
+    if now["commit"] is None:  # git failed or timed out (a loaded machine): nothing to compare or to keep
+        return dict(_first_git_state or now)
     if _first_git_state is None:
         _first_git_state = now
     if now == _first_git_state:

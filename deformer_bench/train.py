@@ -245,6 +245,19 @@ def model_record(qa_model, teacher) -> dict:
             "teacher_fingerprint_sha256": teacher.fingerprint() if teacher is not None else None}
 
 
+def check_same_start_models(record_path: Path, models: dict) -> None:
+    """A resumed run must start from and distil from the weights its first start did: a teacher retrained into
+    the same folder meanwhile would give a run of two teachers under one record (records before model_record name
+    none: not compared)."""
+    saved = read_json(record_path, "training record") if record_path.exists() else {}
+    changed = [what for what in ("init", "teacher") if f"{what}_fingerprint_sha256" in saved
+               and saved[f"{what}_fingerprint_sha256"] != models[f"{what}_fingerprint_sha256"]]
+    if changed:
+        raise CheckpointError(f"the {' and '.join(changed)} model of {record_path.parent} holds other weights than "
+                              f"when the run started ({record_path.name} names the first ones)",
+                              "put the first weights back to resume, or train into a new --output")
+
+
 def write_run_record(output: Path, config: TrainConfig, command: list, features, examples: int, total_steps: int,
                      first_step: int, models: dict) -> None:
     """train_config.json: the settings, the models (model_record), the data used, and one entry per start
@@ -320,6 +333,7 @@ def train(config: TrainConfig, command: list, progress: bool = True) -> Path:
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         first_step = state["step"]
+        check_same_start_models(output / "train_config.json", models)
         # Elapsed time counts the steps kept across resumes, not the work an interruption lost.
         elapsed_s = rewind_log(log_path, first_step, state.get("elapsed_s"))
     elif log_path.exists():

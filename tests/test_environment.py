@@ -20,14 +20,19 @@ def test_this_machine_is_described_alike_on_both_sides():
 
 def test_a_long_process_records_the_commit_it_imported_and_says_when_the_checkout_moved(monkeypatch):
     """A training queue runs for hours while commits land beside it: its records name the code it runs."""
-    states = iter([{"commit": "a" * 40, "dirty": False}, {"commit": "a" * 40, "dirty": False},
+    failed = {"commit": None, "dirty": None}  # git timed out: neither kept as the first look nor compared
+    states = iter([failed, {"commit": "a" * 40, "dirty": False}, {"commit": "a" * 40, "dirty": False}, failed,
                    {"commit": "b" * 40, "dirty": False}])
     monkeypatch.setattr(environment, "git_state", lambda: next(states))
     monkeypatch.setattr(environment, "_first_git_state", None)
+    assert environment.git_commit() == failed
     assert environment.git_commit() == environment.git_commit() == {"commit": "a" * 40, "dirty": False}
+    assert environment.git_commit() == {"commit": "a" * 40, "dirty": False}
     assert environment.git_commit() == {"commit": "a" * 40, "dirty": False,
                                         "checkout_now": {"commit": "b" * 40, "dirty": False}}
 
 
-def test_this_checkout_is_described_by_its_own_commit():
-    assert environment.git_commit()["commit"] == environment.git_state()["commit"]
+def test_this_checkout_has_a_commit():
+    import re
+
+    assert re.fullmatch("[0-9a-f]{40}", environment.git_state()["commit"])

@@ -74,6 +74,13 @@ def test_teacher_then_student_train_resume_and_refuse_foreign_checkpoints(tmp_pa
                    teacher_dir=str(teacher_dir), learning_rate=5e-4)
     with pytest.raises(CheckpointError, match="learning_rate"):
         train(other, ["test"], progress=False)
+    # ... a teacher that holds other weights than when the run started is refused (the record names the first) ...
+    record_path = tmp_path / "student" / "train_config.json"
+    first_record = record_path.read_text()
+    record_path.write_text(json.dumps({**json.loads(first_record), "teacher_fingerprint_sha256": "0" * 64}))
+    with pytest.raises(CheckpointError, match="the teacher model .* holds other weights than when the run started"):
+        train(student_config, ["test"], progress=False)
+    record_path.write_text(first_record)
     # ... and the same settings resume from step 2 to the end, dropping log lines of the work the
     # interruption lost (a line for step 3 stands in for them).
     log_path = tmp_path / "student" / "train_log.jsonl"

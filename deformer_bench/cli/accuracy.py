@@ -58,37 +58,60 @@ def run_record(run_dir: Path) -> dict:
     }
 
 
-def model_shape(run_dir: Path, train_record: dict) -> dict:
+SHAPE_KEYS = ("num_layers", "hidden_size", "intermediate_size")
+
+
+def model_shape(run_dir: Path, train_record: dict, depth: int = 0) -> dict:
     """num_layers, hidden_size, intermediate_size of a run's model: its saved model's config, else what the training
-    record says (records since model_record), else its init model's config (a run retrains its init model, shape
-    and all). A run's record copied without its model (results/accuracy/runs/) is then enough to table it."""
-    saved_model = run_dir / "model" / "config.json"
-    if saved_model.exists():
-        config = read_json(saved_model, "model config")
-    elif "model_shape" in train_record:
-        return train_record["model_shape"]
-    else:
-        init_config = init_model_dir(Path(train_record["config"]["init_dir"]), run_dir) / "config.json"
-        if not init_config.is_file():
-            raise DeformerBenchError(f"{run_dir} holds no model/, its training record no model_shape, and its init "
-                                     f"model {init_config.parent} is not here to take the shape from",
-                                     "give the run folder with its model/")
-        config = read_json(init_config, "model config")
+    record says (records since train.model_record), else its init model's (a run retrains its init model, shape and
+    all): a run of the same folder, by name as init_name finds it, or the init path as recorded. A run's record
+    copied without its model (results/accuracy/runs/) is then enough to table it."""
+    if (run_dir / "model" / "config.json").exists():
+        return shape_of_config(read_json(run_dir / "model" / "config.json", "model config"))
+    if "model_shape" in train_record:
+        return checked_shape(train_record["model_shape"], run_dir / "train_config.json")
+    init_dir = Path(train_record["config"]["init_dir"])
+    source_run = run_dir.parent / init_dir.parent.name
+    if (init_dir.name == "model" and source_run != run_dir and depth < 100
+            and (source_run / "train_config.json").is_file()):
+        return model_shape(source_run, read_json(source_run / "train_config.json", "training record"), depth + 1)
+    init_config = init_model_dir(init_dir, run_dir.parent) / "config.json"
+    if not init_config.is_file():
+        relative = "" if init_dir.is_absolute() else f" (a relative path starts at the current folder, {Path.cwd()})"
+        raise DeformerBenchError(f"{run_dir} holds no model/, its training record no model_shape, and its init "
+                                 f"model {init_config.parent} is not here to take the shape from{relative}",
+                                 "give the run folder with its model/, or run from the folder its init path starts at")
+    return shape_of_config(read_json(init_config, "model config"))
+
+
+def shape_of_config(config: dict) -> dict:
+    """SHAPE_KEYS of a Hugging Face config.json."""
     return {"num_layers": config["num_hidden_layers"], "hidden_size": config["hidden_size"],
             "intermediate_size": config["intermediate_size"]}
 
 
-def init_model_dir(init_dir: Path, run_dir: Path) -> Path:
-    """Where a run's init model is on this machine: the path as recorded, a run of the same runs folder, or the
-    default model package installed here (another venv's path recorded)."""
-    from ..model import DEFAULT_MODEL_PACKAGE, default_model_dir  # deferred: torch
+def checked_shape(shape, path: Path) -> dict:
+    """A recorded model_shape: exactly SHAPE_KEYS, each a positive whole number (a damaged record would otherwise
+    give a wrong FLOP ideal, or overwrite the table's columns)."""
+    if not (isinstance(shape, dict) and set(shape) == set(SHAPE_KEYS) and all(
+            isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in shape.values())):
+        raise DeformerBenchError(f"{path}: model_shape is {shape!r}, not {', '.join(SHAPE_KEYS)} as positive numbers",
+                                 "restore the record from git, or give the run folder with its model/")
+    return dict(shape)
 
-    if init_dir.is_dir() or init_dir.name != "model":
-        return init_dir
-    if (run_dir.parent / init_dir.parent.name / "model").is_dir():
-        return run_dir.parent / init_dir.parent.name / "model"
-    if init_dir.parent.name == DEFAULT_MODEL_PACKAGE:
-        return default_model_dir()
+
+def init_model_dir(init_dir: Path, runs_dir: Path) -> Path:
+    """Where a run's init model is on this machine: the default model package installed here when the record names
+    it in another venv (train_queue.model_reference), else the path as recorded."""
+    from .train_queue import model_reference
+
+    if not init_dir.is_dir() and model_reference(init_dir, runs_dir) == "the default model":
+        from ..model import default_model_dir  # deferred: torch
+
+        try:
+            return default_model_dir()
+        except DeformerBenchError:  # not installed here either: the caller says the init model is not here
+            return init_dir
     return init_dir
 
 

