@@ -22,6 +22,7 @@ from ..contracts.errors import ConfigError, DeformerBenchError
 from ..contracts.readers import read_json, read_json_lines
 from ..files import check_distinct_paths, save_figure_atomically, write_text_atomically
 from .common import run_cli
+from .train_queue import model_reference
 
 TEACHER_LAYER = 0
 ONNX_EVAL_FILE = "eval-onnx.json"
@@ -103,8 +104,6 @@ def checked_shape(shape, path: Path) -> dict:
 def init_model_dir(init_dir: Path, runs_dir: Path) -> Path:
     """Where a run's init model is on this machine: the default model package installed here when the record names
     it in another venv (train_queue.model_reference), else the path as recorded."""
-    from .train_queue import model_reference
-
     if not init_dir.is_dir() and model_reference(init_dir, runs_dir) == "the default model":
         from ..model import default_model_dir  # deferred: torch
 

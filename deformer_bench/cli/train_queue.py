@@ -356,8 +356,10 @@ def evaluate_run(name: str, config, evaluation: dict, command: list, progress: b
 
 def run_queue(queue_path: Path, runs_dir: Path, only, command: list, progress: bool) -> None:
     """Check the whole queue, plan it (plan_queue), then train and evaluate each run to do in order."""
-    from ..evaluate import evaluate_model  # noqa: F401  (deferred: torch) imported now, with the training code,
-    from ..train import train  # so that the commit looked at next is the code of both, whatever lands later
+    # Training and evaluation code imported now, both, so that the commit looked at next is the code that runs,
+    # whatever lands during the queue's hours of work.
+    from ..evaluate import evaluate_model  # noqa: F401  # deferred: torch
+    from ..train import train  # deferred: torch
 
     git_commit()  # the code this queue runs, looked at now: commits may land during its hours of work
     queue = read_queue(queue_path)
